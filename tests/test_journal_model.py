@@ -1,0 +1,127 @@
+"""Model-based test: the journal behaves like a plain dict of entries, across reopens."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import zjournal
+
+NAMES = st.sampled_from(["orders", "events", "ünïcode"])
+FRAMES = st.lists(st.binary(max_size=20), min_size=1, max_size=3)
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class Model:
+    name: str
+    direction: str
+    frames: list[bytes]
+    state: str = "pending"
+    attempts: int = 0
+
+
+class JournalMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="zjournal-model-")
+        self.journal = zjournal.open(self.dir, max_attempts=MAX_ATTEMPTS)
+        self.model: dict[int, Model] = {}
+        self.issued: list[int] = []
+
+    def teardown(self) -> None:
+        self.journal.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _some_id(self, data: st.DataObject) -> int:
+        return data.draw(st.sampled_from(self.issued))
+
+    @rule(name=NAMES, frames=FRAMES, direction=st.sampled_from(["in", "out"]))
+    def append(self, name: str, frames: list[bytes], direction: str) -> None:
+        entry_id = self.journal.append(name, frames, direction=direction)
+        assert not self.issued or entry_id > self.issued[-1]
+        self.issued.append(entry_id)
+        self.model[entry_id] = Model(name, direction, frames)
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def ack(self, data: st.DataObject) -> None:
+        entry_id = self._some_id(data)
+        changed = self.journal.ack(entry_id)
+        assert changed == (entry_id in self.model)
+        self.model.pop(entry_id, None)
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def nack(self, data: st.DataObject) -> None:
+        entry_id = self._some_id(data)
+        if entry_id not in self.model:
+            try:
+                self.journal.nack(entry_id)
+            except zjournal.UnknownEntryError:
+                return
+            raise AssertionError("nack of a removed entry succeeded")
+        self.journal.nack(entry_id)
+        m = self.model[entry_id]
+        if m.state == "dead":
+            m.attempts = 0
+        m.state = "pending"
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def dead(self, data: st.DataObject) -> None:
+        entry_id = self._some_id(data)
+        if entry_id not in self.model:
+            try:
+                self.journal.dead(entry_id)
+            except zjournal.UnknownEntryError:
+                return
+            raise AssertionError("dead of a removed entry succeeded")
+        self.journal.dead(entry_id, "model")
+        self.model[entry_id].state = "dead"
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def attempt(self, data: st.DataObject) -> None:
+        entry_id = self._some_id(data)
+        m = self.model.get(entry_id)
+        if m is None or m.state != "pending":
+            try:
+                self.journal.attempt(entry_id)
+            except (zjournal.UnknownEntryError, zjournal.InvalidTransitionError):
+                return
+            raise AssertionError("attempt on a non-pending entry succeeded")
+        e = self.journal.attempt(entry_id)
+        if m.attempts >= MAX_ATTEMPTS:
+            m.state = "dead"
+        else:
+            m.attempts += 1
+        assert (e.state, e.attempts) == (m.state, m.attempts)
+
+    @rule()
+    def reopen(self) -> None:
+        self.journal.close()
+        self.journal = zjournal.open(self.dir, max_attempts=MAX_ATTEMPTS)
+
+    @invariant()
+    def same_entries(self) -> None:
+        got = {e.id: Model(e.name, e.direction, e.frames, e.state, e.attempts) for e in self.journal.entries()}
+        assert got == self.model
+
+    @invariant()
+    def same_counts(self) -> None:
+        for state in ("pending", "acked", "dead"):
+            for name in (None, "orders", "events", "ünïcode"):
+                expected = sum(1 for m in self.model.values() if m.state == state and (name is None or m.name == name))
+                assert self.journal.count(name=name, state=state) == expected
+
+
+JournalMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestJournalModel = JournalMachine.TestCase

@@ -1,0 +1,52 @@
+"""zjournal: a message journal for ZeroMQ services.
+
+Every message a wrapped socket moves is written, with its acknowledgement
+state, to an embedded RocksDB before it moves; whatever was never
+acknowledged comes back after a crash or a stop.
+"""
+
+from zjournal.durability import Durability
+from zjournal.entry import SCHEMA_VERSION, Direction, Entry, State
+from zjournal.errors import (
+    IncompatibleJournalError,
+    InvalidArgumentError,
+    InvalidFramesError,
+    InvalidTransitionError,
+    JournalClosedError,
+    JournalLockedError,
+    JournalOpenError,
+    NotAJournalError,
+    StoreError,
+    UnknownEntryError,
+    ZJournalError,
+)
+from zjournal.journal import Journal, open
+from zjournal.store import Batch, MemoryStore, RocksStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Batch",
+    "Direction",
+    "Durability",
+    "Entry",
+    "IncompatibleJournalError",
+    "InvalidArgumentError",
+    "InvalidFramesError",
+    "InvalidTransitionError",
+    "Journal",
+    "JournalClosedError",
+    "JournalLockedError",
+    "JournalOpenError",
+    "MemoryStore",
+    "NotAJournalError",
+    "RocksStore",
+    "State",
+    "Store",
+    "StoreError",
+    "UnknownEntryError",
+    "ZJournalError",
+    "__version__",
+    "open",
+]

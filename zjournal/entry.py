@@ -1,0 +1,144 @@
+"""Entries, their states and their on-disk record format.
+
+A record is a msgpack array with fixed positions (no field names on disk: they
+cost bytes and packing time on the hot path). ``SCHEMA_VERSION`` changes
+whenever the positions or their meaning change.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+
+import msgpack
+
+from zjournal.errors import InvalidArgumentError
+
+SCHEMA_VERSION = 1
+
+
+class State(enum.StrEnum):
+    """Where an entry is in its life: compares equal to its plain string."""
+
+    PENDING = "pending"
+    ACKED = "acked"
+    DEAD = "dead"
+
+
+class Direction(enum.StrEnum):
+    """``in``: received by the application; ``out``: sent by it."""
+
+    IN = "in"
+    OUT = "out"
+
+
+# Small ints on disk; the enums above are what users see.
+STATE_CODES: dict[State, int] = {State.PENDING: 0, State.ACKED: 1, State.DEAD: 2}
+STATES_BY_CODE: tuple[State, ...] = (State.PENDING, State.ACKED, State.DEAD)
+DIRECTION_CODES: dict[Direction, int] = {Direction.IN: 0, Direction.OUT: 1}
+DIRECTIONS_BY_CODE: tuple[Direction, ...] = (Direction.IN, Direction.OUT)
+
+PENDING, ACKED, DEAD = 0, 1, 2
+
+
+@dataclass(slots=True)
+class Entry:
+    """One whole ZeroMQ message and its delivery bookkeeping.
+
+    ``frames`` holds every frame, the routing envelope included; the first
+    ``envelope_size`` of them are the envelope (ROUTER identities and the empty
+    delimiter), available apart as :attr:`envelope` and :attr:`body`.
+    """
+
+    id: int
+    name: str
+    direction: Direction
+    frames: list[bytes]
+    state: State
+    attempts: int
+    created: float
+    updated: float = 0.0
+    reason: str = ""
+    envelope_size: int = 0
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.size = sum(len(f) for f in self.frames)
+
+    @property
+    def envelope(self) -> list[bytes]:
+        return self.frames[: self.envelope_size]
+
+    @property
+    def body(self) -> list[bytes]:
+        return self.frames[self.envelope_size :]
+
+
+# Record positions: [state, attempts, created, name, direction, frames, updated, reason, envelope_size]
+_packer = msgpack.Packer(use_bin_type=True)
+_KEY = struct.Struct(">Q")
+
+
+def encode_key(entry_id: int) -> bytes:
+    """Big-endian ids sort in id order, which is arrival order."""
+    return _KEY.pack(entry_id)
+
+
+def decode_key(key: bytes) -> int:
+    return _KEY.unpack(key)[0]
+
+
+def encode_record(
+    state: int,
+    attempts: int,
+    created: float,
+    name: str,
+    direction: int,
+    frames: list[bytes],
+    updated: float = 0.0,
+    reason: str = "",
+    envelope_size: int = 0,
+) -> bytes:
+    return _packer.pack([state, attempts, created, name, direction, frames, updated, reason, envelope_size])
+
+
+def decode_record(raw: bytes) -> list:
+    """The record as a mutable list in the positions of :func:`encode_record`."""
+    return msgpack.unpackb(raw, raw=False, use_list=True)
+
+
+def entry_from_record(entry_id: int, rec: list) -> Entry:
+    return Entry(
+        id=entry_id,
+        name=rec[3],
+        direction=DIRECTIONS_BY_CODE[rec[4]],
+        frames=rec[5],
+        state=STATES_BY_CODE[rec[0]],
+        attempts=rec[1],
+        created=rec[2],
+        updated=rec[6],
+        reason=rec[7],
+        envelope_size=rec[8],
+    )
+
+
+def parse_state(value: str | State | None) -> int | None:
+    """The state code for a user-given state name, None for 'any'."""
+    if value is None:
+        return None
+    try:
+        return STATE_CODES[State(value)]
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise InvalidArgumentError(f"unknown state {value!r}: expected one of {names}") from None
+
+
+def parse_direction(value: str | Direction | None) -> int | None:
+    """The direction code for a user-given direction, None for 'any'."""
+    if value is None:
+        return None
+    try:
+        return DIRECTION_CODES[Direction(value)]
+    except ValueError:
+        raise InvalidArgumentError(f"unknown direction {value!r}: expected 'in' or 'out'") from None

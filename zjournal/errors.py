@@ -1,0 +1,80 @@
+"""The one exception root of zjournal and its subclasses.
+
+Every error zjournal raises on purpose derives from :class:`ZJournalError`, so
+``except zjournal.ZJournalError`` catches them all. Subclasses carry their
+context as attributes (``path``, ``entry_id`` …) and some also derive from the
+matching builtin (``TypeError``, ``ValueError``) so code written against plain
+pyzmq still catches what it used to.
+"""
+
+from __future__ import annotations
+
+
+class ZJournalError(Exception):
+    """Root of every error zjournal raises on purpose."""
+
+
+class JournalOpenError(ZJournalError):
+    """A journal could not be opened; nothing on disk was changed."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class NotAJournalError(JournalOpenError):
+    """The path exists but holds something other than a zjournal journal."""
+
+
+class JournalLockedError(JournalOpenError):
+    """The journal is held open by another process, or already by this one."""
+
+
+class IncompatibleJournalError(JournalOpenError):
+    """The journal was written with a schema version this release cannot read."""
+
+    def __init__(self, message: str, *, path: str, found: int, supported: int) -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.supported = supported
+
+
+class JournalClosedError(ZJournalError):
+    """An operation was attempted on a journal that is already closed."""
+
+
+class InvalidFramesError(ZJournalError, TypeError):
+    """A message to journal was not a non-empty sequence of bytes-like frames."""
+
+
+class InvalidArgumentError(ZJournalError, ValueError):
+    """An argument has a value zjournal does not accept (unknown state, mode …)."""
+
+
+class UnknownEntryError(ZJournalError, KeyError):
+    """No entry with this id is in the journal."""
+
+    def __init__(self, entry_id: int, detail: str = "") -> None:
+        message = f"no entry {entry_id} in the journal" + (f" ({detail})" if detail else "")
+        super().__init__(message)
+        self.entry_id = entry_id
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class InvalidTransitionError(ZJournalError):
+    """The entry's current state does not allow the requested change."""
+
+    def __init__(self, entry_id: int, state: str, action: str) -> None:
+        super().__init__(f"entry {entry_id} is {state}: cannot {action} it")
+        self.entry_id = entry_id
+        self.state = state
+        self.action = action
+
+
+class StoreError(ZJournalError):
+    """The storage engine failed (disk full, I/O error, corruption …).
+
+    The write that raised did not happen: nothing was journaled by it.
+    """

@@ -1,0 +1,541 @@
+"""The journal: entries, their states, counters, ids and retention.
+
+Every state change is one atomic batch on the store, so a crash between any
+two calls leaves a journal that is consistent with the last call that
+returned. Counters are kept in memory (rebuilt by one scan at open) so that
+:meth:`Journal.count` never scans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgpack
+
+from zjournal import entry as rec
+from zjournal.durability import Durability
+from zjournal.entry import Direction, Entry, State
+from zjournal.errors import (
+    IncompatibleJournalError,
+    InvalidArgumentError,
+    InvalidFramesError,
+    InvalidTransitionError,
+    JournalClosedError,
+    NotAJournalError,
+    StoreError,
+    UnknownEntryError,
+)
+from zjournal.store.base import Store
+from zjournal.store.memory import MemoryStore
+from zjournal.store.rocks import RocksStore
+
+log = logging.getLogger("zjournal")
+
+_META_SCHEMA = b"schema"
+_META_SEQ = b"seq"  # ids below this value may have been handed out
+_META_FLOOR = b"floor"  # no live entry has an id below this value
+_META_DURABILITY = b"durability"
+_META_CREATED = b"created"
+
+# Ids are reserved on disk in blocks, so a restart never reuses one without a
+# meta write on every append.
+_ID_BLOCK = 4096
+
+CounterKey = tuple[str, int, int]  # (name, direction code, state code)
+
+
+def _as_frames(frames: Sequence[Any]) -> list[bytes]:
+    """Whole message as a list of bytes; one clear error for anything else."""
+    if isinstance(frames, (bytes, bytearray, memoryview, str)):
+        raise InvalidFramesError(
+            f"frames must be a sequence of bytes-like frames (a list), not a single {type(frames).__name__}"
+        )
+    try:
+        items = list(frames)
+    except TypeError:
+        raise InvalidFramesError(
+            f"frames must be a sequence of bytes-like frames, not {type(frames).__name__}"
+        ) from None
+    if not items:
+        raise InvalidFramesError("a message needs at least one frame")
+    out: list[bytes] = []
+    for index, frame in enumerate(items):
+        if type(frame) is bytes:
+            out.append(frame)
+            continue
+        if isinstance(frame, str):
+            raise InvalidFramesError(f"frame {index} is a str: encode it to bytes first")
+        try:
+            out.append(memoryview(frame).tobytes())
+        except TypeError:
+            raise InvalidFramesError(f"frame {index} is a {type(frame).__name__}, not bytes-like") from None
+    return out
+
+
+def _check_settings(retention: float, max_attempts: int | None, fsync_interval: float) -> None:
+    if retention < 0:
+        raise InvalidArgumentError(f"retention must be >= 0 seconds, not {retention}")
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidArgumentError(f"max_attempts must be >= 1 or None, not {max_attempts}")
+    if fsync_interval <= 0:
+        raise InvalidArgumentError(f"fsync_interval must be > 0 ms, not {fsync_interval}")
+
+
+class Journal:
+    """A durable record of messages and their acknowledgement state.
+
+    Use :func:`zjournal.open` for a journal on disk; ``Journal()`` alone is a
+    journal in memory (nothing survives the process). A journal is a context
+    manager; :meth:`close` is idempotent. It is safe to share between threads.
+
+    Args:
+        store: the store to sit on (default: a new :class:`MemoryStore`).
+        durability: ``process`` (default), ``interval``, ``always`` or ``none``.
+        retention: seconds to keep acked entries for audit; 0 deletes them at once.
+        max_attempts: deliveries allowed before an entry goes ``dead``; None: no limit.
+        fsync_interval: milliseconds between fsyncs in ``interval`` mode.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        durability: str | Durability = Durability.PROCESS,
+        retention: float = 0.0,
+        max_attempts: int | None = None,
+        fsync_interval: float = 10.0,
+        path: str | None = None,
+    ) -> None:
+        _check_settings(retention, max_attempts, fsync_interval)
+        self.durability = Durability.parse(durability)
+        self.retention = float(retention)
+        self.max_attempts = max_attempts
+        self.fsync_interval = float(fsync_interval)
+        self.path = path
+        self._store: Store = store if store is not None else MemoryStore()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sync_each_write = self.durability is Durability.ALWAYS
+        self._dirty = False  # written since the last background fsync
+        self._background_error: BaseException | None = None
+        self._counts: dict[CounterKey, int] = {}
+        self._batch = self._store.batch
+        try:
+            self._load()
+        except BaseException:
+            self._store.close()
+            raise
+        self._stop = threading.Event()
+        self._maintainer: threading.Thread | None = None
+        if self.durability is Durability.INTERVAL or self.retention > 0:
+            self._maintainer = threading.Thread(target=self._maintain, name="zjournal-maintainer", daemon=True)
+            self._maintainer.start()
+        if self.durability is Durability.NONE:
+            log.warning("journal %s: durability 'none' keeps no write-ahead log; a crash loses messages", path)
+
+    # -- opening ---------------------------------------------------------
+
+    def _load(self) -> None:
+        """Check the schema, then rebuild counters and the id sequence in one scan."""
+        store = self._store
+        raw_schema = store.get("meta", _META_SCHEMA)
+        if raw_schema is None:
+            if next(iter(store.scan("entries")), None) is not None:
+                raise NotAJournalError(f"{self.path} has entries but no zjournal schema", path=str(self.path))
+            self._initialise()
+        else:
+            found = msgpack.unpackb(raw_schema)
+            if found != rec.SCHEMA_VERSION:
+                raise IncompatibleJournalError(
+                    f"journal {self.path} has schema version {found}; this zjournal reads version {rec.SCHEMA_VERSION}",
+                    path=str(self.path),
+                    found=found,
+                    supported=rec.SCHEMA_VERSION,
+                )
+        self._reserved = self._meta_int(_META_SEQ, 1)
+        self._floor = self._meta_int(_META_FLOOR, 1)
+        last_id = 0
+        first_id = None
+        counts = self._counts
+        for key, value in store.scan("entries", rec.encode_key(self._floor)):
+            entry_id = rec.decode_key(key)
+            if first_id is None:
+                first_id = entry_id
+            last_id = entry_id
+            r = rec.decode_record(value)
+            ck = (r[3], r[4], r[0])
+            counts[ck] = counts.get(ck, 0) + 1
+        self._next_id = max(self._reserved, last_id + 1)
+        self._floor = first_id if first_id is not None else self._next_id
+        batch = store.batch()
+        batch.put("meta", _META_DURABILITY, msgpack.packb(self.durability.value))
+        store.write(batch, sync=True)
+
+    def _initialise(self) -> None:
+        batch = self._store.batch()
+        batch.put("meta", _META_SCHEMA, msgpack.packb(rec.SCHEMA_VERSION))
+        batch.put("meta", _META_CREATED, msgpack.packb(time.time()))
+        batch.put("meta", _META_SEQ, msgpack.packb(1))
+        self._store.write(batch, sync=True)
+
+    def _meta_int(self, key: bytes, default: int) -> int:
+        raw = self._store.get("meta", key)
+        return default if raw is None else int(msgpack.unpackb(raw))
+
+    # -- writing -----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path or '(memory)'} is closed")
+        if self._background_error is not None:
+            err, self._background_error = self._background_error, None
+            raise StoreError(f"journal {self.path}: background fsync failed: {err}") from err
+
+    def _commit(self, batch: Any, changes: list[tuple[CounterKey, int]]) -> None:
+        """Write ``batch`` atomically, then apply the counter changes it made.
+
+        Must be called with the lock held. Counters change only after the write
+        returned, so a failed write leaves them telling the truth.
+        """
+        self._store.write(batch, sync=self._sync_each_write)
+        counts = self._counts
+        for ck, delta in changes:
+            counts[ck] = counts.get(ck, 0) + delta
+        self._dirty = True
+
+    def _new_id(self, batch: Any) -> int:
+        """The next id; reserves the next block in ``batch`` when one runs out."""
+        entry_id = self._next_id
+        if entry_id >= self._reserved:
+            self._reserved = entry_id + _ID_BLOCK
+            batch.put("meta", _META_SEQ, msgpack.packb(self._reserved))
+        self._next_id = entry_id + 1
+        return entry_id
+
+    def append(
+        self,
+        name: str,
+        frames: Sequence[Any],
+        *,
+        direction: str | Direction,
+        attempts: int = 0,
+        envelope_size: int = 0,
+    ) -> int:
+        """Journal one whole message as a pending entry and return its id.
+
+        Args:
+            name: the stream (usually the wrapped socket's name).
+            frames: every frame of the message, bytes-like.
+            direction: ``"in"`` (received) or ``"out"`` (sent).
+            attempts: deliveries already made (a socket that hands the message
+                over right away passes 1).
+            envelope_size: how many leading frames are the routing envelope.
+
+        Raises:
+            InvalidFramesError: frames is not a non-empty sequence of bytes-like.
+            JournalClosedError: the journal is closed.
+            StoreError: the store failed; nothing was journaled.
+        """
+        self._check_open()
+        dcode = rec.parse_direction(direction)
+        if dcode is None:
+            raise InvalidArgumentError("direction is required: 'in' or 'out'")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
+        data = _as_frames(frames)
+        if not 0 <= envelope_size <= len(data):
+            raise InvalidArgumentError(f"envelope_size {envelope_size} does not fit a {len(data)}-frame message")
+        value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, data, 0.0, "", envelope_size)
+        with self._lock:
+            self._check_open()
+            batch = self._batch()
+            entry_id = self._new_id(batch)
+            batch.put("entries", rec.encode_key(entry_id), value)
+            self._commit(batch, [((name, dcode, rec.PENDING), 1)])
+        return entry_id
+
+    def _load_record(self, entry_id: int) -> list | None:
+        raw = self._store.get("entries", rec.encode_key(entry_id))
+        return None if raw is None else rec.decode_record(raw)
+
+    def _require_record(self, entry_id: int, action: str) -> list:
+        if not isinstance(entry_id, int) or isinstance(entry_id, bool):
+            raise InvalidArgumentError(f"an entry id is an int, not {entry_id!r}")
+        r = self._load_record(entry_id)
+        if r is None:
+            gone = 0 < entry_id < self._next_id
+            raise UnknownEntryError(entry_id, "already acked and removed" if gone else f"cannot {action} it")
+        return r
+
+    def _rewrite(self, entry_id: int, r: list, new_state: int) -> None:
+        """Store record ``r`` (already changed by the caller) and move its counter."""
+        old_key = (r[3], r[4], r[0])
+        r[0] = new_state
+        r[6] = time.time()
+        batch = self._batch()
+        batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+        self._commit(batch, [(old_key, -1), ((r[3], r[4], new_state), 1)])
+
+    def _remove(self, entry_id: int, r: list) -> None:
+        batch = self._batch()
+        batch.delete("entries", rec.encode_key(entry_id))
+        self._commit(batch, [((r[3], r[4], r[0]), -1)])
+
+    def ack(self, entry_id: int) -> bool:
+        """Mark an entry done; with no retention it is deleted at once.
+
+        Acking is idempotent: an entry acked (and removed) before returns False.
+        A dead entry may be acked (an operator resolved it). Returns True when
+        the entry changed.
+
+        Raises:
+            UnknownEntryError: no entry with this id was ever journaled.
+        """
+        self._check_open()
+        with self._lock:
+            self._check_open()
+            try:
+                r = self._require_record(entry_id, "ack")
+            except UnknownEntryError:
+                if 0 < entry_id < self._next_id:
+                    return False
+                raise
+            if r[0] == rec.ACKED:
+                return False
+            if self.retention > 0:
+                self._rewrite(entry_id, r, rec.ACKED)
+            else:
+                self._remove(entry_id, r)
+            return True
+
+    def nack(self, entry_id: int) -> None:
+        """Put an entry back to pending, for redelivery.
+
+        A dead entry is revived with its attempts reset, so that it gets a full
+        ``max_attempts`` again. An acked entry cannot be nacked.
+        """
+        self._check_open()
+        with self._lock:
+            self._check_open()
+            r = self._require_record(entry_id, "nack")
+            if r[0] == rec.ACKED:
+                raise InvalidTransitionError(entry_id, State.ACKED, "nack")
+            if r[0] == rec.DEAD:
+                r[1] = 0
+                r[7] = ""
+            self._rewrite(entry_id, r, rec.PENDING)
+
+    def dead(self, entry_id: int, reason: str = "") -> None:
+        """Give up on an entry: it stays in the journal as a dead letter."""
+        self._check_open()
+        with self._lock:
+            self._check_open()
+            r = self._require_record(entry_id, "mark dead")
+            if r[0] == rec.ACKED:
+                raise InvalidTransitionError(entry_id, State.ACKED, "mark dead")
+            r[7] = str(reason)
+            self._rewrite(entry_id, r, rec.DEAD)
+
+    def attempt(self, entry_id: int, max_attempts: int | None = None) -> Entry:
+        """Record one more delivery of a pending entry, before handing it over.
+
+        When the entry has already been delivered ``max_attempts`` times (the
+        argument, else the journal's), it goes ``dead`` instead; the returned
+        entry's ``state`` says which happened.
+        """
+        self._check_open()
+        limit = self.max_attempts if max_attempts is None else max_attempts
+        with self._lock:
+            self._check_open()
+            r = self._require_record(entry_id, "deliver")
+            if r[0] != rec.PENDING:
+                raise InvalidTransitionError(entry_id, rec.STATES_BY_CODE[r[0]], "deliver")
+            if limit is not None and r[1] >= limit:
+                r[7] = f"delivered {r[1]} times (max_attempts={limit})"
+                self._rewrite(entry_id, r, rec.DEAD)
+            else:
+                r[1] += 1
+                self._rewrite(entry_id, r, rec.PENDING)
+            return rec.entry_from_record(entry_id, r)
+
+    # -- reading -----------------------------------------------------------
+
+    def get(self, entry_id: int) -> Entry | None:
+        """The entry with this id, or None when there is none (or it was removed)."""
+        self._check_open()
+        r = self._load_record(entry_id)
+        return None if r is None else rec.entry_from_record(entry_id, r)
+
+    def entries(
+        self,
+        *,
+        name: str | None = None,
+        state: str | State | None = None,
+        direction: str | Direction | None = None,
+    ) -> Iterator[Entry]:
+        """Entries matching every filter given, oldest first.
+
+        The iteration reads a consistent snapshot taken at its start.
+        """
+        self._check_open()
+        scode = rec.parse_state(state)
+        dcode = rec.parse_direction(direction)
+        return self._iter_entries(name, scode, dcode)
+
+    def _iter_entries(self, name: str | None, scode: int | None, dcode: int | None) -> Iterator[Entry]:
+        first = True
+        for key, value in self._store.scan("entries", rec.encode_key(self._floor)):
+            entry_id = rec.decode_key(key)
+            if first:
+                # The first live id of a snapshot only grows: skip the tombstones below it next time.
+                self._floor = max(self._floor, entry_id)
+                first = False
+            r = rec.decode_record(value)
+            if (scode is None or r[0] == scode) and (dcode is None or r[4] == dcode) and (name is None or r[3] == name):
+                yield rec.entry_from_record(entry_id, r)
+
+    def count(
+        self,
+        *,
+        name: str | None = None,
+        state: str | State | None = None,
+        direction: str | Direction | None = None,
+    ) -> int:
+        """How many entries match every filter given, from counters (no scan)."""
+        self._check_open()
+        scode = rec.parse_state(state)
+        dcode = rec.parse_direction(direction)
+        total = 0
+        for (n, d, s), value in list(self._counts.items()):
+            if (name is None or n == name) and (dcode is None or d == dcode) and (scode is None or s == scode):
+                total += value
+        return total
+
+    def names(self) -> list[str]:
+        """The names (streams) that have entries, sorted."""
+        self._check_open()
+        return sorted({n for (n, _d, _s), value in list(self._counts.items()) if value > 0})
+
+    def size_on_disk(self) -> int:
+        self._check_open()
+        return self._store.size_on_disk()
+
+    # -- maintenance -------------------------------------------------------
+
+    def sync(self) -> None:
+        """fsync everything written so far (whatever the durability mode)."""
+        self._check_open()
+        self._store.sync()
+
+    def expire(self, now: float | None = None) -> int:
+        """Remove acked entries older than the retention period; returns how many."""
+        self._check_open()
+        if self.retention <= 0:
+            return 0
+        cutoff = (time.time() if now is None else now) - self.retention
+        doomed = [(e.id, e.name, e.direction) for e in self._iter_entries(None, rec.ACKED, None) if e.updated <= cutoff]
+        if not doomed:
+            return 0
+        with self._lock:
+            self._check_open()
+            batch = self._batch()
+            changes: list[tuple[CounterKey, int]] = []
+            for entry_id, name, direction in doomed:
+                batch.delete("entries", rec.encode_key(entry_id))
+                changes.append(((name, rec.DIRECTION_CODES[direction], rec.ACKED), -1))
+            self._commit(batch, changes)
+        return len(doomed)
+
+    def compact(self) -> None:
+        """Reclaim the space of removed entries now rather than when RocksDB decides."""
+        self._check_open()
+        self._store.compact()
+
+    def _maintain(self) -> None:
+        """Background fsync (interval mode) and retention sweeps."""
+        interval = self.durability is Durability.INTERVAL
+        period = self.fsync_interval / 1000.0 if interval else 1.0
+        sweep_every = min(max(self.retention / 2, 0.05), 60.0)
+        if self.retention > 0:
+            period = min(period, sweep_every)
+        next_sweep = time.monotonic() + sweep_every
+        while not self._stop.wait(period):
+            try:
+                if interval and self._dirty:
+                    self._dirty = False
+                    self._store.sync()
+                if self.retention > 0 and time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + sweep_every
+                    self.expire()
+            except JournalClosedError:
+                return
+            except BaseException as e:  # surfaced by the next call on the journal
+                self._background_error = e
+                log.error("journal %s: background maintenance failed: %s", self.path, e)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Make everything durable and release the journal; idempotent."""
+        if self._closed:
+            return
+        if self._maintainer is not None:
+            self._stop.set()
+            self._maintainer.join()
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                batch = self._batch()
+                batch.put("meta", _META_FLOOR, msgpack.packb(self._floor))
+                # A clean close knows exactly which ids were handed out.
+                batch.put("meta", _META_SEQ, msgpack.packb(self._next_id))
+                self._store.write(batch, sync=self.durability is not Durability.NONE)
+            finally:
+                self._closed = True
+                self._store.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.path or "(memory)"
+        status = "closed" if self._closed else f"{self.count(state=State.PENDING)} pending"
+        return f"<zjournal.Journal {where} durability={self.durability.value} {status}>"
+
+
+def open(  # noqa: A001 - the public name the issues ask for
+    path: str,
+    *,
+    durability: str | Durability = Durability.PROCESS,
+    retention: float = 0.0,
+    max_attempts: int | None = None,
+    fsync_interval: float = 10.0,
+) -> Journal:
+    """Open (or create) the journal in directory ``path``.
+
+    One process at a time may hold a journal open; others get
+    :class:`JournalLockedError`. See :class:`Journal` for the arguments.
+    """
+    path = os.fspath(path)
+    mode = Durability.parse(durability)
+    _check_settings(retention, max_attempts, fsync_interval)
+    store = RocksStore(path, wal=mode is not Durability.NONE)
+    return Journal(
+        store,
+        durability=mode,
+        retention=retention,
+        max_attempts=max_attempts,
+        fsync_interval=fsync_interval,
+        path=path,
+    )

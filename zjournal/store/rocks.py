@@ -1,0 +1,186 @@
+"""The embedded default store: RocksDB through rocksdict, in raw mode.
+
+Facts this module is built on (see DESIGN.md): every open rewrites
+``rocksdict-config.json``, so options and column families are always passed
+explicitly; column-family handles are created once and kept (dropping one
+flushes its memtable); ``WriteOptions.sync`` is an attribute; a ``WriteBatch``
+is atomic across column families.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import rocksdict
+
+from zjournal.errors import (
+    InvalidArgumentError,
+    JournalClosedError,
+    JournalLockedError,
+    NotAJournalError,
+    StoreError,
+)
+from zjournal.store.base import TABLES, Batch, Store
+
+# Files a directory may hold and still count as "empty" for a new journal.
+_IGNORABLE = {".DS_Store"}
+
+
+def _options() -> rocksdict.Options:
+    opts = rocksdict.Options(raw_mode=True)
+    opts.create_if_missing(True)
+    opts.create_missing_column_families(True)
+    return opts
+
+
+def _column_families() -> dict[str, rocksdict.Options]:
+    return {name: rocksdict.Options(raw_mode=True) for name in TABLES}
+
+
+def check_journal_path(path: str) -> bool:
+    """Refuse paths that hold something else; True when a journal exists there.
+
+    Runs before RocksDB is touched, because opening would create files (and
+    column families) in whatever directory it is given.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotAJournalError(f"{path} is a file, not a journal directory", path=path)
+    if not os.path.isdir(path):
+        return False
+    names = set(os.listdir(path)) - _IGNORABLE
+    if not names:
+        return False
+    if "CURRENT" not in names:
+        raise NotAJournalError(f"{path} is a directory with other files in it, not a journal", path=path)
+    try:
+        families = set(rocksdict.Rdict.list_cf(path, rocksdict.Options(raw_mode=True)))
+    except Exception as e:  # rocksdict raises bare Exception
+        raise NotAJournalError(f"{path} is not a readable journal: {e}", path=path) from e
+    if not set(TABLES) <= families:
+        raise NotAJournalError(f"{path} is a RocksDB database but not a zjournal journal", path=path)
+    return True
+
+
+class RocksBatch(Batch):
+    __slots__ = ("_batch", "_handles")
+
+    def __init__(self, handles: dict[str, rocksdict.ColumnFamily]) -> None:
+        self._batch = rocksdict.WriteBatch(raw_mode=True)
+        self._handles = handles
+
+    def _handle(self, table: str) -> rocksdict.ColumnFamily:
+        try:
+            return self._handles[table]
+        except KeyError:
+            raise InvalidArgumentError(f"unknown table {table!r}") from None
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._batch.put(key, value, self._handle(table))
+
+    def delete(self, table: str, key: bytes) -> None:
+        self._batch.delete(key, self._handle(table))
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+
+class RocksStore(Store):
+    """A journal directory as a RocksDB database with one column family per table."""
+
+    def __init__(self, path: str, *, wal: bool = True) -> None:
+        self.path = path
+        self.survives_process_crash = wal
+        check_journal_path(path)
+        try:
+            self._db = rocksdict.Rdict(path, _options(), column_families=_column_families())
+        except Exception as e:
+            message = str(e)
+            if "lock" in message.lower():
+                where = "this process" if "current process" in message else "another process"
+                raise JournalLockedError(f"journal {path} is locked by {where}", path=path) from e
+            raise StoreError(f"cannot open journal {path}: {message}") from e
+        # Kept for the life of the store: dropping a column-family Rdict flushes it.
+        self._tables = {name: self._db.get_column_family(name) for name in TABLES}
+        self._handles = {name: self._db.get_column_family_handle(name) for name in TABLES}
+        self._write_opts = rocksdict.WriteOptions()
+        self._sync_opts = rocksdict.WriteOptions()
+        self._sync_opts.sync = True
+        if not wal:
+            # RocksDB refuses synced writes without a WAL: durability comes from flushes.
+            self._write_opts.disable_wal = True
+            self._sync_opts = self._write_opts
+        self._closed = False
+
+    def _table(self, table: str) -> rocksdict.Rdict:
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path} is closed")
+        try:
+            return self._tables[table]
+        except KeyError:
+            raise InvalidArgumentError(f"unknown table {table!r}") from None
+
+    def batch(self) -> RocksBatch:
+        return RocksBatch(self._handles)
+
+    def write(self, batch: Batch, *, sync: bool = False) -> None:
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path} is closed")
+        assert isinstance(batch, RocksBatch)
+        try:
+            self._db.write(batch._batch, self._sync_opts if sync else self._write_opts)
+        except Exception as e:
+            raise StoreError(f"journal {self.path}: write failed: {e}") from e
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        cf = self._table(table)
+        try:
+            return cf.get(key)
+        except Exception as e:
+            raise StoreError(f"journal {self.path}: read failed: {e}") from e
+
+    def scan(self, table: str, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        cf = self._table(table)
+        # items() seeks to from_key and iterates on an implicit snapshot.
+        return iter(cf.items(from_key=start))
+
+    def sync(self) -> None:
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path} is closed")
+        if not self.survives_process_crash:
+            self.flush()
+            return
+        try:
+            self._db.flush_wal(True)  # releases the GIL while it fsyncs
+        except Exception as e:
+            raise StoreError(f"journal {self.path}: fsync failed: {e}") from e
+
+    def flush(self) -> None:
+        """Write memtables to SST files (needed before close when there is no WAL)."""
+        if not self._closed:
+            for cf in self._tables.values():
+                cf.flush(True)
+
+    def compact(self) -> None:
+        for name in TABLES:
+            self._table(name).compact_range(None, None)
+
+    def size_on_disk(self) -> int:
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path} is closed")
+        total = 0
+        for entry in os.scandir(self.path):
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat().st_size
+        return total
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if not self.survives_process_crash:
+            self.flush()
+        self._closed = True
+        # A column-family Rdict keeps the database (and its LOCK) alive: drop them first.
+        self._tables.clear()
+        self._handles.clear()
+        self._db.close()
