@@ -1,0 +1,194 @@
+"""Redelivery: pending inbound entries reach the application again through its own socket.
+
+Two ways, chosen by socket type:
+
+* ``InprocRedelivery`` (PULL, REP, ROUTER): a private peer of the
+  complementary type is bound on a private ``inproc://`` endpoint and the
+  wrapped socket is connected to it. Pending entries are re-injected through
+  that peer, so libzmq delivers them by the normal path: ``zmq.Poller``,
+  ``zmq.select``, ``recv_multipart`` and frame-by-frame reads all see them.
+  A re-injected message is recognised on receipt by a *tag* that only this
+  socket knows (a 16-byte random token): a first frame the socket strips
+  before the application sees it (PULL, REP), or the peer's routing id
+  (ROUTER, where the application needs it to reply).
+* ``LocalRedelivery`` (DEALER, PAIR, SUB, and anything else): another peer
+  would change where the socket's own sends go (DEALER load-balances, PAIR
+  takes one peer), so the messages are served from Python before live
+  traffic. ``sock.poll()`` sees them; ``zmq.Poller`` does not.
+
+Entries are fetched from the journal in windows, so memory does not grow with
+the number of pending entries.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import contextlib
+import os
+import struct
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from zjournal.entry import DIRECTION_CODES, Direction, Entry
+
+if TYPE_CHECKING:
+    from zjournal.socket import JournaledSocket
+
+WINDOW = 256  # entries re-injected ahead of the application at most
+_ID = struct.Struct(">Q")
+_IN = DIRECTION_CODES[Direction.IN]
+
+
+class Redelivery(abc.ABC):
+    """Common bookkeeping: a cursor into the journal and the queue of ids in flight."""
+
+    def __init__(self, sock: JournaledSocket) -> None:
+        self.sock = sock
+        self.journal = sock._journal
+        self.name = sock._jname
+        self.max_attempts = sock._max_attempts
+        self.cursor = 0  # highest entry id fetched from the journal so far
+        self.queued: collections.deque[int] = collections.deque()
+        self.exhausted = False
+
+    def _fetch(self) -> list[Entry]:
+        if self.exhausted:
+            return []
+        room = WINDOW - len(self.queued)
+        if room <= WINDOW // 2 and self.queued:
+            return []
+        entries = self.journal._redeliverable(self.name, _IN, self.cursor, room, self.max_attempts)
+        if len(entries) < room:
+            self.exhausted = True
+        if entries:
+            self.cursor = entries[-1].id
+        return entries
+
+    @property
+    def active(self) -> bool:
+        return bool(self.queued) or not self.exhausted
+
+    def refill(self) -> None:
+        for entry in self._fetch():
+            self.inject(entry)
+
+    @abc.abstractmethod
+    def inject(self, entry: Entry) -> None:
+        """Queue one entry for delivery to the application."""
+
+    def requeue(self, entry: Entry) -> None:
+        """Deliver a nacked entry again (it is below the cursor, so fetch would miss it)."""
+        self.inject(entry)
+
+    def close(self) -> None:  # noqa: B027 - most ways hold nothing to release
+        """Release what this redelivery holds (the private peer, if any)."""
+
+
+class InprocRedelivery(Redelivery):
+    """Re-injection through a private peer on a private inproc endpoint."""
+
+    def __init__(self, sock: JournaledSocket, socket_type: int) -> None:
+        super().__init__(sock)
+        self.token = b"zj:" + os.urandom(13)  # never starts with a zero byte (reserved by libzmq)
+        self.socket_type = socket_type
+        peer_type = {zmq.PULL: zmq.PUSH, zmq.REP: zmq.DEALER, zmq.ROUTER: zmq.DEALER}[socket_type]
+        self.peer: zmq.Socket = zmq.Socket(sock.context, peer_type)
+        self.peer.linger = 0
+        self.peer.sndhwm = 0  # the window bounds what is queued, not the HWM
+        if socket_type == zmq.ROUTER:
+            self.peer.routing_id = self.token
+        self.endpoint = f"inproc://zjournal-redelivery-{self.token.hex()}"
+        self.peer.bind(self.endpoint)
+        zmq.Socket.connect(sock, self.endpoint)  # not through the wrapper's own connect
+
+    def inject(self, entry: Entry) -> None:
+        if self.socket_type == zmq.PULL:
+            frames = [self.token + _ID.pack(entry.id), *entry.frames]
+        elif self.socket_type == zmq.REP:
+            frames = [b"", self.token + _ID.pack(entry.id), *entry.frames]
+        else:  # ROUTER: the peer's routing id replaces the original sender's
+            frames = entry.frames[1:] if entry.envelope_size else entry.frames
+        self.peer.send_multipart(frames)
+        self.queued.append(entry.id)
+
+    @property
+    def reorders(self) -> bool:
+        """PULL only: a live message read early can be sent behind the redelivered ones.
+
+        (A REP or ROUTER peer must answer its live requester itself.)
+        """
+        return self.socket_type == zmq.PULL
+
+    def inject_live(self, entry_id: int, frames: list[bytes]) -> None:
+        """Queue a live message behind the redelivered ones (entry 0: ephemeral, not journaled)."""
+        self.peer.send_multipart([self.token + _ID.pack(entry_id), *frames])
+        self.queued.append(entry_id)
+
+    def recognise(self, first: bytes) -> int:
+        """The entry id if ``first`` (a message's first frame) marks a re-injected message, else 0."""
+        if self.socket_type == zmq.ROUTER:
+            if first == self.token and self.queued:
+                return self.queued.popleft()
+            return 0
+        if len(first) == len(self.token) + 8 and first.startswith(self.token):
+            entry_id = _ID.unpack_from(first, len(self.token))[0]
+            with contextlib.suppress(ValueError):
+                self.queued.remove(entry_id)
+            return entry_id or -1  # -1: a held ephemeral message, nothing to record
+        return 0
+
+    @property
+    def strips_first_frame(self) -> bool:
+        return self.socket_type != zmq.ROUTER
+
+    def drain_replies(self) -> None:
+        """Replies to re-injected requests come back to the peer: nobody waits for them."""
+        if self.socket_type == zmq.PULL:
+            return
+        while True:
+            try:
+                self.peer.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def close(self) -> None:
+        if not self.peer.closed:
+            self.peer.close(0)
+
+
+class LocalRedelivery(Redelivery):
+    """Messages served from Python, before live traffic."""
+
+    def __init__(self, sock: JournaledSocket) -> None:
+        super().__init__(sock)
+        self.messages: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self.current: list[bytes] | None = None  # frames of the message being read frame by frame
+        self.current_id = 0
+
+    def inject(self, entry: Entry) -> None:
+        self.messages.append((entry.id, entry.frames))
+        self.queued.append(entry.id)
+
+    def has_message(self) -> bool:
+        if self.current:
+            return True
+        if not self.messages:
+            self.refill()
+        return bool(self.messages)
+
+    def take(self) -> tuple[int, list[bytes]]:
+        entry_id, frames = self.messages.popleft()
+        self.queued.popleft()
+        return entry_id, frames
+
+
+def redelivery_for(sock: JournaledSocket, socket_type: int) -> Redelivery:
+    if socket_type in (zmq.PULL, zmq.REP, zmq.ROUTER):
+        return InprocRedelivery(sock, socket_type)
+    return LocalRedelivery(sock)
+
+
+def as_bytes(frame: Any) -> bytes:
+    return frame if type(frame) is bytes else memoryview(frame).tobytes()

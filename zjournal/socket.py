@@ -1,0 +1,630 @@
+"""Journaled sockets: real ``zmq.Socket`` objects that journal every whole message.
+
+A :class:`JournaledSocket` shadows the libzmq handle of the socket it wraps,
+so ``isinstance(sock, zmq.Socket)`` holds and ``zmq.Poller`` polls the right
+socket. pyzmq routes every ``send_*`` through :meth:`send` and every
+``recv_*`` through :meth:`recv` (multipart calls loop over frames), so those
+two, plus the multipart fast paths and ``recv_into``, are all that is
+overridden. Frames are collected until the last one of a message: an outbound
+message is journaled before its last frame is handed to libzmq (libzmq moves
+nothing of a multipart message before its last frame), an inbound one when
+its last frame is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from zjournal.entry import DIRECTION_CODES, Direction
+from zjournal.errors import InvalidArgumentError, JournalClosedError
+from zjournal.policy import AckPolicy, Classifier, compile_classifier, policies_for
+from zjournal.redelivery import InprocRedelivery, LocalRedelivery, Redelivery, as_bytes, redelivery_for
+
+if TYPE_CHECKING:
+    from zjournal.journal import Journal
+
+_IN = DIRECTION_CODES[Direction.IN]
+_OUT = DIRECTION_CODES[Direction.OUT]
+_RCVMORE = zmq.RCVMORE
+_SNDMORE = zmq.SNDMORE
+_NOBLOCK = zmq.NOBLOCK
+_EVENTS = zmq.EVENTS
+_POLLIN = zmq.POLLIN
+_POLLOUT = zmq.POLLOUT
+
+
+class JournaledSocket(zmq.Socket):
+    """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
+
+    Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
+    :meth:`receiving` and :attr:`journal_name`.
+    """
+
+    # Declared on the class: pyzmq turns unknown instance attributes into socket options.
+    _journal: Journal = None  # type: ignore[assignment]
+    _jname: str = ""
+    _origin: zmq.Socket | None = None
+    _in_policy: AckPolicy | None = None
+    _out_policy: AckPolicy | None = None
+    _classifier: Classifier = None
+    _max_attempts: int | None = None
+    _router: bool = False  # inbound messages carry the sender's routing id first
+    _is_req: bool = False
+    _is_rep: bool = False
+    _settle_next: int = 0  # inbound entry acked when the next message is asked for
+    _settle_sent: int = 0  # outbound entry acked at the next append (ZeroMQ took it)
+    _awaiting_reply: int = 0  # REQ: request acked by its reply; REP: request acked by our reply
+    _last_id: int = 0
+    _rx: list[bytes] | None = None  # frames of the inbound message being read frame by frame
+    _rx_redelivered: int = 0  # entry id of the inbound message being read, if re-injected
+    _tx: list[bytes] | None = None  # frames of the outbound message being sent frame by frame
+    _redelivery: Redelivery | None = None
+    _local: LocalRedelivery | None = None  # the same object, when it serves from Python
+
+    # -- construction ------------------------------------------------------
+
+    def _setup(
+        self,
+        journal: Journal,
+        origin: zmq.Socket,
+        name: str,
+        ack: str | AckPolicy | None,
+        classify: Any,
+        max_attempts: int | None,
+    ) -> None:
+        socket_type = self.type
+        self._journal = journal
+        self._origin = origin
+        self._jname = name
+        self._in_policy, self._out_policy = policies_for(socket_type, ack)
+        self._classifier = compile_classifier(classify)
+        self._max_attempts = journal.max_attempts if max_attempts is None else max_attempts
+        self._router = socket_type == zmq.ROUTER
+        self._is_req = socket_type == zmq.REQ
+        self._is_rep = socket_type == zmq.REP
+        if self._in_policy is not None and journal.count(name=name, state="pending", direction="in"):
+            self._redelivery = redelivery_for(self, socket_type)
+            if isinstance(self._redelivery, LocalRedelivery):
+                self._local = self._redelivery
+            self._redelivery.refill()
+
+    @property
+    def journal(self) -> Journal:
+        """The journal this socket writes to."""
+        return self._journal
+
+    @property
+    def journal_name(self) -> str:
+        """The stream name this socket journals under."""
+        return self._jname
+
+    @property
+    def last_id(self) -> int:
+        """Id of the last message journaled by this socket, sent or received (0: none yet)."""
+        return self._last_id
+
+    # -- acknowledgement ---------------------------------------------------
+
+    def ack(self, id: int | None = None) -> bool:  # noqa: A002 - the public name
+        """Acknowledge an entry (default: :attr:`last_id`)."""
+        entry_id = self._last_id if id is None else id
+        self._forget(entry_id)
+        return self._journal.ack(entry_id)
+
+    def nack(self, id: int | None = None) -> None:  # noqa: A002
+        """Put an entry back to pending; an inbound one is delivered again through this socket."""
+        entry_id = self._last_id if id is None else id
+        self._forget(entry_id)
+        self._journal.nack(entry_id)
+        entry = self._journal.get(entry_id)
+        if entry is not None and entry.direction == Direction.IN and entry.name == self._jname:
+            self._ensure_redelivery().requeue(entry)
+
+    @contextlib.contextmanager
+    def receiving(self, flags: int = 0) -> Iterator[list[bytes]]:
+        """Receive one message; ack it when the block exits cleanly, leave it pending if it raises."""
+        frames = self.recv_multipart(flags)
+        entry_id = self._last_id
+        try:
+            yield frames
+        except BaseException:
+            self._forget(entry_id)
+            self._journal._inflight.pop(entry_id, None)  # stays pending until a restart
+            raise
+        self.ack(entry_id)
+
+    def _forget(self, entry_id: int) -> None:
+        """This socket will not settle ``entry_id`` itself any more."""
+        if self._settle_next == entry_id:
+            self._settle_next = 0
+        if self._settle_sent == entry_id:
+            self._settle_sent = 0
+        if self._awaiting_reply == entry_id:
+            self._awaiting_reply = 0
+
+    def _ensure_redelivery(self) -> Redelivery:
+        if self._redelivery is None:
+            self._redelivery = redelivery_for(self, self.type)
+            self._redelivery.exhausted = True  # nothing older to fetch: only requeued entries
+            if isinstance(self._redelivery, LocalRedelivery):
+                self._local = self._redelivery
+        return self._redelivery
+
+    # -- sending -----------------------------------------------------------
+
+    def send(
+        self,
+        data: Any,
+        flags: int = 0,
+        copy: bool = True,
+        track: bool = False,
+        routing_id: int | None = None,
+        group: str | None = None,
+    ) -> Any:
+        policy = self._out_policy
+        if policy is None:  # a REP's reply: not journaled, but it acks the request
+            result = super().send(data, flags, copy, track, routing_id, group)
+            if not flags & _SNDMORE and self._awaiting_reply:
+                self._settle_reply()
+            return result
+        if flags & _SNDMORE:
+            # libzmq moves nothing before the last frame: send now, journal at the end.
+            result = super().send(data, flags, copy, track, routing_id, group)
+            frame = as_bytes(data)
+            if self._tx is None:
+                self._tx = [frame]
+            else:
+                self._tx.append(frame)
+            return result
+        try:
+            frame = as_bytes(data)
+        except TypeError:
+            self._tx = None
+            return super().send(data, flags, copy, track, routing_id, group)  # pyzmq's own error
+        frames = self._tx
+        self._tx = None
+        if frames is None:
+            frames = [frame]
+        else:
+            frames.append(frame)
+        entry_id = self._journal_out(frames, flags)
+        try:
+            result = super().send(data, flags, copy, track, routing_id, group)
+        except BaseException:
+            if entry_id:
+                self._journal._unlog(entry_id)
+            raise
+        if entry_id:
+            self._sent(entry_id)
+        return result
+
+    def send_multipart(
+        self, msg_parts: Sequence[Any], flags: int = 0, copy: bool = True, track: bool = False, **kwargs: Any
+    ) -> Any:
+        if self._out_policy is None or kwargs or self._tx is not None:
+            return super().send_multipart(msg_parts, flags, copy, track, **kwargs)
+        parts = list(msg_parts)
+        try:
+            frames = [as_bytes(p) for p in parts]
+        except TypeError:
+            return super().send_multipart(parts, flags, copy, track)  # pyzmq's own error
+        if not frames:
+            return super().send_multipart(parts, flags, copy, track)
+        entry_id = self._journal_out(frames, flags)
+        raw_send = zmq.Socket.send
+        try:
+            for part in parts[:-1]:
+                raw_send(self, part, _SNDMORE | flags, copy, track)
+            result = raw_send(self, parts[-1], flags, copy, track)
+        except BaseException:
+            if entry_id:
+                self._journal._unlog(entry_id)
+            raise
+        if entry_id:
+            self._sent(entry_id)
+        return result
+
+    def _journal_out(self, frames: list[bytes], flags: int) -> int:
+        """Journal an outbound message before it moves; 0 when it is ephemeral."""
+        if flags & _NOBLOCK and not zmq.Socket.get(self, _EVENTS) & _POLLOUT:
+            raise zmq.Again()  # would not be taken: journal nothing
+        classifier = self._classifier
+        if classifier is not None and not classifier(frames[1:] if self._router else frames):
+            self._journal._count_ephemeral(self._jname)
+            return 0
+        policy = self._out_policy
+        settle = self._settle_sent
+        self._settle_sent = 0
+        entry_id = self._journal._log(
+            self._jname,
+            _OUT,
+            frames,
+            settle=settle,
+            track=policy is not AckPolicy.EXPLICIT,
+            envelope_size=1 if self._router else 0,
+        )
+        self._last_id = entry_id
+        return entry_id
+
+    def _sent(self, entry_id: int) -> None:
+        policy = self._out_policy
+        if policy is AckPolicy.SENT:
+            self._settle_sent = entry_id  # folded into the next append, or settled at close
+        elif policy is AckPolicy.REPLY:
+            self._awaiting_reply = entry_id
+
+    # -- receiving ---------------------------------------------------------
+
+    def _before_next(self, flags: int) -> int:
+        """The app asks for the next message: the previous one (next policy) is done.
+
+        Returns the id to fold into the next append; settles it now when no
+        message is waiting, so an idle socket does not show it pending.
+        """
+        settle = self._settle_next
+        if settle and not zmq.Socket.get(self, _EVENTS) & _POLLIN:
+            self._settle_next = 0
+            self._journal._settle(settle)
+            return 0
+        return settle
+
+    def _settle_now(self) -> None:
+        settle = self._settle_next
+        if settle:
+            self._settle_next = 0
+            self._journal._settle(settle)
+
+    def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
+        if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
+            frame = super().recv(flags, copy, track)
+            if self._awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
+                self._settle_reply()
+            return frame
+        local = self._local
+        if local is not None and (local.current is not None or (self._rx is None and local.has_message())):
+            return self._recv_local(copy)
+        if self._rx is None:
+            self._settle_now()  # frame-by-frame reads are not the hot path: no folding
+            self._rx_redelivered = 0
+            self._rx = []
+            if self._redelivery is not None:
+                parts = self._recv_redelivering(flags, copy, track, whole=False)
+                frame = parts[0]
+            else:
+                frame = super().recv(flags, copy, track)
+        else:
+            frame = super().recv(flags, copy, track)
+        self._rx.append(frame if copy else frame.bytes)
+        if not zmq.Socket.get(self, _RCVMORE):
+            frames = self._rx
+            self._rx = None
+            self._inbound(frames, 0)
+        return frame
+
+    def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
+        if self._rx is not None or self._in_policy is None or self._local is not None:
+            return super().recv_multipart(flags, copy, track)
+        if self._redelivery is not None:
+            self._settle_now()
+            self._rx_redelivered = 0
+            parts = self._recv_redelivering(flags, copy, track, whole=True)
+            self._inbound(parts if copy else [p.bytes for p in parts], 0)
+            return parts
+        settle = self._before_next(flags)
+        raw_recv = zmq.Socket.recv
+        raw_get = zmq.Socket.get
+        parts = [raw_recv(self, flags, copy, track)]
+        while raw_get(self, _RCVMORE):
+            parts.append(raw_recv(self, flags, copy, track))
+        self._inbound(parts if copy else [p.bytes for p in parts], settle)
+        return parts
+
+    def _recv_redelivering(self, flags: int, copy: bool, track: bool, whole: bool) -> list[Any]:
+        """Receive while re-injected entries are queued: recognise them, keep live ones behind them.
+
+        Returns the whole message (``whole``) or just its first frame, with
+        the tag frame stripped; sets ``_rx_redelivered`` for a re-injected one.
+        """
+        redelivery = self._redelivery
+        assert isinstance(redelivery, InprocRedelivery)
+        raw_recv = zmq.Socket.recv
+        raw_get = zmq.Socket.get
+        if not redelivery.active:
+            self._retire_redelivery()
+            parts = [raw_recv(self, flags, copy, track)]
+            while whole and raw_get(self, _RCVMORE):
+                parts.append(raw_recv(self, flags, copy, track))
+            return parts
+        while True:
+            parts = [raw_recv(self, flags, copy, track)]
+            entry_id = redelivery.recognise(parts[0] if copy else parts[0].bytes)
+            if entry_id:
+                self._rx_redelivered = entry_id
+                if redelivery.strips_first_frame:
+                    parts = [raw_recv(self, flags, copy, track)]
+                while whole and raw_get(self, _RCVMORE):
+                    parts.append(raw_recv(self, flags, copy, track))
+                return parts
+            if not (redelivery.reorders and redelivery.queued):
+                while whole and raw_get(self, _RCVMORE):
+                    parts.append(raw_recv(self, flags, copy, track))
+                return parts
+            # A live message overtook the redelivered ones: journal it and send it behind them.
+            while raw_get(self, _RCVMORE):
+                parts.append(raw_recv(self, flags, copy, track))
+            frames = parts if copy else [p.bytes for p in parts]
+            classifier = self._classifier
+            if classifier is not None and not classifier(frames):
+                self._journal._count_ephemeral(self._jname)
+                redelivery.inject_live(0, frames)
+            else:
+                entry_id = self._journal._log(self._jname, _IN, frames, track=False, attempts=0)
+                redelivery.inject_live(entry_id, frames)
+
+    def _retire_redelivery(self) -> None:
+        """Redelivery is over: drop the private peer and go back to the fast path."""
+        redelivery = self._redelivery
+        self._redelivery = None
+        if isinstance(redelivery, InprocRedelivery):
+            with contextlib.suppress(zmq.ZMQError):
+                zmq.Socket.disconnect(self, redelivery.endpoint)
+        if redelivery is not None:
+            redelivery.close()
+
+    def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
+        first = self._rx is None
+        if first and self._settle_next:
+            self._settle_now()
+        received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
+        if self._in_policy is None:
+            if self._awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
+                self._settle_reply()
+            return received
+        view = memoryview(buffer).cast("B")
+        data = view[: min(received, nbytes or len(view))].tobytes()
+        if first:
+            self._rx = []
+            self._rx_redelivered = 0
+        self._rx.append(data)
+        if not zmq.Socket.get(self, _RCVMORE):
+            frames = self._rx
+            self._rx = None
+            self._inbound(frames, 0)
+        return received
+
+    def _recv_local(self, copy: bool) -> Any:
+        """Serve a redelivered message from Python, frame by frame."""
+        local = self._local
+        assert local is not None
+        if local.current is None:
+            self._settle_now()
+            local.current_id, frames = local.take()
+            local.current = list(frames)
+        data = local.current.pop(0)
+        if not local.current:
+            local.current = None
+            self._redelivered(local.current_id)
+            local.refill()
+        return data if copy else zmq.Frame(data)
+
+    def get(self, option: int) -> Any:
+        local = self._local
+        if option == _RCVMORE and local is not None and local.current is not None:
+            return 1
+        if option == _EVENTS and local is not None and local.messages:
+            return super().get(option) | _POLLIN
+        return super().get(option)
+
+    getsockopt = get
+
+    def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+        local = self._local
+        if flags & _POLLIN and local is not None and local.has_message():
+            return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
+        return super().poll(timeout, flags)
+
+    def _inbound(self, frames: list[bytes], settle: int) -> None:
+        """A whole inbound message was read: journal it (or record its redelivery)."""
+        journal = self._journal
+        if self._rx_redelivered:
+            if settle:
+                journal._settle(settle)
+            if self._rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
+                self._redelivered(self._rx_redelivered)
+            self._rx_redelivered = 0
+            redelivery = self._redelivery
+            if redelivery is not None:
+                if isinstance(redelivery, InprocRedelivery):
+                    redelivery.drain_replies()
+                redelivery.refill()
+            return
+        classifier = self._classifier
+        if classifier is not None and not classifier(frames[1:] if self._router else frames):
+            journal._count_ephemeral(self._jname)
+            if settle:
+                journal._settle(settle)
+            self._settle_next = 0
+            return
+        policy = self._in_policy
+        entry_id = journal._log(
+            self._jname,
+            _IN,
+            frames,
+            settle=settle,
+            track=policy is not AckPolicy.EXPLICIT,
+            envelope_size=_envelope_size(frames) if self._router else 0,
+        )
+        self._last_id = entry_id
+        if policy is AckPolicy.NEXT:
+            self._settle_next = entry_id
+        elif policy is AckPolicy.REPLY:
+            self._awaiting_reply = entry_id
+        else:
+            self._settle_next = 0
+
+    def _redelivered(self, entry_id: int) -> None:
+        """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
+        policy = self._in_policy
+        entry = self._journal._deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
+        if entry is None:
+            return
+        self._last_id = entry_id
+        if policy is AckPolicy.NEXT:
+            self._settle_next = entry_id
+        elif policy is AckPolicy.REPLY:
+            self._awaiting_reply = entry_id
+
+    def _settle_reply(self) -> None:
+        entry_id = self._awaiting_reply
+        self._awaiting_reply = 0
+        if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
+            self._journal._settle(entry_id)
+        if self._is_rep and self._redelivery is not None and isinstance(self._redelivery, InprocRedelivery):
+            self._redelivery.drain_replies()
+
+    # -- lifetime ----------------------------------------------------------
+
+    def _settle_deferred(self) -> None:
+        """Settle what this socket was keeping to fold into a later write."""
+        for entry_id in (self._settle_sent, self._settle_next):
+            if entry_id:
+                self._journal._settle(entry_id)
+        self._settle_sent = 0
+        self._settle_next = 0
+
+    def close(self, linger: int | None = None) -> None:
+        if self._closed:
+            return
+        journal = self._journal
+        if journal is not None:
+            if not journal.closed:
+                self._settle_deferred()
+            if journal._sockets.get(self._jname) is self:
+                del journal._sockets[self._jname]
+        if self._redelivery is not None:
+            self._redelivery.close()
+        origin = self._origin
+        if origin is None:
+            super().close(linger)
+            return
+        if not origin.closed:
+            origin.close(linger)  # the owner of the handle closes it
+        self._closed = True  # the handle is gone: never zmq_close it twice
+
+    def __repr__(self) -> str:
+        closed = " closed" if self._closed else ""
+        return f"<zjournal.JournaledSocket(zmq.{self._type_name}) name={self._jname!r}{closed}>"
+
+
+def _envelope_size(frames: list[bytes]) -> int:
+    """ROUTER envelope: the routing ids up to and including the empty delimiter (or just the id)."""
+    for index, frame in enumerate(frames[:8]):
+        if index and not frame:
+            return index + 1
+    return 1
+
+
+def _default_name(journal: Journal, socket_type: int) -> str:
+    base = zmq.SocketType(socket_type).name.lower()
+    for n in itertools.count(1):
+        name = base if n == 1 else f"{base}-{n}"
+        if name not in journal._sockets:
+            return name
+    raise AssertionError("unreachable")
+
+
+def wrap_socket(
+    journal: Journal,
+    sock: Any,
+    name: str | None,
+    *,
+    ack: str | None,
+    classify: Any,
+    max_attempts: int | None,
+) -> Any:
+    """The body of :meth:`Journal.wrap`."""
+    import zmq.asyncio
+
+    if not isinstance(sock, zmq.Socket):
+        raise InvalidArgumentError(f"wrap() takes a zmq.Socket, not {type(sock).__name__}")
+    if isinstance(sock, JournaledSocket) or getattr(sock, "_journaled", None) is not None:
+        raise InvalidArgumentError(f"socket is already journaled as {getattr(sock, 'journal_name', '?')!r}")
+    if sock.closed:
+        raise InvalidArgumentError("cannot wrap a closed socket")
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidArgumentError(f"max_attempts must be >= 1 or None, not {max_attempts}")
+    if name is None:
+        name = _default_name(journal, sock.type)
+    elif not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
+    live = journal._sockets.get(name)
+    if live is not None and not live.closed:
+        raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
+    if isinstance(sock, zmq.asyncio.Socket):
+        from zjournal.aio import AsyncJournaledSocket
+
+        wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts)
+    else:
+        wrapped = JournaledSocket.shadow(sock)
+        try:
+            wrapped._setup(journal, sock, name, ack, classify, max_attempts)
+        except BaseException:
+            wrapped._closed = True  # the handle stays with ``sock``
+            raise
+    journal._sockets[name] = wrapped
+    return wrapped
+
+
+class JournaledContext:
+    """A context whose ``socket()`` returns journaled sockets; everything else is the context's."""
+
+    def __init__(self, journal: Journal, ctx: zmq.Context | None = None, **options: Any) -> None:
+        self._journal = journal
+        self._ctx = ctx if ctx is not None else zmq.Context.instance()
+        self._options = options
+
+    def socket(self, socket_type: int, name: str | None = None, **options: Any) -> Any:
+        return self._journal.wrap(self._ctx.socket(socket_type), name, **{**self._options, **options})
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._ctx, attr)
+
+    def __enter__(self) -> JournaledContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.term()
+
+
+def replay_outbound(journal: Journal, name: str, into: Any) -> int:
+    """The body of :meth:`Journal.replay`."""
+    if not isinstance(into, zmq.Socket):
+        raise InvalidArgumentError(f"replay(into=...) takes a zmq.Socket, not {type(into).__name__}")
+    if journal.closed:
+        raise JournalClosedError("journal is closed")
+    sent = 0
+    target = (
+        into._shadow_sock if hasattr(into, "_shadow_sock") and isinstance(into._shadow_sock, JournaledSocket) else into
+    )
+    for entry in list(journal.entries(name=name, state="pending", direction="out")):
+        if isinstance(target, JournaledSocket):
+            if entry.id in journal._inflight:
+                continue  # this process sent it and is waiting for its ack
+            delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
+            if delivered is None:
+                continue
+            zmq.Socket.send_multipart(target, entry.frames)
+            target._last_id = entry.id
+            target._sent(entry.id)
+        else:
+            into.send_multipart(entry.frames)
+            journal.ack(entry.id)
+        sent += 1
+        if into.type == zmq.REQ:
+            break  # a REQ takes one request at a time
+    return sent
