@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 
 import zjournal
 
@@ -33,3 +35,20 @@ def open_journal(journal_path: str) -> Iterator[Callable[..., zjournal.Journal]]
 @pytest.fixture
 def journal(open_journal: Callable[..., zjournal.Journal]) -> zjournal.Journal:
     return open_journal()
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    """A context whose sockets are all closed (linger 0) at teardown."""
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+_endpoints = itertools.count()
+
+
+@pytest.fixture
+def endpoint() -> Callable[[], str]:
+    """Fresh inproc endpoint names."""
+    return lambda: f"inproc://test-{next(_endpoints)}"

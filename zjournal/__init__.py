@@ -5,6 +5,7 @@ state, to an embedded RocksDB before it moves; whatever was never
 acknowledged comes back after a crash or a stop.
 """
 
+from zjournal.aio import AsyncJournaledSocket
 from zjournal.durability import Durability
 from zjournal.entry import SCHEMA_VERSION, Direction, Entry, State
 from zjournal.errors import (
@@ -21,12 +22,16 @@ from zjournal.errors import (
     ZJournalError,
 )
 from zjournal.journal import Journal, open
+from zjournal.policy import AckPolicy, MessageClass
+from zjournal.socket import JournaledContext, JournaledSocket
 from zjournal.store import Batch, MemoryStore, RocksStore, Store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AckPolicy",
+    "AsyncJournaledSocket",
     "Batch",
     "Direction",
     "Durability",
@@ -39,7 +44,10 @@ __all__ = [
     "JournalClosedError",
     "JournalLockedError",
     "JournalOpenError",
+    "JournaledContext",
+    "JournaledSocket",
     "MemoryStore",
+    "MessageClass",
     "NotAJournalError",
     "RocksStore",
     "State",

@@ -94,7 +94,8 @@ class InprocRedelivery(Redelivery):
         self.token = b"zj:" + os.urandom(13)  # never starts with a zero byte (reserved by libzmq)
         self.socket_type = socket_type
         peer_type = {zmq.PULL: zmq.PUSH, zmq.REP: zmq.DEALER, zmq.ROUTER: zmq.DEALER}[socket_type]
-        self.peer: zmq.Socket = zmq.Socket(sock.context, peer_type)
+        # Made by the context so that ctx.destroy() closes it too.
+        self.peer: zmq.Socket = zmq.Context.socket(sock.context, peer_type, socket_class=zmq.Socket)
         self.peer.linger = 0
         self.peer.sndhwm = 0  # the window bounds what is queued, not the HWM
         if socket_type == zmq.ROUTER:
