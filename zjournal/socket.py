@@ -292,7 +292,7 @@ class JournaledSocket(zmq.Socket):
             self._settle_now()  # frame-by-frame reads are not the hot path: no folding
             self._rx_redelivered = 0
             self._rx = []
-            if self._redelivery is not None:
+            if self._redelivery is not None and self._local is None:
                 parts = self._recv_redelivering(flags, copy, track, whole=False)
                 frame = parts[0]
             else:
@@ -370,6 +370,7 @@ class JournaledSocket(zmq.Socket):
         """Redelivery is over: drop the private peer and go back to the fast path."""
         redelivery = self._redelivery
         self._redelivery = None
+        self._local = None
         if isinstance(redelivery, InprocRedelivery):
             with contextlib.suppress(zmq.ZMQError):
                 zmq.Socket.disconnect(self, redelivery.endpoint)
@@ -410,6 +411,8 @@ class JournaledSocket(zmq.Socket):
             local.current = None
             self._redelivered(local.current_id)
             local.refill()
+            if not local.active:
+                self._retire_redelivery()
         return data if copy else zmq.Frame(data)
 
     def get(self, option: int) -> Any:
@@ -489,13 +492,19 @@ class JournaledSocket(zmq.Socket):
 
     # -- lifetime ----------------------------------------------------------
 
-    def _settle_deferred(self) -> None:
-        """Settle what this socket was keeping to fold into a later write."""
-        for entry_id in (self._settle_sent, self._settle_next):
-            if entry_id:
-                self._journal._settle(entry_id)
-        self._settle_sent = 0
-        self._settle_next = 0
+    def _settle_deferred(self, inbound: bool = True) -> None:
+        """Settle what this socket was keeping to fold into a later write.
+
+        ``inbound=False`` (the journal closes under an open socket) settles only
+        what ZeroMQ already took: the application may still be handling the
+        last message it received.
+        """
+        if self._settle_sent:
+            self._journal._settle(self._settle_sent)
+            self._settle_sent = 0
+        if inbound and self._settle_next:
+            self._journal._settle(self._settle_next)
+            self._settle_next = 0
 
     def close(self, linger: int | None = None) -> None:
         if self._closed:

@@ -1,0 +1,185 @@
+"""Redelivery at startup: pending inbound entries come back through the normal recv path, first."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+import zjournal
+
+
+def leave_pending(path: str, name: str, messages: list[list[bytes]], envelope_size: int = 0) -> list[int]:
+    """A previous run that received these messages and died before acking them."""
+    with zjournal.open(path) as j:
+        return [j.append(name, m, direction="in", attempts=1, envelope_size=envelope_size) for m in messages]
+
+
+def test_pull_redelivers_before_live_traffic_and_pollers_see_it(journal_path, open_journal, ctx, endpoint) -> None:
+    ids = leave_pending(journal_path, "orders", [[b"old", b"1"], [b"old", b"2"]])
+    j = open_journal()
+    pull = j.wrap(ctx.socket(zmq.PULL), name="orders")
+    addr = endpoint()
+    pull.bind(addr)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(addr)
+    push.send(b"live-1")
+    push.send(b"live-2")
+    poller = zmq.Poller()
+    poller.register(pull, zmq.POLLIN)
+    got = []
+    while len(got) < 4:
+        assert dict(poller.poll(2000)).get(pull) == zmq.POLLIN
+        got.append(pull.recv_multipart())
+        if got[-1][0] == b"old":
+            assert pull.last_id == ids[len(got) - 1]
+            assert j.get(pull.last_id).attempts == 2
+    assert got == [[b"old", b"1"], [b"old", b"2"], [b"live-1"], [b"live-2"]]
+    pull.close()
+    assert j.count() == 0
+
+
+def test_frame_by_frame_reads_of_redelivered_messages(journal_path, open_journal, ctx) -> None:
+    leave_pending(journal_path, "orders", [[b"a", b"b", b"c"]])
+    j = open_journal()
+    pull = j.wrap(ctx.socket(zmq.PULL), name="orders")
+    frames = [pull.recv()]
+    while pull.getsockopt(zmq.RCVMORE):
+        assert zmq.select([pull], [], [], 1)[0] == [pull]
+        frames.append(pull.recv(copy=False).bytes)
+    assert frames == [b"a", b"b", b"c"]
+    assert pull.rcvmore == 0
+
+
+def test_many_pending_entries_come_back_in_order(journal_path, open_journal, ctx) -> None:
+    messages = [[b"%05d" % i] for i in range(1000)]  # more than one redelivery window
+    leave_pending(journal_path, "bulk", messages)
+    j = open_journal()
+    pull = j.wrap(ctx.socket(zmq.PULL), name="bulk")
+    assert [pull.recv_multipart() for _ in messages] == messages
+    pull.close()
+    assert j.count() == 0
+
+
+def test_max_attempts_sends_poison_to_the_dead_letters(journal_path, open_journal, ctx) -> None:
+    with zjournal.open(journal_path) as j:
+        poison = j.append("orders", [b"poison"], direction="in", attempts=3)
+        fine = j.append("orders", [b"fine"], direction="in", attempts=1)
+    j = open_journal(max_attempts=3)
+    pull = j.wrap(ctx.socket(zmq.PULL), name="orders")
+    assert pull.recv() == b"fine"
+    assert pull.last_id == fine
+    dead = j.get(poison)
+    assert dead.state == "dead" and "max_attempts=3" in dead.reason
+    assert j.count(state="dead") == 1
+
+
+def test_per_socket_max_attempts(journal_path, open_journal, ctx) -> None:
+    leave_pending(journal_path, "orders", [[b"tried-once"]])
+    j = open_journal()
+    pull = j.wrap(ctx.socket(zmq.PULL), name="orders", max_attempts=1)
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.NOBLOCK)
+    assert j.count(state="dead") == 1
+
+
+def test_rep_redelivery_drops_the_reply_quietly_and_acks(journal_path, open_journal, ctx, endpoint) -> None:
+    leave_pending(journal_path, "service", [[b"old-request"]])
+    j = open_journal()
+    rep = j.wrap(ctx.socket(zmq.REP), name="service")
+    addr = endpoint()
+    rep.bind(addr)
+    assert rep.recv() == b"old-request"
+    assert j.get(rep.last_id).attempts == 2
+    rep.send(b"nobody waits for this")
+    assert j.count(name="service") == 0
+    req = ctx.socket(zmq.REQ)
+    req.connect(addr)
+    req.send(b"live")
+    assert rep.recv() == b"live"
+    rep.send(b"answer")
+    assert req.recv() == b"answer"
+
+
+def test_router_redelivery_keeps_the_body_and_acks_on_next(journal_path, open_journal, ctx, endpoint) -> None:
+    leave_pending(journal_path, "front", [[b"gone-client", b"", b"old"]], envelope_size=2)
+    j = open_journal()
+    router = j.wrap(ctx.socket(zmq.ROUTER), name="front")
+    router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+    addr = endpoint()
+    router.bind(addr)
+    identity, empty, body = router.recv_multipart()
+    assert (empty, body) == (b"", b"old")
+    router.send_multipart([identity, b"", b"reply to a gone client"])
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(addr)
+    dealer.send_multipart([b"", b"live"])
+    assert router.recv_multipart()[1:] == [b"", b"live"]
+    live = [e for e in j.entries(name="front", direction="in")]
+    assert [(e.envelope[1:], e.body) for e in live] == [([b""], [b"live"])]
+
+
+@pytest.mark.parametrize("kind", [zmq.DEALER, zmq.PAIR])
+def test_dealer_and_pair_redeliver_from_python_before_live(journal_path, open_journal, ctx, endpoint, kind) -> None:
+    leave_pending(journal_path, "peer", [[b"old", b"x"]])
+    j = open_journal()
+    sock = j.wrap(ctx.socket(kind), name="peer")
+    addr = endpoint()
+    sock.bind(addr)
+    other = ctx.socket(zmq.DEALER if kind == zmq.DEALER else zmq.PAIR)
+    other.connect(addr)
+    other.send(b"live")
+    assert sock.poll(0) == zmq.POLLIN
+    assert sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+    assert sock.recv() == b"old" and sock.rcvmore == 1
+    assert sock.recv() == b"x" and sock.rcvmore == 0
+    assert j.get(sock.last_id).attempts == 2
+    assert sock.recv_multipart() == [b"live"]
+
+
+def test_sub_redelivers_before_live(journal_path, open_journal, ctx, endpoint) -> None:
+    leave_pending(journal_path, "feed", [[b"news.old"]])
+    j = open_journal()
+    sub = j.wrap(ctx.socket(zmq.SUB), name="feed")
+    sub.subscribe(b"news.")
+    assert sub.recv_multipart() == [b"news.old"]
+
+
+def test_replay_outbound_through_a_plain_socket(journal_path, open_journal, ctx, endpoint) -> None:
+    with zjournal.open(journal_path) as j:
+        for i in range(3):
+            j.append("tasks", [b"task", b"%d" % i], direction="out", attempts=1)
+    j = open_journal()
+    addr = endpoint()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(addr)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(addr)
+    assert j.replay("tasks", into=push) == 3
+    assert [pull.recv_multipart()[1] for _ in range(3)] == [b"0", b"1", b"2"]
+    assert j.count(name="tasks") == 0
+    assert j.replay("tasks", into=push) == 0
+
+
+def test_replay_outbound_through_a_journaled_req_waits_for_the_reply(journal_path, open_journal, ctx, endpoint) -> None:
+    with zjournal.open(journal_path) as j:
+        first = j.append("client", [b"unanswered-1"], direction="out", attempts=1)
+        j.append("client", [b"unanswered-2"], direction="out", attempts=1)
+    j = open_journal()
+    addr = endpoint()
+    rep = ctx.socket(zmq.REP)
+    rep.bind(addr)
+    req = j.wrap(ctx.socket(zmq.REQ), name="client")
+    req.connect(addr)
+    assert j.replay("client", into=req) == 1  # a REQ takes one request at a time
+    assert rep.recv() == b"unanswered-1"
+    assert j.get(first).attempts == 2
+    rep.send(b"ok")
+    assert req.recv() == b"ok"
+    assert j.get(first) is None
+    assert j.replay("client", into=req) == 1
+    assert rep.recv() == b"unanswered-2"
+
+
+def test_nothing_pending_means_no_private_peer(journal, ctx) -> None:
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="fresh")
+    assert pull._redelivery is None
