@@ -6,6 +6,7 @@ acknowledged comes back after a crash or a stop.
 """
 
 from zjournal.aio import AsyncJournaledSocket
+from zjournal.device import Queue, QueueStats, StopReport, stop_on_signals
 from zjournal.durability import Durability
 from zjournal.entry import SCHEMA_VERSION, Direction, Entry, State
 from zjournal.errors import (
@@ -49,12 +50,16 @@ __all__ = [
     "MemoryStore",
     "MessageClass",
     "NotAJournalError",
+    "Queue",
+    "QueueStats",
     "RocksStore",
     "State",
+    "StopReport",
     "Store",
     "StoreError",
     "UnknownEntryError",
     "ZJournalError",
     "__version__",
     "open",
+    "stop_on_signals",
 ]

@@ -407,6 +407,44 @@ class Journal:
                 self._inflight[entry_id] = (name, dcode)
         return entry_id
 
+    def _log_many(
+        self,
+        name: str,
+        dcode: int,
+        messages: list[tuple[list[bytes], int]],
+        settle: Sequence[int] = (),
+    ) -> list[int]:
+        """Append many messages ``(frames, envelope_size)`` and settle many entries in one batch.
+
+        For code that owns its loop (the queue device): one write for
+        everything that was waiting.
+        """
+        now = time.time()
+        values = [
+            rec.encode_record(rec.PENDING, 1, now, name, dcode, frames, 0.0, "", envelope_size)
+            for frames, envelope_size in messages
+        ]
+        with self._lock:
+            self._check_open()
+            batch = self._batch()
+            changes: list[tuple[CounterKey, int]] = []
+            settled = [i for i in dict.fromkeys(settle) if self._settle_into(batch, i, changes)]
+            ids = []
+            for value in values:
+                entry_id = self._new_id(batch)
+                batch.put("entries", rec.encode_key(entry_id), value)
+                ids.append(entry_id)
+            if ids:
+                changes.append(((name, dcode, rec.PENDING), len(ids)))
+            if len(batch):
+                self._commit(batch, changes)
+            inflight = self._inflight
+            for entry_id in settled:
+                del inflight[entry_id]
+            for entry_id in ids:
+                inflight[entry_id] = (name, dcode)
+        return ids
+
     def _settle_into(self, batch: Any, entry_id: int, changes: list[tuple[CounterKey, int]]) -> bool:
         """Add the ack of an in-flight entry to ``batch``; False if it is no longer ours."""
         known = self._inflight.get(entry_id)
