@@ -11,6 +11,7 @@ FIFO guess, so workers may answer in any order.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import signal
 import struct
@@ -301,10 +302,9 @@ class Queue:
             else:
                 self.stats.duplicates += 1  # answered already: the client has its reply
                 continue
-            try:
+            # A gone client (or ROUTER_MANDATORY saying so): the reply is dropped.
+            with contextlib.suppress(zmq.ZMQError):
                 frontend.send_multipart(frames[1:], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass  # the client is gone (or ROUTER_MANDATORY says so): drop the reply
             self.stats.replies += 1
         if acked:
             self.journal._log_many(self.name, _IN, [], settle=acked)
