@@ -183,6 +183,7 @@ class Queue:
         poller.register(frontend, zmq.POLLIN)
         drain_deadline = 0.0
         drained_from = 0
+        self._fetch_replays()  # what the last run left goes first
         while True:
             if intake and self._stop_requested.is_set():
                 intake = False  # (a) stop intake: the frontend is no longer read
@@ -249,11 +250,11 @@ class Queue:
     def _fetch_replays(self) -> None:
         """Queue pending requests from before this run for the backend, a window at a time."""
         room = self._batch - len(self._to_backend)
+        dead_before = self.journal.count(name=self.name, state="dead")
         entries = self.journal._redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
         entries = [e for e in entries if e.id < self._replay_until]
         if len(entries) < room:
             self._replay_done = True
-        dead_before = self.journal.count(name=self.name, state="dead")
         for entry in entries:
             self._replay_cursor = entry.id
             delivered = self.journal._deliver(entry.id, track=True)

@@ -1,0 +1,101 @@
+"""Kill -9 the queue device process at random moments under load; nothing accepted is lost."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+import zjournal
+
+DEVICE = r"""
+import sys, zmq, zjournal
+path, front, back = sys.argv[1:4]
+journal = zjournal.open(path)
+ctx = zmq.Context()
+frontend = ctx.socket(zmq.ROUTER)
+frontend.bind(front)
+backend = ctx.socket(zmq.DEALER)
+backend.bind(back)
+print("ready", flush=True)
+zjournal.Queue(frontend, backend, journal).run()
+"""
+
+
+def start_device(path: str, front: str, back: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", DEVICE, path, front, back], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_kill_9_of_the_device_loses_no_accepted_request(tmp_path: Path) -> None:
+    sockets = tempfile.mkdtemp(prefix="zjd")  # ipc paths must stay short
+    front, back = f"ipc://{sockets}/f", f"ipc://{sockets}/b"
+    path = str(tmp_path / "device.journal")
+    ctx = zmq.Context()
+    processed: list[bytes] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        sock = ctx.socket(zmq.REP)
+        sock.connect(back)
+        while not stop.is_set():
+            if sock.poll(20):
+                frames = sock.recv_multipart()
+                time.sleep(0.001)  # slower than the clients: requests queue up in the device
+                processed.append(frames[-1])
+                sock.send(b"ok")
+        sock.close(0)
+
+    workers = [threading.Thread(target=worker) for _ in range(3)]
+    for w in workers:
+        w.start()
+    client = ctx.socket(zmq.DEALER)
+    client.connect(front)
+    rng = random.Random(7)
+    pending_at_kills: set[bytes] = set()
+    sent = kills = 0
+    try:
+        for _round in range(4):
+            device = start_device(path, front, back)
+            deadline = time.monotonic() + rng.uniform(0.1, 0.4)
+            while time.monotonic() < deadline:
+                for _ in range(20):
+                    client.send_multipart([b"", b"r-%06d" % sent])
+                    sent += 1
+                while client.poll(0):
+                    client.recv_multipart()
+                time.sleep(0.002)
+            device.send_signal(signal.SIGKILL)
+            device.wait(10)
+            kills += 1
+            with zjournal.open(path) as j:  # offline: what the dead device had accepted and not seen answered
+                pending_at_kills |= {e.body[-1] for e in j.entries(state="pending")}
+        device = start_device(path, front, back)  # the last restart replays what is left
+        deadline = time.monotonic() + 20
+        while not pending_at_kills <= set(processed) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        device.send_signal(signal.SIGKILL)
+        device.wait(10)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(5)
+        ctx.destroy(0)
+        shutil.rmtree(sockets, ignore_errors=True)
+    lost = pending_at_kills - set(processed)
+    duplicates = len(processed) - len(set(processed))
+    print(f"sent {sent}, kills {kills}, pending at kills {len(pending_at_kills)}, duplicates {duplicates}")
+    assert kills == 4 and pending_at_kills, "the kills should have caught requests in flight"
+    assert lost == set()
+    with zjournal.open(path) as j:
+        leftover = {e.body[-1] for e in j.entries(state="pending")}
+    assert leftover <= set(processed)  # at most answered-but-not-yet-acked ones, all processed
