@@ -134,7 +134,7 @@ def test_shutdown_with_no_workers_reports_pending_and_restart_delivers(journal_p
 
 
 def test_restart_gives_up_after_max_attempts(journal_path, open_journal, ctx, device) -> None:
-    fe, be, front, back = device
+    fe, be, _front, _back = device
     with zjournal.open(journal_path) as j:
         j.append("queue", [b"gone", b"", b"poison"], direction="in", attempts=2, envelope_size=2)
     j = open_journal(max_attempts=2)
