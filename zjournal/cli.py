@@ -31,5 +31,19 @@ def _root(
     """A message journal for ZeroMQ services."""
 
 
+@app.command()
+def demo(
+    crash: bool = typer.Option(False, "--crash", help="Kill the device process with SIGKILL instead of stopping it."),
+    requests: int = typer.Option(4000, "--requests", min=100, help="How many requests the clients send."),
+    path: str = typer.Option(None, "--path", help="Journal directory (default: a new temporary one)."),
+) -> None:
+    """Stop a busy journaled queue device mid-load, restart it, and show that nothing was lost."""
+    from zjournal.demo import run_demo
+
+    result = run_demo(path, requests=requests, crash=crash)
+    if result["lost"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

@@ -210,6 +210,10 @@ class Queue:
                 self._fetch_replays()
             if self._to_backend:
                 self._forward()
+        # What is still pending belongs to no one in this process now: a later
+        # Queue (or socket) on this journal may deliver it again.
+        for entry_id in [*self._in_flight, *(i for i, _ in self._to_backend if not i & _EPHEMERAL)]:
+            self.journal._inflight.pop(entry_id, None)
         report = StopReport(
             drained=self.stats.replies - drained_from,
             pending=[e.id for e in self.journal.entries(name=self.name, state="pending", direction="in")],

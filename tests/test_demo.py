@@ -1,0 +1,28 @@
+"""``zjournal demo`` runs the whole scenario and loses nothing."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from zjournal.cli import app
+from zjournal.demo import run_demo
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_demo_loses_nothing(tmp_path, crash: bool) -> None:
+    out = io.StringIO()
+    result = run_demo(str(tmp_path / "demo.journal"), requests=800, crash=crash, console=Console(file=out, width=200))
+    assert result["lost"] == 0 and result["left"] == 0
+    assert result["accepted"] > 0 and result["redelivered"] > 0
+    assert result["processed"] == result["accepted"]
+    assert "lost 0" in out.getvalue()
+
+
+def test_demo_command() -> None:
+    result = CliRunner().invoke(app, ["demo", "--requests", "400"])
+    assert result.exit_code == 0, result.output
+    assert "lost 0" in result.output

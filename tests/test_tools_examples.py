@@ -1,0 +1,29 @@
+"""The runnable examples in tools/ keep working."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(TOOLS / script), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_example_gets_unacked_messages_back(tmp_path) -> None:
+    out = run("example.py", str(tmp_path / "orders.journal"))
+    assert "3 pending" in out and "after handling them: 0 pending" in out
+
+
+def test_multithreaded_server_example(tmp_path) -> None:
+    out = run("example_mtserver.py", "--requests", "20", "--dir", str(tmp_path))
+    assert "20 answers checked" in out
+    assert out.count("entries left: 0") == 2
