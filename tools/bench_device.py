@@ -1,0 +1,145 @@
+"""Queue device throughput: ``zmq.proxy`` against ``zjournal.Queue`` on the same load, in one run.
+
+Run:  python tools/bench_device.py [--requests 100000] [--clients 16] [--window 50] [--repeat 3]
+
+Three processes per run: the device (ROUTER frontend, DEALER backend, over
+ipc), a client process with ``--clients`` DEALER sockets each keeping
+``--window`` requests in flight, and a worker process whose DEALER sockets echo
+every request straight back (so the device, not the workers, is what is
+measured). The table gives the median requests/s and the ratio to zmq.proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+
+
+def _device(kind: str, front: str, back: str, path: str, ready, stop) -> None:
+    ctx = zmq.Context()
+    frontend = ctx.socket(zmq.ROUTER)
+    frontend.bind(front)
+    backend = ctx.socket(zmq.DEALER)
+    backend.bind(back)
+    for sock in (frontend, backend):
+        sock.sndhwm = sock.rcvhwm = 100_000
+    if kind == "proxy":
+        ready.set()
+        with contextlib.suppress(zmq.ContextTerminated):
+            zmq.proxy(frontend, backend)
+        return
+    import zjournal
+
+    journal = zjournal.open(path, durability=kind.split("-")[1])
+    queue = zjournal.Queue(frontend, backend, journal)
+    queue.start()
+    ready.set()
+    stop.wait()
+    queue.stop(drain_timeout=0)
+    journal.close()
+    ctx.destroy(0)
+
+
+def _workers(back: str, count: int, stop) -> None:
+    ctx = zmq.Context()
+    socks = [ctx.socket(zmq.DEALER) for _ in range(count)]
+    poller = zmq.Poller()
+    for s in socks:
+        s.connect(back)
+        poller.register(s, zmq.POLLIN)
+    while not stop.is_set():
+        for sock, _ in poller.poll(50):
+            for _ in range(100):
+                try:
+                    sock.send_multipart(sock.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+    ctx.destroy(0)
+
+
+def _clients(front: str, count: int, window: int, total: int, result) -> None:
+    ctx = zmq.Context()
+    socks = [ctx.socket(zmq.DEALER) for _ in range(count)]
+    poller = zmq.Poller()
+    for s in socks:
+        s.connect(front)
+        poller.register(s, zmq.POLLIN)
+    per = total // count
+    sent = dict.fromkeys(socks, 0)
+    got = 0
+    start = time.perf_counter()
+    for s in socks:
+        for _ in range(window):
+            s.send_multipart([b"", b"x" * 100])
+            sent[s] += 1
+    while got < per * count:
+        for sock, _ in poller.poll(1000):
+            while True:
+                try:
+                    sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                got += 1
+                if sent[sock] < per:
+                    sock.send_multipart([b"", b"x" * 100])
+                    sent[sock] += 1
+    result.put(got / (time.perf_counter() - start))
+    ctx.destroy(0)
+
+
+def run_once(kind: str, args: argparse.Namespace, workdir: Path, index: int) -> float:
+    spawn = mp.get_context("spawn")
+    front, back = f"ipc://{workdir}/f{index}", f"ipc://{workdir}/b{index}"
+    ready, stop, result = spawn.Event(), spawn.Event(), spawn.Queue()
+    device = spawn.Process(target=_device, args=(kind, front, back, str(workdir / f"j{index}"), ready, stop))
+    device.start()
+    ready.wait(30)
+    workers = spawn.Process(target=_workers, args=(back, 4, stop))
+    workers.start()
+    clients = spawn.Process(target=_clients, args=(front, args.clients, args.window, args.requests, result))
+    clients.start()
+    rate = result.get(timeout=600)
+    stop.set()
+    clients.join(30)
+    workers.join(30)
+    if kind == "proxy":
+        device.terminate()
+    device.join(30)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    kinds = ("proxy", "queue-process", "queue-interval")
+    rates: dict[str, list[float]] = {k: [] for k in kinds}
+    with tempfile.TemporaryDirectory(prefix="zjdev") as tmp:
+        index = 0
+        for _ in range(args.repeat):
+            for kind in kinds:
+                index += 1
+                rates[kind].append(run_once(kind, args, Path(tmp), index))
+    proxy = statistics.median(rates["proxy"])
+    print(
+        f"Queue device, {args.clients} DEALER clients x {args.window} in flight, echo workers, median of {args.repeat}"
+    )
+    print("| device | requests/s (median) | min | max | / zmq.proxy |")
+    print("|---|---:|---:|---:|---:|")
+    for kind, values in rates.items():
+        med = statistics.median(values)
+        print(f"| {kind} | {med:,.0f} | {min(values):,.0f} | {max(values):,.0f} | {med / proxy:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
