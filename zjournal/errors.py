@@ -78,3 +78,7 @@ class StoreError(ZJournalError):
 
     The write that raised did not happen: nothing was journaled by it.
     """
+
+
+class ReadOnlyJournalError(ZJournalError):
+    """A change was attempted on a journal opened read-only (``zjournal.open(..., read_only=True)``)."""

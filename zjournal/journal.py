@@ -33,6 +33,7 @@ from zjournal.errors import (
 from zjournal.store.base import Store
 from zjournal.store.memory import MemoryStore
 from zjournal.store.rocks import RocksStore
+from zjournal.store.secondary import SecondaryRocksStore
 
 log = logging.getLogger("zjournal")
 
@@ -110,8 +111,10 @@ class Journal:
         max_attempts: int | None = None,
         fsync_interval: float = 10.0,
         path: str | None = None,
+        read_only: bool = False,
     ) -> None:
         _check_settings(retention, max_attempts, fsync_interval)
+        self.read_only = read_only
         self.durability = Durability.parse(durability)
         self.retention = float(retention)
         self.max_attempts = max_attempts
@@ -138,10 +141,10 @@ class Journal:
             raise
         self._stop = threading.Event()
         self._maintainer: threading.Thread | None = None
-        if self.durability is Durability.INTERVAL or self.retention > 0:
+        if not read_only and (self.durability is Durability.INTERVAL or self.retention > 0):
             self._maintainer = threading.Thread(target=self._maintain, name="zjournal-maintainer", daemon=True)
             self._maintainer.start()
-        if self.durability is Durability.NONE:
+        if self.durability is Durability.NONE and not read_only:
             log.warning("journal %s: durability 'none' keeps no write-ahead log; a crash loses messages", path)
 
     # -- opening ---------------------------------------------------------
@@ -151,6 +154,8 @@ class Journal:
         store = self._store
         raw_schema = store.get("meta", _META_SCHEMA)
         if raw_schema is None:
+            if self.read_only:
+                raise NotAJournalError(f"{self.path} has no zjournal schema: not a journal", path=str(self.path))
             if next(iter(store.scan("entries")), None) is not None:
                 raise NotAJournalError(f"{self.path} has entries but no zjournal schema", path=str(self.path))
             self._initialise()
@@ -165,9 +170,19 @@ class Journal:
                 )
         self._reserved = self._meta_int(_META_SEQ, 1)
         self._floor = self._meta_int(_META_FLOOR, 1)
+        self._count_entries()
+        if self.read_only:
+            return
+        batch = store.batch()
+        batch.put("meta", _META_DURABILITY, msgpack.packb(self.durability.value))
+        store.write(batch, sync=True)
+
+    def _count_entries(self) -> None:
+        """Rebuild the counters, the id sequence and the floor in one scan."""
+        store = self._store
         last_id = 0
         first_id = None
-        counts = self._counts
+        counts: dict[CounterKey, int] = {}
         for key, value in store.scan("entries", rec.encode_key(self._floor)):
             entry_id = rec.decode_key(key)
             if first_id is None:
@@ -176,11 +191,9 @@ class Journal:
             r = rec.decode_record(value)
             ck = (r[3], r[4], r[0])
             counts[ck] = counts.get(ck, 0) + 1
+        self._counts = counts
         self._next_id = max(self._reserved, last_id + 1)
         self._floor = first_id if first_id is not None else self._next_id
-        batch = store.batch()
-        batch.put("meta", _META_DURABILITY, msgpack.packb(self.durability.value))
-        store.write(batch, sync=True)
 
     def _initialise(self) -> None:
         batch = self._store.batch()
@@ -638,6 +651,33 @@ class Journal:
         self._check_open()
         return self._store.size_on_disk()
 
+    def refresh(self) -> None:
+        """Read-only journals: catch up with what the journal's owner wrote since opening."""
+        self._check_open()
+        refresh = getattr(self._store, "refresh", None)
+        if refresh is None:
+            return
+        with self._lock:
+            refresh()
+            self._reserved = self._meta_int(_META_SEQ, 1)
+            self._count_entries()
+
+    def info(self) -> dict[str, Any]:
+        """What the journal says about itself: schema, recorded durability, creation time, size."""
+        self._check_open()
+
+        def meta(key: bytes) -> Any:
+            raw = self._store.get("meta", key)
+            return None if raw is None else msgpack.unpackb(raw)
+
+        return {
+            "path": self.path,
+            "schema": meta(_META_SCHEMA),
+            "durability": meta(_META_DURABILITY),
+            "created": meta(_META_CREATED),
+            "size_on_disk": self._store.size_on_disk(),
+        }
+
     # -- maintenance -------------------------------------------------------
 
     def sync(self) -> None:
@@ -709,6 +749,8 @@ class Journal:
             if self._closed:
                 return
             try:
+                if self.read_only:
+                    return
                 batch = self._batch()
                 batch.put("meta", _META_FLOOR, msgpack.packb(self._floor))
                 # A clean close knows exactly which ids were handed out.
@@ -737,16 +779,21 @@ def open(  # noqa: A001 - the public name the issues ask for
     retention: float = 0.0,
     max_attempts: int | None = None,
     fsync_interval: float = 10.0,
+    read_only: bool = False,
 ) -> Journal:
     """Open (or create) the journal in directory ``path``.
 
     One process at a time may hold a journal open; others get
     :class:`JournalLockedError`. See :class:`Journal` for the arguments.
+
+    ``read_only=True`` opens a view that never writes to the directory and
+    works while another process holds the journal open (a RocksDB secondary
+    instance); :meth:`Journal.refresh` catches up with the owner's writes.
     """
     path = os.fspath(path)
     mode = Durability.parse(durability)
     _check_settings(retention, max_attempts, fsync_interval)
-    store = RocksStore(path, wal=mode is not Durability.NONE)
+    store: Store = SecondaryRocksStore(path) if read_only else RocksStore(path, wal=mode is not Durability.NONE)
     return Journal(
         store,
         durability=mode,
@@ -754,4 +801,5 @@ def open(  # noqa: A001 - the public name the issues ask for
         max_attempts=max_attempts,
         fsync_interval=fsync_interval,
         path=path,
+        read_only=read_only,
     )

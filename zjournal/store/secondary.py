@@ -1,0 +1,129 @@
+"""A read-only view of a journal directory that may be live: a RocksDB secondary instance.
+
+It never writes to the journal directory. rocksdict rewrites
+``rocksdict-config.json`` in whatever directory it opens, and a secondary
+instance still opens the primary's path, so the view opens a private *shadow*
+directory of symbolic links to the journal's files instead, and refreshes the
+links before each catch-up with the primary (new WAL, SST and MANIFEST files
+appear as the owner writes). Works the same on a stopped journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import rocksdict
+
+from zjournal.errors import (
+    InvalidArgumentError,
+    JournalClosedError,
+    NotAJournalError,
+    ReadOnlyJournalError,
+    StoreError,
+)
+from zjournal.store.base import TABLES, Batch, Store
+from zjournal.store.rocks import check_journal_path
+
+# Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config.
+_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json"}
+
+
+class SecondaryRocksStore(Store):
+    """Read-only, refreshable view of a journal directory (live or stopped)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if not os.path.exists(path):
+            raise NotAJournalError(f"no journal at {path}", path=path)
+        if not check_journal_path(path):
+            raise NotAJournalError(f"{path} is empty: not a journal", path=path)
+        self._shadow = tempfile.mkdtemp(prefix="zjournal-view-")
+        self._secondary = tempfile.mkdtemp(prefix="zjournal-view-secondary-")
+        self._closed = False
+        try:
+            self._link_files()
+            opts = rocksdict.Options(raw_mode=True)
+            families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
+            self._db = rocksdict.Rdict(
+                self._shadow, opts, column_families=families, access_type=rocksdict.AccessType.secondary(self._secondary)
+            )
+            self._tables = {name: self._db.get_column_family(name) for name in TABLES}
+        except NotAJournalError:
+            self._remove_dirs()
+            raise
+        except Exception as e:
+            self._remove_dirs()
+            raise StoreError(f"cannot read journal {path}: {e}") from e
+
+    def _link_files(self) -> None:
+        wanted = {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
+        present = {n for n in os.listdir(self._shadow) if os.path.islink(os.path.join(self._shadow, n))}
+        for name in wanted - present:
+            os.symlink(os.path.join(self.path, name), os.path.join(self._shadow, name))
+        for name in present - wanted:
+            os.unlink(os.path.join(self._shadow, name))
+
+    def refresh(self) -> None:
+        """Catch up with what the owner wrote since the last refresh."""
+        self._check_open()
+        try:
+            # Twice: files the owner creates during the first catch-up are linked for the second.
+            for _ in range(2):
+                self._link_files()
+                self._db.try_catch_up_with_primary()
+        except Exception as e:
+            raise StoreError(f"cannot catch up with journal {self.path}: {e}") from e
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalClosedError(f"journal view of {self.path} is closed")
+
+    def _table(self, table: str) -> rocksdict.Rdict:
+        self._check_open()
+        try:
+            return self._tables[table]
+        except KeyError:
+            raise InvalidArgumentError(f"unknown table {table!r}") from None
+
+    def batch(self) -> Batch:
+        raise ReadOnlyJournalError(f"journal {self.path} is open read-only")
+
+    def write(self, batch: Batch, *, sync: bool = False) -> None:
+        raise ReadOnlyJournalError(f"journal {self.path} is open read-only")
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        cf = self._table(table)
+        try:
+            return cf.get(key)
+        except Exception as e:
+            raise StoreError(f"journal {self.path}: read failed: {e}") from e
+
+    def scan(self, table: str, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._table(table).items(from_key=start))
+
+    def sync(self) -> None:
+        self._check_open()
+
+    def compact(self) -> None:
+        raise ReadOnlyJournalError(f"journal {self.path} is open read-only")
+
+    def size_on_disk(self) -> int:
+        self._check_open()
+        return sum(e.stat().st_size for e in os.scandir(self.path) if e.is_file(follow_symlinks=False))
+
+    def _remove_dirs(self) -> None:
+        shutil.rmtree(self._shadow, ignore_errors=True)
+        shutil.rmtree(self._secondary, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._tables.clear()
+        with contextlib.suppress(Exception):
+            self._db.close()
+        self._remove_dirs()
