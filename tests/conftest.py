@@ -52,3 +52,30 @@ _endpoints = itertools.count()
 def endpoint() -> Callable[[], str]:
     """Fresh inproc endpoint names."""
     return lambda: f"inproc://test-{next(_endpoints)}"
+
+
+@pytest.fixture
+def cli():
+    """Invoke the zjournal CLI in-process; returns the click Result."""
+    from typer.testing import CliRunner
+
+    from zjournal.cli import app
+
+    runner = CliRunner()
+
+    def _invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), input=input)
+
+    return _invoke
+
+
+@pytest.fixture
+def sample_journal(journal_path: str) -> str:
+    """A stopped journal: 5 pending ROUTER requests (JSON bodies), 1 outbound msgpack task, 1 dead letter."""
+    with zjournal.open(journal_path) as j:
+        for i in range(5):
+            j.append("orders", [b"client", b"", b'{"order": %d}' % i], direction="in", attempts=1, envelope_size=2)
+        j.append("tasks", [b"\x93\x01\x02\x03"], direction="out", attempts=2)
+        poison = j.append("orders", [b"poison"], direction="in", attempts=3)
+        j.dead(poison, "too many attempts")
+    return journal_path

@@ -49,7 +49,10 @@ class SecondaryRocksStore(Store):
             opts = rocksdict.Options(raw_mode=True)
             families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
             self._db = rocksdict.Rdict(
-                self._shadow, opts, column_families=families, access_type=rocksdict.AccessType.secondary(self._secondary)
+                self._shadow,
+                opts,
+                column_families=families,
+                access_type=rocksdict.AccessType.secondary(self._secondary),
             )
             self._tables = {name: self._db.get_column_family(name) for name in TABLES}
         except NotAJournalError:

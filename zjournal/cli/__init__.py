@@ -1,15 +1,20 @@
-"""The ``zjournal`` command line (typer). Commands call the public library API;
-errors under ``ZJournalError`` become one line on stderr and exit code 1."""
+"""The ``zjournal`` command line (typer).
+
+Each command opens a journal, calls the library, and prints; errors under
+``ZJournalError`` become one line on stderr and exit code 1 (see ``common``).
+"""
 
 from __future__ import annotations
 
 import typer
 
 import zjournal
+from zjournal.cli import inspect, ops, replay
+from zjournal.cli.common import handle_errors
 
 app = typer.Typer(
     name="zjournal",
-    help="A message journal for ZeroMQ services.",
+    help="A message journal for ZeroMQ services: inspect, replay and operate journals.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -32,6 +37,7 @@ def _root(
 
 
 @app.command()
+@handle_errors
 def demo(
     crash: bool = typer.Option(False, "--crash", help="Kill the device process with SIGKILL instead of stopping it."),
     requests: int = typer.Option(4000, "--requests", min=100, help="How many requests the clients send."),
@@ -43,6 +49,11 @@ def demo(
     result = run_demo(path, requests=requests, crash=crash)
     if result["lost"]:
         raise typer.Exit(1)
+
+
+inspect.register(app)
+replay.register(app)
+ops.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,190 @@
+"""zjournal inspect: summaries, listings, single entries, JSON, live journals, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import zjournal
+
+ZJOURNAL = [sys.executable, "-m", "zjournal.cli"]
+
+
+def test_summary_counts_by_name_direction_and_state(cli, sample_journal) -> None:
+    result = cli("inspect", sample_journal)
+    assert result.exit_code == 0, result.output
+    assert "pending 6" in result.output and "dead 1" in result.output
+    assert "orders" in result.output and "tasks" in result.output
+    assert "oldest pending: id 1" in result.output
+    assert "attempts of pending entries: 1: 5, 2: 1" in result.output
+
+
+def test_summary_json_has_the_documented_fields(cli, sample_journal) -> None:
+    data = json.loads(cli("inspect", sample_journal, "--json").output)
+    assert (data["pending"], data["acked"], data["dead"]) == (6, 0, 1)
+    assert data["names"]["orders"] == {
+        "pending": 5,
+        "acked": 0,
+        "dead": 1,
+        "in": {"pending": 5, "acked": 0, "dead": 1},
+        "out": {"pending": 0, "acked": 0, "dead": 0},
+    }
+    assert data["names"]["tasks"]["out"]["pending"] == 1
+    assert data["oldest_pending"]["id"] == 1 and data["oldest_pending"]["age_seconds"] >= 0
+    assert data["pending_attempts"] == {"1": 5, "2": 1}
+    assert data["schema"] == zjournal.SCHEMA_VERSION and data["durability"] == "process"
+    assert data["live"] is False and data["size_on_disk"] > 0
+
+
+def listing(cli, path, *args):
+    result = cli("inspect", path, "--json", *args)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.output.splitlines()]
+
+
+def test_listing_filters(cli, sample_journal) -> None:
+    assert [r["id"] for r in listing(cli, sample_journal, "--state", "pending")] == [1, 2, 3, 4, 5, 6]
+    assert [r["id"] for r in listing(cli, sample_journal, "--name", "tasks")] == [6]
+    assert [r["id"] for r in listing(cli, sample_journal, "--direction", "in", "--limit", "2")] == [1, 2]
+    assert [r["id"] for r in listing(cli, sample_journal, "--min-attempts", "2")] == [6, 7]
+    assert [r["id"] for r in listing(cli, sample_journal, "--state", "dead")] == [7]
+    assert listing(cli, sample_journal, "--since", "1h", "--limit", "1")[0]["id"] == 1
+    assert listing(cli, sample_journal, "--until", "1h") == []
+    assert listing(cli, sample_journal, "--since", str(time.time() + 60)) == []
+
+
+def test_listing_json_lines_carry_the_whole_entry(cli, sample_journal) -> None:
+    row = listing(cli, sample_journal, "--name", "orders", "--limit", "1")[0]
+    assert set(row) >= {"id", "name", "direction", "state", "attempts", "created", "frames", "envelope_size"}
+    import base64
+
+    assert [base64.b64decode(f) for f in row["frames"]] == [b"client", b"", b'{"order": 0}']
+    assert row["envelope_size"] == 2
+
+
+def test_listing_table_for_people(cli, sample_journal) -> None:
+    result = cli("inspect", sample_journal, "--state", "pending")
+    assert result.exit_code == 0
+    assert '{"order": 0}' in result.output and "pending" in result.output
+
+
+@pytest.mark.parametrize(
+    "entry, how, expected",
+    [
+        (1, "auto", '"order": 0'),
+        (1, "text", '{"order": 0}'),
+        (6, "msgpack", "1,"),
+        (6, "hex", "93 01 02 03"),
+        (1, "msgpack", "msgpack: not msgpack"),
+    ],
+)
+def test_one_entry_in_full(cli, sample_journal, entry, how, expected) -> None:
+    result = cli("inspect", sample_journal, "--id", str(entry), "--decode", how)
+    assert result.exit_code == 0, result.output
+    assert expected in result.output
+    if entry == 1:
+        assert "routing envelope" in result.output and "636c69656e74" in result.output
+
+
+def test_one_entry_as_json(cli, sample_journal) -> None:
+    record = json.loads(cli("inspect", sample_journal, "--id", "7", "--json").output)
+    assert record["state"] == "dead" and record["reason"] == "too many attempts"
+    assert record["decoded"][0]["decoder"] == "text"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["/no/such/journal"], "no journal at"),
+        (["{sample}", "--state", "lost"], "unknown state 'lost'"),
+        (["{sample}", "--direction", "up"], "unknown direction"),
+        (["{sample}", "--since", "yesterday-ish"], "invalid time"),
+        (["{sample}", "--id", "999"], "no entry 999"),
+        (["{sample}", "--decode", "rot13"], "unknown decoder"),
+        (["{file}"], "is a file"),
+        (["{dir}"], "other files"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(cli, sample_journal, tmp_path, args, message) -> None:
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    d = tmp_path / "a-dir"
+    d.mkdir()
+    (d / "notes").write_text("x")
+    args = [a.format(sample=sample_journal, file=f, dir=d) for a in args]
+    result = cli("inspect", *args)
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+WRITER = r"""
+import sys, time, zjournal
+journal = zjournal.open(sys.argv[1])
+journal.append("live", [b"first"], direction="in")
+print("ready", flush=True)
+for i in range(int(sys.argv[2])):
+    journal.append("live", [b"n%d" % i], direction="in")
+    time.sleep(0.01)
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_inspect_a_live_journal_catches_up_and_changes_nothing(journal_path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, journal_path, "150"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        config = os.path.join(journal_path, "rocksdict-config.json")
+        before = (os.stat(config).st_mtime_ns, sorted(os.listdir(journal_path)))
+        seen = []
+        for _ in range(3):
+            done = subprocess.run([*ZJOURNAL, "inspect", journal_path, "--json"], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            data = json.loads(done.stdout)
+            assert data["live"] is True
+            seen.append(data["pending"])
+            time.sleep(0.3)
+        assert seen == sorted(seen) and seen[-1] > seen[0]  # the counts catch up
+        assert writer.stdout.readline().strip() == "done"
+        final = json.loads(
+            subprocess.run([*ZJOURNAL, "inspect", journal_path, "--json"], capture_output=True, text=True).stdout
+        )
+        assert final["pending"] == 151
+        assert os.stat(config).st_mtime_ns == before[0]  # never rewrites the owner's config
+    finally:
+        writer.stdin.close()
+        writer.wait(10)
+
+
+def test_follow_prints_entries_as_they_arrive(journal_path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, journal_path, "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    follower = None
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        follower = subprocess.Popen(
+            [*ZJOURNAL, "inspect", journal_path, "--follow", "--json", "--name", "live"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ids = []
+        deadline = time.monotonic() + 20
+        while len(ids) < 40 and time.monotonic() < deadline:
+            ids.append(json.loads(follower.stdout.readline())["id"])
+        assert len(ids) >= 40 and ids == sorted(set(ids))
+    finally:
+        if follower is not None:
+            follower.kill()
+            follower.wait(10)
+        writer.stdin.close()
+        writer.wait(10)

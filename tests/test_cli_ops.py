@@ -1,0 +1,99 @@
+"""zjournal ack, dead, purge, compact, export, import, --version and --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import zjournal
+
+
+def states(path):
+    with zjournal.open(path, read_only=True) as j:
+        return {e.id: str(e.state) for e in j.entries()}
+
+
+def test_ack_and_dead(cli, sample_journal) -> None:
+    assert cli("ack", sample_journal, "--id", "1", "--id", "7").exit_code == 0
+    result = cli("dead", sample_journal, "--id", "2", "--reason", "bad input")
+    assert result.exit_code == 0 and "marked 1 entries dead" in result.output
+    now = states(sample_journal)
+    assert 1 not in now and 7 not in now and now[2] == "dead"
+    with zjournal.open(sample_journal, read_only=True) as j:
+        assert j.get(2).reason == "bad input"
+
+
+def test_an_unknown_id_changes_nothing(cli, sample_journal) -> None:
+    before = states(sample_journal)
+    result = cli("ack", sample_journal, "--id", "1", "--id", "999")
+    assert result.exit_code == 1 and "no entry 999" in result.output
+    assert states(sample_journal) == before
+
+
+def test_purge_asks_unless_yes(cli, sample_journal) -> None:
+    refused = cli("purge", sample_journal, "--state", "dead", input="n\n")
+    assert refused.exit_code == 1 and "nothing deleted" in refused.output
+    assert states(sample_journal)[7] == "dead"
+    assert "purged 0" not in cli("purge", sample_journal, "--state", "dead", "--before", "1h", "--yes").output
+    assert states(sample_journal)[7] == "dead"  # changed less than an hour ago
+    confirmed = cli("purge", sample_journal, "--state", "dead", input="y\n")
+    assert confirmed.exit_code == 0 and "purged 1 dead" in confirmed.output
+    assert 7 not in states(sample_journal)
+    assert cli("purge", sample_journal, "--state", "pending", "--yes").exit_code == 1
+
+
+def test_compact(cli, sample_journal) -> None:
+    result = cli("compact", sample_journal)
+    assert result.exit_code == 0 and "compacted" in result.output
+    assert len(states(sample_journal)) == 7
+
+
+def test_export_then_import_restores_entries(cli, sample_journal, tmp_path) -> None:
+    dump = tmp_path / "dump.jsonl"
+    result = cli("export", sample_journal, "--output", str(dump))
+    assert result.exit_code == 0 and "exported 7 entries" in result.output
+    assert len(dump.read_text().splitlines()) == 7
+    target = str(tmp_path / "copy.journal")
+    result = cli("import", target, str(dump))
+    assert result.exit_code == 0 and "imported 7 entries" in result.output
+    with zjournal.open(sample_journal, read_only=True) as a, zjournal.open(target, read_only=True) as b:
+        strip = lambda e: (e.name, e.direction, e.frames, e.state, e.attempts, e.reason, e.envelope_size)  # noqa: E731
+        assert [strip(e) for e in a.entries()] == [strip(e) for e in b.entries()]
+
+
+def test_export_to_stdout_is_json_lines(cli, sample_journal) -> None:
+    lines = cli("export", sample_journal, "--state", "dead").output.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [7]
+
+
+def test_import_of_bad_lines_imports_nothing(cli, tmp_path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"name": "x", "direction": "in", "state": "pending", "frames": []}\nnot json\n')
+    target = str(tmp_path / "t.journal")
+    result = cli("import", target, str(bad))
+    assert result.exit_code == 1 and "bad.jsonl:2: not JSON" in result.output
+    missing = tmp_path / "missing.jsonl"
+    result = cli("import", target, str(missing))
+    assert result.exit_code == 1 and "No such file" in result.output
+
+
+def test_operations_refuse_a_live_journal(cli, journal) -> None:
+    result = cli("ack", journal.path, "--id", "1")
+    assert result.exit_code == 1 and "held open by a running process" in result.output
+
+
+def test_version_through_a_real_subprocess() -> None:
+    done = subprocess.run([sys.executable, "-m", "zjournal.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"zjournal {zjournal.__version__}"
+
+
+@pytest.mark.parametrize(
+    "command", ["inspect", "replay", "ack", "dead", "purge", "compact", "export", "import", "demo"]
+)
+def test_every_command_has_help(cli, command) -> None:
+    result = cli(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output.splitlines()) > 5

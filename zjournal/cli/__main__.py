@@ -1,0 +1,5 @@
+"""``python -m zjournal.cli``: the same as the ``zjournal`` command."""
+
+from zjournal.cli import main
+
+main()

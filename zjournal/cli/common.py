@@ -1,0 +1,140 @@
+"""What the commands share: error handling, opening journals, times, JSON records."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+import zmq
+from rich.console import Console
+
+import zjournal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one line on stderr; return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn the library's errors into one line and a non-zero exit: never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except zjournal.ZJournalError as e:
+            raise fail(str(e)) from None
+        except zmq.ZMQError as e:
+            raise fail(f"ZeroMQ: {e}") from None
+        except OSError as e:
+            raise fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def open_for_change(path: str) -> zjournal.Journal:
+    """Open a journal to change it; a journal held by a running process is refused, saying why."""
+    try:
+        return zjournal.open(path)
+    except zjournal.JournalLockedError:
+        raise zjournal.JournalLockedError(
+            f"journal {path} is held open by a running process: its own redelivery handles its pending "
+            "entries; stop that process first (this command is for journals whose owner is gone)",
+            path=path,
+        ) from None
+
+
+def check_exists(path: str) -> None:
+    import os
+
+    if not os.path.exists(path):
+        raise zjournal.NotAJournalError(f"no journal at {path}", path=path)
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(text: str | None) -> float | None:
+    """A point in time: epoch seconds, ISO 8601, or an age such as 30s, 10m, 2h, 7d (ago)."""
+    if text is None:
+        return None
+    value = text.strip()
+    match = _RELATIVE.match(value)
+    if match:
+        return time.time() - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        raise zjournal.InvalidArgumentError(
+            f"invalid time {text!r}: use epoch seconds, ISO 8601 (2026-11-27T10:00) or an age (30s, 10m, 2h, 7d)"
+        ) from None
+
+
+def age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+    return f"{seconds // 86400:.0f}d{seconds % 86400 // 3600:02.0f}h"
+
+
+def entry_record(entry: zjournal.Entry) -> dict[str, Any]:
+    """An entry as a JSON object: the format of ``inspect --json`` listings and ``export``."""
+    return {
+        "id": entry.id,
+        "name": entry.name,
+        "direction": str(entry.direction),
+        "state": str(entry.state),
+        "attempts": entry.attempts,
+        "created": entry.created,
+        "updated": entry.updated,
+        "reason": entry.reason,
+        "envelope_size": entry.envelope_size,
+        "frames": [base64.b64encode(f).decode("ascii") for f in entry.frames],
+    }
+
+
+def entry_from_json(obj: Any, where: str) -> zjournal.Entry:
+    """The inverse of :func:`entry_record` (the id is not kept: imports get new ids)."""
+    try:
+        return zjournal.Entry(
+            id=0,
+            name=str(obj["name"]),
+            direction=zjournal.Direction(obj["direction"]),
+            frames=[base64.b64decode(f, validate=True) for f in obj["frames"]],
+            state=zjournal.State(obj["state"]),
+            attempts=int(obj.get("attempts", 0)),
+            created=float(obj.get("created", time.time())),
+            updated=float(obj.get("updated", 0.0)),
+            reason=str(obj.get("reason", "")),
+            envelope_size=int(obj.get("envelope_size", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise zjournal.InvalidArgumentError(f"{where}: not a zjournal entry ({e})") from None
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text + "\n")

@@ -1,0 +1,241 @@
+"""``zjournal inspect``: what is in a journal, live or stopped. It never writes to the journal."""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import zjournal
+from zjournal.cli.common import age, check_exists, entry_record, handle_errors, out, parse_time
+from zjournal.decode import DECODERS, decode, preview
+
+console = Console(highlight=False)
+
+
+def is_live(path: str) -> bool | None:
+    """Whether a process holds the journal open (its RocksDB LOCK); None when it cannot be told."""
+    try:
+        fd = os.open(os.path.join(path, "LOCK"), os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def summary(journal: zjournal.Journal, path: str) -> dict[str, Any]:
+    """The summary of ``inspect`` as a JSON-ready dict (field names are documented in the README)."""
+    names: dict[str, dict[str, Any]] = {}
+    for name in journal.names():
+        row: dict[str, Any] = {s: journal.count(name=name, state=s) for s in ("pending", "acked", "dead")}
+        for direction in ("in", "out"):
+            row[direction] = {
+                s: journal.count(name=name, state=s, direction=direction) for s in ("pending", "acked", "dead")
+            }
+        names[name] = row
+    attempts: collections.Counter[int] = collections.Counter()
+    oldest = None
+    for entry in journal.entries(state="pending"):
+        if oldest is None:
+            oldest = entry
+        attempts[entry.attempts] += 1
+    info = journal.info()
+    now = time.time()
+    return {
+        "path": path,
+        "live": is_live(path),
+        "schema": info["schema"],
+        "durability": info["durability"],
+        "created": info["created"],
+        "size_on_disk": info["size_on_disk"],
+        "pending": journal.count(state="pending"),
+        "acked": journal.count(state="acked"),
+        "dead": journal.count(state="dead"),
+        "names": names,
+        "oldest_pending": None
+        if oldest is None
+        else {
+            "id": oldest.id,
+            "name": oldest.name,
+            "direction": str(oldest.direction),
+            "created": oldest.created,
+            "age_seconds": round(now - oldest.created, 3),
+        },
+        "pending_attempts": {str(k): attempts[k] for k in sorted(attempts)},
+        "replays": journal.replays(),
+    }
+
+
+def print_summary(data: dict[str, Any]) -> None:
+    live = {True: "[bold green]live[/] (held open by a running process)", False: "stopped", None: "unknown"}
+    console.print(f"[bold]journal[/] {data['path']} — {live[data['live']]}")
+    size_kib = data["size_on_disk"] / 1024
+    console.print(
+        f"schema {data['schema']} · durability {data['durability']} · {size_kib:,.0f} KiB on disk · "
+        f"pending [bold]{data['pending']}[/] · acked {data['acked']} · dead {data['dead']}"
+    )
+    if data["names"]:
+        table = Table("name", "direction", "pending", "acked", "dead")
+        for name, row in data["names"].items():
+            for direction in ("in", "out"):
+                counts = row[direction]
+                if any(counts.values()):
+                    table.add_row(name, direction, str(counts["pending"]), str(counts["acked"]), str(counts["dead"]))
+        console.print(table)
+    else:
+        console.print("no entries")
+    oldest = data["oldest_pending"]
+    if oldest:
+        console.print(
+            f"oldest pending: id {oldest['id']} ({oldest['name']}, {oldest['direction']}), "
+            f"{age(oldest['age_seconds'])} ago"
+        )
+        histogram = ", ".join(f"{k}: {v}" for k, v in data["pending_attempts"].items())
+        console.print(f"attempts of pending entries: {histogram}")
+    if data["replays"]:
+        last = data["replays"][-1]
+        console.print(
+            f"replays: {len(data['replays'])} (last: {last['count']} entries to {last['endpoint']}, "
+            f"{age(time.time() - last['at'])} ago)"
+        )
+
+
+def matching(
+    journal: zjournal.Journal,
+    name: str | None,
+    state: str | None,
+    direction: str | None,
+    since: float | None,
+    until: float | None,
+    min_attempts: int,
+    after_id: int = 0,
+) -> Iterator[zjournal.Entry]:
+    for entry in journal.entries(name=name, state=state, direction=direction):
+        if entry.id <= after_id:
+            continue
+        if since is not None and entry.created < since:
+            continue
+        if until is not None and entry.created > until:
+            continue
+        if entry.attempts < min_attempts:
+            continue
+        yield entry
+
+
+def print_rows(entries: list[zjournal.Entry], as_json: bool) -> None:
+    if as_json:
+        for entry in entries:
+            out(json.dumps(entry_record(entry)))
+        return
+    table = Table("id", "name", "dir", "state", "attempts", "age", "size", "preview")
+    now = time.time()
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.name,
+            str(e.direction),
+            str(e.state),
+            str(e.attempts),
+            age(now - e.created),
+            str(e.size),
+            preview(e.body),
+        )
+    console.print(table)
+
+
+def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
+    if as_json:
+        record = entry_record(entry)
+        record["decoded"] = [dict(zip(("decoder", "text"), decode(f, how), strict=True)) for f in entry.body]
+        out(json.dumps(record))
+        return
+    console.print(
+        f"[bold]entry {entry.id}[/] · {entry.name} · {entry.direction} · [bold]{entry.state}[/] · "
+        f"attempts {entry.attempts} · created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry.created))} "
+        f"({age(time.time() - entry.created)} ago) · {entry.size} bytes"
+    )
+    if entry.reason:
+        console.print(f"reason: {entry.reason}")
+    if entry.envelope:
+        console.print("[bold]routing envelope[/]")
+        for index, frame in enumerate(entry.envelope):
+            console.print(f"  [{index}] {frame.hex() if frame else '(empty delimiter)'}")
+    console.print(f"[bold]body[/] ({len(entry.body)} frame{'s' if len(entry.body) != 1 else ''})")
+    for index, frame in enumerate(entry.body):
+        used, text = decode(frame, how)
+        console.print(f"  [{index}] {len(frame)} bytes, {used}:", markup=False)
+        for line in text.splitlines() or [""]:
+            console.print(f"      {line}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def inspect(
+        path: str = typer.Argument(..., help="The journal directory."),
+        name: str = typer.Option(None, "--name", help="Only entries of this stream."),
+        state: str = typer.Option(None, "--state", help="pending, acked or dead."),
+        direction: str = typer.Option(None, "--direction", help="in or out."),
+        since: str = typer.Option(None, "--since", help="Created at or after: epoch, ISO 8601, or an age (10m)."),
+        until: str = typer.Option(None, "--until", help="Created at or before (same forms as --since)."),
+        min_attempts: int = typer.Option(0, "--min-attempts", min=0, help="Delivered at least this often."),
+        limit: int = typer.Option(None, "--limit", min=1, help="List at most this many entries."),
+        entry_id: int = typer.Option(None, "--id", help="Show one entry in full."),
+        how: str = typer.Option("auto", "--decode", help=f"How to show frames: auto, {', '.join(DECODERS)}."),
+        as_json: bool = typer.Option(False, "--json", help="JSON for scripts (documented fields)."),
+        follow: bool = typer.Option(False, "--follow", help="Keep printing entries as they arrive."),
+    ) -> None:
+        """Show what is in a journal: a summary, a listing, or one entry in full.
+
+        Works on a journal that a running service holds open (read-only, from a
+        RocksDB secondary instance) and on a stopped one; it never writes to it.
+        """
+        check_exists(path)
+        if how != "auto" and how not in DECODERS:
+            raise zjournal.InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {', '.join(DECODERS)}")
+        since_t, until_t = parse_time(since), parse_time(until)
+        with zjournal.open(path, read_only=True) as journal:
+            if entry_id is not None:
+                entry = journal.get(entry_id)
+                if entry is None:
+                    raise zjournal.UnknownEntryError(entry_id, f"in {path}")
+                print_entry(entry, how, as_json)
+                return
+            listing = (
+                follow or any(v is not None for v in (name, state, direction, since, until, limit)) or min_attempts > 0
+            )
+            if not listing:
+                data = summary(journal, path)
+                if as_json:
+                    out(json.dumps(data))
+                else:
+                    print_summary(data)
+                return
+            found = matching(journal, name, state, direction, since_t, until_t, min_attempts)
+            rows = [e for _, e in zip(range(limit), found, strict=False)] if limit else list(found)
+            print_rows(rows, as_json)
+            if not follow:
+                return
+            last = max((e.id for e in rows), default=0)
+            while True:
+                time.sleep(0.5)
+                journal.refresh()
+                fresh = list(matching(journal, name, state, direction, since_t, until_t, min_attempts, last))
+                if fresh:
+                    print_rows(fresh, as_json)
+                    last = fresh[-1].id

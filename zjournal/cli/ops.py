@@ -1,0 +1,140 @@
+"""Operations on a stopped journal: ack, dead, purge, compact, export, import."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+
+import zjournal
+from zjournal.cli.common import (
+    check_exists,
+    entry_from_json,
+    entry_record,
+    handle_errors,
+    open_for_change,
+    out,
+    parse_time,
+)
+
+
+def _require(journal: zjournal.Journal, ids: list[int]) -> list[zjournal.Entry]:
+    """Every id must exist before anything changes: one bad id changes nothing."""
+    entries = []
+    for entry_id in ids:
+        entry = journal.get(entry_id)
+        if entry is None:
+            raise zjournal.UnknownEntryError(entry_id, f"in {journal.path}")
+        entries.append(entry)
+    return entries
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def ack(
+        path: str = typer.Argument(..., help="The journal directory."),
+        ids: list[int] = typer.Option(..., "--id", help="Entry to acknowledge (repeatable)."),
+    ) -> None:
+        """Mark entries done (a dead letter that was dealt with, a pending one that needs no delivery)."""
+        check_exists(path)
+        with open_for_change(path) as journal:
+            entries = _require(journal, ids)
+            changed = sum(journal.ack(e.id) for e in entries)
+            out(f"acked {changed} of {len(entries)} entries")
+
+    @app.command()
+    @handle_errors
+    def dead(
+        path: str = typer.Argument(..., help="The journal directory."),
+        ids: list[int] = typer.Option(..., "--id", help="Entry to give up on (repeatable)."),
+        reason: str = typer.Option("", "--reason", help="Why, kept with the entry."),
+    ) -> None:
+        """Move entries to the dead letters: kept, never delivered again unless revived."""
+        check_exists(path)
+        with open_for_change(path) as journal:
+            entries = _require(journal, ids)
+            for entry in entries:
+                journal.dead(entry.id, reason)
+            out(f"marked {len(entries)} entries dead")
+
+    @app.command()
+    @handle_errors
+    def purge(
+        path: str = typer.Argument(..., help="The journal directory."),
+        state: str = typer.Option(..., "--state", help="acked or dead."),
+        before: str = typer.Option(None, "--before", help="Only those last changed before (epoch, ISO, or 7d)."),
+        yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    ) -> None:
+        """Delete acked or dead entries for good."""
+        if state not in ("acked", "dead"):
+            raise zjournal.InvalidArgumentError(f"purge takes --state acked or dead, not {state!r}")
+        before_t = parse_time(before)
+        check_exists(path)
+        with open_for_change(path) as journal:
+            count = sum(
+                1 for e in journal.entries(state=state) if before_t is None or (e.updated or e.created) < before_t
+            )
+            if count == 0:
+                out(f"no {state} entries to purge")
+                return
+            if not yes and not typer.confirm(f"delete {count} {state} entries from {path} for good?", default=False):
+                raise zjournal.ZJournalError("purge not confirmed: nothing deleted")
+            out(f"purged {journal.purge(state, before_t)} {state} entries")
+
+    @app.command()
+    @handle_errors
+    def compact(path: str = typer.Argument(..., help="The journal directory.")) -> None:
+        """Reclaim the disk space of removed entries now."""
+        check_exists(path)
+        with open_for_change(path) as journal:
+            before = journal.size_on_disk()
+            journal.compact()
+            after = journal.size_on_disk()
+            out(f"compacted {path}: {before:,} -> {after:,} bytes")
+
+    @app.command(name="export")
+    @handle_errors
+    def export_(
+        path: str = typer.Argument(..., help="The journal directory."),
+        output: str = typer.Option("-", "--output", "-o", help="File to write (default: stdout)."),
+        name: str = typer.Option(None, "--name", help="Only entries of this stream."),
+        state: str = typer.Option(None, "--state", help="pending, acked or dead."),
+        direction: str = typer.Option(None, "--direction", help="in or out."),
+    ) -> None:
+        """Write entries as JSON lines (the format of ``inspect --json``), restorable with ``import``."""
+        check_exists(path)
+        with zjournal.open(path, read_only=True) as journal:
+            lines = (
+                json.dumps(entry_record(e)) + "\n" for e in journal.entries(name=name, state=state, direction=direction)
+            )
+            if output == "-":
+                count = sum(1 for line in lines if sys.stdout.write(line) is not None)
+            else:
+                with open(output, "w", encoding="utf-8") as f:
+                    count = sum(1 for line in lines if f.write(line) is not None)
+                out(f"exported {count} entries to {output}")
+
+    @app.command(name="import")
+    @handle_errors
+    def import_(
+        path: str = typer.Argument(..., help="The journal directory (created if missing)."),
+        source: str = typer.Argument(..., help="A file of JSON lines from export, or - for stdin."),
+    ) -> None:
+        """Add the entries of an export to a journal, with their states, under new ids."""
+        stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+        with stream:
+            entries = []
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    raise zjournal.InvalidArgumentError(f"{source}:{number}: not JSON") from None
+                entries.append(entry_from_json(obj, f"{source}:{number}"))
+        with open_for_change(path) as journal:
+            ids = journal.restore(entries)
+        span = f" (ids {ids[0]}..{ids[-1]})" if ids else ""
+        out(f"imported {len(ids)} entries{span}")

@@ -1,0 +1,199 @@
+"""``zjournal replay``: re-inject a stopped journal's entries into a live ZeroMQ endpoint.
+
+Entries go in chunks, each through a fresh socket: the chunk is sent, the
+socket is closed with a linger and its context terminated, and only when that
+finished inside the linger (ZeroMQ has handed every message to the peer's
+connection) are the chunk's entries marked done, in one write with a record of
+the replay. A crash or Ctrl-C leaves the rest pending; a second run sends only
+what is left. REQ targets are confirmed per message by their reply.
+
+Routing envelopes: routing ids name peers of the process that journaled the
+message and are never replayed. A DEALER keeps the envelope's empty
+delimiter, so a ROUTER endpoint receives what a REQ client would have sent; a
+REQ sends the body (it adds the delimiter itself) and waits for each reply;
+PUSH, PUB and PAIR send the body.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import typer
+import zmq
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import zjournal
+from zjournal.cli.common import check_exists, handle_errors, open_for_change, out, parse_time
+
+SOCKET_TYPES = {"push": zmq.PUSH, "dealer": zmq.DEALER, "req": zmq.REQ, "pub": zmq.PUB, "pair": zmq.PAIR}
+
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+def frames_for(entry: zjournal.Entry, socket_type: int) -> list[bytes]:
+    """What to send for an entry through this socket type (see the module docstring)."""
+    body = entry.body
+    if socket_type == zmq.DEALER and entry.envelope_size >= 2 and entry.envelope[-1] == b"":
+        return [b"", *body]
+    return body
+
+
+class ChunkSender:
+    """Sends one chunk of entries through a fresh socket and confirms it by terminating the context."""
+
+    def __init__(self, endpoint: str, socket_type: int, bind: bool, timeout: float, rate: float | None) -> None:
+        self.endpoint, self.socket_type, self.bind = endpoint, socket_type, bind
+        self.timeout_ms = int(timeout * 1000)
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_send = 0.0
+
+    def _socket(self, ctx: zmq.Context) -> zmq.Socket:
+        sock = ctx.socket(self.socket_type)
+        sock.linger = self.timeout_ms
+        sock.sndtimeo = self.timeout_ms
+        sock.rcvtimeo = self.timeout_ms
+        sock.immediate = True  # queue only on finished connections: an unreachable peer times out
+        try:
+            sock.bind(self.endpoint) if self.bind else sock.connect(self.endpoint)
+        except zmq.ZMQError as e:
+            sock.close(0)
+            verb = "bind to" if self.bind else "connect to"
+            raise zjournal.InvalidArgumentError(f"cannot {verb} endpoint {self.endpoint!r}: {e}") from None
+        if self.socket_type == zmq.PUB:
+            time.sleep(0.2)  # let subscriptions arrive: PUB drops what nobody subscribed to
+        return sock
+
+    def _pace(self) -> None:
+        if self.interval:
+            now = time.monotonic()
+            if now < self.next_send:
+                time.sleep(self.next_send - now)
+            self.next_send = max(now, self.next_send) + self.interval
+
+    def send(self, entries: list[zjournal.Entry]) -> tuple[list[int], str | None]:
+        """The ids ZeroMQ took off the socket, and why the rest were not (None: no problem)."""
+        ctx = zmq.Context()
+        sent: list[int] = []
+        problem = None
+        sock = self._socket(ctx)
+        try:
+            for entry in entries:
+                self._pace()
+                try:
+                    sock.send_multipart(frames_for(entry, self.socket_type))
+                    if self.socket_type == zmq.REQ:
+                        sock.recv_multipart()  # the reply confirms this one
+                except zmq.Again:
+                    problem = (
+                        f"{self.endpoint} did not take messages within {self.timeout_ms / 1000:g}s "
+                        "(is anything listening there?)"
+                    )
+                    break
+                sent.append(entry.id)
+        except KeyboardInterrupt:
+            problem = "interrupted"
+        finally:
+            sock.close()
+            started = time.monotonic()
+            ctx.term()  # returns once everything is handed over, or the linger ran out
+            if self.socket_type != zmq.REQ and sent and (time.monotonic() - started) * 1000 >= self.timeout_ms:
+                problem = problem or f"could not confirm delivery to {self.endpoint} within the linger"
+                sent = []
+        return sent, problem
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def replay(
+        path: str = typer.Argument(..., help="The journal directory (its owner must be stopped)."),
+        endpoint: str = typer.Option(..., "--endpoint", help="Where to send, e.g. tcp://127.0.0.1:5555."),
+        socket_type: str = typer.Option(..., "--socket-type", help="push, dealer, req, pub or pair (any case)."),
+        state: str = typer.Option("pending", "--state", help="Replay pending entries, or dead letters."),
+        name: list[str] = typer.Option(None, "--name", help="Only these streams (repeatable)."),
+        entry_ids: list[int] = typer.Option(None, "--id", help="Only these entries (repeatable)."),
+        since: str = typer.Option(None, "--since", help="Only entries created since (epoch, ISO 8601, or 10m)."),
+        bind: bool = typer.Option(False, "--bind/--connect", help="Bind to the endpoint instead of connecting."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent; send nothing."),
+        rate: float = typer.Option(None, "--rate", min=0.001, help="At most this many messages per second."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Send at most this many entries."),
+        timeout: float = typer.Option(5.0, "--timeout", min=0.01, help="Seconds to wait for the endpoint."),
+        chunk: int = typer.Option(100, "--chunk", min=1, help="Entries confirmed together."),
+    ) -> None:
+        """Re-inject entries into a live ZeroMQ endpoint; each is marked done once ZeroMQ took it.
+
+        For journals whose owner is gone (a stopped service, a dead host's journal
+        copied elsewhere): a journal held open by a running process is refused.
+        """
+        kind = SOCKET_TYPES.get(socket_type.lower())
+        if kind is None:
+            raise zjournal.InvalidArgumentError(
+                f"unsupported socket type {socket_type!r}: expected one of {', '.join(SOCKET_TYPES)}"
+            )
+        if state not in ("pending", "dead"):
+            raise zjournal.InvalidArgumentError(f"replay takes --state pending or dead, not {state!r}")
+        since_t = parse_time(since)
+        check_exists(path)
+        with open_for_change(path) as journal:
+            wanted_ids = set(entry_ids or ())
+            chosen = [
+                e.id
+                for e in journal.entries(state=state)
+                if (not name or e.name in name)
+                and (not wanted_ids or e.id in wanted_ids)
+                and (since_t is None or e.created >= since_t)
+            ]
+            missing = wanted_ids - set(chosen)
+            if missing:
+                raise zjournal.UnknownEntryError(min(missing), f"not a {state} entry matching the filters")
+            if limit:
+                chosen = chosen[:limit]
+            if dry_run:
+                for entry_id in chosen:
+                    entry = journal.get(entry_id)
+                    assert entry is not None
+                    out(f"would send entry {entry.id} ({entry.name}, {len(frames_for(entry, kind))} frames)")
+                out(f"dry run: {len(chosen)} entries would be sent to {endpoint}; nothing sent")
+                return
+            tally, problem = _replay(journal, chosen, state, ChunkSender(endpoint, kind, bind, timeout, rate), chunk)
+            out(f"sent {tally.sent}, skipped {tally.skipped}, failed {tally.failed} (to {endpoint} via {kind.name})")
+            if problem:
+                raise zjournal.ZJournalError(f"replay stopped: {problem}; {tally.failed} entries left {state}")
+
+
+def _replay(
+    journal: zjournal.Journal, chosen: list[int], state: str, sender: ChunkSender, chunk: int
+) -> tuple[Tally, str | None]:
+    tally = Tally()
+    problem = None
+    progress = Progress(
+        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+    )
+    with progress:
+        task = progress.add_task("replay", total=len(chosen))
+        for start in range(0, len(chosen), chunk):
+            entries = []
+            for entry_id in chosen[start : start + chunk]:
+                entry = journal.get(entry_id)
+                if entry is None or entry.state != state:
+                    tally.skipped += 1  # changed since it was chosen
+                else:
+                    entries.append(entry)
+            sent, problem = sender.send(entries)
+            if sent:
+                journal.record_replay(sent, endpoint=sender.endpoint, socket_type=sender.socket_type.name.lower())
+            tally.sent += len(sent)
+            progress.update(task, advance=len(entries) + (len(chosen[start : start + chunk]) - len(entries)))
+            if problem:
+                tally.failed = len(chosen) - tally.sent - tally.skipped
+                break
+    return tally, problem
