@@ -63,8 +63,8 @@ def cli():
 
     runner = CliRunner()
 
-    def _invoke(*args: str, input: str | None = None):
-        return runner.invoke(app, list(args), input=input)
+    def _invoke(*args: str, stdin: str | None = None):
+        return runner.invoke(app, list(args), input=stdin)
 
     return _invoke
 

@@ -34,12 +34,12 @@ def test_an_unknown_id_changes_nothing(cli, sample_journal) -> None:
 
 
 def test_purge_asks_unless_yes(cli, sample_journal) -> None:
-    refused = cli("purge", sample_journal, "--state", "dead", input="n\n")
+    refused = cli("purge", sample_journal, "--state", "dead", stdin="n\n")
     assert refused.exit_code == 1 and "nothing deleted" in refused.output
     assert states(sample_journal)[7] == "dead"
     assert "purged 0" not in cli("purge", sample_journal, "--state", "dead", "--before", "1h", "--yes").output
     assert states(sample_journal)[7] == "dead"  # changed less than an hour ago
-    confirmed = cli("purge", sample_journal, "--state", "dead", input="y\n")
+    confirmed = cli("purge", sample_journal, "--state", "dead", stdin="y\n")
     assert confirmed.exit_code == 0 and "purged 1 dead" in confirmed.output
     assert 7 not in states(sample_journal)
     assert cli("purge", sample_journal, "--state", "pending", "--yes").exit_code == 1

@@ -112,7 +112,7 @@ def test_dead_letters_and_chosen_ids(cli, sample_journal, endpoint_of) -> None:
 
 
 def test_rate_limits_the_sending(cli, sample_journal, endpoint_of) -> None:
-    pull, addr = endpoint_of(zmq.PULL)
+    _pull, addr = endpoint_of(zmq.PULL)
     started = time.monotonic()
     result = cli("replay", sample_journal, "--endpoint", addr, "--socket-type", "push", "--rate", "20")
     assert result.exit_code == 0
