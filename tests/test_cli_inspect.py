@@ -188,3 +188,10 @@ def test_follow_prints_entries_as_they_arrive(journal_path) -> None:
             follower.wait(10)
         writer.stdin.close()
         writer.wait(10)
+
+
+def test_a_relative_path_works(cli, sample_journal, monkeypatch) -> None:
+    monkeypatch.chdir(os.path.dirname(sample_journal))
+    result = cli("inspect", os.path.basename(sample_journal), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["pending"] == 6

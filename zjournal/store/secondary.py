@@ -65,8 +65,9 @@ class SecondaryRocksStore(Store):
     def _link_files(self) -> None:
         wanted = {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
         present = {n for n in os.listdir(self._shadow) if os.path.islink(os.path.join(self._shadow, n))}
+        source = os.path.abspath(self.path)  # the links live elsewhere: a relative target would dangle
         for name in wanted - present:
-            os.symlink(os.path.join(self.path, name), os.path.join(self._shadow, name))
+            os.symlink(os.path.join(source, name), os.path.join(self._shadow, name))
         for name in present - wanted:
             os.unlink(os.path.join(self._shadow, name))
 
