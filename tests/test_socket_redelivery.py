@@ -182,4 +182,4 @@ def test_replay_outbound_through_a_journaled_req_waits_for_the_reply(journal_pat
 
 def test_nothing_pending_means_no_private_peer(journal, ctx) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL), name="fresh")
-    assert pull._redelivery is None
+    assert pull._s.redelivery is None

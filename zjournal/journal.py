@@ -407,13 +407,17 @@ class Journal:
         """
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
         with self._lock:
-            self._check_open()
+            if self._closed or self._background_error is not None:
+                self._check_open()
             batch = self._batch()
-            changes: list[tuple[CounterKey, int]] = []
+            changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
             settled = self._settle_into(batch, settle, changes) if settle else False
-            entry_id = self._new_id(batch)
+            entry_id = self._next_id
+            if entry_id < self._reserved:
+                self._next_id = entry_id + 1
+            else:
+                self._new_id(batch)
             batch.put("entries", rec.encode_key(entry_id), value)
-            changes.append(((name, dcode, rec.PENDING), 1))
             self._commit(batch, changes)
             if settled:
                 del self._inflight[settle]

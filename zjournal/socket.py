@@ -30,12 +30,42 @@ if TYPE_CHECKING:
 
 _IN = DIRECTION_CODES[Direction.IN]
 _OUT = DIRECTION_CODES[Direction.OUT]
-_RCVMORE = zmq.RCVMORE
-_SNDMORE = zmq.SNDMORE
-_NOBLOCK = zmq.NOBLOCK
-_EVENTS = zmq.EVENTS
-_POLLIN = zmq.POLLIN
-_POLLOUT = zmq.POLLOUT
+# Plain ints: pyzmq's constants are enums, and enum arithmetic is slow on the hot path.
+_RCVMORE = int(zmq.RCVMORE)
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+
+
+class _State:
+    """The per-message state of a journaled socket."""
+
+    __slots__ = (
+        "awaiting_reply",
+        "last_id",
+        "local",
+        "redelivery",
+        "rx",
+        "rx_redelivered",
+        "rx_settle",
+        "settle_next",
+        "settle_sent",
+        "tx",
+    )
+
+    def __init__(self) -> None:
+        self.settle_next = 0  # inbound entry acked when the next message is asked for
+        self.settle_sent = 0  # outbound entry acked at the next append (ZeroMQ took it)
+        self.awaiting_reply = 0  # REQ: request acked by its reply; REP: request acked by our reply
+        self.last_id = 0
+        self.rx: list[bytes] | None = None  # frames of the inbound message being read frame by frame
+        self.rx_redelivered = 0  # entry id of the inbound message being read, if re-injected
+        self.rx_settle = 0  # entry to settle with the message being read frame by frame
+        self.tx: list[bytes] | None = None  # frames of the outbound message being sent frame by frame
+        self.redelivery: Redelivery | None = None
+        self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
 
 
 class JournaledSocket(zmq.Socket):
@@ -56,15 +86,9 @@ class JournaledSocket(zmq.Socket):
     _router: bool = False  # inbound messages carry the sender's routing id first
     _is_req: bool = False
     _is_rep: bool = False
-    _settle_next: int = 0  # inbound entry acked when the next message is asked for
-    _settle_sent: int = 0  # outbound entry acked at the next append (ZeroMQ took it)
-    _awaiting_reply: int = 0  # REQ: request acked by its reply; REP: request acked by our reply
-    _last_id: int = 0
-    _rx: list[bytes] | None = None  # frames of the inbound message being read frame by frame
-    _rx_redelivered: int = 0  # entry id of the inbound message being read, if re-injected
-    _tx: list[bytes] | None = None  # frames of the outbound message being sent frame by frame
-    _redelivery: Redelivery | None = None
-    _local: LocalRedelivery | None = None  # the same object, when it serves from Python
+    # Everything that changes per message lives in a plain object: setting an
+    # attribute on a pyzmq socket goes through its (slow) option-aware __setattr__.
+    _s: _State = None  # type: ignore[assignment]
 
     # -- construction ------------------------------------------------------
 
@@ -78,6 +102,7 @@ class JournaledSocket(zmq.Socket):
         max_attempts: int | None,
     ) -> None:
         socket_type = self.type
+        self._s = _State()
         self._journal = journal
         self._origin = origin
         self._jname = name
@@ -88,10 +113,10 @@ class JournaledSocket(zmq.Socket):
         self._is_req = socket_type == zmq.REQ
         self._is_rep = socket_type == zmq.REP
         if self._in_policy is not None and journal.count(name=name, state="pending", direction="in"):
-            self._redelivery = redelivery_for(self, socket_type)
-            if isinstance(self._redelivery, LocalRedelivery):
-                self._local = self._redelivery
-            self._redelivery.refill()
+            self._s.redelivery = redelivery_for(self, socket_type)
+            if isinstance(self._s.redelivery, LocalRedelivery):
+                self._s.local = self._s.redelivery
+            self._s.redelivery.refill()
 
     @property
     def journal(self) -> Journal:
@@ -106,19 +131,19 @@ class JournaledSocket(zmq.Socket):
     @property
     def last_id(self) -> int:
         """Id of the last message journaled by this socket, sent or received (0: none yet)."""
-        return self._last_id
+        return self._s.last_id
 
     # -- acknowledgement ---------------------------------------------------
 
     def ack(self, id: int | None = None) -> bool:  # noqa: A002 - the public name
         """Acknowledge an entry (default: :attr:`last_id`)."""
-        entry_id = self._last_id if id is None else id
+        entry_id = self._s.last_id if id is None else id
         self._forget(entry_id)
         return self._journal.ack(entry_id)
 
     def nack(self, id: int | None = None) -> None:  # noqa: A002
         """Put an entry back to pending; an inbound one is delivered again through this socket."""
-        entry_id = self._last_id if id is None else id
+        entry_id = self._s.last_id if id is None else id
         self._forget(entry_id)
         self._journal.nack(entry_id)
         entry = self._journal.get(entry_id)
@@ -129,7 +154,7 @@ class JournaledSocket(zmq.Socket):
     def receiving(self, flags: int = 0) -> Iterator[list[bytes]]:
         """Receive one message; ack it when the block exits cleanly, leave it pending if it raises."""
         frames = self.recv_multipart(flags)
-        entry_id = self._last_id
+        entry_id = self._s.last_id
         try:
             yield frames
         except BaseException:
@@ -140,20 +165,20 @@ class JournaledSocket(zmq.Socket):
 
     def _forget(self, entry_id: int) -> None:
         """This socket will not settle ``entry_id`` itself any more."""
-        if self._settle_next == entry_id:
-            self._settle_next = 0
-        if self._settle_sent == entry_id:
-            self._settle_sent = 0
-        if self._awaiting_reply == entry_id:
-            self._awaiting_reply = 0
+        if self._s.settle_next == entry_id:
+            self._s.settle_next = 0
+        if self._s.settle_sent == entry_id:
+            self._s.settle_sent = 0
+        if self._s.awaiting_reply == entry_id:
+            self._s.awaiting_reply = 0
 
     def _ensure_redelivery(self) -> Redelivery:
-        if self._redelivery is None:
-            self._redelivery = redelivery_for(self, self.type)
-            self._redelivery.exhausted = True  # nothing older to fetch: only requeued entries
-            if isinstance(self._redelivery, LocalRedelivery):
-                self._local = self._redelivery
-        return self._redelivery
+        if self._s.redelivery is None:
+            self._s.redelivery = redelivery_for(self, self.type)
+            self._s.redelivery.exhausted = True  # nothing older to fetch: only requeued entries
+            if isinstance(self._s.redelivery, LocalRedelivery):
+                self._s.local = self._s.redelivery
+        return self._s.redelivery
 
     # -- sending -----------------------------------------------------------
 
@@ -169,25 +194,25 @@ class JournaledSocket(zmq.Socket):
         policy = self._out_policy
         if policy is None:  # a REP's reply: not journaled, but it acks the request
             result = super().send(data, flags, copy, track, routing_id, group)
-            if not flags & _SNDMORE and self._awaiting_reply:
+            if not flags & _SNDMORE and self._s.awaiting_reply:
                 self._settle_reply()
             return result
         if flags & _SNDMORE:
             # libzmq moves nothing before the last frame: send now, journal at the end.
             result = super().send(data, flags, copy, track, routing_id, group)
             frame = as_bytes(data)
-            if self._tx is None:
-                self._tx = [frame]
+            if self._s.tx is None:
+                self._s.tx = [frame]
             else:
-                self._tx.append(frame)
+                self._s.tx.append(frame)
             return result
         try:
             frame = as_bytes(data)
         except TypeError:
-            self._tx = None
+            self._s.tx = None
             return super().send(data, flags, copy, track, routing_id, group)  # pyzmq's own error
-        frames = self._tx
-        self._tx = None
+        frames = self._s.tx
+        self._s.tx = None
         if frames is None:
             frames = [frame]
         else:
@@ -206,7 +231,7 @@ class JournaledSocket(zmq.Socket):
     def send_multipart(
         self, msg_parts: Sequence[Any], flags: int = 0, copy: bool = True, track: bool = False, **kwargs: Any
     ) -> Any:
-        if self._out_policy is None or kwargs or self._tx is not None:
+        if self._out_policy is None or kwargs or self._s.tx is not None:
             return super().send_multipart(msg_parts, flags, copy, track, **kwargs)
         parts = list(msg_parts)
         try:
@@ -238,8 +263,8 @@ class JournaledSocket(zmq.Socket):
             self._journal._count_ephemeral(self._jname)
             return 0
         policy = self._out_policy
-        settle = self._settle_sent
-        self._settle_sent = 0
+        settle = self._s.settle_sent
+        self._s.settle_sent = 0
         entry_id = self._journal._log(
             self._jname,
             _OUT,
@@ -248,81 +273,105 @@ class JournaledSocket(zmq.Socket):
             track=policy is not AckPolicy.EXPLICIT,
             envelope_size=1 if self._router else 0,
         )
-        self._last_id = entry_id
+        self._s.last_id = entry_id
         return entry_id
 
     def _sent(self, entry_id: int) -> None:
         policy = self._out_policy
         if policy is AckPolicy.SENT:
-            self._settle_sent = entry_id  # folded into the next append, or settled at close
+            self._s.settle_sent = entry_id  # folded into the next append, or settled at close
         elif policy is AckPolicy.REPLY:
-            self._awaiting_reply = entry_id
+            self._s.awaiting_reply = entry_id
 
     # -- receiving ---------------------------------------------------------
 
-    def _before_next(self, flags: int) -> int:
-        """The app asks for the next message: the previous one (next policy) is done.
+    def _recv_first(self, flags: int, track: bool) -> tuple[zmq.Frame, int]:
+        """Receive the first frame of the next message; the app asking for it acks the previous one.
 
-        Returns the id to fold into the next append; settles it now when no
-        message is waiting, so an idle socket does not show it pending.
+        Returns the frame and the id to fold into the new message's append.
+        When nothing is waiting the previous one is settled at once, so an
+        idle socket does not show it pending; while messages flow, the
+        non-blocking attempt succeeds and the ack rides along for free.
+        Frames come as ``zmq.Frame``: ``frame.more`` costs far less than
+        ``getsockopt(RCVMORE)``.
         """
-        settle = self._settle_next
-        if settle and not zmq.Socket.get(self, _EVENTS) & _POLLIN:
-            self._settle_next = 0
+        state = self._s
+        settle = state.settle_next
+        if not settle:
+            return zmq.Socket.recv(self, flags, False, track), 0
+        try:
+            return zmq.Socket.recv(self, flags | _NOBLOCK, False, track), settle
+        except zmq.Again:
+            state.settle_next = 0
             self._journal._settle(settle)
-            return 0
-        return settle
+            if flags & _NOBLOCK:
+                raise
+        return zmq.Socket.recv(self, flags, False, track), 0
 
     def _settle_now(self) -> None:
-        settle = self._settle_next
+        settle = self._s.settle_next
         if settle:
-            self._settle_next = 0
+            self._s.settle_next = 0
             self._journal._settle(settle)
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
             frame = super().recv(flags, copy, track)
-            if self._awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
+            if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
                 self._settle_reply()
             return frame
-        local = self._local
-        if local is not None and (local.current is not None or (self._rx is None and local.has_message())):
+        local = self._s.local
+        if local is not None and (local.current is not None or (self._s.rx is None and local.has_message())):
             return self._recv_local(copy)
-        if self._rx is None:
-            self._settle_now()  # frame-by-frame reads are not the hot path: no folding
-            self._rx_redelivered = 0
-            self._rx = []
-            if self._redelivery is not None and self._local is None:
-                parts = self._recv_redelivering(flags, copy, track, whole=False)
-                frame = parts[0]
-            else:
-                frame = super().recv(flags, copy, track)
+        state = self._s
+        if state.rx is None:  # the first frame of a message
+            state.rx_redelivered = 0
+            if state.redelivery is not None and local is None:
+                self._settle_now()
+                frame = self._recv_redelivering(flags, copy, track, whole=False)[0]
+                state.rx_settle = 0
+                state.rx = []
+                state.rx.append(frame if copy else frame.bytes)
+                if not zmq.Socket.get(self, _RCVMORE):
+                    self._complete_rx()
+                return frame
+            got, state.rx_settle = self._recv_first(flags, track)  # may raise: nothing started
+            state.rx = []
         else:
-            frame = super().recv(flags, copy, track)
-        self._rx.append(frame if copy else frame.bytes)
-        if not zmq.Socket.get(self, _RCVMORE):
-            frames = self._rx
-            self._rx = None
-            self._inbound(frames, 0)
-        return frame
+            got = zmq.Socket.recv(self, flags, False, track)
+        data = got.bytes
+        state.rx.append(data)
+        if not got.more:
+            self._complete_rx()
+        return data if copy else got
+
+    def _complete_rx(self) -> None:
+        state = self._s
+        frames = state.rx
+        state.rx = None
+        assert frames is not None
+        self._inbound(frames, state.rx_settle)
+        state.rx_settle = 0
 
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
-        if self._rx is not None or self._in_policy is None or self._local is not None:
+        if self._s.rx is not None or self._in_policy is None or self._s.local is not None:
             return super().recv_multipart(flags, copy, track)
-        if self._redelivery is not None:
+        if self._s.redelivery is not None:
             self._settle_now()
-            self._rx_redelivered = 0
+            self._s.rx_redelivered = 0
             parts = self._recv_redelivering(flags, copy, track, whole=True)
             self._inbound(parts if copy else [p.bytes for p in parts], 0)
             return parts
-        settle = self._before_next(flags)
+        got, settle = self._recv_first(flags, track)
+        frames = [got.bytes]
+        parts = [got]
         raw_recv = zmq.Socket.recv
-        raw_get = zmq.Socket.get
-        parts = [raw_recv(self, flags, copy, track)]
-        while raw_get(self, _RCVMORE):
-            parts.append(raw_recv(self, flags, copy, track))
-        self._inbound(parts if copy else [p.bytes for p in parts], settle)
-        return parts
+        while got.more:
+            got = raw_recv(self, flags, False, track)
+            frames.append(got.bytes)
+            parts.append(got)
+        self._inbound(frames, settle)
+        return frames if copy else parts
 
     def _recv_redelivering(self, flags: int, copy: bool, track: bool, whole: bool) -> list[Any]:
         """Receive while re-injected entries are queued: recognise them, keep live ones behind them.
@@ -330,7 +379,7 @@ class JournaledSocket(zmq.Socket):
         Returns the whole message (``whole``) or just its first frame, with
         the tag frame stripped; sets ``_rx_redelivered`` for a re-injected one.
         """
-        redelivery = self._redelivery
+        redelivery = self._s.redelivery
         assert isinstance(redelivery, InprocRedelivery)
         raw_recv = zmq.Socket.recv
         raw_get = zmq.Socket.get
@@ -344,7 +393,7 @@ class JournaledSocket(zmq.Socket):
             parts = [raw_recv(self, flags, copy, track)]
             entry_id = redelivery.recognise(parts[0] if copy else parts[0].bytes)
             if entry_id:
-                self._rx_redelivered = entry_id
+                self._s.rx_redelivered = entry_id
                 if redelivery.strips_first_frame:
                     parts = [raw_recv(self, flags, copy, track)]
                 while whole and raw_get(self, _RCVMORE):
@@ -368,9 +417,9 @@ class JournaledSocket(zmq.Socket):
 
     def _retire_redelivery(self) -> None:
         """Redelivery is over: drop the private peer and go back to the fast path."""
-        redelivery = self._redelivery
-        self._redelivery = None
-        self._local = None
+        redelivery = self._s.redelivery
+        self._s.redelivery = None
+        self._s.local = None
         if isinstance(redelivery, InprocRedelivery):
             with contextlib.suppress(zmq.ZMQError):
                 zmq.Socket.disconnect(self, redelivery.endpoint)
@@ -378,29 +427,29 @@ class JournaledSocket(zmq.Socket):
             redelivery.close()
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
-        first = self._rx is None
-        if first and self._settle_next:
+        first = self._s.rx is None
+        if first and self._s.settle_next:
             self._settle_now()
         received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
         if self._in_policy is None:
-            if self._awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
+            if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
                 self._settle_reply()
             return received
         view = memoryview(buffer).cast("B")
         data = view[: min(received, nbytes or len(view))].tobytes()
         if first:
-            self._rx = []
-            self._rx_redelivered = 0
-        self._rx.append(data)
+            self._s.rx = []
+            self._s.rx_redelivered = 0
+        self._s.rx.append(data)
         if not zmq.Socket.get(self, _RCVMORE):
-            frames = self._rx
-            self._rx = None
+            frames = self._s.rx
+            self._s.rx = None
             self._inbound(frames, 0)
         return received
 
     def _recv_local(self, copy: bool) -> Any:
         """Serve a redelivered message from Python, frame by frame."""
-        local = self._local
+        local = self._s.local
         assert local is not None
         if local.current is None:
             self._settle_now()
@@ -416,7 +465,7 @@ class JournaledSocket(zmq.Socket):
         return data if copy else zmq.Frame(data)
 
     def get(self, option: int) -> Any:
-        local = self._local
+        local = None if self._s is None else self._s.local
         if option == _RCVMORE and local is not None and local.current is not None:
             return 1
         if option == _EVENTS and local is not None and local.messages:
@@ -426,7 +475,7 @@ class JournaledSocket(zmq.Socket):
     getsockopt = get
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
-        local = self._local
+        local = None if self._s is None else self._s.local
         if flags & _POLLIN and local is not None and local.has_message():
             return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
         return super().poll(timeout, flags)
@@ -434,13 +483,13 @@ class JournaledSocket(zmq.Socket):
     def _inbound(self, frames: list[bytes], settle: int) -> None:
         """A whole inbound message was read: journal it (or record its redelivery)."""
         journal = self._journal
-        if self._rx_redelivered:
+        if self._s.rx_redelivered:
             if settle:
                 journal._settle(settle)
-            if self._rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
-                self._redelivered(self._rx_redelivered)
-            self._rx_redelivered = 0
-            redelivery = self._redelivery
+            if self._s.rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
+                self._redelivered(self._s.rx_redelivered)
+            self._s.rx_redelivered = 0
+            redelivery = self._s.redelivery
             if redelivery is not None:
                 if isinstance(redelivery, InprocRedelivery):
                     redelivery.drain_replies()
@@ -451,7 +500,7 @@ class JournaledSocket(zmq.Socket):
             journal._count_ephemeral(self._jname)
             if settle:
                 journal._settle(settle)
-            self._settle_next = 0
+            self._s.settle_next = 0
             return
         policy = self._in_policy
         entry_id = journal._log(
@@ -462,13 +511,13 @@ class JournaledSocket(zmq.Socket):
             track=policy is not AckPolicy.EXPLICIT,
             envelope_size=_envelope_size(frames) if self._router else 0,
         )
-        self._last_id = entry_id
+        self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
-            self._settle_next = entry_id
+            self._s.settle_next = entry_id
         elif policy is AckPolicy.REPLY:
-            self._awaiting_reply = entry_id
+            self._s.awaiting_reply = entry_id
         else:
-            self._settle_next = 0
+            self._s.settle_next = 0
 
     def _redelivered(self, entry_id: int) -> None:
         """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
@@ -476,19 +525,19 @@ class JournaledSocket(zmq.Socket):
         entry = self._journal._deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
         if entry is None:
             return
-        self._last_id = entry_id
+        self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
-            self._settle_next = entry_id
+            self._s.settle_next = entry_id
         elif policy is AckPolicy.REPLY:
-            self._awaiting_reply = entry_id
+            self._s.awaiting_reply = entry_id
 
     def _settle_reply(self) -> None:
-        entry_id = self._awaiting_reply
-        self._awaiting_reply = 0
+        entry_id = self._s.awaiting_reply
+        self._s.awaiting_reply = 0
         if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
             self._journal._settle(entry_id)
-        if self._is_rep and self._redelivery is not None and isinstance(self._redelivery, InprocRedelivery):
-            self._redelivery.drain_replies()
+        if self._is_rep and self._s.redelivery is not None and isinstance(self._s.redelivery, InprocRedelivery):
+            self._s.redelivery.drain_replies()
 
     # -- lifetime ----------------------------------------------------------
 
@@ -499,12 +548,12 @@ class JournaledSocket(zmq.Socket):
         what ZeroMQ already took: the application may still be handling the
         last message it received.
         """
-        if self._settle_sent:
-            self._journal._settle(self._settle_sent)
-            self._settle_sent = 0
-        if inbound and self._settle_next:
-            self._journal._settle(self._settle_next)
-            self._settle_next = 0
+        if self._s.settle_sent:
+            self._journal._settle(self._s.settle_sent)
+            self._s.settle_sent = 0
+        if inbound and self._s.settle_next:
+            self._journal._settle(self._s.settle_next)
+            self._s.settle_next = 0
 
     def close(self, linger: int | None = None) -> None:
         if self._closed:
@@ -515,8 +564,8 @@ class JournaledSocket(zmq.Socket):
                 self._settle_deferred()
             if journal._sockets.get(self._jname) is self:
                 del journal._sockets[self._jname]
-        if self._redelivery is not None:
-            self._redelivery.close()
+        if self._s.redelivery is not None:
+            self._s.redelivery.close()
         origin = self._origin
         if origin is None:
             super().close(linger)
@@ -628,7 +677,7 @@ def replay_outbound(journal: Journal, name: str, into: Any) -> int:
             if delivered is None:
                 continue
             zmq.Socket.send_multipart(target, entry.frames)
-            target._last_id = entry.id
+            target._s.last_id = entry.id
             target._sent(entry.id)
         else:
             into.send_multipart(entry.frames)

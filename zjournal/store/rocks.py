@@ -69,17 +69,17 @@ class RocksBatch(Batch):
         self._batch = rocksdict.WriteBatch(raw_mode=True)
         self._handles = handles
 
-    def _handle(self, table: str) -> rocksdict.ColumnFamily:
+    def put(self, table: str, key: bytes, value: bytes) -> None:
         try:
-            return self._handles[table]
+            self._batch.put(key, value, self._handles[table])
         except KeyError:
             raise InvalidArgumentError(f"unknown table {table!r}") from None
 
-    def put(self, table: str, key: bytes, value: bytes) -> None:
-        self._batch.put(key, value, self._handle(table))
-
     def delete(self, table: str, key: bytes) -> None:
-        self._batch.delete(key, self._handle(table))
+        try:
+            self._batch.delete(key, self._handles[table])
+        except KeyError:
+            raise InvalidArgumentError(f"unknown table {table!r}") from None
 
     def __len__(self) -> int:
         return len(self._batch)
