@@ -23,6 +23,7 @@ from zjournal.errors import (
     ZJournalError,
 )
 from zjournal.journal import Journal, open
+from zjournal.plugins import AckHandler, Plugin
 from zjournal.policy import AckPolicy, MessageClass
 from zjournal.socket import JournaledContext, JournaledSocket
 from zjournal.store import Batch, MemoryStore, RocksStore, Store
@@ -31,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AckHandler",
     "AckPolicy",
     "AsyncJournaledSocket",
     "Batch",
@@ -50,6 +52,7 @@ __all__ = [
     "MemoryStore",
     "MessageClass",
     "NotAJournalError",
+    "Plugin",
     "Queue",
     "QueueStats",
     "RocksStore",

@@ -1,91 +1,63 @@
-"""Payload decoders: turn a frame's bytes into something a person can read.
+"""Showing payloads to people: the decoders come from plugins (see zjournal.plugins).
 
-``zjournal inspect --decode NAME`` uses them; ``auto`` picks the first that
-parses, in the order json, text, msgpack, hex.
+``auto`` tries json, text and msgpack first, then any other plugin decoder,
+and falls back to a hex dump, which is always available.
 """
 
 from __future__ import annotations
 
-import json
 import string
-from collections.abc import Callable
-
-import msgpack
 
 from zjournal.errors import InvalidArgumentError
 
-Decoder = Callable[[bytes], str]
-
-_PRINTABLE = set(string.printable.encode())
+AUTO_FIRST = ("json", "text", "msgpack")
+_SHOWN = set(string.printable.encode()) - set(b"\t\n\r\x0b\x0c")
 
 
 class NotDecodable(ValueError):
-    """The decoder does not apply to these bytes."""
+    """A decoder does not apply to these bytes."""
 
 
-def decode_text(data: bytes) -> str:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise NotDecodable("not UTF-8 text") from e
-    if any(ch in text for ch in "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0e\x0f\x7f"):
-        raise NotDecodable("control characters: not text")
-    return text
-
-
-def decode_json(data: bytes) -> str:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise NotDecodable("not JSON") from e
-    if not isinstance(value, (dict, list)):
-        raise NotDecodable("a bare JSON scalar: shown as text")
-    return json.dumps(value, indent=2, ensure_ascii=False)
-
-
-def decode_msgpack(data: bytes) -> str:
-    try:
-        value = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as e:  # msgpack raises several unrelated types
-        raise NotDecodable("not msgpack") from e
-    if not isinstance(value, (dict, list)):
-        raise NotDecodable("a bare msgpack scalar")
-    return json.dumps(value, indent=2, ensure_ascii=False, default=repr)
-
-
-def decode_hex(data: bytes) -> str:
+def hex_dump(data: bytes) -> str:
+    """Offsets, hex and printable characters, 16 bytes a line."""
     lines = []
     for offset in range(0, len(data), 16):
         chunk = data[offset : offset + 16]
-        shown = "".join(chr(b) if b in _PRINTABLE and b >= 0x20 else "." for b in chunk)
+        shown = "".join(chr(b) if b in _SHOWN else "." for b in chunk)
         lines.append(f"{offset:08x}  {chunk.hex(' '):<47}  {shown}")
     return "\n".join(lines) or "(empty)"
 
 
-DECODERS: dict[str, Decoder] = {
-    "json": decode_json,
-    "text": decode_text,
-    "msgpack": decode_msgpack,
-    "hex": decode_hex,
-}
+def available() -> dict:
+    """Decoder name -> function, from the loaded plugins (hex always)."""
+    from zjournal.plugins import load
+
+    decoders = load().decoders()
+    decoders.setdefault("hex", hex_dump)
+    return decoders
 
 
 def decode(data: bytes, how: str = "auto") -> tuple[str, str]:
     """``(decoder used, text)`` for one frame."""
+    decoders = available()
     if how == "auto":
-        for name, decoder in DECODERS.items():
+        order = [n for n in AUTO_FIRST if n in decoders]
+        order += sorted(n for n in decoders if n not in AUTO_FIRST and n != "hex")
+        for name in order:
             try:
-                return name, decoder(data)
+                return name, decoders[name](data)
             except NotDecodable:
                 continue
-        raise AssertionError("hex decodes anything")
-    decoder = DECODERS.get(how)
+            except Exception:  # a broken plugin decoder: try the next one
+                continue
+        return "hex", hex_dump(data)
+    decoder = decoders.get(how)
     if decoder is None:
-        raise InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {', '.join(DECODERS)}")
+        raise InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {', '.join(sorted(decoders))}")
     try:
         return how, decoder(data)
-    except NotDecodable as e:
-        return "hex", f"({how}: {e})\n{decode_hex(data)}"
+    except Exception as e:
+        return "hex", f"({how}: {e})\n{hex_dump(data)}"
 
 
 def preview(frames: list[bytes], width: int = 40) -> str:
@@ -93,8 +65,11 @@ def preview(frames: list[bytes], width: int = 40) -> str:
     parts = []
     for frame in frames:
         try:
-            parts.append(decode_text(frame))
-        except NotDecodable:
+            text = frame.decode("utf-8")
+            if not text.isprintable():
+                raise ValueError
+            parts.append(text)
+        except ValueError:
             parts.append(frame[:16].hex() + ("…" if len(frame) > 16 else ""))
-    text = " | ".join(parts).replace("\n", " ")
+    text = " | ".join(parts)
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -113,6 +113,7 @@ class Journal:
         fsync_interval: float = 10.0,
         path: str | None = None,
         read_only: bool = False,
+        plugins: bool = True,
     ) -> None:
         _check_settings(retention, max_attempts, fsync_interval)
         self.read_only = read_only
@@ -134,12 +135,15 @@ class Journal:
         self._inflight: dict[int, tuple[str, int]] = {}
         self._ephemeral: dict[str, int] = {}
         self._sockets: dict[str, Any] = {}  # name -> live JournaledSocket
+        self._observers: list[Any] = []
         self._batch = self._store.batch
         try:
             self._load()
         except BaseException:
             self._store.close()
             raise
+        if plugins and not read_only:
+            self._attach_observers()
         self._stop = threading.Event()
         self._maintainer: threading.Thread | None = None
         if not read_only and (self.durability is Durability.INTERVAL or self.retention > 0):
@@ -147,6 +151,41 @@ class Journal:
             self._maintainer.start()
         if self.durability is Durability.NONE and not read_only:
             log.warning("journal %s: durability 'none' keeps no write-ahead log; a crash loses messages", path)
+
+    # -- observers (plugins) -----------------------------------------------
+
+    def _attach_observers(self) -> None:
+        from zjournal.plugins import load
+
+        for observer in load().observers():
+            try:
+                attach = getattr(observer, "attach", None)
+                if attach is not None and attach(self) is False:
+                    continue  # the observer declined this journal (e.g. not switched on)
+            except Exception as e:  # a broken observer must not stop the journal
+                log.warning("zjournal observer %r failed to attach and is skipped: %s", observer, e)
+                continue
+            self._observers.append(observer)
+
+    def add_observer(self, observer: Any) -> None:
+        """Tell ``observer`` about appends, acks, dead letters and redeliveries (see zjournal.plugins)."""
+        if observer in self._observers:
+            return
+        attach = getattr(observer, "attach", None)
+        if attach is not None and attach(self) is False:
+            return
+        self._observers.append(observer)
+
+    def _emit(self, event: str, name: str, dcode: int, *args: Any) -> None:
+        direction = rec.DIRECTIONS_BY_CODE[dcode].value
+        for observer in self._observers:
+            method = getattr(observer, event, None)
+            if method is None:
+                continue
+            try:
+                method(name, direction, *args)
+            except Exception as e:  # observers report; they never break the journal
+                log.warning("zjournal observer %r failed in %s: %s", observer, event, e)
 
     # -- opening ---------------------------------------------------------
 
@@ -277,6 +316,8 @@ class Journal:
             entry_id = self._new_id(batch)
             batch.put("entries", rec.encode_key(entry_id), value)
             self._commit(batch, [((name, dcode, rec.PENDING), 1)])
+            if self._observers:
+                self._emit("on_append", name, dcode, 1)
         return entry_id
 
     def _load_record(self, entry_id: int) -> list | None:
@@ -332,6 +373,8 @@ class Journal:
                 self._rewrite(entry_id, r, rec.ACKED)
             else:
                 self._remove(entry_id, r)
+            if self._observers:
+                self._emit("on_ack", r[3], r[4], 1)
             return True
 
     def nack(self, entry_id: int) -> None:
@@ -363,6 +406,8 @@ class Journal:
                 raise InvalidTransitionError(entry_id, State.ACKED, "mark dead")
             r[7] = str(reason)
             self._rewrite(entry_id, r, rec.DEAD)
+            if self._observers:
+                self._emit("on_dead", r[3], r[4], entry_id, r[7])
 
     def attempt(self, entry_id: int, max_attempts: int | None = None) -> Entry:
         """Record one more delivery of a pending entry, before handing it over.
@@ -381,9 +426,13 @@ class Journal:
             if limit is not None and r[1] >= limit:
                 r[7] = f"delivered {r[1]} times (max_attempts={limit})"
                 self._rewrite(entry_id, r, rec.DEAD)
+                if self._observers:
+                    self._emit("on_dead", r[3], r[4], entry_id, r[7])
             else:
                 r[1] += 1
                 self._rewrite(entry_id, r, rec.PENDING)
+                if self._observers:
+                    self._emit("on_redelivery", r[3], r[4], entry_id, r[1])
             return rec.entry_from_record(entry_id, r)
 
     # -- the socket fast path ------------------------------------------------
@@ -420,9 +469,13 @@ class Journal:
             batch.put("entries", rec.encode_key(entry_id), value)
             self._commit(batch, changes)
             if settled:
-                del self._inflight[settle]
+                known = self._inflight.pop(settle)
             if track:
                 self._inflight[entry_id] = (name, dcode)
+            if self._observers:
+                self._emit("on_append", name, dcode, 1)
+                if settled:
+                    self._emit("on_ack", known[0], known[1], 1)
         return entry_id
 
     def _log_many(
@@ -457,10 +510,14 @@ class Journal:
             if len(batch):
                 self._commit(batch, changes)
             inflight = self._inflight
-            for entry_id in settled:
-                del inflight[entry_id]
+            acked_streams = [inflight.pop(entry_id) for entry_id in settled]
             for entry_id in ids:
                 inflight[entry_id] = (name, dcode)
+            if self._observers:
+                if ids:
+                    self._emit("on_append", name, dcode, len(ids))
+                for stream_name, stream_dcode in acked_streams:
+                    self._emit("on_ack", stream_name, stream_dcode, 1)
         return ids
 
     def _settle_into(self, batch: Any, entry_id: int, changes: list[tuple[CounterKey, int]]) -> bool:
@@ -491,7 +548,9 @@ class Journal:
             changes: list[tuple[CounterKey, int]] = []
             if self._settle_into(batch, entry_id, changes):
                 self._commit(batch, changes)
-                del self._inflight[entry_id]
+                name, dcode = self._inflight.pop(entry_id)
+                if self._observers:
+                    self._emit("on_ack", name, dcode, 1)
 
     def _unlog(self, entry_id: int) -> None:
         """Take back an entry whose message never moved (the send failed)."""
@@ -514,6 +573,8 @@ class Journal:
             self._rewrite(entry_id, r, rec.PENDING)
             if track:
                 self._inflight[entry_id] = (r[3], r[4])
+            if self._observers:
+                self._emit("on_redelivery", r[3], r[4], entry_id, r[1])
             return rec.entry_from_record(entry_id, r)
 
     def _redeliverable(self, name: str, dcode: int, after: int, limit: int, max_attempts: int | None) -> list[Entry]:
@@ -878,6 +939,7 @@ def open(  # noqa: A001 - the public name the issues ask for
     max_attempts: int | None = None,
     fsync_interval: float = 10.0,
     read_only: bool = False,
+    plugins: bool = True,
 ) -> Journal:
     """Open (or create) the journal in directory ``path``.
 
@@ -887,6 +949,7 @@ def open(  # noqa: A001 - the public name the issues ask for
     ``read_only=True`` opens a view that never writes to the directory and
     works while another process holds the journal open (a RocksDB secondary
     instance); :meth:`Journal.refresh` catches up with the owner's writes.
+    ``plugins=False`` attaches no plugin observers.
     """
     path = os.fspath(path)
     mode = Durability.parse(durability)
@@ -900,4 +963,5 @@ def open(  # noqa: A001 - the public name the issues ask for
         fsync_interval=fsync_interval,
         path=path,
         read_only=read_only,
+        plugins=plugins,
     )

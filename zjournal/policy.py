@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import zmq
 
@@ -71,6 +72,29 @@ def _parse_policy(value: str | AckPolicy) -> AckPolicy:
         raise InvalidArgumentError(f"unknown ack policy {value!r}: expected one of {names}") from None
 
 
+def resolve_ack(socket_type: int, ack: str | AckPolicy | None) -> tuple[AckPolicy | None, AckPolicy | None, Any]:
+    """(inbound policy, outbound policy, plugin handler) for the ``ack`` option of ``wrap``.
+
+    A name that is not a built-in policy is looked up among the plugins' ack
+    policies: the plugin's handler then acks inbound entries itself (the
+    socket treats them as ``explicit``) and outbound ones keep the defaults.
+    """
+    if ack is None or isinstance(ack, AckPolicy) or ack in AckPolicy._value2member_map_:
+        return (*policies_for(socket_type, ack), None)
+    from zjournal.plugins import load
+
+    factory = load().ack_policies().get(ack)
+    if factory is None:
+        names = ", ".join([p.value for p in AckPolicy] + sorted(load().ack_policies()))
+        raise InvalidArgumentError(f"unknown ack policy {ack!r}: expected one of {names}")
+    inbound, outbound = policies_for(socket_type, None)
+    if socket_type in (zmq.REQ, zmq.REP):
+        inbound = AckPolicy.EXPLICIT if socket_type == zmq.REP else None
+    elif inbound is not None:
+        inbound = AckPolicy.EXPLICIT
+    return inbound, outbound, factory(socket_type)
+
+
 ClassifyRule = (
     str
     | MessageClass
@@ -104,6 +128,14 @@ def compile_classifier(rule: ClassifyRule) -> Classifier:
     """
     if rule is None:
         return None
+    if isinstance(rule, str) and rule not in MessageClass._value2member_map_:
+        from zjournal.plugins import load
+
+        named = load().classifiers().get(rule)
+        if named is None:
+            known = ", ".join(["durable", "ephemeral", *sorted(load().classifiers())])
+            raise InvalidArgumentError(f"unknown message class or classifier {rule!r}: expected one of {known}")
+        rule = named
     if isinstance(rule, (str, MessageClass)):
         durable = _parse_class(rule)
         return None if durable else (lambda frames: False)

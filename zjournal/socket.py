@@ -22,7 +22,7 @@ import zmq
 
 from zjournal.entry import DIRECTION_CODES, Direction
 from zjournal.errors import InvalidArgumentError, JournalClosedError
-from zjournal.policy import AckPolicy, Classifier, compile_classifier, policies_for
+from zjournal.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.redelivery import InprocRedelivery, LocalRedelivery, Redelivery, as_bytes, redelivery_for
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class JournaledSocket(zmq.Socket):
     _in_policy: AckPolicy | None = None
     _out_policy: AckPolicy | None = None
     _classifier: Classifier = None
+    _handler: Any = None  # a plugin's ack policy (zjournal.plugins.AckHandler)
     _max_attempts: int | None = None
     _router: bool = False  # inbound messages carry the sender's routing id first
     _is_req: bool = False
@@ -106,7 +107,7 @@ class JournaledSocket(zmq.Socket):
         self._journal = journal
         self._origin = origin
         self._jname = name
-        self._in_policy, self._out_policy = policies_for(socket_type, ack)
+        self._in_policy, self._out_policy, self._handler = resolve_ack(socket_type, ack)
         self._classifier = compile_classifier(classify)
         self._max_attempts = journal.max_attempts if max_attempts is None else max_attempts
         self._router = socket_type == zmq.ROUTER
@@ -226,6 +227,8 @@ class JournaledSocket(zmq.Socket):
             raise
         if entry_id:
             self._sent(entry_id)
+        if self._handler is not None:
+            self._handler.on_outbound(self, frames)
         return result
 
     def send_multipart(
@@ -252,6 +255,8 @@ class JournaledSocket(zmq.Socket):
             raise
         if entry_id:
             self._sent(entry_id)
+        if self._handler is not None:
+            self._handler.on_outbound(self, frames)
         return result
 
     def _journal_out(self, frames: list[bytes], flags: int) -> int:
@@ -518,6 +523,8 @@ class JournaledSocket(zmq.Socket):
             self._s.awaiting_reply = entry_id
         else:
             self._s.settle_next = 0
+        if self._handler is not None:
+            self._handler.on_inbound(self, entry_id, frames)
 
     def _redelivered(self, entry_id: int) -> None:
         """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
@@ -530,6 +537,8 @@ class JournaledSocket(zmq.Socket):
             self._s.settle_next = entry_id
         elif policy is AckPolicy.REPLY:
             self._s.awaiting_reply = entry_id
+        if self._handler is not None:
+            self._handler.on_inbound(self, entry_id, entry.frames)
 
     def _settle_reply(self) -> None:
         entry_id = self._s.awaiting_reply

@@ -51,9 +51,48 @@ def demo(
         raise typer.Exit(1)
 
 
+@app.command(name="plugins")
+@handle_errors
+def plugins_(as_json: bool = typer.Option(False, "--json", help="JSON for scripts.")) -> None:
+    """List the plugins: name, version and what each provides (and any that failed to load)."""
+    import json
+
+    from zjournal.plugins import ENV_VAR, load
+
+    registry = load()
+    if as_json:
+        rows = [
+            {"name": p.name, "version": p.version, "description": p.description, "provides": p.provides()}
+            for p in registry.plugins
+        ]
+        typer.echo(json.dumps({"plugins": rows, "failed": registry.failed}))
+        return
+    for p in registry.plugins:
+        typer.echo(f"{p.name} {p.version}: {p.description}" + (f" ({'; '.join(p.provides())})" if p.provides() else ""))
+    for name, why in registry.failed.items():
+        typer.echo(f"{name}: FAILED to load: {why}")
+    if not registry.plugins and not registry.failed:
+        typer.echo(f"no plugins (restricted by {ENV_VAR}?)")
+
+
 inspect.register(app)
 replay.register(app)
 ops.register(app)
+
+
+def _register_plugin_commands() -> None:
+    import warnings
+
+    from zjournal.plugins import load
+
+    for register in load().commands():
+        try:
+            register(app)
+        except Exception as e:  # a broken plugin never stops the CLI
+            warnings.warn(f"zjournal plugin command {register!r} failed to register: {e}", stacklevel=1)
+
+
+_register_plugin_commands()
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 import zjournal
 from zjournal.cli.common import age, check_exists, entry_record, handle_errors, out, parse_time
-from zjournal.decode import DECODERS, decode, preview
+from zjournal.decode import available, decode, preview
 
 console = Console(highlight=False)
 
@@ -196,7 +196,9 @@ def register(app: typer.Typer) -> None:
         min_attempts: int = typer.Option(0, "--min-attempts", min=0, help="Delivered at least this often."),
         limit: int = typer.Option(None, "--limit", min=1, help="List at most this many entries."),
         entry_id: int = typer.Option(None, "--id", help="Show one entry in full."),
-        how: str = typer.Option("auto", "--decode", help=f"How to show frames: auto, {', '.join(DECODERS)}."),
+        how: str = typer.Option(
+            "auto", "--decode", help="How to show frames: auto, json, text, msgpack, hex, or a plugin's."
+        ),
         as_json: bool = typer.Option(False, "--json", help="JSON for scripts (documented fields)."),
         follow: bool = typer.Option(False, "--follow", help="Keep printing entries as they arrive."),
     ) -> None:
@@ -206,8 +208,9 @@ def register(app: typer.Typer) -> None:
         RocksDB secondary instance) and on a stopped one; it never writes to it.
         """
         check_exists(path)
-        if how != "auto" and how not in DECODERS:
-            raise zjournal.InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {', '.join(DECODERS)}")
+        if how != "auto" and how not in available():
+            names = ", ".join(sorted(available()))
+            raise zjournal.InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {names}")
         since_t, until_t = parse_time(since), parse_time(until)
         with zjournal.open(path, read_only=True) as journal:
             if entry_id is not None:

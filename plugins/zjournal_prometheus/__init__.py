@@ -1,0 +1,129 @@
+"""First-party zjournal plugin: Prometheus metrics of every journal in the process.
+
+Install with the ``prometheus`` extra (``pip install 'zjournal[prometheus]'``).
+Every journal opened with plugins enabled is watched. Metrics:
+
+* ``zjournal_entries{journal, name, state}``: entries by state (pending, acked, dead);
+* ``zjournal_oldest_pending_age_seconds{journal}``: age of the oldest pending entry;
+* ``zjournal_appended_total``, ``zjournal_acked_total``, ``zjournal_dead_total``,
+  ``zjournal_redelivered_total`` ``{name, direction}``: counters (their ``rate()``
+  is the append and ack rate).
+
+The exporter is off until switched on, so journals pay nothing for it: set
+``ZJOURNAL_PROMETHEUS_PORT`` before journals open (they are watched and
+``/metrics`` is served on that port of 127.0.0.1), or call
+``zjournal_prometheus.serve(port)`` (journals opened afterwards are watched) or
+``zjournal_prometheus.watch(journal)``. Then ``curl http://127.0.0.1:PORT/metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+from zjournal import Plugin
+
+_lock = threading.Lock()
+_server_started = False
+_enabled = False
+
+
+class JournalMetrics:
+    """Observer and collector: counts events, reads gauges from the journals at scrape time."""
+
+    def __init__(self) -> None:
+        self._journals: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._counters: dict[str, Any] | None = None
+
+    def _ensure_counters(self) -> dict[str, Any]:
+        if self._counters is None:
+            from prometheus_client import REGISTRY, Counter
+
+            labels = ["name", "direction"]
+            self._counters = {
+                "append": Counter("zjournal_appended", "Entries journaled", labels),
+                "ack": Counter("zjournal_acked", "Entries acknowledged", labels),
+                "dead": Counter("zjournal_dead", "Entries given up (dead letters)", labels),
+                "redelivery": Counter("zjournal_redelivered", "Deliveries after the first", labels),
+            }
+            REGISTRY.register(self)
+        return self._counters
+
+    def attach(self, journal: Any) -> bool:
+        port = os.environ.get("ZJOURNAL_PROMETHEUS_PORT")
+        if port:
+            serve(int(port))
+        if not _enabled:
+            return False  # switched off: the journal does not call this observer at all
+        with _lock:
+            self._ensure_counters()
+            self._journals.add(journal)
+        return True
+
+    def on_append(self, name: str, direction: str, count: int) -> None:
+        if self._counters is not None:
+            self._counters["append"].labels(name, direction).inc(count)
+
+    def on_ack(self, name: str, direction: str, count: int) -> None:
+        if self._counters is not None:
+            self._counters["ack"].labels(name, direction).inc(count)
+
+    def on_dead(self, name: str, direction: str, entry_id: int, reason: str) -> None:
+        if self._counters is not None:
+            self._counters["dead"].labels(name, direction).inc()
+
+    def on_redelivery(self, name: str, direction: str, entry_id: int, attempts: int) -> None:
+        if self._counters is not None:
+            self._counters["redelivery"].labels(name, direction).inc()
+
+    def collect(self) -> Any:
+        """Gauges read from each open journal when Prometheus scrapes."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        entries = GaugeMetricFamily("zjournal_entries", "Entries by state", labels=["journal", "name", "state"])
+        oldest = GaugeMetricFamily(
+            "zjournal_oldest_pending_age_seconds", "Age of the oldest pending entry", labels=["journal"]
+        )
+        now = time.time()
+        for journal in list(self._journals):
+            if journal.closed:
+                continue
+            where = journal.path or "memory"
+            for name in journal.names():
+                for state in ("pending", "acked", "dead"):
+                    entries.add_metric([where, name, state], journal.count(name=name, state=state))
+            first = next(iter(journal.entries(state="pending")), None)
+            oldest.add_metric([where], 0.0 if first is None else now - first.created)
+        yield entries
+        yield oldest
+
+
+def serve(port: int, addr: str = "127.0.0.1") -> None:
+    """Serve /metrics over HTTP (once per process) and watch the journals opened from now on."""
+    global _server_started, _enabled
+    with _lock:
+        _enabled = True
+        if _server_started:
+            return
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=addr)
+        _server_started = True
+
+
+def watch(journal: Any) -> None:
+    """Watch an already open journal (it gets this module's observer)."""
+    global _enabled
+    _enabled = True
+    journal.add_observer(metrics)
+
+
+metrics = JournalMetrics()
+plugin = Plugin(
+    name="prometheus",
+    description="Prometheus metrics: entries by state, oldest pending age, append/ack/dead/redelivery counters",
+    observers=[metrics],
+)
