@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from zjournal import killpoints
 from zjournal.entry import DIRECTION_CODES, Direction
 from zjournal.errors import InvalidArgumentError, ZJournalError
 from zjournal.policy import compile_classifier
@@ -243,6 +244,8 @@ class Queue:
             if is_durable:
                 durable.append((frames, size))
         ids = iter(self.journal._log_many(self.name, _IN, durable) if durable else ())
+        if durable and killpoints.ARMED:
+            killpoints.reached("device:after-journal")
         for frames, is_durable in zip(arrived, kinds, strict=True):
             if is_durable:
                 self._to_backend.append((next(ids), frames))
@@ -312,6 +315,8 @@ class Queue:
                 frontend.send_multipart(frames[1:], zmq.NOBLOCK)
             self.stats.replies += 1
         if acked:
+            if killpoints.ARMED:
+                killpoints.reached("device:before-ack")
             self.journal._log_many(self.name, _IN, [], settle=acked)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from zjournal import killpoints
 from zjournal.entry import DIRECTION_CODES, Direction
 from zjournal.errors import InvalidArgumentError, JournalClosedError
 from zjournal.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
@@ -219,6 +220,8 @@ class JournaledSocket(zmq.Socket):
         else:
             frames.append(frame)
         entry_id = self._journal_out(frames, flags)
+        if killpoints.ARMED:
+            killpoints.reached("send:after-journal")
         try:
             result = super().send(data, flags, copy, track, routing_id, group)
         except BaseException:
@@ -244,6 +247,8 @@ class JournaledSocket(zmq.Socket):
         if not frames:
             return super().send_multipart(parts, flags, copy, track)
         entry_id = self._journal_out(frames, flags)
+        if killpoints.ARMED:
+            killpoints.reached("send:after-journal")
         raw_send = zmq.Socket.send
         try:
             for part in parts[:-1]:
@@ -308,6 +313,8 @@ class JournaledSocket(zmq.Socket):
             return zmq.Socket.recv(self, flags | _NOBLOCK, False, track), settle
         except zmq.Again:
             state.settle_next = 0
+            if killpoints.ARMED:
+                killpoints.reached("ack:before-write")
             self._journal._settle(settle)
             if flags & _NOBLOCK:
                 raise
@@ -316,6 +323,8 @@ class JournaledSocket(zmq.Socket):
     def _settle_now(self) -> None:
         settle = self._s.settle_next
         if settle:
+            if killpoints.ARMED:
+                killpoints.reached("ack:before-write")
             self._s.settle_next = 0
             self._journal._settle(settle)
 
@@ -487,6 +496,10 @@ class JournaledSocket(zmq.Socket):
 
     def _inbound(self, frames: list[bytes], settle: int) -> None:
         """A whole inbound message was read: journal it (or record its redelivery)."""
+        if killpoints.ARMED:  # a folded ack and the new append are one write: both windows at once
+            if settle:
+                killpoints.reached("ack:before-write")
+            killpoints.reached("recv:before-journal")
         journal = self._journal
         if self._s.rx_redelivered:
             if settle:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import zjournal
+from zjournal import killpoints
 from zjournal.cli.common import check_exists, handle_errors, open_for_change, out, parse_time
 
 SOCKET_TYPES = {"push": zmq.PUSH, "dealer": zmq.DEALER, "req": zmq.REQ, "pub": zmq.PUB, "pair": zmq.PAIR}
@@ -189,6 +190,8 @@ def _replay(
                 else:
                     entries.append(entry)
             sent, problem = sender.send(entries)
+            if sent and killpoints.ARMED:
+                killpoints.reached("replay:after-send")
             if sent:
                 journal.record_replay(sent, endpoint=sender.endpoint, socket_type=sender.socket_type.name.lower())
             tally.sent += len(sent)
