@@ -195,3 +195,22 @@ def test_wrong_socket_types_are_refused(journal, ctx) -> None:
         zjournal.Queue(ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER), journal)
     with pytest.raises(zjournal.InvalidArgumentError, match="DEALER"):
         zjournal.Queue(ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUSH), journal)
+
+
+def test_a_request_whose_worker_died_is_sent_again(journal, ctx, device) -> None:
+    fe, be, front, back = device
+    queue = zjournal.Queue(fe, be, journal, redeliver_after=0.2, max_attempts=5)
+    queue.start()
+    client = ctx.socket(zmq.DEALER)
+    client.connect(front)
+    doomed = ctx.socket(zmq.DEALER)  # takes the request and dies without answering
+    doomed.connect(back)
+    client.send_multipart([b"", b"orphan"])
+    assert doomed.poll(2000)
+    doomed.recv_multipart()
+    doomed.close(0)
+    workers = Workers(ctx, back, 1)
+    assert client.poll(5000) and client.recv_multipart() == [b"", b"done:orphan"]
+    queue.stop(0.5)
+    workers.stop()
+    assert queue.stats.redelivered == 1 and journal.count() == 0

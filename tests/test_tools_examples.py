@@ -27,3 +27,14 @@ def test_multithreaded_server_example(tmp_path) -> None:
     out = run("example_mtserver.py", "--requests", "20", "--dir", str(tmp_path))
     assert "20 answers checked" in out
     assert out.count("entries left: 0") == 2
+
+
+def test_crash_harness_short_mode_loses_nothing(tmp_path) -> None:
+    import json
+
+    out = tmp_path / "crash.json"
+    run("crashtest.py", "--short", "--seed", "1", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["rounds"] == 6 and sum(result["kills"].values()) == 6
+    assert result["accepted"] > 0 and result["lost"] == 0
+    assert result["processed"] == result["accepted"]

@@ -86,6 +86,8 @@ class Queue:
         max_attempts: deliveries allowed before a request goes dead (default: the journal's).
         batch: the most messages moved per socket per turn (and journaled in one write).
         backlog: the most requests waiting for the backend before intake pauses.
+        redeliver_after: seconds without a reply after which a request is sent to the
+            backend again (its worker may be dead); None: only after a restart.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Queue:
         max_attempts: int | None = None,
         batch: int = 256,
         backlog: int = 10_000,
+        redeliver_after: float | None = 60.0,
     ) -> None:
         if not isinstance(frontend, zmq.Socket) or frontend.type != zmq.ROUTER:
             raise InvalidArgumentError("the frontend must be a zmq.ROUTER socket")
@@ -116,7 +119,9 @@ class Queue:
         self._batch = batch
         self._backlog = backlog
         self._to_backend: collections.deque[tuple[int, list[bytes]]] = collections.deque()
-        self._in_flight: set[int] = set()  # durable ids at the workers, waiting for a reply
+        # Durable ids at the workers, waiting for a reply -> when they were sent (oldest first).
+        self._in_flight: dict[int, float] = {}
+        self._redeliver_after = redeliver_after
         self._ephemeral_in_flight: set[int] = set()
         self._ephemeral_ids = itertools.count(1)
         self._replay_cursor = 0
@@ -209,6 +214,8 @@ class Queue:
                 self._take_requests()
             if intake and not self._replay_done and len(self._to_backend) < self._batch:
                 self._fetch_replays()
+            if self._redeliver_after is not None and self._in_flight:
+                self._resend_overdue()
             if self._to_backend:
                 self._forward()
         # What is still pending belongs to no one in this process now: a later
@@ -283,7 +290,29 @@ class Queue:
             if entry_id & _EPHEMERAL:
                 self._ephemeral_in_flight.add(entry_id)
             else:
-                self._in_flight.add(entry_id)
+                self._in_flight[entry_id] = time.monotonic()
+
+    def _resend_overdue(self) -> None:
+        """Requests unanswered for ``redeliver_after`` seconds go to the backend again (attempts + 1)."""
+        assert self._redeliver_after is not None
+        cutoff = time.monotonic() - self._redeliver_after
+        overdue = []
+        for entry_id, sent_at in self._in_flight.items():
+            if sent_at > cutoff:
+                break  # oldest first: the rest are younger
+            overdue.append(entry_id)
+        for entry_id in overdue:
+            del self._in_flight[entry_id]
+            entry = self.journal.get(entry_id)
+            if entry is None or entry.state != "pending":
+                continue
+            entry = self.journal.attempt(entry_id, self._max_attempts)
+            if entry.state == "dead":
+                self.stats.dead += 1
+                self.journal._inflight.pop(entry_id, None)
+                continue
+            self._to_backend.append((entry_id, entry.frames))
+            self.stats.redelivered += 1
 
     def _take_replies(self) -> None:
         """Pass replies back to their clients, then ack their requests in one write."""
@@ -305,7 +334,7 @@ class Queue:
                     continue
                 self._ephemeral_in_flight.discard(entry_id)
             elif entry_id in self._in_flight:
-                self._in_flight.discard(entry_id)
+                del self._in_flight[entry_id]
                 acked.append(entry_id)
             else:
                 self.stats.duplicates += 1  # answered already: the client has its reply
