@@ -82,3 +82,25 @@ class StoreError(ZJournalError):
 
 class ReadOnlyJournalError(ZJournalError):
     """A change was attempted on a journal opened read-only (``zjournal.open(..., read_only=True)``)."""
+
+
+class JournalCorruptError(StoreError):
+    """The journal's files are damaged; ``file`` names the damaged one when RocksDB said which.
+
+    Nothing was opened. ``zjournal.open(path, recover=True)`` (or ``zjournal
+    recover PATH``) opens it keeping everything written before the damage.
+    """
+
+    def __init__(self, message: str, *, path: str, file: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.file = file
+
+
+class MessageTooLargeError(ZJournalError, ValueError):
+    """A message is larger than the journal's ``max_message_size``; it was not journaled (nor sent)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size:,} bytes is larger than the journal's max_message_size ({limit:,} bytes)")
+        self.size = size
+        self.limit = limit

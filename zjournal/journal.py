@@ -26,6 +26,7 @@ from zjournal.errors import (
     InvalidFramesError,
     InvalidTransitionError,
     JournalClosedError,
+    MessageTooLargeError,
     NotAJournalError,
     StoreError,
     UnknownEntryError,
@@ -47,6 +48,10 @@ _META_REPLAY = b"replay:"  # + 8-byte time in microseconds: one record per zjour
 # Ids are reserved on disk in blocks, so a restart never reuses one without a
 # meta write on every append.
 _ID_BLOCK = 4096
+
+# Larger messages are refused with MessageTooLargeError (RocksDB handles values
+# up to 4 GiB, but a journal write holds the whole message in memory twice).
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
 CounterKey = tuple[str, int, int]  # (name, direction code, state code)
 
@@ -111,16 +116,20 @@ class Journal:
         retention: float = 0.0,
         max_attempts: int | None = None,
         fsync_interval: float = 10.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         path: str | None = None,
         read_only: bool = False,
         plugins: bool = True,
     ) -> None:
         _check_settings(retention, max_attempts, fsync_interval)
         self.read_only = read_only
+        #: what opening had to drop to recover a damaged journal (``open(..., recover=True)``)
+        self.recovered: list[str] = []
         self.durability = Durability.parse(durability)
         self.retention = float(retention)
         self.max_attempts = max_attempts
         self.fsync_interval = float(fsync_interval)
+        self.max_message_size = max_message_size
         self.path = path
         self._store: Store = store if store is not None else MemoryStore()
         self._lock = threading.Lock()
@@ -307,6 +316,7 @@ class Journal:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
         data = _as_frames(frames)
+        self._check_size(data)
         if not 0 <= envelope_size <= len(data):
             raise InvalidArgumentError(f"envelope_size {envelope_size} does not fit a {len(data)}-frame message")
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, data, 0.0, "", envelope_size)
@@ -319,6 +329,11 @@ class Journal:
             if self._observers:
                 self._emit("on_append", name, dcode, 1)
         return entry_id
+
+    def _check_size(self, frames: list[bytes]) -> None:
+        size = sum(len(f) for f in frames)
+        if size > self.max_message_size:
+            raise MessageTooLargeError(size, self.max_message_size)
 
     def _load_record(self, entry_id: int) -> list | None:
         raw = self._store.get("entries", rec.encode_key(entry_id))
@@ -454,6 +469,8 @@ class Journal:
         the settled entry (its name and direction are known from ``_inflight``).
         ``frames`` must already be a list of bytes.
         """
+        if len(frames) > 1 or len(frames[0]) > 65536:  # the common small message skips the sum
+            self._check_size(frames)
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
         with self._lock:
             if self._closed or self._background_error is not None:
@@ -490,6 +507,8 @@ class Journal:
         For code that owns its loop (the queue device): one write for
         everything that was waiting.
         """
+        for frames, _size in messages:
+            self._check_size(frames)
         now = time.time()
         values = [
             rec.encode_record(rec.PENDING, 1, now, name, dcode, frames, 0.0, "", envelope_size)
@@ -907,17 +926,23 @@ class Journal:
         with self._lock:
             if self._closed:
                 return
+            self._closed = True
+            failure: StoreError | None = None
+            if not self.read_only:
+                try:
+                    batch = self._batch()
+                    batch.put("meta", _META_FLOOR, msgpack.packb(self._floor))
+                    # A clean close knows exactly which ids were handed out.
+                    batch.put("meta", _META_SEQ, msgpack.packb(self._next_id))
+                    self._store.write(batch, sync=self.durability is not Durability.NONE)
+                except StoreError as e:  # the journal is still released; opening it again recovers
+                    failure = e
             try:
-                if self.read_only:
-                    return
-                batch = self._batch()
-                batch.put("meta", _META_FLOOR, msgpack.packb(self._floor))
-                # A clean close knows exactly which ids were handed out.
-                batch.put("meta", _META_SEQ, msgpack.packb(self._next_id))
-                self._store.write(batch, sync=self.durability is not Durability.NONE)
-            finally:
-                self._closed = True
                 self._store.close()
+            except StoreError as e:
+                failure = failure or e
+            if failure is not None:
+                raise failure
 
     def __enter__(self) -> Journal:
         return self
@@ -938,8 +963,10 @@ def open(  # noqa: A001 - the public name the issues ask for
     retention: float = 0.0,
     max_attempts: int | None = None,
     fsync_interval: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     read_only: bool = False,
     plugins: bool = True,
+    recover: bool = False,
 ) -> Journal:
     """Open (or create) the journal in directory ``path``.
 
@@ -950,18 +977,31 @@ def open(  # noqa: A001 - the public name the issues ask for
     works while another process holds the journal open (a RocksDB secondary
     instance); :meth:`Journal.refresh` catches up with the owner's writes.
     ``plugins=False`` attaches no plugin observers.
+
+    A journal whose files are damaged is refused with
+    :class:`JournalCorruptError` naming the file (a torn last record, as power
+    loss leaves, is dropped silently). ``recover=True`` opens it anyway, keeping
+    everything written before the damage; ``journal.recovered`` then says what
+    was dropped.
     """
     path = os.fspath(path)
     mode = Durability.parse(durability)
     _check_settings(retention, max_attempts, fsync_interval)
-    store: Store = SecondaryRocksStore(path) if read_only else RocksStore(path, wal=mode is not Durability.NONE)
-    return Journal(
+    store: Store = (
+        SecondaryRocksStore(path) if read_only else RocksStore(path, wal=mode is not Durability.NONE, recover=recover)
+    )
+    journal = Journal(
         store,
         durability=mode,
         retention=retention,
         max_attempts=max_attempts,
         fsync_interval=fsync_interval,
+        max_message_size=max_message_size,
         path=path,
         read_only=read_only,
         plugins=plugins,
     )
+    journal.recovered = list(getattr(store, "recovered", []))
+    if journal.recovered:
+        log.warning("journal %s was recovered: %s", path, "; ".join(journal.recovered))
+    return journal

@@ -94,6 +94,26 @@ def register(app: typer.Typer) -> None:
             after = journal.size_on_disk()
             out(f"compacted {path}: {before:,} -> {after:,} bytes")
 
+    @app.command()
+    @handle_errors
+    def recover(path: str = typer.Argument(..., help="The journal directory.")) -> None:
+        """Open a damaged journal keeping everything written before the damage; say what was dropped."""
+        check_exists(path)
+        try:
+            journal = zjournal.open(path, recover=True)
+        except zjournal.JournalLockedError:
+            raise zjournal.JournalLockedError(
+                f"journal {path} is held open by a running process: stop it first", path=path
+            ) from None
+        with journal:
+            for line in journal.recovered:
+                out(f"dropped: {line}")
+            out(
+                f"recovered {path}: {journal.count()} entries "
+                f"({journal.count(state='pending')} pending); "
+                + ("nothing was dropped" if not journal.recovered else "what followed the damage was dropped")
+            )
+
     @app.command(name="export")
     @handle_errors
     def export_(

@@ -9,7 +9,9 @@ is atomic across column families.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from collections.abc import Iterator
 
 import rocksdict
@@ -17,6 +19,7 @@ import rocksdict
 from zjournal.errors import (
     InvalidArgumentError,
     JournalClosedError,
+    JournalCorruptError,
     JournalLockedError,
     NotAJournalError,
     StoreError,
@@ -27,11 +30,57 @@ from zjournal.store.base import TABLES, Batch, Store
 _IGNORABLE = {".DS_Store"}
 
 
-def _options() -> rocksdict.Options:
+_DROPPED = re.compile(r"(\S+\.log): dropping (\d+) bytes; (.*)$")
+_DAMAGED_FILE = re.compile(r"(/\S+\.(?:sst|log)|MANIFEST-\d+)")
+
+
+def _options(recover: bool = False) -> rocksdict.Options:
     opts = rocksdict.Options(raw_mode=True)
     opts.create_if_missing(True)
     opts.create_missing_column_families(True)
+    # A torn last record (power loss mid-write) is dropped; damage anywhere else
+    # refuses to open, unless the caller asks to recover what precedes it.
+    mode = (
+        rocksdict.DBRecoveryMode.point_in_time()
+        if recover
+        else rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records()
+    )
+    opts.set_wal_recovery_mode(mode)
     return opts
+
+
+def dropped_in(info_log: str) -> list[str]:
+    """What RocksDB's info log says it dropped while recovering.
+
+    RocksDB starts a new info log (``LOG``) at every open, so the current one
+    speaks of this open only.
+    """
+    try:
+        with open(info_log, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        match = _DROPPED.search(line)
+        if match:
+            found.append(f"{match.group(1)}: dropped {match.group(2)} bytes ({match.group(3)})")
+    return found
+
+
+def corruption_error(path: str, error: Exception, info_log: str = "") -> JournalCorruptError:
+    """One clear error naming the damaged file (from the message, or RocksDB's info log)."""
+    message = str(error)
+    dropped = dropped_in(info_log) if info_log else []
+    named = _DAMAGED_FILE.search(message)
+    damaged = named.group(1) if named else (dropped[-1].split(":")[0] if dropped else None)
+    where = f" in {damaged}" if damaged else ""
+    return JournalCorruptError(
+        f"journal {path} is damaged{where}: {message}; zjournal.open(path, recover=True) or "
+        "`zjournal recover PATH` keeps what was written before the damage",
+        path=path,
+        file=damaged,
+    )
 
 
 def _column_families() -> dict[str, rocksdict.Options]:
@@ -62,6 +111,30 @@ def check_journal_path(path: str) -> bool:
     return True
 
 
+def iterate(cf: rocksdict.Rdict, start: bytes, path: str) -> Iterator[tuple[bytes, bytes]]:
+    """``(key, value)`` from ``start`` on, from a snapshot taken now.
+
+    rocksdict's ``items()`` stops quietly when a block fails its checksum, so
+    the iterator's status is checked at the end: a damaged file is reported,
+    never taken for the end of the data.
+    """
+    it = cf.iter()  # the implicit snapshot is taken here, not at the first next()
+    it.seek(start)
+    return _drain(it, path)
+
+
+def _drain(it: rocksdict.RdictIter, path: str) -> Iterator[tuple[bytes, bytes]]:
+    try:
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+        it.status()
+    except Exception as e:
+        if "Corruption" in str(e) or "checksum" in str(e):
+            raise corruption_error(path, e) from e
+        raise StoreError(f"journal {path}: read failed: {e}") from e
+
+
 class RocksBatch(Batch):
     __slots__ = ("_batch", "_handles")
 
@@ -88,18 +161,23 @@ class RocksBatch(Batch):
 class RocksStore(Store):
     """A journal directory as a RocksDB database with one column family per table."""
 
-    def __init__(self, path: str, *, wal: bool = True) -> None:
+    def __init__(self, path: str, *, wal: bool = True, recover: bool = False) -> None:
         self.path = path
         self.survives_process_crash = wal
+        #: what recovery dropped when this store was opened (RocksDB's words)
+        self.recovered: list[str] = []
         check_journal_path(path)
         try:
-            self._db = rocksdict.Rdict(path, _options(), column_families=_column_families())
+            self._db = rocksdict.Rdict(path, _options(recover), column_families=_column_families())
         except Exception as e:
             message = str(e)
             if "lock" in message.lower():
                 where = "this process" if "current process" in message else "another process"
                 raise JournalLockedError(f"journal {path} is locked by {where}", path=path) from e
+            if "Corruption" in message:
+                raise corruption_error(path, e, os.path.join(path, "LOG")) from e
             raise StoreError(f"cannot open journal {path}: {message}") from e
+        self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []
         # Kept for the life of the store: dropping a column-family Rdict flushes it.
         self._tables = {name: self._db.get_column_family(name) for name in TABLES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in TABLES}
@@ -137,12 +215,13 @@ class RocksStore(Store):
         try:
             return cf.get(key)
         except Exception as e:
+            if "Corruption" in str(e):
+                raise corruption_error(self.path, e) from e
             raise StoreError(f"journal {self.path}: read failed: {e}") from e
 
     def scan(self, table: str, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         cf = self._table(table)
-        # items() seeks to from_key and iterates on an implicit snapshot.
-        return iter(cf.items(from_key=start))
+        return iterate(cf, start, self.path)
 
     def sync(self) -> None:
         if self._closed:
@@ -178,9 +257,13 @@ class RocksStore(Store):
         if self._closed:
             return
         if not self.survives_process_crash:
-            self.flush()
+            with contextlib.suppress(Exception):  # what could not be flushed is reported by close below
+                self.flush()
         self._closed = True
         # A column-family Rdict keeps the database (and its LOCK) alive: drop them first.
         self._tables.clear()
         self._handles.clear()
-        self._db.close()
+        try:
+            self._db.close()
+        except Exception as e:  # e.g. the disk filled: the lock is released all the same
+            raise StoreError(f"journal {self.path}: closing: {e}") from e

@@ -21,12 +21,13 @@ import rocksdict
 from zjournal.errors import (
     InvalidArgumentError,
     JournalClosedError,
+    JournalCorruptError,
     NotAJournalError,
     ReadOnlyJournalError,
     StoreError,
 )
 from zjournal.store.base import TABLES, Batch, Store
-from zjournal.store.rocks import check_journal_path
+from zjournal.store.rocks import check_journal_path, corruption_error, iterate
 
 # Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config.
 _PRIVATE = {"LOCK", "LOG", "rocksdict-config.json"}
@@ -47,6 +48,7 @@ class SecondaryRocksStore(Store):
         try:
             self._link_files()
             opts = rocksdict.Options(raw_mode=True)
+            opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
             families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
             self._db = rocksdict.Rdict(
                 self._shadow,
@@ -59,8 +61,18 @@ class SecondaryRocksStore(Store):
             self._remove_dirs()
             raise
         except Exception as e:
+            # Speak of the journal's files, not of the private links to them.
+            real = os.path.abspath(path)
+            error: StoreError = StoreError(f"cannot read journal {path}: {str(e).replace(self._shadow, real)}")
+            if "Corruption" in str(e):
+                found = corruption_error(path, e, os.path.join(self._secondary, "LOG"))
+                error = JournalCorruptError(
+                    str(found).replace(self._shadow, real),
+                    path=path,
+                    file=found.file.replace(self._shadow, real) if found.file else None,
+                )
             self._remove_dirs()
-            raise StoreError(f"cannot read journal {path}: {e}") from e
+            raise error from e
 
     def _link_files(self) -> None:
         wanted = {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
@@ -107,7 +119,7 @@ class SecondaryRocksStore(Store):
             raise StoreError(f"journal {self.path}: read failed: {e}") from e
 
     def scan(self, table: str, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        return iter(self._table(table).items(from_key=start))
+        return iterate(self._table(table), start, self.path)
 
     def sync(self) -> None:
         self._check_open()
