@@ -38,3 +38,14 @@ def test_crash_harness_short_mode_loses_nothing(tmp_path) -> None:
     assert result["rounds"] == 6 and sum(result["kills"].values()) == 6
     assert result["accepted"] > 0 and result["lost"] == 0
     assert result["processed"] == result["accepted"]
+
+
+def test_power_loss_simulation(tmp_path) -> None:
+    import json
+
+    out = tmp_path / "power.json"
+    run("powerloss.py", "--seconds", "0.6", "--rounds", "1", "--seed", "3", "--json", str(out))
+    results = {r["mode"]: r for r in json.loads(out.read_text())}
+    assert results["always"]["returned"] > 0 and results["always"]["lost"] == 0
+    assert results["interval"]["kept"] > 0
+    assert results["interval"]["lost_window_ms"] < 2000  # a bounded window, not unbounded loss
