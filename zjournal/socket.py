@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -219,20 +219,9 @@ class JournaledSocket(zmq.Socket):
             frames = [frame]
         else:
             frames.append(frame)
-        entry_id = self._journal_out(frames, flags)
-        if killpoints.ARMED:
-            killpoints.reached("send:after-journal")
-        try:
-            result = super().send(data, flags, copy, track, routing_id, group)
-        except BaseException:
-            if entry_id:
-                self._journal._unlog(entry_id)
-            raise
-        if entry_id:
-            self._sent(entry_id)
-        if self._handler is not None:
-            self._handler.on_outbound(self, frames)
-        return result
+        return self._send_whole(
+            frames, flags, lambda: zmq.Socket.send(self, data, flags, copy, track, routing_id, group)
+        )
 
     def send_multipart(
         self, msg_parts: Sequence[Any], flags: int = 0, copy: bool = True, track: bool = False, **kwargs: Any
@@ -246,14 +235,25 @@ class JournaledSocket(zmq.Socket):
             return super().send_multipart(parts, flags, copy, track)  # pyzmq's own error
         if not frames:
             return super().send_multipart(parts, flags, copy, track)
+
+        def move() -> Any:
+            raw_send = zmq.Socket.send
+            for part in parts[:-1]:
+                raw_send(self, part, _SNDMORE | flags, copy, track)
+            return raw_send(self, parts[-1], flags, copy, track)
+
+        return self._send_whole(frames, flags, move)
+
+    def _send_whole(self, frames: list[bytes], flags: int, move: Callable[[], Any]) -> Any:
+        """Journal a whole outbound message, let ``move`` hand it to libzmq, then apply the ack policy.
+
+        A message whose move fails leaves no entry behind.
+        """
         entry_id = self._journal_out(frames, flags)
         if killpoints.ARMED:
             killpoints.reached("send:after-journal")
-        raw_send = zmq.Socket.send
         try:
-            for part in parts[:-1]:
-                raw_send(self, part, _SNDMORE | flags, copy, track)
-            result = raw_send(self, parts[-1], flags, copy, track)
+            result = move()
         except BaseException:
             if entry_id:
                 self._journal._unlog(entry_id)
