@@ -178,6 +178,7 @@ def test_replay_outbound_through_a_journaled_req_waits_for_the_reply(journal_pat
     assert j.get(first) is None
     assert j.replay("client", into=req) == 1
     assert rep.recv() == b"unanswered-2"
+    assert [e.frames for e in j.entries(name="client")] == [[b"unanswered-2"]]  # resent, not journaled again
 
 
 def test_nothing_pending_means_no_private_peer(journal, ctx) -> None:

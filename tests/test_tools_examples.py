@@ -49,3 +49,13 @@ def test_power_loss_simulation(tmp_path) -> None:
     assert results["always"]["returned"] > 0 and results["always"]["lost"] == 0
     assert results["interval"]["kept"] > 0
     assert results["interval"]["lost_window_ms"] < 2000  # a bounded window, not unbounded loss
+
+
+def test_crash_harness_pipeline_short_mode_loses_nothing(tmp_path) -> None:
+    import json
+
+    out = tmp_path / "pipe.json"
+    run("crashtest.py", "--system", "pipeline", "--short", "--seed", "2", "--rate", "2000", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["system"] == "pipeline" and result["rounds"] == 6
+    assert result["accepted"] > 0 and result["lost"] == 0 and result["left_pending"] == 0

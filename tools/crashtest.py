@@ -1,6 +1,6 @@
 """Crash harness: SIGKILL a process of a journaled system under load, restart it, repeat; count what was lost.
 
-Run:  python tools/crashtest.py [--rounds 50] [--target device|worker|random] [--json crash.json]
+Run:  python tools/crashtest.py [--system device|pipeline] [--rounds 50] [--target ...] [--json crash.json]
       python tools/crashtest.py --short        # what CI runs: a few rounds, well under two minutes
 
 The system is real processes on ipc sockets: client processes (DEALER,
@@ -11,11 +11,20 @@ again. Workers append every request they process to a file of their own
 (fsynced every 100 lines, and os.write survives SIGKILL). The device keeps
 acked entries for an hour (``retention``), so at the end its journal holds
 every request it ever accepted: lost = accepted - processed, which must be 0.
+
+``--system pipeline`` runs a PUSH/PULL pipeline with both ends journaled
+instead: a producer (journaled PUSH, ``ack="explicit"``) and a consumer
+(journaled PULL) that confirms each message it processed on a return channel;
+the producer acks an entry when its confirmation arrives and resends, with
+``journal.replay(..., older_than=1)``, whatever stays unconfirmed (it may have
+died in a killed consumer's queue). The producer or the consumer is killed.
+The producer's journal keeps acked entries, so lost = accepted - processed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -69,6 +78,70 @@ def role_worker(workdir: Path, index: int) -> None:
         if count % 100 == 0:
             os.fsync(out)
         sock.send(b"ok")
+
+
+def role_producer(workdir: Path, rate: float) -> None:
+    import zmq
+
+    import zjournal
+
+    journal = zjournal.open(str(workdir / "producer.journal"), retention=3600)
+    ctx = zmq.Context()
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="pipeline", ack="explicit")
+    push.connect(f"ipc://{workdir}/pipe")
+    confirms = ctx.socket(zmq.PULL)
+    confirms.bind(f"ipc://{workdir}/confirm")
+    # What is still unconfirmed from an earlier life: key -> entry id.
+    waiting = {e.frames[0]: e.id for e in journal.entries(name="pipeline", state="pending", direction="out")}
+    # Keys are never reused: acked entries stay in the journal (retention), so it knows the last one.
+    seq = max((int(e.frames[0]) + 1 for e in journal.entries(name="pipeline")), default=0)
+    running = [True]
+    signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
+    print("ready", flush=True)
+    interval = 1.0 / rate
+    next_send = next_resend = time.monotonic()
+    while running[0] or waiting:
+        now = time.monotonic()
+        if running[0] and now >= next_send:
+            key = b"%09d" % seq
+            push.send(key)
+            waiting[key] = push.last_id
+            seq += 1
+            next_send += interval
+        if now >= next_resend:
+            journal.replay("pipeline", into=push, older_than=1.0)  # unconfirmed for a second: again
+            next_resend = now + 0.5
+        while confirms.poll(0 if running[0] else 100):
+            entry_id = waiting.pop(confirms.recv(), None)
+            if entry_id is not None:
+                journal.ack(entry_id)
+    (workdir / "producer.next").write_text(str(seq))
+    journal.close()
+
+
+def role_consumer(workdir: Path) -> None:
+    import zmq
+
+    import zjournal
+
+    journal = zjournal.open(str(workdir / "consumer.journal"))
+    ctx = zmq.Context()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="pipeline")
+    pull.bind(f"ipc://{workdir}/pipe")
+    confirm = ctx.socket(zmq.PUSH)
+    confirm.connect(f"ipc://{workdir}/confirm")
+    out = os.open(workdir / "consumer.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    signal.signal(signal.SIGTERM, lambda *_: (os.fsync(out), os._exit(0)))
+    print("ready", flush=True)
+    count = 0
+    while True:
+        key = pull.recv()  # asking for the next acks the previous one
+        os.write(out, key + b"\n")
+        count += 1
+        if count % 100 == 0:
+            os.fsync(out)
+        with contextlib.suppress(zmq.Again):  # the producer is down: it resends, this one is processed again
+            confirm.send(key, zmq.NOBLOCK)
 
 
 def role_client(workdir: Path, index: int, rate: float) -> None:
@@ -137,6 +210,53 @@ def pending_in(journal_path: str) -> int:
         return j.count(state="pending")
 
 
+def run_pipeline(args: argparse.Namespace) -> dict:
+    import zjournal
+
+    workdir = Path(tempfile.mkdtemp(prefix="zjpipe-"))
+    rng = random.Random(args.seed)
+    producer = Proc(workdir, "producer", "--rate", str(args.rate))
+    consumer = Proc(workdir, "consumer")
+    consumer.start()
+    producer.start()
+    recoveries: list[float] = []
+    kills = {"producer": 0, "consumer": 0}
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    rounds = 0
+    while rounds < args.rounds and (deadline is None or time.monotonic() < deadline):
+        time.sleep(rng.uniform(args.min_wait, args.max_wait))
+        target = rng.choice(["producer", "consumer"])
+        victim = producer if target == "producer" else consumer
+        victim.kill()
+        kills[target] += 1
+        recoveries.append(victim.start())
+        rounds += 1
+        print(f"round {rounds}: killed the {target}, back in {recoveries[-1] * 1000:.0f} ms", file=sys.stderr)
+    producer.stop(timeout=90)  # it finishes once every message is confirmed
+    consumer.stop()
+    processed = (workdir / "consumer.log").read_bytes().split()
+    with zjournal.open(str(workdir / "producer.journal"), read_only=True) as j:
+        entries = list(j.entries())
+    accepted = {e.frames[0] for e in entries}
+    unique = set(processed)
+    return {
+        "system": "pipeline",
+        "rounds": rounds,
+        "kills": kills,
+        "sent": int((workdir / "producer.next").read_text()),
+        "accepted": len(accepted),
+        "processed": len(unique),
+        "lost": len(accepted - unique),
+        "duplicates": len(processed) - len(unique),
+        "redeliveries": sum(max(0, e.attempts - 1) for e in entries),
+        "dead": sum(1 for e in entries if e.state == "dead"),
+        "left_pending": sum(1 for e in entries if e.state == "pending"),
+        "recovery_ms_p50": round(statistics.median(recoveries) * 1000, 1) if recoveries else None,
+        "recovery_ms_max": round(max(recoveries) * 1000, 1) if recoveries else None,
+        "workdir": str(workdir),
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
     import zjournal
 
@@ -179,8 +299,8 @@ def run(args: argparse.Namespace) -> dict:
     accepted = {e.body[-1] for e in entries}
     unique = set(processed)
     result = {
+        "system": "device",
         "rounds": rounds,
-        "target": args.target,
         "kills": kills,
         "sent": sum(int((workdir / f"client-{i}.sent").read_text()) for i in range(args.clients)),
         "accepted": len(accepted),
@@ -199,7 +319,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--role", choices=["device", "worker", "client"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--role", choices=["device", "worker", "client", "producer", "consumer"], help=argparse.SUPPRESS
+    )
+    parser.add_argument("--system", choices=["device", "pipeline"], default="device")
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=50)
@@ -220,18 +343,22 @@ def main() -> None:
         return role_worker(Path(args.workdir), args.index)
     if args.role == "client":
         return role_client(Path(args.workdir), args.index, args.rate)
+    if args.role == "producer":
+        return role_producer(Path(args.workdir), args.rate)
+    if args.role == "consumer":
+        return role_consumer(Path(args.workdir))
     if args.short:
         args.rounds, args.min_wait, args.max_wait = 6, 0.1, 0.4
-    result = run(args)
+    result = run(args) if args.system == "device" else run_pipeline(args)
     print(
-        "| rounds | kills (device/worker) | sent | accepted | processed | lost | duplicates | redeliveries "
-        "| dead | recovery p50 / max |"
+        f"| system | rounds | kills ({'/'.join(result['kills'])}) | sent | accepted | processed | lost | duplicates "
+        "| redeliveries | dead | recovery p50 / max |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {result['rounds']} | {result['kills']['device']}/{result['kills']['worker']} | {result['sent']} "
-        f"| {result['accepted']} | {result['processed']} | **{result['lost']}** | {result['duplicates']} "
-        f"| {result['redeliveries']} | {result['dead']} "
+        f"| {result['system']} | {result['rounds']} | {'/'.join(str(v) for v in result['kills'].values())} "
+        f"| {result['sent']} | {result['accepted']} | {result['processed']} | **{result['lost']}** "
+        f"| {result['duplicates']} | {result['redeliveries']} | {result['dead']} "
         f"| {result['recovery_ms_p50']} / {result['recovery_ms_max']} ms |"
     )
     if args.json:

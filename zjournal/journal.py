@@ -662,17 +662,20 @@ class Journal:
         self._check_open()
         return JournaledContext(self, ctx, **options)
 
-    def replay(self, name: str, *, into: Any) -> int:
+    def replay(self, name: str, *, into: Any, older_than: float | None = None) -> int:
         """Send the pending outbound entries of ``name`` again through ``into``; returns how many.
 
         Through a journaled socket each resend counts as an attempt and is
         acked by that socket's policy; through a plain socket the entry is
         acked once ZeroMQ accepted it. A REQ socket takes one request at a time.
+        ``older_than`` (seconds) resends only entries unchanged for that long:
+        called periodically with ``ack="explicit"``, it is a redelivery timeout
+        for messages whose confirmation never came.
         """
         from zjournal.socket import replay_outbound
 
         self._check_open()
-        return replay_outbound(self, name, into)
+        return replay_outbound(self, name, into, older_than)
 
     # -- reading -----------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -681,7 +682,15 @@ class JournaledContext:
         self._ctx.term()
 
 
-def replay_outbound(journal: Journal, name: str, into: Any) -> int:
+def _send_raw(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """Send a whole message without the journaling overrides of a JournaledSocket."""
+    raw_send = zmq.Socket.send  # pyzmq's own send: it does not call back into the subclass
+    for frame in frames[:-1]:
+        raw_send(sock, frame, _SNDMORE)
+    raw_send(sock, frames[-1])
+
+
+def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | None = None) -> int:
     """The body of :meth:`Journal.replay`."""
     if not isinstance(into, zmq.Socket):
         raise InvalidArgumentError(f"replay(into=...) takes a zmq.Socket, not {type(into).__name__}")
@@ -691,14 +700,17 @@ def replay_outbound(journal: Journal, name: str, into: Any) -> int:
     target = (
         into._shadow_sock if hasattr(into, "_shadow_sock") and isinstance(into._shadow_sock, JournaledSocket) else into
     )
+    cutoff = None if older_than is None else time.time() - older_than
     for entry in list(journal.entries(name=name, state="pending", direction="out")):
+        if cutoff is not None and (entry.updated or entry.created) > cutoff:
+            continue
         if isinstance(target, JournaledSocket):
             if entry.id in journal._inflight:
                 continue  # this process sent it and is waiting for its ack
             delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
             if delivered is None:
                 continue
-            zmq.Socket.send_multipart(target, entry.frames)
+            _send_raw(target, entry.frames)  # not through target.send: the entry exists already
             target._s.last_id = entry.id
             target._sent(entry.id)
         else:
