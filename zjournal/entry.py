@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 
-from zjournal.errors import InvalidArgumentError
+from zjournal.errors import InvalidArgumentError, InvalidFramesError
 
 SCHEMA_VERSION = 1
 
@@ -121,6 +123,34 @@ def entry_from_record(entry_id: int, rec: list) -> Entry:
         reason=rec[7],
         envelope_size=rec[8],
     )
+
+
+def as_frames(frames: Sequence[Any]) -> list[bytes]:
+    """Whole message as a list of bytes; one clear error for anything else."""
+    if isinstance(frames, (bytes, bytearray, memoryview, str)):
+        raise InvalidFramesError(
+            f"frames must be a sequence of bytes-like frames (a list), not a single {type(frames).__name__}"
+        )
+    try:
+        items = list(frames)
+    except TypeError:
+        raise InvalidFramesError(
+            f"frames must be a sequence of bytes-like frames, not {type(frames).__name__}"
+        ) from None
+    if not items:
+        raise InvalidFramesError("a message needs at least one frame")
+    out: list[bytes] = []
+    for index, frame in enumerate(items):
+        if type(frame) is bytes:
+            out.append(frame)
+            continue
+        if isinstance(frame, str):
+            raise InvalidFramesError(f"frame {index} is a str: encode it to bytes first")
+        try:
+            out.append(memoryview(frame).tobytes())
+        except TypeError:
+            raise InvalidFramesError(f"frame {index} is a {type(frame).__name__}, not bytes-like") from None
+    return out
 
 
 def parse_state(value: str | State | None) -> int | None:

@@ -1,0 +1,117 @@
+"""Journal operations for people and tools: purge, restore (import), replay records.
+
+A mixin of :class:`zjournal.Journal`, kept apart from the core because the
+command line is their main user.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from zjournal import entry as rec
+from zjournal.entry import Entry, State
+from zjournal.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from zjournal.journal import CounterKey
+
+_META_REPLAY = b"replay:"  # + 8-byte time in microseconds: one record per zjournal replay
+
+
+class Operations:
+    """Journal methods behind ``zjournal purge``, ``import`` and ``replay``."""
+
+    def purge(self, state: str | State, before: float | None = None) -> int:
+        """Delete every ``acked`` or ``dead`` entry (last changed before ``before``, epoch s); returns how many."""
+        self._check_open()
+        scode = rec.parse_state(state)
+        if scode not in (rec.ACKED, rec.DEAD):
+            raise InvalidArgumentError("purge removes 'acked' or 'dead' entries only: pending ones are not done")
+        doomed = [
+            (e.id, e.name, rec.DIRECTION_CODES[e.direction])
+            for e in self._iter_entries(None, scode, None)
+            if before is None or (e.updated or e.created) < before
+        ]
+        with self._lock:
+            self._check_open()
+            for start in range(0, len(doomed), 10_000):
+                batch = self._batch()
+                changes: list[tuple[CounterKey, int]] = []
+                for entry_id, name, dcode in doomed[start : start + 10_000]:
+                    batch.delete("entries", rec.encode_key(entry_id))
+                    changes.append(((name, dcode, scode), -1))
+                self._commit(batch, changes)
+        return len(doomed)
+
+    def restore(self, entries: Iterable[Entry]) -> list[int]:
+        """Append entries (e.g. from ``zjournal export``) with their state and attempts, under new ids."""
+        self._check_open()
+        ids: list[int] = []
+        with self._lock:
+            self._check_open()
+            batch = self._batch()
+            changes: list[tuple[CounterKey, int]] = []
+            for e in entries:
+                dcode = rec.parse_direction(e.direction)
+                scode = rec.parse_state(e.state)
+                if dcode is None or scode is None:
+                    raise InvalidArgumentError("a restored entry needs a direction and a state")
+                frames = rec.as_frames(e.frames)
+                value = rec.encode_record(
+                    scode, e.attempts, e.created, e.name, dcode, frames, e.updated, e.reason, e.envelope_size
+                )
+                entry_id = self._new_id(batch)
+                batch.put("entries", rec.encode_key(entry_id), value)
+                changes.append(((e.name, dcode, scode), 1))
+                ids.append(entry_id)
+            self._commit(batch, changes)
+        return ids
+
+    def record_replay(self, entry_ids: Sequence[int], *, endpoint: str, socket_type: str) -> int:
+        """Mark entries done after ``zjournal replay`` handed them to ZeroMQ, and log the replay.
+
+        One batch: the entries are acked (deleted, or kept ``acked`` with the
+        replay as their reason under a retention period) and a replay record is
+        added to the journal's metadata. Returns how many entries changed.
+        """
+        self._check_open()
+        now = time.time()
+        reason = f"replayed to {endpoint} ({socket_type})"
+        with self._lock:
+            self._check_open()
+            batch = self._batch()
+            changes: list[tuple[CounterKey, int]] = []
+            done = 0
+            for entry_id in entry_ids:
+                r = self._load_record(entry_id)
+                if r is None or r[0] == rec.ACKED:
+                    continue
+                self._inflight.pop(entry_id, None)
+                changes.append(((r[3], r[4], r[0]), -1))
+                if self.retention > 0:
+                    r[0], r[6], r[7] = rec.ACKED, now, reason
+                    batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+                    changes.append(((r[3], r[4], rec.ACKED), 1))
+                else:
+                    batch.delete("entries", rec.encode_key(entry_id))
+                done += 1
+            record = {"at": now, "endpoint": endpoint, "socket_type": socket_type, "count": done}
+            if entry_ids:
+                record.update(first_id=min(entry_ids), last_id=max(entry_ids))
+            batch.put("meta", _META_REPLAY + rec.encode_key(int(now * 1e6)), msgpack.packb(record))
+            self._commit(batch, changes)
+        return done
+
+    def replays(self) -> list[dict[str, Any]]:
+        """The replays recorded in this journal, oldest first."""
+        self._check_open()
+        found = []
+        for key, value in self._store.scan("meta", _META_REPLAY):
+            if not key.startswith(_META_REPLAY):
+                break
+            found.append(msgpack.unpackb(value))
+        return found
