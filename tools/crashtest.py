@@ -237,13 +237,30 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     processed = (workdir / "consumer.log").read_bytes().split()
     with zjournal.open(str(workdir / "producer.journal"), read_only=True) as j:
         entries = list(j.entries())
-    accepted = {e.frames[0] for e in entries}
+    sent = int((workdir / "producer.next").read_text())
+    return summarize(
+        "pipeline", rounds, kills, sent, {e.frames[0] for e in entries}, processed, entries, recoveries, workdir
+    )
+
+
+def summarize(
+    system: str,
+    rounds: int,
+    kills: dict[str, int],
+    sent: int,
+    accepted: set[bytes],
+    processed: list[bytes],
+    entries: list,
+    recoveries: list[float],
+    workdir: Path,
+) -> dict:
+    """The report: what the journal accepted against what was processed."""
     unique = set(processed)
     return {
-        "system": "pipeline",
+        "system": system,
         "rounds": rounds,
         "kills": kills,
-        "sent": int((workdir / "producer.next").read_text()),
+        "sent": sent,
         "accepted": len(accepted),
         "processed": len(unique),
         "lost": len(accepted - unique),
@@ -297,23 +314,8 @@ def run(args: argparse.Namespace) -> dict:
     with zjournal.open(journal_path, read_only=True) as j:
         entries = list(j.entries())
     accepted = {e.body[-1] for e in entries}
-    unique = set(processed)
-    result = {
-        "system": "device",
-        "rounds": rounds,
-        "kills": kills,
-        "sent": sum(int((workdir / f"client-{i}.sent").read_text()) for i in range(args.clients)),
-        "accepted": len(accepted),
-        "processed": len(unique),
-        "lost": len(accepted - unique),
-        "duplicates": len(processed) - len(unique),
-        "redeliveries": sum(max(0, e.attempts - 1) for e in entries),
-        "dead": sum(1 for e in entries if e.state == "dead"),
-        "left_pending": sum(1 for e in entries if e.state == "pending"),
-        "recovery_ms_p50": round(statistics.median(recoveries) * 1000, 1) if recoveries else None,
-        "recovery_ms_max": round(max(recoveries) * 1000, 1) if recoveries else None,
-        "workdir": str(workdir),
-    }
+    sent = sum(int((workdir / f"client-{i}.sent").read_text()) for i in range(args.clients))
+    result = summarize("device", rounds, kills, sent, accepted, processed, entries, recoveries, workdir)
     return result
 
 
