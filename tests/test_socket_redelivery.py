@@ -118,13 +118,41 @@ def test_router_redelivery_keeps_the_body_and_acks_on_next(journal_path, open_jo
     assert [(e.envelope[1:], e.body) for e in live] == [([b""], [b"live"])]
 
 
+def test_dealer_redelivers_through_pollers_and_its_sends_reach_only_real_peers(
+    journal_path, open_journal, ctx, endpoint
+) -> None:
+    leave_pending(journal_path, "worker", [[b"old-1"], [b"old-2", b"x"]])
+    j = open_journal()
+    dealer = j.wrap(ctx.socket(zmq.DEALER), name="worker")  # wrapped before it connects
+    router = ctx.socket(zmq.ROUTER)
+    addr = endpoint()
+    router.bind(addr)
+    dealer.connect(addr)
+    for i in range(50):
+        dealer.send(b"out-%d" % i)  # none of these may go to the private peer
+    got = [router.recv_multipart()[1] for _ in range(50)]
+    assert got == [b"out-%d" % i for i in range(50)]
+    dealer.send(b"hello")
+    identity, _ = router.recv_multipart()
+    router.send_multipart([identity, b"live"])
+    poller = zmq.Poller()
+    poller.register(dealer, zmq.POLLIN)
+    received = []
+    while len(received) < 3:
+        assert dict(poller.poll(2000)).get(dealer) == zmq.POLLIN
+        received.append(dealer.recv_multipart())
+    assert received == [[b"old-1"], [b"old-2", b"x"], [b"live"]]  # redelivered first
+    assert j.get(dealer.last_id).frames == [b"live"] and j.count(name="worker", direction="in") == 1
+
+
 @pytest.mark.parametrize("kind", [zmq.DEALER, zmq.PAIR])
 def test_dealer_and_pair_redeliver_from_python_before_live(journal_path, open_journal, ctx, endpoint, kind) -> None:
     leave_pending(journal_path, "peer", [[b"old", b"x"]])
     j = open_journal()
-    sock = j.wrap(ctx.socket(kind), name="peer")
+    raw = ctx.socket(kind)
     addr = endpoint()
-    sock.bind(addr)
+    raw.bind(addr)  # bound before wrapping: a DEALER cannot get a private peer any more
+    sock = j.wrap(raw, name="peer")
     other = ctx.socket(zmq.DEALER if kind == zmq.DEALER else zmq.PAIR)
     other.connect(addr)
     other.send(b"live")

@@ -2,7 +2,8 @@
 
 Two ways, chosen by socket type:
 
-* ``InprocRedelivery`` (PULL, REP, ROUTER): a private peer of the
+* ``InprocRedelivery`` (PULL, REP, ROUTER, and DEALER wrapped before it was
+  bound or connected): a private peer of the
   complementary type is bound on a private ``inproc://`` endpoint and the
   wrapped socket is connected to it. Pending entries are re-injected through
   that peer, so libzmq delivers them by the normal path: ``zmq.Poller``,
@@ -11,10 +12,14 @@ Two ways, chosen by socket type:
   socket knows (a 16-byte random token): a first frame the socket strips
   before the application sees it (PULL, REP), or the peer's routing id
   (ROUTER, where the application needs it to reply).
-* ``LocalRedelivery`` (DEALER, PAIR, SUB, and anything else): another peer
-  would change where the socket's own sends go (DEALER load-balances, PAIR
-  takes one peer), so the messages are served from Python before live
-  traffic. ``sock.poll()`` sees them; ``zmq.Poller`` does not.
+* ``LocalRedelivery`` (PAIR, SUB, a DEALER already connected, anything else):
+  another peer would change where the socket's own sends go (PAIR takes one
+  peer), so the messages are served from Python before live traffic.
+  ``sock.poll()`` sees them; ``zmq.Poller`` does not.
+
+A DEALER load-balances its sends over its peers, so before it gets a private
+peer the pipe to that peer is filled up (see ``_plug_dealer``): its own
+messages then all go to its real peers.
 
 Entries are fetched from the journal in windows, so memory does not grow with
 the number of pending entries.
@@ -93,20 +98,46 @@ class InprocRedelivery(Redelivery):
         super().__init__(sock)
         self.token = b"zj:" + os.urandom(13)  # never starts with a zero byte (reserved by libzmq)
         self.socket_type = socket_type
-        peer_type = {zmq.PULL: zmq.PUSH, zmq.REP: zmq.DEALER, zmq.ROUTER: zmq.DEALER}[socket_type]
+        peer_type = {zmq.PULL: zmq.PUSH, zmq.REP: zmq.DEALER, zmq.ROUTER: zmq.DEALER, zmq.DEALER: zmq.ROUTER}[
+            socket_type
+        ]
         # Made by the context so that ctx.destroy() closes it too.
         self.peer: zmq.Socket = zmq.Context.socket(sock.context, peer_type, socket_class=zmq.Socket)
         self.peer.linger = 0
         self.peer.sndhwm = 0  # the window bounds what is queued, not the HWM
         if socket_type == zmq.ROUTER:
             self.peer.routing_id = self.token
+        if socket_type == zmq.DEALER:
+            self.peer.rcvhwm = 1
         self.endpoint = f"inproc://zjournal-redelivery-{self.token.hex()}"
         self.peer.bind(self.endpoint)
         zmq.Socket.connect(sock, self.endpoint)  # not through the wrapper's own connect
+        self.dealer_id = b""
+        if socket_type == zmq.DEALER:
+            self._plug_dealer(sock)
+
+    def _plug_dealer(self, sock: JournaledSocket) -> None:
+        """Fill the DEALER's pipe *to* the private peer, which never reads it.
+
+        A DEALER load-balances its sends over the pipes it can write to: with
+        this one full, every message of the application goes to its real peers,
+        while the redelivered ones still flow the other way. The filler is
+        dropped when the peer goes.
+        """
+        zmq.Socket.send(sock, b"", zmq.NOBLOCK)
+        self.dealer_id = self.peer.recv_multipart()[0]  # the ROUTER learns whom to send to
+        for _ in range(10_000_000):
+            try:
+                zmq.Socket.send(sock, b"", zmq.NOBLOCK)
+            except zmq.Again:
+                return
+        raise RuntimeError("the DEALER's send queue never filled")  # SNDHWM=0 is refused earlier
 
     def inject(self, entry: Entry) -> None:
         if self.socket_type == zmq.PULL:
             frames = [self.token + _ID.pack(entry.id), *entry.frames]
+        elif self.socket_type == zmq.DEALER:
+            frames = [self.dealer_id, self.token + _ID.pack(entry.id), *entry.frames]
         elif self.socket_type == zmq.REP:
             frames = [b"", self.token + _ID.pack(entry.id), *entry.frames]
         else:  # ROUTER: the peer's routing id replaces the original sender's
@@ -116,15 +147,16 @@ class InprocRedelivery(Redelivery):
 
     @property
     def reorders(self) -> bool:
-        """PULL only: a live message read early can be sent behind the redelivered ones.
+        """PULL and DEALER: a live message read early can be sent behind the redelivered ones.
 
-        (A REP or ROUTER peer must answer its live requester itself.)
+        (A REP or ROUTER must answer its live requester itself, through its own pipe.)
         """
-        return self.socket_type == zmq.PULL
+        return self.socket_type in (zmq.PULL, zmq.DEALER)
 
     def inject_live(self, entry_id: int, frames: list[bytes]) -> None:
         """Queue a live message behind the redelivered ones (entry 0: ephemeral, not journaled)."""
-        self.peer.send_multipart([self.token + _ID.pack(entry_id), *frames])
+        head = [self.dealer_id] if self.socket_type == zmq.DEALER else []
+        self.peer.send_multipart([*head, self.token + _ID.pack(entry_id), *frames])
         self.queued.append(entry_id)
 
     def recognise(self, first: bytes) -> int:
@@ -146,8 +178,8 @@ class InprocRedelivery(Redelivery):
 
     def drain_replies(self) -> None:
         """Replies to re-injected requests come back to the peer: nobody waits for them."""
-        if self.socket_type == zmq.PULL:
-            return
+        if self.socket_type in (zmq.PULL, zmq.DEALER):
+            return  # nothing comes back (and a DEALER's plug must stay full)
         while True:
             try:
                 self.peer.recv_multipart(zmq.NOBLOCK)
@@ -188,7 +220,15 @@ class LocalRedelivery(Redelivery):
 def redelivery_for(sock: JournaledSocket, socket_type: int) -> Redelivery:
     if socket_type in (zmq.PULL, zmq.REP, zmq.ROUTER):
         return InprocRedelivery(sock, socket_type)
+    if socket_type == zmq.DEALER and _dealer_can_be_plugged(sock):
+        return InprocRedelivery(sock, socket_type)
     return LocalRedelivery(sock)
+
+
+def _dealer_can_be_plugged(sock: JournaledSocket) -> bool:
+    """Only before the application bound or connected it (the filler must go to the private peer)
+    and with a bounded send queue (there must be something to fill)."""
+    return not zmq.Socket.get(sock, zmq.LAST_ENDPOINT) and zmq.Socket.get(sock, zmq.SNDHWM) > 0
 
 
 def as_bytes(frame: Any) -> bytes:
