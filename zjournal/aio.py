@@ -37,10 +37,11 @@ class AsyncJournaledSocket(zmq.asyncio.Socket):
         ack: str | None,
         classify: Any,
         max_attempts: int | None,
+        prefetch: int = 0,
     ) -> AsyncJournaledSocket:
         inner = JournaledSocket.shadow(sock)
         try:
-            inner._setup(journal, sock, name, ack, classify, max_attempts)
+            inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
         except BaseException:
             inner._closed = True
             raise

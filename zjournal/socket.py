@@ -13,6 +13,7 @@ its last frame is read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import time
@@ -45,13 +46,16 @@ class _State:
     """The per-message state of a journaled socket."""
 
     __slots__ = (
+        "ahead",
         "awaiting_reply",
+        "deferred",
         "last_id",
         "local",
         "redelivery",
         "rx",
         "rx_redelivered",
         "rx_settle",
+        "serving",
         "settle_next",
         "settle_sent",
         "tx",
@@ -68,6 +72,10 @@ class _State:
         self.tx: list[bytes] | None = None  # frames of the outbound message being sent frame by frame
         self.redelivery: Redelivery | None = None
         self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
+        # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
+        self.ahead: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
+        self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
 
 
 class JournaledSocket(zmq.Socket):
@@ -85,6 +93,7 @@ class JournaledSocket(zmq.Socket):
     _out_policy: AckPolicy | None = None
     _classifier: Classifier = None
     _handler: Any = None  # a plugin's ack policy (zjournal.plugins.AckHandler)
+    _prefetch: int = 0  # read and journal up to this many queued messages at once (opt-in)
     _max_attempts: int | None = None
     _router: bool = False  # inbound messages carry the sender's routing id first
     _is_req: bool = False
@@ -103,6 +112,7 @@ class JournaledSocket(zmq.Socket):
         ack: str | AckPolicy | None,
         classify: Any,
         max_attempts: int | None,
+        prefetch: int = 0,
     ) -> None:
         socket_type = self.type
         self._s = _State()
@@ -115,6 +125,12 @@ class JournaledSocket(zmq.Socket):
         self._router = socket_type == zmq.ROUTER
         self._is_req = socket_type == zmq.REQ
         self._is_rep = socket_type == zmq.REP
+        if prefetch:
+            if not isinstance(prefetch, int) or prefetch < 0:
+                raise InvalidArgumentError(f"prefetch must be a count >= 0, not {prefetch!r}")
+            if self._in_policy not in (AckPolicy.NEXT, AckPolicy.EXPLICIT) or self._handler is not None:
+                raise InvalidArgumentError("prefetch is for sockets that receive with the 'next' or 'explicit' policy")
+            self._prefetch = prefetch
         if self._in_policy is not None and journal.count(name=name, state="pending", direction="in"):
             self._s.redelivery = redelivery_for(self, socket_type)
             if isinstance(self._s.redelivery, LocalRedelivery):
@@ -339,6 +355,8 @@ class JournaledSocket(zmq.Socket):
         if local is not None and (local.current is not None or (self._s.rx is None and local.has_message())):
             return self._recv_local(copy)
         state = self._s
+        if self._prefetch and state.rx is None and state.redelivery is None:
+            return self._recv_frame_prefetched(flags, copy, track)
         if state.rx is None:  # the first frame of a message
             state.rx_redelivered = 0
             if state.redelivery is not None and local is None:
@@ -360,6 +378,103 @@ class JournaledSocket(zmq.Socket):
             self._complete_rx()
         return data if copy else got
 
+    # -- prefetch (opt-in): read what is queued, journal it in one write, hand it out one by one
+
+    def _fill(self, flags: int, track: bool) -> None:
+        """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
+        state = self._s
+        journal = self._journal
+        done = state.deferred
+        if state.settle_next:
+            done.append(state.settle_next)  # the app asks for the next one: the last is done
+        state.deferred, state.settle_next = [], 0
+        raw_recv = zmq.Socket.recv
+        try:
+            first = raw_recv(self, flags | _NOBLOCK, False, track)
+        except zmq.Again:
+            if done:
+                if killpoints.ARMED:
+                    killpoints.reached("ack:before-write")
+                journal._log_many(self._jname, _IN, [], settle=done)  # idle: the acks go now
+                done = []
+            if flags & _NOBLOCK:
+                raise
+            first = raw_recv(self, flags, False, track)
+        messages = [self._rest_of(first, track)]
+        while len(messages) < self._prefetch:
+            try:
+                got = raw_recv(self, _NOBLOCK, False, track)
+            except zmq.Again:
+                break
+            messages.append(self._rest_of(got, track))
+        if killpoints.ARMED:
+            if done:
+                killpoints.reached("ack:before-write")
+            killpoints.reached("recv:before-journal")
+        classifier = self._classifier
+        track = self._in_policy is AckPolicy.NEXT
+        if classifier is None:
+            sized = [(m, _envelope_size(m) if self._router else 0) for m in messages]
+            ids = journal._log_many(self._jname, _IN, sized, settle=done, track=track)
+            state.ahead.extend(zip(ids, messages, strict=True))
+            return
+        body = (lambda m: m[1:]) if self._router else (lambda m: m)
+        durable = [m for m in messages if classifier(body(m))]
+        sized = [(m, _envelope_size(m) if self._router else 0) for m in durable]
+        ids = iter(journal._log_many(self._jname, _IN, sized, settle=done, track=track))
+        kept = {id(m) for m in durable}
+        for m in messages:
+            if id(m) in kept:
+                state.ahead.append((next(ids), m))
+            else:
+                journal._count_ephemeral(self._jname)
+                state.ahead.append((0, m))
+
+    def _rest_of(self, first: zmq.Frame, track: bool) -> list[bytes]:
+        """The whole message whose first frame is ``first`` (the rest is already there: atomic)."""
+        frames = [first.bytes]
+        got = first
+        while got.more:
+            got = zmq.Socket.recv(self, 0, False, track)
+            frames.append(got.bytes)
+        return frames
+
+    def _hand_over(self) -> list[bytes]:
+        """The next prefetched message for the application; the previous one is done."""
+        state = self._s
+        entry_id, frames = state.ahead.popleft()
+        if state.settle_next:
+            state.deferred.append(state.settle_next)
+        state.settle_next = entry_id if self._in_policy is AckPolicy.NEXT else 0
+        if entry_id:
+            state.last_id = entry_id
+        return frames
+
+    def _recv_prefetched(self, flags: int, copy: bool, track: bool) -> list[Any]:
+        state = self._s
+        if state.serving is not None:  # the rest of a message begun with recv()
+            frames, state.serving = state.serving, None
+        else:
+            if not state.ahead:
+                self._fill(flags, track)
+            frames = self._hand_over()
+        return frames if copy else [zmq.Frame(f) for f in frames]
+
+    def _recv_frame_prefetched(self, flags: int, copy: bool, track: bool) -> Any:
+        state = self._s
+        if state.serving is None:
+            if not state.ahead:
+                self._fill(flags, track)
+            frames = self._hand_over()
+            if len(frames) > 1:
+                state.serving = frames[1:]
+            frame = frames[0]
+        else:
+            frame = state.serving.pop(0)
+            if not state.serving:
+                state.serving = None
+        return frame if copy else zmq.Frame(frame)
+
     def _complete_rx(self) -> None:
         state = self._s
         frames = state.rx
@@ -377,6 +492,8 @@ class JournaledSocket(zmq.Socket):
             parts = self._recv_redelivering(flags, copy, track, whole=True)
             self._inbound(parts if copy else [p.bytes for p in parts], 0)
             return parts
+        if self._prefetch:
+            return self._recv_prefetched(flags, copy, track)
         got, settle = self._recv_first(flags, track)
         frames = [got.bytes]
         parts = [got]
@@ -480,17 +597,24 @@ class JournaledSocket(zmq.Socket):
         return data if copy else zmq.Frame(data)
 
     def get(self, option: int) -> Any:
-        local = None if self._s is None else self._s.local
-        if option == _RCVMORE and local is not None and local.current is not None:
-            return 1
-        if option == _EVENTS and local is not None and local.messages:
+        state = self._s
+        local = None if state is None else state.local
+        if option == _RCVMORE:
+            if local is not None and local.current is not None:
+                return 1
+            if state is not None and state.serving:
+                return 1
+        if option == _EVENTS and state is not None and ((local is not None and local.messages) or state.ahead):
             return super().get(option) | _POLLIN
         return super().get(option)
 
     getsockopt = get
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
-        local = None if self._s is None else self._s.local
+        state = self._s
+        local = None if state is None else state.local
+        if flags & _POLLIN and state is not None and (state.ahead or state.serving):
+            return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
         if flags & _POLLIN and local is not None and local.has_message():
             return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
         return super().poll(timeout, flags)
@@ -574,6 +698,9 @@ class JournaledSocket(zmq.Socket):
         if self._s.settle_sent:
             self._journal._settle(self._s.settle_sent)
             self._s.settle_sent = 0
+        if self._s.deferred:  # prefetched messages the application was done with
+            self._journal._log_many(self._jname, _IN, [], settle=self._s.deferred)
+            self._s.deferred = []
         if inbound and self._s.settle_next:
             self._journal._settle(self._s.settle_next)
             self._s.settle_next = 0
@@ -589,6 +716,10 @@ class JournaledSocket(zmq.Socket):
                 del journal._sockets[self._jname]
         if self._s.redelivery is not None:
             self._s.redelivery.close()
+        for entry_id, _frames in self._s.ahead:  # read ahead, never handed over: pending for whoever comes next
+            if journal is not None:
+                journal._inflight.pop(entry_id, None)
+        self._s.ahead.clear()
         origin = self._origin
         if origin is None:
             super().close(linger)
@@ -627,6 +758,7 @@ def wrap_socket(
     ack: str | None,
     classify: Any,
     max_attempts: int | None,
+    prefetch: int = 0,
 ) -> Any:
     """The body of :meth:`Journal.wrap`."""
     import zmq.asyncio
@@ -649,11 +781,11 @@ def wrap_socket(
     if isinstance(sock, zmq.asyncio.Socket):
         from zjournal.aio import AsyncJournaledSocket
 
-        wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts)
+        wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts, prefetch)
     else:
         wrapped = JournaledSocket.shadow(sock)
         try:
-            wrapped._setup(journal, sock, name, ack, classify, max_attempts)
+            wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
         except BaseException:
             wrapped._closed = True  # the handle stays with ``sock``
             raise
