@@ -214,3 +214,46 @@ def test_a_request_whose_worker_died_is_sent_again(journal, ctx, device) -> None
     queue.stop(0.5)
     workers.stop()
     assert queue.stats.redelivered == 1 and journal.count() == 0
+
+
+def test_load_balancing_router_backend_with_plain_guide_workers(journal, ctx, endpoint) -> None:
+    """REQ workers as in the Guide's load-balancing broker: READY first, then [client, b"", request]."""
+    front, back = endpoint(), endpoint()
+    fe = ctx.socket(zmq.ROUTER)
+    fe.bind(front)
+    be = ctx.socket(zmq.ROUTER)
+    be.bind(back)
+    queue = zjournal.Queue(fe, be, journal)
+    queue.start()
+    served: dict[int, list[bytes]] = {0: [], 1: []}
+    stop = threading.Event()
+
+    def worker(index: int) -> None:
+        sock = ctx.socket(zmq.REQ)
+        sock.connect(back)
+        sock.send(b"READY")
+        while not stop.is_set():
+            if sock.poll(20):
+                client, empty, request = sock.recv_multipart()
+                served[index].append(request)
+                sock.send_multipart([client, empty, b"OK " + request])
+        sock.close(0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    clients = [ctx.socket(zmq.REQ) for _ in range(3)]
+    for c in clients:
+        c.connect(front)
+    for n in range(20):
+        for i, c in enumerate(clients):
+            c.send(b"c%d-%d" % (i, n))
+        for i, c in enumerate(clients):
+            assert c.recv() == b"OK c%d-%d" % (i, n)
+    report = queue.stop(0.5)
+    stop.set()
+    for t in threads:
+        t.join(5)
+    assert report.pending == [] and journal.count() == 0
+    assert queue.stats.replies == 60 and queue.stats.malformed == 0
+    assert served[0] and served[1]  # both workers got work

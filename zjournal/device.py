@@ -105,8 +105,8 @@ class Queue:
     ) -> None:
         if not isinstance(frontend, zmq.Socket) or frontend.type != zmq.ROUTER:
             raise InvalidArgumentError("the frontend must be a zmq.ROUTER socket")
-        if not isinstance(backend, zmq.Socket) or backend.type != zmq.DEALER:
-            raise InvalidArgumentError("the backend must be a zmq.DEALER socket")
+        if not isinstance(backend, zmq.Socket) or backend.type not in (zmq.DEALER, zmq.ROUTER):
+            raise InvalidArgumentError("the backend must be a zmq.DEALER or zmq.ROUTER (load-balancing) socket")
         if batch < 1 or backlog < 1:
             raise InvalidArgumentError("batch and backlog must be >= 1")
         self.frontend = frontend
@@ -122,6 +122,12 @@ class Queue:
         # Durable ids at the workers, waiting for a reply -> when they were sent (oldest first).
         self._in_flight: dict[int, float] = {}
         self._redeliver_after = redeliver_after
+        # A ROUTER backend load-balances: REQ workers announce themselves with a first message
+        # (e.g. b"READY") and get one request at a time; a reply is correlated by the worker it
+        # came from, so plain Guide-style workers need no tag.
+        self._balancing = backend.type == zmq.ROUTER
+        self._ready: collections.deque[bytes] = collections.deque()
+        self._at_worker: dict[bytes, int] = {}
         self._ephemeral_in_flight: set[int] = set()
         self._ephemeral_ids = itertools.count(1)
         self._replay_cursor = 0
@@ -201,7 +207,7 @@ class Queue:
                 waiting = self._in_flight or self._ephemeral_in_flight
                 if not waiting or time.monotonic() >= drain_deadline:
                     break
-            wants_out = bool(self._to_backend)
+            wants_out = bool(self._to_backend) and (not self._balancing or bool(self._ready))
             poller.modify(backend, zmq.POLLIN | (zmq.POLLOUT if wants_out else 0))
             if intake:
                 paused = len(self._to_backend) >= self._backlog
@@ -282,10 +288,18 @@ class Queue:
         queue = self._to_backend
         while queue:
             entry_id, frames = queue[0]
-            try:
-                backend.send_multipart([_TAG + _ID.pack(entry_id), *frames], zmq.NOBLOCK)
-            except zmq.Again:
-                return
+            if self._balancing:
+                if not self._ready:
+                    return
+                worker = self._ready.popleft()
+                with contextlib.suppress(zmq.ZMQError):  # a vanished worker: redeliver_after resends
+                    backend.send_multipart([worker, b"", *frames], zmq.NOBLOCK)
+                self._at_worker[worker] = entry_id
+            else:
+                try:
+                    backend.send_multipart([_TAG + _ID.pack(entry_id), *frames], zmq.NOBLOCK)
+                except zmq.Again:
+                    return
             queue.popleft()
             if entry_id & _EPHEMERAL:
                 self._ephemeral_in_flight.add(entry_id)
@@ -301,6 +315,10 @@ class Queue:
             if sent_at > cutoff:
                 break  # oldest first: the rest are younger
             overdue.append(entry_id)
+        if overdue and self._balancing:
+            stale = set(overdue)
+            for worker in [w for w, e in self._at_worker.items() if e in stale]:
+                del self._at_worker[worker]  # silent for too long: not counted as free either
         for entry_id in overdue:
             del self._in_flight[entry_id]
             entry = self.journal.get(entry_id)
@@ -314,6 +332,20 @@ class Queue:
             self._to_backend.append((entry_id, entry.frames))
             self.stats.redelivered += 1
 
+    def _correlate(self, frames: list[bytes]) -> tuple[int, list[bytes]] | None:
+        """(entry id, reply for the frontend) of a backend message; None when it is no reply."""
+        if self._balancing:
+            worker = frames[0]
+            body = frames[2:] if len(frames) > 1 and frames[1] == b"" else frames[1:]
+            self._ready.append(worker)  # whatever it sent, the worker is free now
+            entry_id = self._at_worker.pop(worker, None)
+            return None if entry_id is None else (entry_id, body)  # None: a worker saying it is ready
+        tag = frames[0]
+        if len(tag) != len(_TAG) + 8 or not tag.startswith(_TAG):
+            self.stats.malformed += 1
+            return None
+        return _ID.unpack_from(tag, len(_TAG))[0], frames[1:]
+
     def _take_replies(self) -> None:
         """Pass replies back to their clients, then ack their requests in one write."""
         backend, frontend = self.backend, self.frontend
@@ -323,11 +355,10 @@ class Queue:
                 frames = backend.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            tag = frames[0]
-            if len(tag) != len(_TAG) + 8 or not tag.startswith(_TAG):
-                self.stats.malformed += 1
+            correlated = self._correlate(frames)
+            if correlated is None:
                 continue
-            entry_id = _ID.unpack_from(tag, len(_TAG))[0]
+            entry_id, reply = correlated
             if entry_id & _EPHEMERAL:
                 if entry_id not in self._ephemeral_in_flight:
                     self.stats.duplicates += 1
@@ -341,7 +372,7 @@ class Queue:
                 continue
             # A gone client (or ROUTER_MANDATORY saying so): the reply is dropped.
             with contextlib.suppress(zmq.ZMQError):
-                frontend.send_multipart(frames[1:], zmq.NOBLOCK)
+                frontend.send_multipart(reply, zmq.NOBLOCK)
             self.stats.replies += 1
         if acked:
             if killpoints.ARMED:
