@@ -164,12 +164,34 @@ def test_dealer_and_pair_redeliver_from_python_before_live(journal_path, open_jo
     assert sock.recv_multipart() == [b"live"]
 
 
-def test_sub_redelivers_before_live(journal_path, open_journal, ctx, endpoint) -> None:
-    leave_pending(journal_path, "feed", [[b"news.old"]])
+def test_sub_redelivers_through_pollers_before_live(journal_path, open_journal, ctx, endpoint) -> None:
+    leave_pending(journal_path, "feed", [[b"news.old", b"1"], [b"sport.old"], [b"news.old", b"2"]])
     j = open_journal()
     sub = j.wrap(ctx.socket(zmq.SUB), name="feed")
+    addr = endpoint()
+    sub.connect(addr)
     sub.subscribe(b"news.")
-    assert sub.recv_multipart() == [b"news.old"]
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(addr)
+    while True:  # the live subscription travels asynchronously: publish until it is in place
+        pub.send_multipart([b"news.live"])
+        if zmq.select([sub], [], [], 0.05)[0]:
+            break
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    got = []
+    while len(got) < 3:
+        assert dict(poller.poll(2000)).get(sub) == zmq.POLLIN
+        got.append(sub.recv_multipart())
+    assert got[:2] == [[b"news.old", b"1"], [b"news.old", b"2"]]  # redelivered first, oldest first
+    assert got[2] == [b"news.live"]
+    while sub.poll(100):  # live copies the subscription loop sent
+        assert sub.recv_multipart() == [b"news.live"]
+    pub.send_multipart([b"news.two", b"frames"])
+    assert sub.recv() == b"news.two" and sub.rcvmore == 1  # frame by frame, as pyzmq shows it
+    assert sub.recv() == b"frames" and sub.rcvmore == 0
+    # the one no subscription matches stays pending for a later run
+    assert [e.frames for e in j.entries(name="feed", state="pending") if e.frames[0] == b"sport.old"]
 
 
 def test_replay_outbound_through_a_plain_socket(journal_path, open_journal, ctx, endpoint) -> None:

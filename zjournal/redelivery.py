@@ -12,7 +12,9 @@ Two ways, chosen by socket type:
   socket knows (a 16-byte random token): a first frame the socket strips
   before the application sees it (PULL, REP), or the peer's routing id
   (ROUTER, where the application needs it to reply).
-* ``LocalRedelivery`` (PAIR, SUB, a DEALER already connected, anything else):
+* ``SubRedelivery`` (SUB): a private XPUB, once the subscriptions arrived;
+  recognised by content, in order.
+* ``LocalRedelivery`` (PAIR, a DEALER already connected, anything else):
   another peer would change where the socket's own sends go (PAIR takes one
   peer), so the messages are served from Python before live traffic.
   ``sock.poll()`` sees them; ``zmq.Poller`` does not.
@@ -191,6 +193,76 @@ class InprocRedelivery(Redelivery):
             self.peer.close(0)
 
 
+class SubRedelivery(InprocRedelivery):
+    """SUB: re-injection through a private XPUB, once the socket's subscriptions have reached it.
+
+    A SUB filters on the first frame, so no tag can ride along: re-injected
+    messages are recognised by their content, in order (the private pipe is
+    FIFO). Pending entries that match none of the current subscriptions are
+    not re-injected (they stay pending for a later run).
+    """
+
+    def __init__(self, sock: JournaledSocket) -> None:
+        Redelivery.__init__(self, sock)
+        self.socket_type = zmq.SUB
+        self.token = b"zj:" + os.urandom(13)
+        self.dealer_id = b""
+        self.peer = zmq.Context.socket(sock.context, zmq.XPUB, socket_class=zmq.Socket)
+        self.peer.linger = 0
+        self.peer.sndhwm = 0
+        self.endpoint = f"inproc://zjournal-redelivery-{self.token.hex()}"
+        self.peer.bind(self.endpoint)
+        zmq.Socket.connect(sock, self.endpoint)
+        self.topics: set[bytes] = set()
+        self.in_order: collections.deque[list[bytes]] = collections.deque()  # frames of what was injected
+
+    def pump_subscriptions(self, wait_ms: int = 0) -> None:
+        """Learn the SUB's subscriptions from what reached the XPUB."""
+        while self.peer.poll(wait_ms):
+            message = self.peer.recv()
+            if message[:1] == b"\x01":
+                self.topics.add(message[1:])
+            elif message[:1] == b"\x00":
+                self.topics.discard(message[1:])
+            wait_ms = 0
+
+    def _matches(self, frames: list[bytes]) -> bool:
+        first = frames[0] if frames else b""
+        return any(first.startswith(topic) for topic in self.topics)
+
+    def refill(self) -> None:
+        self.pump_subscriptions()
+        if not self.topics:
+            return  # nothing would get through: wait for a subscription
+        for entry in self._fetch():
+            if self._matches(entry.frames):
+                self.inject(entry)
+
+    def inject(self, entry: Entry) -> None:
+        self.peer.send_multipart(entry.frames)
+        self.queued.append(entry.id)
+        self.in_order.append(entry.frames)
+
+    @property
+    def reorders(self) -> bool:
+        return True
+
+    def inject_live(self, entry_id: int, frames: list[bytes]) -> None:
+        self.peer.send_multipart(frames)
+        self.queued.append(entry_id)
+        self.in_order.append(frames)
+
+    def recognise_message(self, frames: list[bytes]) -> int:
+        """The entry id if ``frames`` is the next re-injected message (-1: a held ephemeral one)."""
+        if self.in_order and self.in_order[0] == frames:
+            self.in_order.popleft()
+            return self.queued.popleft() or -1
+        return 0
+
+    def drain_replies(self) -> None:
+        self.pump_subscriptions()
+
+
 class LocalRedelivery(Redelivery):
     """Messages served from Python, before live traffic."""
 
@@ -222,6 +294,8 @@ def redelivery_for(sock: JournaledSocket, socket_type: int) -> Redelivery:
         return InprocRedelivery(sock, socket_type)
     if socket_type == zmq.DEALER and _dealer_can_be_plugged(sock):
         return InprocRedelivery(sock, socket_type)
+    if socket_type == zmq.SUB:
+        return SubRedelivery(sock)
     return LocalRedelivery(sock)
 
 

@@ -26,7 +26,14 @@ from zjournal import killpoints
 from zjournal.entry import DIRECTION_CODES, Direction
 from zjournal.errors import InvalidArgumentError, JournalClosedError
 from zjournal.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
-from zjournal.redelivery import InprocRedelivery, LocalRedelivery, Redelivery, as_bytes, redelivery_for
+from zjournal.redelivery import (
+    InprocRedelivery,
+    LocalRedelivery,
+    Redelivery,
+    SubRedelivery,
+    as_bytes,
+    redelivery_for,
+)
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -355,10 +362,22 @@ class JournaledSocket(zmq.Socket):
         if local is not None and (local.current is not None or (self._s.rx is None and local.has_message())):
             return self._recv_local(copy)
         state = self._s
+        if state.serving is not None and not self._prefetch:  # the rest of a message read whole
+            frame = state.serving.pop(0)
+            if not state.serving:
+                state.serving = None
+            return frame if copy else zmq.Frame(frame)
         if self._prefetch and state.rx is None and state.redelivery is None:
             return self._recv_frame_prefetched(flags, copy, track)
         if state.rx is None:  # the first frame of a message
             state.rx_redelivered = 0
+            if isinstance(state.redelivery, SubRedelivery):
+                self._settle_now()
+                frames = self._recv_sub_redelivering(flags, track)
+                self._inbound(frames, 0)
+                if len(frames) > 1:
+                    state.serving = frames[1:]
+                return frames[0] if copy else zmq.Frame(frames[0])
             if state.redelivery is not None and local is None:
                 self._settle_now()
                 frame = self._recv_redelivering(flags, copy, track, whole=False)[0]
@@ -486,6 +505,12 @@ class JournaledSocket(zmq.Socket):
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
         if self._s.rx is not None or self._in_policy is None or self._s.local is not None:
             return super().recv_multipart(flags, copy, track)
+        if isinstance(self._s.redelivery, SubRedelivery):
+            self._settle_now()
+            self._s.rx_redelivered = 0
+            frames = self._recv_sub_redelivering(flags, track)
+            self._inbound(frames, 0)
+            return frames if copy else [zmq.Frame(f) for f in frames]
         if self._s.redelivery is not None:
             self._settle_now()
             self._s.rx_redelivered = 0
@@ -546,6 +571,32 @@ class JournaledSocket(zmq.Socket):
             else:
                 entry_id = self._journal._log(self._jname, _IN, frames, track=False, attempts=0)
                 redelivery.inject_live(entry_id, frames)
+
+    def _recv_sub_redelivering(self, flags: int, track: bool) -> list[bytes]:
+        """Read a whole message while a SUB's re-injected entries are queued (matched by content)."""
+        redelivery = self._s.redelivery
+        assert isinstance(redelivery, SubRedelivery)
+        self._s.rx_redelivered = 0
+        redelivery.pump_subscriptions()
+        if not redelivery.topics and not redelivery.queued:
+            redelivery.refill()
+        while True:
+            frames = self._rest_of(zmq.Socket.recv(self, flags, False, track), track)
+            entry_id = redelivery.recognise_message(frames)
+            if entry_id:
+                self._s.rx_redelivered = entry_id
+                return frames
+            if not redelivery.queued:
+                if not redelivery.active:
+                    self._retire_redelivery()
+                return frames
+            # A live message overtook the redelivered ones: journal it and send it behind them.
+            classifier = self._classifier
+            if classifier is not None and not classifier(frames):
+                self._journal._count_ephemeral(self._jname)
+                redelivery.inject_live(0, frames)
+            else:
+                redelivery.inject_live(self._journal._log(self._jname, _IN, frames, track=False, attempts=0), frames)
 
     def _retire_redelivery(self) -> None:
         """Redelivery is over: drop the private peer and go back to the fast path."""
@@ -609,6 +660,15 @@ class JournaledSocket(zmq.Socket):
         return super().get(option)
 
     getsockopt = get
+
+    def set(self, option: int, optval: Any) -> None:
+        super().set(option, optval)
+        state = self._s
+        if option == zmq.SUBSCRIBE and state is not None and isinstance(state.redelivery, SubRedelivery):
+            state.redelivery.pump_subscriptions(wait_ms=200)  # the subscription travels asynchronously
+            state.redelivery.refill()
+
+    setsockopt = set  # noqa: A003 - pyzmq's name
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
         state = self._s
