@@ -91,9 +91,69 @@ def test_version_through_a_real_subprocess() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["inspect", "replay", "ack", "dead", "purge", "compact", "export", "import", "demo"]
+    "command",
+    [
+        "inspect",
+        "replay",
+        "ack",
+        "dead",
+        "purge",
+        "compact",
+        "export",
+        "import",
+        "demo",
+        "device",
+        "recover",
+        "plugins",
+    ],
 )
 def test_every_command_has_help(cli, command) -> None:
     result = cli(command, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.output and len(result.output.splitlines()) > 5
+
+
+def test_device_command_stops_gracefully_on_sigterm(tmp_path) -> None:
+    import signal
+    import time
+
+    import zmq
+
+    path, front, back = str(tmp_path / "d.journal"), f"ipc://{tmp_path}/f", f"ipc://{tmp_path}/b"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zjournal.cli",
+            "device",
+            path,
+            "--frontend",
+            front,
+            "--backend",
+            back,
+            "--drain-timeout",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ctx = zmq.Context()
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        client = ctx.socket(zmq.DEALER)
+        client.connect(front)
+        client.send_multipart([b"", b"no worker will take this"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait until the device journaled it
+            with zjournal.open(path, read_only=True) as j:
+                if j.count(state="pending") == 1:
+                    break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        ctx.destroy(0)
+    assert proc.returncode == 0
+    assert "stopped: drained 0, pending 1" in out
+    with zjournal.open(path) as j:
+        assert [e.body for e in j.entries(state="pending")] == [[b"no worker will take this"]]

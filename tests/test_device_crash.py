@@ -16,22 +16,13 @@ import zmq
 
 import zjournal
 
-DEVICE = r"""
-import sys, zmq, zjournal
-path, front, back = sys.argv[1:4]
-journal = zjournal.open(path)
-ctx = zmq.Context()
-frontend = ctx.socket(zmq.ROUTER)
-frontend.bind(front)
-backend = ctx.socket(zmq.DEALER)
-backend.bind(back)
-print("ready", flush=True)
-zjournal.Queue(frontend, backend, journal).run()
-"""
-
 
 def start_device(path: str, front: str, back: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", DEVICE, path, front, back], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zjournal.cli", "device", path, "--frontend", front, "--backend", back],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 

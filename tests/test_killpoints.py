@@ -137,13 +137,13 @@ def test_unknown_kill_point_is_refused() -> None:
 def test_device_kill_points_lose_nothing(tmp_path: Path, ctx, point: str) -> None:
     path = str(tmp_path / "d.journal")
     front, back = f"ipc://{tmp_path}/f", f"ipc://{tmp_path}/b"
-    device_code = (
-        "import sys, zmq, zjournal\n"
-        "j = zjournal.open(sys.argv[1]); ctx = zmq.Context()\n"
-        "f = ctx.socket(zmq.ROUTER); f.bind(sys.argv[2]); b = ctx.socket(zmq.DEALER); b.bind(sys.argv[3])\n"
-        "print('ready', flush=True); zjournal.Queue(f, b, j).run()\n"
+    env = {**os.environ, "ZJOURNAL_KILL_POINT": point}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zjournal.cli", "device", path, "--frontend", front, "--backend", back],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    proc = run(device_code, path, front, back, point=point, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     worker = ctx.socket(zmq.REP)
     worker.connect(back)

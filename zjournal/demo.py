@@ -27,19 +27,6 @@ from rich.table import Table
 
 import zjournal
 
-_DEVICE_PROCESS = r"""
-import sys, zmq, zjournal
-path, front, back = sys.argv[1:4]
-journal = zjournal.open(path)
-ctx = zmq.Context()
-frontend = ctx.socket(zmq.ROUTER)
-frontend.bind(front)
-backend = ctx.socket(zmq.DEALER)
-backend.bind(back)
-print("ready", flush=True)
-zjournal.Queue(frontend, backend, journal, name="orders").run()
-"""
-
 
 @dataclass
 class Tally:
@@ -136,7 +123,21 @@ def run_demo(
     journal: zjournal.Journal | None = None
     if crash:
         device_proc = subprocess.Popen(
-            [sys.executable, "-c", _DEVICE_PROCESS, journal_path, front, back], stdout=subprocess.PIPE, text=True
+            [
+                sys.executable,
+                "-m",
+                "zjournal.cli",
+                "device",
+                journal_path,
+                "--frontend",
+                front,
+                "--backend",
+                back,
+                "--name",
+                "orders",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert device_proc.stdout is not None and device_proc.stdout.readline().strip() == "ready"
     else:

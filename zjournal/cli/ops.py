@@ -114,6 +114,36 @@ def register(app: typer.Typer) -> None:
                 + ("nothing was dropped" if not journal.recovered else "what followed the damage was dropped")
             )
 
+    @app.command()
+    @handle_errors
+    def device(
+        path: str = typer.Argument(..., help="The journal directory (created if missing)."),
+        frontend: str = typer.Option(..., "--frontend", help="Endpoint the clients' ROUTER binds, e.g. tcp://*:5555."),
+        backend: str = typer.Option(..., "--backend", help="Endpoint the workers' socket binds."),
+        name: str = typer.Option("queue", "--name", help="The stream name of the requests."),
+        balance: bool = typer.Option(False, "--balance", help="ROUTER backend for REQ workers (load-balancing)."),
+        redeliver_after: float = typer.Option(60.0, "--redeliver-after", help="Resend unanswered requests after s."),
+        drain_timeout: float = typer.Option(5.0, "--drain-timeout", help="On SIGTERM/SIGINT, wait this long."),
+    ) -> None:
+        """Run a journaled queue device until SIGTERM/SIGINT; prints `ready` once bound, the stop report at the end."""
+        import zmq
+
+        with open_for_change(path) as journal:
+            ctx = zmq.Context()
+            try:
+                front = ctx.socket(zmq.ROUTER)
+                front.bind(frontend)
+                back = ctx.socket(zmq.ROUTER if balance else zmq.DEALER)
+                back.bind(backend)
+                queue = zjournal.Queue(front, back, journal, name=name, redeliver_after=redeliver_after)
+                zjournal.stop_on_signals(queue, drain_timeout)
+                out("ready")
+                sys.stdout.flush()
+                report = queue.run()
+                out(f"stopped: {report}")
+            finally:
+                ctx.destroy(linger=0)
+
     @app.command(name="export")
     @handle_errors
     def export_(
