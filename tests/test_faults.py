@@ -213,3 +213,38 @@ def test_the_cli_given_garbage(cli, sample_journal) -> None:
         assert result.exit_code != 0 and "Traceback" not in result.output
     result = cli("inspect", "\x00bad")
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+KEEPS_GOING = r"""
+import resource, signal, sys, zmq, zjournal
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+journal = zjournal.open(sys.argv[1])
+ctx = zmq.Context()
+pull = ctx.socket(zmq.PULL); pull.bind("inproc://x")
+push = journal.wrap(ctx.socket(zmq.PUSH), name="out"); push.connect("inproc://x")
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
+sent = 0
+try:
+    while True:
+        push.send(b"m%06d" % sent + b"x" * 1000)
+        sent += 1
+except zjournal.StoreError:
+    pass
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # space is back: the same journal, the same socket
+push.send(b"after")
+entry_id = journal.append("other", [b"also after"], direction="in")
+received = []
+while pull.poll(200):
+    received.append(pull.recv())
+print(sent, len(received), received[-1].decode(), journal.get(entry_id).frames[0].decode(), sep="|", flush=True)
+"""
+
+
+def test_work_continues_once_space_returns_without_reopening(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", KEEPS_GOING, str(tmp_path / "k.journal")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    sent, received, last, other = done.stdout.strip().split("|")
+    assert int(received) == int(sent) + 1 and last == "after" and other == "also after"

@@ -117,7 +117,7 @@ class Journal(SocketSupport, Operations):
         self._ephemeral: dict[str, int] = {}
         self._sockets: dict[str, Any] = {}  # name -> live JournaledSocket
         self._observers: list[Any] = []
-        self._batch = self._store.batch
+        self._store_failed = False  # a write failed: reopen the store before the next one
         try:
             self._load()
         except BaseException:
@@ -236,13 +236,26 @@ class Journal(SocketSupport, Operations):
             err, self._background_error = self._background_error, None
             raise StoreError(f"journal {self.path}: background fsync failed: {err}") from err
 
+    def _batch(self) -> Any:
+        """A new batch; after a failed write the store is reopened first, so work goes on once space is back."""
+        if self._store_failed:
+            reopen = getattr(self._store, "reopen", None)
+            if reopen is not None:
+                reopen()  # raises StoreError while the disk is still full
+            self._store_failed = False
+        return self._store.batch()
+
     def _commit(self, batch: Any, changes: list[tuple[CounterKey, int]]) -> None:
         """Write ``batch`` atomically, then apply the counter changes it made.
 
         Must be called with the lock held. Counters change only after the write
         returned, so a failed write leaves them telling the truth.
         """
-        self._store.write(batch, sync=self._sync_each_write)
+        try:
+            self._store.write(batch, sync=self._sync_each_write)
+        except StoreError:
+            self._store_failed = True
+            raise
         counts = self._counts
         for ck, delta in changes:
             counts[ck] = counts.get(ck, 0) + delta

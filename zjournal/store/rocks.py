@@ -167,6 +167,19 @@ class RocksStore(Store):
         #: what recovery dropped when this store was opened (RocksDB's words)
         self.recovered: list[str] = []
         check_journal_path(path)
+        self._open(recover)
+        self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []
+        self._write_opts = rocksdict.WriteOptions()
+        self._sync_opts = rocksdict.WriteOptions()
+        self._sync_opts.sync = True
+        if not wal:
+            # RocksDB refuses synced writes without a WAL: durability comes from flushes.
+            self._write_opts.disable_wal = True
+            self._sync_opts = self._write_opts
+        self._closed = False
+
+    def _open(self, recover: bool = False) -> None:
+        path = self.path
         try:
             self._db = rocksdict.Rdict(path, _options(recover), column_families=_column_families())
         except Exception as e:
@@ -177,18 +190,25 @@ class RocksStore(Store):
             if "Corruption" in message:
                 raise corruption_error(path, e, os.path.join(path, "LOG")) from e
             raise StoreError(f"cannot open journal {path}: {message}") from e
-        self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []
         # Kept for the life of the store: dropping a column-family Rdict flushes it.
         self._tables = {name: self._db.get_column_family(name) for name in TABLES}
         self._handles = {name: self._db.get_column_family_handle(name) for name in TABLES}
-        self._write_opts = rocksdict.WriteOptions()
-        self._sync_opts = rocksdict.WriteOptions()
-        self._sync_opts.sync = True
-        if not wal:
-            # RocksDB refuses synced writes without a WAL: durability comes from flushes.
-            self._write_opts.disable_wal = True
-            self._sync_opts = self._write_opts
-        self._closed = False
+
+    def reopen(self) -> None:
+        """Open the database again after a failed write: RocksDB refuses all writes after one.
+
+        Everything written before the failure comes back from the log; the
+        failed write never happened. Raises StoreError while the cause (a full
+        disk) persists.
+        """
+        if self._closed:
+            raise JournalClosedError(f"journal {self.path} is closed")
+        # Cleared in place: batches still hold these dicts, and a handle keeps RocksDB (and its LOCK) alive.
+        self._tables.clear()
+        self._handles.clear()
+        with contextlib.suppress(Exception):  # a failed database reports its failure again when closed
+            self._db.close()
+        self._open()
 
     def _table(self, table: str) -> rocksdict.Rdict:
         if self._closed:
