@@ -128,42 +128,6 @@ def test_disk_full_raises_a_store_error_and_loses_nothing_returned(tmp_path) -> 
     assert int(works.split()[1]) >= int(count) + 1
 
 
-SEND_ON_FULL_DISK = r"""
-import resource, signal, sys, zmq, zjournal
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-journal = zjournal.open(sys.argv[1])
-ctx = zmq.Context()
-pull = ctx.socket(zmq.PULL); pull.bind("inproc://x")
-push = journal.wrap(ctx.socket(zmq.PUSH), name="out"); push.connect("inproc://x")
-soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))
-sent = 0
-try:
-    while True:
-        push.send(b"m%06d" % sent + b"x" * 1000)
-        sent += 1
-except zjournal.StoreError:
-    pass
-received = 0
-while pull.poll(200):
-    pull.recv()
-    received += 1
-print(sent, received, flush=True)
-"""
-
-
-def test_a_send_that_cannot_be_journaled_is_not_sent(tmp_path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SEND_ON_FULL_DISK, str(tmp_path / "s.journal")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    sent, received = map(int, done.stdout.split())
-    assert sent > 0 and received == sent  # the failed one never reached ZeroMQ
-
-
 def test_an_unwritable_place_is_one_clear_error(tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -247,4 +211,5 @@ def test_work_continues_once_space_returns_without_reopening(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     sent, received, last, other = done.stdout.strip().split("|")
+    # every send that returned arrived, the one that could not be journaled did not, "after" did
     assert int(received) == int(sent) + 1 and last == "after" and other == "also after"

@@ -103,7 +103,6 @@ class JournaledSocket(zmq.Socket):
     _prefetch: int = 0  # read and journal up to this many queued messages at once (opt-in)
     _max_attempts: int | None = None
     _router: bool = False  # inbound messages carry the sender's routing id first
-    _is_req: bool = False
     _is_rep: bool = False
     # Everything that changes per message lives in a plain object: setting an
     # attribute on a pyzmq socket goes through its (slow) option-aware __setattr__.
@@ -130,7 +129,6 @@ class JournaledSocket(zmq.Socket):
         self._classifier = compile_classifier(classify)
         self._max_attempts = journal.max_attempts if max_attempts is None else max_attempts
         self._router = socket_type == zmq.ROUTER
-        self._is_req = socket_type == zmq.REQ
         self._is_rep = socket_type == zmq.REP
         if prefetch:
             if not isinstance(prefetch, int) or prefetch < 0:
@@ -563,14 +561,7 @@ class JournaledSocket(zmq.Socket):
             # A live message overtook the redelivered ones: journal it and send it behind them.
             while raw_get(self, _RCVMORE):
                 parts.append(raw_recv(self, flags, copy, track))
-            frames = parts if copy else [p.bytes for p in parts]
-            classifier = self._classifier
-            if classifier is not None and not classifier(frames):
-                self._journal._count_ephemeral(self._jname)
-                redelivery.inject_live(0, frames)
-            else:
-                entry_id = self._journal._log(self._jname, _IN, frames, track=False, attempts=0)
-                redelivery.inject_live(entry_id, frames)
+            self._hold_behind(redelivery, parts if copy else [p.bytes for p in parts])
 
     def _recv_sub_redelivering(self, flags: int, track: bool) -> list[bytes]:
         """Read a whole message while a SUB's re-injected entries are queued (matched by content)."""
@@ -591,12 +582,16 @@ class JournaledSocket(zmq.Socket):
                     self._retire_redelivery()
                 return frames
             # A live message overtook the redelivered ones: journal it and send it behind them.
-            classifier = self._classifier
-            if classifier is not None and not classifier(frames):
-                self._journal._count_ephemeral(self._jname)
-                redelivery.inject_live(0, frames)
-            else:
-                redelivery.inject_live(self._journal._log(self._jname, _IN, frames, track=False, attempts=0), frames)
+            self._hold_behind(redelivery, frames)
+
+    def _hold_behind(self, redelivery: InprocRedelivery, frames: list[bytes]) -> None:
+        """Journal a live message that arrived before the redelivered ones and queue it behind them."""
+        classifier = self._classifier
+        if classifier is not None and not classifier(frames):
+            self._journal._count_ephemeral(self._jname)
+            redelivery.inject_live(0, frames)  # ephemeral: never journaled
+        else:
+            redelivery.inject_live(self._journal._log(self._jname, _IN, frames, track=False, attempts=0), frames)
 
     def _retire_redelivery(self) -> None:
         """Redelivery is over: drop the private peer and go back to the fast path."""
