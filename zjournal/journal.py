@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from zjournal import entry as rec
+from zjournal import inflight
 from zjournal.durability import Durability
 from zjournal.entry import Direction, Entry, State
 from zjournal.errors import (
@@ -118,6 +119,19 @@ class Journal(SocketSupport, Operations):
         self._sockets: dict[str, Any] = {}  # name -> live JournaledSocket
         self._observers: list[Any] = []
         self._store_failed = False  # a write failed: reopen the store before the next one
+        # In-flight slots (zjournal.inflight): entries held in a socket's slot
+        # file instead of the store, id -> slot. Only journals on disk whose
+        # durability a page-cache write meets, and without retention (an acked
+        # entry must then be kept, which is a store write anyway).
+        self._hot: dict[int, inflight.Slot] = {}
+        self._slot_files: list[inflight.SlotFile] = []
+        self._hot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
+        self._use_slots = (
+            path is not None
+            and not read_only
+            and retention == 0
+            and self.durability in (Durability.PROCESS, Durability.INTERVAL)
+        )
         try:
             self._load()
         except BaseException:
@@ -191,6 +205,8 @@ class Journal(SocketSupport, Operations):
                 )
         self._reserved = self._meta_int(_META_SEQ, 1)
         self._floor = self._meta_int(_META_FLOOR, 1)
+        if self.path is not None:
+            self._load_slot_records()
         self._count_entries()
         if self.read_only:
             return
@@ -198,14 +214,38 @@ class Journal(SocketSupport, Operations):
         batch.put("meta", _META_DURABILITY, msgpack.packb(self.durability.value))
         store.write(batch, sync=True)
 
+    def _load_slot_records(self) -> None:
+        """Take in the records left in in-flight slot files (a crash, or the owner's live slots).
+
+        The owner moves them into the store (one synced write) and deletes the
+        files; a read-only view keeps them beside the store. A record whose id
+        the store already holds was spilled just before the crash: the store's
+        copy is the newer one.
+        """
+        assert self.path is not None
+        store = self._store
+        found = {}
+        for entry_id, value in inflight.read_records(self.path):
+            if store.get("entries", rec.encode_key(entry_id)) is None:
+                found[entry_id] = value
+        if found:
+            self._floor = min(self._floor, min(found))
+        if self.read_only:
+            self._hot_view = found
+            return
+        if found:
+            batch = store.batch()
+            for entry_id, value in found.items():
+                batch.put("entries", rec.encode_key(entry_id), value)
+            store.write(batch, sync=True)
+        inflight.remove_all(self.path)
+
     def _count_entries(self) -> None:
         """Rebuild the counters, the id sequence and the floor in one scan."""
-        store = self._store
         last_id = 0
         first_id = None
         counts: dict[CounterKey, int] = {}
-        for key, value in store.scan("entries", rec.encode_key(self._floor)):
-            entry_id = rec.decode_key(key)
+        for entry_id, value in self._scan_with_slots():
             if first_id is None:
                 first_id = entry_id
             last_id = entry_id
@@ -215,6 +255,36 @@ class Journal(SocketSupport, Operations):
         self._counts = counts
         self._next_id = max(self._reserved, last_id + 1)
         self._floor = first_id if first_id is not None else self._next_id
+
+    def _slot_records(self) -> tuple[list[tuple[int, bytes]], int | None]:
+        """The entries held in slots, by id, and the smallest such id (None: no entry)."""
+        if self.read_only:
+            held = sorted(self._hot_view.items())
+        else:
+            with self._lock:
+                held = sorted((entry_id, slot.value) for entry_id, slot in self._hot.items() if slot.value)
+        return held, (held[0][0] if held else None)
+
+    def _scan_with_slots(self) -> Iterator[tuple[int, bytes]]:
+        """``(id, record)`` of every entry from the floor up, store and slots merged, in id order.
+
+        Moves the floor up to the first live id seen (never past an entry held
+        in a slot: a spill may still write it to the store).
+        """
+        held, lowest_held = self._slot_records()
+        first = True
+        for key, value in self._store.scan("entries", rec.encode_key(self._floor)):
+            entry_id = rec.decode_key(key)
+            if first:
+                # The first live id of a snapshot only grows: skip the tombstones below it next time.
+                first = False
+                self._floor = max(self._floor, entry_id if lowest_held is None else min(entry_id, lowest_held))
+            while held and held[0][0] < entry_id:
+                yield held.pop(0)
+            if held and held[0][0] == entry_id:
+                held.pop(0)  # spilled since the snapshot: the store's copy is the newer one
+            yield entry_id, value
+        yield from held
 
     def _initialise(self) -> None:
         batch = self._store.batch()
@@ -321,13 +391,81 @@ class Journal(SocketSupport, Operations):
             raise MessageTooLargeError(size, self.max_message_size)
 
     def _load_record(self, entry_id: int) -> list | None:
+        """The record of an entry, wherever it is (for reading: see :meth:`_load_for_update`)."""
+        slot = self._hot.get(entry_id)
+        raw = slot.value if slot is not None else self._hot_view.get(entry_id)
+        if raw is None:
+            raw = self._store.get("entries", rec.encode_key(entry_id))
+        return None if raw is None else rec.decode_record(raw)
+
+    def _load_for_update(self, entry_id: int) -> list | None:
+        """The record of an entry about to change in the store (lock held): out of its slot first."""
+        if entry_id in self._hot:
+            self._spill(entry_id)
         raw = self._store.get("entries", rec.encode_key(entry_id))
         return None if raw is None else rec.decode_record(raw)
+
+    def _spill(self, entry_id: int) -> None:
+        """Move an entry from its in-flight slot to the store (lock held); it stays pending."""
+        slot = self._hot[entry_id]
+        batch = self._batch()
+        batch.put("entries", rec.encode_key(entry_id), slot.value)
+        self._commit(batch, [])
+        # Store first, then the slot: a crash between leaves both, and opening keeps the store's.
+        del self._hot[entry_id]
+        slot.clear()
+
+    def _spill_all(self) -> None:
+        """Move every slot-held entry to the store in one write (lock held)."""
+        if not self._hot:
+            return
+        batch = self._batch()
+        for entry_id, slot in self._hot.items():
+            batch.put("entries", rec.encode_key(entry_id), slot.value)
+        self._commit(batch, [])
+        for slot in self._hot.values():
+            slot.clear()
+        self._hot.clear()
+
+    def _settle_held(self, entry_id: int) -> bool:
+        """Ack a slot-held entry by emptying its slot (lock held); False if no slot holds it."""
+        slot = self._hot.pop(entry_id, None)
+        if slot is None:
+            return False
+        slot.clear()
+        self._counts[slot.counter_key] -= 1
+        self._inflight.pop(entry_id, None)
+        self._dirty = True
+        if self._observers:
+            self._emit("on_ack", slot.name, slot.dcode, 1)
+        return True
+
+    def _open_slots(self, name: str) -> inflight.SlotFile | None:
+        """A slot file for a new socket; None when this journal does not use slots."""
+        if not self._use_slots:
+            return None
+        assert self.path is not None
+        with self._lock:
+            self._check_open()
+            slots = inflight.create(self.path, name)
+            self._slot_files.append(slots)
+        return slots
+
+    def _close_slots(self, slots: inflight.SlotFile) -> None:
+        """A socket closes: what its slots still hold goes to the store (pending), the file goes."""
+        with self._lock:
+            if self._closed:
+                return  # the journal's close took care of it
+            for slot in (slots.inbound, slots.outbound):
+                if slot.entry_id:
+                    self._spill(slot.entry_id)
+            slots.close()
+            self._slot_files.remove(slots)
 
     def _require_record(self, entry_id: int, action: str) -> list:
         if not isinstance(entry_id, int) or isinstance(entry_id, bool):
             raise InvalidArgumentError(f"an entry id is an int, not {entry_id!r}")
-        r = self._load_record(entry_id)
+        r = self._load_for_update(entry_id)
         if r is None:
             gone = 0 < entry_id < self._next_id
             raise UnknownEntryError(entry_id, "already acked and removed" if gone else f"cannot {action} it")
@@ -360,6 +498,8 @@ class Journal(SocketSupport, Operations):
         self._check_open()
         with self._lock:
             self._check_open()
+            if entry_id in self._hot:
+                return self._settle_held(entry_id)
             try:
                 r = self._require_record(entry_id, "ack")
             except UnknownEntryError:
@@ -460,13 +600,7 @@ class Journal(SocketSupport, Operations):
         return self._iter_entries(name, scode, dcode)
 
     def _iter_entries(self, name: str | None, scode: int | None, dcode: int | None) -> Iterator[Entry]:
-        first = True
-        for key, value in self._store.scan("entries", rec.encode_key(self._floor)):
-            entry_id = rec.decode_key(key)
-            if first:
-                # The first live id of a snapshot only grows: skip the tombstones below it next time.
-                self._floor = max(self._floor, entry_id)
-                first = False
+        for entry_id, value in self._scan_with_slots():
             r = rec.decode_record(value)
             if (scode is None or r[0] == scode) and (dcode is None or r[4] == dcode) and (name is None or r[3] == name):
                 yield rec.entry_from_record(entry_id, r)
@@ -503,9 +637,11 @@ class Journal(SocketSupport, Operations):
         refresh = getattr(self._store, "refresh", None)
         if refresh is None:
             return
-        with self._lock:
+        with self._lock:  # a view's slot records come from files: no lock taken below
             refresh()
             self._reserved = self._meta_int(_META_SEQ, 1)
+            if self.path is not None:
+                self._load_slot_records()
             self._count_entries()
 
     def info(self) -> dict[str, Any]:
@@ -568,6 +704,8 @@ class Journal(SocketSupport, Operations):
                 if interval and self._dirty:
                     self._dirty = False
                     self._store.sync()
+                    for slots in list(self._slot_files):
+                        slots.sync()
                 if self.retention > 0 and time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + sweep_every
                     self.expire()
@@ -598,6 +736,10 @@ class Journal(SocketSupport, Operations):
             failure: StoreError | None = None
             if not self.read_only:
                 try:
+                    self._spill_all()  # what sockets still hold stays pending, in the store
+                    for slots in self._slot_files:
+                        slots.close()
+                    self._slot_files.clear()
                     batch = self._batch()
                     batch.put("meta", _META_FLOOR, msgpack.packb(self._floor))
                     # A clean close knows exactly which ids were handed out.

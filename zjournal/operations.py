@@ -87,7 +87,7 @@ class Operations:
             changes: list[tuple[CounterKey, int]] = []
             done = 0
             for entry_id in entry_ids:
-                r = self._load_record(entry_id)
+                r = self._load_for_update(entry_id)
                 if r is None or r[0] == rec.ACKED:
                     continue
                 self._inflight.pop(entry_id, None)

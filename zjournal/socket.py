@@ -36,6 +36,7 @@ from zjournal.redelivery import (
 )
 
 if TYPE_CHECKING:
+    from zjournal.inflight import Slot, SlotFile
     from zjournal.journal import Journal
 
 _IN = DIRECTION_CODES[Direction.IN]
@@ -47,6 +48,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+# libzmq's own send/recv, below pyzmq's Python layer (whose send only adds routing_id/group handling)
+_base_send = zmq.backend.Socket.send
+_base_recv = zmq.backend.Socket.recv
 
 
 class _State:
@@ -56,6 +60,8 @@ class _State:
         "ahead",
         "awaiting_reply",
         "deferred",
+        "fast_in",
+        "fast_out",
         "last_id",
         "local",
         "redelivery",
@@ -65,6 +71,7 @@ class _State:
         "serving",
         "settle_next",
         "settle_sent",
+        "slots",
         "tx",
     )
 
@@ -83,6 +90,10 @@ class _State:
         self.ahead: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
         self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
+        self.slots: SlotFile | None = None  # in-flight slots (zjournal.inflight), when the journal uses them
+        # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
+        self.fast_in: Slot | None = None
+        self.fast_out: Slot | None = None
 
 
 class JournaledSocket(zmq.Socket):
@@ -141,6 +152,29 @@ class JournaledSocket(zmq.Socket):
             if isinstance(self._s.redelivery, LocalRedelivery):
                 self._s.local = self._s.redelivery
             self._s.redelivery.refill()
+        self._s.slots = journal._open_slots(name)
+        self._update_fast_paths()
+
+    def _update_fast_paths(self) -> None:
+        """Pick the fast send and recv for the common case, or switch them off.
+
+        Fast: journaled in the socket's slot, no classifier, no plugin ack
+        policy; sends with the ``sent`` policy; receives with ``next``, not a
+        ROUTER, no redelivery under way and no prefetch.
+        """
+        state = self._s
+        slots = state.slots
+        plain = slots is not None and self._classifier is None and self._handler is None
+        state.fast_out = slots.outbound if plain and self._out_policy is AckPolicy.SENT else None
+        state.fast_in = (
+            slots.inbound
+            if plain
+            and self._in_policy is AckPolicy.NEXT
+            and not self._router
+            and not self._prefetch
+            and state.redelivery is None
+            else None
+        )
 
     @property
     def journal(self) -> Journal:
@@ -202,6 +236,7 @@ class JournaledSocket(zmq.Socket):
             self._s.redelivery.exhausted = True  # nothing older to fetch: only requeued entries
             if isinstance(self._s.redelivery, LocalRedelivery):
                 self._s.local = self._s.redelivery
+            self._update_fast_paths()
         return self._s.redelivery
 
     # -- sending -----------------------------------------------------------
@@ -215,6 +250,30 @@ class JournaledSocket(zmq.Socket):
         routing_id: int | None = None,
         group: str | None = None,
     ) -> Any:
+        state = self._s
+        slot = state.fast_out
+        if (
+            slot is not None
+            and not flags
+            and type(data) is bytes
+            and state.tx is None
+            and routing_id is None
+            and group is None
+        ):
+            # The common case, inlined: one whole bytes frame, blocking, acked once ZeroMQ took it.
+            settle = state.settle_sent
+            state.settle_sent = 0
+            entry_id = self._journal._log_held(slot, [data], settle)
+            state.last_id = entry_id
+            if killpoints.ARMED:
+                killpoints.reached("send:after-journal")
+            try:
+                result = _base_send(self, data, 0, copy, track)
+            except BaseException:
+                self._journal._unlog(entry_id)
+                raise
+            state.settle_sent = entry_id
+            return result
         policy = self._out_policy
         if policy is None:  # a REP's reply: not journaled, but it acks the request
             result = super().send(data, flags, copy, track, routing_id, group)
@@ -295,17 +354,21 @@ class JournaledSocket(zmq.Socket):
             self._journal._count_ephemeral(self._jname)
             return 0
         policy = self._out_policy
-        settle = self._s.settle_sent
-        self._s.settle_sent = 0
-        entry_id = self._journal._log(
-            self._jname,
-            _OUT,
-            frames,
-            settle=settle,
-            track=policy is not AckPolicy.EXPLICIT,
-            envelope_size=1 if self._router else 0,
-        )
-        self._s.last_id = entry_id
+        state = self._s
+        settle = state.settle_sent
+        state.settle_sent = 0
+        if state.slots is not None and policy is not AckPolicy.EXPLICIT:
+            entry_id = self._journal._log_held(state.slots.outbound, frames, settle, 1 if self._router else 0)
+        else:
+            entry_id = self._journal._log(
+                self._jname,
+                _OUT,
+                frames,
+                settle=settle,
+                track=policy is not AckPolicy.EXPLICIT,
+                envelope_size=1 if self._router else 0,
+            )
+        state.last_id = entry_id
         return entry_id
 
     def _sent(self, entry_id: int) -> None:
@@ -350,7 +413,41 @@ class JournaledSocket(zmq.Socket):
             self._s.settle_next = 0
             self._journal._settle(settle)
 
+    def _first_frame(self, flags: int, track: bool) -> tuple[zmq.Frame, int]:
+        """The fast paths' :meth:`_recv_first`: while messages flow the previous ack rides along."""
+        settle = self._s.settle_next
+        if not settle:
+            return _base_recv(self, flags, False, track), 0
+        try:
+            return _base_recv(self, flags | _NOBLOCK, False, track), settle
+        except zmq.Again:
+            return self._recv_first(flags, track)  # idle: the ack goes now, then we wait
+
+    def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> None:
+        """Journal a whole inbound message of the fast paths in the socket's slot."""
+        state = self._s
+        state.settle_next = 0
+        if killpoints.ARMED:
+            if settle:
+                killpoints.reached("ack:before-write")
+            killpoints.reached("recv:before-journal")
+        entry_id = self._journal._log_held(slot, frames, settle)
+        state.settle_next = state.last_id = entry_id
+
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
+        state = self._s
+        slot = state.fast_in
+        if slot is not None and state.rx is None and state.serving is None:
+            got, settle = self._first_frame(flags, track)  # may raise: nothing started
+            data = got.bytes
+            if got.more:  # frame by frame: journaled when the last one is read
+                state.settle_next = 0
+                state.rx = [data]
+                state.rx_settle = settle
+                state.rx_redelivered = 0
+            else:
+                self._received_held(slot, [data], settle)
+            return data if copy else got
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
             frame = super().recv(flags, copy, track)
             if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
@@ -501,6 +598,18 @@ class JournaledSocket(zmq.Socket):
         state.rx_settle = 0
 
     def recv_multipart(self, flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
+        state = self._s
+        slot = state.fast_in
+        if slot is not None and state.rx is None and state.serving is None:
+            got, settle = self._first_frame(flags, track)
+            frames = [got.bytes]
+            parts = [got]
+            while got.more:
+                got = _base_recv(self, flags, False, track)
+                frames.append(got.bytes)
+                parts.append(got)
+            self._received_held(slot, frames, settle)
+            return frames if copy else parts
         if self._s.rx is not None or self._in_policy is None or self._s.local is not None:
             return super().recv_multipart(flags, copy, track)
         if isinstance(self._s.redelivery, SubRedelivery):
@@ -598,6 +707,7 @@ class JournaledSocket(zmq.Socket):
         redelivery = self._s.redelivery
         self._s.redelivery = None
         self._s.local = None
+        self._update_fast_paths()
         if isinstance(redelivery, InprocRedelivery):
             with contextlib.suppress(zmq.ZMQError):
                 zmq.Socket.disconnect(self, redelivery.endpoint)
@@ -701,14 +811,18 @@ class JournaledSocket(zmq.Socket):
             self._s.settle_next = 0
             return
         policy = self._in_policy
-        entry_id = journal._log(
-            self._jname,
-            _IN,
-            frames,
-            settle=settle,
-            track=policy is not AckPolicy.EXPLICIT,
-            envelope_size=_envelope_size(frames) if self._router else 0,
-        )
+        envelope_size = _envelope_size(frames) if self._router else 0
+        if self._s.slots is not None and policy is not AckPolicy.EXPLICIT:
+            entry_id = journal._log_held(self._s.slots.inbound, frames, settle, envelope_size)
+        else:
+            entry_id = journal._log(
+                self._jname,
+                _IN,
+                frames,
+                settle=settle,
+                track=policy is not AckPolicy.EXPLICIT,
+                envelope_size=envelope_size,
+            )
         self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
             self._s.settle_next = entry_id
@@ -767,6 +881,10 @@ class JournaledSocket(zmq.Socket):
         if journal is not None:
             if not journal.closed:
                 self._settle_deferred()
+                if self._s.slots is not None:
+                    journal._close_slots(self._s.slots)  # what is still held stays pending, in the store
+            self._s.slots = None
+            self._update_fast_paths()
             if journal._sockets.get(self._jname) is self:
                 del journal._sockets[self._jname]
         if self._s.redelivery is not None:
