@@ -79,8 +79,6 @@ class Entry:
 
 # Record positions: [state, attempts, created, name, direction, frames, updated, reason, envelope_size]
 _packer = msgpack.Packer(use_bin_type=True)
-#: packs a record already laid out as a list in the positions above (the hot path skips a call)
-pack_record = _packer.pack
 _KEY = struct.Struct(">Q")
 
 

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from zjournal import entry as rec
 from zjournal.entry import Entry
-from zjournal.inflight import CAPACITY
+from zjournal.inflight import fits_slot
 
-_pack = rec.pack_record
 _now = time.time
 
 if TYPE_CHECKING:
@@ -34,29 +33,25 @@ class SocketSupport:
         ack). What the slot held and is still pending goes to the store first.
         A record too large for a slot takes :meth:`_log` instead.
         """
-        if len(frames) > 1 or len(frames[0]) > 65536:  # the common small message skips the sum
+        if len(frames) > 1 or len(frames[0]) > self._unchecked_size:  # a small single frame skips the checks
             self._check_size(frames)
-        # encode_record inlined: this runs once per message
-        value = _pack([rec.PENDING, 1, _now(), slot.name, slot.dcode, frames, 0.0, "", envelope_size])
-        if len(value) > CAPACITY:
-            return self._log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
+            if not fits_slot(frames):
+                return self._log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
+        created = _now()
         lock = self._lock
         lock.acquire()  # not `with`: half the cost, and this runs once per message
         try:
             if self._closed or self._background_error is not None:
                 self._check_open()
-            hot, inflight = self._hot, self._inflight
             held = slot.entry_id
             if held and held == settle:
                 # The overwrite below is the ack of what the slot held. Same
                 # stream, one out and one in: the pending counter stays put.
-                del hot[held]
-                inflight.pop(held, None)
                 if self._observers:
                     self._emit("on_ack", slot.name, slot.dcode, 1)
             else:
                 if held:
-                    self._spill(held)  # still pending (kept, or owned by a plugin): it must outlive the slot
+                    self._spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
                 if settle and not self._settle_held(settle):
                     self._settle_stored(settle)
                 counts = self._counts
@@ -68,9 +63,7 @@ class SocketSupport:
                 self._commit(batch, [])
             else:
                 self._next_id = entry_id + 1
-            slot.write(entry_id, value)
-            hot[entry_id] = slot
-            inflight[entry_id] = slot.stream
+            slot.write(entry_id, frames, created, envelope_size)
             self._dirty = True
             if self._observers:
                 self._emit("on_append", slot.name, slot.dcode, 1)
@@ -95,7 +88,7 @@ class SocketSupport:
         the settled entry (its name and direction are known from ``_inflight``).
         ``frames`` must already be a list of bytes.
         """
-        if len(frames) > 1 or len(frames[0]) > 65536:  # the common small message skips the sum
+        if len(frames) > 1 or len(frames[0]) > self._unchecked_size:  # a small single frame skips the sum
             self._check_size(frames)
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
         with self._lock:
@@ -137,7 +130,7 @@ class SocketSupport:
         everything that was waiting.
         """
         for frames, _size in messages:
-            if len(frames) > 1 or len(frames[0]) > 65536:  # small single frames cannot be too large
+            if len(frames) > 1 or len(frames[0]) > self._unchecked_size:  # small single frames cannot be too large
                 self._check_size(frames)
         now = time.time()
         encode, pending = rec.encode_record, rec.PENDING
@@ -145,7 +138,7 @@ class SocketSupport:
         key = rec.encode_key
         with self._lock:
             self._check_open()
-            if self._hot:
+            if self._slot_files:
                 settle = [entry_id for entry_id in settle if not self._settle_held(entry_id)]
             batch = self._batch()
             changes: list[tuple[CounterKey, int]] = []
@@ -233,13 +226,15 @@ class SocketSupport:
     def _unlog(self, entry_id: int) -> None:
         """Take back an entry whose message never moved (the send failed)."""
         with self._lock:
-            known = self._inflight.pop(entry_id, None)
-            if known is None or self._closed:
+            if self._closed:
                 return
-            slot = self._hot.pop(entry_id, None)
+            slot = self._holding(entry_id)
             if slot is not None:
                 slot.clear()
                 self._counts[slot.counter_key] -= 1
+                return
+            known = self._inflight.pop(entry_id, None)
+            if known is None:
                 return
             batch = self._batch()
             batch.delete("entries", rec.encode_key(entry_id))

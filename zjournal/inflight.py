@@ -6,10 +6,10 @@ the application asks for the next one; or sent, acked once ZeroMQ took it.
 Writing each of them to RocksDB and deleting it again was the floor of the
 hot path (one store write per message, ~3 µs). Instead each journaled socket
 owns a small memory-mapped file with one slot per direction. A slot holds the
-record of the message in flight, exactly as the store would hold it; the next
-message overwrites it, and that overwrite *is* the ack of the previous one. An
-entry that must outlive its slot (nacked, kept pending, the socket closes) is
-moved to the store first ("spilled", by the journal).
+message in flight; the next message overwrites it, and that overwrite *is* the
+ack of the previous one. An entry that must outlive its slot (nacked, kept
+pending, its socket closes) is moved to the store first ("spilled", by the
+journal), as the store record :meth:`Slot.record` builds.
 
 Why this keeps write-ahead: a store to a shared file mapping is in the kernel's
 page cache the instant it is made, so it survives the process being killed, as
@@ -18,12 +18,16 @@ the slot files in the background with the WAL; ``always`` mode does not use
 slots. Opening a journal moves every valid slot record into the store before
 anything else reads it.
 
-Layout: a file holds two regions of :data:`REGION_SIZE` bytes (inbound,
-outbound). A region starts with a header ``crc32, length, entry id`` (little
-endian u32, u32, u64) followed by ``length`` bytes of record; length 0 is an
-empty slot. The record is written before the header, and the crc (of the
-record, seeded with the id) rejects a header or record torn by a crash or
-power loss, so a slot is either the old record, the new one, or empty.
+File layout: a 4 KiB file header (magic, then the socket's name as a u32
+length and UTF-8), then two regions of :data:`REGION_SIZE` bytes, inbound and
+outbound. A region starts with a 32-byte header (little endian: checksum u32,
+length u32, entry id u64, created f64, envelope size u8, kind u8) followed by
+``length`` bytes of message: the frame itself (kind 0, one frame) or a msgpack
+list of frames (kind 1). Length 0 is an empty slot. The message is written
+before the header, and the checksum (Adler-32 of the message, seeded with the
+id, envelope size and kind) rejects a slot torn by a crash or power loss, so a slot is the
+old message, the new one, or empty. (A torn ``created`` alone only makes the
+recovered timestamp a little off.)
 """
 
 from __future__ import annotations
@@ -35,73 +39,123 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+import msgpack
+
+from zjournal import entry as rec
 from zjournal.errors import StoreError
 
 DIRECTORY = "inflight"
 SUFFIX = ".slots"
+_MAGIC = b"ZJSLOT1\0"
+_FILE_HEADER_SIZE = 4096
+_NAME_LENGTH = struct.Struct("<I")
+MAX_NAME_BYTES = _FILE_HEADER_SIZE - len(_MAGIC) - _NAME_LENGTH.size
 REGION_SIZE = 64 * 1024
-_HEADER = struct.Struct("<IIQ")
+_HEADER = struct.Struct("<IIQdBB")
 _EMPTY = struct.Struct("<II")
-HEADER_SIZE = _HEADER.size
-#: the largest record a slot holds; larger messages go to the store directly
+HEADER_SIZE = 32
+#: the largest message (encoded) a slot holds; larger ones go to the store directly
 CAPACITY = REGION_SIZE - HEADER_SIZE
-_ID_SEED_MASK = 0xFFFFFFFF
+_SINGLE, _LIST = 0, 1
+_MASK = 0xFFFFFFFF
 _pack_header = _HEADER.pack_into
-_crc32 = zlib.crc32
+_checksum = zlib.adler32  # a third of crc32's cost on small messages; ample for torn writes
+_pack_frames = msgpack.Packer(use_bin_type=True).pack
+
+
+def fits_slot(frames: list[bytes]) -> bool:
+    """Whether a message fits a slot (a msgpack list header and bin headers take at most 5 bytes each)."""
+    if len(frames) == 1:
+        return len(frames[0]) <= CAPACITY
+    return sum(len(f) for f in frames) + 5 * (len(frames) + 1) <= CAPACITY
+
+
+def _seed(entry_id: int, envelope_size: int, kind: int) -> int:
+    return ((entry_id << 9) | (envelope_size << 1) | kind) & _MASK
 
 
 class Slot:
-    """One region of a slot file: the record of at most one in-flight entry."""
+    """One region of a slot file: at most one in-flight entry, the message and what its record needs."""
 
-    __slots__ = ("_base", "_mm", "counter_key", "dcode", "entry_id", "name", "stream", "value")
+    __slots__ = (
+        "_base",
+        "_mm",
+        "counter_key",
+        "created",
+        "dcode",
+        "entry_id",
+        "envelope_size",
+        "frames",
+        "name",
+    )
 
     def __init__(self, mm: mmap.mmap, base: int, name: str, dcode: int) -> None:
         self._mm = mm
         self._base = base
         self.name = name
         self.dcode = dcode
-        self.stream = (name, dcode)  # what the journal's in-flight map holds for an entry
-        self.counter_key = (name, dcode, 0)  # (name, direction code, pending): the journal's counter
+        self.counter_key = (name, dcode, rec.PENDING)  # the journal's counter of this stream's pending entries
         self.entry_id = 0  # 0: empty
-        self.value: bytes | None = None
+        self.frames: list[bytes] = []
+        self.created = 0.0
+        self.envelope_size = 0
 
-    def write(self, entry_id: int, value: bytes) -> None:
-        """Hold ``value`` as the record of ``entry_id``, replacing what the slot held."""
-        base = self._base
-        n = len(value)
-        self._mm[base + HEADER_SIZE : base + HEADER_SIZE + n] = value  # the record first, the header last
-        _pack_header(self._mm, base, _crc32(value, entry_id & _ID_SEED_MASK), n, entry_id)
+    def write(self, entry_id: int, frames: list[bytes], created: float, envelope_size: int) -> None:
+        """Hold a message (one that :func:`fits_slot`) as entry ``entry_id``, replacing what the slot held."""
+        if len(frames) == 1:
+            data, kind = frames[0], _SINGLE
+        else:
+            data, kind = _pack_frames(frames), _LIST
+        n = len(data)
+        mm, base = self._mm, self._base
+        mm[base + HEADER_SIZE : base + HEADER_SIZE + n] = data  # the message first, the header last
+        crc = _checksum(data, ((entry_id << 9) | (envelope_size << 1) | kind) & _MASK)  # _seed, inlined
+        _pack_header(mm, base, crc, n, entry_id, created, envelope_size, kind)
         self.entry_id = entry_id
-        self.value = value
+        self.frames = frames
+        self.created = created
+        self.envelope_size = envelope_size
 
     def clear(self) -> None:
         _EMPTY.pack_into(self._mm, self._base, 0, 0)
         self.entry_id = 0
-        self.value = None
+        self.frames = []
+
+    def record(self) -> bytes:
+        """The store record of the entry held (pending, delivered once)."""
+        return rec.encode_record(
+            rec.PENDING, 1, self.created, self.name, self.dcode, self.frames, 0.0, "", self.envelope_size
+        )
 
 
 class SlotFile:
     """A socket's slot file: an inbound and an outbound :class:`Slot`."""
 
     def __init__(self, path: str, name: str) -> None:
+        encoded = name.encode()
+        if len(encoded) > MAX_NAME_BYTES:
+            raise ValueError(f"socket name of {len(encoded)} bytes is too long for a slot file")
         self.path = path
+        size = _FILE_HEADER_SIZE + 2 * REGION_SIZE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             # Allocate the blocks now: writing a page of a sparse mapping on a
             # full disk kills the process with SIGBUS instead of failing a call.
-            os.posix_fallocate(fd, 0, 2 * REGION_SIZE)
-            self._mm = mmap.mmap(fd, 2 * REGION_SIZE)
+            os.posix_fallocate(fd, 0, size)
+            self._mm = mmap.mmap(fd, size)
         except OSError as e:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise StoreError(f"cannot create the in-flight slot file {path}: {e}") from e
+        self._mm[: len(_MAGIC) + _NAME_LENGTH.size + len(encoded)] = _MAGIC + _NAME_LENGTH.pack(len(encoded)) + encoded
         self.fd = fd
-        self.inbound = Slot(self._mm, 0, name, 0)
-        self.outbound = Slot(self._mm, REGION_SIZE, name, 1)
+        self.inbound = Slot(self._mm, _FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
+        self.outbound = Slot(self._mm, _FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
 
     def sync(self) -> None:
-        os.fsync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+        if self.fd >= 0:
+            os.fsync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
 
     def close(self) -> None:
         """Unmap and delete the file; the caller has emptied (or spilled) both slots."""
@@ -118,10 +172,15 @@ def directory(journal_path: str) -> str:
     return os.path.join(journal_path, DIRECTORY)
 
 
-def create(journal_path: str, name: str) -> SlotFile:
-    """A new slot file in the journal's slot directory."""
+def create(journal_path: str, name: str) -> SlotFile | None:
+    """A new slot file in the journal's slot directory; None for a name too long to record."""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return None  # such a socket journals in the store only
     where = directory(journal_path)
-    os.makedirs(where, exist_ok=True)
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the in-flight slot directory {where}: {e}") from e
     for n in range(1, 1_000_000):
         path = os.path.join(where, f"{n}{SUFFIX}")
         if not os.path.exists(path):
@@ -142,20 +201,37 @@ def slot_files(journal_path: str) -> list[str]:
 
 
 def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
-    """Every valid ``(entry id, record)`` in the journal's slot files (torn or empty slots skipped)."""
+    """Every valid ``(entry id, store record)`` in the journal's slot files (torn or empty slots skipped)."""
     for path in slot_files(journal_path):
         try:
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             continue  # a socket closed meanwhile (read-only views race with the owner)
-        for base in range(0, len(data) - HEADER_SIZE + 1, REGION_SIZE):
-            crc, length, entry_id = _HEADER.unpack_from(data, base)
-            if not length or length > CAPACITY or not entry_id:
-                continue
-            value = data[base + HEADER_SIZE : base + HEADER_SIZE + length]
-            if len(value) == length and zlib.crc32(value, entry_id & _ID_SEED_MASK) == crc:
-                yield entry_id, value
+        yield from _records_of(data)
+
+
+def _records_of(data: bytes) -> Iterator[tuple[int, bytes]]:
+    if not data.startswith(_MAGIC) or len(data) < _FILE_HEADER_SIZE:
+        return  # created but never written (a crash right at socket creation)
+    (length,) = _NAME_LENGTH.unpack_from(data, len(_MAGIC))
+    start = len(_MAGIC) + _NAME_LENGTH.size
+    try:
+        name = data[start : start + length].decode()
+    except UnicodeDecodeError:
+        return
+    for dcode in (0, 1):
+        base = _FILE_HEADER_SIZE + dcode * REGION_SIZE
+        if len(data) < base + HEADER_SIZE:
+            return
+        crc, n, entry_id, created, envelope_size, kind = _HEADER.unpack_from(data, base)
+        if not n or n > CAPACITY or not entry_id or kind not in (_SINGLE, _LIST):
+            continue
+        message = data[base + HEADER_SIZE : base + HEADER_SIZE + n]
+        if len(message) != n or _checksum(message, _seed(entry_id, envelope_size, kind)) != crc:
+            continue
+        frames = [message] if kind == _SINGLE else msgpack.unpackb(message, raw=False)
+        yield entry_id, rec.encode_record(rec.PENDING, 1, created, name, dcode, frames, 0.0, "", envelope_size)
 
 
 def remove_all(journal_path: str) -> None:

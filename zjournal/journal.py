@@ -103,6 +103,8 @@ class Journal(SocketSupport, Operations):
         self.max_attempts = max_attempts
         self.fsync_interval = float(fsync_interval)
         self.max_message_size = max_message_size
+        # A single frame up to this size needs no size check on the hot path (it fits a slot and the limit).
+        self._unchecked_size = min(inflight.CAPACITY, max_message_size)
         self.path = path
         self._store: Store = store if store is not None else MemoryStore()
         self._lock = threading.Lock()
@@ -119,11 +121,11 @@ class Journal(SocketSupport, Operations):
         self._sockets: dict[str, Any] = {}  # name -> live JournaledSocket
         self._observers: list[Any] = []
         self._store_failed = False  # a write failed: reopen the store before the next one
-        # In-flight slots (zjournal.inflight): entries held in a socket's slot
-        # file instead of the store, id -> slot. Only journals on disk whose
-        # durability a page-cache write meets, and without retention (an acked
-        # entry must then be kept, which is a store write anyway).
-        self._hot: dict[int, inflight.Slot] = {}
+        # In-flight slots (zjournal.inflight): each socket's slot file, whose
+        # entries are held there instead of the store (and are not in
+        # _inflight: a slot is its own record of who settles them). Only
+        # journals on disk whose durability a page-cache write meets, and
+        # without retention (an acked entry must then be kept: a store write).
         self._slot_files: list[inflight.SlotFile] = []
         self._hot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
         self._use_slots = (
@@ -262,7 +264,7 @@ class Journal(SocketSupport, Operations):
             held = sorted(self._hot_view.items())
         else:
             with self._lock:
-                held = sorted((entry_id, slot.value) for entry_id, slot in self._hot.items() if slot.value)
+                held = sorted((slot.entry_id, slot.record()) for slot in self._held_slots())
         return held, (held[0][0] if held else None)
 
     def _scan_with_slots(self) -> Iterator[tuple[int, bytes]]:
@@ -392,49 +394,70 @@ class Journal(SocketSupport, Operations):
 
     def _load_record(self, entry_id: int) -> list | None:
         """The record of an entry, wherever it is (for reading: see :meth:`_load_for_update`)."""
-        slot = self._hot.get(entry_id)
-        raw = slot.value if slot is not None else self._hot_view.get(entry_id)
+        slot = self._holding(entry_id)
+        raw = slot.record() if slot is not None else self._hot_view.get(entry_id)
         if raw is None:
             raw = self._store.get("entries", rec.encode_key(entry_id))
         return None if raw is None else rec.decode_record(raw)
 
     def _load_for_update(self, entry_id: int) -> list | None:
         """The record of an entry about to change in the store (lock held): out of its slot first."""
-        if entry_id in self._hot:
-            self._spill(entry_id)
+        slot = self._holding(entry_id)
+        if slot is not None:
+            self._spill(slot)
         raw = self._store.get("entries", rec.encode_key(entry_id))
         return None if raw is None else rec.decode_record(raw)
 
-    def _spill(self, entry_id: int) -> None:
-        """Move an entry from its in-flight slot to the store (lock held); it stays pending."""
-        slot = self._hot[entry_id]
+    def _held_slots(self) -> list[inflight.Slot]:
+        """The slots holding an entry (a journal has a slot file per live socket: a short list)."""
+        return [slot for f in self._slot_files for slot in (f.inbound, f.outbound) if slot.entry_id]
+
+    def _holding(self, entry_id: int) -> inflight.Slot | None:
+        """The slot holding ``entry_id``, if one does."""
+        for f in self._slot_files:
+            if f.inbound.entry_id == entry_id:
+                return f.inbound
+            if f.outbound.entry_id == entry_id:
+                return f.outbound
+        return None
+
+    def _spill(self, slot: inflight.Slot) -> None:
+        """Move the entry a slot holds to the store (lock held); it stays pending.
+
+        It becomes an ordinary in-flight entry: its socket (a REQ awaiting the
+        reply, say) may still settle it, and redelivery in this process leaves
+        it alone, as for any entry a socket handed over.
+        """
+        entry_id = slot.entry_id
         batch = self._batch()
-        batch.put("entries", rec.encode_key(entry_id), slot.value)
+        batch.put("entries", rec.encode_key(entry_id), slot.record())
         self._commit(batch, [])
         # Store first, then the slot: a crash between leaves both, and opening keeps the store's.
-        del self._hot[entry_id]
         slot.clear()
+        self._inflight[entry_id] = (slot.name, slot.dcode)
 
     def _spill_all(self) -> None:
         """Move every slot-held entry to the store in one write (lock held)."""
-        if not self._hot:
+        held = self._held_slots()
+        if not held:
             return
         batch = self._batch()
-        for entry_id, slot in self._hot.items():
-            batch.put("entries", rec.encode_key(entry_id), slot.value)
+        for slot in held:
+            batch.put("entries", rec.encode_key(slot.entry_id), slot.record())
         self._commit(batch, [])
-        for slot in self._hot.values():
+        for slot in held:
+            self._inflight[slot.entry_id] = (slot.name, slot.dcode)
             slot.clear()
-        self._hot.clear()
 
     def _settle_held(self, entry_id: int) -> bool:
         """Ack a slot-held entry by emptying its slot (lock held); False if no slot holds it."""
-        slot = self._hot.pop(entry_id, None)
+        if not self._slot_files:
+            return False
+        slot = self._holding(entry_id)
         if slot is None:
             return False
         slot.clear()
         self._counts[slot.counter_key] -= 1
-        self._inflight.pop(entry_id, None)
         self._dirty = True
         if self._observers:
             self._emit("on_ack", slot.name, slot.dcode, 1)
@@ -458,7 +481,7 @@ class Journal(SocketSupport, Operations):
                 return  # the journal's close took care of it
             for slot in (slots.inbound, slots.outbound):
                 if slot.entry_id:
-                    self._spill(slot.entry_id)
+                    self._spill(slot)
             slots.close()
             self._slot_files.remove(slots)
 
@@ -498,8 +521,8 @@ class Journal(SocketSupport, Operations):
         self._check_open()
         with self._lock:
             self._check_open()
-            if entry_id in self._hot:
-                return self._settle_held(entry_id)
+            if self._settle_held(entry_id):
+                return True
             try:
                 r = self._require_record(entry_id, "ack")
             except UnknownEntryError:

@@ -357,7 +357,8 @@ class JournaledSocket(zmq.Socket):
         state = self._s
         settle = state.settle_sent
         state.settle_sent = 0
-        if state.slots is not None and policy is not AckPolicy.EXPLICIT:
+        # Slots hold what this socket settles itself; a plugin's policy settles elsewhere: the store.
+        if state.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
             entry_id = self._journal._log_held(state.slots.outbound, frames, settle, 1 if self._router else 0)
         else:
             entry_id = self._journal._log(
@@ -413,16 +414,6 @@ class JournaledSocket(zmq.Socket):
             self._s.settle_next = 0
             self._journal._settle(settle)
 
-    def _first_frame(self, flags: int, track: bool) -> tuple[zmq.Frame, int]:
-        """The fast paths' :meth:`_recv_first`: while messages flow the previous ack rides along."""
-        settle = self._s.settle_next
-        if not settle:
-            return _base_recv(self, flags, False, track), 0
-        try:
-            return _base_recv(self, flags | _NOBLOCK, False, track), settle
-        except zmq.Again:
-            return self._recv_first(flags, track)  # idle: the ack goes now, then we wait
-
     def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> None:
         """Journal a whole inbound message of the fast paths in the socket's slot."""
         state = self._s
@@ -431,22 +422,32 @@ class JournaledSocket(zmq.Socket):
             if settle:
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
-        entry_id = self._journal._log_held(slot, frames, settle)
-        state.settle_next = state.last_id = entry_id
+        state.settle_next = state.last_id = self._journal._log_held(slot, frames, settle)
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         state = self._s
         slot = state.fast_in
         if slot is not None and state.rx is None and state.serving is None:
-            got, settle = self._first_frame(flags, track)  # may raise: nothing started
+            # The common case, inlined (this is the hottest code of the project).
+            # While messages flow the previous message's ack rides with this one.
+            settle = state.settle_next
+            if settle:
+                try:
+                    got = _base_recv(self, flags | _NOBLOCK, False, track)
+                except zmq.Again:
+                    got, settle = self._recv_first(flags, track)  # idle: the ack goes now, then we wait
+            else:
+                got = _base_recv(self, flags, False, track)
             data = got.bytes
             if got.more:  # frame by frame: journaled when the last one is read
                 state.settle_next = 0
                 state.rx = [data]
                 state.rx_settle = settle
                 state.rx_redelivered = 0
-            else:
+            elif killpoints.ARMED:
                 self._received_held(slot, [data], settle)
+            else:
+                state.settle_next = state.last_id = self._journal._log_held(slot, [data], settle)
             return data if copy else got
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
             frame = super().recv(flags, copy, track)
@@ -601,7 +602,14 @@ class JournaledSocket(zmq.Socket):
         state = self._s
         slot = state.fast_in
         if slot is not None and state.rx is None and state.serving is None:
-            got, settle = self._first_frame(flags, track)
+            settle = state.settle_next
+            if settle:
+                try:
+                    got = _base_recv(self, flags | _NOBLOCK, False, track)
+                except zmq.Again:
+                    got, settle = self._recv_first(flags, track)
+            else:
+                got = _base_recv(self, flags, False, track)
             frames = [got.bytes]
             parts = [got]
             while got.more:
@@ -812,7 +820,7 @@ class JournaledSocket(zmq.Socket):
             return
         policy = self._in_policy
         envelope_size = _envelope_size(frames) if self._router else 0
-        if self._s.slots is not None and policy is not AckPolicy.EXPLICIT:
+        if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
             entry_id = journal._log_held(self._s.slots.inbound, frames, settle, envelope_size)
         else:
             entry_id = journal._log(
@@ -1010,7 +1018,7 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
         if cutoff is not None and (entry.updated or entry.created) > cutoff:
             continue
         if isinstance(target, JournaledSocket):
-            if entry.id in journal._inflight:
+            if entry.id in journal._inflight or journal._holding(entry.id) is not None:
                 continue  # this process sent it and is waiting for its ack
             delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
             if delivered is None:
