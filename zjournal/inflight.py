@@ -33,6 +33,7 @@ recovered timestamp a little off.)
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import struct
@@ -50,7 +51,7 @@ _MAGIC = b"ZJSLOT1\0"
 _FILE_HEADER_SIZE = 4096
 _NAME_LENGTH = struct.Struct("<I")
 MAX_NAME_BYTES = _FILE_HEADER_SIZE - len(_MAGIC) - _NAME_LENGTH.size
-REGION_SIZE = 64 * 1024
+REGION_SIZE = 16 * 1024  # a file per socket is 36 KiB on disk; larger messages go to the store
 _HEADER = struct.Struct("<IIQdBB")
 _EMPTY = struct.Struct("<II")
 HEADER_SIZE = 32
@@ -141,7 +142,7 @@ class SlotFile:
         try:
             # Allocate the blocks now: writing a page of a sparse mapping on a
             # full disk kills the process with SIGBUS instead of failing a call.
-            os.posix_fallocate(fd, 0, size)
+            _allocate(fd, size)
             self._mm = mmap.mmap(fd, size)
         except OSError as e:
             os.close(fd)
@@ -166,6 +167,15 @@ class SlotFile:
         self.fd = -1
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+
+
+def _allocate(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        os.pwrite(fd, bytes(size), 0)  # a filesystem without fallocate: write the zeros ourselves
 
 
 def directory(journal_path: str) -> str:

@@ -394,8 +394,12 @@ class Journal(SocketSupport, Operations):
 
     def _load_record(self, entry_id: int) -> list | None:
         """The record of an entry, wherever it is (for reading: see :meth:`_load_for_update`)."""
-        slot = self._holding(entry_id)
-        raw = slot.record() if slot is not None else self._hot_view.get(entry_id)
+        raw = self._hot_view.get(entry_id)
+        if self._slot_files:
+            with self._lock:  # a socket may be writing its slot in another thread
+                slot = self._holding(entry_id)
+                if slot is not None:
+                    raw = slot.record()
         if raw is None:
             raw = self._store.get("entries", rec.encode_key(entry_id))
         return None if raw is None else rec.decode_record(raw)

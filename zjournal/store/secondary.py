@@ -29,8 +29,9 @@ from zjournal.errors import (
 from zjournal.store.base import TABLES, Batch, Store
 from zjournal.store.rocks import check_journal_path, corruption_error, iterate
 
-# Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config.
-_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json"}
+# Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config,
+# and zjournal's in-flight slot files (not RocksDB's; the journal reads them itself).
+_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight"}
 
 
 class SecondaryRocksStore(Store):

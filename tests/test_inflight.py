@@ -1,0 +1,242 @@
+"""In-flight slots: the message a socket is moving lives in its slot file, and nothing is lost by it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+import zjournal
+from zjournal import inflight
+from zjournal.entry import encode_key
+
+
+def _slot_files(journal_path: str) -> list[str]:
+    return inflight.slot_files(journal_path)
+
+
+def _in_store(journal: zjournal.Journal, entry_id: int) -> bool:
+    return journal._store.get("entries", encode_key(entry_id)) is not None
+
+
+@pytest.fixture
+def pipe(journal, ctx, endpoint):
+    """A plain PUSH into a journaled PULL."""
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    addr = endpoint()
+    pull.bind(addr)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(addr)
+    return push, pull
+
+
+def test_the_message_in_hand_is_in_a_slot_not_the_store(journal, journal_path, pipe) -> None:
+    push, pull = pipe
+    push.send(b"one")
+    assert pull.recv() == b"one"
+    first = pull.last_id
+    assert not _in_store(journal, first)
+    assert len(_slot_files(journal_path)) == 1
+    entry = journal.get(first)
+    assert entry is not None and entry.frames == [b"one"] and entry.state == "pending" and entry.attempts == 1
+    assert [e.id for e in journal.entries(state="pending")] == [first]
+    assert journal.count(state="pending") == 1
+    push.send(b"two")
+    assert pull.recv() == b"two"  # asking for the next one acked the first
+    assert journal.get(first) is None
+    assert journal.count(state="pending") == 1
+
+
+def test_a_clean_close_leaves_no_slot_files_and_what_is_kept_stays_pending(journal_path, open_journal, ctx) -> None:
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.bind("inproc://keep")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://keep")
+    push.send(b"kept")
+    push.send(b"done")
+    with pytest.raises(RuntimeError), pull.receiving() as frames:
+        assert frames == [b"kept"]
+        raise RuntimeError("handling failed")
+    assert pull.recv() == b"done"  # the kept one leaves its slot for the store, still pending
+    pull.close()  # done with "done"
+    journal.close()
+    assert _slot_files(journal_path) == []
+    again = open_journal()
+    assert [e.frames for e in again.entries(state="pending")] == [[b"kept"]]
+
+
+def test_the_floor_never_passes_an_entry_held_in_a_slot(journal_path, open_journal, ctx) -> None:
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.bind("inproc://floor")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://floor")
+    push.send(b"held")
+    push.send(b"next")
+    with pytest.raises(RuntimeError), pull.receiving():
+        raise RuntimeError("keep it")
+    journal.append("other", [b"newer"], direction="in")  # the store's first live entry is newer
+    assert len(list(journal.entries())) == 2  # a scan moves the floor up to the first live id
+    assert pull.recv() == b"next"  # the held one goes to the store, below that first id
+    journal.close()
+    again = open_journal()
+    assert sorted(e.frames[0] for e in again.entries()) == [b"held", b"newer", b"next"]
+    assert again.count(state="pending") == 3
+
+
+def test_messages_larger_than_a_slot_go_to_the_store(journal, pipe) -> None:
+    push, pull = pipe
+    big = b"b" * (inflight.CAPACITY + 1)
+    push.send(big)
+    assert pull.recv() == big
+    big_id = pull.last_id
+    assert _in_store(journal, big_id)
+    push.send(b"small")
+    assert pull.recv() == b"small"
+    assert journal.get(big_id) is None  # acked all the same
+    small_id = pull.last_id
+    assert not _in_store(journal, small_id) and journal.count(state="pending") == 1
+
+
+def test_multipart_messages_round_trip_through_a_slot(journal, ctx, endpoint) -> None:
+    router = journal.wrap(ctx.socket(zmq.ROUTER), name="front")
+    addr = endpoint()
+    router.bind(addr)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.IDENTITY, b"client-1")
+    dealer.connect(addr)
+    dealer.send_multipart([b"", b"hello", b"world"])
+    frames = router.recv_multipart()
+    entry = journal.get(router.last_id)
+    assert entry is not None and entry.frames == frames and entry.envelope == [b"client-1", b""]
+    assert not _in_store(journal, router.last_id)
+
+
+def test_nacking_the_message_in_hand_redelivers_it(journal, pipe) -> None:
+    push, pull = pipe
+    push.send(b"again")
+    assert pull.recv() == b"again"
+    first = pull.last_id
+    pull.nack()
+    assert pull.poll(2000)
+    assert pull.recv() == b"again"
+    assert pull.last_id == first and journal.get(first).attempts == 2
+
+
+def test_a_read_only_view_sees_the_message_being_handled(journal, journal_path, pipe, open_journal) -> None:
+    push, pull = pipe
+    push.send(b"in hand")
+    assert pull.recv() == b"in hand"
+    view = open_journal(read_only=True)
+    assert view.count(state="pending", direction="in") == 1
+    assert [e.frames for e in view.entries()] == [[b"in hand"]]
+    assert view.get(pull.last_id).frames == [b"in hand"]
+    push.send(b"next")
+    assert pull.recv() == b"next"
+    view.refresh()
+    assert [e.frames for e in view.entries()] == [[b"next"]]
+
+
+def test_a_torn_slot_is_skipped(tmp_path: Path) -> None:
+    path = str(tmp_path / "j")
+    os.makedirs(path)
+    slots = inflight.create(path, "work")
+    assert slots is not None
+    slots.inbound.write(7, [b"whole message"], 1.5, 0)
+    slots.outbound.write(8, [b"a", b"b"], 2.5, 1)
+    assert sorted(entry_id for entry_id, _ in inflight.read_records(path)) == [7, 8]
+    with open(slots.path, "r+b") as f:  # a byte of the inbound message changed after its header was written
+        f.seek(4096 + inflight.HEADER_SIZE + 3)
+        f.write(b"X")
+    assert [entry_id for entry_id, _ in inflight.read_records(path)] == [8]
+    slots.close()
+    assert inflight.slot_files(path) == []
+
+
+KILLED_WHILE_HANDLING = r"""
+import os, signal, sys, zmq, zjournal
+path, addr = sys.argv[1:3]
+journal = zjournal.open(path)
+ctx = zmq.Context()
+pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+pull.bind(addr)
+req = journal.wrap(ctx.socket(zmq.REQ), name="ask")
+req.connect("ipc://" + path + ".nobody")   # nobody answers: the request stays in flight
+req.send(b"question")
+for expected in (b"first", b"second"):
+    assert pull.recv() == expected
+print("handling", pull.last_id, req.last_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkill_while_handling_keeps_the_slots_and_nothing_acked(tmp_path: Path) -> None:
+    path = str(tmp_path / "crash.journal")
+    addr = f"ipc://{tmp_path}/work.sock"
+    command = [sys.executable, "-c", KILLED_WHILE_HANDLING, path, addr]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    ctx = zmq.Context()
+    try:
+        push = ctx.socket(zmq.PUSH)
+        push.connect(addr)
+        push.send(b"first")
+        push.send(b"second")
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert proc.wait(20) == -signal.SIGKILL
+    finally:
+        ctx.destroy(linger=0)
+    assert line[0] == "handling"
+    second, question = int(line[1]), int(line[2])
+    assert len(inflight.slot_files(path)) == 2  # the killed process never cleaned up
+    with zjournal.open(path) as journal:
+        assert inflight.slot_files(path) == []  # opening moved the records into the store
+        pending = {e.id: e for e in journal.entries(state="pending")}
+        assert set(pending) == {second, question}  # "first" was acked by asking for "second"
+        assert pending[second].frames == [b"second"] and pending[second].direction == "in"
+        assert pending[question].frames == [b"question"] and pending[question].direction == "out"
+        assert _in_store(journal, second) and _in_store(journal, question)
+        ctx = zmq.Context()
+        try:
+            pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+            pull.bind(addr)
+            assert pull.recv() == b"second" and journal.get(second).attempts == 2
+        finally:
+            ctx.destroy(linger=0)
+
+
+def test_interval_mode_syncs_the_slot_files(open_journal, ctx, monkeypatch) -> None:
+    synced: list[str] = []
+    real_sync = inflight.SlotFile.sync
+    monkeypatch.setattr(inflight.SlotFile, "sync", lambda self: (synced.append(self.path), real_sync(self)))
+    journal = open_journal(durability="interval", fsync_interval=5)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.bind("inproc://interval")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://interval")
+    push.send(b"m")
+    assert pull.recv() == b"m"
+    deadline = time.monotonic() + 5
+    while not synced and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert synced
+
+
+def test_always_mode_and_retention_keep_every_entry_in_the_store(open_journal, ctx, tmp_path) -> None:
+    for n, options in enumerate(({"durability": "always"}, {"retention": 60})):
+        journal = open_journal(str(tmp_path / f"j{n}"), **options)
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+        pull.bind(f"inproc://store-only-{n}")
+        push = ctx.socket(zmq.PUSH)
+        push.connect(f"inproc://store-only-{n}")
+        push.send(b"m")
+        assert pull.recv() == b"m"
+        assert _in_store(journal, pull.last_id)
+        assert inflight.slot_files(str(tmp_path / f"j{n}")) == []
