@@ -59,3 +59,17 @@ def test_crash_harness_pipeline_short_mode_loses_nothing(tmp_path) -> None:
     result = json.loads(out.read_text())
     assert result["system"] == "pipeline" and result["rounds"] == 6
     assert result["accepted"] > 0 and result["lost"] == 0 and result["left_pending"] == 0
+
+
+def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path) -> None:
+    import json
+
+    out = tmp_path / "bench.json"
+    text = run("bench", "--quick", "--repeat", "1", "--only", "pushpull,latency,device,memory", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert set(report["scenarios"]) == {"pushpull", "latency", "device", "memory"}
+    variants = {r["variant"] for r in report["scenarios"]["pushpull"]["rows"]}
+    assert variants == {"raw", "process", "interval", "always"}
+    assert all(r["median"] > 0 for r in report["scenarios"]["pushpull"]["rows"])
+    assert {t["target"] for t in report["targets"]} >= {"zjournal.Queue (process) / zmq.proxy"}
+    assert "| variant | p50 | p99 | p99.9 | p50 / raw |" in text and "## targets" in text

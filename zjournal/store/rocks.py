@@ -83,8 +83,19 @@ def corruption_error(path: str, error: Exception, info_log: str = "") -> Journal
     )
 
 
+# A journal's entries are mostly written and deleted again within one memtable;
+# RocksDB's default (64 MiB, two of them) made a receiver with many pending
+# entries hold ~100 MiB. 16 MiB keeps memory flat as entries pile up on disk.
+_MEMTABLE_BYTES = 16 * 1024 * 1024
+
+
 def _column_families() -> dict[str, rocksdict.Options]:
-    return {name: rocksdict.Options(raw_mode=True) for name in TABLES}
+    families = {}
+    for name in TABLES:
+        opts = rocksdict.Options(raw_mode=True)
+        opts.set_write_buffer_size(_MEMTABLE_BYTES)
+        families[name] = opts
+    return families
 
 
 def check_journal_path(path: str) -> bool:
@@ -118,7 +129,11 @@ def iterate(cf: rocksdict.Rdict, start: bytes, path: str) -> Iterator[tuple[byte
     the iterator's status is checked at the end: a damaged file is reported,
     never taken for the end of the data.
     """
-    it = cf.iter()  # the implicit snapshot is taken here, not at the first next()
+    # A scan reads every entry once (counting at open, listings): keeping its
+    # blocks in the cache would only make memory grow with the journal.
+    options = rocksdict.ReadOptions()
+    options.fill_cache(False)
+    it = cf.iter(options)  # the implicit snapshot is taken here, not at the first next()
     it.seek(start)
     return _drain(it, path)
 

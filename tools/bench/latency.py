@@ -1,6 +1,6 @@
 """REQ -> REP round-trip latency, raw pyzmq against both ends journaled, in one run.
 
-Run:  python tools/bench_latency.py [--requests 20000] [--repeat 3]
+Run:  python tools/bench --only latency   (or this file: python tools/bench/latency.py --requests 20000)
 
 The REP server runs in its own process; the REQ client times each round trip
 (100-byte requests). Reports p50 / p99 / p99.9 in microseconds per variant,
@@ -14,9 +14,12 @@ import multiprocessing as mp
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import zmq
+from common import quantile, table
 
 VARIANTS = ("raw", "process", "interval", "always")
 
@@ -74,9 +77,44 @@ def run_once(variant: str, count: int, workdir: Path, index: int) -> list[float]
     return samples
 
 
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def run(requests: int = 20_000, repeat: int = 3, variants: Sequence[str] = VARIANTS) -> dict[str, Any]:
+    """p50/p99/p99.9 of each variant, the median over repetitions."""
+    stats: dict[str, list[tuple[float, float, float]]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="zjlat") as tmp:
+        index = 0
+        for _ in range(repeat):
+            for variant in variants:
+                index += 1
+                count = requests if variant != "always" else max(100, requests // 20)
+                samples = run_once(variant, count, Path(tmp), index)
+                stats[variant].append((quantile(samples, 0.5), quantile(samples, 0.99), quantile(samples, 0.999)))
+    rows = []
+    for variant, runs in stats.items():
+        p50, p99, p999 = (statistics.median(r[i] for r in runs) for i in range(3))
+        rows.append({"variant": variant, "p50_us": p50, "p99_us": p99, "p999_us": p999, "runs": runs})
+    raw = next((r for r in rows if r["variant"] == "raw"), None)
+    for row in rows:
+        if raw:
+            row["p50_to_raw"] = row["p50_us"] / raw["p50_us"]
+    return {
+        "title": f"REQ->REP round trips, 100-byte requests, both ends journaled, median of {repeat} runs (µs)",
+        "requests": requests,
+        "rows": rows,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        (
+            r["variant"],
+            f"{r['p50_us']:,.0f}",
+            f"{r['p99_us']:,.0f}",
+            f"{r['p999_us']:,.0f}",
+            f"{r['p50_to_raw']:.1f}x" if "p50_to_raw" in r else "-",
+        )
+        for r in result["rows"]
+    ]
+    return table(("variant", "p50", "p99", "p99.9", "p50 / raw"), rows)
 
 
 def main() -> None:
@@ -84,22 +122,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    stats: dict[str, list[tuple[float, float, float]]] = {v: [] for v in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="zjlat") as tmp:
-        index = 0
-        for _ in range(args.repeat):
-            for variant in VARIANTS:
-                index += 1
-                count = args.requests if variant != "always" else max(100, args.requests // 20)
-                samples = run_once(variant, count, Path(tmp), index)
-                stats[variant].append((quantile(samples, 0.5), quantile(samples, 0.99), quantile(samples, 0.999)))
-    print(f"REQ->REP round trips, 100-byte requests, both ends journaled, median of {args.repeat} runs (µs)")
-    print("| variant | p50 | p99 | p99.9 | p50 / raw |")
-    print("|---|---:|---:|---:|---:|")
-    raw_p50 = statistics.median(s[0] for s in stats["raw"])
-    for variant, runs in stats.items():
-        p50, p99, p999 = (statistics.median(r[i] for r in runs) for i in range(3))
-        print(f"| {variant} | {p50:,.0f} | {p99:,.0f} | {p999:,.0f} | {p50 / raw_p50:.1f}x |")
+    result = run(args.requests, args.repeat)
+    print(result["title"])
+    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """PUSH -> PULL throughput, raw pyzmq against journaled sockets, in one run.
 
-Run:  python tools/bench_pushpull.py [--messages 200000] [--size 100] [--repeat 3]
+Run:  python tools/bench --only pushpull   (or this file: python tools/bench/pushpull.py --sizes 100)
 
 Sender and receiver run in separate processes over ipc. ``process+prefetch``
 is ``process`` with the receiver wrapped with ``prefetch=64`` (opt-in); a
 ``:recv`` suffix (``process:recv``) journals the receiver only, to see what
 one journaled consumer can take. Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
-the median msg/s per variant and its ratio to raw pyzmq from the same run.
+the median msg/s per variant and its ratio to raw pyzmq of the same size from
+the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import multiprocessing as mp
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import zmq
+from common import rate, summary, table
 
-VARIANTS = ("raw", "process", "process+prefetch", "interval", "always")
+# Also runnable: "process+prefetch" (the receiver with prefetch=64) and a ":recv" suffix (receiver journaled only).
+VARIANTS = ("raw", "process", "interval", "always")
 
 
 def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
@@ -89,30 +94,63 @@ def run_once(variant: str, count: int, size: int, workdir: Path, index: int) -> 
     return rate
 
 
+def run(
+    sizes: Sequence[int] = (100, 4096),
+    variants: Sequence[str] = VARIANTS,
+    messages: int = 200_000,
+    repeat: int = 3,
+) -> dict[str, Any]:
+    """Every variant at every size, ``repeat`` times in turn; msg/s summaries and ratios to raw."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zjournal-bench-") as tmp:
+        index = 0
+        rates: dict[tuple[int, str], list[float]] = {(size, v): [] for size in sizes for v in variants}
+        for _ in range(repeat):
+            for size in sizes:
+                for variant in variants:
+                    index += 1
+                    count = messages if not variant.startswith("always") else max(2, messages // 50)
+                    rates[(size, variant)].append(run_once(variant, count, size, Path(tmp), index))
+    for (size, variant), values in rates.items():
+        row = {"size": size, "variant": variant, **summary(values)}
+        raw = rates.get((size, "raw"))
+        if raw:
+            row["ratio_to_raw"] = row["median"] / statistics.median(raw)
+        rows.append(row)
+    return {
+        "title": f"PUSH->PULL, sender and receiver in separate processes (ipc), median of {repeat}",
+        "unit": "msg/s",
+        "messages": messages,
+        "rows": rows,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        (
+            f"{r['size']} B",
+            r["variant"],
+            rate(r["median"]),
+            rate(r["min"]),
+            rate(r["max"]),
+            f"{r['ratio_to_raw']:.3f}" if "ratio_to_raw" in r else "-",
+        )
+        for r in result["rows"]
+    ]
+    return table(("size", "variant", "msg/s (median)", "min", "max", "/ raw"), rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
-    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--sizes", default="100,4096")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
-    variants = args.variants.split(",")
-    rates: dict[str, list[float]] = {v: [] for v in variants}
-    with tempfile.TemporaryDirectory(prefix="zjournal-bench-") as tmp:
-        index = 0
-        for _ in range(args.repeat):
-            for variant in variants:
-                index += 1
-                count = args.messages if not variant.startswith("always") else max(2, args.messages // 50)
-                rates[variant].append(run_once(variant, count, args.size, Path(tmp), index))
-    raw = statistics.median(rates["raw"]) if "raw" in rates else None
-    print(f"PUSH->PULL, {args.size}-byte messages, both ends journaled, median of {args.repeat}")
-    print("| variant | msg/s (median) | min | max | / raw |")
-    print("|---|---:|---:|---:|---:|")
-    for variant, values in rates.items():
-        med = statistics.median(values)
-        ratio = f"{med / raw:.3f}" if raw else "-"
-        print(f"| {variant} | {med:,.0f} | {min(values):,.0f} | {max(values):,.0f} | {ratio} |")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    result = run(sizes, args.variants.split(","), args.messages, args.repeat)
+    print(result["title"])
+    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """zjournal against the peers a user would pick instead, in one run.
 
-Run:  python tools/bench_peers.py [--messages 50000] [--repeat 3]
-Needs: ``pip install -e '.[bench]'`` (redis-py, persist-queue) and, for the Redis
-rows, Debian's ``redis-server`` (``apt-get install redis-server``); a row whose
+Run:  python tools/bench --only peers   (or this file: python tools/bench/peers.py --messages 50000)
+Needs: the peers, installed by ``tools/bench/install-peers.sh`` (redis-py and
+persist-queue from the ``bench`` extra, Debian's ``redis-server``); a row whose
 peer is missing says so instead of failing.
 
 Every row moves 100-byte messages from a producer process to a consumer
@@ -27,21 +27,12 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-
-
-def _pushpull():
-    """tools/bench_pushpull.py, imported by name so that spawned processes find its functions."""
-    import sys
-
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    import bench_pushpull
-
-    return bench_pushpull
-
+import pushpull
+from common import rate, summary, table
 
 # -- Redis Streams -------------------------------------------------------------------
 
@@ -188,60 +179,78 @@ def run_persist_queue(count: int, workdir: Path, index: int) -> float:
     return rate
 
 
+RAW, PROCESS, INTERVAL = (
+    "raw pyzmq PUSH/PULL (no durability)",
+    "zjournal, both ends, process",
+    "zjournal, both ends, interval 10 ms",
+)
+
+
+def run(messages: int = 50_000, repeat: int = 3) -> dict[str, Any]:
+    """Each system ``repeat`` times in turn; a missing peer's row says what is missing."""
+    have_redis = shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
+    have_pq = importlib.util.find_spec("persistqueue") is not None
+    missing_redis = "not run: redis-server or redis-py is not installed (tools/bench/install-peers.sh)"
+    rows: dict[str, list[float] | str] = {
+        RAW: [],
+        PROCESS: [],
+        INTERVAL: [],
+        "Redis Streams, AOF everysec": [] if have_redis else missing_redis,
+        "Redis Streams, AOF always": [] if have_redis else missing_redis,
+        "persist-queue SQLiteAckQueue": [] if have_pq else "not run: persist-queue is not installed",
+    }
+    small = max(1000, messages // 10)
+    with tempfile.TemporaryDirectory(prefix="zjpeers") as tmp:
+        workdir = Path(tmp)
+        runs: list[tuple[str, Callable[[int], float]]] = [
+            (RAW, lambda i: pushpull.run_once("raw", messages, 100, workdir, i)),
+            (PROCESS, lambda i: pushpull.run_once("process", messages, 100, workdir, i)),
+            (INTERVAL, lambda i: pushpull.run_once("interval", messages, 100, workdir, i)),
+            ("Redis Streams, AOF everysec", lambda i: run_redis("everysec", messages // 2, workdir)),
+            ("Redis Streams, AOF always", lambda i: run_redis("always", small, workdir)),
+            ("persist-queue SQLiteAckQueue", lambda i: run_persist_queue(small, workdir, i)),
+        ]
+        index = 0
+        for _ in range(repeat):
+            for label, fn in runs:
+                values = rows[label]
+                if isinstance(values, list):
+                    index += 1
+                    values.append(fn(index))
+    raw = statistics.median(rows[RAW])  # type: ignore[arg-type]
+    journaled = statistics.median(rows[PROCESS])  # type: ignore[arg-type]
+    out = []
+    for label, values in rows.items():
+        if isinstance(values, str):
+            out.append({"system": label, "skipped": values})
+            continue
+        med = statistics.median(values)
+        out.append({"system": label, **summary(values), "ratio_to_raw": med / raw, "zjournal_speedup": journaled / med})
+    return {
+        "title": f"100-byte messages, producer and consumer processes, every message acked; median of {repeat}",
+        "unit": "msg/s",
+        "rows": out,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = []
+    for r in result["rows"]:
+        if "skipped" in r:
+            rows.append((r["system"], r["skipped"], "", ""))
+        else:
+            rows.append((r["system"], rate(r["median"]), f"{r['ratio_to_raw']:.3f}", f"{r['zjournal_speedup']:.1f}x"))
+    return table(("system", "msg/s (median)", "/ raw pyzmq", "zjournal process / this"), rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    pushpull = _pushpull()
-    have_redis = shutil.which("redis-server") is not None and importlib.util.find_spec("redis") is not None
-    have_pq = importlib.util.find_spec("persistqueue") is not None
-    rows: dict[str, list[float] | str] = {
-        "raw pyzmq PUSH/PULL (no durability)": [],
-        "zjournal, both ends, process": [],
-        "zjournal, both ends, interval 10 ms": [],
-        "Redis Streams, AOF everysec": [] if have_redis else "redis-server or redis-py not installed",
-        "Redis Streams, AOF always": [] if have_redis else "redis-server or redis-py not installed",
-        "persist-queue SQLiteAckQueue": [] if have_pq else "persist-queue not installed",
-    }
-    small = max(1000, args.messages // 10)
-    with tempfile.TemporaryDirectory(prefix="zjpeers") as tmp:
-        workdir = Path(tmp)
-        index = 0
-        for _ in range(args.repeat):
-            index += 1
-            runs = [
-                (
-                    "raw pyzmq PUSH/PULL (no durability)",
-                    lambda i: pushpull.run_once("raw", args.messages, 100, workdir, i),
-                ),
-                (
-                    "zjournal, both ends, process",
-                    lambda i: pushpull.run_once("process", args.messages, 100, workdir, i),
-                ),
-                (
-                    "zjournal, both ends, interval 10 ms",
-                    lambda i: pushpull.run_once("interval", args.messages, 100, workdir, i),
-                ),
-                ("Redis Streams, AOF everysec", lambda i: run_redis("everysec", args.messages // 2, workdir)),
-                ("Redis Streams, AOF always", lambda i: run_redis("always", small, workdir)),
-                ("persist-queue SQLiteAckQueue", lambda i: run_persist_queue(small, workdir, i)),
-            ]
-            for label, fn in runs:
-                if isinstance(rows[label], list):
-                    index += 1
-                    rows[label].append(fn(index))  # type: ignore[union-attr]
-    raw = statistics.median(rows["raw pyzmq PUSH/PULL (no durability)"])  # type: ignore[arg-type]
-    journaled = statistics.median(rows["zjournal, both ends, process"])  # type: ignore[arg-type]
-    print(f"100-byte messages, producer and consumer processes, every message acked; median of {args.repeat}")
-    print("| system | msg/s (median) | / raw pyzmq | zjournal process / this |")
-    print("|---|---:|---:|---:|")
-    for label, values in rows.items():
-        if isinstance(values, str):
-            print(f"| {label} | {values} | | |")
-            continue
-        med = statistics.median(values)
-        print(f"| {label} | {med:,.0f} | {med / raw:.3f} | {journaled / med:.1f}x |")
+    result = run(args.messages, args.repeat)
+    print(result["title"])
+    print(markdown(result))
 
 
 if __name__ == "__main__":

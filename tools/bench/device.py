@@ -1,6 +1,6 @@
 """Queue device throughput: ``zmq.proxy`` against ``zjournal.Queue`` on the same load, in one run.
 
-Run:  python tools/bench_device.py [--requests 100000] [--clients 16] [--window 50] [--repeat 3]
+Run:  python tools/bench --only device   (or this file: python tools/bench/device.py --requests 100000)
 
 Three processes per run: the device (ROUTER frontend, DEALER backend, over
 ipc), a client process with ``--clients`` DEALER sockets each keeping
@@ -18,8 +18,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import zmq
+from common import rate, summary, table
 
 
 def _device(kind: str, front: str, back: str, path: str, ready, stop) -> None:
@@ -115,6 +117,39 @@ def run_once(kind: str, args: argparse.Namespace, workdir: Path, index: int) -> 
     return rate
 
 
+KINDS = ("proxy", "queue-process", "queue-interval")
+
+
+def run(requests: int = 100_000, clients: int = 16, window: int = 50, repeat: int = 3) -> dict[str, Any]:
+    """zmq.proxy and zjournal.Queue on the same load, ``repeat`` times in turn."""
+    args = argparse.Namespace(requests=requests, clients=clients, window=window)
+    rates: dict[str, list[float]] = {k: [] for k in KINDS}
+    with tempfile.TemporaryDirectory(prefix="zjdev") as tmp:
+        index = 0
+        for _ in range(repeat):
+            for kind in KINDS:
+                index += 1
+                rates[kind].append(run_once(kind, args, Path(tmp), index))
+    proxy = statistics.median(rates["proxy"])
+    rows = [
+        {"device": kind, **summary(values), "ratio_to_proxy": statistics.median(values) / proxy}
+        for kind, values in rates.items()
+    ]
+    return {
+        "title": f"Queue device, {clients} DEALER clients x {window} in flight, 4 echo workers, median of {repeat}",
+        "unit": "requests/s",
+        "rows": rows,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        (r["device"], rate(r["median"]), rate(r["min"]), rate(r["max"]), f"{r['ratio_to_proxy']:.3f}")
+        for r in result["rows"]
+    ]
+    return table(("device", "requests/s (median)", "min", "max", "/ zmq.proxy"), rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
@@ -122,23 +157,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    kinds = ("proxy", "queue-process", "queue-interval")
-    rates: dict[str, list[float]] = {k: [] for k in kinds}
-    with tempfile.TemporaryDirectory(prefix="zjdev") as tmp:
-        index = 0
-        for _ in range(args.repeat):
-            for kind in kinds:
-                index += 1
-                rates[kind].append(run_once(kind, args, Path(tmp), index))
-    proxy = statistics.median(rates["proxy"])
-    print(
-        f"Queue device, {args.clients} DEALER clients x {args.window} in flight, echo workers, median of {args.repeat}"
-    )
-    print("| device | requests/s (median) | min | max | / zmq.proxy |")
-    print("|---|---:|---:|---:|---:|")
-    for kind, values in rates.items():
-        med = statistics.median(values)
-        print(f"| {kind} | {med:,.0f} | {min(values):,.0f} | {max(values):,.0f} | {med / proxy:.3f} |")
+    result = run(args.requests, args.clients, args.window, args.repeat)
+    print(result["title"])
+    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Memory and disk: peak RSS with a million pending entries, and bytes on disk per entry.
 
-Run:  python tools/bench_memory.py [--entries 1000000] [--size 100]
+Run:  python tools/bench --only memory   (or this file: python tools/bench/memory.py --entries 1000000)
 
 Each step runs in a fresh process and reports its peak RSS (ru_maxrss):
 a baseline (zjournal imported, an empty journal open); a journaled PULL
@@ -17,7 +17,11 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from common import table
 
 STEP = r"""
 import json, os, resource, sys, time, zmq, zjournal
@@ -25,7 +29,7 @@ step, path, count, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.ar
 ctx = zmq.Context()
 result = {"step": step}
 if step == "baseline":
-    with zjournal.open(path + "-empty") as j:
+    with zjournal.open(path) as j:
         pass
 elif step == "receive":
     journal = zjournal.open(path)
@@ -69,27 +73,63 @@ def step(name: str, path: str, count: int, size: int) -> dict:
     return json.loads(done.stdout)
 
 
+def run(entries: Sequence[int] = (100_000, 1_000_000), size: int = 100) -> dict[str, Any]:
+    """Peak RSS of each step for each number of pending entries, and bytes on disk per entry."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zjmem") as tmp:
+        base = step("baseline", str(Path(tmp) / "empty.journal"), 0, size)
+        for count in entries:
+            path = str(Path(tmp) / f"mem-{count}.journal")
+            receive = step("receive", path, count, size)
+            restart = step("restart", path, count, size)
+            rows.append(
+                {
+                    "pending": count,
+                    "baseline_rss_mib": base["peak_rss_mib"],
+                    "receive_rss_mib": receive["peak_rss_mib"],
+                    "receive_seconds": receive["seconds"],
+                    "restart_rss_mib": restart["peak_rss_mib"],
+                    "open_seconds": restart["open_seconds"],
+                    "bytes_per_entry": receive["bytes_on_disk"] / count,
+                }
+            )
+    return {
+        "title": f"Peak RSS of a journaled receiver with N pending {size}-byte entries (ack='explicit')",
+        "rows": rows,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        (
+            f"{r['pending']:,}",
+            r["baseline_rss_mib"],
+            r["receive_rss_mib"],
+            r["restart_rss_mib"],
+            f"{r['bytes_per_entry']:.0f}",
+            r["open_seconds"],
+        )
+        for r in result["rows"]
+    ]
+    headers = (
+        "pending entries",
+        "empty journal (MiB)",
+        "receiving them (MiB)",
+        "restart, redeliver 10,000 (MiB)",
+        "bytes on disk / entry",
+        "open + count (s)",
+    )
+    return table(headers, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--entries", default="100000,1000000")
     parser.add_argument("--size", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="zjmem") as tmp:
-        path = str(Path(tmp) / "mem.journal")
-        results = [step(name, path, args.entries, args.size) for name in ("baseline", "receive", "restart")]
-    base, receive, restart = results
-    print(f"{args.entries:,} pending entries of {args.size}-byte messages")
-    print("| step | peak RSS (MiB) | notes |")
-    print("|---|---:|---|")
-    print(f"| baseline: empty journal | {base['peak_rss_mib']} | |")
-    print(
-        f"| receive {args.entries:,}, all pending | {receive['peak_rss_mib']} "
-        f"| {receive['seconds']} s; {receive['bytes_on_disk'] / args.entries:.0f} bytes on disk per entry |"
-    )
-    print(
-        f"| restart with them pending, redeliver 10,000 | {restart['peak_rss_mib']} "
-        f"| open and count: {restart['open_seconds']} s |"
-    )
+    result = run([int(n) for n in args.entries.split(",")], args.size)
+    print(result["title"])
+    print(markdown(result))
 
 
 if __name__ == "__main__":
