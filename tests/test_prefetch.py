@@ -127,3 +127,19 @@ def test_kill_9_with_prefetched_messages_loses_nothing(tmp_path, ctx) -> None:
     # everything read ahead is there; handled ones whose acks had not been written yet come back too
     assert set(left) >= {f"m{i}" for i in range(4, 10)}
     assert left == sorted(left, key=lambda m: int(m[1:]))
+
+
+def test_prefetched_messages_are_seen_by_zmq_poller(journal, ctx, endpoint) -> None:
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in", prefetch=8)
+    addr = endpoint()
+    pull.bind(addr)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(addr)
+    for i in range(3):
+        push.send(b"%d" % i)
+    assert pull.recv() == b"0"  # reads the other two ahead: libzmq holds nothing now
+    poller = zmq.Poller()
+    poller.register(pull, zmq.POLLIN)
+    assert dict(poller.poll(0)) == {pull: zmq.POLLIN}
+    assert pull.recv() == b"1" and dict(poller.poll(0)) == {pull: zmq.POLLIN}
+    assert pull.recv() == b"2" and dict(poller.poll(0)) == {}

@@ -164,6 +164,34 @@ def test_dealer_and_pair_redeliver_from_python_before_live(journal_path, open_jo
     assert sock.recv_multipart() == [b"live"]
 
 
+@pytest.mark.parametrize("kind", [zmq.DEALER, zmq.PAIR])
+def test_messages_served_from_python_are_seen_by_zmq_poller_and_select(
+    journal_path, open_journal, ctx, endpoint, kind
+) -> None:
+    leave_pending(journal_path, "peer", [[b"old-1"], [b"old-2"]])
+    j = open_journal()
+    raw = ctx.socket(kind)
+    addr = endpoint()
+    raw.bind(addr)
+    sock = j.wrap(raw, name="peer")
+    quiet = ctx.socket(zmq.PULL)  # registered too: a poller mixes journaled and plain sockets
+    quiet.bind(endpoint())
+    poller = zmq.Poller()
+    poller.register(quiet, zmq.POLLIN)
+    poller.register(sock, zmq.POLLIN)
+    assert dict(poller.poll(0)) == {sock: zmq.POLLIN}  # nothing in libzmq yet: only the held messages
+    assert zmq.select([sock, quiet], [], [], 0)[0] == [sock]
+    other = ctx.socket(zmq.DEALER if kind == zmq.DEALER else zmq.PAIR)
+    other.connect(addr)
+    other.send(b"live")
+    got = []
+    while len(got) < 3:
+        assert dict(poller.poll(2000)).get(sock) == zmq.POLLIN
+        got.append(sock.recv_multipart())
+    assert got == [[b"old-1"], [b"old-2"], [b"live"]]
+    assert dict(poller.poll(0)) == {}
+
+
 def test_sub_redelivers_through_pollers_before_live(journal_path, open_journal, ctx, endpoint) -> None:
     leave_pending(journal_path, "feed", [[b"news.old", b"1"], [b"sport.old"], [b"news.old", b"2"]])
     j = open_journal()

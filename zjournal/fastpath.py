@@ -308,10 +308,10 @@ class SocketSupport:
         ``prefetch=N`` (opt-in, receiving sockets with the next or explicit
         policy) reads up to N messages already queued in the socket and
         journals them, with the acks due, in one write, then hands them out one
-        by one: far fewer writes under load. The prefetched messages are seen by
-        ``sock.poll()`` and ``EVENTS`` but not by ``zmq.Poller``; acks of
-        ``next`` ride with the next write, so up to N handled messages can come
-        back after a crash.
+        by one: fewer store writes for ``explicit`` receivers (with ``next``
+        the default in-flight slot is faster). Pollers see the prefetched
+        messages; acks of ``next`` ride with the next write, so up to N handled
+        messages can come back after a crash.
         """
         from zjournal.socket import wrap_socket
 

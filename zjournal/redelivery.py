@@ -17,7 +17,8 @@ Two ways, chosen by socket type:
 * ``LocalRedelivery`` (PAIR, a DEALER already connected, anything else):
   another peer would change where the socket's own sends go (PAIR takes one
   peer), so the messages are served from Python before live traffic.
-  ``sock.poll()`` sees them; ``zmq.Poller`` does not.
+  ``sock.poll()`` and ``EVENTS`` see them, and ``zmq.Poller``/``zmq.select``
+  through the poll hook of ``zjournal.socket``.
 
 A DEALER load-balances its sends over its peers, so before it gets a private
 peer the pipe to that peer is filled up (see ``_plug_dealer``): its own

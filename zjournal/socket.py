@@ -783,12 +783,18 @@ class JournaledSocket(zmq.Socket):
 
     setsockopt = set  # noqa: A003 - pyzmq's name
 
-    def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+    def _holds_message(self) -> bool:
+        """Whether a message is waiting in Python (redelivered from Python, prefetched, or half read)."""
         state = self._s
-        local = None if state is None else state.local
-        if flags & _POLLIN and state is not None and (state.ahead or state.serving):
-            return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
-        if flags & _POLLIN and local is not None and local.has_message():
+        if state is None:
+            return False
+        if state.ahead or state.serving:
+            return True
+        local = state.local
+        return local is not None and local.has_message()
+
+    def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+        if flags & _POLLIN and self._holds_message():
             return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
         return super().poll(timeout, flags)
 
@@ -912,6 +918,34 @@ class JournaledSocket(zmq.Socket):
     def __repr__(self) -> str:
         closed = " closed" if self._closed else ""
         return f"<zjournal.JournaledSocket(zmq.{self._type_name}) name={self._jname!r}{closed}>"
+
+
+def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
+    """pyzmq's ``zmq_poll``, which also reports journaled sockets holding a message in Python as readable.
+
+    ``zmq.Poller.poll`` and ``zmq.select`` call ``zmq_poll`` through their
+    module's global name, so replacing that one name (see
+    :func:`_install_poll_hook`) makes both see what libzmq cannot: such a
+    socket is reported at once, with whatever libzmq says is ready now.
+    """
+    held = [s for s, flags in sockets if flags & _POLLIN and isinstance(s, JournaledSocket) and s._holds_message()]
+    if not held:
+        return _libzmq_poll(sockets, timeout)
+    ready = dict(_libzmq_poll(sockets, 0))
+    for sock in held:
+        ready[sock] = ready.get(sock, 0) | _POLLIN
+    return list(ready.items())
+
+
+def _install_poll_hook() -> None:
+    import zmq.sugar.poll
+
+    if zmq.sugar.poll.zmq_poll is not _poll_seeing_held_messages:
+        zmq.sugar.poll.zmq_poll = _poll_seeing_held_messages
+
+
+_libzmq_poll = zmq.backend.zmq_poll
+_install_poll_hook()
 
 
 def _envelope_size(frames: list[bytes]) -> int:
