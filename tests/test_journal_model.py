@@ -1,7 +1,14 @@
-"""Model-based test: the journal behaves like a plain dict of entries, across reopens."""
+"""Model-based test: the journal behaves like a plain dict of entries, across reopens and crashes.
+
+Entries come from ``append`` (the store) and from sockets' in-flight slots
+(``hold``: what a journaled socket does per message, the previous message of
+the slot acked by the overwrite or left pending); every operation applies to
+both kinds alike.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +33,20 @@ class Model:
     attempts: int = 0
 
 
+def abandon(journal: zjournal.Journal) -> None:
+    """Let go of a journal the way a killed process does: nothing of ``close()``'s bookkeeping.
+
+    RocksDB is closed (its files then hold what the write-ahead log held, as
+    after a kill), the slot files are unmapped but stay, with what they hold.
+    """
+    journal._closed = True
+    journal._store.close()
+    for slots in journal._slot_files:
+        slots._mm.close()
+        os.close(slots.fd)
+        slots.fd = -1
+
+
 class JournalMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -33,6 +54,7 @@ class JournalMachine(RuleBasedStateMachine):
         self.journal = zjournal.open(self.dir, max_attempts=MAX_ATTEMPTS)
         self.model: dict[int, Model] = {}
         self.issued: list[int] = []
+        self.slots: dict[str, object] = {}  # name -> the journal's slot file for that "socket"
 
     def teardown(self) -> None:
         self.journal.close()
@@ -103,9 +125,36 @@ class JournalMachine(RuleBasedStateMachine):
             m.attempts += 1
         assert (e.state, e.attempts) == (m.state, m.attempts)
 
+    @rule(
+        name=st.sampled_from(["orders", "events"]),
+        frames=FRAMES,
+        direction=st.sampled_from(["in", "out"]),
+        settle_previous=st.booleans(),
+    )
+    def hold(self, name: str, frames: list[bytes], direction: str, settle_previous: bool) -> None:
+        if name not in self.slots:
+            self.slots[name] = self.journal._open_slots(name)
+        pair = self.slots[name]
+        slot = pair.inbound if direction == "in" else pair.outbound  # type: ignore[attr-defined]
+        settle = slot.entry_id if settle_previous else 0
+        entry_id = self.journal._log_held(slot, frames, settle)
+        assert entry_id > self.issued[-1] if self.issued else True
+        self.issued.append(entry_id)
+        if settle:
+            del self.model[settle]  # acked by the overwrite; otherwise it went to the store, pending
+        self.model[entry_id] = Model(name, direction, frames, attempts=1)
+
     @rule()
     def reopen(self) -> None:
         self.journal.close()
+        self.slots.clear()
+        self.journal = zjournal.open(self.dir, max_attempts=MAX_ATTEMPTS)
+
+    @rule()
+    def crash(self) -> None:
+        """Reopen after what a kill -9 leaves: no clean close, the slot files still there."""
+        abandon(self.journal)
+        self.slots.clear()
         self.journal = zjournal.open(self.dir, max_attempts=MAX_ATTEMPTS)
 
     @invariant()
