@@ -118,6 +118,32 @@ def test_router_redelivery_keeps_the_body_and_acks_on_next(journal_path, open_jo
     assert [(e.envelope[1:], e.body) for e in live] == [([b""], [b"live"])]
 
 
+def test_router_hands_over_redelivered_requests_before_live_ones(journal_path, open_journal, ctx, endpoint) -> None:
+    leave_pending(journal_path, "front", [[b"gone", b"", b"old-%d" % i] for i in range(3)], envelope_size=2)
+    j = open_journal()
+    router = j.wrap(ctx.socket(zmq.ROUTER), name="front")
+    addr = endpoint()
+    router.bind(addr)
+    client = ctx.socket(zmq.DEALER)
+    client.connect(addr)
+    for i in range(3):
+        client.send_multipart([b"", b"live-%d" % i])
+    poller = zmq.Poller()
+    poller.register(router, zmq.POLLIN)
+    bodies = []
+    while len(bodies) < 6:
+        assert dict(poller.poll(2000)).get(router) == zmq.POLLIN
+        frames = router.recv_multipart()
+        bodies.append(frames[-1])
+        if frames[-1].startswith(b"live"):
+            router.send_multipart([frames[0], b"", b"re: " + frames[-1]])  # through the client's own pipe
+    assert bodies == [b"old-0", b"old-1", b"old-2", b"live-0", b"live-1", b"live-2"]
+    assert [client.recv_multipart()[-1] for _ in range(3)] == [b"re: live-0", b"re: live-1", b"re: live-2"]
+    assert j.get(router.last_id).attempts == 1  # a live one held back was handed over once
+    # the last request stays pending until the next is asked for (the last reply until the next send)
+    assert j.count(name="front", state="pending", direction="in") == 1
+
+
 def test_dealer_redelivers_through_pollers_and_its_sends_reach_only_real_peers(
     journal_path, open_journal, ctx, endpoint
 ) -> None:

@@ -418,6 +418,8 @@ class Journal(SocketSupport, Operations):
 
     def _holding(self, entry_id: int) -> inflight.Slot | None:
         """The slot holding ``entry_id``, if one does."""
+        if not entry_id:
+            return None  # 0 is an empty slot's id, never an entry's
         for f in self._slot_files:
             if f.inbound.entry_id == entry_id:
                 return f.inbound

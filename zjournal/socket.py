@@ -59,6 +59,7 @@ class _State:
     __slots__ = (
         "ahead",
         "awaiting_reply",
+        "behind",
         "deferred",
         "fast_in",
         "fast_out",
@@ -89,6 +90,8 @@ class _State:
         # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
         self.ahead: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
+        # ROUTER: live messages that overtook redelivered ones, handed over after them (entry id 0: ephemeral)
+        self.behind: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
         self.slots: SlotFile | None = None  # in-flight slots (zjournal.inflight), when the journal uses them
         # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
@@ -671,6 +674,13 @@ class JournaledSocket(zmq.Socket):
                 while whole and raw_get(self, _RCVMORE):
                     parts.append(raw_recv(self, flags, copy, track))
                 return parts
+            if self._router and redelivery.queued:
+                # A live request overtook the redelivered ones. A ROUTER answers it through the
+                # pipe its routing id names, so it can wait in Python behind them.
+                while raw_get(self, _RCVMORE):
+                    parts.append(raw_recv(self, flags, copy, track))
+                self._hold_in_python(parts if copy else [p.bytes for p in parts])
+                continue
             if not (redelivery.reorders and redelivery.queued):
                 while whole and raw_get(self, _RCVMORE):
                     parts.append(raw_recv(self, flags, copy, track))
@@ -710,17 +720,43 @@ class JournaledSocket(zmq.Socket):
         else:
             redelivery.inject_live(self._journal._log(self._jname, _IN, frames, track=False, attempts=0), frames)
 
+    def _hold_in_python(self, frames: list[bytes]) -> None:
+        """Journal a live ROUTER message that arrived before the redelivered ones, to hand over after them."""
+        classifier = self._classifier
+        if classifier is not None and not classifier(frames[1:]):
+            self._journal._count_ephemeral(self._jname)
+            self._s.behind.append((0, frames))
+            return
+        # In flight (tracked) so that fetching redeliverable entries skips it; attempts 0 until handed over.
+        entry_id = self._journal._log(
+            self._jname, _IN, frames, track=True, attempts=0, envelope_size=_envelope_size(frames)
+        )
+        self._s.behind.append((entry_id, frames))
+
     def _retire_redelivery(self) -> None:
-        """Redelivery is over: drop the private peer and go back to the fast path."""
-        redelivery = self._s.redelivery
-        self._s.redelivery = None
-        self._s.local = None
-        self._update_fast_paths()
+        """Redelivery is over: drop the private peer and go back to the fast path.
+
+        Live messages held behind the redelivered ones are then served from
+        Python first (pollers see them through the poll hook).
+        """
+        state = self._s
+        redelivery = state.redelivery
+        state.redelivery = None
+        state.local = None
         if isinstance(redelivery, InprocRedelivery):
             with contextlib.suppress(zmq.ZMQError):
                 zmq.Socket.disconnect(self, redelivery.endpoint)
         if redelivery is not None:
             redelivery.close()
+        if state.behind:
+            local = LocalRedelivery(self)
+            local.exhausted = True  # only these: everything older was redelivered already
+            for entry_id, frames in state.behind:
+                local.messages.append((entry_id, frames))
+                local.queued.append(entry_id)
+            state.behind.clear()
+            state.redelivery = state.local = local
+        self._update_fast_paths()
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
         first = self._s.rx is None
@@ -816,6 +852,8 @@ class JournaledSocket(zmq.Socket):
                 if isinstance(redelivery, InprocRedelivery):
                     redelivery.drain_replies()
                 redelivery.refill()
+                if self._s.behind and not redelivery.active:
+                    self._retire_redelivery()  # the held live messages come next, from Python
             return
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
