@@ -152,6 +152,11 @@ def test_a_torn_slot_is_skipped(tmp_path: Path) -> None:
     slots.inbound.write(7, [b"whole message"], 1.5, 0)
     slots.outbound.write(8, [b"a", b"b"], 2.5, 1)
     assert sorted(entry_id for entry_id, _ in inflight.read_records(path)) == [7, 8]
+    slots.outbound.write(9, [b""], 3.5, 0)  # an empty message is not an empty slot
+    assert sorted(entry_id for entry_id, _ in inflight.read_records(path)) == [7, 9]
+    slots.outbound.clear()
+    assert [entry_id for entry_id, _ in inflight.read_records(path)] == [7]
+    slots.outbound.write(8, [b"a", b"b"], 2.5, 1)
     with open(slots.path, "r+b") as f:  # a byte of the inbound message changed after its header was written
         f.seek(4096 + inflight.HEADER_SIZE + 3)
         f.write(b"X")

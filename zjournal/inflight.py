@@ -23,7 +23,7 @@ length and UTF-8), then two regions of :data:`REGION_SIZE` bytes, inbound and
 outbound. A region starts with a 32-byte header (little endian: checksum u32,
 length u32, entry id u64, created f64, envelope size u8, kind u8) followed by
 ``length`` bytes of message: the frame itself (kind 0, one frame) or a msgpack
-list of frames (kind 1). Length 0 is an empty slot. The message is written
+list of frames (kind 1). Entry id 0 is an empty slot (a message may be empty). The message is written
 before the header, and the checksum (Adler-32 of the message, seeded with the
 id, envelope size and kind) rejects a slot torn by a crash or power loss, so a slot is the
 old message, the new one, or empty. (A torn ``created`` alone only makes the
@@ -53,7 +53,7 @@ _NAME_LENGTH = struct.Struct("<I")
 MAX_NAME_BYTES = _FILE_HEADER_SIZE - len(_MAGIC) - _NAME_LENGTH.size
 REGION_SIZE = 16 * 1024  # a file per socket is 36 KiB on disk; larger messages go to the store
 _HEADER = struct.Struct("<IIQdBB")
-_EMPTY = struct.Struct("<II")
+_ID_FIELD = struct.Struct("<Q")  # at offset 8 of a region: entry id 0 marks an empty slot
 HEADER_SIZE = 32
 #: the largest message (encoded) a slot holds; larger ones go to the store directly
 CAPACITY = REGION_SIZE - HEADER_SIZE
@@ -118,7 +118,7 @@ class Slot:
         self.envelope_size = envelope_size
 
     def clear(self) -> None:
-        _EMPTY.pack_into(self._mm, self._base, 0, 0)
+        _ID_FIELD.pack_into(self._mm, self._base + 8, 0)
         self.entry_id = 0
         self.frames = []
 
@@ -235,7 +235,7 @@ def _records_of(data: bytes) -> Iterator[tuple[int, bytes]]:
         if len(data) < base + HEADER_SIZE:
             return
         crc, n, entry_id, created, envelope_size, kind = _HEADER.unpack_from(data, base)
-        if not n or n > CAPACITY or not entry_id or kind not in (_SINGLE, _LIST):
+        if not entry_id or n > CAPACITY or kind not in (_SINGLE, _LIST):
             continue
         message = data[base + HEADER_SIZE : base + HEADER_SIZE + n]
         if len(message) != n or _checksum(message, _seed(entry_id, envelope_size, kind)) != crc:
