@@ -245,3 +245,11 @@ def test_always_mode_and_retention_keep_every_entry_in_the_store(open_journal, c
         assert pull.recv() == b"m"
         assert _in_store(journal, pull.last_id)
         assert inflight.slot_files(str(tmp_path / f"j{n}")) == []
+
+
+def test_sync_fsyncs_the_slot_files_too(journal, ctx, monkeypatch) -> None:
+    synced: list[str] = []
+    monkeypatch.setattr(inflight.SlotFile, "sync", lambda self: synced.append(self.path))
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    journal.sync()
+    assert synced == [pull._s.slots.path]

@@ -692,9 +692,12 @@ class Journal(SocketSupport, Operations):
     # -- maintenance -------------------------------------------------------
 
     def sync(self) -> None:
-        """fsync everything written so far (whatever the durability mode)."""
+        """fsync everything written so far (whatever the durability mode), the sockets' slot files too."""
         self._check_open()
         self._store.sync()
+        with self._lock:
+            for slots in self._slot_files:
+                slots.sync()
 
     def expire(self, now: float | None = None) -> int:
         """Remove acked entries older than the retention period; returns how many."""
