@@ -53,12 +53,10 @@ def test_the_message_in_hand_is_in_a_slot_not_the_store(journal, journal_path, p
     assert journal.count(state="pending") == 1
 
 
-def test_a_clean_close_leaves_no_slot_files_and_what_is_kept_stays_pending(journal_path, open_journal, ctx) -> None:
-    journal = open_journal()
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
-    pull.bind("inproc://keep")
-    push = ctx.socket(zmq.PUSH)
-    push.connect("inproc://keep")
+def test_a_clean_close_leaves_no_slot_files_and_what_is_kept_stays_pending(
+    journal, journal_path, pipe, open_journal
+) -> None:
+    push, pull = pipe
     push.send(b"kept")
     push.send(b"done")
     with pytest.raises(RuntimeError), pull.receiving() as frames:
@@ -72,12 +70,8 @@ def test_a_clean_close_leaves_no_slot_files_and_what_is_kept_stays_pending(journ
     assert [e.frames for e in again.entries(state="pending")] == [[b"kept"]]
 
 
-def test_the_floor_never_passes_an_entry_held_in_a_slot(journal_path, open_journal, ctx) -> None:
-    journal = open_journal()
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
-    pull.bind("inproc://floor")
-    push = ctx.socket(zmq.PUSH)
-    push.connect("inproc://floor")
+def test_the_floor_never_passes_an_entry_held_in_a_slot(journal, pipe, open_journal) -> None:
+    push, pull = pipe
     push.send(b"held")
     push.send(b"next")
     with pytest.raises(RuntimeError), pull.receiving():

@@ -2,7 +2,7 @@
 
 Run:  python tools/bench [--json bench-results.json] [--repeat 3] [--only pushpull,latency,...] [--quick]
 
-Scenarios (each module in this directory runs alone too):
+Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstring):
 
 * ``pushpull``: PUSH->PULL throughput, 100-byte and 4 KiB messages, raw pyzmq
   and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode;

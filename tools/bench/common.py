@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -31,3 +32,27 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def rate(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def run_pair(
+    consumer: Callable[..., None], consumer_args: tuple, producer: Callable[..., None], producer_args: tuple
+) -> float:
+    """Run a consumer and a producer in processes of their own; the consumer's rate (msg/s).
+
+    The consumer gets a result queue as its last argument: it puts one value
+    once it is ready for messages, then its rate. The producer gets an event as
+    its last argument, set once the consumer is ready. Processes are spawned,
+    not forked: RocksDB must be opened after any fork.
+    """
+    spawn = mp.get_context("spawn")
+    result, ready = spawn.Queue(), spawn.Event()
+    receiving = spawn.Process(target=consumer, args=(*consumer_args, result))
+    receiving.start()
+    result.get(timeout=30)  # ready
+    sending = spawn.Process(target=producer, args=(*producer_args, ready))
+    sending.start()
+    ready.set()
+    rate = result.get(timeout=600)
+    sending.join(60)
+    receiving.join(60)
+    return rate

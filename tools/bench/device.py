@@ -1,6 +1,6 @@
 """Queue device throughput: ``zmq.proxy`` against ``zjournal.Queue`` on the same load, in one run.
 
-Run:  python tools/bench --only device   (or this file: python tools/bench/device.py --requests 100000)
+Run:  python tools/bench --only device
 
 Three processes per run: the device (ROUTER frontend, DEALER backend, over
 ipc), a client process with ``--clients`` DEALER sockets each keeping
@@ -49,13 +49,19 @@ def _device(kind: str, front: str, back: str, path: str, ready, stop) -> None:
     ctx.destroy(0)
 
 
-def _workers(back: str, count: int, stop) -> None:
-    ctx = zmq.Context()
+def _dealers(ctx: zmq.Context, endpoint: str, count: int) -> tuple[list[zmq.Socket], zmq.Poller]:
+    """``count`` DEALER sockets connected to ``endpoint``, and a poller for them."""
     socks = [ctx.socket(zmq.DEALER) for _ in range(count)]
     poller = zmq.Poller()
     for s in socks:
-        s.connect(back)
+        s.connect(endpoint)
         poller.register(s, zmq.POLLIN)
+    return socks, poller
+
+
+def _workers(back: str, count: int, stop) -> None:
+    ctx = zmq.Context()
+    _socks, poller = _dealers(ctx, back, count)
     while not stop.is_set():
         for sock, _ in poller.poll(50):
             for _ in range(100):
@@ -68,11 +74,7 @@ def _workers(back: str, count: int, stop) -> None:
 
 def _clients(front: str, count: int, window: int, total: int, result) -> None:
     ctx = zmq.Context()
-    socks = [ctx.socket(zmq.DEALER) for _ in range(count)]
-    poller = zmq.Poller()
-    for s in socks:
-        s.connect(front)
-        poller.register(s, zmq.POLLIN)
+    socks, poller = _dealers(ctx, front, count)
     per = total // count
     sent = dict.fromkeys(socks, 0)
     got = 0
@@ -148,19 +150,3 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["rows"]
     ]
     return table(("device", "requests/s (median)", "min", "max", "/ zmq.proxy"), rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--window", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    result = run(args.requests, args.clients, args.window, args.repeat)
-    print(result["title"])
-    print(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

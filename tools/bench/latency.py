@@ -1,6 +1,6 @@
 """REQ -> REP round-trip latency, raw pyzmq against both ends journaled, in one run.
 
-Run:  python tools/bench --only latency   (or this file: python tools/bench/latency.py --requests 20000)
+Run:  python tools/bench --only latency
 
 The REP server runs in its own process; the REQ client times each round trip
 (100-byte requests). Reports p50 / p99 / p99.9 in microseconds per variant,
@@ -9,7 +9,6 @@ the median over repetitions, each repetition running every variant in turn.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import statistics
 import tempfile
@@ -115,17 +114,3 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["rows"]
     ]
     return table(("variant", "p50", "p99", "p99.9", "p50 / raw"), rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    result = run(args.requests, args.repeat)
-    print(result["title"])
-    print(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Memory and disk: peak RSS with a million pending entries, and bytes on disk per entry.
 
-Run:  python tools/bench --only memory   (or this file: python tools/bench/memory.py --entries 1000000)
+Run:  python tools/bench --only memory
 
 Each step runs in a fresh process and reports its peak RSS (ru_maxrss):
 a baseline (zjournal imported, an empty journal open); a journaled PULL
@@ -12,7 +12,6 @@ disk: RSS should not grow with their number.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -120,17 +119,3 @@ def markdown(result: dict[str, Any]) -> str:
         "open + count (s)",
     )
     return table(headers, rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", default="100000,1000000")
-    parser.add_argument("--size", type=int, default=100)
-    args = parser.parse_args()
-    result = run([int(n) for n in args.entries.split(",")], args.size)
-    print(result["title"])
-    print(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

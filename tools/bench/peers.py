@@ -1,6 +1,6 @@
 """zjournal against the peers a user would pick instead, in one run.
 
-Run:  python tools/bench --only peers   (or this file: python tools/bench/peers.py --messages 50000)
+Run:  python tools/bench --only peers
 Needs: the peers, installed by ``tools/bench/install-peers.sh`` (redis-py and
 persist-queue from the ``bench`` extra, Debian's ``redis-server``); a row whose
 peer is missing says so instead of failing.
@@ -18,9 +18,7 @@ consumer's rate (median of the repetitions):
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import multiprocessing as mp
 import shutil
 import socket
 import statistics
@@ -32,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pushpull
-from common import rate, summary, table
+from common import rate, run_pair, summary, table
 
 # -- Redis Streams -------------------------------------------------------------------
 
@@ -115,18 +113,7 @@ def _redis_consumer(port: int, count: int, result) -> None:
 def run_redis(fsync: str, count: int, workdir: Path) -> float:
     server = RedisServer(fsync, workdir)
     try:
-        spawn = mp.get_context("spawn")
-        result, ready = spawn.Queue(), spawn.Event()
-        consumer = spawn.Process(target=_redis_consumer, args=(server.port, count, result))
-        consumer.start()
-        assert result.get(timeout=30) == "ready"
-        producer = spawn.Process(target=_redis_producer, args=(server.port, count, ready))
-        producer.start()
-        ready.set()
-        rate = result.get(timeout=600)
-        producer.join(30)
-        consumer.join(30)
-        return rate
+        return run_pair(_redis_consumer, (server.port, count), _redis_producer, (server.port, count))
     finally:
         server.stop()
 
@@ -164,19 +151,8 @@ def _pq_consumer(path: str, count: int, result) -> None:
 
 
 def run_persist_queue(count: int, workdir: Path, index: int) -> float:
-    spawn = mp.get_context("spawn")
     path = str(workdir / f"pq-{index}")
-    result, ready = spawn.Queue(), spawn.Event()
-    consumer = spawn.Process(target=_pq_consumer, args=(path, count, result))
-    consumer.start()
-    assert result.get(timeout=30) == "ready"
-    producer = spawn.Process(target=_pq_producer, args=(path, count, ready))
-    producer.start()
-    ready.set()
-    rate = result.get(timeout=600)
-    producer.join(30)
-    consumer.join(30)
-    return rate
+    return run_pair(_pq_consumer, (path, count), _pq_producer, (path, count))
 
 
 RAW, PROCESS, INTERVAL = (
@@ -242,17 +218,3 @@ def markdown(result: dict[str, Any]) -> str:
         else:
             rows.append((r["system"], rate(r["median"]), f"{r['ratio_to_raw']:.3f}", f"{r['zjournal_speedup']:.1f}x"))
     return table(("system", "msg/s (median)", "/ raw pyzmq", "zjournal process / this"), rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=50_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    result = run(args.messages, args.repeat)
-    print(result["title"])
-    print(markdown(result))
-
-
-if __name__ == "__main__":
-    main()

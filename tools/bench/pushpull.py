@@ -14,7 +14,6 @@ the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from common import rate, summary, table
+from common import rate, run_pair, summary, table
 
 # Also runnable: "process+prefetch" (the receiver with prefetch=64) and a ":recv" suffix (receiver journaled only).
 VARIANTS = ("raw", "process", "interval", "always")
@@ -78,20 +77,13 @@ def _receiver(variant: str, addr: str, path: str, count: int, result) -> None:
 
 
 def run_once(variant: str, count: int, size: int, workdir: Path, index: int) -> float:
-    spawn = mp.get_context("spawn")  # RocksDB must be opened after any fork
     addr = f"ipc://{workdir}/bench-{index}.sock"
-    result = spawn.Queue()
-    ready = spawn.Event()
-    recv = spawn.Process(target=_receiver, args=(variant, addr, str(workdir / f"in-{index}"), count, result))
-    recv.start()
-    assert result.get(timeout=30) == "bound"
-    send = spawn.Process(target=_sender, args=(variant, addr, str(workdir / f"out-{index}"), count, size, ready))
-    send.start()
-    ready.set()
-    rate = result.get(timeout=600)
-    send.join(60)
-    recv.join(60)
-    return rate
+    return run_pair(
+        _receiver,
+        (variant, addr, str(workdir / f"in-{index}"), count),
+        _sender,
+        (variant, addr, str(workdir / f"out-{index}"), count, size),
+    )
 
 
 def run(
