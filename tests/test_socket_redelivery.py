@@ -100,6 +100,33 @@ def test_rep_redelivery_drops_the_reply_quietly_and_acks(journal_path, open_jour
     assert req.recv() == b"answer"
 
 
+def test_rep_hands_over_redelivered_requests_before_live_ones(journal_path, open_journal, ctx, endpoint) -> None:
+    leave_pending(journal_path, "service", [[b"old-1"], [b"old-2", b"part"]])
+    j = open_journal()
+    rep = j.wrap(ctx.socket(zmq.REP), name="service")
+    addr = endpoint()
+    rep.bind(addr)
+    req = ctx.socket(zmq.REQ)
+    req.connect(addr)
+    req.send(b"live")  # waiting in libzmq before the first recv
+    poller = zmq.Poller()
+    poller.register(rep, zmq.POLLIN | zmq.POLLOUT)
+    assert dict(poller.poll(2000)).get(rep) == zmq.POLLIN
+    assert rep.recv() == b"old-1" and j.get(rep.last_id).attempts == 2
+    with pytest.raises(zmq.ZMQError) as info:
+        rep.recv()  # a REP replies before it receives again, as with libzmq
+    assert info.value.errno == zmq.EFSM
+    assert dict(poller.poll(0)).get(rep) == zmq.POLLOUT and rep.poll(0, zmq.POLLOUT) == zmq.POLLOUT
+    rep.send(b"to nobody")  # its requester is gone: dropped, and the request acked
+    assert rep.recv_multipart() == [b"old-2", b"part"]
+    rep.send_multipart([b"to", b"nobody"])
+    assert j.count(name="service", state="pending") == 0
+    assert dict(poller.poll(2000)).get(rep) == zmq.POLLIN
+    assert rep.recv() == b"live"
+    rep.send(b"answer")
+    assert req.recv() == b"answer" and j.count(name="service", state="pending") == 0
+
+
 def test_router_redelivery_keeps_the_body_and_acks_on_next(journal_path, open_journal, ctx, endpoint) -> None:
     leave_pending(journal_path, "front", [[b"gone-client", b"", b"old"]], envelope_size=2)
     j = open_journal()

@@ -2,7 +2,7 @@
 
 Two ways, chosen by socket type:
 
-* ``InprocRedelivery`` (PULL, REP, ROUTER, and DEALER wrapped before it was
+* ``InprocRedelivery`` (PULL, ROUTER, and DEALER wrapped before it was
   bound or connected): a private peer of the
   complementary type is bound on a private ``inproc://`` endpoint and the
   wrapped socket is connected to it. Pending entries are re-injected through
@@ -10,13 +10,15 @@ Two ways, chosen by socket type:
   ``zmq.select``, ``recv_multipart`` and frame-by-frame reads all see them.
   A re-injected message is recognised on receipt by a *tag* that only this
   socket knows (a 16-byte random token): a first frame the socket strips
-  before the application sees it (PULL, REP), or the peer's routing id
+  before the application sees it (PULL, DEALER), or the peer's routing id
   (ROUTER, where the application needs it to reply).
 * ``SubRedelivery`` (SUB): a private XPUB, once the subscriptions arrived;
   recognised by content, in order.
-* ``LocalRedelivery`` (PAIR, a DEALER already connected, anything else):
+* ``LocalRedelivery`` (REP, PAIR, a DEALER already connected, anything else):
   another peer would change where the socket's own sends go (PAIR takes one
-  peer), so the messages are served from Python before live traffic.
+  peer), or, for a REP, a live request read first would have to be answered
+  before any other could be read; so the messages are served from Python
+  before live traffic (a REP's reply to one never reaches libzmq).
   ``sock.poll()`` and ``EVENTS`` see them, and ``zmq.Poller``/``zmq.select``
   through the poll hook of ``zjournal.socket``.
 
@@ -101,9 +103,7 @@ class InprocRedelivery(Redelivery):
         super().__init__(sock)
         self.token = b"zj:" + os.urandom(13)  # never starts with a zero byte (reserved by libzmq)
         self.socket_type = socket_type
-        peer_type = {zmq.PULL: zmq.PUSH, zmq.REP: zmq.DEALER, zmq.ROUTER: zmq.DEALER, zmq.DEALER: zmq.ROUTER}[
-            socket_type
-        ]
+        peer_type = {zmq.PULL: zmq.PUSH, zmq.ROUTER: zmq.DEALER, zmq.DEALER: zmq.ROUTER}[socket_type]
         # Made by the context so that ctx.destroy() closes it too.
         self.peer: zmq.Socket = zmq.Context.socket(sock.context, peer_type, socket_class=zmq.Socket)
         self.peer.linger = 0
@@ -141,8 +141,6 @@ class InprocRedelivery(Redelivery):
             frames = [self.token + _ID.pack(entry.id), *entry.frames]
         elif self.socket_type == zmq.DEALER:
             frames = [self.dealer_id, self.token + _ID.pack(entry.id), *entry.frames]
-        elif self.socket_type == zmq.REP:
-            frames = [b"", self.token + _ID.pack(entry.id), *entry.frames]
         else:  # ROUTER: the peer's routing id replaces the original sender's
             frames = entry.frames[1:] if entry.envelope_size else entry.frames
         self.peer.send_multipart(frames)
@@ -152,7 +150,7 @@ class InprocRedelivery(Redelivery):
     def reorders(self) -> bool:
         """PULL and DEALER: a live message read early can be sent behind the redelivered ones.
 
-        (A REP or ROUTER must answer its live requester itself, through its own pipe.)
+        (A ROUTER holds them in Python instead: it answers a live requester through its own pipe.)
         """
         return self.socket_type in (zmq.PULL, zmq.DEALER)
 
@@ -291,7 +289,7 @@ class LocalRedelivery(Redelivery):
 
 
 def redelivery_for(sock: JournaledSocket, socket_type: int) -> Redelivery:
-    if socket_type in (zmq.PULL, zmq.REP, zmq.ROUTER):
+    if socket_type in (zmq.PULL, zmq.ROUTER):
         return InprocRedelivery(sock, socket_type)
     if socket_type == zmq.DEALER and _dealer_can_be_plugged(sock):
         return InprocRedelivery(sock, socket_type)

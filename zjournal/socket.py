@@ -58,6 +58,7 @@ class _State:
 
     __slots__ = (
         "ahead",
+        "answering_python",
         "awaiting_reply",
         "behind",
         "deferred",
@@ -80,6 +81,9 @@ class _State:
         self.settle_next = 0  # inbound entry acked when the next message is asked for
         self.settle_sent = 0  # outbound entry acked at the next append (ZeroMQ took it)
         self.awaiting_reply = 0  # REQ: request acked by its reply; REP: request acked by our reply
+        # REP: the request in hand was served from Python (redelivered: its requester is gone), so
+        # libzmq's REP never saw it and the reply must not reach libzmq either.
+        self.answering_python = False
         self.last_id = 0
         self.rx: list[bytes] | None = None  # frames of the inbound message being read frame by frame
         self.rx_redelivered = 0  # entry id of the inbound message being read, if re-injected
@@ -279,6 +283,8 @@ class JournaledSocket(zmq.Socket):
             return result
         policy = self._out_policy
         if policy is None:  # a REP's reply: not journaled, but it acks the request
+            if state.answering_python:
+                return self._reply_to_nobody(data, flags, copy, track)
             result = super().send(data, flags, copy, track, routing_id, group)
             if not flags & _SNDMORE and self._s.awaiting_reply:
                 self._settle_reply()
@@ -457,6 +463,8 @@ class JournaledSocket(zmq.Socket):
             if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
                 self._settle_reply()
             return frame
+        if state.answering_python and state.rx is None:
+            raise zmq.ZMQError(zmq.EFSM)  # a REP must reply before it receives again, as libzmq says
         local = self._s.local
         if local is not None and (local.current is not None or (self._s.rx is None and local.has_message())):
             return self._recv_local(copy)
@@ -791,6 +799,8 @@ class JournaledSocket(zmq.Socket):
         data = local.current.pop(0)
         if not local.current:
             local.current = None
+            if self._is_rep:
+                self._s.answering_python = True
             self._redelivered(local.current_id)
             local.refill()
             if not local.active:
@@ -805,8 +815,12 @@ class JournaledSocket(zmq.Socket):
                 return 1
             if state is not None and state.serving:
                 return 1
-        if option == _EVENTS and state is not None and ((local is not None and local.messages) or state.ahead):
-            return super().get(option) | _POLLIN
+        if option == _EVENTS and state is not None:
+            held = self._python_events(_POLLIN | _POLLOUT)
+            if state.answering_python:
+                return held
+            if held:
+                return super().get(option) | held
         return super().get(option)
 
     getsockopt = get
@@ -830,9 +844,22 @@ class JournaledSocket(zmq.Socket):
         local = state.local
         return local is not None and local.has_message()
 
+    def _python_events(self, flags: int) -> int:
+        """Events libzmq cannot see: a message held in Python (POLLIN), a REP reply that goes nowhere (POLLOUT)."""
+        state = self._s
+        if state is None:
+            return 0
+        if state.answering_python:
+            return flags & _POLLOUT  # libzmq's REP never saw the request: only the reply is possible
+        return _POLLIN if flags & _POLLIN and self._holds_message() else 0
+
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
-        if flags & _POLLIN and self._holds_message():
-            return _POLLIN | (super().poll(0, flags & _POLLOUT) if flags & _POLLOUT else 0)
+        if self._s is not None and self._s.answering_python:
+            return flags & _POLLOUT
+        events = self._python_events(flags)
+        if events:
+            rest = flags & ~events
+            return events | (super().poll(0, rest) if rest else 0)
         return super().poll(timeout, flags)
 
     def _inbound(self, frames: list[bytes], settle: int) -> None:
@@ -905,8 +932,15 @@ class JournaledSocket(zmq.Socket):
         self._s.awaiting_reply = 0
         if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
             self._journal._settle(entry_id)
-        if self._is_rep and self._s.redelivery is not None and isinstance(self._s.redelivery, InprocRedelivery):
-            self._s.redelivery.drain_replies()
+
+    def _reply_to_nobody(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
+        """A REP's reply to a request served from Python: dropped quietly, and it acks the request."""
+        as_bytes(data)  # pyzmq's TypeError for what is not bytes-like
+        if not flags & _SNDMORE:
+            self._s.answering_python = False
+            if self._s.awaiting_reply:
+                self._settle_reply()
+        return None if copy and not track else zmq.MessageTracker()
 
     # -- lifetime ----------------------------------------------------------
 
@@ -960,20 +994,32 @@ class JournaledSocket(zmq.Socket):
 
 
 def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
-    """pyzmq's ``zmq_poll``, which also reports journaled sockets holding a message in Python as readable.
+    """pyzmq's ``zmq_poll``, which also reports the events of journaled sockets that libzmq cannot see.
 
     ``zmq.Poller.poll`` and ``zmq.select`` call ``zmq_poll`` through their
     module's global name, so replacing that one name (see
-    :func:`_install_poll_hook`) makes both see what libzmq cannot: such a
-    socket is reported at once, with whatever libzmq says is ready now.
+    :func:`_install_poll_hook`) makes both see what libzmq cannot (see
+    :meth:`JournaledSocket._python_events`): such a socket is reported at
+    once, with whatever libzmq says is ready now.
     """
-    held = [s for s, flags in sockets if flags & _POLLIN and isinstance(s, JournaledSocket) and s._holds_message()]
-    if not held:
+    extra: dict[Any, int] = {}  # events libzmq cannot see
+    asked = []
+    replaced = False
+    for sock, flags in sockets:
+        if isinstance(sock, JournaledSocket) and sock._s is not None:
+            events = sock._python_events(flags)
+            if events:
+                extra[sock] = events
+            if sock._s.answering_python:
+                replaced = True  # libzmq's view of this REP does not apply: it never saw the request
+                flags = 0
+        asked.append((sock, flags))
+    if not extra and not replaced:
         return _libzmq_poll(sockets, timeout)
-    ready = dict(_libzmq_poll(sockets, 0))
-    for sock in held:
-        ready[sock] = ready.get(sock, 0) | _POLLIN
-    return list(ready.items())
+    ready = dict(_libzmq_poll(asked, 0 if extra else timeout))
+    for sock, events in extra.items():
+        ready[sock] = ready.get(sock, 0) | events
+    return [(sock, events) for sock, events in ready.items() if events]
 
 
 def _install_poll_hook() -> None:
