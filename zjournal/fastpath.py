@@ -63,8 +63,7 @@ class SocketSupport:
                 self._commit(batch, [])
             else:
                 self._next_id = entry_id + 1
-            slot.write(entry_id, frames, created, envelope_size)
-            self._dirty = True
+            slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
             if self._observers:
                 self._emit("on_append", slot.name, slot.dcode, 1)
         finally:

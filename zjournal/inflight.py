@@ -151,12 +151,20 @@ class SlotFile:
             raise StoreError(f"cannot create the in-flight slot file {path}: {e}") from e
         self._mm[: len(_MAGIC) + _NAME_LENGTH.size + len(encoded)] = _MAGIC + _NAME_LENGTH.pack(len(encoded)) + encoded
         self.fd = fd
+        self._synced = (0, 0)  # the entry ids the slots held at the last fsync
         self.inbound = Slot(self._mm, _FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
         self.outbound = Slot(self._mm, _FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
 
     def sync(self) -> None:
         if self.fd >= 0:
-            os.fsync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+            held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next time
+            os.fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+            self._synced = held
+
+    def sync_if_changed(self) -> None:
+        """fsync when a slot changed since the last fsync (every write gives a slot a new id, or 0)."""
+        if (self.inbound.entry_id, self.outbound.entry_id) != self._synced:
+            self.sync()
 
     def close(self) -> None:
         """Unmap and delete the file; the caller has emptied (or spilled) both slots."""

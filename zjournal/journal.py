@@ -110,7 +110,7 @@ class Journal(SocketSupport, Operations):
         self._lock = threading.Lock()
         self._closed = False
         self._sync_each_write = self.durability is Durability.ALWAYS
-        self._dirty = False  # written since the last background fsync
+        self._dirty = False  # the store was written since the last background fsync (slots: see SlotFile)
         self._background_error: BaseException | None = None
         self._counts: dict[CounterKey, int] = {}
         # Entries that a socket appended and will settle itself (next/sent/reply
@@ -464,7 +464,6 @@ class Journal(SocketSupport, Operations):
             return False
         slot.clear()
         self._counts[slot.counter_key] -= 1
-        self._dirty = True
         if self._observers:
             self._emit("on_ack", slot.name, slot.dcode, 1)
         return True
@@ -733,11 +732,12 @@ class Journal(SocketSupport, Operations):
         next_sweep = time.monotonic() + sweep_every
         while not self._stop.wait(period):
             try:
-                if interval and self._dirty:
-                    self._dirty = False
-                    self._store.sync()
+                if interval:
+                    if self._dirty:
+                        self._dirty = False
+                        self._store.sync()
                     for slots in list(self._slot_files):
-                        slots.sync()
+                        slots.sync_if_changed()
                 if self.retention > 0 and time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + sweep_every
                     self.expire()
