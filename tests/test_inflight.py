@@ -247,3 +247,29 @@ def test_sync_fsyncs_the_slot_files_too(journal, ctx, monkeypatch) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
     journal.sync()
     assert synced == [pull._s.slots.path]
+
+
+def test_acks_from_another_thread_race_the_socket_safely(journal, journal_path, pipe, open_journal) -> None:
+    import queue
+    import threading
+
+    push, pull = pipe
+    ids: queue.Queue[int | None] = queue.Queue()
+
+    def acker() -> None:
+        while (entry_id := ids.get()) is not None:
+            journal.ack(entry_id)  # races the socket's own ack (the overwrite of its slot)
+
+    thread = threading.Thread(target=acker)
+    thread.start()
+    for i in range(3000):
+        push.send(b"%d" % i)
+        assert pull.recv() == b"%d" % i
+        ids.put(pull.last_id)
+    ids.put(None)
+    thread.join(30)
+    assert journal.count(state="pending") == len(list(journal.entries(state="pending"))) <= 1
+    pull.close()
+    journal.close()
+    again = open_journal()
+    assert again.count() == 0 and list(again.entries()) == []

@@ -315,3 +315,26 @@ def test_replay_outbound_through_a_journaled_req_waits_for_the_reply(journal_pat
 def test_nothing_pending_means_no_private_peer(journal, ctx) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL), name="fresh")
     assert pull._s.redelivery is None
+
+
+def test_the_poll_hook_keeps_plain_file_descriptors_working(journal_path, open_journal, ctx, endpoint) -> None:
+    import os
+
+    leave_pending(journal_path, "peer", [[b"old"]])
+    j = open_journal()
+    raw = ctx.socket(zmq.PAIR)
+    raw.bind(endpoint())
+    pair = j.wrap(raw, name="peer")  # bound before wrapping: served from Python
+    read_end, write_end = os.pipe()
+    try:
+        poller = zmq.Poller()
+        poller.register(read_end, zmq.POLLIN)
+        poller.register(pair, zmq.POLLIN)
+        assert dict(poller.poll(0)) == {pair: zmq.POLLIN}
+        os.write(write_end, b"x")
+        assert dict(poller.poll(0)) == {pair: zmq.POLLIN, read_end: zmq.POLLIN}
+        assert pair.recv() == b"old"
+        assert dict(poller.poll(0)) == {read_end: zmq.POLLIN}
+    finally:
+        os.close(read_end)
+        os.close(write_end)
