@@ -267,10 +267,11 @@ class JournaledSocket(zmq.Socket):
             and routing_id is None
             and group is None
         ):
-            # The common case, inlined: one whole bytes frame, blocking, acked once ZeroMQ took it.
+            # The common case, inlined (_send_held does the same for send_multipart; a call here costs ~15%):
+            # one whole bytes frame, blocking, acked once ZeroMQ took it.
             settle = state.settle_sent
             state.settle_sent = 0
-            entry_id = self._journal._log_held(slot, [data], settle)
+            entry_id = self._journal._log_held(slot, [data], settle, int(self._router))
             state.last_id = entry_id
             if killpoints.ARMED:
                 killpoints.reached("send:after-journal")
@@ -316,9 +317,13 @@ class JournaledSocket(zmq.Socket):
     def send_multipart(
         self, msg_parts: Sequence[Any], flags: int = 0, copy: bool = True, track: bool = False, **kwargs: Any
     ) -> Any:
-        if self._out_policy is None or kwargs or self._s.tx is not None:
+        state = self._s
+        if self._out_policy is None or kwargs or state.tx is not None:
             return super().send_multipart(msg_parts, flags, copy, track, **kwargs)
         parts = list(msg_parts)
+        slot = state.fast_out
+        if slot is not None and not flags and parts and all(type(p) is bytes for p in parts):
+            return self._send_held(slot, parts, copy, track)
         try:
             frames = [as_bytes(p) for p in parts]
         except TypeError:
@@ -333,6 +338,24 @@ class JournaledSocket(zmq.Socket):
             return raw_send(self, parts[-1], flags, copy, track)
 
         return self._send_whole(frames, flags, move)
+
+    def _send_held(self, slot: Slot, frames: list[bytes], copy: bool, track: bool) -> Any:
+        """send_multipart's common case: whole bytes frames, blocking, journaled in the slot, acked once sent."""
+        state = self._s
+        settle = state.settle_sent
+        state.settle_sent = 0
+        entry_id = state.last_id = self._journal._log_held(slot, frames, settle, int(self._router))
+        if killpoints.ARMED:
+            killpoints.reached("send:after-journal")
+        try:
+            for frame in frames[:-1]:
+                _base_send(self, frame, _SNDMORE, copy, track)
+            result = _base_send(self, frames[-1], 0, copy, track)
+        except BaseException:
+            self._journal._unlog(entry_id)
+            raise
+        state.settle_sent = entry_id
+        return result
 
     def _send_whole(self, frames: list[bytes], flags: int, move: Callable[[], Any]) -> Any:
         """Journal a whole outbound message, let ``move`` hand it to libzmq, then apply the ack policy.
