@@ -65,9 +65,11 @@ def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path
     import json
 
     out = tmp_path / "bench.json"
-    text = run("bench", "--quick", "--repeat", "1", "--only", "pushpull,latency,device,memory", "--json", str(out))
+    text = run(
+        "bench", "--quick", "--repeat", "1", "--only", "hotpath,pushpull,latency,device,memory", "--json", str(out)
+    )
     report = json.loads(out.read_text())
-    assert set(report["scenarios"]) == {"pushpull", "latency", "device", "memory"}
+    assert set(report["scenarios"]) == {"hotpath", "pushpull", "latency", "device", "memory"}
     variants = {r["variant"] for r in report["scenarios"]["pushpull"]["rows"]}
     assert variants == {"raw", "process", "interval", "always"}
     assert all(r["median"] > 0 for r in report["scenarios"]["pushpull"]["rows"])

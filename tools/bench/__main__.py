@@ -4,6 +4,8 @@ Run:  python tools/bench [--json bench-results.json] [--repeat 3] [--only pushpu
 
 Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstring):
 
+* ``hotpath``: what one send / recv call costs, raw and journaled, in one
+  process (the figure to measure before and after a change to the per-message code);
 * ``pushpull``: PUSH->PULL throughput, 100-byte and 4 KiB messages, raw pyzmq
   and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode;
 * ``latency``: REQ->REP round trips, p50 / p99 / p99.9;
@@ -36,13 +38,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scenario modules, for spawned processes too
 
 import device
+import hotpath
 import latency
 import memory
 import peers
 import pushpull
 from common import table
 
-SCENARIOS = ("pushpull", "latency", "device", "peers", "memory")
+SCENARIOS = ("hotpath", "pushpull", "latency", "device", "peers", "memory")
 
 
 def machine() -> dict[str, Any]:
@@ -72,6 +75,8 @@ def machine() -> dict[str, Any]:
 
 def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
+    if name == "hotpath":
+        return hotpath.run(count=10_000 if quick else 100_000, repeat=args.repeat)
     if name == "pushpull":
         return pushpull.run(
             sizes=(100,) if quick else (100, 4096),
@@ -144,7 +149,14 @@ def main() -> None:
     print(f"# zjournal benchmarks ({report['started']})")
     m = report["machine"]
     print(f"{m['cpus']} x {m['cpu']}, Python {m['python']}, {m['system']}, libzmq {m['versions']['libzmq']}")
-    modules = {"pushpull": pushpull, "latency": latency, "device": device, "peers": peers, "memory": memory}
+    modules = {
+        "hotpath": hotpath,
+        "pushpull": pushpull,
+        "latency": latency,
+        "device": device,
+        "peers": peers,
+        "memory": memory,
+    }
     for name in names:
         t0 = time.monotonic()
         result = run_scenario(name, args)
