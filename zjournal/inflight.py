@@ -81,6 +81,7 @@ class Slot:
     __slots__ = (
         "_base",
         "_mm",
+        "_start",
         "counter_key",
         "created",
         "dcode",
@@ -93,6 +94,7 @@ class Slot:
     def __init__(self, mm: mmap.mmap, base: int, name: str, dcode: int) -> None:
         self._mm = mm
         self._base = base
+        self._start = base + HEADER_SIZE  # where the message goes
         self.name = name
         self.dcode = dcode
         self.counter_key = (name, dcode, rec.PENDING)  # the journal's counter of this stream's pending entries
@@ -104,14 +106,16 @@ class Slot:
     def write(self, entry_id: int, frames: list[bytes], created: float, envelope_size: int) -> None:
         """Hold a message (one that :func:`fits_slot`) as entry ``entry_id``, replacing what the slot held."""
         if len(frames) == 1:
-            data, kind = frames[0], _SINGLE
+            data = frames[0]
+            kind = _SINGLE
         else:
-            data, kind = _pack_frames(frames), _LIST
-        n = len(data)
-        mm, base = self._mm, self._base
-        mm[base + HEADER_SIZE : base + HEADER_SIZE + n] = data  # the message first, the header last
-        crc = _checksum(data, ((entry_id << 9) | (envelope_size << 1) | kind) & _MASK)  # _seed, inlined
-        _pack_header(mm, base, crc, n, entry_id, created, envelope_size, kind)
+            data = _pack_frames(frames)
+            kind = _LIST
+        start = self._start
+        end = start + len(data)
+        self._mm[start:end] = data  # the message first, the header last
+        seed = ((entry_id << 9) | (envelope_size << 1) | kind) & _MASK  # _seed, inlined
+        _pack_header(self._mm, self._base, _checksum(data, seed), end - start, entry_id, created, envelope_size, kind)
         self.entry_id = entry_id
         self.frames = frames
         self.created = created
