@@ -162,7 +162,7 @@ class SlotFile:
     def sync(self) -> None:
         if self.fd >= 0:
             held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next time
-            os.fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+            _fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
             self._synced = held
 
     def sync_if_changed(self) -> None:
@@ -181,13 +181,19 @@ class SlotFile:
             os.unlink(self.path)
 
 
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 def _allocate(fd: int, size: int) -> None:
+    fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
     try:
-        os.posix_fallocate(fd, 0, size)
+        if fallocate is not None:
+            fallocate(fd, 0, size)
+            return
     except OSError as e:
         if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
-        os.pwrite(fd, bytes(size), 0)  # a filesystem without fallocate: write the zeros ourselves
+    os.pwrite(fd, bytes(size), 0)  # no fallocate here: write the zeros ourselves
 
 
 def directory(journal_path: str) -> str:
