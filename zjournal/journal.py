@@ -1,8 +1,10 @@
 """The journal: entries, their states, counters, ids and retention.
 
-Every state change is one atomic batch on the store, so a crash between any
-two calls leaves a journal that is consistent with the last call that
-returned. Counters are kept in memory (rebuilt by one scan at open) so that
+Every state change is one atomic batch on the store, or one write of a
+socket's in-flight slot (zjournal.inflight: the message a socket is moving
+lives there until it is settled or has to outlive the slot), so a crash
+between any two calls leaves a journal that is consistent with the last call
+that returned. Counters are kept in memory (rebuilt by one scan at open) so that
 :meth:`Journal.count` never scans.
 """
 
