@@ -49,6 +49,7 @@ def test_power_loss_simulation(tmp_path) -> None:
     assert results["always"]["returned"] > 0 and results["always"]["lost"] == 0
     assert results["interval"]["kept"] > 0
     assert results["interval"]["lost_window_ms"] < 2000  # a bounded window, not unbounded loss
+    assert results["slots"]["returned"] > 0 and results["slots"]["garbage"] == 0  # torn slots rejected
 
 
 def test_crash_harness_pipeline_short_mode_loses_nothing(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Power-loss simulation for the ``interval`` and ``always`` durability modes.
+"""Power-loss simulation for the ``interval`` and ``always`` durability modes and in-flight slots.
 
 Run:  python tools/powerloss.py [--seconds 3] [--interval-ms 20] [--json out.json]
 
@@ -15,8 +15,15 @@ The copy keeps of each write-ahead log only the bytes written before the fsync
 started (a conservative image: bytes written during the fsync may be durable
 too).
 
+``slots`` (``interval`` durability, a journaled PULL receiving what the same
+process pushes): each message sits in the socket's in-flight slot until the
+next one is asked for. The image copies the slot file while the socket keeps
+writing it, so images catch slots torn mid-write; opening the image must keep
+either a message exactly as it was received under its id or nothing, never
+garbage (the ``garbage`` column; any makes the run fail).
+
 What this does not model: a disk that lies about fsync, or a torn write inside
-a file (``tests/test_faults.py`` covers torn and damaged files).
+a RocksDB file (``tests/test_faults.py`` covers torn and damaged files).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from pathlib import Path
 WRITER = r"""
 import os, shutil, sys, time, zjournal
 path, image, log, mode, interval = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
-journal = zjournal.open(path, durability=mode, fsync_interval=interval)
+journal = zjournal.open(path, durability="interval" if mode == "slots" else mode, fsync_interval=interval)
 store = journal._store
 
 def wal_sizes():
@@ -63,6 +70,29 @@ def sync_and_snapshot():
     snapshot(before)
 store.sync = sync_and_snapshot
 out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+if mode == "slots":
+    # A journaled PULL: each message sits in its in-flight slot until the next one is asked for.
+    # The image copies the slot file while the socket keeps writing it: torn slots are likely, and
+    # opening the image must reject them, never read garbage.
+    import zmq
+    from zjournal import inflight
+    real_slot_sync = inflight.SlotFile.sync
+    def slot_sync_and_snapshot(self):
+        real_slot_sync(self)
+        snapshot(wal_sizes())
+    inflight.SlotFile.sync = slot_sync_and_snapshot
+    ctx = zmq.Context()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="p")
+    pull.bind("inproc://p")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://p")
+    print("ready", flush=True)
+    i = 0
+    while True:
+        push.send(b"%08d" % i)
+        pull.recv()
+        os.write(out, b"%d %d %.6f\n" % (i, pull.last_id, time.time()))
+        i += 1
 print("ready", flush=True)
 i = 0
 while True:
@@ -97,7 +127,24 @@ def run_mode(mode: str, seconds: float, interval_ms: float, workdir: Path, rng: 
     if not image.exists():
         return {"mode": mode, "returned": len(returned), "kept": 0, "lost": len(returned), "note": "no fsync yet"}
     with zjournal.open(str(image)) as journal:
-        kept = {e.id for e in journal.entries()}
+        found = {e.id: e.frames for e in journal.entries()}
+    kept = set(found)
+    if mode == "slots":
+        # Every message but the last was acked by asking for the next: only the one in hand may be
+        # pending, and what opening the image found must be exactly what was received under that id.
+        received = {entry_id: [b"%08d" % seq] for seq, entry_id, _at in returned}
+        garbage = [entry_id for entry_id, frames in found.items() if received.get(entry_id) != frames]
+        _seq, last_id, last_at = returned[-1]  # in hand when the power went: the only one not acked
+        lost = last_id not in kept
+        return {
+            "mode": mode,
+            "returned": len(returned),
+            "kept": len(kept),
+            "lost": int(lost),
+            "garbage": len(garbage),
+            "lost_window_ms": round((killed_at - last_at) * 1000, 1) if lost else 0.0,
+            "interval_ms": interval_ms,
+        }
     lost = [(seq, entry_id, at) for seq, entry_id, at in returned if entry_id not in kept]
     return {
         "mode": mode,
@@ -123,20 +170,25 @@ def main() -> None:
     results = []
     try:
         for round_ in range(args.rounds):
-            for mode in ("interval", "always"):
+            for mode in ("interval", "always", "slots"):
                 roundir = workdir / f"r{round_}"
                 roundir.mkdir(exist_ok=True)
                 results.append(run_mode(mode, args.seconds, args.interval_ms, roundir, rng))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("| mode | appends returned | kept after the power cut | lost | oldest lost append returned before the cut |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| mode | appends returned | kept after the power cut | lost | oldest lost append returned before the cut "
+        "| garbage |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['mode']} | {r['returned']} | {r['kept']} | {r['lost']} | {r['lost_window_ms']} ms |")
+        garbage = r.get("garbage", "-")
+        print(f"| {r['mode']} | {r['returned']} | {r['kept']} | {r['lost']} | {r['lost_window_ms']} ms | {garbage} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     always_lost = sum(r["lost"] for r in results if r["mode"] == "always")
-    sys.exit(1 if always_lost else 0)
+    garbage = sum(r.get("garbage", 0) for r in results)
+    sys.exit(1 if always_lost or garbage else 0)
 
 
 if __name__ == "__main__":
