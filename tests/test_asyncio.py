@@ -75,3 +75,25 @@ def test_asyncio_req_rep(journal, actx, endpoint) -> None:
         assert journal.count() == 0
 
     asyncio.run(main())
+
+
+def test_asyncio_rep_redelivers_before_live_and_drops_the_reply(journal_path, open_journal, actx, endpoint) -> None:
+    with zjournal.open(journal_path) as j:
+        j.append("service", [b"old"], direction="in", attempts=1)
+
+    async def main() -> None:
+        journal = open_journal()
+        rep = journal.wrap(actx.socket(zmq.REP), name="service")
+        addr = endpoint()
+        rep.bind(addr)
+        req = actx.socket(zmq.REQ)
+        req.connect(addr)
+        await req.send(b"live")
+        assert await asyncio.wait_for(rep.recv(), 2) == b"old"
+        await rep.send(b"to nobody")  # the requester is gone: dropped, and the request acked
+        assert await asyncio.wait_for(rep.recv(), 2) == b"live"
+        await rep.send(b"answer")
+        assert await asyncio.wait_for(req.recv(), 2) == b"answer"
+        assert journal.count(state="pending") == 0
+
+    asyncio.run(main())
