@@ -18,7 +18,7 @@ from zjournal.inflight import fits_slot
 _now = time.time
 
 if TYPE_CHECKING:
-    from zjournal.inflight import Slot
+    from zjournal.inflight import Slot, SlotFile
     from zjournal.journal import CounterKey
 
 
@@ -205,10 +205,13 @@ class SocketSupport:
         changes.append(((name, dcode, rec.PENDING), -1))
         return True
 
-    def _settle(self, entry_id: int) -> None:
-        """Ack an in-flight entry on its own (when there is nothing to fold it into)."""
+    def _settle(self, entry_id: int, slots: SlotFile | None = None) -> None:
+        """Ack an in-flight entry on its own (when there is nothing to fold it into).
+
+        ``slots``: the settling socket's slot file, which holds the entry if any slot does.
+        """
         with self._lock:
-            if self._closed or self._settle_held(entry_id):
+            if self._closed or self._settle_held(entry_id, slots):
                 return
             self._settle_stored(entry_id)
 

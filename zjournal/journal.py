@@ -457,11 +457,22 @@ class Journal(SocketSupport, Operations):
             self._inflight[slot.entry_id] = (slot.name, slot.dcode)
             slot.clear()
 
-    def _settle_held(self, entry_id: int) -> bool:
-        """Ack a slot-held entry by emptying its slot (lock held); False if no slot holds it."""
-        if not self._slot_files:
+    def _settle_held(self, entry_id: int, slots: inflight.SlotFile | None = None) -> bool:
+        """Ack a slot-held entry by emptying its slot (lock held); False if no slot holds it.
+
+        ``slots``: the slot file of the socket the entry belongs to, when the
+        caller knows it (no scan of the journal's slot files then).
+        """
+        if not self._slot_files or not entry_id:
             return False
-        slot = self._holding(entry_id)
+        if slots is None:
+            slot = self._holding(entry_id)
+        elif slots.inbound.entry_id == entry_id:
+            slot = slots.inbound
+        elif slots.outbound.entry_id == entry_id:
+            slot = slots.outbound
+        else:
+            return False
         if slot is None:
             return False
         slot.clear()

@@ -433,7 +433,7 @@ class JournaledSocket(zmq.Socket):
             state.settle_next = 0
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
-            self._journal._settle(settle)
+            self._journal._settle(settle, self._s.slots)
             if flags & _NOBLOCK:
                 raise
         return zmq.Socket.recv(self, flags, False, track), 0
@@ -444,7 +444,7 @@ class JournaledSocket(zmq.Socket):
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
             self._s.settle_next = 0
-            self._journal._settle(settle)
+            self._journal._settle(settle, self._s.slots)
 
     def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> None:
         """Journal a whole inbound message of the fast paths in the socket's slot."""
@@ -894,7 +894,7 @@ class JournaledSocket(zmq.Socket):
         journal = self._journal
         if self._s.rx_redelivered:
             if settle:
-                journal._settle(settle)
+                journal._settle(settle, self._s.slots)
             if self._s.rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
                 self._redelivered(self._s.rx_redelivered)
             self._s.rx_redelivered = 0
@@ -910,7 +910,7 @@ class JournaledSocket(zmq.Socket):
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
             journal._count_ephemeral(self._jname)
             if settle:
-                journal._settle(settle)
+                journal._settle(settle, self._s.slots)
             self._s.settle_next = 0
             return
         policy = self._in_policy
@@ -954,7 +954,7 @@ class JournaledSocket(zmq.Socket):
         entry_id = self._s.awaiting_reply
         self._s.awaiting_reply = 0
         if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
-            self._journal._settle(entry_id)
+            self._journal._settle(entry_id, self._s.slots)
 
     def _reply_to_nobody(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
         """A REP's reply to a request served from Python: dropped quietly, and it acks the request."""
@@ -975,13 +975,13 @@ class JournaledSocket(zmq.Socket):
         last message it received.
         """
         if self._s.settle_sent:
-            self._journal._settle(self._s.settle_sent)
+            self._journal._settle(self._s.settle_sent, self._s.slots)
             self._s.settle_sent = 0
         if self._s.deferred:  # prefetched messages the application was done with
             self._journal._log_many(self._jname, _IN, [], settle=self._s.deferred)
             self._s.deferred = []
         if inbound and self._s.settle_next:
-            self._journal._settle(self._s.settle_next)
+            self._journal._settle(self._s.settle_next, self._s.slots)
             self._s.settle_next = 0
 
     def close(self, linger: int | None = None) -> None:
