@@ -193,7 +193,12 @@ def run(messages: int = 50_000, repeat: int = 3) -> dict[str, Any]:
                 values = rows[label]
                 if isinstance(values, list):
                     index += 1
-                    values.append(fn(index))
+                    try:
+                        values.append(fn(index))
+                    except Exception as e:  # a peer that fails to run is reported, not fatal
+                        if label in (RAW, PROCESS):
+                            raise
+                        rows[label] = f"failed: {e}"
     raw = statistics.median(rows[RAW])  # type: ignore[arg-type]
     journaled = statistics.median(rows[PROCESS])  # type: ignore[arg-type]
     out = []
