@@ -273,3 +273,22 @@ def test_acks_from_another_thread_race_the_socket_safely(journal, journal_path, 
     journal.close()
     again = open_journal()
     assert again.count() == 0 and list(again.entries()) == []
+
+
+def test_a_socket_whose_slot_file_cannot_be_made_journals_in_the_store(journal, journal_path, ctx, caplog) -> None:
+    os.makedirs(journal_path + "/inflight", exist_ok=True)
+    os.rmdir(journal_path + "/inflight")
+    with open(journal_path + "/inflight", "w") as blocker:  # a file where the slot directory goes
+        blocker.write("x")
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    assert "without an in-flight slot" in caplog.text
+    pull.bind("inproc://no-slots")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://no-slots")
+    push.send(b"m")
+    assert pull.recv() == b"m"
+    assert _in_store(journal, pull.last_id) and journal.count(state="pending") == 1
+    pull.close()
+    journal.close()
+    with zjournal.open(journal_path) as again:  # and the journal opens again as it is
+        assert again.count() == 0

@@ -223,7 +223,7 @@ def slot_files(journal_path: str) -> list[str]:
     where = directory(journal_path)
     try:
         names = os.listdir(where)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     return [os.path.join(where, n) for n in sorted(names) if n.endswith(SUFFIX)]
 

@@ -488,8 +488,13 @@ class Journal(SocketSupport, Operations):
         assert self.path is not None
         with self._lock:
             self._check_open()
-            slots = inflight.create(self.path, name)
-            self._slot_files.append(slots)
+            try:
+                slots = inflight.create(self.path, name)
+            except StoreError as e:  # the socket journals in the store instead: slower, as safe
+                log.warning("journal %s: socket %r journals without an in-flight slot: %s", self.path, name, e)
+                return None
+            if slots is not None:
+                self._slot_files.append(slots)
         return slots
 
     def _close_slots(self, slots: inflight.SlotFile) -> None:
