@@ -119,6 +119,10 @@ def test_rep_hands_over_redelivered_requests_before_live_ones(journal_path, open
     assert dict(poller.poll(0)).get(rep) == zmq.POLLOUT and rep.poll(0, zmq.POLLOUT) == zmq.POLLOUT
     rep.send(b"to nobody")  # its requester is gone: dropped, and the request acked
     assert rep.recv_multipart() == [b"old-2", b"part"]
+    for receive in (rep.recv_multipart, rep.recv, lambda: rep.recv_into(bytearray(10))):
+        with pytest.raises(zmq.ZMQError) as info:  # the last redelivered one: still no live request first
+            receive()
+        assert info.value.errno == zmq.EFSM
     rep.send_multipart([b"to", b"nobody"])
     assert j.count(name="service", state="pending") == 0
     assert dict(poller.poll(2000)).get(rep) == zmq.POLLIN

@@ -438,6 +438,12 @@ class JournaledSocket(zmq.Socket):
                 raise
         return zmq.Socket.recv(self, flags, False, track), 0
 
+    def _check_rep_turn(self) -> None:
+        """A REP answering a request served from Python must reply before it receives again (libzmq's EFSM)."""
+        state = self._s
+        if state.answering_python and state.rx is None:
+            raise zmq.ZMQError(zmq.EFSM)
+
     def _settle_now(self) -> None:
         settle = self._s.settle_next
         if settle:
@@ -486,12 +492,10 @@ class JournaledSocket(zmq.Socket):
             if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
                 self._settle_reply()
             return frame
-        if state.answering_python and state.rx is None:
-            raise zmq.ZMQError(zmq.EFSM)  # a REP must reply before it receives again, as libzmq says
-        local = self._s.local
-        if local is not None and (local.current is not None or (self._s.rx is None and local.has_message())):
+        self._check_rep_turn()
+        local = state.local
+        if local is not None and (local.current is not None or (state.rx is None and local.has_message())):
             return self._recv_local(copy)
-        state = self._s
         if state.serving is not None and not self._prefetch:  # the rest of a message read whole
             frame = state.serving.pop(0)
             if not state.serving:
@@ -653,6 +657,8 @@ class JournaledSocket(zmq.Socket):
                 parts.append(got)
             self._received_held(slot, frames, settle)
             return frames if copy else parts
+        if self._in_policy is not None:
+            self._check_rep_turn()
         if self._s.rx is not None or self._in_policy is None or self._s.local is not None:
             return super().recv_multipart(flags, copy, track)
         if isinstance(self._s.redelivery, SubRedelivery):
@@ -791,6 +797,7 @@ class JournaledSocket(zmq.Socket):
         self._update_fast_paths()
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
+        self._check_rep_turn()
         first = self._s.rx is None
         if first and self._s.settle_next:
             self._settle_now()
