@@ -129,7 +129,7 @@ class Journal(SocketSupport, Operations):
         # journals on disk whose durability a page-cache write meets, and
         # without retention (an acked entry must then be kept: a store write).
         self._slot_files: list[inflight.SlotFile] = []
-        self._hot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
+        self._slot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
         self._use_slots = (
             path is not None
             and not read_only
@@ -235,7 +235,7 @@ class Journal(SocketSupport, Operations):
         if found:
             self._floor = min(self._floor, min(found))
         if self.read_only:
-            self._hot_view = found
+            self._slot_view = found
             return
         if found:
             batch = store.batch()
@@ -263,7 +263,7 @@ class Journal(SocketSupport, Operations):
     def _slot_records(self) -> tuple[list[tuple[int, bytes]], int | None]:
         """The entries held in slots, by id, and the smallest such id (None: no entry)."""
         if self.read_only:
-            held = sorted(self._hot_view.items())
+            held = sorted(self._slot_view.items())
         else:
             with self._lock:
                 held = sorted((slot.entry_id, slot.record()) for slot in self._held_slots())
@@ -396,7 +396,7 @@ class Journal(SocketSupport, Operations):
 
     def _load_record(self, entry_id: int) -> list | None:
         """The record of an entry, wherever it is (for reading: see :meth:`_load_for_update`)."""
-        raw = self._hot_view.get(entry_id)
+        raw = self._slot_view.get(entry_id)
         if self._slot_files:
             with self._lock:  # a socket may be writing its slot in another thread
                 slot = self._holding(entry_id)
