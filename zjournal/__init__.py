@@ -27,8 +27,9 @@ from zjournal.errors import (
 from zjournal.journal import Journal, open
 from zjournal.plugins import AckHandler, Plugin
 from zjournal.policy import AckPolicy, MessageClass
-from zjournal.socket import JournaledContext, JournaledSocket
+from zjournal.socket import JournaledSocket
 from zjournal.store import Batch, MemoryStore, RocksStore, Store
+from zjournal.wrapping import JournaledContext
 
 __version__ = "0.1.0"
 

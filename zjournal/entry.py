@@ -153,6 +153,14 @@ def as_frames(frames: Sequence[Any]) -> list[bytes]:
     return out
 
 
+def envelope_size_of(frames: list[bytes]) -> int:
+    """A ROUTER message's envelope: the routing ids up to and including the empty delimiter (or just the id)."""
+    for index, frame in enumerate(frames[:8]):
+        if index and not frame:
+            return index + 1
+    return 1
+
+
 def parse_state(value: str | State | None) -> int | None:
     """The state code for a user-given state name, None for 'any'."""
     if value is None:

@@ -315,7 +315,7 @@ class SocketSupport:
         messages; acks of ``next`` ride with the next write, so up to N handled
         messages can come back after a crash.
         """
-        from zjournal.socket import wrap_socket
+        from zjournal.wrapping import wrap_socket
 
         self._check_open()
         return wrap_socket(self, sock, name, ack=ack, classify=classify, max_attempts=max_attempts, prefetch=prefetch)
@@ -327,7 +327,7 @@ class SocketSupport:
 
     def context(self, ctx: Any = None, **options: Any) -> Any:
         """A context whose ``socket()`` returns journaled sockets (default names, these options)."""
-        from zjournal.socket import JournaledContext
+        from zjournal.wrapping import JournaledContext
 
         self._check_open()
         return JournaledContext(self, ctx, **options)
@@ -342,7 +342,7 @@ class SocketSupport:
         called periodically with ``ack="explicit"``, it is a redelivery timeout
         for messages whose confirmation never came.
         """
-        from zjournal.socket import replay_outbound
+        from zjournal.wrapping import replay_outbound
 
         self._check_open()
         return replay_outbound(self, name, into, older_than)

@@ -20,7 +20,7 @@ Two ways, chosen by socket type:
   before any other could be read; so the messages are served from Python
   before live traffic (a REP's reply to one never reaches libzmq).
   ``sock.poll()`` and ``EVENTS`` see them, and ``zmq.Poller``/``zmq.select``
-  through the poll hook of ``zjournal.socket``.
+  through ``zjournal.pollhook``.
 
 A DEALER load-balances its sends over its peers, so before it gets a private
 peer the pipe to that peer is filled up (see ``_plug_dealer``): its own

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from zjournal import killpoints
-from zjournal.entry import DIRECTION_CODES, Direction
-from zjournal.errors import InvalidArgumentError, JournalClosedError
+from zjournal import killpoints, pollhook
+from zjournal.entry import DIRECTION_CODES, Direction, envelope_size_of
+from zjournal.errors import InvalidArgumentError
 from zjournal.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
+from zjournal.prefetch import Prefetching
 from zjournal.redelivery import (
     InprocRedelivery,
     LocalRedelivery,
@@ -103,7 +102,7 @@ class _State:
         self.fast_out: Slot | None = None
 
 
-class JournaledSocket(zmq.Socket):
+class JournaledSocket(Prefetching, zmq.Socket):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
@@ -531,58 +530,6 @@ class JournaledSocket(zmq.Socket):
             self._complete_rx()
         return data if copy else got
 
-    # -- prefetch (opt-in): read what is queued, journal it in one write, hand it out one by one
-
-    def _fill(self, flags: int, track: bool) -> None:
-        """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
-        state = self._s
-        journal = self._journal
-        done = state.deferred
-        if state.settle_next:
-            done.append(state.settle_next)  # the app asks for the next one: the last is done
-        state.deferred, state.settle_next = [], 0
-        raw_recv = zmq.Socket.recv
-        try:
-            first = raw_recv(self, flags | _NOBLOCK, False, track)
-        except zmq.Again:
-            if done:
-                if killpoints.ARMED:
-                    killpoints.reached("ack:before-write")
-                journal._log_many(self._jname, _IN, [], settle=done)  # idle: the acks go now
-                done = []
-            if flags & _NOBLOCK:
-                raise
-            first = raw_recv(self, flags, False, track)
-        messages = [self._rest_of(first, track)]
-        while len(messages) < self._prefetch:
-            try:
-                got = raw_recv(self, _NOBLOCK, False, track)
-            except zmq.Again:
-                break
-            messages.append(self._rest_of(got, track))
-        if killpoints.ARMED:
-            if done:
-                killpoints.reached("ack:before-write")
-            killpoints.reached("recv:before-journal")
-        classifier = self._classifier
-        track = self._in_policy is AckPolicy.NEXT
-        if classifier is None:
-            sized = [(m, _envelope_size(m) if self._router else 0) for m in messages]
-            ids = journal._log_many(self._jname, _IN, sized, settle=done, track=track)
-            state.ahead.extend(zip(ids, messages, strict=True))
-            return
-        body = (lambda m: m[1:]) if self._router else (lambda m: m)
-        durable = [m for m in messages if classifier(body(m))]
-        sized = [(m, _envelope_size(m) if self._router else 0) for m in durable]
-        ids = iter(journal._log_many(self._jname, _IN, sized, settle=done, track=track))
-        kept = {id(m) for m in durable}
-        for m in messages:
-            if id(m) in kept:
-                state.ahead.append((next(ids), m))
-            else:
-                journal._count_ephemeral(self._jname)
-                state.ahead.append((0, m))
-
     def _rest_of(self, first: zmq.Frame, track: bool) -> list[bytes]:
         """The whole message whose first frame is ``first`` (the rest is already there: atomic)."""
         frames = [first.bytes]
@@ -591,42 +538,6 @@ class JournaledSocket(zmq.Socket):
             got = zmq.Socket.recv(self, 0, False, track)
             frames.append(got.bytes)
         return frames
-
-    def _hand_over(self) -> list[bytes]:
-        """The next prefetched message for the application; the previous one is done."""
-        state = self._s
-        entry_id, frames = state.ahead.popleft()
-        if state.settle_next:
-            state.deferred.append(state.settle_next)
-        state.settle_next = entry_id if self._in_policy is AckPolicy.NEXT else 0
-        if entry_id:
-            state.last_id = entry_id
-        return frames
-
-    def _recv_prefetched(self, flags: int, copy: bool, track: bool) -> list[Any]:
-        state = self._s
-        if state.serving is not None:  # the rest of a message begun with recv()
-            frames, state.serving = state.serving, None
-        else:
-            if not state.ahead:
-                self._fill(flags, track)
-            frames = self._hand_over()
-        return frames if copy else [zmq.Frame(f) for f in frames]
-
-    def _recv_frame_prefetched(self, flags: int, copy: bool, track: bool) -> Any:
-        state = self._s
-        if state.serving is None:
-            if not state.ahead:
-                self._fill(flags, track)
-            frames = self._hand_over()
-            if len(frames) > 1:
-                state.serving = frames[1:]
-            frame = frames[0]
-        else:
-            frame = state.serving.pop(0)
-            if not state.serving:
-                state.serving = None
-        return frame if copy else zmq.Frame(frame)
 
     def _complete_rx(self) -> None:
         state = self._s
@@ -767,7 +678,7 @@ class JournaledSocket(zmq.Socket):
             return
         # In flight (tracked) so that fetching redeliverable entries skips it; attempts 0 until handed over.
         entry_id = self._journal._log(
-            self._jname, _IN, frames, track=True, attempts=0, envelope_size=_envelope_size(frames)
+            self._jname, _IN, frames, track=True, attempts=0, envelope_size=envelope_size_of(frames)
         )
         self._s.behind.append((entry_id, frames))
 
@@ -921,7 +832,7 @@ class JournaledSocket(zmq.Socket):
             self._s.settle_next = 0
             return
         policy = self._in_policy
-        envelope_size = _envelope_size(frames) if self._router else 0
+        envelope_size = envelope_size_of(frames) if self._router else 0
         if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
             entry_id = journal._log_held(self._s.slots.inbound, frames, settle, envelope_size)
         else:
@@ -1023,162 +934,5 @@ class JournaledSocket(zmq.Socket):
         return f"<zjournal.JournaledSocket(zmq.{self._type_name}) name={self._jname!r}{closed}>"
 
 
-def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
-    """pyzmq's ``zmq_poll``, which also reports the events of journaled sockets that libzmq cannot see.
-
-    ``zmq.Poller.poll`` and ``zmq.select`` call ``zmq_poll`` through their
-    module's global name, so replacing that one name (see
-    :func:`_install_poll_hook`) makes both see what libzmq cannot (see
-    :meth:`JournaledSocket._python_events`): such a socket is reported at
-    once, with whatever libzmq says is ready now.
-    """
-    extra: dict[Any, int] = {}  # events libzmq cannot see
-    asked = []
-    replaced = False
-    for sock, flags in sockets:
-        if isinstance(sock, JournaledSocket) and sock._s is not None:
-            events = sock._python_events(flags)
-            if events:
-                extra[sock] = events
-            if sock._s.answering_python:
-                replaced = True  # libzmq's view of this REP does not apply: it never saw the request
-                flags = 0
-        asked.append((sock, flags))
-    if not extra and not replaced:
-        return _libzmq_poll(sockets, timeout)
-    ready = dict(_libzmq_poll(asked, 0 if extra else timeout))
-    for sock, events in extra.items():
-        ready[sock] = ready.get(sock, 0) | events
-    return [(sock, events) for sock, events in ready.items() if events]
-
-
-def _install_poll_hook() -> None:
-    import zmq.sugar.poll
-
-    if zmq.sugar.poll.zmq_poll is not _poll_seeing_held_messages:
-        zmq.sugar.poll.zmq_poll = _poll_seeing_held_messages
-
-
-_libzmq_poll = zmq.backend.zmq_poll
-_install_poll_hook()
-
-
-def _envelope_size(frames: list[bytes]) -> int:
-    """ROUTER envelope: the routing ids up to and including the empty delimiter (or just the id)."""
-    for index, frame in enumerate(frames[:8]):
-        if index and not frame:
-            return index + 1
-    return 1
-
-
-def _default_name(journal: Journal, socket_type: int) -> str:
-    base = zmq.SocketType(socket_type).name.lower()
-    for n in itertools.count(1):
-        name = base if n == 1 else f"{base}-{n}"
-        if name not in journal._sockets:
-            return name
-    raise AssertionError("unreachable")
-
-
-def wrap_socket(
-    journal: Journal,
-    sock: Any,
-    name: str | None,
-    *,
-    ack: str | None,
-    classify: Any,
-    max_attempts: int | None,
-    prefetch: int = 0,
-) -> Any:
-    """The body of :meth:`Journal.wrap`."""
-    import zmq.asyncio
-
-    if not isinstance(sock, zmq.Socket):
-        raise InvalidArgumentError(f"wrap() takes a zmq.Socket, not {type(sock).__name__}")
-    if isinstance(sock, JournaledSocket) or getattr(sock, "_journaled", None) is not None:
-        raise InvalidArgumentError(f"socket is already journaled as {getattr(sock, 'journal_name', '?')!r}")
-    if sock.closed:
-        raise InvalidArgumentError("cannot wrap a closed socket")
-    if max_attempts is not None and max_attempts < 1:
-        raise InvalidArgumentError(f"max_attempts must be >= 1 or None, not {max_attempts}")
-    if name is None:
-        name = _default_name(journal, sock.type)
-    elif not isinstance(name, str) or not name:
-        raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
-    live = journal._sockets.get(name)
-    if live is not None and not live.closed:
-        raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
-    if isinstance(sock, zmq.asyncio.Socket):
-        from zjournal.aio import AsyncJournaledSocket
-
-        wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts, prefetch)
-    else:
-        wrapped = JournaledSocket.shadow(sock)
-        try:
-            wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
-        except BaseException:
-            wrapped._closed = True  # the handle stays with ``sock``
-            raise
-    journal._sockets[name] = wrapped
-    return wrapped
-
-
-class JournaledContext:
-    """A context whose ``socket()`` returns journaled sockets; everything else is the context's."""
-
-    def __init__(self, journal: Journal, ctx: zmq.Context | None = None, **options: Any) -> None:
-        self._journal = journal
-        self._ctx = ctx if ctx is not None else zmq.Context.instance()
-        self._options = options
-
-    def socket(self, socket_type: int, name: str | None = None, **options: Any) -> Any:
-        return self._journal.wrap(self._ctx.socket(socket_type), name, **{**self._options, **options})
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._ctx, attr)
-
-    def __enter__(self) -> JournaledContext:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.term()
-
-
-def _send_raw(sock: zmq.Socket, frames: list[bytes]) -> None:
-    """Send a whole message without the journaling overrides of a JournaledSocket."""
-    raw_send = zmq.Socket.send  # pyzmq's own send: it does not call back into the subclass
-    for frame in frames[:-1]:
-        raw_send(sock, frame, _SNDMORE)
-    raw_send(sock, frames[-1])
-
-
-def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | None = None) -> int:
-    """The body of :meth:`Journal.replay`."""
-    if not isinstance(into, zmq.Socket):
-        raise InvalidArgumentError(f"replay(into=...) takes a zmq.Socket, not {type(into).__name__}")
-    if journal.closed:
-        raise JournalClosedError("journal is closed")
-    sent = 0
-    target = (
-        into._shadow_sock if hasattr(into, "_shadow_sock") and isinstance(into._shadow_sock, JournaledSocket) else into
-    )
-    cutoff = None if older_than is None else time.time() - older_than
-    for entry in list(journal.entries(name=name, state="pending", direction="out")):
-        if cutoff is not None and (entry.updated or entry.created) > cutoff:
-            continue
-        if isinstance(target, JournaledSocket):
-            if entry.id in journal._inflight or journal._holding(entry.id) is not None:
-                continue  # this process sent it and is waiting for its ack
-            delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
-            if delivered is None:
-                continue
-            _send_raw(target, entry.frames)  # not through target.send: the entry exists already
-            target._s.last_id = entry.id
-            target._sent(entry.id)
-        else:
-            into.send_multipart(entry.frames)
-            journal.ack(entry.id)
-        sent += 1
-        if into.type == zmq.REQ:
-            break  # a REQ takes one request at a time
-    return sent
+# zmq.Poller and zmq.select see what journaled sockets hold in Python (zjournal.pollhook).
+pollhook.install(JournaledSocket)

@@ -1,0 +1,57 @@
+"""zmq.Poller and zmq.select see the messages a journaled socket holds in Python.
+
+Some messages are served from Python rather than libzmq: redelivered ones of a
+REP, a PAIR or a DEALER connected before it was wrapped, prefetched ones, live
+ROUTER requests held behind redelivered ones; and a REP answering a request
+served from Python can reply though libzmq's REP never saw that request.
+``sock.poll()`` and ``EVENTS`` see this through the socket's own overrides;
+``zmq.Poller`` and ``zmq.select`` ask libzmq directly, so :func:`install`
+wraps the one function both of them call. A poll without journaled sockets
+pays an isinstance check per registered socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+import zmq.sugar.poll
+
+_libzmq_poll = zmq.backend.zmq_poll
+_journaled: type = type(None)  # the journaled socket class, once installed
+
+
+def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
+    """pyzmq's ``zmq_poll``, which also reports the events of journaled sockets that libzmq cannot see.
+
+    ``zmq.Poller.poll`` and ``zmq.select`` call ``zmq_poll`` through their
+    module's global name, so replacing that one name (see
+    :func:`install`) makes both see what libzmq cannot (see
+    ``JournaledSocket._python_events``): such a socket is reported at once,
+    with whatever libzmq says is ready now.
+    """
+    extra: dict[Any, int] = {}  # events libzmq cannot see
+    asked = []
+    replaced = False
+    for sock, flags in sockets:
+        if isinstance(sock, _journaled) and sock._s is not None:
+            events = sock._python_events(flags)
+            if events:
+                extra[sock] = events
+            if sock._s.answering_python:
+                replaced = True  # libzmq's view of this REP does not apply: it never saw the request
+                flags = 0
+        asked.append((sock, flags))
+    if not extra and not replaced:
+        return _libzmq_poll(sockets, timeout)
+    ready = dict(_libzmq_poll(asked, 0 if extra else timeout))
+    for sock, events in extra.items():
+        ready[sock] = ready.get(sock, 0) | events
+    return [(sock, events) for sock, events in ready.items() if events]
+
+
+def install(journaled: type) -> None:
+    """Make pyzmq's pollers report the Python-held events of sockets of class ``journaled``."""
+    global _journaled
+    _journaled = journaled
+    zmq.sugar.poll.zmq_poll = _poll_seeing_held_messages

@@ -1,0 +1,137 @@
+"""Making journaled sockets (``Journal.wrap``, ``Journal.context``) and resending outbound entries.
+
+The bodies of :meth:`zjournal.Journal.wrap`, :meth:`~zjournal.Journal.context`
+and :meth:`~zjournal.Journal.replay`: the checks a socket passes before it is
+journaled, default names, and the replay of pending outbound entries through
+a socket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from zjournal.errors import InvalidArgumentError, JournalClosedError
+from zjournal.policy import AckPolicy
+from zjournal.socket import JournaledSocket
+
+if TYPE_CHECKING:
+    from zjournal.journal import Journal
+
+_SNDMORE = int(zmq.SNDMORE)
+
+
+def _default_name(journal: Journal, socket_type: int) -> str:
+    base = zmq.SocketType(socket_type).name.lower()
+    for n in itertools.count(1):
+        name = base if n == 1 else f"{base}-{n}"
+        if name not in journal._sockets:
+            return name
+    raise AssertionError("unreachable")
+
+
+def wrap_socket(
+    journal: Journal,
+    sock: Any,
+    name: str | None,
+    *,
+    ack: str | None,
+    classify: Any,
+    max_attempts: int | None,
+    prefetch: int = 0,
+) -> Any:
+    """The body of :meth:`Journal.wrap`."""
+    import zmq.asyncio
+
+    if not isinstance(sock, zmq.Socket):
+        raise InvalidArgumentError(f"wrap() takes a zmq.Socket, not {type(sock).__name__}")
+    if isinstance(sock, JournaledSocket) or getattr(sock, "_journaled", None) is not None:
+        raise InvalidArgumentError(f"socket is already journaled as {getattr(sock, 'journal_name', '?')!r}")
+    if sock.closed:
+        raise InvalidArgumentError("cannot wrap a closed socket")
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidArgumentError(f"max_attempts must be >= 1 or None, not {max_attempts}")
+    if name is None:
+        name = _default_name(journal, sock.type)
+    elif not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
+    live = journal._sockets.get(name)
+    if live is not None and not live.closed:
+        raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
+    if isinstance(sock, zmq.asyncio.Socket):
+        from zjournal.aio import AsyncJournaledSocket
+
+        wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts, prefetch)
+    else:
+        wrapped = JournaledSocket.shadow(sock)
+        try:
+            wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
+        except BaseException:
+            wrapped._closed = True  # the handle stays with ``sock``
+            raise
+    journal._sockets[name] = wrapped
+    return wrapped
+
+
+class JournaledContext:
+    """A context whose ``socket()`` returns journaled sockets; everything else is the context's."""
+
+    def __init__(self, journal: Journal, ctx: zmq.Context | None = None, **options: Any) -> None:
+        self._journal = journal
+        self._ctx = ctx if ctx is not None else zmq.Context.instance()
+        self._options = options
+
+    def socket(self, socket_type: int, name: str | None = None, **options: Any) -> Any:
+        return self._journal.wrap(self._ctx.socket(socket_type), name, **{**self._options, **options})
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._ctx, attr)
+
+    def __enter__(self) -> JournaledContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.term()
+
+
+def _send_raw(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """Send a whole message without the journaling overrides of a JournaledSocket."""
+    raw_send = zmq.Socket.send  # pyzmq's own send: it does not call back into the subclass
+    for frame in frames[:-1]:
+        raw_send(sock, frame, _SNDMORE)
+    raw_send(sock, frames[-1])
+
+
+def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | None = None) -> int:
+    """The body of :meth:`Journal.replay`."""
+    if not isinstance(into, zmq.Socket):
+        raise InvalidArgumentError(f"replay(into=...) takes a zmq.Socket, not {type(into).__name__}")
+    if journal.closed:
+        raise JournalClosedError("journal is closed")
+    sent = 0
+    target = (
+        into._shadow_sock if hasattr(into, "_shadow_sock") and isinstance(into._shadow_sock, JournaledSocket) else into
+    )
+    cutoff = None if older_than is None else time.time() - older_than
+    for entry in list(journal.entries(name=name, state="pending", direction="out")):
+        if cutoff is not None and (entry.updated or entry.created) > cutoff:
+            continue
+        if isinstance(target, JournaledSocket):
+            if entry.id in journal._inflight or journal._holding(entry.id) is not None:
+                continue  # this process sent it and is waiting for its ack
+            delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
+            if delivered is None:
+                continue
+            _send_raw(target, entry.frames)  # not through target.send: the entry exists already
+            target._s.last_id = entry.id
+            target._sent(entry.id)
+        else:
+            into.send_multipart(entry.frames)
+            journal.ack(entry.id)
+        sent += 1
+        if into.type == zmq.REQ:
+            break  # a REQ takes one request at a time
+    return sent
