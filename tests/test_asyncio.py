@@ -97,3 +97,111 @@ def test_asyncio_rep_redelivers_before_live_and_drops_the_reply(journal_path, op
         assert journal.count(state="pending") == 0
 
     asyncio.run(main())
+
+
+def _pipe(journal, actx, endpoint, name="in"):
+    pull = journal.wrap(actx.socket(zmq.PULL), name=name)
+    addr = endpoint()
+    pull.bind(addr)
+    push = zmq.Context.shadow(actx.underlying).socket(zmq.PUSH)
+    push.connect(addr)
+    return push, pull
+
+
+@pytest.mark.parametrize("method", ["recv", "recv_multipart", "recv_string", "recv_json", "recv_pyobj"])
+def test_a_recv_cancelled_as_its_message_arrives_hands_that_message_over_next(journal, actx, endpoint, method) -> None:
+    """The timeout falls due in the same loop turn as the message arrives: the result is never seen."""
+    import time
+
+    payloads = {"recv_json": b'{"n": 1}', "recv_pyobj": __import__("pickle").dumps({"n": 1})}
+    sent = payloads.get(method, b"order-1")
+
+    async def main() -> None:
+        push, pull = _pipe(journal, actx, endpoint)
+
+        async def consumer():
+            try:
+                async with asyncio.timeout(0.2):
+                    return await getattr(pull, method)()
+            except TimeoutError:
+                return "timed out"
+
+        task = asyncio.create_task(consumer())
+        await asyncio.sleep(0.05)
+        push.send(sent)
+        time.sleep(0.3)  # the loop is busy: the timeout falls due while the message arrives
+        assert await task == "timed out"
+        push.send(b"order-2")
+        assert await pull.recv_multipart() == [sent]  # handed over now, as it is
+        assert await pull.recv_multipart() == [b"order-2"]
+        pull.close()
+        push.close()
+
+    asyncio.run(main())
+    assert journal.count() == 0  # each handed over once, acked
+
+
+def test_a_consumer_with_a_short_timeout_loses_nothing(journal, actx, endpoint) -> None:
+    import random
+    import threading
+    import time
+
+    n = 400
+    got: list[bytes] = []
+
+    async def main() -> None:
+        push, pull = _pipe(journal, actx, endpoint)
+
+        def produce() -> None:
+            for i in range(n):
+                push.send(b"m%04d" % i)
+                time.sleep(random.random() * 0.002)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        while producer.is_alive() or len(got) < n:
+            try:
+                async with asyncio.timeout(0.001):
+                    got.append((await pull.recv_multipart())[0])
+            except TimeoutError:
+                if not producer.is_alive() and not pull.poll(0) and len(got) < n:
+                    await asyncio.sleep(0.01)
+                    if not await pull.poll(200):
+                        break
+        producer.join()
+        pull.close()
+        push.close()
+
+    asyncio.run(main())
+    assert got == [b"m%04d" % i for i in range(n)]
+
+
+def test_closing_with_a_result_nobody_took_leaves_it_pending(journal, actx, endpoint) -> None:
+    async def main() -> None:
+        push, pull = _pipe(journal, actx, endpoint)
+        push.send(b"untaken")
+        future = pull.recv()
+        await asyncio.sleep(0.05)
+        assert future.done()  # read, journaled, never awaited
+        pull.close()
+        push.close()
+
+    asyncio.run(main())
+    assert [e.frames for e in journal.entries(state="pending")] == [[b"untaken"]]
+
+
+def test_an_asyncio_sub_gets_its_pending_entries(journal_path, open_journal, actx, endpoint) -> None:
+    with zjournal.open(journal_path) as j:
+        j.append("feed", [b"t.old"], direction="in", attempts=1)
+    journal = open_journal()
+
+    async def main() -> None:
+        sub = journal.wrap(actx.socket(zmq.SUB), name="feed")
+        addr = endpoint()
+        sub.connect(addr)
+        sub.subscribe(b"t.")
+        assert await asyncio.wait_for(sub.recv(), 2) == b"t.old"
+        sub.close()
+
+    asyncio.run(main())
+    assert journal.count(state="pending") == 0

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,61 @@ def test_a_socket_whose_slot_file_cannot_be_made_journals_in_the_store(journal, 
     journal.close()
     with zjournal.open(journal_path) as again:  # and the journal opens again as it is
         assert again.count() == 0
+
+
+def test_a_scan_racing_the_socket_never_moves_the_floor_past_a_pending_entry(journal, journal_path, pipe) -> None:
+    """A scan (a metrics scrape, inspect) reads the slots, then the store; appends land in between."""
+    push, pull = pipe
+    entered, go = threading.Event(), threading.Event()
+    real_scan = journal._store.scan
+
+    def scan(table, start=b""):  # hold the scan between its slot snapshot and its store snapshot
+        if table == "entries" and not go.is_set():
+            entered.set()
+            go.wait(5)
+        return real_scan(table, start)
+
+    journal._store.scan = scan
+    seen: list[list[int]] = []
+    scanner = threading.Thread(target=lambda: seen.append([e.id for e in journal.entries(state="pending")]))
+    scanner.start()
+    assert entered.wait(5)
+    push.send(b"keep-me")
+    push.send(b"L" * (inflight.CAPACITY + 1))  # journaled in the store, not the slot
+    push.send(b"third")
+    with pytest.raises(RuntimeError), pull.receiving():
+        kept = pull.last_id
+        raise RuntimeError("the handler failed: the message stays pending")
+    pull.recv()  # the large one
+    go.set()
+    scanner.join()
+    pull.recv()  # the kept entry is spilled from its slot to the store here
+    assert kept in [e.id for e in journal.entries(state="pending")]
+    pull.close()
+    journal.close()
+    with zjournal.open(journal_path) as again:
+        assert kept in [e.id for e in again.entries(state="pending")]
+
+
+def test_interval_mode_makes_a_spilled_entry_durable_before_its_slot_can_be_overwritten(open_journal, ctx) -> None:
+    journal = open_journal(durability="interval", fsync_interval=1000)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.bind("inproc://spill")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://spill")
+    push.send(b"X")
+    with pytest.raises(RuntimeError), pull.receiving():
+        kept = pull.last_id
+        raise RuntimeError("keep X pending")
+    synced_with: list[int] = []
+    real_sync = journal._store.sync
+
+    def sync() -> None:  # what the slot still holds when the store is fsynced
+        synced_with.append(pull._s.slots.inbound.entry_id)
+        real_sync()
+
+    journal._store.sync = sync
+    push.send(b"Y")
+    pull.recv()  # X leaves its slot for the store; Y takes the slot
+    assert synced_with == [kept]  # the store was fsynced while the slot still held X
+    assert _in_store(journal, kept)

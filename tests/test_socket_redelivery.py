@@ -342,3 +342,90 @@ def test_the_poll_hook_keeps_plain_file_descriptors_working(journal_path, open_j
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+@pytest.mark.parametrize("kind", ["pull", "dealer", "sub"])
+def test_live_messages_during_a_long_redelivery_come_after_every_pending_entry_once(
+    journal_path, open_journal, ctx, endpoint, kind
+) -> None:
+    """More pending entries than one redelivery window, and live traffic arriving meanwhile."""
+    pending = 1000
+    leave_pending(journal_path, "in", [[b"t.old", b"%05d" % i] for i in range(pending)])
+    j = open_journal()
+    addr = endpoint()
+    if kind == "sub":
+        sock = j.wrap(ctx.socket(zmq.SUB), name="in")
+        sock.connect(addr)
+        sock.subscribe(b"t.")
+        peer = ctx.socket(zmq.PUB)
+        peer.bind(addr)
+        while not zmq.select([sock], [], [], 0.01)[0]:  # the live subscription is in place
+            pass
+    else:
+        sock = j.wrap(ctx.socket(zmq.PULL if kind == "pull" else zmq.DEALER), name="in")
+        sock.bind(addr)
+        peer = ctx.socket(zmq.PUSH if kind == "pull" else zmq.DEALER)
+        peer.connect(addr)
+    got = [sock.recv_multipart() for _ in range(3)]
+    for i in range(50):
+        peer.send_multipart([b"t.new", b"%05d" % i])
+    while sock.poll(300):
+        got.append(sock.recv_multipart())
+    old = [m for m in got if m[0] == b"t.old"]
+    assert old == [[b"t.old", b"%05d" % i] for i in range(pending)]  # strictly oldest first, each once
+    assert got[: len(old)] == old  # and before every live one
+    assert got[len(old) :] == [[b"t.new", b"%05d" % i] for i in range(50)]
+    assert j.count(state="pending") <= 1  # at most the one in hand
+
+
+def test_unsubscribing_during_redelivery_leaves_those_entries_pending(journal_path, open_journal, ctx, endpoint):
+    leave_pending(journal_path, "feed", [[b"a.old-%d" % i] for i in range(5)] + [[b"b.old"]])
+    j = open_journal()
+    sub = j.wrap(ctx.socket(zmq.SUB), name="feed")
+    addr = endpoint()
+    sub.connect(addr)
+    sub.subscribe(b"a.")
+    sub.subscribe(b"b.")
+    sub.unsubscribe(b"a.")  # the a. entries were re-injected already; the SUB now drops them
+    sub.rcvtimeo = 2000
+    assert sub.recv() == b"b.old"
+    pub = ctx.socket(zmq.PUB)
+    pub.bind(addr)
+    while not zmq.select([sub], [], [], 0.01)[0]:
+        pub.send(b"b.live")
+    assert sub.recv() == b"b.live"
+    pending = sorted(e.frames[0] for e in j.entries(name="feed", state="pending"))
+    assert pending[:5] == [b"a.old-%d" % i for i in range(5)]
+    assert pending[5:] == [b"b.live"]  # the message in hand
+
+
+def test_recv_into_takes_redelivered_messages_first_and_strips_nothing_of_them(
+    journal_path, open_journal, ctx, endpoint
+) -> None:
+    leave_pending(journal_path, "work", [[b"pending-1", b"two"]])
+    leave_pending(journal_path, "svc", [[b"pending-request"]])
+    j = open_journal()
+    buf = bytearray(4)
+
+    def read_into(sock) -> list[tuple[int, bytes]]:
+        frames = []
+        while True:
+            n = sock.recv_into(buf)
+            frames.append((n, bytes(buf[: min(n, len(buf))])))
+            if not sock.rcvmore:
+                return frames
+
+    pull = j.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.bind(endpoint())
+    assert read_into(pull) == [(9, b"pend"), (3, b"two")]  # sizes as libzmq reports them, truncated as it does
+    rep = j.wrap(ctx.socket(zmq.REP), name="svc")
+    addr = endpoint()
+    rep.bind(addr)
+    client = ctx.socket(zmq.REQ)
+    client.connect(addr)
+    client.send(b"live")
+    assert read_into(rep) == [(15, b"pend")]  # the redelivered request before the live one
+    rep.send(b"dropped: its requester is gone")
+    assert read_into(rep) == [(4, b"live")]
+    rep.send(b"answer")
+    assert client.recv() == b"answer"

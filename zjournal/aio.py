@@ -10,8 +10,9 @@ pyzmq's own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -22,11 +23,163 @@ from zjournal.socket import JournaledSocket
 if TYPE_CHECKING:
     from zjournal.journal import Journal
 
+_RCVMORE = int(zmq.RCVMORE)
+
+
+class _Handover:
+    """A whole message a recv future carries: given back to its socket if the application never gets it."""
+
+    __slots__ = ("claimed", "entry_id", "frames", "sock")
+
+    def __init__(self, sock: JournaledSocket, entry_id: int, frames: list[bytes]) -> None:
+        self.sock = sock
+        self.entry_id = entry_id
+        self.frames = frames
+        self.claimed = False
+
+    def give_back(self) -> None:
+        if not self.claimed:
+            self.claimed = True
+            self.sock._give_back(self.entry_id, self.frames)
+
+
+class _HandoverFuture(asyncio.Future):
+    """pyzmq's recv Future, which knows whether its message reached the application.
+
+    pyzmq reads a message as soon as the socket is readable and sets it as
+    the result of the waiting future; a task cancelled in that same turn (a
+    timeout, a shutdown) never sees it. The message was journaled and would be
+    acked by the next recv: instead, a result nobody took (the awaiting task
+    was cancelled, the future was dropped, the socket closed) is given back to
+    the socket, whose next recv hands it over.
+    """
+
+    _zj_handover: _Handover | None = None
+    _zj_source: _HandoverFuture | None = None  # recv_string/json/pyobj: the recv future this one decodes
+    _zj_owner: AsyncJournaledSocket | None = None  # set on recv futures
+    _zj_kind = ""
+
+    def set_result(self, result: Any) -> None:
+        owner = self._zj_owner
+        if owner is not None:
+            self._zj_handover = owner._handover_of(self._zj_kind, result)
+        elif self._zj_source is not None and self._zj_source._zj_handover is not None:
+            handover = self._zj_handover = self._zj_source._zj_handover
+            handover.claimed = False  # decoded: it is this future's result that must reach the application
+        super().set_result(result)
+
+    def result(self) -> Any:
+        value = super().result()
+        if self._zj_handover is not None:
+            self._zj_handover.claimed = True
+        return value
+
+    def _zj_lost(self) -> None:
+        handover = self._zj_handover
+        if handover is not None and not handover.claimed and self.done() and not self.cancelled():
+            handover.give_back()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if not self.done():
+            self._asyncio_future_blocking = True
+            try:
+                yield self
+            except BaseException:  # the awaiting task was cancelled (or had an exception thrown in)
+                if self._zj_handover is not None:
+                    # The task's wakeup read the result just before the cancellation was thrown in:
+                    # that was not the application taking it.
+                    self._zj_handover.claimed = False
+                self._zj_lost()
+                raise
+        if not self.done():
+            raise RuntimeError("await wasn't used with future")
+        return self.result()
+
+    __iter__ = __await__
+
+    def __del__(self) -> None:
+        self._zj_lost()
+        finalize = getattr(super(), "__del__", None)
+        if finalize is not None:
+            finalize()
+
 
 class AsyncJournaledSocket(zmq.asyncio.Socket):
     """An asyncio ``zmq.Socket`` whose messages are journaled; awaitable like pyzmq's."""
 
     _shadow_sock: JournaledSocket
+    _Future = _HandoverFuture
+    _zj_midmessage = False  # reading a multipart message frame by frame with recv()
+    _zj_last: _Handover | None = None
+
+    def _add_recv_event(self, kind: str, *, args: Any = None, kwargs: Any = None, future: Any = None) -> Any:
+        if future is None and kind in ("recv", "recv_multipart"):
+            future = _HandoverFuture()
+            future._zj_owner = self
+            future._zj_kind = kind
+        return super()._add_recv_event(kind, args=args, kwargs=kwargs, future=future)
+
+    def _deserialize(self, recvd: Any, load: Any) -> Any:
+        """recv_string/json/pyobj: a future of the decoded message; a message nobody gets is given back."""
+        decoded = _HandoverFuture()
+        decoded._zj_source = recvd
+
+        def chain(_: Any) -> None:
+            if decoded.done():  # cancelled: nobody gets this message
+                handover = getattr(recvd, "_zj_handover", None)
+                if handover is not None and not recvd.cancelled() and recvd.exception() is None:
+                    handover.give_back()
+                return
+            if recvd.cancelled():
+                decoded.cancel()
+            elif recvd.exception() is not None:
+                decoded.set_exception(recvd.exception())
+            else:
+                try:
+                    loaded = load(recvd.result())
+                except Exception as e:
+                    decoded.set_exception(e)
+                else:
+                    decoded.set_result(loaded)
+
+        def chain_cancel(_: Any) -> None:
+            if decoded.cancelled() and not recvd.done():
+                recvd.cancel()
+
+        recvd.add_done_callback(chain)
+        decoded.add_done_callback(chain_cancel)
+        return decoded
+
+    def _handover_of(self, kind: str, result: Any) -> _Handover | None:
+        """The whole message a recv future's result is (None: part of one, or nothing to give back)."""
+        shadow = self._shadow_sock
+        if kind == "recv_multipart":
+            frames = [f if isinstance(f, bytes) else f.bytes for f in result]
+        else:
+            if shadow.get(_RCVMORE):
+                self._zj_midmessage = True
+                return None
+            if self._zj_midmessage:  # the last frame of a message read frame by frame
+                self._zj_midmessage = False
+                return None
+            frames = [result if isinstance(result, bytes) else result.bytes]
+        state = shadow._s
+        entry_id = state.settle_next or (state.last_id if shadow._in_policy == "explicit" else 0)
+        handover = self._zj_last = _Handover(shadow, entry_id, frames)
+        return handover
+
+    def set(self, option: int, optval: Any) -> None:
+        self._shadow_sock.set(option, optval)  # the journaled socket sees subscriptions (SUB redelivery)
+
+    setsockopt = set  # noqa: A003 - pyzmq's name
+
+    def get(self, option: int) -> Any:
+        result = self._shadow_sock.get(option)  # RCVMORE and EVENTS of messages held in Python
+        if option == zmq.EVENTS:
+            self._schedule_remaining_events(result)
+        return result
+
+    getsockopt = get
 
     @classmethod
     def wrap(
@@ -86,6 +239,8 @@ class AsyncJournaledSocket(zmq.asyncio.Socket):
     def close(self, linger: int | None = None) -> None:
         if self._closed:
             return
+        if self._zj_last is not None:
+            self._zj_last.give_back()  # a result nobody took stays pending (not acked by the close)
         if self._fd is not None:
             for event in [*(self._recv_futures or ()), *(self._send_futures or ())]:
                 if not event.future.done():

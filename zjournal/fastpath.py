@@ -43,6 +43,9 @@ class SocketSupport:
         try:
             if self._closed or self._background_error is not None:
                 self._check_open()
+            entry_id = self._next_id
+            if entry_id >= self._reserved:
+                self._reserve_ids()  # a meta write once per block of ids, before anything else changes
             held = slot.entry_id
             if held and held == settle:
                 # The overwrite below is the ack of what the slot held. Same
@@ -56,13 +59,7 @@ class SocketSupport:
                     self._settle_stored(settle)
                 counts = self._counts
                 counts[slot.counter_key] = counts.get(slot.counter_key, 0) + 1
-            entry_id = self._next_id
-            if entry_id >= self._reserved:
-                batch = self._batch()
-                self._new_id(batch)  # a meta write once per block of ids
-                self._commit(batch, [])
-            else:
-                self._next_id = entry_id + 1
+            self._next_id = entry_id + 1
             slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
             if self._observers:
                 self._emit("on_append", slot.name, slot.dcode, 1)

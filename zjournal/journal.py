@@ -136,6 +136,9 @@ class Journal(SocketSupport, Operations):
             and retention == 0
             and self.durability in (Durability.PROCESS, Durability.INTERVAL)
         )
+        # interval mode fsyncs slot files in the background: a spilled entry's store record must be
+        # durable before the slot that held it can be overwritten (and that overwrite fsynced).
+        self._spill_sync = self.durability is Durability.INTERVAL
         try:
             self._load()
         except BaseException:
@@ -207,7 +210,8 @@ class Journal(SocketSupport, Operations):
                     found=found,
                     supported=rec.SCHEMA_VERSION,
                 )
-        self._reserved = self._meta_int(_META_SEQ, 1)
+        self._reserved = self._reserved_on_disk = self._meta_int(_META_SEQ, 1)
+        self._next_id = self._reserved  # at least; the scan below may find higher ids
         self._floor = self._meta_int(_META_FLOOR, 1)
         if self.path is not None:
             self._load_slot_records()
@@ -260,35 +264,44 @@ class Journal(SocketSupport, Operations):
         self._next_id = max(self._reserved, last_id + 1)
         self._floor = first_id if first_id is not None else self._next_id
 
-    def _slot_records(self) -> tuple[list[tuple[int, bytes]], int | None]:
-        """The entries held in slots, by id, and the smallest such id (None: no entry)."""
+    def _slot_records(self) -> tuple[list[tuple[int, bytes]], int]:
+        """The entries held in slots, by id, and the first id not yet handed out, taken together."""
         if self.read_only:
-            held = sorted(self._slot_view.items())
-        else:
-            with self._lock:
-                held = sorted((slot.entry_id, slot.record()) for slot in self._held_slots())
-        return held, (held[0][0] if held else None)
+            return sorted(self._slot_view.items()), self._next_id
+        with self._lock:
+            return sorted((slot.entry_id, slot.record()) for slot in self._held_slots()), self._next_id
 
     def _scan_with_slots(self) -> Iterator[tuple[int, bytes]]:
         """``(id, record)`` of every entry from the floor up, store and slots merged, in id order.
 
-        Moves the floor up to the first live id seen (never past an entry held
-        in a slot: a spill may still write it to the store).
+        The slots are read first, then the store: an entry only ever moves
+        from a slot to the store, so every entry live when the slots were read
+        is in one of the two. Moves the floor up, but only past ids proven
+        settled: below the first id of the store's snapshot, the lowest id held
+        in a slot and the first id not yet handed out when the slots were read
+        (an entry appended in between may sit in a slot, then in the store).
         """
-        held, lowest_held = self._slot_records()
+        held, unissued = self._slot_records()
+        bound = min(held[0][0], unissued) if held else unissued
         first = True
         for key, value in self._store.scan("entries", rec.encode_key(self._floor)):
             entry_id = rec.decode_key(key)
             if first:
                 # The first live id of a snapshot only grows: skip the tombstones below it next time.
                 first = False
-                self._floor = max(self._floor, entry_id if lowest_held is None else min(entry_id, lowest_held))
+                if not self.read_only:
+                    self._raise_floor(min(entry_id, bound))
             while held and held[0][0] < entry_id:
                 yield held.pop(0)
             if held and held[0][0] == entry_id:
                 held.pop(0)  # spilled since the snapshot: the store's copy is the newer one
             yield entry_id, value
         yield from held
+
+    def _raise_floor(self, floor: int) -> None:
+        with self._lock:
+            if floor > self._floor:
+                self._floor = floor
 
     def _initialise(self) -> None:
         batch = self._store.batch()
@@ -322,18 +335,28 @@ class Journal(SocketSupport, Operations):
     def _commit(self, batch: Any, changes: list[tuple[CounterKey, int]]) -> None:
         """Write ``batch`` atomically, then apply the counter changes it made.
 
-        Must be called with the lock held. Counters change only after the write
-        returned, so a failed write leaves them telling the truth.
+        Must be called with the lock held. Counters and the id reservation
+        change only after the write returned, so a failed write leaves them
+        telling the truth.
         """
         try:
             self._store.write(batch, sync=self._sync_each_write)
         except StoreError:
             self._store_failed = True
+            self._reserved = self._reserved_on_disk  # the block this batch reserved was not written
             raise
+        self._reserved_on_disk = self._reserved
         counts = self._counts
         for ck, delta in changes:
             counts[ck] = counts.get(ck, 0) + delta
         self._dirty = True
+
+    def _reserve_ids(self) -> None:
+        """Write the next block of ids before any of it is handed out (lock held; raises StoreError)."""
+        batch = self._batch()
+        self._reserved = self._next_id + _ID_BLOCK
+        batch.put("meta", _META_SEQ, msgpack.packb(self._reserved))
+        self._commit(batch, [])
 
     def _new_id(self, batch: Any) -> int:
         """The next id; reserves the next block in ``batch`` when one runs out."""
@@ -440,6 +463,8 @@ class Journal(SocketSupport, Operations):
         batch = self._batch()
         batch.put("entries", rec.encode_key(entry_id), slot.record())
         self._commit(batch, [])
+        if self._spill_sync:
+            self._store.sync()
         # Store first, then the slot: a crash between leaves both, and opening keeps the store's.
         slot.clear()
         self._inflight[entry_id] = (slot.name, slot.dcode)
@@ -453,6 +478,8 @@ class Journal(SocketSupport, Operations):
         for slot in held:
             batch.put("entries", rec.encode_key(slot.entry_id), slot.record())
         self._commit(batch, [])
+        if self._spill_sync:
+            self._store.sync()
         for slot in held:
             self._inflight[slot.entry_id] = (slot.name, slot.dcode)
             slot.clear()
@@ -685,7 +712,7 @@ class Journal(SocketSupport, Operations):
             return
         with self._lock:  # a view's slot records come from files: no lock taken below
             refresh()
-            self._reserved = self._meta_int(_META_SEQ, 1)
+            self._reserved = self._reserved_on_disk = self._meta_int(_META_SEQ, 1)
             if self.path is not None:
                 self._load_slot_records()
             self._count_entries()

@@ -213,6 +213,7 @@ class SubRedelivery(InprocRedelivery):
         self.peer.bind(self.endpoint)
         zmq.Socket.connect(sock, self.endpoint)
         self.topics: set[bytes] = set()
+        self.subscriptions: dict[bytes, int] = {}  # the application's, counted as libzmq's SUB counts them
         self.in_order: collections.deque[list[bytes]] = collections.deque()  # frames of what was injected
 
     def pump_subscriptions(self, wait_ms: int = 0) -> None:
@@ -225,6 +226,30 @@ class SubRedelivery(InprocRedelivery):
                 self.topics.discard(message[1:])
             wait_ms = 0
 
+    def subscribed(self, topic: bytes) -> None:
+        """A new subscription: entries skipped so far may match it now, so fetch from the start again."""
+        self.subscriptions[topic] = self.subscriptions.get(topic, 0) + 1
+        self.cursor = 0
+        self.exhausted = False
+
+    def unsubscribed(self, topic: bytes) -> None:
+        """The SUB dropped ``topic``: forget re-injected entries it will now filter out (they stay pending).
+
+        libzmq's SUB filters what it receives by its own subscriptions (counted:
+        subscribing twice takes two unsubscribes), so an entry re-injected while
+        the topic was subscribed never arrives once the last one is gone.
+        """
+        left = self.subscriptions.get(topic, 1) - 1
+        if left > 0:
+            self.subscriptions[topic] = left
+            return
+        self.subscriptions.pop(topic, None)
+        self.pump_subscriptions()
+        self.topics.discard(topic)
+        kept = [(i, f) for i, f in zip(self.queued, self.in_order, strict=True) if self._matches(f)]
+        self.queued = collections.deque(i for i, _ in kept)
+        self.in_order = collections.deque(f for _, f in kept)
+
     def _matches(self, frames: list[bytes]) -> bool:
         first = frames[0] if frames else b""
         return any(first.startswith(topic) for topic in self.topics)
@@ -233,8 +258,9 @@ class SubRedelivery(InprocRedelivery):
         self.pump_subscriptions()
         if not self.topics:
             return  # nothing would get through: wait for a subscription
+        queued = set(self.queued)
         for entry in self._fetch():
-            if self._matches(entry.frames):
+            if self._matches(entry.frames) and entry.id not in queued:
                 self.inject(entry)
 
     def inject(self, entry: Entry) -> None:

@@ -22,7 +22,7 @@ import zmq
 
 from zjournal import killpoints, pollhook
 from zjournal.entry import DIRECTION_CODES, Direction, envelope_size_of
-from zjournal.errors import InvalidArgumentError
+from zjournal.errors import InvalidArgumentError, StoreError
 from zjournal.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.prefetch import Prefetching
 from zjournal.redelivery import (
@@ -66,6 +66,7 @@ class _State:
         "last_id",
         "local",
         "redelivery",
+        "returned",
         "rx",
         "rx_redelivered",
         "rx_settle",
@@ -74,6 +75,8 @@ class _State:
         "settle_sent",
         "slots",
         "tx",
+        "tx_parts",
+        "unjournaled",
     )
 
     def __init__(self) -> None:
@@ -88,6 +91,14 @@ class _State:
         self.rx_redelivered = 0  # entry id of the inbound message being read, if re-injected
         self.rx_settle = 0  # entry to settle with the message being read frame by frame
         self.tx: list[bytes] | None = None  # frames of the outbound message being sent frame by frame
+        # ... and what to hand libzmq for each, with its flags: kept until the last frame is journaled
+        self.tx_parts: list[tuple[Any, int]] = []
+        # An inbound message read from libzmq whose journaling raised StoreError: (frames, entry to
+        # settle, how to journal it again). Kept, and journaled and handed over by the next recv.
+        self.unjournaled: tuple[list[bytes], int, Callable[[list[bytes], int], bool]] | None = None
+        # Messages read and journaled that never reached the application (an asyncio recv cancelled
+        # with its result set): (entry id, frames), handed over again first, as they are.
+        self.returned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.redelivery: Redelivery | None = None
         self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
         # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
@@ -179,6 +190,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             and not self._router
             and not self._prefetch
             and state.redelivery is None
+            and state.unjournaled is None
+            and not state.returned
             else None
         )
 
@@ -289,29 +302,58 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if not flags & _SNDMORE and self._s.awaiting_reply:
                 self._settle_reply()
             return result
-        if flags & _SNDMORE:
-            # libzmq moves nothing before the last frame: send now, journal at the end.
-            result = super().send(data, flags, copy, track, routing_id, group)
-            frame = as_bytes(data)
-            if self._s.tx is None:
-                self._s.tx = [frame]
-            else:
-                self._s.tx.append(frame)
-            return result
+        if flags & _SNDMORE and routing_id is None and group is None:
+            return self._send_more(data, flags, copy, track)
         try:
             frame = as_bytes(data)
         except TypeError:
+            frame = None
+        if frame is None:
             self._s.tx = None
+            self._s.tx_parts = []
             return super().send(data, flags, copy, track, routing_id, group)  # pyzmq's own error
         frames = self._s.tx
-        self._s.tx = None
         if frames is None:
-            frames = [frame]
-        else:
-            frames.append(frame)
-        return self._send_whole(
-            frames, flags, lambda: zmq.Socket.send(self, data, flags, copy, track, routing_id, group)
-        )
+            return self._send_whole(
+                [frame], flags, lambda: zmq.Socket.send(self, data, flags, copy, track, routing_id, group)
+            )
+        frames.append(frame)
+        parts = self._s.tx_parts
+        self._s.tx = None
+        self._s.tx_parts = []
+
+        def move() -> Any:
+            raw_send = zmq.Socket.send
+            for part, part_flags in parts:
+                raw_send(self, part, part_flags, copy, track)
+            return raw_send(self, data, flags, copy, track, routing_id, group)
+
+        return self._send_whole(frames, flags, move)
+
+    def _send_more(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
+        """A frame sent with SNDMORE: kept in Python until the last one, so that a message refused
+        then (too large, disk full) reaches no peer, in part or whole, and the socket stays usable."""
+        try:
+            frame = as_bytes(data)
+        except TypeError:
+            frame = None
+        if frame is None:
+            return super().send(data, flags, copy, track)  # pyzmq's own TypeError
+        state = self._s
+        if state.tx is None:
+            # libzmq decides at the first frame whether a message can be queued: so does this.
+            if flags & _NOBLOCK and not zmq.Socket.get(self, _EVENTS) & _POLLOUT:
+                raise zmq.Again()
+            state.tx = []
+            state.tx_parts = []
+        if copy and not track and not isinstance(data, zmq.Frame):
+            part, result = frame, None
+        else:  # the caller gets this frame's tracker now, as from pyzmq
+            part = data if isinstance(data, zmq.Frame) else zmq.Frame(data, track=track, copy=copy)
+            result = part.tracker if track else None
+        state.tx.append(frame)
+        state.tx_parts.append((part, flags))
+        return result
 
     def send_multipart(
         self, msg_parts: Sequence[Any], flags: int = 0, copy: bool = True, track: bool = False, **kwargs: Any
@@ -326,8 +368,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         try:
             frames = [as_bytes(p) for p in parts]
         except TypeError:
-            return super().send_multipart(parts, flags, copy, track)  # pyzmq's own error
-        if not frames:
+            frames = None
+        if not frames:  # pyzmq's own error (raised outside the except: not chained onto ours)
             return super().send_multipart(parts, flags, copy, track)
 
         def move() -> Any:
@@ -459,7 +501,89 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if settle:
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
-        state.settle_next = state.last_id = self._journal._log_held(slot, frames, settle)
+        try:
+            state.settle_next = state.last_id = self._journal._log_held(slot, frames, settle)
+        except StoreError:
+            self._keep_unjournaled(frames, settle, self._journal_new)
+            raise
+
+    def _keep_unjournaled(
+        self, frames: list[bytes], settle: int, journal_it: Callable[[list[bytes], int], bool]
+    ) -> None:
+        """Journaling a message read from libzmq raised StoreError: keep it for the next recv.
+
+        The message is out of libzmq already, so dropping it would lose it; the
+        next recv journals it (``journal_it(frames, settle)``, which says whether
+        to hand it over then) before anything else is read.
+        """
+        state = self._s
+        state.settle_next = 0
+        state.unjournaled = (frames, settle, journal_it)
+        self._update_fast_paths()
+
+    def _journal_unjournaled(self) -> list[bytes] | None:
+        """Journal the message a StoreError left in hand (raises StoreError again while the store fails).
+
+        Returns its frames when it is for the application now, None when it was queued behind others.
+        """
+        state = self._s
+        assert state.unjournaled is not None
+        frames, settle, journal_it = state.unjournaled
+        state.unjournaled = None
+        try:
+            handed = journal_it(frames, settle)
+        except StoreError:
+            if state.unjournaled is None:
+                state.unjournaled = (frames, settle, journal_it)
+            raise
+        finally:
+            self._update_fast_paths()
+        return frames if handed else None
+
+    def _give_back(self, entry_id: int, frames: list[bytes]) -> bool:
+        """A message this socket handed out never reached the application: hand it over again next.
+
+        Only while it is still unsettled (``next``: the entry the next recv
+        would ack; ``explicit``: pending until acked) or ephemeral (entry 0).
+        False when it cannot come back this way (it stays pending in the journal).
+        """
+        state = self._s
+        if self._closed or state is None or self._is_rep:
+            return False
+        if entry_id:
+            if self._in_policy is AckPolicy.NEXT:
+                if state.settle_next != entry_id:
+                    return False
+                state.settle_next = 0
+            elif self._in_policy is not AckPolicy.EXPLICIT:
+                return False
+        state.returned.append((entry_id, frames))
+        self._update_fast_paths()
+        return True
+
+    def _take_returned(self) -> list[bytes]:
+        """The next given-back message, handed over under its own entry (not journaled again)."""
+        state = self._s
+        entry_id, frames = state.returned.popleft()
+        self._settle_now()
+        if entry_id:
+            state.last_id = entry_id
+            if self._in_policy is AckPolicy.NEXT:
+                state.settle_next = entry_id
+        if not state.returned:
+            self._update_fast_paths()
+        return frames
+
+    def _journal_new(self, frames: list[bytes], settle: int) -> bool:
+        self._s.rx_redelivered = 0
+        self._inbound(frames, settle)
+        return True
+
+    def _serve_whole(self, frames: list[bytes], copy: bool) -> Any:
+        """Give out the first frame of a message held in Python; recv() gives the rest."""
+        if len(frames) > 1:
+            self._s.serving = frames[1:]
+        return frames[0] if copy else zmq.Frame(frames[0])
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         state = self._s
@@ -484,7 +608,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
             elif killpoints.ARMED:
                 self._received_held(slot, [data], settle)
             else:
-                state.settle_next = state.last_id = self._journal._log_held(slot, [data], settle)
+                try:
+                    state.settle_next = state.last_id = self._journal._log_held(slot, [data], settle)
+                except StoreError:
+                    self._keep_unjournaled([data], settle, self._journal_new)
+                    raise
             return data if copy else got
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
             frame = super().recv(flags, copy, track)
@@ -492,6 +620,13 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 self._settle_reply()
             return frame
         self._check_rep_turn()
+        if state.rx is None and state.serving is None:
+            if state.returned:
+                return self._serve_whole(self._take_returned(), copy)
+            if state.unjournaled is not None:
+                frames = self._journal_unjournaled()
+                if frames is not None:
+                    return self._serve_whole(frames, copy)
         local = state.local
         if local is not None and (local.current is not None or (state.rx is None and local.has_message())):
             return self._recv_local(copy)
@@ -570,6 +705,14 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return frames if copy else parts
         if self._in_policy is not None:
             self._check_rep_turn()
+            if state.rx is None and state.serving is None:
+                frames = None
+                if state.returned:
+                    frames = self._take_returned()
+                elif state.unjournaled is not None:
+                    frames = self._journal_unjournaled()
+                if frames is not None:
+                    return frames if copy else [zmq.Frame(f) for f in frames]
         if self._s.rx is not None or self._in_policy is None or self._s.local is not None:
             return super().recv_multipart(flags, copy, track)
         if isinstance(self._s.redelivery, SubRedelivery):
@@ -623,6 +766,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 while whole and raw_get(self, _RCVMORE):
                     parts.append(raw_recv(self, flags, copy, track))
                 return parts
+            if not redelivery.queued and not redelivery.exhausted:
+                redelivery.refill()  # older entries may be waiting in the journal: they come first
             if self._router and redelivery.queued:
                 # A live request overtook the redelivered ones. A ROUTER answers it through the
                 # pipe its routing id names, so it can wait in Python behind them.
@@ -644,15 +789,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
         redelivery = self._s.redelivery
         assert isinstance(redelivery, SubRedelivery)
         self._s.rx_redelivered = 0
-        redelivery.pump_subscriptions()
-        if not redelivery.topics and not redelivery.queued:
-            redelivery.refill()
+        redelivery.refill()  # learns the subscriptions first; injects nothing before one is known
         while True:
             frames = self._rest_of(zmq.Socket.recv(self, flags, False, track), track)
             entry_id = redelivery.recognise_message(frames)
             if entry_id:
                 self._s.rx_redelivered = entry_id
                 return frames
+            if not redelivery.queued:
+                redelivery.refill()  # older entries may be waiting in the journal: they come first
             if not redelivery.queued:
                 if not redelivery.active:
                     self._retire_redelivery()
@@ -661,13 +806,30 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._hold_behind(redelivery, frames)
 
     def _hold_behind(self, redelivery: InprocRedelivery, frames: list[bytes]) -> None:
-        """Journal a live message that arrived before the redelivered ones and queue it behind them."""
+        """A live message arrived before the redelivered ones: journal it, to come after all of them.
+
+        It is journaled as a pending entry never handed over (attempts 0) and
+        not re-injected now: its id is above every older pending entry, so the
+        redelivery's next window fetch finds it in its place, after them, once.
+        """
         classifier = self._classifier
         if classifier is not None and not classifier(frames):
             self._journal._count_ephemeral(self._jname)
-            redelivery.inject_live(0, frames)  # ephemeral: never journaled
-        else:
-            redelivery.inject_live(self._journal._log(self._jname, _IN, frames, track=False, attempts=0), frames)
+            redelivery.inject_live(0, frames)  # ephemeral: never journaled, behind what is injected now
+            return
+        try:
+            self._journal._log(self._jname, _IN, frames, track=False, attempts=0)
+        except StoreError:
+            self._keep_unjournaled(frames, 0, self._journal_behind)
+            raise
+        redelivery.exhausted = False  # there is something to fetch again
+
+    def _journal_behind(self, frames: list[bytes], settle: int) -> bool:
+        redelivery = self._s.redelivery
+        if not isinstance(redelivery, InprocRedelivery):
+            return self._journal_new(frames, settle)  # redelivery ended meanwhile: it is next
+        self._hold_behind(redelivery, frames)
+        return False
 
     def _hold_in_python(self, frames: list[bytes]) -> None:
         """Journal a live ROUTER message that arrived before the redelivered ones, to hand over after them."""
@@ -677,10 +839,20 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.behind.append((0, frames))
             return
         # In flight (tracked) so that fetching redeliverable entries skips it; attempts 0 until handed over.
-        entry_id = self._journal._log(
-            self._jname, _IN, frames, track=True, attempts=0, envelope_size=envelope_size_of(frames)
-        )
+        try:
+            entry_id = self._journal._log(
+                self._jname, _IN, frames, track=True, attempts=0, envelope_size=envelope_size_of(frames)
+            )
+        except StoreError:
+            self._keep_unjournaled(frames, 0, self._journal_in_python)
+            raise
         self._s.behind.append((entry_id, frames))
+
+    def _journal_in_python(self, frames: list[bytes], settle: int) -> bool:
+        if self._s.redelivery is None:
+            return self._journal_new(frames, settle)
+        self._hold_in_python(frames)
+        return False
 
     def _retire_redelivery(self) -> None:
         """Redelivery is over: drop the private peer and go back to the fast path.
@@ -708,26 +880,59 @@ class JournaledSocket(Prefetching, zmq.Socket):
         self._update_fast_paths()
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
-        self._check_rep_turn()
-        first = self._s.rx is None
-        if first and self._s.settle_next:
-            self._settle_now()
-        received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
-        if self._in_policy is None:
-            if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
+        state = self._s
+        if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
+            received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
+            if state.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
                 self._settle_reply()
             return received
+        self._check_rep_turn()
+        if self._served_from_python():
+            return self._recv_into_from_python(buffer, nbytes, flags)
+        first = state.rx is None
+        if first and state.settle_next:
+            self._settle_now()
+        received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
         view = memoryview(buffer).cast("B")
-        data = view[: min(received, nbytes or len(view))].tobytes()
+        data = view[: min(received, nbytes or len(view))].tobytes()  # what the application got
         if first:
-            self._s.rx = []
-            self._s.rx_redelivered = 0
-        self._s.rx.append(data)
+            state.rx = []
+            state.rx_redelivered = 0
+        state.rx.append(data)
         if not zmq.Socket.get(self, _RCVMORE):
-            frames = self._s.rx
-            self._s.rx = None
+            frames = state.rx
+            state.rx = None
             self._inbound(frames, 0)
         return received
+
+    def _served_from_python(self) -> bool:
+        """Whether the next frame must come through :meth:`recv` (redelivery, held messages), not libzmq."""
+        state = self._s
+        if state.rx is not None:
+            return False  # a message read from libzmq frame by frame: the rest is there
+        return (
+            state.redelivery is not None
+            or state.serving is not None
+            or bool(self._prefetch)
+            or bool(state.returned)
+            or state.unjournaled is not None
+        )
+
+    def _recv_into_from_python(self, buffer: Any, nbytes: int, flags: int) -> int:
+        """recv_into of a frame that :meth:`recv` gives: copied into the buffer, truncated as libzmq does."""
+        if nbytes < 0:
+            raise ValueError(f"{nbytes=} must be non-negative")
+        view = memoryview(buffer)
+        if view.readonly or not view.contiguous:
+            raise ValueError("Couldn't create buffer")
+        view = view.cast("B")
+        if nbytes > len(view):
+            raise ValueError(f"{nbytes=} too big for memoryview of {len(view)}B")
+        frame = self.recv(flags, copy=True)
+        room = nbytes or len(view)
+        n = min(room, len(frame))
+        view[:n] = frame[:n]
+        return len(frame)
 
     def _recv_local(self, copy: bool) -> Any:
         """Serve a redelivered message from Python, frame by frame."""
@@ -769,9 +974,14 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def set(self, option: int, optval: Any) -> None:
         super().set(option, optval)
         state = self._s
-        if option == zmq.SUBSCRIBE and state is not None and isinstance(state.redelivery, SubRedelivery):
-            state.redelivery.pump_subscriptions(wait_ms=200)  # the subscription travels asynchronously
-            state.redelivery.refill()
+        if state is not None and isinstance(state.redelivery, SubRedelivery):
+            if option == zmq.SUBSCRIBE:
+                state.redelivery.subscribed(as_bytes(optval))
+                state.redelivery.pump_subscriptions(wait_ms=200)  # the subscription travels asynchronously
+                state.redelivery.refill()
+            elif option == zmq.UNSUBSCRIBE:
+                # The SUB now drops what it no longer subscribes to, re-injected entries too: they stay pending.
+                state.redelivery.unsubscribed(as_bytes(optval))
 
     setsockopt = set  # noqa: A003 - pyzmq's name
 
@@ -780,7 +990,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         state = self._s
         if state is None:
             return False
-        if state.ahead or state.serving:
+        if state.ahead or state.serving or state.returned or state.unjournaled is not None:
             return True
         local = state.local
         return local is not None and local.has_message()
@@ -833,17 +1043,21 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return
         policy = self._in_policy
         envelope_size = envelope_size_of(frames) if self._router else 0
-        if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
-            entry_id = journal._log_held(self._s.slots.inbound, frames, settle, envelope_size)
-        else:
-            entry_id = journal._log(
-                self._jname,
-                _IN,
-                frames,
-                settle=settle,
-                track=policy is not AckPolicy.EXPLICIT,
-                envelope_size=envelope_size,
-            )
+        try:
+            if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
+                entry_id = journal._log_held(self._s.slots.inbound, frames, settle, envelope_size)
+            else:
+                entry_id = journal._log(
+                    self._jname,
+                    _IN,
+                    frames,
+                    settle=settle,
+                    track=policy is not AckPolicy.EXPLICIT,
+                    envelope_size=envelope_size,
+                )
+        except StoreError:
+            self._keep_unjournaled(frames, settle, self._journal_new)
+            raise
         self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
             self._s.settle_next = entry_id
