@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
+from zmq._future import _AsyncSocket
 
+from zjournal import pollhook
 from zjournal.socket import JournaledSocket
+from zjournal.wrapping import copy_attributes
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -43,8 +46,8 @@ class _Handover:
             self.sock._give_back(self.entry_id, self.frames)
 
 
-class _HandoverFuture(asyncio.Future):
-    """pyzmq's recv Future, which knows whether its message reached the application.
+class _Handing:
+    """pyzmq's recv Future (mixed into its class), which knows whether its message reached the application.
 
     pyzmq reads a message as soon as the socket is readable and sets it as
     the result of the waiting future; a task cancelled in that same turn (a
@@ -55,15 +58,15 @@ class _HandoverFuture(asyncio.Future):
     """
 
     _zj_handover: _Handover | None = None
-    _zj_source: _HandoverFuture | None = None  # recv_string/json/pyobj: the recv future this one decodes
-    _zj_owner: AsyncJournaledSocket | None = None  # set on recv futures
+    _zj_source: Any = None  # recv_string/json/pyobj: the recv future this one decodes
+    _zj_owner: Any = None  # set on recv futures
     _zj_kind = ""
 
     def set_result(self, result: Any) -> None:
         owner = self._zj_owner
         if owner is not None:
             self._zj_handover = owner._handover_of(self._zj_kind, result)
-        elif self._zj_source is not None and self._zj_source._zj_handover is not None:
+        elif getattr(self._zj_source, "_zj_handover", None) is not None:
             handover = self._zj_handover = self._zj_source._zj_handover
             handover.claimed = False  # decoded: it is this future's result that must reach the application
         super().set_result(result)
@@ -104,24 +107,39 @@ class _HandoverFuture(asyncio.Future):
             finalize()
 
 
-class AsyncJournaledSocket(zmq.asyncio.Socket):
-    """An asyncio ``zmq.Socket`` whose messages are journaled; awaitable like pyzmq's."""
+class _HandoverFuture(_Handing, asyncio.Future):
+    """The recv Future of journaled ``zmq.asyncio`` sockets."""
+
+
+_future_classes: dict[type, type] = {asyncio.Future: _HandoverFuture}
+
+
+def _handover_future(base: type) -> type:
+    """The hand-over Future class for a pyzmq family's own Future class (tornado's, say)."""
+    cls = _future_classes.get(base)
+    if cls is None:
+        cls = _future_classes[base] = type(f"_Handover{base.__name__}", (_Handing, base), {})
+    return cls
+
+
+class _JournaledAsync:
+    """What makes a Future-returning pyzmq socket (asyncio, tornado) journaled; mixed in before its class."""
 
     _shadow_sock: JournaledSocket
-    _Future = _HandoverFuture
+    _Future: type = _HandoverFuture
     _zj_midmessage = False  # reading a multipart message frame by frame with recv()
     _zj_last: _Handover | None = None
 
     def _add_recv_event(self, kind: str, *, args: Any = None, kwargs: Any = None, future: Any = None) -> Any:
         if future is None and kind in ("recv", "recv_multipart"):
-            future = _HandoverFuture()
+            future = self._Future()
             future._zj_owner = self
             future._zj_kind = kind
         return super()._add_recv_event(kind, args=args, kwargs=kwargs, future=future)
 
     def _deserialize(self, recvd: Any, load: Any) -> Any:
         """recv_string/json/pyobj: a future of the decoded message; a message nobody gets is given back."""
-        decoded = _HandoverFuture()
+        decoded = self._Future()
         decoded._zj_source = recvd
 
         def chain(_: Any) -> None:
@@ -185,20 +203,24 @@ class AsyncJournaledSocket(zmq.asyncio.Socket):
     def wrap(
         cls,
         journal: Journal,
-        sock: zmq.asyncio.Socket,
+        sock: Any,
         name: str,
         ack: str | None,
         classify: Any,
         max_attempts: int | None,
         prefetch: int = 0,
-    ) -> AsyncJournaledSocket:
+    ) -> Any:
         inner = JournaledSocket.shadow(sock)
         try:
             inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
         except BaseException:
             inner._closed = True
             raise
-        wrapped = cls(_from_socket=inner)
+        outer = _journaled_async_class(type(sock))
+        # Not outer(...): an application's subclass may want arguments of its own in __init__.
+        wrapped = outer.__new__(outer)
+        _AsyncSocket.__init__(wrapped, _from_socket=inner)
+        copy_attributes(sock, wrapped)
         wrapped.context = sock.context
         return wrapped
 
@@ -253,6 +275,34 @@ class AsyncJournaledSocket(zmq.asyncio.Socket):
             del journal._sockets[self.journal_name]
         self._closed = True
 
+    def _python_events(self, flags: int) -> int:  # for zjournal.pollhook, as JournaledSocket's
+        return self._shadow_sock._python_events(flags)
+
+    @property
+    def _s(self) -> Any:
+        return self._shadow_sock._s
+
     def __repr__(self) -> str:
         closed = " closed" if self._closed else ""
-        return f"<zjournal.AsyncJournaledSocket(zmq.{self._type_name}) name={self.journal_name!r}{closed}>"
+        return f"<zjournal.{type(self).__name__}(zmq.{self._type_name}) name={self.journal_name!r}{closed}>"
+
+
+class AsyncJournaledSocket(_JournaledAsync, zmq.asyncio.Socket):
+    """An asyncio ``zmq.Socket`` whose messages are journaled; awaitable like pyzmq's."""
+
+
+_async_classes: dict[type, type] = {zmq.asyncio.Socket: AsyncJournaledSocket}
+
+
+def _journaled_async_class(cls: type) -> type:
+    """The journaled class of a Future-returning socket class: zmq.asyncio's, tornado's, a subclass of either."""
+    journaled = _async_classes.get(cls)
+    if journaled is None:
+        future = _handover_future(cls._Future)
+        journaled = type(f"Journaled{cls.__name__}", (_JournaledAsync, cls), {"_Future": future})
+        journaled.__module__ = __name__
+        _async_classes[cls] = journaled
+    return journaled
+
+
+pollhook.install(_JournaledAsync)  # zmq.asyncio.Poller polls through pyzmq's zmq_poll too

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -120,7 +121,8 @@ class Journal(SocketSupport, Operations):
         # id out, so a socket never settles an entry somebody else changed.
         self._inflight: dict[int, tuple[str, int]] = {}
         self._ephemeral: dict[str, int] = {}
-        self._sockets: dict[str, Any] = {}  # name -> live JournaledSocket
+        # name -> live JournaledSocket, held weakly: pyzmq closes a socket nobody holds, so must this
+        self._sockets: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
         self._observers: list[Any] = []
         self._store_failed = False  # a write failed: reopen the store before the next one
         # In-flight slots (zjournal.inflight): each socket's slot file, whose
@@ -534,6 +536,12 @@ class Journal(SocketSupport, Operations):
                     self._spill(slot)
             slots.close()
             self._slot_files.remove(slots)
+
+    def _release(self, name: str) -> None:
+        """A socket of ``name`` closed: what it would have settled belongs to whoever wraps ``name`` next."""
+        with self._lock:
+            for entry_id in [i for i, (n, _d) in self._inflight.items() if n == name]:
+                del self._inflight[entry_id]
 
     def _require_record(self, entry_id: int, action: str) -> list:
         if not isinstance(entry_id, int) or isinstance(entry_id, bool):

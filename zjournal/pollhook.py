@@ -18,7 +18,7 @@ import zmq
 import zmq.sugar.poll
 
 _libzmq_poll = zmq.backend.zmq_poll
-_journaled: type = type(None)  # the journaled socket class, once installed
+_journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
 
 
 def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
@@ -34,7 +34,7 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     asked = []
     replaced = False
     for sock, flags in sockets:
-        if isinstance(sock, _journaled) and sock._s is not None:
+        if _journaled and isinstance(sock, _journaled) and sock._s is not None:
             events = sock._python_events(flags)
             if events:
                 extra[sock] = events
@@ -53,5 +53,5 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
 def install(journaled: type) -> None:
     """Make pyzmq's pollers report the Python-held events of sockets of class ``journaled``."""
     global _journaled
-    _journaled = journaled
+    _journaled = (*_journaled, journaled)
     zmq.sugar.poll.zmq_poll = _poll_seeing_held_messages

@@ -55,8 +55,7 @@ class Redelivery(abc.ABC):
     """Common bookkeeping: a cursor into the journal and the queue of ids in flight."""
 
     def __init__(self, sock: JournaledSocket) -> None:
-        self.sock = sock
-        self.journal = sock._journal
+        self.journal = sock._journal  # not the socket: a socket nobody holds must be collectable
         self.name = sock._jname
         self.max_attempts = sock._max_attempts
         self.cursor = 0  # highest entry id fetched from the journal so far

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ from zjournal.redelivery import (
 if TYPE_CHECKING:
     from zjournal.inflight import Slot, SlotFile
     from zjournal.journal import Journal
+
+log = logging.getLogger("zjournal")
 
 _IN = DIRECTION_CODES[Direction.IN]
 _OUT = DIRECTION_CODES[Direction.OUT]
@@ -95,7 +98,7 @@ class _State:
         self.tx_parts: list[tuple[Any, int]] = []
         # An inbound message read from libzmq whose journaling raised StoreError: (frames, entry to
         # settle, how to journal it again). Kept, and journaled and handed over by the next recv.
-        self.unjournaled: tuple[list[bytes], int, Callable[[list[bytes], int], bool]] | None = None
+        self.unjournaled: tuple[list[bytes], int, Callable[[Any, list[bytes], int], bool]] | None = None
         # Messages read and journaled that never reached the application (an asyncio recv cancelled
         # with its result set): (entry id, frames), handed over again first, as they are.
         self.returned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
@@ -504,16 +507,16 @@ class JournaledSocket(Prefetching, zmq.Socket):
         try:
             state.settle_next = state.last_id = self._journal._log_held(slot, frames, settle)
         except StoreError:
-            self._keep_unjournaled(frames, settle, self._journal_new)
+            self._keep_unjournaled(frames, settle, JournaledSocket._journal_new)
             raise
 
     def _keep_unjournaled(
-        self, frames: list[bytes], settle: int, journal_it: Callable[[list[bytes], int], bool]
+        self, frames: list[bytes], settle: int, journal_it: Callable[[Any, list[bytes], int], bool]
     ) -> None:
         """Journaling a message read from libzmq raised StoreError: keep it for the next recv.
 
         The message is out of libzmq already, so dropping it would lose it; the
-        next recv journals it (``journal_it(frames, settle)``, which says whether
+        next recv journals it (``journal_it(self, frames, settle)``, which says whether
         to hand it over then) before anything else is read.
         """
         state = self._s
@@ -531,7 +534,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         frames, settle, journal_it = state.unjournaled
         state.unjournaled = None
         try:
-            handed = journal_it(frames, settle)
+            handed = journal_it(self, frames, settle)
         except StoreError:
             if state.unjournaled is None:
                 state.unjournaled = (frames, settle, journal_it)
@@ -611,7 +614,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 try:
                     state.settle_next = state.last_id = self._journal._log_held(slot, [data], settle)
                 except StoreError:
-                    self._keep_unjournaled([data], settle, self._journal_new)
+                    self._keep_unjournaled([data], settle, JournaledSocket._journal_new)
                     raise
             return data if copy else got
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
@@ -820,7 +823,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         try:
             self._journal._log(self._jname, _IN, frames, track=False, attempts=0)
         except StoreError:
-            self._keep_unjournaled(frames, 0, self._journal_behind)
+            self._keep_unjournaled(frames, 0, JournaledSocket._journal_behind)
             raise
         redelivery.exhausted = False  # there is something to fetch again
 
@@ -844,7 +847,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 self._jname, _IN, frames, track=True, attempts=0, envelope_size=envelope_size_of(frames)
             )
         except StoreError:
-            self._keep_unjournaled(frames, 0, self._journal_in_python)
+            self._keep_unjournaled(frames, 0, JournaledSocket._journal_in_python)
             raise
         self._s.behind.append((entry_id, frames))
 
@@ -1056,7 +1059,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                     envelope_size=envelope_size,
                 )
         except StoreError:
-            self._keep_unjournaled(frames, settle, self._journal_new)
+            self._keep_unjournaled(frames, settle, JournaledSocket._journal_new)
             raise
         self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
@@ -1117,24 +1120,33 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.settle_next = 0
 
     def close(self, linger: int | None = None) -> None:
+        """Close as pyzmq does, after settling what this socket settles itself.
+
+        What it cannot settle (a request awaiting its reply, a message kept
+        pending, messages read ahead) stays pending and belongs to whoever
+        wraps this name next, in this process or after a restart.
+        """
         if self._closed:
             return
         journal = self._journal
+        state = self._s
         if journal is not None:
             if not journal.closed:
                 self._settle_deferred()
-                if self._s.slots is not None:
-                    journal._close_slots(self._s.slots)  # what is still held stays pending, in the store
-            self._s.slots = None
+                self._journal_what_is_kept()
+                if state.slots is not None:
+                    journal._close_slots(state.slots)  # what is still held stays pending, in the store
+                journal._release(self._jname)
+            state.slots = None
             self._update_fast_paths()
             if journal._sockets.get(self._jname) is self:
                 del journal._sockets[self._jname]
-        if self._s.redelivery is not None:
-            self._s.redelivery.close()
-        for entry_id, _frames in self._s.ahead:  # read ahead, never handed over: pending for whoever comes next
-            if journal is not None:
-                journal._inflight.pop(entry_id, None)
-        self._s.ahead.clear()
+        if state.redelivery is not None:
+            state.redelivery.close()
+        state.ahead.clear()
+        state.returned.clear()
+        if self.context is not None:
+            self.context._rm_socket(self)
         origin = self._origin
         if origin is None:
             super().close(linger)
@@ -1142,6 +1154,28 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if not origin.closed:
             origin.close(linger)  # the owner of the handle closes it
         self._closed = True  # the handle is gone: never zmq_close it twice
+
+    def _journal_what_is_kept(self) -> None:
+        """A message whose journaling failed is journaled now, pending, never handed over."""
+        kept = self._s.unjournaled
+        if kept is None:
+            return
+        self._s.unjournaled = None
+        try:
+            self._journal._log(self._jname, _IN, kept[0], track=False, attempts=0)
+        except StoreError as e:  # the store still fails: there is nowhere left to keep it
+            log.error(
+                "journal %s: socket %r closed holding a message it could not journal: %s",
+                self._journal.path,
+                self._jname,
+                e,
+            )
+
+    def __del__(self) -> None:
+        # pyzmq closes a socket that is garbage collected; so does this, settling first.
+        if not self._closed and self._journal is not None and self._s is not None:
+            with contextlib.suppress(Exception):
+                self.close()
 
     def __repr__(self) -> str:
         closed = " closed" if self._closed else ""

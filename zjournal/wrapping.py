@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import zmq
+from zmq._future import _AsyncSocket
 
 from zjournal.errors import InvalidArgumentError, JournalClosedError
 from zjournal.policy import AckPolicy
@@ -44,14 +46,13 @@ def wrap_socket(
     prefetch: int = 0,
 ) -> Any:
     """The body of :meth:`Journal.wrap`."""
-    import zmq.asyncio
-
     if not isinstance(sock, zmq.Socket):
         raise InvalidArgumentError(f"wrap() takes a zmq.Socket, not {type(sock).__name__}")
-    if isinstance(sock, JournaledSocket) or getattr(sock, "_journaled", None) is not None:
-        raise InvalidArgumentError(f"socket is already journaled as {getattr(sock, 'journal_name', '?')!r}")
     if sock.closed:
         raise InvalidArgumentError("cannot wrap a closed socket")
+    already = sock if isinstance(sock, JournaledSocket) else _journaled_handles.get(sock.underlying)
+    if already is not None and not already.closed:
+        raise InvalidArgumentError(f"socket is already journaled as {already.journal_name!r}")
     if max_attempts is not None and max_attempts < 1:
         raise InvalidArgumentError(f"max_attempts must be >= 1 or None, not {max_attempts}")
     if name is None:
@@ -61,19 +62,74 @@ def wrap_socket(
     live = journal._sockets.get(name)
     if live is not None and not live.closed:
         raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
-    if isinstance(sock, zmq.asyncio.Socket):
+    if isinstance(sock, _AsyncSocket):  # zmq.asyncio, zmq.eventloop.future (tornado), or a subclass
         from zjournal.aio import AsyncJournaledSocket
 
         wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts, prefetch)
     else:
-        wrapped = JournaledSocket.shadow(sock)
+        wrapped = _journaled_copy(sock)
         try:
             wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
         except BaseException:
             wrapped._closed = True  # the handle stays with ``sock``
             raise
     journal._sockets[name] = wrapped
+    _journaled_handles[sock.underlying] = wrapped
+    _stand_in_for(sock, wrapped)
     return wrapped
+
+
+_classes: dict[type, type] = {zmq.Socket: JournaledSocket}
+
+
+def journaled_class(cls: type) -> type:
+    """The journaled class of a ``zmq.Socket`` subclass: the application's class first, then ours.
+
+    So the wrapped socket is still an instance of the application's class,
+    with its methods and attributes, and its overrides of ``send``/``recv``
+    run before (and through) the journaling ones.
+    """
+    journaled = _classes.get(cls)
+    if journaled is None:
+        journaled = type(f"Journaled{cls.__name__}", (cls, JournaledSocket), {})
+        journaled.__module__ = __name__
+        _classes[cls] = journaled
+    return journaled
+
+
+def copy_attributes(origin: zmq.Socket, wrapped: zmq.Socket) -> None:
+    """The application's own attributes of ``origin`` (set by its subclass's __init__), onto ``wrapped``.
+
+    pyzmq's own (the type, the shadow, an async socket's futures) are already
+    in ``wrapped``, made for it: those stay.
+    """
+    mine = wrapped.__dict__
+    for key, value in vars(origin).items():
+        if key not in mine:
+            mine[key] = value  # not setattr: pyzmq would take unknown names for socket options
+
+
+def _journaled_copy(sock: zmq.Socket) -> JournaledSocket:
+    """A journaled socket sharing ``sock``'s handle, of ``sock``'s own class."""
+    cls = journaled_class(type(sock))
+    if cls is JournaledSocket:
+        return JournaledSocket.shadow(sock)
+    wrapped = cls.__new__(cls)  # not cls(...): the application's __init__ may want arguments of its own
+    zmq.Socket.__init__(wrapped, shadow=sock)
+    copy_attributes(sock, wrapped)
+    return wrapped
+
+
+# libzmq handle -> the journaled socket made of it (weakly: a socket nobody holds is closed and forgotten)
+_journaled_handles: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+
+
+def _stand_in_for(sock: zmq.Socket, wrapped: Any) -> None:
+    """The context closes the journaled socket, not the one it wraps (``ctx.destroy()`` settles first)."""
+    ctx = sock.context
+    if isinstance(ctx, zmq.Context):
+        ctx._rm_socket(sock)
+        ctx._add_socket(wrapped)
 
 
 class JournaledContext:

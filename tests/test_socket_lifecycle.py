@@ -1,0 +1,261 @@
+"""A journaled socket's life as pyzmq's: collected when dropped, closed by ctx.destroy(), of the app's own class.
+
+And what a socket leaves unsettled when it closes belongs to whoever wraps
+its name next, in this process as after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import pytest
+import zmq
+import zmq.asyncio
+
+import zjournal
+from zjournal import inflight
+
+
+def test_a_dropped_socket_is_closed_and_settled_so_term_returns(journal, journal_path, endpoint) -> None:
+    ctx = zmq.Context()
+    addr = endpoint()
+    push = ctx.socket(zmq.PUSH)
+    push.bind(addr)
+
+    def handle_one() -> None:
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+        pull.connect(addr)
+        push.send(b"job")
+        assert pull.recv() == b"job"
+        # dropped without close(), as the Guide's examples do
+
+    handle_one()
+    assert inflight.slot_files(journal_path) == []  # its slot file went with it
+    assert journal.count() == 0  # handled, then closed: acked
+    push.close()
+    done = threading.Event()
+    threading.Thread(target=lambda: (ctx.term(), done.set()), daemon=True).start()
+    assert done.wait(5), "ctx.term() waits for a socket nobody holds"
+
+
+def test_many_dropped_sockets_do_not_pile_up(journal) -> None:
+    ctx = zmq.Context()
+    for _ in range(1200):  # more than zmq.MAX_SOCKETS (1023)
+        sock = journal.wrap(ctx.socket(zmq.PUSH))
+        sock.linger = 0
+    del sock
+    gc.collect()
+    ctx.term()
+
+
+@pytest.mark.parametrize("mode", ["process", "always"])
+def test_ctx_destroy_settles_like_closing_each_socket(open_journal, endpoint, mode) -> None:
+    journal = open_journal(durability=mode)
+    ctx = zmq.Context()
+    addr = endpoint()
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out")
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind(addr)
+    push.connect(addr)
+    push.send(b"sent")
+    assert pull.recv() == b"sent"
+    ctx.destroy(linger=0)
+    assert push.closed and pull.closed
+    assert journal.count() == 0  # the sent one and the handled one, both settled
+
+
+@pytest.mark.parametrize("mode", ["process", "always"])
+def test_what_a_closed_socket_left_comes_back_through_the_next_socket_of_its_name(
+    open_journal, ctx, endpoint, mode
+) -> None:
+    journal = open_journal(durability=mode)
+    # A Lazy Pirate client: no reply, close the REQ, open a new one, send again.
+    server_addr = endpoint()
+    server = ctx.socket(zmq.ROUTER)
+    server.bind(server_addr)
+    req = journal.wrap(ctx.socket(zmq.REQ), name="client")
+    req.connect(server_addr)
+    req.send(b"order-1")
+    req.close(linger=0)
+    retry = journal.wrap(ctx.socket(zmq.REQ), name="client")
+    retry.connect(server_addr)
+    assert journal.replay("client", into=retry) == 1
+    for _ in range(2):
+        assert server.recv_multipart()[-1] == b"order-1"
+    # A REP closed before replying, wrapped again.
+    rep_addr = endpoint()
+    client = ctx.socket(zmq.REQ)
+    client.connect(rep_addr)
+    rep = journal.wrap(ctx.socket(zmq.REP), name="server")
+    rep.bind(rep_addr)
+    client.send(b"job-1")
+    assert rep.recv() == b"job-1"
+    rep.close(linger=0)
+    again = journal.wrap(ctx.socket(zmq.REP), name="server")
+    assert again.poll(1000) and again.recv() == b"job-1"
+    assert journal.get(again.last_id).attempts == 2
+    # A PULL whose handler raised, closed and wrapped again.
+    work_addr = endpoint()
+    feed = ctx.socket(zmq.PUSH)
+    feed.bind(work_addr)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.connect(work_addr)
+    feed.send(b"w1")
+    with pytest.raises(RuntimeError), pull.receiving():
+        raise RuntimeError("the handler failed")
+    pull.close()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    assert pull.poll(1000) and pull.recv() == b"w1"
+
+
+def test_the_same_socket_is_not_journaled_twice(open_journal, ctx, tmp_path) -> None:
+    first, second = open_journal(), open_journal(str(tmp_path / "other.journal"))
+    raw = ctx.socket(zmq.PULL)
+    sock = first.wrap(raw, name="orders")
+    for journal in (first, second):
+        with pytest.raises(zjournal.InvalidArgumentError, match="already journaled as 'orders'"):
+            journal.wrap(raw)
+    sock.close()
+
+
+class TaggedSocket(zmq.Socket):
+    tag = None  # pyzmq wants a subclass's attributes declared on the class
+
+    def __init__(self, ctx: zmq.Context, socket_type: int, tag: str = "t") -> None:
+        super().__init__(ctx, socket_type)
+        self.tag = tag
+
+    def send_upper(self, text: str) -> None:
+        self.send_string(text.upper())
+
+
+def test_the_applications_socket_class_survives_wrapping(journal, ctx, endpoint) -> None:
+    addr = endpoint()
+    push = journal.wrap(ctx.socket(zmq.PUSH, socket_class=TaggedSocket, tag="orders"), name="out")
+    assert isinstance(push, TaggedSocket) and isinstance(push, zjournal.JournaledSocket)
+    assert push.tag == "orders"
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(addr)
+    push.connect(addr)
+    push.send_upper("hello")  # the application's method, through the journaling send
+    assert pull.recv() == b"HELLO"
+    assert journal.get(push.last_id).frames == [b"HELLO"]
+
+    class TaggedContext(zmq.Context):
+        _socket_class = TaggedSocket
+
+    own = TaggedContext()
+    try:
+        wrapped = journal.wrap(own.socket(zmq.PULL, tag="in"), name="in")
+        assert isinstance(wrapped, TaggedSocket) and wrapped.tag == "in"
+        wrapped.close()
+    finally:
+        own.term()
+
+
+def test_an_asyncio_socket_subclass_survives_wrapping(journal) -> None:
+    class Mine(zmq.asyncio.Socket):
+        def hello(self) -> str:
+            return "mine"
+
+    async def main() -> None:
+        actx = zmq.asyncio.Context()
+        sock = journal.wrap(actx.socket(zmq.PULL, socket_class=Mine), name="in")
+        assert isinstance(sock, Mine) and sock.hello() == "mine"
+        assert isinstance(sock.recv(), asyncio.Future)
+        sock.close()
+        actx.term()
+
+    asyncio.run(main())
+
+
+def test_tornado_future_sockets_stay_future_returning(journal, endpoint) -> None:
+    from zmq.eventloop import future
+
+    async def main() -> None:
+        fctx = future.Context()
+        addr = endpoint()
+        pull = journal.wrap(fctx.socket(zmq.PULL), name="in")
+        assert isinstance(pull, future.Socket)
+        pull.bind(addr)
+        push = journal.wrap(fctx.socket(zmq.PUSH), name="out")
+        push.connect(addr)
+        pending = pull.recv()
+        assert not isinstance(pending, bytes)  # a Future, at once
+        await push.send(b"hello")
+        assert await pending == b"hello"
+        assert isinstance(pull.poll(0), asyncio.Future)
+        assert journal.get(pull.last_id).frames == [b"hello"]
+        pull.close()
+        push.close()
+        fctx.term()
+
+    asyncio.run(main())
+    assert journal.count() == 0
+
+
+def test_zmqstream_over_journaled_sockets(journal, endpoint) -> None:
+    from tornado.ioloop import IOLoop
+    from zmq.eventloop.zmqstream import ZMQStream
+
+    ctx = zmq.Context()
+    addr = endpoint()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind(addr)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(addr)
+    got: list[list[bytes]] = []
+
+    async def main() -> None:
+        stream = ZMQStream(pull)
+        done = asyncio.Event()
+
+        def on_recv(msg: list[bytes]) -> None:
+            got.append(msg)
+            if len(got) == 3:
+                done.set()
+
+        stream.on_recv(on_recv)
+        for i in range(3):
+            push.send_multipart([b"m", b"%d" % i])
+        await asyncio.wait_for(done.wait(), 5)
+        stream.close()
+
+    IOLoop.current()
+    asyncio.run(main())
+    assert got == [[b"m", b"0"], [b"m", b"1"], [b"m", b"2"]]
+    push.close()
+    ctx.destroy(linger=0)
+
+
+def test_the_asyncio_poller_sees_messages_held_in_python(journal_path, open_journal) -> None:
+    with zjournal.open(journal_path) as j:
+        j.append("pair", [b"pending-for-pair"], direction="in", attempts=1)
+    journal = open_journal()
+
+    async def main() -> None:
+        actx = zmq.asyncio.Context()
+        pair = journal.wrap(actx.socket(zmq.PAIR), name="pair")  # a PAIR's redelivery is served from Python
+        poller = zmq.asyncio.Poller()
+        poller.register(pair, zmq.POLLIN)
+        assert dict(await poller.poll(1000)).get(pair) == zmq.POLLIN
+        assert await pair.recv() == b"pending-for-pair"
+        pair.close()
+        actx.term()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("call", ["send", "send_multipart"])
+def test_pyzmqs_own_type_error_is_not_chained_onto_ours(journal, ctx, call) -> None:
+    def depth(sock: zmq.Socket) -> int:
+        with pytest.raises(TypeError) as info:
+            getattr(sock, call)("text" if call == "send" else ["text"])
+        n, e = 0, info.value
+        while e is not None:
+            n, e = n + 1, e.__context__
+        return n
+
+    assert depth(journal.wrap(ctx.socket(zmq.PUSH))) == depth(ctx.socket(zmq.PUSH))
