@@ -257,3 +257,35 @@ def test_load_balancing_router_backend_with_plain_guide_workers(journal, ctx, en
     assert report.pending == [] and journal.count() == 0
     assert queue.stats.replies == 60 and queue.stats.malformed == 0
     assert served[0] and served[1]  # both workers got work
+
+
+def test_requests_that_never_reached_a_worker_are_not_counted_as_deliveries(
+    journal_path, open_journal, ctx, device
+) -> None:
+    fe, be, front, back = device
+    j = open_journal()
+    queue = zjournal.Queue(fe, be, j, name="jobs")
+    queue.start()
+    client = ctx.socket(zmq.DEALER)
+    client.connect(front)
+    for n in range(5):
+        client.send_multipart([b"", b"job-%d" % n])
+    for _ in range(200):
+        if queue.pending == 5:
+            break
+        client.poll(10)
+    queue.stop(drain_timeout=0.1)  # no worker ever connected
+    assert [e.attempts for e in j.entries(name="jobs")] == [0] * 5
+    j.close()
+    j = open_journal(max_attempts=1)
+    restarted = zjournal.Queue(fe, be, j, name="jobs")
+    restarted.start()
+    workers = Workers(ctx, back, 1)
+    for _ in range(300):
+        if restarted.pending == 0:
+            break
+        client.poll(10)
+    restarted.stop(drain_timeout=1)
+    workers.stop()
+    assert sorted(workers.processed) == [b"job-%d" % n for n in range(5)]  # delivered, not dead-lettered
+    assert j.count(state="dead") == 0

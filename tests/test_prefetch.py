@@ -143,3 +143,25 @@ def test_prefetched_messages_are_seen_by_zmq_poller(journal, ctx, endpoint) -> N
     assert dict(poller.poll(0)) == {pull: zmq.POLLIN}
     assert pull.recv() == b"1" and dict(poller.poll(0)) == {pull: zmq.POLLIN}
     assert pull.recv() == b"2" and dict(poller.poll(0)) == {}
+
+
+def test_messages_read_ahead_are_not_counted_as_deliveries(open_journal, ctx, endpoint) -> None:
+    journal = open_journal(max_attempts=1)
+    addr = endpoint()
+    push = ctx.socket(zmq.PUSH)
+    push.bind(addr)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work", prefetch=64)
+    pull.connect(addr)
+    for i in range(10):
+        push.send(b"m%d" % i)
+    while not pull.poll(10):
+        pass
+    assert pull.recv() == b"m0"  # the rest were read ahead, never handed over
+    assert journal.get(pull.last_id).attempts == 1
+    assert {e.attempts for e in journal.entries(state="pending") if e.id != pull.last_id} == {0}
+    pull.close()
+    again = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    got = []
+    while again.poll(300):
+        got.append(again.recv())
+    assert got == [b"m%d" % i for i in range(1, 10)] and journal.count(state="dead") == 0

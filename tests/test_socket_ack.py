@@ -175,3 +175,25 @@ def test_ack_of_an_unknown_id_raises(journal, ctx) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL))
     with pytest.raises(zjournal.UnknownEntryError):
         pull.ack(424242)
+
+
+def test_nack_on_a_router_or_rep_delivers_again_to_the_live_requester(journal, ctx, endpoint) -> None:
+    router_addr, rep_addr = endpoint(), endpoint()
+    router = journal.wrap(ctx.socket(zmq.ROUTER), name="svc")
+    router.bind(router_addr)
+    rep = journal.wrap(ctx.socket(zmq.REP), name="svc2")
+    rep.bind(rep_addr)
+    for server, addr in ((router, router_addr), (rep, rep_addr)):
+        client = ctx.socket(zmq.REQ)
+        client.connect(addr)
+        client.rcvtimeo = 2000
+        client.send(b"job")
+        first = server.recv_multipart()
+        server.nack()  # a transient failure: deliver it again
+        again = server.recv_multipart()
+        assert again == first  # the same envelope: the live requester's
+        assert journal.get(server.last_id).attempts == 2
+        server.send_multipart([*again[:-1], b"result"])
+        assert client.recv() == b"result"
+    router.close()  # settles the request in hand and the reply ZeroMQ took
+    assert journal.count(state="pending") == 0

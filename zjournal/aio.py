@@ -275,6 +275,9 @@ class _JournaledAsync:
             del journal._sockets[self.journal_name]
         self._closed = True
 
+    def _abandon(self) -> None:  # in a forked child (see JournaledSocket._abandon)
+        self._shadow_sock._abandon()
+
     def _python_events(self, flags: int) -> int:  # for zjournal.pollhook, as JournaledSocket's
         return self._shadow_sock._python_events(flags)
 

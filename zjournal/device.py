@@ -119,6 +119,8 @@ class Queue:
         self._batch = batch
         self._backlog = backlog
         self._to_backend: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._unforwarded: set[int] = set()  # journaled on arrival, never sent to a worker (attempts 0)
+        self._first_forwards: list[int] = []  # sent to a worker for the first time: attempts to record
         # Durable ids at the workers, waiting for a reply -> when they were sent (oldest first).
         self._in_flight: dict[int, float] = {}
         self._redeliver_after = redeliver_after
@@ -261,7 +263,9 @@ class Queue:
             killpoints.reached("device:after-journal")
         for frames, is_durable in zip(arrived, kinds, strict=True):
             if is_durable:
-                self._to_backend.append((next(ids), frames))
+                entry_id = next(ids)
+                self._unforwarded.add(entry_id)  # journaled with attempts 0 until a worker gets it
+                self._to_backend.append((entry_id, frames))
             else:
                 self._to_backend.append((next(self._ephemeral_ids) | _EPHEMERAL, frames))
         self.stats.requests += len(durable)
@@ -284,6 +288,15 @@ class Queue:
         self.stats.dead += self.journal.count(name=self.name, state="dead") - dead_before
 
     def _forward(self) -> None:
+        first = self._first_forwards
+        try:
+            self._forward_queued()
+        finally:
+            if first:  # requests journaled on arrival (attempts 0): their first delivery, in one write
+                self._first_forwards = []
+                self.journal._deliver_many(first)
+
+    def _forward_queued(self) -> None:
         backend = self.backend
         queue = self._to_backend
         while queue:
@@ -305,6 +318,9 @@ class Queue:
                 self._ephemeral_in_flight.add(entry_id)
             else:
                 self._in_flight[entry_id] = time.monotonic()
+                if entry_id in self._unforwarded:
+                    self._unforwarded.discard(entry_id)
+                    self._first_forwards.append(entry_id)
 
     def _resend_overdue(self) -> None:
         """Requests unanswered for ``redeliver_after`` seconds go to the backend again (attempts + 1)."""

@@ -43,6 +43,15 @@ class JournalClosedError(ZJournalError):
     """An operation was attempted on a journal that is already closed."""
 
 
+class JournalForkedError(JournalClosedError):
+    """This process is a child forked from the one that opened the journal: only that one may use it."""
+
+    def __init__(self, message: str, *, path: str | None, owner: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.owner = owner
+
+
 class InvalidFramesError(ZJournalError, TypeError):
     """A message to journal was not a non-empty sequence of bytes-like frames."""
 

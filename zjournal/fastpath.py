@@ -119,18 +119,20 @@ class SocketSupport:
         messages: list[tuple[list[bytes], int]],
         settle: Sequence[int] = (),
         track: bool = True,
+        attempts: int = 0,
     ) -> list[int]:
         """Append many messages ``(frames, envelope_size)`` and settle many entries in one batch.
 
-        For code that owns its loop (the queue device): one write for
-        everything that was waiting.
+        For code that owns its loop (the queue device, prefetch): one write
+        for everything that was waiting. ``attempts``: 0 for messages not yet
+        handed to anyone (recorded by :meth:`_deliver_many` when they are).
         """
         for frames, _size in messages:
             if len(frames) > 1 or len(frames[0]) > self._unchecked_size:  # small single frames cannot be too large
                 self._check_size(frames)
         now = time.time()
         encode, pending = rec.encode_record, rec.PENDING
-        values = [encode(pending, 1, now, name, dcode, frames, 0.0, "", size) for frames, size in messages]
+        values = [encode(pending, attempts, now, name, dcode, frames, 0.0, "", size) for frames, size in messages]
         key = rec.encode_key
         with self._lock:
             self._check_open()
@@ -253,6 +255,22 @@ class SocketSupport:
             if self._observers:
                 self._emit("on_redelivery", r[3], r[4], entry_id, r[1])
             return rec.entry_from_record(entry_id, r)
+
+    def _deliver_many(self, entry_ids: Sequence[int]) -> None:
+        """Record the first hand-over (attempts + 1) of entries journaled before anyone got them, in one write."""
+        with self._lock:
+            self._check_open()
+            batch = self._batch()
+            now = time.time()
+            for entry_id in entry_ids:
+                r = self._load_for_update(entry_id)
+                if r is None or r[0] != rec.PENDING:
+                    continue
+                r[1] += 1
+                r[6] = now
+                batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+            if len(batch):
+                self._commit(batch, [])
 
     def _redeliverable(self, name: str, dcode: int, after: int, limit: int, max_attempts: int | None) -> list[Entry]:
         """Up to ``limit`` pending entries of a stream with ids above ``after``, oldest first.

@@ -36,6 +36,7 @@ from zjournal.errors import (
 )
 from zjournal.fastpath import SocketSupport
 from zjournal.operations import Operations
+from zjournal.store import forking
 from zjournal.store.base import Store
 from zjournal.store.memory import MemoryStore
 from zjournal.store.rocks import RocksStore
@@ -112,6 +113,7 @@ class Journal(SocketSupport, Operations):
         self._store: Store = store if store is not None else MemoryStore()
         self._lock = threading.Lock()
         self._closed = False
+        self._forked_from: int | None = None  # in a forked child: the pid that owns this journal
         self._sync_each_write = self.durability is Durability.ALWAYS
         self._dirty = False  # the store was written since the last background fsync (slots: see SlotFile)
         self._background_error: BaseException | None = None
@@ -153,6 +155,7 @@ class Journal(SocketSupport, Operations):
         if not read_only and (self.durability is Durability.INTERVAL or self.retention > 0):
             self._maintainer = threading.Thread(target=self._maintain, name="zjournal-maintainer", daemon=True)
             self._maintainer.start()
+        forking.track(self)
         if self.durability is Durability.NONE and not read_only:
             log.warning("journal %s: durability 'none' keeps no write-ahead log; a crash loses messages", path)
 
@@ -320,6 +323,8 @@ class Journal(SocketSupport, Operations):
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._forked_from is not None:
+                raise forking.forked_error(self.path, self._forked_from)
             raise JournalClosedError(f"journal {self.path or '(memory)'} is closed")
         if self._background_error is not None:
             err, self._background_error = self._background_error, None
@@ -799,6 +804,20 @@ class Journal(SocketSupport, Operations):
             except BaseException as e:  # surfaced by the next call on the journal
                 self._background_error = e
                 log.error("journal %s: background maintenance failed: %s", self.path, e)
+
+    def abandon(self, parent: int) -> None:
+        """In a forked child: the parent's journal is never used, written or closed here.
+
+        Its slot files are shared mappings of the parent's live ones, its
+        lock may have been held by a thread that does not exist here: nothing
+        of it is touched again (zjournal.store.forking).
+        """
+        self._forked_from = parent
+        self._closed = True
+        self._slot_files = []
+        self._lock = threading.Lock()
+        for sock in list(self._sockets.values()):
+            sock._abandon()
 
     @property
     def closed(self) -> bool:

@@ -87,6 +87,8 @@ class Prefetching:
         """The next prefetched message for the application; the previous one is done."""
         state = self._s
         entry_id, frames = state.ahead.popleft()
+        if entry_id:
+            self._journal._deliver_many([entry_id])  # read ahead with attempts 0: this is its hand-over
         if state.settle_next:
             state.deferred.append(state.settle_next)
         state.settle_next = entry_id if self._in_policy is AckPolicy.NEXT else 0

@@ -34,6 +34,7 @@ from zjournal.redelivery import (
     as_bytes,
     redelivery_for,
 )
+from zjournal.store import forking
 
 if TYPE_CHECKING:
     from zjournal.inflight import Slot, SlotFile
@@ -66,6 +67,7 @@ class _State:
         "deferred",
         "fast_in",
         "fast_out",
+        "from_python",
         "last_id",
         "local",
         "redelivery",
@@ -102,6 +104,8 @@ class _State:
         # Messages read and journaled that never reached the application (an asyncio recv cancelled
         # with its result set): (entry id, frames), handed over again first, as they are.
         self.returned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        # ROUTER/REP: the last ids handed over by redelivery from an earlier run (their requester is gone)
+        self.from_python: collections.deque[int] = collections.deque(maxlen=64)
         self.redelivery: Redelivery | None = None
         self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
         # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
@@ -223,11 +227,23 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     def nack(self, id: int | None = None) -> None:  # noqa: A002
         """Put an entry back to pending; an inbound one is delivered again through this socket."""
-        entry_id = self._s.last_id if id is None else id
+        state = self._s
+        entry_id = state.last_id if id is None else id
+        live_request = (self._router or self._is_rep) and entry_id not in state.from_python
+        if self._is_rep and entry_id == state.awaiting_reply and state.answering_python:
+            live_request = False
         self._forget(entry_id)
         self._journal.nack(entry_id)
         entry = self._journal.get(entry_id)
-        if entry is not None and entry.direction == Direction.IN and entry.name == self._jname:
+        if entry is None or entry.direction != Direction.IN or entry.name != self._jname:
+            return
+        if live_request:
+            # Its requester is alive and waiting: deliver it again as it came, so the reply
+            # reaches that requester (a ROUTER through its routing id, a REP through libzmq,
+            # which still owes that requester the reply).
+            state.returned.append((-entry_id, entry.frames))
+            self._update_fast_paths()
+        else:
             self._ensure_redelivery().requeue(entry)
 
     @contextlib.contextmanager
@@ -565,11 +581,16 @@ class JournaledSocket(Prefetching, zmq.Socket):
         return True
 
     def _take_returned(self) -> list[bytes]:
-        """The next given-back message, handed over under its own entry (not journaled again)."""
+        """The next message handed over again under its own entry (not journaled again).
+
+        A negative id is a nacked live request: its hand-over counts as a delivery.
+        """
         state = self._s
         entry_id, frames = state.returned.popleft()
         self._settle_now()
-        if entry_id:
+        if entry_id < 0:
+            self._redelivered(-entry_id)
+        elif entry_id:
             state.last_id = entry_id
             if self._in_policy is AckPolicy.NEXT:
                 state.settle_next = entry_id
@@ -950,7 +971,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             local.current = None
             if self._is_rep:
                 self._s.answering_python = True
-            self._redelivered(local.current_id)
+            self._redelivered(local.current_id, requester_gone=self._is_rep)
             local.refill()
             if not local.active:
                 self._retire_redelivery()
@@ -1027,7 +1048,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if settle:
                 journal._settle(settle, self._s.slots)
             if self._s.rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
-                self._redelivered(self._s.rx_redelivered)
+                self._redelivered(self._s.rx_redelivered, requester_gone=self._router)
             self._s.rx_redelivered = 0
             redelivery = self._s.redelivery
             if redelivery is not None:
@@ -1071,12 +1092,14 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._handler is not None:
             self._handler.on_inbound(self, entry_id, frames)
 
-    def _redelivered(self, entry_id: int) -> None:
+    def _redelivered(self, entry_id: int, requester_gone: bool = False) -> None:
         """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
         policy = self._in_policy
         entry = self._journal._deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
         if entry is None:
             return
+        if requester_gone:
+            self._s.from_python.append(entry_id)
         self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
             self._s.settle_next = entry_id
@@ -1171,6 +1194,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 e,
             )
 
+    def _abandon(self) -> None:
+        """In a child forked from the journal's process: refuse all use, touch nothing (not even libzmq)."""
+        self.__class__ = _forked_class(type(self))
+
     def __del__(self) -> None:
         # pyzmq closes a socket that is garbage collected; so does this, settling first.
         if not self._closed and self._journal is not None and self._s is not None:
@@ -1180,6 +1207,30 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def __repr__(self) -> str:
         closed = " closed" if self._closed else ""
         return f"<zjournal.JournaledSocket(zmq.{self._type_name}) name={self._jname!r}{closed}>"
+
+
+class _Forked:
+    """A journaled socket inherited by a forked child: libzmq must not be used there, nor the journal."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        journal = self._journal  # type: ignore[attr-defined]
+        raise forking.forked_error(journal.path, journal._forked_from)
+
+    send = send_multipart = recv = recv_multipart = recv_into = poll = _refuse
+    get = set = getsockopt = setsockopt = bind = connect = unbind = disconnect = _refuse
+
+    def close(self, linger: int | None = None) -> None:
+        self._closed = True  # type: ignore[attr-defined]  # the parent closes the handle, not this child
+
+
+_forked_classes: dict[type, type] = {}
+
+
+def _forked_class(cls: type) -> type:
+    forked = _forked_classes.get(cls)
+    if forked is None:
+        forked = _forked_classes[cls] = type(f"Forked{cls.__name__}", (_Forked, cls), {})
+    return forked
 
 
 # zmq.Poller and zmq.select see what journaled sockets hold in Python (zjournal.pollhook).

@@ -24,6 +24,7 @@ from zjournal.errors import (
     NotAJournalError,
     StoreError,
 )
+from zjournal.store import forking
 from zjournal.store.base import TABLES, Batch, Store
 
 # Files a directory may hold and still count as "empty" for a new journal.
@@ -181,8 +182,11 @@ class RocksStore(Store):
         self.survives_process_crash = wal
         #: what recovery dropped when this store was opened (RocksDB's words)
         self.recovered: list[str] = []
+        self._forked_from: int | None = None
+        forking.check_can_open(path)
         check_journal_path(path)
         self._open(recover)
+        forking.opened(self)
         self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []
         self._write_opts = rocksdict.WriteOptions()
         self._sync_opts = rocksdict.WriteOptions()
@@ -217,7 +221,7 @@ class RocksStore(Store):
         disk) persists.
         """
         if self._closed:
-            raise JournalClosedError(f"journal {self.path} is closed")
+            self._check_usable()
         # Cleared in place: batches still hold these dicts, and a handle keeps RocksDB (and its LOCK) alive.
         self._tables.clear()
         self._handles.clear()
@@ -225,9 +229,20 @@ class RocksStore(Store):
             self._db.close()
         self._open()
 
+    def abandon(self, parent: int) -> None:
+        """In a forked child: never touch this database again (see zjournal.store.forking)."""
+        forking.keep_forever(self._db, *self._tables.values())
+        self._forked_from = parent
+        self._closed = True
+
+    def _check_usable(self) -> None:
+        if self._forked_from is not None:
+            raise forking.forked_error(self.path, self._forked_from)
+        raise JournalClosedError(f"journal {self.path} is closed")
+
     def _table(self, table: str) -> rocksdict.Rdict:
         if self._closed:
-            raise JournalClosedError(f"journal {self.path} is closed")
+            self._check_usable()
         try:
             return self._tables[table]
         except KeyError:
@@ -238,7 +253,7 @@ class RocksStore(Store):
 
     def write(self, batch: Batch, *, sync: bool = False) -> None:
         if self._closed:
-            raise JournalClosedError(f"journal {self.path} is closed")
+            self._check_usable()
         assert isinstance(batch, RocksBatch)
         try:
             self._db.write(batch._batch, self._sync_opts if sync else self._write_opts)
@@ -260,7 +275,7 @@ class RocksStore(Store):
 
     def sync(self) -> None:
         if self._closed:
-            raise JournalClosedError(f"journal {self.path} is closed")
+            self._check_usable()
         if not self.survives_process_crash:
             self.flush()
             return
@@ -281,7 +296,7 @@ class RocksStore(Store):
 
     def size_on_disk(self) -> int:
         if self._closed:
-            raise JournalClosedError(f"journal {self.path} is closed")
+            self._check_usable()
         total = 0
         for entry in os.scandir(self.path):
             if entry.is_file(follow_symlinks=False):

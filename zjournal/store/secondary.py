@@ -26,6 +26,7 @@ from zjournal.errors import (
     ReadOnlyJournalError,
     StoreError,
 )
+from zjournal.store import forking
 from zjournal.store.base import TABLES, Batch, Store
 from zjournal.store.rocks import check_journal_path, corruption_error, iterate
 
@@ -39,6 +40,7 @@ class SecondaryRocksStore(Store):
 
     def __init__(self, path: str) -> None:
         self.path = path
+        forking.check_can_open(path)
         if not os.path.exists(path):
             raise NotAJournalError(f"no journal at {path}", path=path)
         if not check_journal_path(path):
@@ -58,6 +60,7 @@ class SecondaryRocksStore(Store):
                 access_type=rocksdict.AccessType.secondary(self._secondary),
             )
             self._tables = {name: self._db.get_column_family(name) for name in TABLES}
+            forking.opened(self)
         except NotAJournalError:
             self._remove_dirs()
             raise
@@ -74,6 +77,11 @@ class SecondaryRocksStore(Store):
                 )
             self._remove_dirs()
             raise error from e
+
+    def abandon(self, parent: int) -> None:
+        """In a forked child: never touch this view again (see zjournal.store.forking)."""
+        forking.keep_forever(self._db, *self._tables.values())
+        self._closed = True
 
     def _link_files(self) -> None:
         wanted = {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}

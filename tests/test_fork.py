@@ -1,0 +1,91 @@
+"""fork(): a child never touches its parent's journals, exits normally, and says clearly what it cannot do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import zjournal
+
+CHILD_OF_A_JOURNAL = r"""
+import json, os, sys, zmq, zjournal
+path = sys.argv[1]
+j = zjournal.open(path, plugins=False)
+ctx = zmq.Context()
+pull = j.wrap(ctx.socket(zmq.PULL), name="work")
+for i in range(10):
+    j.append("s", [b"before-%d" % i], direction="in")
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    seen = {}
+    for name, use in [("append", lambda: j.append("s", [b"x"], direction="in")),
+                      ("count", lambda: j.count()),
+                      ("recv", lambda: pull.recv(zmq.NOBLOCK)),
+                      ("open", lambda: zjournal.open(path + "-child", plugins=False))]:
+        try:
+            use()
+            seen[name] = "ok"
+        except zjournal.ZJournalError as e:
+            seen[name] = type(e).__name__
+        except zmq.ZMQError as e:
+            seen[name] = "zmq:" + type(e).__name__
+    os.write(w, json.dumps(seen).encode())
+    sys.exit(0)   # a normal exit: atexit, garbage collection, module teardown
+os.close(w)
+before = {n: os.path.getsize(os.path.join(path, n)) for n in os.listdir(path)}
+for i in range(100):
+    j.append("s", [b"after-%d" % i], direction="in")
+_, status = os.waitpid(pid, 0)
+child = json.loads(os.read(r, 4096))
+created = sorted(set(os.listdir(path)) - set(before))
+pull.close()
+ctx.term()
+j.close()
+print(json.dumps({"status": status, "child": child, "created": created}))
+"""
+
+
+def test_a_child_forked_after_open_exits_normally_and_leaves_the_journal_alone(tmp_path) -> None:
+    path = str(tmp_path / "j.journal")
+    done = subprocess.run([sys.executable, "-c", CHILD_OF_A_JOURNAL, path], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == 0  # exited, did not hang
+    assert result["created"] == []  # wrote no file into the parent's live journal
+    assert result["child"] == {
+        "append": "JournalForkedError",
+        "count": "JournalForkedError",
+        "recv": "JournalForkedError",
+        "open": "JournalOpenError",  # RocksDB cannot run in such a child: refused, not hung
+    }
+    with zjournal.open(path, plugins=False) as j:
+        assert j.count() == 110
+
+
+POOL = r"""
+import json, multiprocessing, sys, zjournal
+root = sys.argv[1]
+
+def work(i):
+    with zjournal.open(f"{root}/worker-{i}", plugins=False) as j:
+        for k in range(100):
+            j.append("s", [b"m%d" % k], direction="in")
+        return j.count()
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        counts = pool.map(work, range(4))
+    print(json.dumps(counts))
+"""
+
+
+def test_forked_workers_of_a_parent_without_journals_open_their_own(tmp_path) -> None:
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [100] * 4
+    assert os.path.isdir(tmp_path / "worker-3")
