@@ -141,7 +141,7 @@ def test_a_read_only_view_sees_the_message_being_handled(journal, journal_path, 
 def test_a_torn_slot_is_skipped(tmp_path: Path) -> None:
     path = str(tmp_path / "j")
     os.makedirs(path)
-    slots = inflight.create(path, "work")
+    _, slots = inflight.create(path, "work", 1)
     assert slots is not None
     slots.inbound.write(7, [b"whole message"], 1.5, 0)
     slots.outbound.write(8, [b"a", b"b"], 2.5, 1)
@@ -349,3 +349,50 @@ def test_interval_mode_makes_a_spilled_entry_durable_before_its_slot_can_be_over
     pull.recv()  # X leaves its slot for the store; Y takes the slot
     assert synced_with == [kept]  # the store was fsynced while the slot still held X
     assert _in_store(journal, kept)
+
+
+VIEWED_OWNER = r"""
+import os, sys, time, zmq, zjournal
+j = zjournal.open(sys.argv[1], plugins=False)
+log = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+ctx = zmq.Context()
+push = ctx.socket(zmq.PUSH); push.bind("inproc://w")
+pull = j.wrap(ctx.socket(zmq.PULL), name="work"); pull.connect("inproc://w")
+print("ready", flush=True)
+i = 0
+while True:
+    push.send(b"m%d" % i); i += 1
+    try:
+        with pull.receiving():
+            raise RuntimeError   # kept pending for good: slot first, store once the next one comes
+    except RuntimeError:
+        pass
+    os.write(log, b"%d %.6f\n" % (pull.last_id, time.time()))
+    time.sleep(0.0005)
+"""
+
+
+def test_a_view_of_a_live_journal_never_misses_an_entry_pending_all_along(tmp_path: Path) -> None:
+    import time
+
+    path, log = str(tmp_path / "j.journal"), str(tmp_path / "owner.log")
+    owner = subprocess.Popen([sys.executable, "-c", VIEWED_OWNER, path, log], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        time.sleep(0.2)
+        view = zjournal.open(path, read_only=True, plugins=False)
+        deadline = time.time() + 3
+        views = 0
+        while time.time() < deadline:
+            started = time.time()
+            view.refresh()
+            listed = {e.id for e in view.entries(name="work", state="pending")}
+            with open(log) as f:
+                kept = [int(line.split()[0]) for line in f if float(line.split()[1]) < started]
+            assert not [i for i in kept if i not in listed]
+            views += 1
+        view.close()
+        assert views > 10
+    finally:
+        owner.kill()
+        owner.wait()

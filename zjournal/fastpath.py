@@ -18,8 +18,8 @@ from zjournal.inflight import fits_slot
 _now = time.time
 
 if TYPE_CHECKING:
+    from zjournal.counters import CounterKey
     from zjournal.inflight import Slot, SlotFile
-    from zjournal.journal import CounterKey
 
 
 class SocketSupport:
@@ -47,9 +47,11 @@ class SocketSupport:
             if entry_id >= self._reserved:
                 self._reserve_ids()  # a meta write once per block of ids, before anything else changes
             held = slot.entry_id
+            slot_of = self._slot_of
             if held and held == settle:
                 # The overwrite below is the ack of what the slot held. Same
                 # stream, one out and one in: the pending counter stays put.
+                del slot_of[held]
                 if self._observers:
                     self._emit("on_ack", slot.name, slot.dcode, 1)
             else:
@@ -57,10 +59,10 @@ class SocketSupport:
                     self._spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
                 if settle and not self._settle_held(settle):
                     self._settle_stored(settle)
-                counts = self._counts
-                counts[slot.counter_key] = counts.get(slot.counter_key, 0) + 1
+                self._counts.add(slot.counter_key, 1)
             self._next_id = entry_id + 1
             slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
+            slot_of[entry_id] = slot
             if self._observers:
                 self._emit("on_append", slot.name, slot.dcode, 1)
         finally:
@@ -231,8 +233,8 @@ class SocketSupport:
                 return
             slot = self._holding(entry_id)
             if slot is not None:
-                slot.clear()
-                self._counts[slot.counter_key] -= 1
+                self._empty(slot)
+                self._counts.add(slot.counter_key, -1)
                 return
             known = self._inflight.pop(entry_id, None)
             if known is None:

@@ -200,22 +200,25 @@ def directory(journal_path: str) -> str:
     return os.path.join(journal_path, DIRECTORY)
 
 
-def create(journal_path: str, name: str) -> SlotFile | None:
-    """A new slot file in the journal's slot directory; None for a name too long to record."""
+def create(journal_path: str, name: str, number: int) -> tuple[int, SlotFile | None]:
+    """A new slot file ``number`` (or the next free one) in the journal's slot directory.
+
+    Returns the number used and the file; None for a name too long to record.
+    The journal counts the numbers, so making a file costs the same with one
+    socket open or thousands.
+    """
     if len(name.encode()) > MAX_NAME_BYTES:
-        return None  # such a socket journals in the store only
+        return number - 1, None  # such a socket journals in the store only
     where = directory(journal_path)
     try:
         os.makedirs(where, exist_ok=True)
     except OSError as e:
         raise StoreError(f"cannot create the in-flight slot directory {where}: {e}") from e
-    for n in range(1, 1_000_000):
-        path = os.path.join(where, f"{n}{SUFFIX}")
-        if not os.path.exists(path):
-            try:
-                return SlotFile(path, name)
-            except FileExistsError:
-                continue
+    for n in range(number, number + 1000):
+        try:
+            return n, SlotFile(os.path.join(where, f"{n}{SUFFIX}"), name)
+        except FileExistsError:
+            continue  # left by something else: the next number
     raise StoreError(f"no free slot file name in {where}")
 
 

@@ -22,6 +22,7 @@ import msgpack
 
 from zjournal import entry as rec
 from zjournal import inflight
+from zjournal.counters import CounterKey, Counters
 from zjournal.durability import Durability
 from zjournal.entry import Direction, Entry, State
 from zjournal.errors import (
@@ -57,8 +58,6 @@ _ID_BLOCK = 4096
 # Larger messages are refused with MessageTooLargeError (RocksDB handles values
 # up to 4 GiB, but a journal write holds the whole message in memory twice).
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
-
-CounterKey = tuple[str, int, int]  # (name, direction code, state code)
 
 
 def _check_settings(retention: float, max_attempts: int | None, fsync_interval: float) -> None:
@@ -97,9 +96,11 @@ class Journal(SocketSupport, Operations):
         path: str | None = None,
         read_only: bool = False,
         plugins: bool = True,
+        slots_read_first: list[tuple[int, bytes]] | None = None,
     ) -> None:
         _check_settings(retention, max_attempts, fsync_interval)
         self.read_only = read_only
+        self._slots_read_first = slots_read_first  # a view: the slot records read before its store opened
         #: what opening had to drop to recover a damaged journal (``open(..., recover=True)``)
         self.recovered: list[str] = []
         self.durability = Durability.parse(durability)
@@ -117,7 +118,7 @@ class Journal(SocketSupport, Operations):
         self._sync_each_write = self.durability is Durability.ALWAYS
         self._dirty = False  # the store was written since the last background fsync (slots: see SlotFile)
         self._background_error: BaseException | None = None
-        self._counts: dict[CounterKey, int] = {}
+        self._counts = Counters()
         # Entries that a socket appended and will settle itself (next/sent/reply
         # policies): id -> (name, direction code). Public ack/nack/dead take an
         # id out, so a socket never settles an entry somebody else changed.
@@ -133,6 +134,8 @@ class Journal(SocketSupport, Operations):
         # journals on disk whose durability a page-cache write meets, and
         # without retention (an acked entry must then be kept: a store write).
         self._slot_files: list[inflight.SlotFile] = []
+        self._slot_of: dict[int, inflight.Slot] = {}  # entry id -> the slot holding it
+        self._slot_file_number = 0  # the last slot file made (names are never reused while open)
         self._slot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
         self._use_slots = (
             path is not None
@@ -219,7 +222,8 @@ class Journal(SocketSupport, Operations):
         self._next_id = self._reserved  # at least; the scan below may find higher ids
         self._floor = self._meta_int(_META_FLOOR, 1)
         if self.path is not None:
-            self._load_slot_records()
+            self._load_slot_records(self._slots_read_first)
+            self._slots_read_first = None
         self._count_entries()
         if self.read_only:
             return
@@ -227,18 +231,32 @@ class Journal(SocketSupport, Operations):
         batch.put("meta", _META_DURABILITY, msgpack.packb(self.durability.value))
         store.write(batch, sync=True)
 
-    def _load_slot_records(self) -> None:
+    def _load_slot_records(self, records: list[tuple[int, bytes]] | None = None) -> None:
         """Take in the records left in in-flight slot files (a crash, or the owner's live slots).
 
         The owner moves them into the store (one synced write) and deletes the
         files; a read-only view keeps them beside the store. A record whose id
         the store already holds was spilled just before the crash: the store's
         copy is the newer one.
+
+        ``records``: for a view of a live journal, the slot records read just
+        before its store caught up. The slots are read again now, and the store
+        catches up once more. An entry only moves from a slot to the store, and
+        the store is written before the slot changes: so an entry pending since
+        before the second read is in the first read, the second, or the store
+        after its last catch-up (a view may show a superset for an instant,
+        never a subset).
         """
         assert self.path is not None
         store = self._store
         found = {}
-        for entry_id, value in inflight.read_records(self.path):
+        read = list(inflight.read_records(self.path))
+        if records is not None:
+            read = records + read
+            catch_up = getattr(store, "catch_up", None)
+            if catch_up is not None:
+                catch_up()
+        for entry_id, value in read:
             if store.get("entries", rec.encode_key(entry_id)) is None:
                 found[entry_id] = value
         if found:
@@ -257,17 +275,18 @@ class Journal(SocketSupport, Operations):
         """Rebuild the counters, the id sequence and the floor in one scan."""
         last_id = 0
         first_id = None
-        counts: dict[CounterKey, int] = {}
+        counts = Counters()
         for entry_id, value in self._scan_with_slots():
             if first_id is None:
                 first_id = entry_id
             last_id = entry_id
             r = rec.decode_record(value)
-            ck = (r[3], r[4], r[0])
-            counts[ck] = counts.get(ck, 0) + 1
+            counts.add((r[3], r[4], r[0]), 1)
         self._counts = counts
         self._next_id = max(self._reserved, last_id + 1)
         self._floor = first_id if first_id is not None else self._next_id
+        self._pending_floor = self._floor  # oldest_pending() moves it up past what is not pending
+        self._pending_floor_lowered = 0
 
     def _slot_records(self) -> tuple[list[tuple[int, bytes]], int]:
         """The entries held in slots, by id, and the first id not yet handed out, taken together."""
@@ -353,9 +372,9 @@ class Journal(SocketSupport, Operations):
             self._reserved = self._reserved_on_disk  # the block this batch reserved was not written
             raise
         self._reserved_on_disk = self._reserved
-        counts = self._counts
+        add = self._counts.add
         for ck, delta in changes:
-            counts[ck] = counts.get(ck, 0) + delta
+            add(ck, delta)
         self._dirty = True
 
     def _reserve_ids(self) -> None:
@@ -449,15 +468,13 @@ class Journal(SocketSupport, Operations):
         return [slot for f in self._slot_files for slot in (f.inbound, f.outbound) if slot.entry_id]
 
     def _holding(self, entry_id: int) -> inflight.Slot | None:
-        """The slot holding ``entry_id``, if one does."""
-        if not entry_id:
-            return None  # 0 is an empty slot's id, never an entry's
-        for f in self._slot_files:
-            if f.inbound.entry_id == entry_id:
-                return f.inbound
-            if f.outbound.entry_id == entry_id:
-                return f.outbound
-        return None
+        """The slot holding ``entry_id``, if one does (an index: not a scan of the sockets' slots)."""
+        return self._slot_of.get(entry_id) if entry_id else None  # 0 is an empty slot's id, never an entry's
+
+    def _empty(self, slot: inflight.Slot) -> None:
+        """Empty a slot (lock held), and forget which entry it held."""
+        self._slot_of.pop(slot.entry_id, None)
+        slot.clear()
 
     def _spill(self, slot: inflight.Slot) -> None:
         """Move the entry a slot holds to the store (lock held); it stays pending.
@@ -473,7 +490,7 @@ class Journal(SocketSupport, Operations):
         if self._spill_sync:
             self._store.sync()
         # Store first, then the slot: a crash between leaves both, and opening keeps the store's.
-        slot.clear()
+        self._empty(slot)
         self._inflight[entry_id] = (slot.name, slot.dcode)
 
     def _spill_all(self) -> None:
@@ -489,7 +506,7 @@ class Journal(SocketSupport, Operations):
             self._store.sync()
         for slot in held:
             self._inflight[slot.entry_id] = (slot.name, slot.dcode)
-            slot.clear()
+            self._empty(slot)
 
     def _settle_held(self, entry_id: int, slots: inflight.SlotFile | None = None) -> bool:
         """Ack a slot-held entry by emptying its slot (lock held); False if no slot holds it.
@@ -509,8 +526,8 @@ class Journal(SocketSupport, Operations):
             return False
         if slot is None:
             return False
-        slot.clear()
-        self._counts[slot.counter_key] -= 1
+        self._empty(slot)
+        self._counts.add(slot.counter_key, -1)
         if self._observers:
             self._emit("on_ack", slot.name, slot.dcode, 1)
         return True
@@ -523,7 +540,7 @@ class Journal(SocketSupport, Operations):
         with self._lock:
             self._check_open()
             try:
-                slots = inflight.create(self.path, name)
+                self._slot_file_number, slots = inflight.create(self.path, name, self._slot_file_number + 1)
             except StoreError as e:  # the socket journals in the store instead: slower, as safe
                 log.warning("journal %s: socket %r journals without an in-flight slot: %s", self.path, name, e)
                 return None
@@ -565,6 +582,9 @@ class Journal(SocketSupport, Operations):
         batch = self._batch()
         batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
         self._commit(batch, [(old_key, -1), ((r[3], r[4], new_state), 1)])
+        if new_state == rec.PENDING and entry_id < self._pending_floor:
+            self._pending_floor = entry_id  # a dead letter revived below the oldest pending one
+            self._pending_floor_lowered += 1
 
     def _remove(self, entry_id: int, r: list) -> None:
         batch = self._batch()
@@ -691,6 +711,40 @@ class Journal(SocketSupport, Operations):
             if (scode is None or r[0] == scode) and (dcode is None or r[4] == dcode) and (name is None or r[3] == name):
                 yield rec.entry_from_record(entry_id, r)
 
+    def oldest_pending(self) -> Entry | None:
+        """The oldest pending entry (lowest id), or None when nothing is pending.
+
+        Cheap however many dead letters or retained acked entries precede it:
+        what was seen not to be pending is skipped from then on (a metrics
+        scrape asks this every few seconds).
+        """
+        self._check_open()
+        lowered = self._pending_floor_lowered
+        held, unissued = self._slot_records()
+        lowest_held = held[0][0] if held else None
+        start = max(self._pending_floor, self._floor)
+        found: Entry | None = None
+        first_pending = None
+        for key, value in self._store.scan("entries", rec.encode_key(start)):
+            entry_id = rec.decode_key(key)
+            if lowest_held is not None and entry_id > lowest_held:
+                break  # the slot's entry is older than any pending entry further on
+            r = rec.decode_record(value)
+            if r[0] == rec.PENDING:
+                first_pending = entry_id
+                found = rec.entry_from_record(entry_id, r)
+                break
+        if held and (found is None or held[0][0] < found.id):
+            found = rec.entry_from_record(held[0][0], rec.decode_record(held[0][1]))
+        if not self.read_only:
+            # Below the first pending id of the store's snapshot, the lowest held one and the
+            # first id not yet handed out, nothing was pending (see _scan_with_slots).
+            bound = min(x for x in (first_pending, lowest_held, unissued) if x is not None)
+            with self._lock:
+                if lowered == self._pending_floor_lowered:  # no entry turned pending below it meanwhile
+                    self._pending_floor = max(self._pending_floor, bound)
+        return found
+
     def count(
         self,
         *,
@@ -702,16 +756,12 @@ class Journal(SocketSupport, Operations):
         self._check_open()
         scode = rec.parse_state(state)
         dcode = rec.parse_direction(direction)
-        total = 0
-        for (n, d, s), value in list(self._counts.items()):
-            if (name is None or n == name) and (dcode is None or d == dcode) and (scode is None or s == scode):
-                total += value
-        return total
+        return self._counts.count(name, dcode, scode)
 
     def names(self) -> list[str]:
         """The names (streams) that have entries, sorted."""
         self._check_open()
-        return sorted({n for (n, _d, _s), value in list(self._counts.items()) if value > 0})
+        return self._counts.names()
 
     def size_on_disk(self) -> int:
         self._check_open()
@@ -724,10 +774,11 @@ class Journal(SocketSupport, Operations):
         if refresh is None:
             return
         with self._lock:  # a view's slot records come from files: no lock taken below
+            slots = None if self.path is None else list(inflight.read_records(self.path))  # slots first
             refresh()
             self._reserved = self._reserved_on_disk = self._meta_int(_META_SEQ, 1)
-            if self.path is not None:
-                self._load_slot_records()
+            if slots is not None:
+                self._load_slot_records(slots)
             self._count_entries()
 
     def info(self) -> dict[str, Any]:
@@ -815,6 +866,7 @@ class Journal(SocketSupport, Operations):
         self._forked_from = parent
         self._closed = True
         self._slot_files = []
+        self._slot_of = {}
         self._lock = threading.Lock()
         for sock in list(self._sockets.values()):
             sock._abandon()
@@ -901,6 +953,8 @@ def open(  # noqa: A001 - the public name the issues ask for
     path = os.fspath(path)
     mode = Durability.parse(durability)
     _check_settings(retention, max_attempts, fsync_interval)
+    # A view reads the owner's slot files before its store catches up (see Journal._load_slot_records).
+    slots = list(inflight.read_records(path)) if read_only else None
     store: Store = (
         SecondaryRocksStore(path) if read_only else RocksStore(path, wal=mode is not Durability.NONE, recover=recover)
     )
@@ -914,6 +968,7 @@ def open(  # noqa: A001 - the public name the issues ask for
         path=path,
         read_only=read_only,
         plugins=plugins,
+        slots_read_first=slots,
     )
     journal.recovered = list(getattr(store, "recovered", []))
     if journal.recovered:

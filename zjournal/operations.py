@@ -17,7 +17,7 @@ from zjournal.entry import Entry, State
 from zjournal.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
-    from zjournal.journal import CounterKey
+    from zjournal.counters import CounterKey
 
 _META_REPLAY = b"replay:"  # + 8-byte time in microseconds: one record per zjournal replay
 

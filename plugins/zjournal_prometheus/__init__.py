@@ -95,7 +95,7 @@ class JournalMetrics:
             for name in journal.names():
                 for state in ("pending", "acked", "dead"):
                     entries.add_metric([where, name, state], journal.count(name=name, state=state))
-            first = next(iter(journal.entries(state="pending")), None)
+            first = journal.oldest_pending()  # not a scan past dead letters and retained entries
             oldest.add_metric([where], 0.0 if first is None else now - first.created)
         yield entries
         yield oldest

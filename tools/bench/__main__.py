@@ -13,7 +13,10 @@ Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstrin
 * ``peers``: Redis Streams (AOF everysec and always) and persist-queue, every
   message acked (install the peers with ``tools/bench/install-peers.sh``);
 * ``memory``: peak RSS of a journaled receiver with 100,000 and 1,000,000
-  pending entries, and bytes on disk per entry.
+  pending entries, and bytes on disk per entry;
+* ``scaling``: per-call costs (``ack``, ``get``, ``wrap``, ``count``,
+  ``oldest_pending``) at 1 and 2,000 open sockets, 1 and 100,000 names used,
+  1 and 100,000 dead letters: they must not grow.
 
 Every figure is a median over ``--repeat`` runs, with min and max; ratios
 compare with raw pyzmq (or zmq.proxy) *from the same invocation*, because the
@@ -43,9 +46,10 @@ import latency
 import memory
 import peers
 import pushpull
+import scaling
 from common import table
 
-SCENARIOS = ("hotpath", "pushpull", "latency", "device", "peers", "memory")
+SCENARIOS = ("hotpath", "pushpull", "latency", "device", "peers", "memory", "scaling")
 
 
 def machine() -> dict[str, Any]:
@@ -91,6 +95,12 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return peers.run(messages=5_000 if quick else 50_000, repeat=args.repeat)
     if name == "memory":
         return memory.run(entries=(10_000, 50_000) if quick else (100_000, 1_000_000))
+    if name == "scaling":
+        return scaling.run(
+            sockets=(1, 200) if quick else (1, 2000),
+            names=(1, 5_000) if quick else (1, 100_000),
+            repeat=1 if quick else args.repeat,
+        )
     raise SystemExit(f"unknown scenario {name!r}: choose from {', '.join(SCENARIOS)}")
 
 
@@ -156,6 +166,7 @@ def main() -> None:
         "device": device,
         "peers": peers,
         "memory": memory,
+        "scaling": scaling,
     }
     for name in names:
         t0 = time.monotonic()

@@ -94,10 +94,16 @@ class SecondaryRocksStore(Store):
 
     def refresh(self) -> None:
         """Catch up with what the owner wrote since the last refresh."""
+        self._catch_up(2)  # twice: files the owner creates during the first catch-up are linked for the second
+
+    def catch_up(self) -> None:
+        """Catch up once more (a view's last step, after it read the owner's slot files: see Journal.refresh)."""
+        self._catch_up(1)
+
+    def _catch_up(self, times: int) -> None:
         self._check_open()
         try:
-            # Twice: files the owner creates during the first catch-up are linked for the second.
-            for _ in range(2):
+            for _ in range(times):
                 self._link_files()
                 self._db.try_catch_up_with_primary()
         except Exception as e:
