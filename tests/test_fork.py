@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -48,11 +50,23 @@ print(json.dumps({"status": status, "child": child, "created": created}))
 """
 
 
+def run_script(*args: str) -> str:
+    """Run a script in a session of its own: a forked child that hangs is killed with it."""
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    return out.strip().splitlines()[-1]
+
+
 def test_a_child_forked_after_open_exits_normally_and_leaves_the_journal_alone(tmp_path) -> None:
     path = str(tmp_path / "j.journal")
-    done = subprocess.run([sys.executable, "-c", CHILD_OF_A_JOURNAL, path], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(run_script("-c", CHILD_OF_A_JOURNAL, path))
     assert result["status"] == 0  # exited, did not hang
     assert result["created"] == []  # wrote no file into the parent's live journal
     assert result["child"] == {
@@ -85,7 +99,5 @@ if __name__ == "__main__":
 def test_forked_workers_of_a_parent_without_journals_open_their_own(tmp_path) -> None:
     script = tmp_path / "pool.py"
     script.write_text(POOL)
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [100] * 4
+    assert json.loads(run_script(str(script), str(tmp_path))) == [100] * 4
     assert os.path.isdir(tmp_path / "worker-3")

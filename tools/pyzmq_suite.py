@@ -2,16 +2,19 @@
 
 Run:  python tools/pyzmq_suite.py [--keep DIR] [-- extra pytest args]
 
-Downloads the sdist of the installed pyzmq with pip (``pip download
---no-binary :all: --no-deps pyzmq==<version>``), unpacks its ``tests/`` into
-a temporary directory and runs ``pytest tests -m "not large"`` there twice.
-The second run loads ``zjournal_everywhere`` (below) as a pytest plugin: it
-opens one journal per test process and makes ``zmq.Context.socket`` return
-``journal.wrap(...)`` of every socket pyzmq's tests create, sync, asyncio
-and tornado alike. Prints both runs' closing lines; the journaled run should
-pass exactly as the plain one does, apart from ``test_socket.py::test_repr``
-(the repr names zjournal's class, as pyzmq's own subclasses do). Not run in
-CI: it needs the network and several minutes.
+Makes a virtual environment of its own in the work directory (zjournal from
+this checkout, the installed pyzmq's version, and what pyzmq's tests need:
+pytest-asyncio, tornado, cython), downloads the sdist of that pyzmq with pip
+(``pip download --no-binary pyzmq --no-deps pyzmq==<version>``), unpacks its
+``tests/`` and ``pytest.ini``, and runs ``pytest tests -m "not large"`` there
+twice. The second run loads ``zjournal_everywhere`` (below) as a pytest
+plugin: it opens one journal per test process and makes
+``zmq.Context.socket`` return ``journal.wrap(...)`` of every socket pyzmq's
+tests create, sync, asyncio and tornado alike. Prints both runs' closing
+lines and keeps both logs; the journaled run should pass exactly as the plain
+one does, apart from ``test_socket.py::test_repr`` (the repr names zjournal's
+class, as pyzmq's own subclasses do). Not run in CI: it needs the network and
+several minutes.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ atexit.register(lambda: shutil.rmtree(_dir, ignore_errors=True))
 '''
 
 
+# What pyzmq's tests need beyond pytest (its test-requirements.txt, less linters and coverage).
+SUITE_NEEDS = ("pytest", "pytest-asyncio>=0.17", "pytest-rerunfailures", "tornado", "cython", "setuptools")
+
+
 def closing_line(output: str) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
     return lines[-1] if lines else "(no output)"
@@ -52,24 +59,31 @@ def closing_line(output: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", help="unpack and run here instead of a temporary directory")
+    parser.add_argument("--keep", help="work here instead of in a temporary directory")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args()
     import zmq
 
     version = zmq.__version__
+    repo = Path(__file__).resolve().parent.parent
     where = Path(args.keep or tempfile.mkdtemp(prefix="zj-pyzmq-suite-"))
     where.mkdir(parents=True, exist_ok=True)
+    venv = where / "venv"
+    python = venv / "bin" / "python"
+    if not python.exists():  # the suite's own needs (pytest-asyncio, tornado, cython) stay out of yours
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "-e", str(repo), f"pyzmq=={version}", *SUITE_NEEDS], check=True)
     subprocess.run(
         [
-            sys.executable,
+            str(python),
             "-m",
             "pip",
             "download",
             "--quiet",
             "--no-deps",
             "--no-binary",
-            ":all:",
+            "pyzmq",
             f"pyzmq=={version}",
             "-d",
             str(where),
@@ -77,32 +91,19 @@ def main() -> int:
         check=True,
     )
     (sdist,) = where.glob(f"pyzmq-{version}.tar.gz")
+    top = f"pyzmq-{version}/"
+    wanted = (top + "tests/", top + "pytest.ini")
     with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if "/tests/" in m.name or m.name.endswith(("pytest.ini", "setup.cfg"))]
+        members = [m for m in tar.getmembers() if m.name.startswith(wanted)]
         tar.extractall(where, members=members, filter="data")
-    root = where / f"pyzmq-{version}"
+    root = where / top
     (root / "zjournal_everywhere.py").write_text(PLUGIN)
     env = {**os.environ, "PYTHONPATH": str(root)}
-    base = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests",
-        "-q",
-        "-m",
-        "not large",
-        "-p",
-        "no:cacheprovider",
-        "-o",
-        "addopts=",
-        *args.pytest_args,
-    ]
-    results = {}
+    base = [str(python), "-m", "pytest", "tests", "-q", "-m", "not large", "-p", "no:cacheprovider", *args.pytest_args]
     for label, extra in (("plain", []), ("journaled", ["-p", "zjournal_everywhere"])):
         done = subprocess.run([*base, *extra], cwd=root, env=env, capture_output=True, text=True)
         (where / f"{label}.log").write_text(done.stdout + done.stderr)
-        results[label] = closing_line(done.stdout)
-        print(f"{label:>9}: {results[label]}   (log: {where / f'{label}.log'})", flush=True)
+        print(f"{label:>9}: {closing_line(done.stdout)}   (log: {where / f'{label}.log'})", flush=True)
     return 0
 
 

@@ -24,21 +24,11 @@ class Counters:
         self._names: dict[str, int] = {}  # entries per name; a name whose count drops to 0 is forgotten
 
     def add(self, key: CounterKey, delta: int) -> None:
-        by_key = self._by_key
-        value = by_key.get(key, 0) + delta
-        if value:
-            by_key[key] = value
-        else:
-            by_key.pop(key, None)
+        _bump(self._by_key, key, delta)
         name, dcode, scode = key
         totals = self._totals
         totals[dcode, scode] = totals.get((dcode, scode), 0) + delta
-        names = self._names
-        left = names.get(name, 0) + delta
-        if left:
-            names[name] = left
-        else:
-            names.pop(name, None)
+        _bump(self._names, name, delta)
 
     def count(self, name: str | None, dcode: int | None, scode: int | None) -> int:
         directions = _DIRECTIONS if dcode is None else (dcode,)
@@ -56,3 +46,12 @@ class Counters:
     def names(self) -> list[str]:
         """The names that have entries, sorted."""
         return sorted(self._names)
+
+
+def _bump(table: dict, key: object, delta: int) -> None:
+    """Add ``delta`` to ``table[key]``, dropping the key at 0 (a name used once costs nothing later)."""
+    value = table.get(key, 0) + delta
+    if value:
+        table[key] = value
+    else:
+        table.pop(key, None)
