@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from zjournal import entry as rec
+from zjournal import inflight
 from zjournal.entry import Entry
 from zjournal.inflight import fits_slot
 
 _now = time.time
+_RING_MASK = inflight.RING_SIZE - 1
 
 if TYPE_CHECKING:
     from zjournal.counters import CounterKey
@@ -47,12 +49,11 @@ class SocketSupport:
             if entry_id >= self._reserved:
                 self._reserve_ids()  # a meta write once per block of ids, before anything else changes
             held = slot.entry_id
-            slot_of = self._slot_of
+            observers = self._observers
             if held and held == settle:
                 # The overwrite below is the ack of what the slot held. Same
                 # stream, one out and one in: the pending counter stays put.
-                del slot_of[held]
-                if self._observers:
+                if observers:
                     self._emit("on_ack", slot.name, slot.dcode, 1)
             else:
                 if held:
@@ -62,8 +63,8 @@ class SocketSupport:
                 self._counts.add(slot.counter_key, 1)
             self._next_id = entry_id + 1
             slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
-            slot_of[entry_id] = slot
-            if self._observers:
+            self._slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see _holding)
+            if observers:
                 self._emit("on_append", slot.name, slot.dcode, 1)
         finally:
             lock.release()

@@ -58,6 +58,8 @@ HEADER_SIZE = 32
 #: the largest message (encoded) a slot holds; larger ones go to the store directly
 CAPACITY = REGION_SIZE - HEADER_SIZE
 _SINGLE, _LIST = 0, 1
+#: the journal finds the slot holding an entry in a ring of this many cells, indexed by id
+RING_SIZE = 4096
 _MASK = 0xFFFFFFFF
 _pack_header = _HEADER.pack_into
 _checksum = zlib.adler32  # a third of crc32's cost on small messages; ample for torn writes
@@ -111,11 +113,10 @@ class Slot:
         else:
             data = _pack_frames(frames)
             kind = _LIST
-        start = self._start
-        end = start + len(data)
-        self._mm[start:end] = data  # the message first, the header last
+        mm, start, size = self._mm, self._start, len(data)
+        mm[start : start + size] = data  # the message first, the header last
         seed = ((entry_id << 9) | (envelope_size << 1) | kind) & _MASK  # _seed, inlined
-        _pack_header(self._mm, self._base, _checksum(data, seed), end - start, entry_id, created, envelope_size, kind)
+        _pack_header(mm, self._base, _checksum(data, seed), size, entry_id, created, envelope_size, kind)
         self.entry_id = entry_id
         self.frames = frames
         self.created = created

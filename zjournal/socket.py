@@ -1214,7 +1214,7 @@ class _Forked:
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         journal = self._journal  # type: ignore[attr-defined]
-        raise forking.forked_error(journal.path, journal._forked_from)
+        raise forking.forked_error(journal.path, journal._rare.forked_from)
 
     send = send_multipart = recv = recv_multipart = recv_into = poll = _refuse
     get = set = getsockopt = setsockopt = bind = connect = unbind = disconnect = _refuse
