@@ -232,7 +232,7 @@ class SocketSupport:
         with self._lock:
             if self._closed:
                 return
-            slot = self._holding(entry_id)
+            slot = self._find(entry_id)[0] if self._slot_files else None
             if slot is not None:
                 self._empty(slot)
                 self._counts.add(slot.counter_key, -1)

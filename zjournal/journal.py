@@ -472,21 +472,22 @@ class Journal(SocketSupport, Operations):
     def _load_record(self, entry_id: int) -> list | None:
         """The record of an entry, wherever it is (for reading: see :meth:`_load_for_update`)."""
         raw = self._slot_view.get(entry_id)
-        if self._slot_files:
-            with self._lock:  # a socket may be writing its slot in another thread
-                slot = self._holding(entry_id)
-                if slot is not None:
-                    raw = slot.record()
         if raw is None:
-            raw = self._store.get("entries", rec.encode_key(entry_id))
+            if self._slot_files:
+                with self._lock:  # a socket may be writing its slot in another thread
+                    slot, raw = self._find(entry_id)
+                    if slot is not None:
+                        raw = slot.record()
+            else:
+                raw = self._store.get("entries", rec.encode_key(entry_id))
         return None if raw is None else rec.decode_record(raw)
 
     def _load_for_update(self, entry_id: int) -> list | None:
         """The record of an entry about to change in the store (lock held): out of its slot first."""
-        slot = self._holding(entry_id)
+        slot, raw = self._find(entry_id)
         if slot is not None:
+            raw = slot.record()
             self._spill(slot)
-        raw = self._store.get("entries", rec.encode_key(entry_id))
         return None if raw is None else rec.decode_record(raw)
 
     def _held_slots(self) -> list[inflight.Slot]:
@@ -494,27 +495,33 @@ class Journal(SocketSupport, Operations):
         return [slot for f in self._slot_files for slot in (f.inbound, f.outbound) if slot.entry_id]
 
     def _holding(self, entry_id: int) -> inflight.Slot | None:
-        """The slot holding ``entry_id``, if one does (lock held).
+        """The slot holding ``entry_id`` if it was written there recently (lock held; see :meth:`_find`)."""
+        slot = self._slot_ring[entry_id & _RING_MASK]
+        if slot is not None and slot.entry_id == entry_id and entry_id:  # 0 is an empty slot, never an entry
+            return slot
+        return None
+
+    def _find(self, entry_id: int) -> tuple[inflight.Slot | None, bytes | None]:
+        """Where an entry is (lock held): ``(its slot, None)``, ``(None, its store record)`` or ``(None, None)``.
 
         Every slot write puts its slot in a ring cell chosen by the entry's
-        id, so the slot of a recent entry is found at once. An entry whose
-        cell a later id took (held in its slot for thousands of messages), or
-        that no slot holds, is looked for in the store, and only then in the
-        slot files: a scan of them only for ids that are nowhere.
+        id, so the slot of a recent entry is found at once; then the store.
+        Only an id that is in neither is looked for in the slot files (an
+        entry held for thousands of messages, whose cell a later id took):
+        no scan of the sockets' slots for anything the journal knows.
         """
-        if not entry_id:
-            return None  # 0 is an empty slot's id, never an entry's
-        slot = self._slot_ring[entry_id & _RING_MASK]
-        if slot is not None and slot.entry_id == entry_id:
-            return slot
-        if not self._slot_files or self._store.get("entries", rec.encode_key(entry_id)) is not None:
-            return None
+        slot = self._holding(entry_id)
+        if slot is not None:
+            return slot, None
+        raw = self._store.get("entries", rec.encode_key(entry_id))
+        if raw is not None or not self._slot_files or not entry_id:
+            return None, raw
         for f in self._slot_files:
             if f.inbound.entry_id == entry_id:
-                return f.inbound
+                return f.inbound, None
             if f.outbound.entry_id == entry_id:
-                return f.outbound
-        return None
+                return f.outbound, None
+        return None, None
 
     def _empty(self, slot: inflight.Slot) -> None:
         """Empty a slot (lock held)."""

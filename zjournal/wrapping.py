@@ -176,7 +176,7 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
         if cutoff is not None and (entry.updated or entry.created) > cutoff:
             continue
         if isinstance(target, JournaledSocket):
-            if entry.id in journal._inflight or journal._holding(entry.id) is not None:
+            if entry.id in journal._inflight or journal._find(entry.id)[0] is not None:
                 continue  # this process sent it and is waiting for its ack
             delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
             if delivered is None:
