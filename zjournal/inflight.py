@@ -37,6 +37,7 @@ import errno
 import mmap
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 
@@ -156,15 +157,19 @@ class SlotFile:
             raise StoreError(f"cannot create the in-flight slot file {path}: {e}") from e
         self._mm[: len(_MAGIC) + _NAME_LENGTH.size + len(encoded)] = _MAGIC + _NAME_LENGTH.pack(len(encoded)) + encoded
         self.fd = fd
+        self._closing = threading.Lock()  # sync() against close(): see sync
         self._synced = (0, 0)  # the entry ids the slots held at the last fsync
         self.inbound = Slot(self._mm, _FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
         self.outbound = Slot(self._mm, _FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
 
     def sync(self) -> None:
-        if self.fd >= 0:
-            held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next time
-            _fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
-            self._synced = held
+        # Under the file's own lock: the maintainer thread fsyncs while the socket's thread may close
+        # the file (a descriptor closed, or even reused, in between would fail or sync the wrong file).
+        with self._closing:
+            if self.fd >= 0:
+                held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next
+                _fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+                self._synced = held
 
     def sync_if_changed(self) -> None:
         """fsync when a slot changed since the last fsync (every write gives a slot a new id, or 0)."""
@@ -173,11 +178,12 @@ class SlotFile:
 
     def close(self) -> None:
         """Unmap and delete the file; the caller has emptied (or spilled) both slots."""
-        if self.fd < 0:
-            return
-        self._mm.close()
-        os.close(self.fd)
-        self.fd = -1
+        with self._closing:
+            if self.fd < 0:
+                return
+            self._mm.close()
+            os.close(self.fd)
+            self.fd = -1
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
