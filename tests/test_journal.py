@@ -223,3 +223,18 @@ def test_sync_compact_and_size(journal: Journal) -> None:
     journal.compact()
     assert journal.size_on_disk() > 0
     assert "pending" in repr(journal)
+
+
+def test_oldest_pending_skips_dead_letters_and_sees_one_revived(journal) -> None:
+    dead = [journal.append("s", [b"poison-%d" % i], direction="in") for i in range(50)]
+    for entry_id in dead:
+        journal.dead(entry_id, "poison")
+    assert journal.oldest_pending() is None
+    first = journal.append("s", [b"live"], direction="in")
+    assert journal.oldest_pending().id == first
+    assert journal.oldest_pending().id == first  # asked again: starts past the dead letters
+    journal.nack(dead[10])  # an operator revives a dead letter older than every pending entry
+    assert journal.oldest_pending().id == dead[10]
+    journal.ack(dead[10])
+    journal.ack(first)
+    assert journal.oldest_pending() is None
