@@ -181,7 +181,7 @@ def test_closing_with_a_result_nobody_took_leaves_it_pending(journal, actx, endp
         push, pull = _pipe(journal, actx, endpoint)
         push.send(b"untaken")
         future = pull.recv()
-        await asyncio.sleep(0.05)
+        await asyncio.wait({future}, timeout=5)  # waits for it without taking its result
         assert future.done()  # read, journaled, never awaited
         pull.close()
         push.close()

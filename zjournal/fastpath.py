@@ -17,7 +17,7 @@ from zjournal.entry import Entry
 from zjournal.inflight import fits_slot
 
 _now = time.time
-_RING_MASK = inflight.RING_SIZE - 1
+_RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
 
 if TYPE_CHECKING:
     from zjournal.counters import CounterKey
@@ -234,7 +234,7 @@ class SocketSupport:
                 return
             slot = self._find(entry_id)[0] if self._slot_files else None
             if slot is not None:
-                self._empty(slot)
+                slot.clear()
                 self._counts.add(slot.counter_key, -1)
                 return
             known = self._inflight.pop(entry_id, None)

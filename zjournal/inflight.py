@@ -61,6 +61,7 @@ CAPACITY = REGION_SIZE - HEADER_SIZE
 _SINGLE, _LIST = 0, 1
 #: the journal finds the slot holding an entry in a ring of this many cells, indexed by id
 RING_SIZE = 4096
+RING_MASK = RING_SIZE - 1
 _MASK = 0xFFFFFFFF
 _pack_header = _HEADER.pack_into
 _checksum = zlib.adler32  # a third of crc32's cost on small messages; ample for torn writes

@@ -54,7 +54,6 @@ _META_CREATED = b"created"
 # Ids are reserved on disk in blocks, so a restart never reuses one without a
 # meta write on every append.
 _ID_BLOCK = 4096
-_RING_MASK = inflight.RING_SIZE - 1
 
 # Larger messages are refused with MessageTooLargeError (RocksDB handles values
 # up to 4 GiB, but a journal write holds the whole message in memory twice).
@@ -496,7 +495,7 @@ class Journal(SocketSupport, Operations):
 
     def _holding(self, entry_id: int) -> inflight.Slot | None:
         """The slot holding ``entry_id`` if it was written there recently (lock held; see :meth:`_find`)."""
-        slot = self._slot_ring[entry_id & _RING_MASK]
+        slot = self._slot_ring[entry_id & inflight.RING_MASK]
         if slot is not None and slot.entry_id == entry_id and entry_id:  # 0 is an empty slot, never an entry
             return slot
         return None
@@ -523,10 +522,6 @@ class Journal(SocketSupport, Operations):
                 return f.outbound, None
         return None, None
 
-    def _empty(self, slot: inflight.Slot) -> None:
-        """Empty a slot (lock held)."""
-        slot.clear()
-
     def _spill(self, slot: inflight.Slot) -> None:
         """Move the entry a slot holds to the store (lock held); it stays pending.
 
@@ -541,7 +536,7 @@ class Journal(SocketSupport, Operations):
         if self._rare.spill_sync:
             self._store.sync()
         # Store first, then the slot: a crash between leaves both, and opening keeps the store's.
-        self._empty(slot)
+        slot.clear()
         self._inflight[entry_id] = (slot.name, slot.dcode)
 
     def _spill_all(self) -> None:
@@ -557,7 +552,7 @@ class Journal(SocketSupport, Operations):
             self._store.sync()
         for slot in held:
             self._inflight[slot.entry_id] = (slot.name, slot.dcode)
-            self._empty(slot)
+            slot.clear()
 
     def _settle_held(self, entry_id: int, slots: inflight.SlotFile | None = None) -> bool:
         """Ack a slot-held entry by emptying its slot (lock held); False if no slot holds it.
@@ -577,7 +572,7 @@ class Journal(SocketSupport, Operations):
             return False
         if slot is None:
             return False
-        self._empty(slot)
+        slot.clear()
         self._counts.add(slot.counter_key, -1)
         if self._observers:
             self._emit("on_ack", slot.name, slot.dcode, 1)
