@@ -197,3 +197,15 @@ def test_nack_on_a_router_or_rep_delivers_again_to_the_live_requester(journal, c
         assert client.recv() == b"result"
     router.close()  # settles the request in hand and the reply ZeroMQ took
     assert journal.count(state="pending") == 0
+
+
+def test_nack_on_a_rep_of_a_request_redelivered_from_an_earlier_run(journal_path, open_journal, ctx) -> None:
+    with zjournal.open(journal_path) as earlier:
+        earlier.append("svc", [b"old"], direction="in", attempts=1)
+    journal = open_journal()
+    rep = journal.wrap(ctx.socket(zmq.REP), name="svc")
+    assert rep.recv() == b"old"
+    rep.nack()  # given back: the REP may receive it again, without EFSM
+    assert rep.recv() == b"old" and journal.get(rep.last_id).attempts == 3
+    rep.send(b"dropped: its requester is gone")
+    assert journal.count(state="pending") == 0

@@ -229,9 +229,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """Put an entry back to pending; an inbound one is delivered again through this socket."""
         state = self._s
         entry_id = state.last_id if id is None else id
+        # A request whose requester is alive (not one redelivered from an earlier run: see from_python).
         live_request = (self._router or self._is_rep) and entry_id not in state.from_python
-        if self._is_rep and entry_id == state.awaiting_reply and state.answering_python:
-            live_request = False
+        if self._is_rep and state.answering_python and entry_id == state.awaiting_reply:
+            state.answering_python = False  # given back: the REP no longer owes it a reply
         self._forget(entry_id)
         self._journal.nack(entry_id)
         entry = self._journal.get(entry_id)
