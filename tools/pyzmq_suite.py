@@ -29,22 +29,30 @@ from pathlib import Path
 
 PLUGIN = '''
 """pytest plugin: every socket made through a zmq.Context is journaled (tools/pyzmq_suite.py)."""
-import atexit, shutil, tempfile
+import atexit, os, shutil, tempfile
 import zmq
 import zjournal
 
-_dir = tempfile.mkdtemp(prefix="zj-everywhere-")
-_journal = zjournal.open(_dir + "/all.journal", plugins=False)
 _plain_socket = zmq.Context.socket
+_journals = {}  # pid -> journal: a forked child (multiprocessing) opens one of its own
+
+
+def _journal():
+    journal = _journals.get(os.getpid())
+    if journal is None:
+        where = tempfile.mkdtemp(prefix="zj-everywhere-")
+        pid = os.getpid()  # a forked child inherits the handler: only this process removes its journal
+        atexit.register(lambda: os.getpid() == pid and shutil.rmtree(where, ignore_errors=True))
+        journal = _journals[pid] = zjournal.open(where + "/all.journal", plugins=False)
+    return journal
 
 
 def _journaled_socket(self, socket_type, socket_class=None, **kwargs):
     sock = _plain_socket(self, socket_type, socket_class=socket_class, **kwargs)
-    return _journal.wrap(sock)
+    return _journal().wrap(sock)
 
 
 zmq.Context.socket = _journaled_socket
-atexit.register(lambda: shutil.rmtree(_dir, ignore_errors=True))
 '''
 
 

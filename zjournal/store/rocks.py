@@ -35,6 +35,11 @@ _DROPPED = re.compile(r"(\S+\.log): dropping (\d+) bytes; (.*)$")
 _DAMAGED_FILE = re.compile(r"(/\S+\.(?:sst|log)|MANIFEST-\d+)")
 
 
+# RocksDB's properties that say it has background work: database-wide, and per column family
+_RUNNING = ("rocksdb.num-running-flushes", "rocksdb.num-running-compactions")
+_DUE = ("rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending")
+
+
 def _options(recover: bool = False) -> rocksdict.Options:
     opts = rocksdict.Options(raw_mode=True)
     opts.create_if_missing(True)
@@ -228,6 +233,14 @@ class RocksStore(Store):
         with contextlib.suppress(Exception):  # a failed database reports its failure again when closed
             self._db.close()
         self._open()
+
+    def busy_in_background(self) -> bool:
+        """A flush or a compaction is running or due (a fork waits for none: see zjournal.store.forking)."""
+        if self._closed:
+            return False
+        if any(self._db.property_int_value(p) for p in _RUNNING):
+            return True
+        return any(table.property_int_value(p) for table in self._tables.values() for p in _DUE)
 
     def abandon(self, parent: int) -> None:
         """In a forked child: never touch this database again (see zjournal.store.forking)."""

@@ -78,6 +78,9 @@ class SecondaryRocksStore(Store):
             self._remove_dirs()
             raise error from e
 
+    def busy_in_background(self) -> bool:
+        return False  # a secondary instance never flushes nor compacts
+
     def abandon(self, parent: int) -> None:
         """In a forked child: never touch this view again (see zjournal.store.forking)."""
         forking.keep_forever(self._db, *self._tables.values())
