@@ -41,6 +41,16 @@ def test_append_returns_increasing_ids_and_stores_the_whole_message(any_journal:
     assert any_journal.get(b).direction == Direction.OUT
 
 
+@pytest.mark.parametrize("last", [bytes, bytearray, memoryview])
+def test_a_message_with_a_large_last_frame_is_stored_whole(any_journal: Journal, last) -> None:
+    """Large records are encoded apart (joined, not packed twice): the same record either way."""
+    frames = [b"", b"a" * 255, b"b" * 256, b"c" * 65_535, b"d" * 65_536, last(b"e" * (3 << 20))]
+    i = any_journal.append("big", frames, direction="in", envelope_size=1)
+    e = any_journal.get(i)
+    assert e.frames == [bytes(f) for f in frames] and e.envelope_size == 1 and e.name == "big"
+    assert e.state == "pending" and e.attempts == 0
+
+
 def test_state_is_a_str_enum_equal_to_plain_strings() -> None:
     assert State.PENDING == "pending" and State.ACKED == "acked" and State.DEAD == "dead"
     assert Direction.IN == "in" and str(Direction.OUT) == "out"

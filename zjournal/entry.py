@@ -102,7 +102,41 @@ def encode_record(
     reason: str = "",
     envelope_size: int = 0,
 ) -> bytes:
+    if frames and len(frames[-1]) > _LARGE_FRAME:
+        return _encode_large(state, attempts, created, name, direction, frames, updated, reason, envelope_size)
     return _packer.pack([state, attempts, created, name, direction, frames, updated, reason, envelope_size])
+
+
+_LARGE_FRAME = 1 << 20
+_BIN8, _BIN16, _BIN32 = struct.Struct(">BB"), struct.Struct(">BH"), struct.Struct(">BI")
+
+
+def _encode_large(
+    state: int,
+    attempts: int,
+    created: float,
+    name: str,
+    direction: int,
+    frames: list[bytes],
+    updated: float,
+    reason: str,
+    envelope_size: int,
+) -> bytes:
+    """The same msgpack record, joined from pieces that refer to the frames.
+
+    The shared packer would copy a large message twice (into its buffer,
+    then out of it) and keep a buffer that large for the rest of the
+    process; a join copies it once.
+    """
+    pack = _packer.pack
+    pieces = [_packer.pack_array_header(9), pack(state), pack(attempts), pack(created), pack(name), pack(direction)]
+    pieces.append(_packer.pack_array_header(len(frames)))
+    for frame in frames:
+        n = len(frame)  # msgpack's bin 8, bin 16 and bin 32 headers
+        header = _BIN8.pack(0xC4, n) if n < 0x100 else _BIN16.pack(0xC5, n) if n < 0x10000 else _BIN32.pack(0xC6, n)
+        pieces += (header, frame)
+    pieces += [pack(updated), pack(reason), pack(envelope_size)]
+    return b"".join(pieces)
 
 
 def decode_record(raw: bytes) -> list:

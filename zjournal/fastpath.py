@@ -156,6 +156,9 @@ class SocketSupport:
                     self._new_id(batch)
                 batch.put("entries", key(entry_id), value)
                 ids.append(entry_id)
+            # The batch holds copies: a large message is not held a third time during the write.
+            values.clear()
+            value = b""
             if ids:
                 changes.append(((name, dcode, rec.PENDING), len(ids)))
             if len(batch):

@@ -359,6 +359,19 @@ class Journal(SocketSupport, Operations):
         batch.put("meta", _META_SEQ, msgpack.packb(1))
         self._store.write(batch, sync=True)
 
+    def _secret(self, purpose: str) -> bytes:
+        """16 random bytes kept in the journal for ``purpose``: drawn once, the same after every restart."""
+        key = b"secret:" + purpose.encode()
+        with self._lock:
+            self._check_open()
+            raw = self._store.get("meta", key)
+            if raw is None:
+                raw = os.urandom(16)
+                batch = self._batch()
+                batch.put("meta", key, raw)
+                self._store.write(batch, sync=True)
+            return raw
+
     def _meta_int(self, key: bytes, default: int) -> int:
         raw = self._store.get("meta", key)
         return default if raw is None else int(msgpack.unpackb(raw))

@@ -47,16 +47,34 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_for_change(path: str) -> zjournal.Journal:
+def open_for_change(path: str, **options: Any) -> zjournal.Journal:
     """Open a journal to change it; a journal held by a running process is refused, saying why."""
     try:
-        return zjournal.open(path)
+        return zjournal.open(path, **options)
     except zjournal.JournalLockedError:
         raise zjournal.JournalLockedError(
             f"journal {path} is held open by a running process: its own redelivery handles its pending "
             "entries; stop that process first (this command is for journals whose owner is gone)",
             path=path,
         ) from None
+
+
+_TCP = re.compile(r"^tcp://(?P<host>[^\s/]+):(?P<port>[^:\s/]+)$")
+
+
+def check_endpoint(endpoint: str, what: str) -> None:
+    """Refuse an endpoint libzmq would misread (a port over 65535 binds a random one) or a process cannot share."""
+    match = _TCP.match(endpoint)
+    if match:
+        port = match.group("port")
+        if port == "*" or (port.isdigit() and int(port) <= 65535):
+            return
+        raise zjournal.InvalidArgumentError(f"{what} {endpoint!r}: the port must be * or a number from 0 to 65535")
+    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://") and endpoint.isprintable():
+        return
+    raise zjournal.InvalidArgumentError(
+        f"{what} {endpoint!r} is not an endpoint other processes can reach: use tcp://host:port or ipc://path"
+    )
 
 
 def check_exists(path: str) -> None:

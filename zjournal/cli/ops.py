@@ -9,6 +9,7 @@ import typer
 
 import zjournal
 from zjournal.cli.common import (
+    check_endpoint,
     check_exists,
     entry_from_json,
     entry_record,
@@ -17,6 +18,7 @@ from zjournal.cli.common import (
     out,
     parse_time,
 )
+from zjournal.journal import DEFAULT_MAX_MESSAGE_SIZE
 
 
 def _require(journal: zjournal.Journal, ids: list[int]) -> list[zjournal.Entry]:
@@ -123,26 +125,46 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("queue", "--name", help="The stream name of the requests."),
         balance: bool = typer.Option(False, "--balance", help="ROUTER backend for REQ workers (load-balancing)."),
         redeliver_after: float = typer.Option(60.0, "--redeliver-after", help="Resend unanswered requests after s."),
+        max_attempts: int = typer.Option(None, "--max-attempts", help="Deliveries before a request goes dead."),
+        max_message_size: int = typer.Option(
+            DEFAULT_MAX_MESSAGE_SIZE, "--max-message-size", help="Largest request in bytes (larger: dropped)."
+        ),
         drain_timeout: float = typer.Option(5.0, "--drain-timeout", help="On SIGTERM/SIGINT, wait this long."),
     ) -> None:
-        """Run a journaled queue device until SIGTERM/SIGINT; prints `ready` once bound, the stop report at the end."""
+        """Run a journaled queue device until SIGTERM/SIGINT.
+
+        Prints `ready` once bound, then `frontend <endpoint>` and `backend <endpoint>` (the bound
+        ones: tcp://127.0.0.1:0 picks a free port), and the stop report at the end.
+        """
         import zmq
 
-        with open_for_change(path) as journal:
-            ctx = zmq.Context()
-            try:
-                front = ctx.socket(zmq.ROUTER)
-                front.bind(frontend)
-                back = ctx.socket(zmq.ROUTER if balance else zmq.DEALER)
-                back.bind(backend)
-                queue = zjournal.Queue(front, back, journal, name=name, redeliver_after=redeliver_after)
+        from zjournal.device import check_settings
+
+        check_settings(redeliver_after=redeliver_after, max_attempts=max_attempts)
+        check_endpoint(frontend, "frontend")
+        check_endpoint(backend, "backend")
+        if max_message_size < 1:
+            raise zjournal.InvalidArgumentError(f"--max-message-size must be >= 1, not {max_message_size}")
+        ctx = zmq.Context()
+        try:
+            # Bound before the journal is opened: a bad or busy endpoint creates no journal.
+            front = ctx.socket(zmq.ROUTER)
+            front.bind(frontend)
+            back = ctx.socket(zmq.ROUTER if balance else zmq.DEALER)
+            back.bind(backend)
+            with open_for_change(path, max_message_size=max_message_size) as journal:
+                queue = zjournal.Queue(
+                    front, back, journal, name=name, redeliver_after=redeliver_after, max_attempts=max_attempts
+                )
                 zjournal.stop_on_signals(queue, drain_timeout)
                 out("ready")
+                out(f"frontend {front.getsockopt_string(zmq.LAST_ENDPOINT)}")
+                out(f"backend {back.getsockopt_string(zmq.LAST_ENDPOINT)}")
                 sys.stdout.flush()
                 report = queue.run()
                 out(f"stopped: {report}")
-            finally:
-                ctx.destroy(linger=0)
+        finally:
+            ctx.destroy(linger=0)
 
     @app.command(name="export")
     @handle_errors

@@ -2,10 +2,13 @@
 
 ``zmq.proxy`` moves messages in C where no Python code sees them, so this
 device moves them in Python. Each request is journaled (one write for all
-that were waiting) when it arrives, tagged with its entry id on the way to the
-backend, and acked when *its* reply comes back with the tag: REP workers echo
-the envelope, DEALER workers must echo it too. Correlation is exact, never a
-FIFO guess, so workers may answer in any order.
+that were waiting) when it arrives, tagged on the way to the backend (see
+:mod:`zjournal.device.correlation`), and acked when *its* reply comes back
+with the tag: REP workers echo the envelope, DEALER workers must echo it
+too. Correlation is exact, never a FIFO guess, so workers may answer in any
+order. Nothing a peer sends stops the device: a message it cannot use is
+dropped and counted (``stats.causes``), and a write the journal refuses is
+retried until the store takes writes again.
 """
 
 from __future__ import annotations
@@ -13,61 +16,46 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import math
 import signal
-import struct
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from zjournal import killpoints
+from zjournal.device import report
+from zjournal.device.correlation import Tags, envelope_size, looks_like_a_tag
+from zjournal.device.report import DropLog, QueueStats, StopReport, StoreErrorLog
 from zjournal.entry import DIRECTION_CODES, Direction
-from zjournal.errors import InvalidArgumentError, ZJournalError
+from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError, ZJournalError
 from zjournal.policy import compile_classifier
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
 
 _IN = DIRECTION_CODES[Direction.IN]
-_TAG = b"zjq:"
-_ID = struct.Struct(">Q")
-_EPHEMERAL = 1 << 63  # tags of ephemeral requests: never journal ids
+_EPHEMERAL = 1 << 63  # ids of ephemeral requests: never journal ids
 _IDLE_POLL_MS = 50  # how soon a stop request is noticed when nothing moves
+_RETRY_S = 0.2  # how soon a write the store refused is tried again
+_MAX_LATE = 10_000  # dead requests still at a worker whose reply would be passed on (oldest forgotten first)
+_MAX_WORKERS = 100_000  # workers remembered (ready or busy); a flood of identities forgets the oldest
 
 
-@dataclass
-class StopReport:
-    """What :meth:`Queue.stop` found: the answer to "what was left, and where is it?"."""
+class _Sent:
+    """A request at the workers: where its reply goes, and when it was (last) sent."""
 
-    drained: int = 0  # replies passed back while draining
-    pending: list[int] = field(default_factory=list)  # ids still pending in the journal
-    dropped: int = 0  # ephemeral requests dropped (unanswered at shutdown)
-    timed_out: bool = False  # the drain timeout ran out with requests in flight
+    __slots__ = ("envelope", "sent_at")
 
-    def __str__(self) -> str:
-        return f"drained {self.drained}, pending {len(self.pending)}, dropped {self.dropped} ephemeral"
+    def __init__(self, envelope: list[bytes], sent_at: float) -> None:
+        self.envelope = envelope
+        self.sent_at = sent_at
 
 
-@dataclass
-class QueueStats:
-    requests: int = 0  # durable requests journaled
-    ephemeral: int = 0  # ephemeral requests passed without touching disk
-    replies: int = 0  # replies passed back to the frontend
-    redelivered: int = 0  # pending requests sent to the backend again after a restart
-    duplicates: int = 0  # replies for requests answered before (at-least-once at work)
-    dead: int = 0  # requests given up after max_attempts
-    malformed: int = 0  # backend messages without the device's tag, dropped
-
-
-def envelope_size(frames: list[bytes]) -> int:
-    """The routing envelope of a ROUTER message: ids up to and including the empty delimiter."""
-    for index, frame in enumerate(frames[:16]):
-        if index and not frame:
-            return index + 1
-    return 1
+# A request waiting for the backend: (id, frames with the client's envelope first, envelope size, resend)
+_Queued = tuple[int, list[bytes], int, bool]
 
 
 class Queue:
@@ -107,30 +95,42 @@ class Queue:
             raise InvalidArgumentError("the frontend must be a zmq.ROUTER socket")
         if not isinstance(backend, zmq.Socket) or backend.type not in (zmq.DEALER, zmq.ROUTER):
             raise InvalidArgumentError("the backend must be a zmq.DEALER or zmq.ROUTER (load-balancing) socket")
-        if batch < 1 or backlog < 1:
-            raise InvalidArgumentError("batch and backlog must be >= 1")
+        check_settings(batch=batch, backlog=backlog, redeliver_after=redeliver_after, max_attempts=max_attempts)
         self.frontend = frontend
         self.backend = backend
         self.journal = journal
         self.name = name
         self.stats = QueueStats()
+        self._drops = DropLog(self.stats)
+        self._store = StoreErrorLog(self.stats)
+        self._retry_at = 0.0  # when writes the store refused are tried again
+        self._tags = Tags(journal._secret(f"device:{name}"))
         self._classifier = compile_classifier(classify)
         self._max_attempts = journal.max_attempts if max_attempts is None else max_attempts
         self._batch = batch
         self._backlog = backlog
-        self._to_backend: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self._redeliver_after = redeliver_after
+        # libzmq refuses (and disconnects) a peer whose frame is over the journal's limit before
+        # reading it into memory; a message over it in total is dropped here.
+        frontend.setsockopt(zmq.MAXMSGSIZE, min(journal.max_message_size, 2**63 - 1))
+        self._to_backend: collections.deque[_Queued] = collections.deque()
+        self._after_replays: collections.deque[_Queued] = collections.deque()  # new, behind the old ones
+        self._unjournaled: list[list[bytes]] = []  # durable requests the store refused: journaled first
+        self._unsettled: list[int] = []  # answered, but the store refused the ack
         self._unforwarded: set[int] = set()  # journaled on arrival, never sent to a worker (attempts 0)
         self._first_forwards: list[int] = []  # sent to a worker for the first time: attempts to record
-        # Durable ids at the workers, waiting for a reply -> when they were sent (oldest first).
-        self._in_flight: dict[int, float] = {}
-        self._redeliver_after = redeliver_after
+        # Durable requests at the workers -> where the reply goes (oldest sent first).
+        self._outstanding: dict[int, _Sent] = {}
+        self._ephemeral_out: dict[int, _Sent] = {}
+        self._late: dict[int, _Sent] = {}  # gone dead at a worker: a reply still answers the client
         # A ROUTER backend load-balances: REQ workers announce themselves with a first message
         # (e.g. b"READY") and get one request at a time; a reply is correlated by the worker it
         # came from, so plain Guide-style workers need no tag.
         self._balancing = backend.type == zmq.ROUTER
-        self._ready: collections.deque[bytes] = collections.deque()
-        self._at_worker: dict[bytes, int] = {}
-        self._ephemeral_in_flight: set[int] = set()
+        if self._balancing:
+            backend.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished worker is an error, not a black hole
+        self._ready: dict[bytes, None] = {}  # free workers, oldest first, each once
+        self._at_worker: dict[bytes, int] = {}  # busy workers -> the request they have
         self._ephemeral_ids = itertools.count(1)
         self._replay_cursor = 0
         self._replay_until = 0
@@ -201,44 +201,68 @@ class Queue:
         while True:
             if intake and self._stop_requested.is_set():
                 intake = False  # (a) stop intake: the frontend is no longer read
-                poller.unregister(frontend)
+                poller.modify(frontend, 0)  # (unregisters it; a paused intake was unregistered already)
                 drain_deadline = time.monotonic() + self._drain_timeout
                 drained_from = self.stats.replies
                 self._to_backend = collections.deque(item for item in self._to_backend if not item[0] & _EPHEMERAL)
-            if not intake:
-                waiting = self._in_flight or self._ephemeral_in_flight
-                if not waiting or time.monotonic() >= drain_deadline:
-                    break
+                self._after_replays.clear()  # journaled: pending for the next run
+            in_flight = bool(self._outstanding or self._ephemeral_out)
+            if not intake and (not in_flight or time.monotonic() >= drain_deadline):
+                break
             wants_out = bool(self._to_backend) and (not self._balancing or bool(self._ready))
             poller.modify(backend, zmq.POLLIN | (zmq.POLLOUT if wants_out else 0))
             if intake:
-                paused = len(self._to_backend) >= self._backlog
+                paused = self._store.failing or len(self._to_backend) + len(self._after_replays) >= self._backlog
                 poller.modify(frontend, 0 if paused else zmq.POLLIN)
             events = dict(poller.poll(_IDLE_POLL_MS))
-            ready = events.get(backend, 0)
-            if ready & zmq.POLLIN:
+            if events.get(backend, 0) & zmq.POLLIN:
                 self._take_replies()
             if intake and events.get(frontend, 0) & zmq.POLLIN:
                 self._take_requests()
+            if self._store.failing and time.monotonic() >= self._retry_at:
+                self._retry_refused_writes()
             if intake and not self._replay_done and len(self._to_backend) < self._batch:
                 self._fetch_replays()
-            if self._redeliver_after is not None and self._in_flight:
+            if self._redeliver_after is not None and self._outstanding:
                 self._resend_overdue()
             if self._to_backend:
                 self._forward()
+        self._retry_refused_writes()  # a last try: acks the store refused, requests it never took
         # What is still pending belongs to no one in this process now: a later
         # Queue (or socket) on this journal may deliver it again.
-        for entry_id in [*self._in_flight, *(i for i, _ in self._to_backend if not i & _EPHEMERAL)]:
+        for entry_id in [*self._outstanding, *(item[0] for item in self._to_backend if not item[0] & _EPHEMERAL)]:
             self.journal._inflight.pop(entry_id, None)
         report = StopReport(
             drained=self.stats.replies - drained_from,
             pending=[e.id for e in self.journal.entries(name=self.name, state="pending", direction="in")],
-            dropped=len(self._ephemeral_in_flight),
-            timed_out=bool(self._in_flight or self._ephemeral_in_flight),
+            dropped=len(self._ephemeral_out),
+            timed_out=bool(self._outstanding or self._ephemeral_out),
+            unjournaled=len(self._unjournaled),
         )
         self._report = report
         self._done.set()
         return report
+
+    # -- writes the store may refuse ----------------------------------------
+
+    def _refused(self, error: StoreError, what: str) -> None:
+        self._store.failed(error, what)
+        self._retry_at = time.monotonic() + _RETRY_S
+
+    def _retry_refused_writes(self) -> None:
+        """Try again what the store refused, oldest first: acks, first deliveries, then new requests."""
+        self._store.failing = False
+        if self._unsettled:
+            self._settle(self._unsettled)
+        if self._first_forwards and not self._store.failing:
+            self._record_first_forwards()
+        if self._unjournaled and not self._store.failing:
+            waiting, self._unjournaled = self._unjournaled, []
+            self._journal_requests(waiting)
+        if not self._store.failing:
+            self._store.recovered()
+
+    # -- requests --------------------------------------------------------------
 
     def _take_requests(self) -> None:
         """Read what the frontend has (up to a batch) and journal the durable ones in one write."""
@@ -246,125 +270,222 @@ class Queue:
         arrived: list[list[bytes]] = []
         for _ in range(self._batch):
             try:
-                arrived.append(frontend.recv_multipart(zmq.NOBLOCK))
+                frames = frontend.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            if self._acceptable(frames):
+                arrived.append(frames)
+        self._journal_requests(arrived)
+
+    def _acceptable(self, frames: list[bytes]) -> bool:
+        if len(frames) <= envelope_size(frames):
+            self._drops.dropped(report.REQUEST_WITHOUT_BODY)
+            return False
+        try:
+            self.journal._check_size(frames)
+        except MessageTooLargeError as e:
+            self._drops.dropped(report.REQUEST_TOO_LARGE, str(e))
+            return False
+        return True
+
+    def _journal_requests(self, arrived: list[list[bytes]]) -> None:
+        """Journal the durable requests in one write and queue everything for the backend.
+
+        When the store refuses the write, the durable requests wait in memory
+        (intake pauses meanwhile) and are journaled first once it takes
+        writes again; the ephemeral ones go on at once.
+        """
         classifier = self._classifier
         durable: list[tuple[list[bytes], int]] = []
-        kinds: list[bool] = []
+        queued: list[_Queued | None] = []  # None: the next durable one
         for frames in arrived:
             size = envelope_size(frames)
-            is_durable = classifier is None or classifier(frames[size:])
-            kinds.append(is_durable)
-            if is_durable:
+            if classifier is None or classifier(frames[size:]):
                 durable.append((frames, size))
-        ids = iter(self.journal._log_many(self.name, _IN, durable) if durable else ())
-        if durable and killpoints.ARMED:
-            killpoints.reached("device:after-journal")
-        for frames, is_durable in zip(arrived, kinds, strict=True):
-            if is_durable:
-                entry_id = next(ids)
-                self._unforwarded.add(entry_id)  # journaled with attempts 0 until a worker gets it
-                self._to_backend.append((entry_id, frames))
+                queued.append(None)
             else:
-                self._to_backend.append((next(self._ephemeral_ids) | _EPHEMERAL, frames))
+                queued.append((next(self._ephemeral_ids) | _EPHEMERAL, frames, size, False))
+        ids: Iterable[int] = ()
+        if durable:
+            try:
+                ids = self.journal._log_many(self.name, _IN, durable)
+            except StoreError as e:
+                self._refused(e, f"{len(durable)} requests")
+                self._unjournaled.extend(frames for frames, _ in durable)
+                self.stats.unjournaled = len(self._unjournaled)
+                queued = [item for item in queued if item is not None]
+                durable = []
+            if durable and killpoints.ARMED:
+                killpoints.reached("device:after-journal")
+        self.stats.unjournaled = len(self._unjournaled)
+        behind = self._to_backend if self._replay_done else self._after_replays
+        new_ids = iter(ids)
+        durable_frames = iter(durable)
+        for item in queued:
+            if item is None:
+                entry_id = next(new_ids)
+                frames, size = next(durable_frames)
+                self._unforwarded.add(entry_id)  # journaled with attempts 0 until a worker gets it
+                behind.append((entry_id, frames, size, False))
+            else:
+                behind.append(item)
         self.stats.requests += len(durable)
-        self.stats.ephemeral += len(arrived) - len(durable)
+        self.stats.ephemeral += len(queued) - len(durable)
 
     def _fetch_replays(self) -> None:
         """Queue pending requests from before this run for the backend, a window at a time."""
         room = self._batch - len(self._to_backend)
         dead_before = self.journal.count(name=self.name, state="dead")
-        entries = self.journal._redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
-        entries = [e for e in entries if e.id < self._replay_until]
-        if len(entries) < room:
-            self._replay_done = True
-        for entry in entries:
-            self._replay_cursor = entry.id
-            delivered = self.journal._deliver(entry.id, track=True)
-            if delivered is not None:
-                self._to_backend.append((entry.id, entry.frames))
-                self.stats.redelivered += 1
+        try:
+            entries = self.journal._redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
+            entries = [e for e in entries if e.id < self._replay_until]
+            if len(entries) < room:
+                self._replay_done = True
+            for entry in entries:
+                delivered = self.journal._deliver(entry.id, track=True)
+                self._replay_cursor = entry.id
+                if delivered is not None:
+                    self._to_backend.append((entry.id, entry.frames, entry.envelope_size, False))
+                    self.stats.redelivered += 1
+        except StoreError as e:
+            self._replay_done = False
+            self._refused(e, "a redelivery")
         self.stats.dead += self.journal.count(name=self.name, state="dead") - dead_before
+        if self._replay_done and self._after_replays:  # every old request is queued: the new ones follow
+            self._to_backend.extend(self._after_replays)
+            self._after_replays.clear()
+
+    # -- to the workers --------------------------------------------------------
 
     def _forward(self) -> None:
-        first = self._first_forwards
         try:
             self._forward_queued()
         finally:
-            if first:  # requests journaled on arrival (attempts 0): their first delivery, in one write
-                self._first_forwards = []
-                self.journal._deliver_many(first)
+            if self._first_forwards and not self._store.failing:
+                self._record_first_forwards()
+
+    def _record_first_forwards(self) -> None:
+        """Requests journaled on arrival (attempts 0) reached a worker: their first delivery, in one write."""
+        try:
+            self.journal._deliver_many(self._first_forwards)
+        except StoreError as e:
+            self._refused(e, "first deliveries")  # kept: the attempts are recorded once the store is back
+            return
+        self._first_forwards = []
 
     def _forward_queued(self) -> None:
         backend = self.backend
         queue = self._to_backend
         while queue:
-            entry_id, frames = queue[0]
+            entry_id, frames, size, resend = queue[0]
+            durable = not entry_id & _EPHEMERAL
+            if resend and entry_id not in self._outstanding:
+                queue.popleft()  # answered while it waited to be sent again
+                continue
             if self._balancing:
-                if not self._ready:
+                worker = self._free_worker()
+                if worker is None:
                     return
-                worker = self._ready.popleft()
-                with contextlib.suppress(zmq.ZMQError):  # a vanished worker: redeliver_after resends
+                try:
                     backend.send_multipart([worker, b"", *frames], zmq.NOBLOCK)
+                except zmq.ZMQError:  # gone (ROUTER_MANDATORY) or not taking more: try the next worker
+                    continue
                 self._at_worker[worker] = entry_id
             else:
                 try:
-                    backend.send_multipart([_TAG + _ID.pack(entry_id), *frames], zmq.NOBLOCK)
+                    backend.send_multipart([self._tags.issue(entry_id), *frames], zmq.NOBLOCK)
                 except zmq.Again:
                     return
             queue.popleft()
-            if entry_id & _EPHEMERAL:
-                self._ephemeral_in_flight.add(entry_id)
-            else:
-                self._in_flight[entry_id] = time.monotonic()
-                if entry_id in self._unforwarded:
-                    self._unforwarded.discard(entry_id)
-                    self._first_forwards.append(entry_id)
+            sent = _Sent(frames[:size], time.monotonic())
+            if not durable:
+                self._ephemeral_out[entry_id] = sent
+                continue
+            self._outstanding.pop(entry_id, None)  # a resend moves to the end: oldest sent stays first
+            self._outstanding[entry_id] = sent
+            if entry_id in self._unforwarded:
+                self._unforwarded.discard(entry_id)
+                self._first_forwards.append(entry_id)
+
+    def _free_worker(self) -> bytes | None:
+        ready = self._ready
+        if not ready:
+            return None
+        worker = next(iter(ready))
+        del ready[worker]
+        return worker
 
     def _resend_overdue(self) -> None:
-        """Requests unanswered for ``redeliver_after`` seconds go to the backend again (attempts + 1)."""
+        """Requests unanswered for ``redeliver_after`` seconds go to the backend again (attempts + 1).
+
+        The first delivery stays answerable: whichever reply comes first
+        answers the client, the others count as duplicates.
+        """
         assert self._redeliver_after is not None
-        cutoff = time.monotonic() - self._redeliver_after
+        now = time.monotonic()
+        cutoff = now - self._redeliver_after
         overdue = []
-        for entry_id, sent_at in self._in_flight.items():
-            if sent_at > cutoff:
+        for entry_id, sent in self._outstanding.items():
+            if sent.sent_at > cutoff:
                 break  # oldest first: the rest are younger
             overdue.append(entry_id)
-        if overdue and self._balancing:
-            stale = set(overdue)
-            for worker in [w for w, e in self._at_worker.items() if e in stale]:
-                del self._at_worker[worker]  # silent for too long: not counted as free either
         for entry_id in overdue:
-            del self._in_flight[entry_id]
-            entry = self.journal.get(entry_id)
-            if entry is None or entry.state != "pending":
+            sent = self._outstanding[entry_id]
+            try:
+                entry = self.journal.get(entry_id)
+                if entry is None or entry.state != "pending":
+                    del self._outstanding[entry_id]  # settled by someone else
+                    continue
+                entry = self.journal.attempt(entry_id, self._max_attempts)
+            except StoreError as e:
+                self._refused(e, "a redelivery")
+                sent.sent_at = now  # tried again after another redeliver_after
+                self._outstanding[entry_id] = self._outstanding.pop(entry_id)
                 continue
-            entry = self.journal.attempt(entry_id, self._max_attempts)
             if entry.state == "dead":
                 self.stats.dead += 1
                 self.journal._inflight.pop(entry_id, None)
+                del self._outstanding[entry_id]
+                self._remember_late(entry_id, sent)
                 continue
-            self._to_backend.append((entry_id, entry.frames))
+            sent.sent_at = now
+            self._outstanding[entry_id] = self._outstanding.pop(entry_id)  # not overdue again until resent
+            self._to_backend.append((entry_id, entry.frames, entry.envelope_size, True))
             self.stats.redelivered += 1
 
+    def _remember_late(self, entry_id: int, sent: _Sent) -> None:
+        late = self._late
+        late[entry_id] = sent
+        if len(late) > _MAX_LATE:
+            del late[next(iter(late))]
+
+    # -- replies ---------------------------------------------------------------
+
     def _correlate(self, frames: list[bytes]) -> tuple[int, list[bytes]] | None:
-        """(entry id, reply for the frontend) of a backend message; None when it is no reply."""
+        """(request id, the reply with its envelope) of a backend message; None when it is no reply."""
         if self._balancing:
             worker = frames[0]
             body = frames[2:] if len(frames) > 1 and frames[1] == b"" else frames[1:]
-            self._ready.append(worker)  # whatever it sent, the worker is free now
+            self._worker_is_free(worker)  # whatever it sent, the worker is free now
             entry_id = self._at_worker.pop(worker, None)
             return None if entry_id is None else (entry_id, body)  # None: a worker saying it is ready
-        tag = frames[0]
-        if len(tag) != len(_TAG) + 8 or not tag.startswith(_TAG):
-            self.stats.malformed += 1
+        entry_id = self._tags.read(frames[0])
+        if entry_id is None:
+            why = report.REPLY_UNKNOWN_TAG if looks_like_a_tag(frames[0]) else report.REPLY_WITHOUT_TAG
+            self._drops.dropped(why)
             return None
-        return _ID.unpack_from(tag, len(_TAG))[0], frames[1:]
+        return entry_id, frames[1:]
+
+    def _worker_is_free(self, worker: bytes) -> None:
+        ready = self._ready
+        ready.pop(worker, None)
+        ready[worker] = None
+        if len(ready) + len(self._at_worker) > _MAX_WORKERS:  # a flood of identities: forget the oldest
+            del ready[next(iter(ready))]
 
     def _take_replies(self) -> None:
         """Pass replies back to their clients, then ack their requests in one write."""
-        backend, frontend = self.backend, self.frontend
+        backend = self.backend
         acked: list[int] = []
         for _ in range(self._batch):
             try:
@@ -375,25 +496,81 @@ class Queue:
             if correlated is None:
                 continue
             entry_id, reply = correlated
-            if entry_id & _EPHEMERAL:
-                if entry_id not in self._ephemeral_in_flight:
-                    self.stats.duplicates += 1
-                    continue
-                self._ephemeral_in_flight.discard(entry_id)
-            elif entry_id in self._in_flight:
-                del self._in_flight[entry_id]
-                acked.append(entry_id)
-            else:
+            waiting = self._ephemeral_out if entry_id & _EPHEMERAL else self._outstanding
+            sent = waiting.get(entry_id)
+            late = sent is None and entry_id in self._late
+            if late:
+                sent = self._late[entry_id]
+            if sent is None:
                 self.stats.duplicates += 1  # answered already: the client has its reply
                 continue
-            # A gone client (or ROUTER_MANDATORY saying so): the reply is dropped.
-            with contextlib.suppress(zmq.ZMQError):
-                frontend.send_multipart(reply, zmq.NOBLOCK)
+            envelope = sent.envelope
+            if len(reply) <= len(envelope) and reply == envelope[: len(reply)]:
+                self._drops.dropped(report.REPLY_EMPTY)  # the tag alone, or the envelope alone
+                continue
+            if reply[: len(envelope)] != envelope:
+                # Another request's tag: its own request is not answered by this (nothing is acked), but
+                # the worker wrote the reply for the client its envelope names, as a plain device would
+                # pass it on. That client's request stays pending too and is delivered again.
+                self._drops.dropped(report.REPLY_WRONG_ENVELOPE)
+                if envelope_size(reply) < len(reply):
+                    self._pass_on(reply)
+                continue
+            if late:
+                del self._late[entry_id]
+                self._ack_late(entry_id)
+            else:
+                del waiting[entry_id]
+                if waiting is self._outstanding:
+                    acked.append(entry_id)
+            self._pass_on(reply)
             self.stats.replies += 1
         if acked:
             if killpoints.ARMED:
                 killpoints.reached("device:before-ack")
+            self._settle(acked)
+
+    def _pass_on(self, reply: list[bytes]) -> None:
+        # A gone client (or ROUTER_MANDATORY saying so): the reply is dropped.
+        with contextlib.suppress(zmq.ZMQError):
+            self.frontend.send_multipart(reply, zmq.NOBLOCK)
+
+    def _settle(self, acked: list[int]) -> None:
+        try:
             self.journal._log_many(self.name, _IN, [], settle=acked)
+        except StoreError as e:
+            self._refused(e, f"{len(acked)} acks")
+            if acked is not self._unsettled:
+                self._unsettled.extend(acked)  # still pending on disk: a crash now redelivers them
+            return
+        if acked is self._unsettled:
+            self._unsettled = []
+
+    def _ack_late(self, entry_id: int) -> None:
+        """A reply to a request given up as dead reached its client after all: the entry is done."""
+        try:
+            self.journal.ack(entry_id)
+        except StoreError as e:
+            self._refused(e, "an ack")  # stays dead: an operator sees it in the dead letters
+        except ZJournalError:
+            pass  # removed by an operator meanwhile
+        self.stats.late += 1
+
+
+def check_settings(
+    *, batch: int = 256, backlog: int = 10_000, redeliver_after: float | None = 60.0, max_attempts: int | None = None
+) -> None:
+    """Refuse settings that would make the device misbehave (a resend storm, a loop that never reads)."""
+    if batch < 1 or backlog < 1:
+        raise InvalidArgumentError("batch and backlog must be >= 1")
+    if redeliver_after is not None and (
+        not isinstance(redeliver_after, (int, float)) or not math.isfinite(redeliver_after) or redeliver_after <= 0
+    ):
+        raise InvalidArgumentError(f"redeliver_after must be a finite number of seconds > 0, not {redeliver_after!r}")
+    if max_attempts is not None and (isinstance(max_attempts, bool) or not isinstance(max_attempts, int)):
+        raise InvalidArgumentError(f"max_attempts must be an integer >= 1, not {max_attempts!r}")
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidArgumentError(f"max_attempts must be >= 1, not {max_attempts}")
 
 
 def stop_on_signals(
