@@ -157,3 +157,23 @@ def test_device_command_stops_gracefully_on_sigterm(tmp_path) -> None:
     assert "stopped: drained 0, pending 1" in out
     with zjournal.open(path) as j:
         assert [e.body for e in j.entries(state="pending")] == [[b"no worker will take this"]]
+
+
+@pytest.mark.parametrize("command", [["compact"], ["ack", "--id", "1"], ["dead", "--id", "1"], ["recover"]])
+def test_write_commands_never_turn_a_directory_into_a_journal(cli, tmp_path, command) -> None:
+    empty = tmp_path / "mistake"
+    empty.mkdir()
+    result = cli(command[0], str(empty), *command[1:])
+    assert result.exit_code == 1 and "not a journal" in result.output
+    assert list(empty.iterdir()) == []
+    missing = cli(command[0], str(tmp_path / "nothing-here"), *command[1:])
+    assert missing.exit_code == 1 and not (tmp_path / "nothing-here").exists()
+
+
+def test_demo_refuses_a_journal_it_did_not_create(cli, sample_journal) -> None:
+    with zjournal.open(sample_journal, read_only=True) as j:
+        before = [(e.id, e.state) for e in j.entries()]
+    result = cli("demo", "--path", sample_journal, "--requests", "100")
+    assert result.exit_code == 1 and "did not create" in result.output
+    with zjournal.open(sample_journal, read_only=True) as j:
+        assert [(e.id, e.state) for e in j.entries()] == before  # not one real entry consumed

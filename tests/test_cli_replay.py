@@ -171,3 +171,41 @@ def test_replay_through_a_real_subprocess(sample_journal, endpoint_of) -> None:
         [sys.executable, "-m", "zjournal.cli", "inspect", sample_journal, "--json"], capture_output=True, text=True
     )
     assert json.loads(summary.stdout)["pending"] == 0
+
+
+def test_replay_through_pub_with_no_subscriber_sends_nothing_and_keeps_everything(cli, sample_journal) -> None:
+    with zjournal.open(sample_journal, read_only=True) as j:
+        before = j.count(state="pending")
+    result = cli(
+        "replay", sample_journal, "--endpoint", "tcp://127.0.0.1:1", "--socket-type", "pub", "--timeout", "0.3"
+    )
+    assert result.exit_code == 1
+    assert "no subscriber" in result.output and "sent 0" in result.output
+    assert pending(sample_journal) == before  # a PUB would have dropped them all, and they were acked
+
+
+def test_replay_through_pub_sends_what_a_subscriber_asked_for_and_keeps_the_rest(
+    cli, sample_journal, endpoint_of
+) -> None:
+    sub, addr = endpoint_of(zmq.SUB)
+    sub.subscribe(b'{"order"')  # the orders, not the msgpack task
+    got: list[list[bytes]] = []
+    done = threading.Event()
+
+    def subscriber() -> None:  # a live SUB is blocked in recv or poll: that is when libzmq sends its subscriptions
+        while not done.is_set():
+            if sub.poll(50):
+                got.append(sub.recv_multipart())
+
+    thread = threading.Thread(target=subscriber)
+    thread.start()
+    try:
+        result = cli("replay", sample_journal, "--endpoint", addr, "--socket-type", "PUB", "--timeout", "1")
+        time.sleep(0.3)
+    finally:
+        done.set()
+        thread.join()
+    assert got == [[b'{"order": %d}' % i] for i in range(5)]
+    assert result.exit_code == 1 and "sent 5" in result.output and "no subscriber" in result.output
+    with zjournal.open(sample_journal, read_only=True) as j:
+        assert [e.name for e in j.entries(state="pending")] == ["tasks"]  # nobody subscribed to it: still pending

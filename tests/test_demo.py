@@ -26,3 +26,9 @@ def test_demo_command() -> None:
     result = CliRunner().invoke(app, ["demo", "--requests", "400"])
     assert result.exit_code == 0, result.output
     assert "lost 0" in result.output
+
+
+def test_the_demo_runs_again_on_its_own_journal(tmp_path) -> None:
+    path = str(tmp_path / "demo.journal")
+    for _ in range(2):
+        assert run_demo(path, requests=200, console=Console(file=io.StringIO()))["lost"] == 0

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import zjournal
+from zjournal.store.rocks import check_journal_path
 
 
 @dataclass
@@ -92,6 +93,26 @@ def _clients(ctx: zmq.Context, addr: str, count: int, per_client: int, tally: Ta
     return threads
 
 
+_DEMO = "zjournal demo"
+
+
+def claim_for_the_demo(path: str) -> None:
+    """Make ``path`` the demo's journal; refuse a journal the demo did not create.
+
+    The demo consumes and acks every pending entry of its journal: run on a
+    real service's journal, it would hand that service's work to its own
+    workers and throw it away.
+    """
+    existed = check_journal_path(path)
+    with zjournal.open(path, plugins=False) as journal:
+        if existed and journal._created_by() != _DEMO:
+            raise zjournal.InvalidArgumentError(
+                f"{path} holds a journal the demo did not create; the demo would consume its pending entries: "
+                "give --path a new directory"
+            )
+        journal._created_by(_DEMO)
+
+
 def run_demo(
     path: str | None = None,
     *,
@@ -104,6 +125,8 @@ def run_demo(
 ) -> dict[str, int]:
     """Run the scenario; returns the final tally (``lost`` must be 0)."""
     console = console or Console()
+    if path is not None:
+        claim_for_the_demo(path)
     tmp = tempfile.mkdtemp(prefix="zjdemo")
     journal_path = path or str(Path(tmp) / "orders.journal")
     front, back = f"ipc://{tmp}/front", f"ipc://{tmp}/back"

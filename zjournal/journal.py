@@ -50,6 +50,7 @@ _META_SEQ = b"seq"  # ids below this value may have been handed out
 _META_FLOOR = b"floor"  # no live entry has an id below this value
 _META_DURABILITY = b"durability"
 _META_CREATED = b"created"
+_META_CREATED_BY = b"created-by"  # a tool that made this journal for itself (the demo)
 
 # Ids are reserved on disk in blocks, so a restart never reuses one without a
 # meta write on every append.
@@ -371,6 +372,16 @@ class Journal(SocketSupport, Operations):
                 batch.put("meta", key, raw)
                 self._store.write(batch, sync=True)
             return raw
+
+    def _created_by(self, tool: str | None = None) -> str | None:
+        """The tool that made this journal for itself, if one said so; with ``tool``: say so now."""
+        self._check_open()
+        if tool is not None:
+            batch = self._batch()
+            batch.put("meta", _META_CREATED_BY, msgpack.packb(tool))
+            self._store.write(batch, sync=True)
+        raw = self._store.get("meta", _META_CREATED_BY)
+        return None if raw is None else str(msgpack.unpackb(raw))
 
     def _meta_int(self, key: bytes, default: int) -> int:
         raw = self._store.get("meta", key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import os
 import re
 import sys
 import time
@@ -77,11 +78,14 @@ def check_endpoint(endpoint: str, what: str) -> None:
     )
 
 
-def check_exists(path: str) -> None:
-    import os
+def require_journal(path: str) -> None:
+    """Refuse a path that holds no journal: only zjournal.open (and commands that say so) create one."""
+    from zjournal.store.rocks import check_journal_path
 
     if not os.path.exists(path):
         raise zjournal.NotAJournalError(f"no journal at {path}", path=path)
+    if not check_journal_path(path):
+        raise zjournal.NotAJournalError(f"{path} is empty: not a journal (this command never creates one)", path=path)
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import zjournal
-from zjournal.cli.common import age, check_exists, entry_record, handle_errors, out, parse_time
+from zjournal.cli.common import age, entry_record, handle_errors, out, parse_time, require_journal
 from zjournal.decode import available, decode, preview
 
 console = Console(highlight=False)
@@ -207,7 +207,7 @@ def register(app: typer.Typer) -> None:
         Works on a journal that a running service holds open (read-only, from a
         RocksDB secondary instance) and on a stopped one; it never writes to it.
         """
-        check_exists(path)
+        require_journal(path)
         if how != "auto" and how not in available():
             names = ", ".join(sorted(available()))
             raise zjournal.InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {names}")

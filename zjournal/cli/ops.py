@@ -10,13 +10,13 @@ import typer
 import zjournal
 from zjournal.cli.common import (
     check_endpoint,
-    check_exists,
     entry_from_json,
     entry_record,
     handle_errors,
     open_for_change,
     out,
     parse_time,
+    require_journal,
 )
 from zjournal.journal import DEFAULT_MAX_MESSAGE_SIZE
 
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         ids: list[int] = typer.Option(..., "--id", help="Entry to acknowledge (repeatable)."),
     ) -> None:
         """Mark entries done (a dead letter that was dealt with, a pending one that needs no delivery)."""
-        check_exists(path)
+        require_journal(path)
         with open_for_change(path) as journal:
             entries = _require(journal, ids)
             changed = sum(journal.ack(e.id) for e in entries)
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         reason: str = typer.Option("", "--reason", help="Why, kept with the entry."),
     ) -> None:
         """Move entries to the dead letters: kept, never delivered again unless revived."""
-        check_exists(path)
+        require_journal(path)
         with open_for_change(path) as journal:
             entries = _require(journal, ids)
             for entry in entries:
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
         if state not in ("acked", "dead"):
             raise zjournal.InvalidArgumentError(f"purge takes --state acked or dead, not {state!r}")
         before_t = parse_time(before)
-        check_exists(path)
+        require_journal(path)
         with open_for_change(path) as journal:
             count = sum(
                 1 for e in journal.entries(state=state) if before_t is None or (e.updated or e.created) < before_t
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def compact(path: str = typer.Argument(..., help="The journal directory.")) -> None:
         """Reclaim the disk space of removed entries now."""
-        check_exists(path)
+        require_journal(path)
         with open_for_change(path) as journal:
             before = journal.size_on_disk()
             journal.compact()
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def recover(path: str = typer.Argument(..., help="The journal directory.")) -> None:
         """Open a damaged journal keeping everything written before the damage; say what was dropped."""
-        check_exists(path)
+        require_journal(path)
         try:
             journal = zjournal.open(path, recover=True)
         except zjournal.JournalLockedError:
@@ -176,7 +176,7 @@ def register(app: typer.Typer) -> None:
         direction: str = typer.Option(None, "--direction", help="in or out."),
     ) -> None:
         """Write entries as JSON lines (the format of ``inspect --json``), restorable with ``import``."""
-        check_exists(path)
+        require_journal(path)
         with zjournal.open(path, read_only=True) as journal:
             lines = (
                 json.dumps(entry_record(e)) + "\n" for e in journal.entries(name=name, state=state, direction=direction)

@@ -12,6 +12,12 @@ message and are never replayed. A DEALER keeps the envelope's empty
 delimiter, so a ROUTER endpoint receives what a REQ client would have sent; a
 REQ sends the body (it adds the delimiter itself) and waits for each reply;
 PUSH, PUB and PAIR send the body.
+
+A PUB cannot know its subscribers, and drops what nobody subscribed to: a
+replay "through PUB" sends from an XPUB, which sees the subscriptions, and
+sends an entry only once a subscription matching its first frame reached it
+(within ``--timeout``); otherwise it stops there, and that entry and the
+rest stay pending.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import zjournal
 from zjournal import killpoints
-from zjournal.cli.common import check_exists, handle_errors, open_for_change, out, parse_time
+from zjournal.cli.common import handle_errors, open_for_change, out, parse_time, require_journal
 
 SOCKET_TYPES = {"push": zmq.PUSH, "dealer": zmq.DEALER, "req": zmq.REQ, "pub": zmq.PUB, "pair": zmq.PAIR}
 
@@ -58,7 +64,7 @@ class ChunkSender:
         self.next_send = 0.0
 
     def _socket(self, ctx: zmq.Context) -> zmq.Socket:
-        sock = ctx.socket(self.socket_type)
+        sock = ctx.socket(zmq.XPUB if self.socket_type == zmq.PUB else self.socket_type)
         sock.linger = self.timeout_ms
         sock.sndtimeo = self.timeout_ms
         sock.rcvtimeo = self.timeout_ms
@@ -69,9 +75,21 @@ class ChunkSender:
             sock.close(0)
             verb = "bind to" if self.bind else "connect to"
             raise zjournal.InvalidArgumentError(f"cannot {verb} endpoint {self.endpoint!r}: {e}") from None
-        if self.socket_type == zmq.PUB:
-            time.sleep(0.2)  # let subscriptions arrive: PUB drops what nobody subscribed to
         return sock
+
+    def _wait_for_subscriber(self, sock: zmq.Socket, topic: bytes, subscribed: dict[bytes, int]) -> bool:
+        """Whether a subscription matching ``topic`` reached the XPUB (waiting up to the timeout)."""
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        while not any(topic.startswith(prefix) for prefix, n in subscribed.items() if n > 0):
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+                return False
+            message = sock.recv()
+            if message[:1] == b"\x01":
+                subscribed[message[1:]] = subscribed.get(message[1:], 0) + 1
+            elif message[:1] == b"\x00":
+                subscribed[message[1:]] = subscribed.get(message[1:], 0) - 1
+        return True
 
     def _pace(self) -> None:
         if self.interval:
@@ -86,11 +104,19 @@ class ChunkSender:
         sent: list[int] = []
         problem = None
         sock = self._socket(ctx)
+        subscribed: dict[bytes, int] = {}  # XPUB: subscription prefix -> subscribers
         try:
             for entry in entries:
                 self._pace()
+                frames = frames_for(entry, self.socket_type)
+                if self.socket_type == zmq.PUB and not self._wait_for_subscriber(sock, frames[0], subscribed):
+                    problem = (
+                        f"no subscriber of {self.endpoint} subscribed to entry {entry.id}'s topic within "
+                        f"{self.timeout_ms / 1000:g}s (a PUB drops what nobody subscribed to)"
+                    )
+                    break
                 try:
-                    sock.send_multipart(frames_for(entry, self.socket_type))
+                    sock.send_multipart(frames)
                     if self.socket_type == zmq.REQ:
                         sock.recv_multipart()  # the reply confirms this one
                 except zmq.Again:
@@ -143,7 +169,7 @@ def register(app: typer.Typer) -> None:
         if state not in ("pending", "dead"):
             raise zjournal.InvalidArgumentError(f"replay takes --state pending or dead, not {state!r}")
         since_t = parse_time(since)
-        check_exists(path)
+        require_journal(path)
         with open_for_change(path) as journal:
             wanted_ids = set(entry_ids or ())
             chosen = [

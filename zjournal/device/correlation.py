@@ -25,13 +25,15 @@ TAG_SIZE = len(PREFIX) + _ID.size + _MAC_SIZE
 class Tags:
     """Issues and checks the correlation frames of one device run."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        self._keyed = hashlib.blake2b(key=key, digest_size=_MAC_SIZE)  # copied per tag: keying costs 4x more
 
     def _mac(self, packed_id: bytes) -> bytes:
-        return hashlib.blake2b(packed_id, key=self._key, digest_size=_MAC_SIZE).digest()
+        mac = self._keyed.copy()
+        mac.update(packed_id)
+        return mac.digest()
 
     def issue(self, request_id: int) -> bytes:
         packed = _ID.pack(request_id)
