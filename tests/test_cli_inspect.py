@@ -195,3 +195,36 @@ def test_a_relative_path_works(cli, sample_journal, monkeypatch) -> None:
     result = cli("inspect", os.path.basename(sample_journal), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["pending"] == 6
+
+
+@pytest.fixture
+def hostile_journal(journal_path: str) -> str:
+    """Names, reasons and payloads as a hostile peer or a careless program would write them."""
+    with zjournal.open(journal_path) as j:
+        j.append("orders[/]\x1b]0;title\x1b\\", [b"\x1b[2J\x1b[Hhidden \xc2\x9b31m [red]x"], direction="in")
+        poison = j.append("b", [b"y"], direction="in")
+        j.dead(poison, "KeyError: '[/bold]' \x1b[2K\u202eenil")
+    return journal_path
+
+
+@pytest.mark.parametrize("args", [[], ["--state", "pending"], ["--state", "dead"], ["--id", "1"], ["--id", "2"]])
+def test_inspect_shows_data_literally_never_as_markup_or_terminal_control(cli, hostile_journal, args) -> None:
+    result = cli("inspect", hostile_journal, *args)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x9b" not in result.output and "\u202e" not in result.output
+    if args in ([], ["--id", "1"]):
+        assert "orders[/]" in result.output and "\\x1b" in result.output  # shown, escaped
+
+
+def test_the_text_decoder_refuses_escape_sequences() -> None:
+    from zjournal.decode import decode
+
+    used, text = decode(b"\x1b[2Jhello", "auto")
+    assert used == "hex" and "\x1b" not in text
+    assert decode(b"plain words\r\n", "text") == ("text", "plain words\\x0d\n")
+
+
+def test_an_error_about_a_path_with_markup_is_one_plain_line(cli, tmp_path) -> None:
+    result = cli("inspect", str(tmp_path / "no[/]such\x1b[2J"))
+    assert result.exit_code == 1
+    assert "no[/]such\\x1b[2J" in result.output and "Traceback" not in result.output

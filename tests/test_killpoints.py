@@ -127,10 +127,14 @@ def test_killed_inside_a_replay_sends_again_but_loses_nothing(tmp_path: Path, ct
     assert set(first) | set(second) == {b'{"order": %d}' % i for i in range(5)} | {b"\x93\x01\x02\x03"}
 
 
-def test_unknown_kill_point_is_refused() -> None:
-    env = {**os.environ, "ZJOURNAL_KILL_POINT": "nowhere"}
-    done = subprocess.run([sys.executable, "-c", "import zjournal"], env=env, capture_output=True, text=True)
-    assert done.returncode != 0 and "unknown ZJOURNAL_KILL_POINT" in done.stderr
+@pytest.mark.parametrize("value", ["nowhere", "send:after-journal:0", "\x1b]0;title\x07"])
+def test_a_bad_kill_point_arms_nothing_and_says_so_in_one_line(value) -> None:
+    env = {**os.environ, "ZJOURNAL_KILL_POINT": value}
+    code = "import zjournal.killpoints as k; print(k.ARMED)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False"  # a typo never stops a program
+    assert done.stderr.count("\n") == 1 and "ignoring ZJOURNAL_KILL_POINT" in done.stderr
+    assert "\x1b" not in done.stderr  # shown escaped
 
 
 @pytest.mark.parametrize("point", ["device:after-journal", "device:before-ack"])

@@ -6,12 +6,28 @@ and falls back to a hex dump, which is always available.
 
 from __future__ import annotations
 
+import re
 import string
 
 from zjournal.errors import InvalidArgumentError
 
 AUTO_FIRST = ("json", "text", "msgpack")
 _SHOWN = set(string.printable.encode()) - set(b"\t\n\r\x0b\x0c")
+# Shown escaped, wherever text from a journal or a peer reaches a terminal: C0 controls but tab
+# and newline (ESC starts the sequences that clear screens, set titles, make links), DEL, C1
+# controls, and the characters that reorder or hide text (bidirectional overrides, separators).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, newlines: bool = False) -> str:
+    """``text`` with every terminal control escaped (``\\x1b``); newlines too unless ``newlines``."""
+    text = _UNSAFE.sub(_escaped, text)
+    return text if newlines else text.replace("\n", "\\n")
 
 
 class NotDecodable(ValueError):
@@ -38,7 +54,12 @@ def available() -> dict:
 
 
 def decode(data: bytes, how: str = "auto") -> tuple[str, str]:
-    """``(decoder used, text)`` for one frame."""
+    """``(decoder used, text)`` for one frame; the text never holds a terminal control (see printable)."""
+    used, text = _decode(data, how)
+    return used, printable(text, newlines=True)
+
+
+def _decode(data: bytes, how: str) -> tuple[str, str]:
     decoders = available()
     if how == "auto":
         order = [n for n in AUTO_FIRST if n in decoders]

@@ -36,6 +36,7 @@ import contextlib
 import errno
 import mmap
 import os
+import stat
 import struct
 import threading
 import zlib
@@ -145,7 +146,7 @@ class SlotFile:
             raise ValueError(f"socket name of {len(encoded)} bytes is too long for a slot file")
         self.path = path
         size = _FILE_HEADER_SIZE + 2 * REGION_SIZE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             # Allocate the blocks now: writing a page of a sparse mapping on a
             # full disk kills the process with SIGBUS instead of failing a call.
@@ -219,7 +220,7 @@ def create(journal_path: str, name: str, number: int) -> tuple[int, SlotFile | N
         return number - 1, None  # such a socket journals in the store only
     where = directory(journal_path)
     try:
-        os.makedirs(where, exist_ok=True)
+        os.makedirs(where, mode=0o700, exist_ok=True)
     except OSError as e:
         raise StoreError(f"cannot create the in-flight slot directory {where}: {e}") from e
     for n in range(number, number + 1000):
@@ -243,11 +244,27 @@ def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
     """Every valid ``(entry id, store record)`` in the journal's slot files (torn or empty slots skipped)."""
     for path in slot_files(journal_path):
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_slot_file(path)
         except FileNotFoundError:
             continue  # a socket closed meanwhile (read-only views race with the owner)
         yield from _records_of(data)
+
+
+def _read_slot_file(path: str) -> bytes:
+    """At most the bytes a slot file holds, from a regular file only (never through a link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise StoreError(f"cannot read the in-flight slot file {path}: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StoreError(f"{path} is not a regular file: not an in-flight slot file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(_FILE_HEADER_SIZE + 2 * REGION_SIZE)
+    finally:
+        os.close(fd)
 
 
 def _records_of(data: bytes) -> Iterator[tuple[int, bytes]]:

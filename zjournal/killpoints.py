@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 POINTS = (
     "send:after-journal",
@@ -30,12 +31,15 @@ POINTS = (
 
 
 def _parse(value: str | None) -> tuple[str, int] | None:
+    """The armed point; a value naming no point arms nothing and says so on stderr (it must never stop a program)."""
     if not value:
         return None
     head, _, tail = value.rpartition(":")
-    name, count = (head, int(tail)) if tail.isdigit() else (value, 1)
+    name, count = (head, int(tail)) if tail.isdigit() and int(tail) > 0 else (value, 1)
     if name not in POINTS:
-        raise ValueError(f"unknown ZJOURNAL_KILL_POINT {value!r}: expected one of {', '.join(POINTS)} [:N]")
+        shown = value.encode("unicode_escape").decode("ascii")[:80]
+        sys.stderr.write(f"zjournal: ignoring ZJOURNAL_KILL_POINT={shown}: not one of {', '.join(POINTS)} [:N]\n")
+        return None
     return name, count
 
 

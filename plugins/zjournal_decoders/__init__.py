@@ -14,7 +14,8 @@ import msgpack
 from zjournal import Plugin
 from zjournal.decode import NotDecodable, hex_dump
 
-_CONTROL = set("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0e\x0f\x7f")
+# Not text: C0 controls but tab, newline, form feed and carriage return (ESC among them), DEL, C1 controls.
+_CONTROL = (set(map(chr, range(0x20))) - set("\t\n\x0c\r")) | {"\x7f"} | set(map(chr, range(0x80, 0xA0)))
 _PRINTABLE = set(string.printable)
 
 

@@ -12,20 +12,27 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import rich.markup
 import typer
 import zmq
 from rich.console import Console
 
 import zjournal
+from zjournal.decode import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 err_console = Console(stderr=True, highlight=False)
 
 
+def shown(text: object) -> str:
+    """Data, paths and arguments as rich prints them: never markup, never a terminal control."""
+    return rich.markup.escape(printable(str(text)))
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one line on stderr; return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {shown(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -159,4 +166,5 @@ def entry_from_json(obj: Any, where: str) -> zjournal.Entry:
 
 
 def out(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    """One line on stdout, with any terminal control in it escaped."""
+    sys.stdout.write(printable(text) + "\n")

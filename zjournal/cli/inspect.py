@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import zjournal
-from zjournal.cli.common import age, entry_record, handle_errors, out, parse_time, require_journal
+from zjournal.cli.common import age, entry_record, handle_errors, out, parse_time, require_journal, shown
 from zjournal.decode import available, decode, preview
 
 console = Console(highlight=False)
@@ -83,7 +83,7 @@ def summary(journal: zjournal.Journal, path: str) -> dict[str, Any]:
 
 def print_summary(data: dict[str, Any]) -> None:
     live = {True: "[bold green]live[/] (held open by a running process)", False: "stopped", None: "unknown"}
-    console.print(f"[bold]journal[/] {data['path']} — {live[data['live']]}")
+    console.print(f"[bold]journal[/] {shown(data['path'])} — {live[data['live']]}")
     size_kib = data["size_on_disk"] / 1024
     console.print(
         f"schema {data['schema']} · durability {data['durability']} · {size_kib:,.0f} KiB on disk · "
@@ -95,14 +95,16 @@ def print_summary(data: dict[str, Any]) -> None:
             for direction in ("in", "out"):
                 counts = row[direction]
                 if any(counts.values()):
-                    table.add_row(name, direction, str(counts["pending"]), str(counts["acked"]), str(counts["dead"]))
+                    table.add_row(
+                        shown(name), direction, str(counts["pending"]), str(counts["acked"]), str(counts["dead"])
+                    )
         console.print(table)
     else:
         console.print("no entries")
     oldest = data["oldest_pending"]
     if oldest:
         console.print(
-            f"oldest pending: id {oldest['id']} ({oldest['name']}, {oldest['direction']}), "
+            f"oldest pending: id {oldest['id']} ({shown(oldest['name'])}, {oldest['direction']}), "
             f"{age(oldest['age_seconds'])} ago"
         )
         histogram = ", ".join(f"{k}: {v}" for k, v in data["pending_attempts"].items())
@@ -110,7 +112,7 @@ def print_summary(data: dict[str, Any]) -> None:
     if data["replays"]:
         last = data["replays"][-1]
         console.print(
-            f"replays: {len(data['replays'])} (last: {last['count']} entries to {last['endpoint']}, "
+            f"replays: {len(data['replays'])} (last: {last['count']} entries to {shown(last['endpoint'])}, "
             f"{age(time.time() - last['at'])} ago)"
         )
 
@@ -147,13 +149,13 @@ def print_rows(entries: list[zjournal.Entry], as_json: bool) -> None:
     for e in entries:
         table.add_row(
             str(e.id),
-            e.name,
+            shown(e.name),
             str(e.direction),
             str(e.state),
             str(e.attempts),
             age(now - e.created),
             str(e.size),
-            preview(e.body),
+            shown(preview(e.body)),
         )
     console.print(table)
 
@@ -165,16 +167,16 @@ def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
         out(json.dumps(record))
         return
     console.print(
-        f"[bold]entry {entry.id}[/] · {entry.name} · {entry.direction} · [bold]{entry.state}[/] · "
+        f"[bold]entry {entry.id}[/] · {shown(entry.name)} · {entry.direction} · [bold]{entry.state}[/] · "
         f"attempts {entry.attempts} · created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry.created))} "
         f"({age(time.time() - entry.created)} ago) · {entry.size} bytes"
     )
     if entry.reason:
-        console.print(f"reason: {entry.reason}")
+        console.print(f"reason: {shown(entry.reason)}")
     if entry.envelope:
         console.print("[bold]routing envelope[/]")
         for index, frame in enumerate(entry.envelope):
-            console.print(f"  [{index}] {frame.hex() if frame else '(empty delimiter)'}")
+            console.print(f"  [{index}] {frame.hex() if frame else '(empty delimiter)'}", markup=False)
     console.print(f"[bold]body[/] ({len(entry.body)} frame{'s' if len(entry.body) != 1 else ''})")
     for index, frame in enumerate(entry.body):
         used, text = decode(frame, how)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import typer
@@ -184,7 +185,9 @@ def register(app: typer.Typer) -> None:
             if output == "-":
                 count = sum(1 for line in lines if sys.stdout.write(line) is not None)
             else:
-                with open(output, "w", encoding="utf-8") as f:
+                # Only the owner may read it: the entries' payloads are in it (as in the journal).
+                fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with open(fd, "w", encoding="utf-8") as f:
                     count = sum(1 for line in lines if f.write(line) is not None)
                 out(f"exported {count} entries to {output}")
 

@@ -10,8 +10,10 @@ is atomic across column families.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
 
 import rocksdict
@@ -29,6 +31,11 @@ from zjournal.store.base import TABLES, Batch, Store
 
 # Files a directory may hold and still count as "empty" for a new journal.
 _IGNORABLE = {".DS_Store"}
+# The one directory a journal holds: its in-flight slot files (zjournal.inflight).
+_SUBDIRECTORIES = {"inflight"}
+
+log = logging.getLogger("zjournal")
+_warned_about_modes: set[str] = set()
 
 
 _DROPPED = re.compile(r"(\S+\.log): dropping (\d+) bytes; (.*)$")
@@ -119,6 +126,7 @@ def check_journal_path(path: str) -> bool:
         return False
     if "CURRENT" not in names:
         raise NotAJournalError(f"{path} is a directory with other files in it, not a journal", path=path)
+    check_file_types(path, names)
     try:
         families = set(rocksdict.Rdict.list_cf(path, rocksdict.Options(raw_mode=True)))
     except Exception as e:  # rocksdict raises bare Exception
@@ -126,6 +134,56 @@ def check_journal_path(path: str) -> bool:
     if not set(TABLES) <= families:
         raise NotAJournalError(f"{path} is a RocksDB database but not a zjournal journal", path=path)
     return True
+
+
+def check_file_types(path: str, names: set[str]) -> None:
+    """Refuse links and anything but regular files in a journal (and in its slot directory).
+
+    A link would make the journal's owner write or delete outside it; a FIFO
+    or a device would hang or exhaust memory whoever opens the journal.
+    """
+    for name in sorted(names):
+        full = os.path.join(path, name)
+        try:
+            mode = os.lstat(full).st_mode
+        except FileNotFoundError:
+            continue  # removed meanwhile (RocksDB's own files come and go)
+        if name in _SUBDIRECTORIES and stat.S_ISDIR(mode):
+            check_file_types(full, set(os.listdir(full)))
+            continue
+        if stat.S_ISLNK(mode):
+            raise NotAJournalError(
+                f"{full} is a symbolic link: a journal holds no links (refused, so that nothing outside it is "
+                "written or deleted); replace it with the file itself",
+                path=path,
+            )
+        if not stat.S_ISREG(mode):
+            raise NotAJournalError(f"{full} is not a regular file: a journal holds only regular files", path=path)
+
+
+def make_private(path: str) -> None:
+    """A new journal's directory: only its owner may enter it, whatever the umask (its files hold payloads)."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as e:
+        raise StoreError(f"cannot create journal {path}: {e.strerror}") from None
+
+
+def warn_if_shared(path: str) -> None:
+    """Say once per journal when other users may read it (a journal made before, or opened up on purpose)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o077 and path not in _warned_about_modes:
+        _warned_about_modes.add(path)
+        log.warning(
+            "journal %s is open to other users (mode %04o): its files hold message payloads; chmod 700 it "
+            "unless that is intended",
+            path,
+            mode,
+        )
 
 
 def iterate(cf: rocksdict.Rdict, start: bytes, path: str) -> Iterator[tuple[bytes, bytes]]:
@@ -189,7 +247,10 @@ class RocksStore(Store):
         self.recovered: list[str] = []
         self._forked_from: int | None = None
         forking.check_can_open(path)
-        check_journal_path(path)
+        if check_journal_path(path):
+            warn_if_shared(path)
+        else:
+            make_private(path)
         self._open(recover)
         forking.opened(self)
         self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []

@@ -1,0 +1,127 @@
+"""A journal's files at rest: private to their owner, and no link or special file is ever followed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+import zmq
+
+import zjournal
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_a_new_journal_is_private_whatever_the_umask(tmp_path, ctx) -> None:
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "orders.journal"
+        with zjournal.open(str(path), plugins=False) as j:
+            pull = j.wrap(ctx.socket(zmq.PULL), name="orders")
+            pull.bind("inproc://private")
+            push = ctx.socket(zmq.PUSH)
+            push.connect("inproc://private")
+            push.send(b"card=4111")
+            assert pull.recv() == b"card=4111"  # held in a slot file now
+            assert mode(path) == 0o700 and mode(path / "inflight") == 0o700
+            slots = list((path / "inflight").iterdir())
+            assert slots and all(mode(f) == 0o600 for f in slots)
+            pull.close()
+    finally:
+        os.umask(old)
+
+
+def test_export_is_readable_by_its_owner_only(tmp_path, sample_journal) -> None:
+    out = tmp_path / "export.jsonl"
+    old = os.umask(0o022)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "zjournal.cli", "export", sample_journal, "--output", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.umask(old)
+    assert done.returncode == 0, done.stderr
+    assert mode(out) == 0o600 and len(out.read_text().splitlines()) == 7
+
+
+def test_opening_a_journal_others_can_read_warns_once(tmp_path, caplog) -> None:
+    path = str(tmp_path / "shared.journal")
+    zjournal.open(path, plugins=False).close()
+    os.chmod(path, 0o755)
+    with caplog.at_level(logging.WARNING, logger="zjournal"):
+        zjournal.open(path, plugins=False).close()
+        zjournal.open(path, plugins=False).close()
+    warnings = [r.getMessage() for r in caplog.records if "open to other users" in r.getMessage()]
+    assert len(warnings) == 1 and "0755" in warnings[0]
+
+
+@pytest.fixture
+def copied_journal(tmp_path) -> str:
+    path = str(tmp_path / "copied.journal")
+    with zjournal.open(path, plugins=False) as j:
+        j.append("orders", [b"x"], direction="in")
+    return path
+
+
+def test_a_link_in_a_journal_is_refused_and_nothing_outside_is_written(tmp_path, copied_journal) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    config = os.path.join(copied_journal, "rocksdict-config.json")
+    os.unlink(config)
+    os.symlink("../victim.txt", config)
+    for use in (lambda: zjournal.open(copied_journal), lambda: zjournal.open(copied_journal, read_only=True)):
+        with pytest.raises(zjournal.NotAJournalError, match=r"rocksdict-config\.json is a symbolic link"):
+            use()
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_linked_slot_directory_is_refused_and_its_target_kept(tmp_path, copied_journal) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "backup.slots").write_text("keep me\n")
+    inflight = os.path.join(copied_journal, "inflight")
+    if os.path.isdir(inflight):
+        os.rmdir(inflight)
+    os.symlink(str(elsewhere), inflight)
+    done = subprocess.run(
+        [sys.executable, "-m", "zjournal.cli", "ack", copied_journal, "--id", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1 and "inflight is a symbolic link" in done.stderr
+    assert [p.name for p in elsewhere.iterdir()] == ["backup.slots"]
+
+
+@pytest.mark.parametrize("name", ["CURRENT", "inflight/1.slots"])
+def test_a_fifo_in_a_journal_is_refused_at_once(copied_journal, name) -> None:
+    target = os.path.join(copied_journal, name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target):
+        os.unlink(target)
+    os.mkfifo(target)
+    script = (
+        "import sys, zjournal\ntry:\n    zjournal.open(sys.argv[1])\nexcept zjournal.ZJournalError as e:\n    print(e)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, copied_journal], capture_output=True, text=True, timeout=20)
+    assert "is not a regular file" in done.stdout, done.stderr  # refused, not hung reading the FIFO
+
+
+def test_a_slot_file_read_never_goes_past_what_a_slot_file_holds(copied_journal) -> None:
+    from zjournal import inflight
+
+    os.makedirs(inflight.directory(copied_journal), exist_ok=True)
+    big = os.path.join(inflight.directory(copied_journal), "9.slots")
+    with open(big, "wb") as f:
+        f.truncate(8 << 30)  # an 8 GiB sparse file: read whole, it would exhaust memory
+    assert list(inflight.read_records(copied_journal)) == []  # its header is zeros: not a slot file
+    assert len(inflight._read_slot_file(big)) == inflight._FILE_HEADER_SIZE + 2 * inflight.REGION_SIZE
