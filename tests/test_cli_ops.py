@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -177,3 +178,97 @@ def test_demo_refuses_a_journal_it_did_not_create(cli, sample_journal) -> None:
     assert result.exit_code == 1 and "did not create" in result.output
     with zjournal.open(sample_journal, read_only=True) as j:
         assert [(e.id, e.state) for e in j.entries()] == before  # not one real entry consumed
+
+
+COMMANDS = ["demo", "plugins", "inspect", "replay", "ack", "dead", "purge", "compact", "recover", "device", "export"]
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "import"])
+def test_help_reads_like_a_well_kept_command_line(command) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "zjournal.cli", command, "-h"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith(f"Usage: zjournal {command} [OPTIONS]")
+    for wart in ("<bool>", "``", "╭", "--help <"):
+        assert wart not in done.stdout, wart
+    assert "  -h, --help  " in done.stdout
+    metavars = re.findall(r"^  --[\w-]+ ([A-Z_]+)\b", done.stdout, re.M)
+    assert all(m.isupper() for m in metavars)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "J", "--id", "-1"],
+        ["ack", "J", "--id", "18446744073709551616"],
+        ["replay", "J", "--endpoint", "tcp://127.0.0.1:1", "--socket-type", "push", "--timeout", "inf"],
+        ["replay", "J", "--endpoint", "tcp://127.0.0.1:1", "--socket-type", "push", "--timeout", "1e300"],
+        ["nosuchcommand"],
+        ["inspect"],
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(sample_journal, args) -> None:
+    args = [sample_journal if a == "J" else a for a in args]
+    done = subprocess.run([sys.executable, "-m", "zjournal.cli", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "--help" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_get_of_an_id_no_entry_can_have_is_none(journal) -> None:
+    assert journal.get(-1) is None and journal.get(1 << 64) is None and journal.get(0) is None
+    with pytest.raises(zjournal.UnknownEntryError):
+        journal.ack(-1)
+    with pytest.raises(zjournal.UnknownEntryError):
+        journal.dead(1 << 64)
+
+
+def _record(**changes) -> str:
+    record = {"name": "orders", "direction": "in", "state": "pending", "attempts": 1, "created": 1_700_000_000.0}
+    record.update({"frames": ["eA=="], "envelope_size": 0}, **changes)
+    return json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        _record(created=1e300),
+        _record(created=float("nan")),
+        _record(created=0),
+        _record(envelope_size=5),
+        _record(envelope_size=-1),
+        _record(attempts=-5),
+        _record(attempts=2**70),
+        _record(name=""),
+        "[" * 100_000 + "]" * 100_000,
+    ],
+)
+def test_import_refuses_an_entry_no_journal_could_have_written(cli, tmp_path, line) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text(_record() + "\n" + line + "\n")
+    result = cli("import", str(tmp_path / "j"), str(source))
+    assert result.exit_code == 1 and "unexpected" not in result.output
+    if (tmp_path / "j").exists():
+        with zjournal.open(str(tmp_path / "j"), read_only=True) as j:
+            assert j.count() == 0  # all or nothing
+
+
+def test_import_of_a_file_that_is_not_text_is_one_line(cli, tmp_path) -> None:
+    source = tmp_path / "binary.jsonl"
+    source.write_bytes(b"\xff\xfe\x00garbage")
+    result = cli("import", str(tmp_path / "j"), str(source))
+    assert result.exit_code == 1 and "not UTF-8" in result.output
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59", "99999999999999999999d", "nan", "-5", "1e300"])
+def test_a_time_outside_1970_to_2100_is_refused(cli, sample_journal, when) -> None:
+    result = cli("inspect", sample_journal, "--state", "pending", "--since", when)
+    assert result.exit_code == 1 and "invalid time" in result.output
+
+
+def test_an_empty_stream_name_is_refused(cli, sample_journal, tmp_path) -> None:
+    result = cli("replay", sample_journal, "--endpoint", "tcp://127.0.0.1:1", "--socket-type", "push", "--name", "")
+    assert result.exit_code == 1 and "--name must not be empty" in result.output
+    device = cli(
+        "device", str(tmp_path / "d"), "--frontend", "tcp://127.0.0.1:0", "--backend", "tcp://127.0.0.1:0", "--name", ""
+    )
+    assert device.exit_code == 1 and not (tmp_path / "d").exists()

@@ -45,6 +45,13 @@ from zjournal.store.secondary import SecondaryRocksStore
 
 log = logging.getLogger("zjournal")
 
+_MAX_ID = (1 << 64) - 1  # ids are stored as 8 big-endian bytes
+
+
+def _is_an_id(entry_id: int) -> bool:
+    return isinstance(entry_id, int) and 0 < entry_id <= _MAX_ID
+
+
 _META_SCHEMA = b"schema"
 _META_SEQ = b"seq"  # ids below this value may have been handed out
 _META_FLOOR = b"floor"  # no live entry has an id below this value
@@ -638,6 +645,8 @@ class Journal(SocketSupport, Operations):
     def _require_record(self, entry_id: int, action: str) -> list:
         if not isinstance(entry_id, int) or isinstance(entry_id, bool):
             raise InvalidArgumentError(f"an entry id is an int, not {entry_id!r}")
+        if not _is_an_id(entry_id):
+            raise UnknownEntryError(entry_id, f"ids are 1 to 2**64-1: cannot {action} it")
         r = self._load_for_update(entry_id)
         if r is None:
             gone = 0 < entry_id < self._next_id
@@ -756,6 +765,8 @@ class Journal(SocketSupport, Operations):
     def get(self, entry_id: int) -> Entry | None:
         """The entry with this id, or None when there is none (or it was removed)."""
         self._check_open()
+        if not _is_an_id(entry_id):
+            return None  # -1, 2**64: no entry ever had such an id
         r = self._load_record(entry_id)
         return None if r is None else rec.entry_from_record(entry_id, r)
 

@@ -48,19 +48,25 @@ class Operations:
         return len(doomed)
 
     def restore(self, entries: Iterable[Entry]) -> list[int]:
-        """Append entries (e.g. from ``zjournal export``) with their state and attempts, under new ids."""
+        """Append entries (e.g. from ``zjournal export``) with their state and attempts, under new ids.
+
+        All or nothing: an entry no journal could have written (a time that is
+        not one, negative attempts, an envelope larger than the message, no
+        name) refuses the whole batch with InvalidArgumentError.
+        """
         self._check_open()
         ids: list[int] = []
         with self._lock:
             self._check_open()
             batch = self._batch()
             changes: list[tuple[CounterKey, int]] = []
-            for e in entries:
+            for number, e in enumerate(entries, 1):
                 dcode = rec.parse_direction(e.direction)
                 scode = rec.parse_state(e.state)
                 if dcode is None or scode is None:
                     raise InvalidArgumentError("a restored entry needs a direction and a state")
                 frames = rec.as_frames(e.frames)
+                _check_restorable(e, frames, number)
                 value = rec.encode_record(
                     scode, e.attempts, e.created, e.name, dcode, frames, e.updated, e.reason, e.envelope_size
                 )
@@ -115,3 +121,25 @@ class Operations:
                 break
             found.append(msgpack.unpackb(value))
         return found
+
+
+_LATEST = 4102444800.0  # 2100-01-01: no journal wrote an entry after that
+_MAX_ATTEMPTS = 1 << 62
+
+
+def _check_restorable(e: Entry, frames: list[bytes], number: int) -> None:
+    """Refuse an entry no journal could have written (later commands would trip over it)."""
+    problem = None
+    if not isinstance(e.name, str) or not e.name:
+        problem = "an empty name"
+    elif not isinstance(e.attempts, int) or not 0 <= e.attempts <= _MAX_ATTEMPTS:
+        problem = f"attempts {e.attempts!r}"
+    elif not isinstance(e.envelope_size, int) or not 0 <= e.envelope_size <= len(frames):
+        problem = f"an envelope of {e.envelope_size!r} frames in a message of {len(frames)}"
+    else:
+        for label, value, lowest in (("created", e.created, 1e-9), ("updated", e.updated, 0.0)):
+            # (a time that is not a number, NaN, before 1970 or after 2100; only `updated` may be 0: never)
+            if not isinstance(value, (int, float)) or not lowest <= value <= _LATEST:
+                problem = f"{label} {value!r}"
+    if problem:
+        raise InvalidArgumentError(f"entry {number} cannot be restored: {problem} (nothing was imported)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import zjournal
-from zjournal.cli import inspect, ops, replay
+from zjournal.cli import common, inspect, ops, replay
 from zjournal.cli.common import handle_errors
 
 app = typer.Typer(
@@ -18,6 +18,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help and errors, as well-kept command lines print them: metavars in capitals, no boxes
+    # (the same on a terminal and in a pipe), -h as well as --help.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -32,16 +36,18 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error."),
 ) -> None:
     """A message journal for ZeroMQ services."""
+    common.DEBUG = debug
 
 
 @app.command()
 @handle_errors
 def demo(
     crash: bool = typer.Option(False, "--crash", help="Kill the device process with SIGKILL instead of stopping it."),
-    requests: int = typer.Option(4000, "--requests", min=100, help="How many requests the clients send."),
-    path: str = typer.Option(None, "--path", help="Journal directory (default: a new temporary one)."),
+    requests: int = typer.Option(4000, "--requests", metavar="N", min=100, help="How many requests the clients send."),
+    path: str = typer.Option(None, "--path", metavar="PATH", help="Journal directory (default: a new temporary one)."),
 ) -> None:
     """Stop a busy journaled queue device mid-load, restart it, and show that nothing was lost."""
     from zjournal.demo import run_demo
@@ -96,4 +102,23 @@ _register_plugin_commands()
 
 
 def main() -> None:
-    app()
+    """The ``zjournal`` command: usage errors are one line too (exit 2), like every other error."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False, prog_name="zjournal")
+    except typer.Abort:
+        common.fail("interrupted", 130)
+        code = 130
+    except Exception as e:
+        # click's usage errors (typer vendors click in some versions: matched by shape, not by class)
+        if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `zjournal`: the help, as asked for
+            sys.stdout.write(e.format_message() + "\n")
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None and e.exit_code == 2 else ""
+        common.fail(e.format_message() + hint, e.exit_code)
+        code = e.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

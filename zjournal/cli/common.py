@@ -36,8 +36,13 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+DEBUG = False  # zjournal --debug: let unexpected errors show their traceback
+MAX_ID = (1 << 64) - 1  # the largest entry id (for typer's bounds)
+MAX_SECONDS = 86_400.0  # the longest wait an option takes (ZeroMQ's timeouts are int32 milliseconds)
+
+
 def handle_errors(fn: F) -> F:
-    """Turn the library's errors into one line and a non-zero exit: never a traceback."""
+    """Turn every error into one line and a non-zero exit: never a traceback (unless --debug)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -51,6 +56,13 @@ def handle_errors(fn: F) -> F:
             raise fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as e:  # a bug: one line, and the way to see more
+            if DEBUG:
+                raise
+            bug = f"unexpected {type(e).__name__}: {e} (a bug in zjournal: rerun with --debug for the traceback)"
+            raise fail(bug) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -95,6 +107,7 @@ def require_journal(path: str) -> None:
         raise zjournal.NotAJournalError(f"{path} is empty: not a journal (this command never creates one)", path=path)
 
 
+_LATEST_TIME = 4102444800.0  # 2100-01-01
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -104,19 +117,24 @@ def parse_time(text: str | None) -> float | None:
     if text is None:
         return None
     value = text.strip()
+    invalid = zjournal.InvalidArgumentError(
+        f"invalid time {text!r}: use epoch seconds, ISO 8601 (2026-11-27T10:00) or an age (30s, 10m, 2h, 7d) "
+        "between 1970 and 2100"
+    )
     match = _RELATIVE.match(value)
-    if match:
-        return time.time() - float(match.group(1)) * _UNITS[match.group(2)]
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        raise zjournal.InvalidArgumentError(
-            f"invalid time {text!r}: use epoch seconds, ISO 8601 (2026-11-27T10:00) or an age (30s, 10m, 2h, 7d)"
-        ) from None
+        if match:
+            moment = time.time() - float(match.group(1)) * _UNITS[match.group(2)]
+        else:
+            try:
+                moment = float(value)
+            except ValueError:
+                moment = datetime.fromisoformat(value).timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise invalid from None
+    if not 0 <= moment <= _LATEST_TIME:  # NaN fails this too
+        raise invalid
+    return moment
 
 
 def age(seconds: float) -> str:

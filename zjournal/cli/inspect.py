@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import zjournal
-from zjournal.cli.common import age, entry_record, handle_errors, out, parse_time, require_journal, shown
+from zjournal.cli.common import MAX_ID, age, entry_record, handle_errors, out, parse_time, require_journal, shown
 from zjournal.decode import available, decode, preview
 
 console = Console(highlight=False)
@@ -189,17 +189,26 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def inspect(
-        path: str = typer.Argument(..., help="The journal directory."),
-        name: str = typer.Option(None, "--name", help="Only entries of this stream."),
-        state: str = typer.Option(None, "--state", help="pending, acked or dead."),
-        direction: str = typer.Option(None, "--direction", help="in or out."),
-        since: str = typer.Option(None, "--since", help="Created at or after: epoch, ISO 8601, or an age (10m)."),
-        until: str = typer.Option(None, "--until", help="Created at or before (same forms as --since)."),
-        min_attempts: int = typer.Option(0, "--min-attempts", min=0, help="Delivered at least this often."),
-        limit: int = typer.Option(None, "--limit", min=1, help="List at most this many entries."),
-        entry_id: int = typer.Option(None, "--id", help="Show one entry in full."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory."),
+        name: str = typer.Option(None, "--name", metavar="NAME", help="Only entries of this stream."),
+        state: str = typer.Option(None, "--state", metavar="STATE", help="pending, acked or dead."),
+        direction: str = typer.Option(None, "--direction", metavar="DIR", help="in or out."),
+        since: str = typer.Option(
+            None, "--since", metavar="TIME", help="Created at or after: epoch, ISO 8601, or an age (10m)."
+        ),
+        until: str = typer.Option(
+            None, "--until", metavar="TIME", help="Created at or before (same forms as --since)."
+        ),
+        min_attempts: int = typer.Option(
+            0, "--min-attempts", metavar="N", min=0, help="Delivered at least this often."
+        ),
+        limit: int = typer.Option(None, "--limit", metavar="N", min=1, help="List at most this many entries."),
+        entry_id: int = typer.Option(None, "--id", metavar="ID", min=1, max=MAX_ID, help="Show one entry in full."),
         how: str = typer.Option(
-            "auto", "--decode", help="How to show frames: auto, json, text, msgpack, hex, or a plugin's."
+            "auto",
+            "--decode",
+            metavar="DECODER",
+            help="How to show frames: auto, json, text, msgpack, hex, or a plugin's.",
         ),
         as_json: bool = typer.Option(False, "--json", help="JSON for scripts (documented fields)."),
         follow: bool = typer.Option(False, "--follow", help="Keep printing entries as they arrive."),

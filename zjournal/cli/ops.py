@@ -10,6 +10,8 @@ import typer
 
 import zjournal
 from zjournal.cli.common import (
+    MAX_ID,
+    MAX_SECONDS,
     check_endpoint,
     entry_from_json,
     entry_record,
@@ -37,8 +39,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def ack(
-        path: str = typer.Argument(..., help="The journal directory."),
-        ids: list[int] = typer.Option(..., "--id", help="Entry to acknowledge (repeatable)."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory."),
+        ids: list[int] = typer.Option(
+            ..., "--id", metavar="ID", min=1, max=MAX_ID, help="Entry to acknowledge (repeatable)."
+        ),
     ) -> None:
         """Mark entries done (a dead letter that was dealt with, a pending one that needs no delivery)."""
         require_journal(path)
@@ -50,9 +54,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def dead(
-        path: str = typer.Argument(..., help="The journal directory."),
-        ids: list[int] = typer.Option(..., "--id", help="Entry to give up on (repeatable)."),
-        reason: str = typer.Option("", "--reason", help="Why, kept with the entry."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory."),
+        ids: list[int] = typer.Option(
+            ..., "--id", metavar="ID", min=1, max=MAX_ID, help="Entry to give up on (repeatable)."
+        ),
+        reason: str = typer.Option("", "--reason", metavar="TEXT", help="Why, kept with the entry."),
     ) -> None:
         """Move entries to the dead letters: kept, never delivered again unless revived."""
         require_journal(path)
@@ -65,9 +71,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def purge(
-        path: str = typer.Argument(..., help="The journal directory."),
-        state: str = typer.Option(..., "--state", help="acked or dead."),
-        before: str = typer.Option(None, "--before", help="Only those last changed before (epoch, ISO, or 7d)."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory."),
+        state: str = typer.Option(..., "--state", metavar="STATE", help="acked or dead."),
+        before: str = typer.Option(
+            None, "--before", metavar="TIME", help="Only those last changed before (epoch, ISO, or 7d)."
+        ),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     ) -> None:
         """Delete acked or dead entries for good."""
@@ -88,7 +96,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @handle_errors
-    def compact(path: str = typer.Argument(..., help="The journal directory.")) -> None:
+    def compact(path: str = typer.Argument(..., metavar="PATH", help="The journal directory.")) -> None:
         """Reclaim the disk space of removed entries now."""
         require_journal(path)
         with open_for_change(path) as journal:
@@ -99,7 +107,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @handle_errors
-    def recover(path: str = typer.Argument(..., help="The journal directory.")) -> None:
+    def recover(path: str = typer.Argument(..., metavar="PATH", help="The journal directory.")) -> None:
         """Open a damaged journal keeping everything written before the damage; say what was dropped."""
         require_journal(path)
         try:
@@ -120,17 +128,28 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def device(
-        path: str = typer.Argument(..., help="The journal directory (created if missing)."),
-        frontend: str = typer.Option(..., "--frontend", help="Endpoint the clients' ROUTER binds, e.g. tcp://*:5555."),
-        backend: str = typer.Option(..., "--backend", help="Endpoint the workers' socket binds."),
-        name: str = typer.Option("queue", "--name", help="The stream name of the requests."),
-        balance: bool = typer.Option(False, "--balance", help="ROUTER backend for REQ workers (load-balancing)."),
-        redeliver_after: float = typer.Option(60.0, "--redeliver-after", help="Resend unanswered requests after s."),
-        max_attempts: int = typer.Option(None, "--max-attempts", help="Deliveries before a request goes dead."),
-        max_message_size: int = typer.Option(
-            DEFAULT_MAX_MESSAGE_SIZE, "--max-message-size", help="Largest request in bytes (larger: dropped)."
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory (created if missing)."),
+        frontend: str = typer.Option(
+            ..., "--frontend", metavar="ENDPOINT", help="Endpoint the clients' ROUTER binds, e.g. tcp://*:5555."
         ),
-        drain_timeout: float = typer.Option(5.0, "--drain-timeout", help="On SIGTERM/SIGINT, wait this long."),
+        backend: str = typer.Option(..., "--backend", metavar="ENDPOINT", help="Endpoint the workers' socket binds."),
+        name: str = typer.Option("queue", "--name", metavar="NAME", help="The stream name of the requests."),
+        balance: bool = typer.Option(False, "--balance", help="ROUTER backend for REQ workers (load-balancing)."),
+        redeliver_after: float = typer.Option(
+            60.0, "--redeliver-after", metavar="SECONDS", help="Resend unanswered requests after s."
+        ),
+        max_attempts: int = typer.Option(
+            None, "--max-attempts", metavar="N", help="Deliveries before a request goes dead."
+        ),
+        max_message_size: int = typer.Option(
+            DEFAULT_MAX_MESSAGE_SIZE,
+            "--max-message-size",
+            metavar="BYTES",
+            help="Largest request in bytes (larger: dropped).",
+        ),
+        drain_timeout: float = typer.Option(
+            5.0, "--drain-timeout", metavar="SECONDS", min=0, max=MAX_SECONDS, help="On SIGTERM/SIGINT, wait this long."
+        ),
     ) -> None:
         """Run a journaled queue device until SIGTERM/SIGINT.
 
@@ -142,6 +161,8 @@ def register(app: typer.Typer) -> None:
         from zjournal.device import check_settings
 
         check_settings(redeliver_after=redeliver_after, max_attempts=max_attempts)
+        if not name:
+            raise zjournal.InvalidArgumentError("--name must not be empty")
         check_endpoint(frontend, "frontend")
         check_endpoint(backend, "backend")
         if max_message_size < 1:
@@ -170,13 +191,13 @@ def register(app: typer.Typer) -> None:
     @app.command(name="export")
     @handle_errors
     def export_(
-        path: str = typer.Argument(..., help="The journal directory."),
-        output: str = typer.Option("-", "--output", "-o", help="File to write (default: stdout)."),
-        name: str = typer.Option(None, "--name", help="Only entries of this stream."),
-        state: str = typer.Option(None, "--state", help="pending, acked or dead."),
-        direction: str = typer.Option(None, "--direction", help="in or out."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory."),
+        output: str = typer.Option("-", "--output", "-o", metavar="FILE", help="File to write (default: stdout)."),
+        name: str = typer.Option(None, "--name", metavar="NAME", help="Only entries of this stream."),
+        state: str = typer.Option(None, "--state", metavar="STATE", help="pending, acked or dead."),
+        direction: str = typer.Option(None, "--direction", metavar="DIR", help="in or out."),
     ) -> None:
-        """Write entries as JSON lines (the format of ``inspect --json``), restorable with ``import``."""
+        """Write entries as JSON lines (the format of `inspect --json`), restorable with `import`."""
         require_journal(path)
         with zjournal.open(path, read_only=True) as journal:
             lines = (
@@ -194,21 +215,26 @@ def register(app: typer.Typer) -> None:
     @app.command(name="import")
     @handle_errors
     def import_(
-        path: str = typer.Argument(..., help="The journal directory (created if missing)."),
-        source: str = typer.Argument(..., help="A file of JSON lines from export, or - for stdin."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory (created if missing)."),
+        source: str = typer.Argument(..., metavar="FILE", help="A file of JSON lines from export, or - for stdin."),
     ) -> None:
         """Add the entries of an export to a journal, with their states, under new ids."""
         stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
         with stream:
             entries = []
-            for number, line in enumerate(stream, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    raise zjournal.InvalidArgumentError(f"{source}:{number}: not JSON") from None
-                entries.append(entry_from_json(obj, f"{source}:{number}"))
+            number = 0
+            try:
+                for number, line in enumerate(stream, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except (ValueError, RecursionError):  # RecursionError: nested deeper than any export
+                        bad = f"{source}:{number}: not JSON (not an exported entry)"
+                        raise zjournal.InvalidArgumentError(bad) from None
+                    entries.append(entry_from_json(obj, f"{source}:{number}"))
+            except UnicodeDecodeError:
+                raise zjournal.InvalidArgumentError(f"{source}:{number + 1}: not UTF-8 text: not an export") from None
         with open_for_change(path) as journal:
             ids = journal.restore(entries)
         span = f" (ids {ids[0]}..{ids[-1]})" if ids else ""

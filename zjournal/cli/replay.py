@@ -32,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import zjournal
 from zjournal import killpoints
-from zjournal.cli.common import handle_errors, open_for_change, out, parse_time, require_journal
+from zjournal.cli.common import MAX_ID, MAX_SECONDS, handle_errors, open_for_change, out, parse_time, require_journal
 
 SOCKET_TYPES = {"push": zmq.PUSH, "dealer": zmq.DEALER, "req": zmq.REQ, "pub": zmq.PUB, "pair": zmq.PAIR}
 
@@ -142,19 +142,35 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def replay(
-        path: str = typer.Argument(..., help="The journal directory (its owner must be stopped)."),
-        endpoint: str = typer.Option(..., "--endpoint", help="Where to send, e.g. tcp://127.0.0.1:5555."),
-        socket_type: str = typer.Option(..., "--socket-type", help="push, dealer, req, pub or pair (any case)."),
-        state: str = typer.Option("pending", "--state", help="Replay pending entries, or dead letters."),
-        name: list[str] = typer.Option(None, "--name", help="Only these streams (repeatable)."),
-        entry_ids: list[int] = typer.Option(None, "--id", help="Only these entries (repeatable)."),
-        since: str = typer.Option(None, "--since", help="Only entries created since (epoch, ISO 8601, or 10m)."),
+        path: str = typer.Argument(..., metavar="PATH", help="The journal directory (its owner must be stopped)."),
+        endpoint: str = typer.Option(
+            ..., "--endpoint", metavar="ENDPOINT", help="Where to send, e.g. tcp://127.0.0.1:5555."
+        ),
+        socket_type: str = typer.Option(
+            ..., "--socket-type", metavar="TYPE", help="push, dealer, req, pub or pair (any case)."
+        ),
+        state: str = typer.Option(
+            "pending", "--state", metavar="STATE", help="Replay pending entries, or dead letters."
+        ),
+        name: list[str] = typer.Option(None, "--name", metavar="NAME", help="Only these streams (repeatable)."),
+        entry_ids: list[int] = typer.Option(
+            None, "--id", metavar="ID", min=1, max=MAX_ID, help="Only these entries (repeatable)."
+        ),
+        since: str = typer.Option(
+            None, "--since", metavar="TIME", help="Only entries created since (epoch, ISO 8601, or 10m)."
+        ),
         bind: bool = typer.Option(False, "--bind/--connect", help="Bind to the endpoint instead of connecting."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent; send nothing."),
-        rate: float = typer.Option(None, "--rate", min=0.001, help="At most this many messages per second."),
-        limit: int = typer.Option(None, "--limit", min=1, help="Send at most this many entries."),
-        timeout: float = typer.Option(5.0, "--timeout", min=0.01, help="Seconds to wait for the endpoint."),
-        chunk: int = typer.Option(100, "--chunk", min=1, help="Entries confirmed together."),
+        rate: float = typer.Option(
+            None, "--rate", metavar="PER_SECOND", min=0.001, help="At most this many messages per second."
+        ),
+        limit: int = typer.Option(None, "--limit", metavar="N", min=1, help="Send at most this many entries."),
+        timeout: float = typer.Option(
+            5.0, "--timeout", metavar="SECONDS", min=0.01, max=MAX_SECONDS, help="Seconds to wait for the endpoint."
+        ),
+        chunk: int = typer.Option(
+            100, "--chunk", metavar="N", min=1, max=1_000_000, help="Entries confirmed together."
+        ),
     ) -> None:
         """Re-inject entries into a live ZeroMQ endpoint; each is marked done once ZeroMQ took it.
 
@@ -169,6 +185,8 @@ def register(app: typer.Typer) -> None:
         if state not in ("pending", "dead"):
             raise zjournal.InvalidArgumentError(f"replay takes --state pending or dead, not {state!r}")
         since_t = parse_time(since)
+        if name and not all(name):
+            raise zjournal.InvalidArgumentError("--name must not be empty")
         require_journal(path)
         with open_for_change(path) as journal:
             wanted_ids = set(entry_ids or ())
@@ -203,7 +221,12 @@ def _replay(
     tally = Tally()
     problem = None
     progress = Progress(
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,  # a bar is for a person watching, not for a log or a pipe
     )
     with progress:
         task = progress.add_task("replay", total=len(chosen))

@@ -96,6 +96,8 @@ class Queue:
         if not isinstance(backend, zmq.Socket) or backend.type not in (zmq.DEALER, zmq.ROUTER):
             raise InvalidArgumentError("the backend must be a zmq.DEALER or zmq.ROUTER (load-balancing) socket")
         check_settings(batch=batch, backlog=backlog, redeliver_after=redeliver_after, max_attempts=max_attempts)
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"the queue's stream name is a non-empty string, not {name!r}")
         self.frontend = frontend
         self.backend = backend
         self.journal = journal
