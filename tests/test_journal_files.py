@@ -125,3 +125,61 @@ def test_a_slot_file_read_never_goes_past_what_a_slot_file_holds(copied_journal)
         f.truncate(8 << 30)  # an 8 GiB sparse file: read whole, it would exhaust memory
     assert list(inflight.read_records(copied_journal)) == []  # its header is zeros: not a slot file
     assert len(inflight._read_slot_file(big)) == inflight._FILE_HEADER_SIZE + 2 * inflight.REGION_SIZE
+
+
+def _views_of(pid: int) -> list[str]:
+    import tempfile
+
+    base = tempfile.gettempdir()
+    return [n for n in os.listdir(base) if n.startswith("zjournal-view-") and f"-{pid}-" in f"-{n[14:]}"]
+
+
+@pytest.mark.parametrize("signum", [15, 9])
+def test_a_killed_views_private_directories_do_not_stay(copied_journal, signum) -> None:
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zjournal.cli", "inspect", copied_journal, "--follow"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while len(_views_of(proc.pid)) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the view never started"
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    proc.wait(timeout=20)
+    if signum == 9:  # nothing runs in a SIGKILLed process: the next view sweeps what it left
+        assert len(_views_of(proc.pid)) == 2
+        zjournal.open(copied_journal, read_only=True).close()
+    assert _views_of(proc.pid) == []
+
+
+def _damaged_sst_journal(tmp_path, where: float) -> str:
+    import glob
+
+    path = str(tmp_path / "damaged.journal")
+    with zjournal.open(path, plugins=False) as j:
+        for i in range(50):
+            j.append("orders", [b"order-%d" % i], direction="in")
+        j.compact()  # into an SST
+    sst = max(glob.glob(path + "/*.sst"), key=os.path.getsize)
+    with open(sst, "rb") as f:
+        data = bytearray(f.read())
+    data[int(len(data) * where)] ^= 0xFF
+    with open(sst, "wb") as f:
+        f.write(data)
+    return path
+
+
+@pytest.mark.parametrize("where", [0.0, 0.3, 0.6, 0.9])  # data blocks first, index and metadata last
+def test_a_damaged_table_file_is_reported_as_damage_by_every_reader(tmp_path, where) -> None:
+    path = _damaged_sst_journal(tmp_path, where)
+    with pytest.raises(zjournal.JournalCorruptError) as owner:  # never "locked by another process"
+        zjournal.open(path, plugins=False)
+    assert owner.value.file and owner.value.file.startswith(path)
+    with pytest.raises(zjournal.JournalCorruptError) as view, zjournal.open(path, read_only=True) as v:
+        list(v.entries())  # never "no entries"
+    assert path in str(view.value) and "zjournal-view" not in str(view.value)
+    done = subprocess.run([sys.executable, "-m", "zjournal.cli", "inspect", path], capture_output=True, text=True)
+    assert done.returncode == 1 and "is damaged" in done.stderr and "zjournal-view" not in done.stderr

@@ -103,7 +103,11 @@ _register_plugin_commands()
 
 def main() -> None:
     """The ``zjournal`` command: usage errors are one line too (exit 2), like every other error."""
+    import signal
     import sys
+
+    # SIGTERM ends a command as Ctrl-C does: read-only views remove their private directories.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     try:
         code = app(standalone_mode=False, prog_name="zjournal")

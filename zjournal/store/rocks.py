@@ -269,7 +269,9 @@ class RocksStore(Store):
             self._db = rocksdict.Rdict(path, _options(recover), column_families=_column_families())
         except Exception as e:
             message = str(e)
-            if "lock" in message.lower():
+            # RocksDB names the LOCK file when another holder has it ("... /LOCK: Resource temporarily
+            # unavailable"); "block checksum mismatch" must not read as a lock.
+            if "Corruption" not in message and ("/LOCK:" in message or "lock hold by" in message):
                 where = "this process" if "current process" in message else "another process"
                 raise JournalLockedError(f"journal {path} is locked by {where}", path=path) from e
             if "Corruption" in message:

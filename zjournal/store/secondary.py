@@ -35,6 +35,29 @@ from zjournal.store.rocks import check_journal_path, corruption_error, iterate
 _PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight"}
 
 
+_PREFIX = "zjournal-view-"
+
+
+def sweep_abandoned_views() -> None:
+    """Remove the private directories of views whose process is gone (killed before it could)."""
+    base = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(_PREFIX) :].removeprefix("secondary-").split("-", 1)[0]
+        full = os.path.join(base, name)
+        try:
+            if not pid_text.isdigit() or os.lstat(full).st_uid != os.getuid():
+                continue  # not ours to judge (another user's, or made before the names held a pid)
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(full, ignore_errors=True)
+        except OSError:
+            continue  # alive (under another user: EPERM) or vanished meanwhile
+
+
 class SecondaryRocksStore(Store):
     """Read-only, refreshable view of a journal directory (live or stopped)."""
 
@@ -45,11 +68,14 @@ class SecondaryRocksStore(Store):
             raise NotAJournalError(f"no journal at {path}", path=path)
         if not check_journal_path(path):
             raise NotAJournalError(f"{path} is empty: not a journal", path=path)
-        self._shadow = tempfile.mkdtemp(prefix="zjournal-view-")
-        self._secondary = tempfile.mkdtemp(prefix="zjournal-view-secondary-")
+        sweep_abandoned_views()
+        # The pid in the names tells a later view whether their owner is still alive (see the sweep).
+        self._shadow = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+        self._secondary = tempfile.mkdtemp(prefix=f"{_PREFIX}secondary-{os.getpid()}-")
         self._closed = False
         try:
             self._link_files()
+            self._check_tables()
             opts = rocksdict.Options(raw_mode=True)
             opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
             families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
@@ -80,6 +106,28 @@ class SecondaryRocksStore(Store):
 
     def busy_in_background(self) -> bool:
         return False  # a secondary instance never flushes nor compacts
+
+    def _check_tables(self) -> None:
+        """Open every table file once, read-only: a damaged one is reported now, as damage.
+
+        A secondary instance opens tables lazily, and an iterator over one it
+        cannot open is merely empty: a damaged journal would read as one
+        without entries. A read-only instance opens them all (max_open_files
+        -1) and says which is damaged; only that is taken from it (a live
+        owner may delete a file meanwhile: such errors are not damage).
+        """
+        opts = rocksdict.Options(raw_mode=True)
+        opts.set_max_open_files(-1)
+        families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
+        try:
+            check = rocksdict.Rdict(
+                self._shadow, opts, column_families=families, access_type=rocksdict.AccessType.read_only()
+            )
+        except Exception as e:
+            if "Corruption" in str(e):
+                raise
+            return
+        check.close()
 
     def abandon(self, parent: int) -> None:
         """In a forked child: never touch this view again (see zjournal.store.forking)."""
@@ -137,7 +185,19 @@ class SecondaryRocksStore(Store):
             raise StoreError(f"journal {self.path}: read failed: {e}") from e
 
     def scan(self, table: str, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        return iterate(self._table(table), start, self.path)
+        try:
+            yield from iterate(self._table(table), start, self.path)
+        except JournalCorruptError as e:
+            raise self._of_the_journal(e) from e.__cause__
+
+    def _of_the_journal(self, error: JournalCorruptError) -> JournalCorruptError:
+        """The same error, naming the journal's own files instead of this view's links to them."""
+        real = os.path.abspath(self.path)
+        return JournalCorruptError(
+            str(error).replace(self._shadow, real),
+            path=self.path,
+            file=error.file.replace(self._shadow, real) if error.file else None,
+        )
 
     def sync(self) -> None:
         self._check_open()
