@@ -44,7 +44,7 @@ def test_summary_json_has_the_documented_fields(cli, sample_journal) -> None:
 def listing(cli, path, *args):
     result = cli("inspect", path, "--json", *args)
     assert result.exit_code == 0, result.output
-    return [json.loads(line) for line in result.output.splitlines()]
+    return [json.loads(line) for line in result.stdout.splitlines()]  # (hints go to stderr)
 
 
 def test_listing_filters(cli, sample_journal) -> None:
@@ -228,3 +228,54 @@ def test_an_error_about_a_path_with_markup_is_one_plain_line(cli, tmp_path) -> N
     result = cli("inspect", str(tmp_path / "no[/]such\x1b[2J"))
     assert result.exit_code == 1
     assert "no[/]such\\x1b[2J" in result.output and "Traceback" not in result.output
+
+
+def test_follow_for_people_is_one_header_then_one_line_per_entry(journal_path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, journal_path, "100"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    follower = None
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        follower = subprocess.Popen(
+            [*ZJOURNAL, "inspect", journal_path, "--follow", "--name", "live"], stdout=subprocess.PIPE, text=True
+        )
+        lines = [follower.stdout.readline() for _ in range(30)]
+        assert lines[0].split()[:2] == ["id", "name"]
+        assert all(line.split()[1] == "live" for line in lines[1:])  # no header again, no boxes
+        assert [int(line.split()[0]) for line in lines[1:]] == list(range(1, 30))
+    finally:
+        if follower is not None:
+            follower.kill()
+            follower.wait(10)
+        writer.stdin.close()
+        writer.wait(10)
+
+
+@pytest.fixture
+def big_journal(journal_path: str) -> str:
+    with zjournal.open(journal_path) as j:
+        for i in range(250):
+            j.append("orders", [b"order %d" % i], direction="in")
+    return journal_path
+
+
+def test_a_listing_stops_at_its_default_limit_and_says_how_many_more(big_journal) -> None:
+    done = subprocess.run([*ZJOURNAL, "inspect", big_journal, "--state", "pending"], capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == 1 + 100 + 1
+    assert lines[-1] == "150 more — use --limit 0 for all"
+    every = subprocess.run([*ZJOURNAL, "inspect", big_journal, "--limit", "0"], capture_output=True, text=True)
+    assert len(every.stdout.splitlines()) == 1 + 250
+
+
+def test_piped_output_is_plain_and_a_closed_pipe_ends_quietly(big_journal) -> None:
+    for args in (["inspect", big_journal], ["inspect", big_journal, "--limit", "0"], ["export", big_journal]):
+        done = subprocess.run([*ZJOURNAL, *args], capture_output=True, text=True)
+        assert done.returncode == 0
+        assert not set("─│┃╭╰┌└━") & set(done.stdout)  # no boxes
+        assert all(len(line) < 200 for line in done.stdout.splitlines() if not line.startswith("{"))
+        piped = subprocess.run(
+            f"{' '.join(ZJOURNAL)} {' '.join(args)} | head -1", shell=True, capture_output=True, text=True
+        )
+        assert piped.stderr == "" and len(piped.stdout.splitlines()) == 1

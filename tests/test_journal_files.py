@@ -183,3 +183,16 @@ def test_a_damaged_table_file_is_reported_as_damage_by_every_reader(tmp_path, wh
     assert path in str(view.value) and "zjournal-view" not in str(view.value)
     done = subprocess.run([sys.executable, "-m", "zjournal.cli", "inspect", path], capture_output=True, text=True)
     assert done.returncode == 1 and "is damaged" in done.stderr and "zjournal-view" not in done.stderr
+
+
+def test_reopening_keeps_at_most_three_info_logs(tmp_path) -> None:
+    path = str(tmp_path / "often.journal")
+    for _ in range(8):
+        zjournal.open(path, plugins=False).close()
+    logs = [n for n in os.listdir(path) if n == "LOG" or n.startswith("LOG.old")]
+    assert 1 <= len(logs) <= 3
+
+
+def test_states_and_directions_are_read_in_any_case(journal) -> None:
+    journal.append("s", [b"x"], direction="IN")
+    assert journal.count(state="PENDING", direction="In") == 1

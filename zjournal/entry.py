@@ -200,7 +200,7 @@ def parse_state(value: str | State | None) -> int | None:
     if value is None:
         return None
     try:
-        return STATE_CODES[State(value)]
+        return STATE_CODES[State(value.lower() if isinstance(value, str) else value)]
     except ValueError:
         names = ", ".join(s.value for s in State)
         raise InvalidArgumentError(f"unknown state {value!r}: expected one of {names}") from None
@@ -211,6 +211,6 @@ def parse_direction(value: str | Direction | None) -> int | None:
     if value is None:
         return None
     try:
-        return DIRECTION_CODES[Direction(value)]
+        return DIRECTION_CODES[Direction(value.lower() if isinstance(value, str) else value)]
     except ValueError:
         raise InvalidArgumentError(f"unknown direction {value!r}: expected 'in' or 'out'") from None

@@ -48,6 +48,9 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # `zjournal export J | head -1`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+            raise typer.Exit(141) from None  # as a process ended by SIGPIPE, and as quietly
         except zjournal.ZJournalError as e:
             raise fail(str(e)) from None
         except zmq.ZMQError as e:

@@ -10,15 +10,25 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import rich.markup
 import typer
 from rich.console import Console
-from rich.table import Table
 
 import zjournal
-from zjournal.cli.common import MAX_ID, age, entry_record, handle_errors, out, parse_time, require_journal, shown
-from zjournal.decode import available, decode, preview
+from zjournal.cli.common import (
+    MAX_ID,
+    age,
+    entry_record,
+    err_console,
+    handle_errors,
+    out,
+    parse_time,
+    require_journal,
+    shown,
+)
+from zjournal.decode import available, decode, preview, printable
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # never wrapped: a long line stays one line
 
 
 def is_live(path: str) -> bool | None:
@@ -90,15 +100,14 @@ def print_summary(data: dict[str, Any]) -> None:
         f"pending [bold]{data['pending']}[/] · acked {data['acked']} · dead {data['dead']}"
     )
     if data["names"]:
-        table = Table("name", "direction", "pending", "acked", "dead")
-        for name, row in data["names"].items():
-            for direction in ("in", "out"):
-                counts = row[direction]
-                if any(counts.values()):
-                    table.add_row(
-                        shown(name), direction, str(counts["pending"]), str(counts["acked"]), str(counts["dead"])
-                    )
-        console.print(table)
+        rows = [
+            [name, direction, str(row[direction]["pending"]), str(row[direction]["acked"]), str(row[direction]["dead"])]
+            for name, row in data["names"].items()
+            for direction in ("in", "out")
+            if any(row[direction].values())
+        ]
+        for line in aligned(["name", "direction", "pending", "acked", "dead"], rows):
+            console.print(line)
     else:
         console.print("no entries")
     oldest = data["oldest_pending"]
@@ -139,25 +148,63 @@ def matching(
         yield entry
 
 
-def print_rows(entries: list[zjournal.Entry], as_json: bool) -> None:
-    if as_json:
-        for entry in entries:
+def aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A plain table (no boxes, no wrapping: the same in a terminal and in a pipe), data escaped."""
+    texts = [[printable(cell) for cell in row] for row in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in texts]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [f"[bold]{line(headers)}[/]", *(rich.markup.escape(line(row)) for row in texts)]
+
+
+# (width, right-aligned) of the listing's columns; the last takes what is left
+_COLUMNS = ((8, True), (16, False), (3, False), (7, False), (8, True), (7, True), (8, True), (0, False))
+
+
+class Listing:
+    """Entries, one line each as they are found (a listing of a million starts at once, in flat memory)."""
+
+    HEADERS = ("id", "name", "dir", "state", "attempts", "age", "size", "preview")
+
+    def __init__(self, as_json: bool, dead: bool) -> None:
+        self.as_json = as_json
+        self.dead = dead  # dead letters: their reason is what an operator looks for
+        self.shown = 0
+        self._headed = False
+        self._preview = max(20, console.width - 72) if console.is_terminal else 60
+
+    def _row(self, e: zjournal.Entry, now: float) -> list[str]:
+        row = [
+            str(e.id).rjust(8),
+            _clip(e.name, 16).ljust(16),
+            str(e.direction).ljust(3),
+            str(e.state).ljust(7),
+            str(e.attempts).rjust(8),
+            age(now - e.created).rjust(7),
+            str(e.size).rjust(8),
+        ]
+        row.append(_clip(e.reason or "-", 40) if self.dead else preview(e.body, self._preview))
+        return row
+
+    def print(self, entry: zjournal.Entry) -> None:
+        if self.as_json:
             out(json.dumps(entry_record(entry)))
-        return
-    table = Table("id", "name", "dir", "state", "attempts", "age", "size", "preview")
-    now = time.time()
-    for e in entries:
-        table.add_row(
-            str(e.id),
-            shown(e.name),
-            str(e.direction),
-            str(e.state),
-            str(e.attempts),
-            age(now - e.created),
-            str(e.size),
-            shown(preview(e.body)),
-        )
-    console.print(table)
+        else:
+            if not self._headed:
+                self._headed = True
+                names = [*self.HEADERS[:-1], "reason" if self.dead else "preview"]
+                cells = [n.rjust(w) if right else n.ljust(w) for n, (w, right) in zip(names, _COLUMNS, strict=True)]
+                console.print(f"[bold]{'  '.join(cells).rstrip()}[/]")
+            row = "  ".join(self._row(entry, time.time())).rstrip()
+            console.print(rich.markup.escape(printable(row)), soft_wrap=True)
+        self.shown += 1
+
+
+def _clip(text: str, width: int) -> str:
+    text = printable(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
@@ -202,7 +249,7 @@ def register(app: typer.Typer) -> None:
         min_attempts: int = typer.Option(
             0, "--min-attempts", metavar="N", min=0, help="Delivered at least this often."
         ),
-        limit: int = typer.Option(None, "--limit", metavar="N", min=1, help="List at most this many entries."),
+        limit: int = typer.Option(100, "--limit", metavar="N", min=0, help="List at most this many entries (0: all)."),
         entry_id: int = typer.Option(None, "--id", metavar="ID", min=1, max=MAX_ID, help="Show one entry in full."),
         how: str = typer.Option(
             "auto",
@@ -231,7 +278,10 @@ def register(app: typer.Typer) -> None:
                 print_entry(entry, how, as_json)
                 return
             listing = (
-                follow or any(v is not None for v in (name, state, direction, since, until, limit)) or min_attempts > 0
+                follow
+                or any(v is not None for v in (name, state, direction, since, until))
+                or min_attempts > 0
+                or limit != 100
             )
             if not listing:
                 data = summary(journal, path)
@@ -240,16 +290,28 @@ def register(app: typer.Typer) -> None:
                 else:
                     print_summary(data)
                 return
-            found = matching(journal, name, state, direction, since_t, until_t, min_attempts)
-            rows = [e for _, e in zip(range(limit), found, strict=False)] if limit else list(found)
-            print_rows(rows, as_json)
+            listing_out = Listing(as_json, dead=state == "dead")
+            last = 0
+            more = False
+            for entry in matching(journal, name, state, direction, since_t, until_t, min_attempts):
+                if limit and listing_out.shown >= limit and not follow:
+                    more = True
+                    break
+                listing_out.print(entry)
+                last = entry.id
+            if more:
+                hint = ""
+                if since_t is None and until_t is None and not min_attempts:  # the counters say how many, no scan
+                    hint = f"{journal.count(name=name, state=state, direction=direction) - limit} "
+                message = f"{hint}more — use --limit 0 for all"
+                (err_console.print(message) if as_json else console.print(message))
+            elif not listing_out.shown and not as_json:
+                console.print("no entries match")
             if not follow:
                 return
-            last = max((e.id for e in rows), default=0)
             while True:
                 time.sleep(0.5)
                 journal.refresh()
-                fresh = list(matching(journal, name, state, direction, since_t, until_t, min_attempts, last))
-                if fresh:
-                    print_rows(fresh, as_json)
-                    last = fresh[-1].id
+                for entry in matching(journal, name, state, direction, since_t, until_t, min_attempts, last):
+                    listing_out.print(entry)
+                    last = entry.id

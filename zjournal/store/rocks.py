@@ -59,6 +59,8 @@ def _options(recover: bool = False) -> rocksdict.Options:
         else rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records()
     )
     opts.set_wal_recovery_mode(mode)
+    # RocksDB starts a new info log at every open and kept every old one (~60 KB each): keep three.
+    opts.set_keep_log_file_num(3)
     return opts
 
 
