@@ -209,3 +209,39 @@ def test_replay_through_pub_sends_what_a_subscriber_asked_for_and_keeps_the_rest
     assert result.exit_code == 1 and "sent 5" in result.output and "no subscriber" in result.output
     with zjournal.open(sample_journal, read_only=True) as j:
         assert [e.name for e in j.entries(state="pending")] == ["tasks"]  # nobody subscribed to it: still pending
+
+
+def test_one_replay_is_one_record_however_many_chunks(cli, journal_path, endpoint_of) -> None:
+    with zjournal.open(journal_path) as j:
+        for i in range(250):
+            j.append("tasks", [b"t%d" % i], direction="out")
+    pull, addr = endpoint_of(zmq.PULL)
+    result = cli("replay", journal_path, "--endpoint", addr, "--socket-type", "push", "--chunk", "100")
+    assert result.exit_code == 0 and "sent 250" in result.output
+    assert len(drain(pull)) == 250
+    with zjournal.open(journal_path, read_only=True) as j:
+        replays = j.replays()
+    assert len(replays) == 1 and replays[0]["count"] == 250
+    assert (replays[0]["first_id"], replays[0]["last_id"]) == (1, 250)
+
+
+def test_a_rep_that_takes_a_request_and_never_answers_is_named_as_such(cli, sample_journal, endpoint_of) -> None:
+    rep, addr = endpoint_of(zmq.REP)
+    done = threading.Event()
+
+    def silent() -> None:  # takes one request, never replies
+        if rep.poll(5000):
+            rep.recv_multipart()
+        done.wait(10)
+
+    thread = threading.Thread(target=silent)
+    thread.start()
+    try:
+        result = cli("replay", sample_journal, "--endpoint", addr, "--socket-type", "req", "--timeout", "0.5")
+    finally:
+        done.set()
+        thread.join()
+    assert result.exit_code == 1
+    assert "took entry 1 but sent no reply" in result.output
+    assert "sent 0, skipped 0, failed 1, not tried 5" in result.output
+    assert pending(sample_journal) == 6

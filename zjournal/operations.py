@@ -77,12 +77,16 @@ class Operations:
             self._commit(batch, changes)
         return ids
 
-    def record_replay(self, entry_ids: Sequence[int], *, endpoint: str, socket_type: str) -> int:
+    def record_replay(
+        self, entry_ids: Sequence[int], *, endpoint: str, socket_type: str, run: float | None = None
+    ) -> int:
         """Mark entries done after ``zjournal replay`` handed them to ZeroMQ, and log the replay.
 
         One batch: the entries are acked (deleted, or kept ``acked`` with the
         replay as their reason under a retention period) and a replay record is
-        added to the journal's metadata. Returns how many entries changed.
+        added to the journal's metadata. ``run`` (the replay's start time) makes
+        the chunks of one replay one record, its counts added up. Returns how
+        many entries changed.
         """
         self._check_open()
         now = time.time()
@@ -105,10 +109,21 @@ class Operations:
                 else:
                     batch.delete("entries", rec.encode_key(entry_id))
                 done += 1
-            record = {"at": now, "endpoint": endpoint, "socket_type": socket_type, "count": done}
+            key = _META_REPLAY + rec.encode_key(int((now if run is None else run) * 1e6))
+            earlier = self._store.get("meta", key) if run is not None else None
+            record: dict[str, Any] = {"at": now, "endpoint": endpoint, "socket_type": socket_type, "count": done}
             if entry_ids:
                 record.update(first_id=min(entry_ids), last_id=max(entry_ids))
-            batch.put("meta", _META_REPLAY + rec.encode_key(int(now * 1e6)), msgpack.packb(record))
+            if earlier is not None:  # this replay's earlier chunks
+                before = msgpack.unpackb(earlier)
+                record["count"] += before["count"]
+                ends = [record.get(k, before.get(k)) for k in ("first_id", "last_id")] + [
+                    before.get(k) for k in ("first_id", "last_id")
+                ]
+                known = [i for i in ends if i is not None]
+                if known:
+                    record.update(first_id=min(known), last_id=max(known))
+            batch.put("meta", key, msgpack.packb(record))
             self._commit(batch, changes)
         return done
 

@@ -43,7 +43,8 @@ err_console = Console(stderr=True)
 class Tally:
     sent: int = 0
     skipped: int = 0
-    failed: int = 0
+    failed: int = 0  # tried, not confirmed
+    unsent: int = 0  # never tried (the replay stopped before them)
 
 
 def frames_for(entry: zjournal.Entry, socket_type: int) -> list[bytes]:
@@ -62,6 +63,7 @@ class ChunkSender:
         self.timeout_ms = int(timeout * 1000)
         self.interval = 1.0 / rate if rate else 0.0
         self.next_send = 0.0
+        self.attempted = 0
 
     def _socket(self, ctx: zmq.Context) -> zmq.Socket:
         sock = ctx.socket(zmq.XPUB if self.socket_type == zmq.PUB else self.socket_type)
@@ -103,6 +105,7 @@ class ChunkSender:
         ctx = zmq.Context()
         sent: list[int] = []
         problem = None
+        self.attempted = 0  # entries this chunk tried to send (the rest were never tried)
         sock = self._socket(ctx)
         subscribed: dict[bytes, int] = {}  # XPUB: subscription prefix -> subscribers
         try:
@@ -115,16 +118,24 @@ class ChunkSender:
                         f"{self.timeout_ms / 1000:g}s (a PUB drops what nobody subscribed to)"
                     )
                     break
+                self.attempted += 1
                 try:
                     sock.send_multipart(frames)
-                    if self.socket_type == zmq.REQ:
-                        sock.recv_multipart()  # the reply confirms this one
                 except zmq.Again:
                     problem = (
                         f"{self.endpoint} did not take messages within {self.timeout_ms / 1000:g}s "
                         "(is anything listening there?)"
                     )
                     break
+                if self.socket_type == zmq.REQ:
+                    try:
+                        sock.recv_multipart()  # the reply confirms this one
+                    except zmq.Again:
+                        problem = (
+                            f"{self.endpoint} took entry {entry.id} but sent no reply within "
+                            f"{self.timeout_ms / 1000:g}s (a REQ replay marks an entry done on its reply)"
+                        )
+                        break
                 sent.append(entry.id)
         except KeyboardInterrupt:
             problem = "interrupted"
@@ -210,9 +221,14 @@ def register(app: typer.Typer) -> None:
                 out(f"dry run: {len(chosen)} entries would be sent to {endpoint}; nothing sent")
                 return
             tally, problem = _replay(journal, chosen, state, ChunkSender(endpoint, kind, bind, timeout, rate), chunk)
-            out(f"sent {tally.sent}, skipped {tally.skipped}, failed {tally.failed} (to {endpoint} via {kind.name})")
+            unsent = f", not tried {tally.unsent}" if tally.unsent else ""
+            out(
+                f"sent {tally.sent}, skipped {tally.skipped}, failed {tally.failed}{unsent} "
+                f"(to {endpoint} via {kind.name})"
+            )
             if problem:
-                raise zjournal.ZJournalError(f"replay stopped: {problem}; {tally.failed} entries left {state}")
+                left = tally.failed + tally.unsent
+                raise zjournal.ZJournalError(f"replay stopped: {problem}; {left} entries left {state}")
 
 
 def _replay(
@@ -220,6 +236,7 @@ def _replay(
 ) -> tuple[Tally, str | None]:
     tally = Tally()
     problem = None
+    started = time.time()  # names this replay: its chunks are one record
     progress = Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -242,10 +259,13 @@ def _replay(
             if sent and killpoints.ARMED:
                 killpoints.reached("replay:after-send")
             if sent:
-                journal.record_replay(sent, endpoint=sender.endpoint, socket_type=sender.socket_type.name.lower())
+                journal.record_replay(
+                    sent, endpoint=sender.endpoint, socket_type=sender.socket_type.name.lower(), run=started
+                )
             tally.sent += len(sent)
-            progress.update(task, advance=len(entries) + (len(chosen[start : start + chunk]) - len(entries)))
+            progress.update(task, advance=len(sent) + len(chosen[start : start + chunk]) - len(entries))  # done
             if problem:
-                tally.failed = len(chosen) - tally.sent - tally.skipped
+                tally.failed = sender.attempted - len(sent)  # tried and not confirmed: left as they were
+                tally.unsent = len(chosen) - tally.sent - tally.skipped - tally.failed
                 break
     return tally, problem
