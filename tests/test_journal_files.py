@@ -196,3 +196,53 @@ def test_reopening_keeps_at_most_three_info_logs(tmp_path) -> None:
 def test_states_and_directions_are_read_in_any_case(journal) -> None:
     journal.append("s", [b"x"], direction="IN")
     assert journal.count(state="PENDING", direction="In") == 1
+
+
+def _crafted_slot_file(name: bytes, message: bytes, *, kind: int, created: float = 1.7e9, envelope: int = 0) -> bytes:
+    """A slot file as a hostile or foreign writer could make it: the checksum right, the fields not."""
+    from zjournal import inflight
+
+    data = bytearray(inflight._FILE_HEADER_SIZE + 2 * inflight.REGION_SIZE)
+    header = inflight._MAGIC + inflight._NAME_LENGTH.pack(len(name)) + name
+    data[: len(header)] = header
+    crc = inflight._checksum(message, inflight._seed(7, envelope, kind))
+    inflight._HEADER.pack_into(data, inflight._FILE_HEADER_SIZE, crc, len(message), 7, created, envelope, kind)
+    start = inflight._FILE_HEADER_SIZE + inflight.HEADER_SIZE
+    data[start : start + len(message)] = message
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "name, message, kind, created, envelope",
+    [
+        (b"orders", b"\x92\xa1a\xa1b", 1, 1.7e9, 0),  # a list of str, not of frames
+        (b"orders", b"\x05", 1, 1.7e9, 0),  # a msgpack int
+        (b"orders", b"\x90", 1, 1.7e9, 0),  # no frames at all
+        (b"orders", b"hello", 0, float("nan"), 0),
+        (b"orders", b"hello", 0, 1e300, 0),
+        (b"orders", b"hello", 0, 1.7e9, 255),  # an envelope longer than the message
+    ],
+)
+def test_a_crafted_slot_file_is_refused_by_name(copied_journal, name, message, kind, created, envelope) -> None:
+    slots = os.path.join(copied_journal, "inflight")
+    os.makedirs(slots, exist_ok=True)
+    bad = os.path.join(slots, "1.slots")
+    with open(bad, "wb") as f:
+        f.write(_crafted_slot_file(name, message, kind=kind, created=created, envelope=envelope))
+    for use in (lambda: zjournal.open(copied_journal), lambda: zjournal.open(copied_journal, read_only=True)):
+        with pytest.raises(zjournal.JournalCorruptError) as info:
+            use()
+        assert info.value.file == bad and "1.slots" in str(info.value)
+
+
+def test_a_torn_slot_is_skipped_and_a_good_one_loaded(copied_journal) -> None:
+    slots = os.path.join(copied_journal, "inflight")
+    os.makedirs(slots, exist_ok=True)
+    good = _crafted_slot_file(b"orders", b"held", kind=0)
+    with open(os.path.join(slots, "1.slots"), "wb") as f:
+        f.write(good)
+    torn = bytearray(_crafted_slot_file(b"orders", b"torn", kind=0).replace(b"torn", b"tore", 1))
+    with open(os.path.join(slots, "2.slots"), "wb") as f:
+        f.write(bytes(torn))  # its checksum is that of "torn": a write the process did not finish
+    with zjournal.open(copied_journal, read_only=True) as view:
+        assert sorted(e.body[0] for e in view.entries(state="pending")) == [b"held", b"x"]

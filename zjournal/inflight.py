@@ -45,7 +45,7 @@ from collections.abc import Iterator
 import msgpack
 
 from zjournal import entry as rec
-from zjournal.errors import StoreError
+from zjournal.errors import JournalCorruptError, StoreError
 
 DIRECTORY = "inflight"
 SUFFIX = ".slots"
@@ -247,7 +247,7 @@ def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
             data = _read_slot_file(path)
         except FileNotFoundError:
             continue  # a socket closed meanwhile (read-only views race with the owner)
-        yield from _records_of(data)
+        yield from _records_of(data, path)
 
 
 def _read_slot_file(path: str) -> bytes:
@@ -267,15 +267,28 @@ def _read_slot_file(path: str) -> bytes:
         os.close(fd)
 
 
-def _records_of(data: bytes) -> Iterator[tuple[int, bytes]]:
+_LATEST = 4102444800.0  # 2100-01-01: no slot was written after that
+_MAX_ID = (1 << 63) - 1
+
+
+def _records_of(data: bytes, path: str = "") -> Iterator[tuple[int, bytes]]:
+    """The valid slots of a slot file's bytes; torn slots are skipped, impossible ones refused by name.
+
+    A slot whose checksum fails was being written when the process died: it
+    never held a journaled message. A slot whose checksum holds but whose
+    fields no socket writes (a crafted or foreign file) raises
+    JournalCorruptError naming the file, as does a damaged file header.
+    """
     if not data.startswith(_MAGIC) or len(data) < _FILE_HEADER_SIZE:
         return  # created but never written (a crash right at socket creation)
     (length,) = _NAME_LENGTH.unpack_from(data, len(_MAGIC))
     start = len(_MAGIC) + _NAME_LENGTH.size
+    if not 0 < length <= MAX_NAME_BYTES:
+        raise _damaged(path, f"a socket name of {length} bytes in its header")
     try:
         name = data[start : start + length].decode()
     except UnicodeDecodeError:
-        return
+        raise _damaged(path, "a socket name that is not UTF-8") from None
     for dcode in (0, 1):
         base = _FILE_HEADER_SIZE + dcode * REGION_SIZE
         if len(data) < base + HEADER_SIZE:
@@ -286,8 +299,32 @@ def _records_of(data: bytes) -> Iterator[tuple[int, bytes]]:
         message = data[base + HEADER_SIZE : base + HEADER_SIZE + n]
         if len(message) != n or _checksum(message, _seed(entry_id, envelope_size, kind)) != crc:
             continue
-        frames = [message] if kind == _SINGLE else msgpack.unpackb(message, raw=False)
+        frames = [message] if kind == _SINGLE else _frames_of(message, path)
+        if not frames or envelope_size > len(frames):
+            raise _damaged(path, f"a message of {len(frames)} frames with an envelope of {envelope_size}")
+        if not 0 < created <= _LATEST or entry_id > _MAX_ID:  # (NaN fails the first)
+            raise _damaged(path, f"entry {entry_id} created at {created!r}")
         yield entry_id, rec.encode_record(rec.PENDING, 1, created, name, dcode, frames, 0.0, "", envelope_size)
+
+
+def _frames_of(message: bytes, path: str) -> list[bytes]:
+    try:
+        frames = msgpack.unpackb(message, raw=False)
+    except Exception:  # msgpack raises several unrelated types (ExtraData, FormatError, ValueError...)
+        raise _damaged(path, "a multipart message that is not msgpack") from None
+    if not isinstance(frames, list) or not all(isinstance(f, bytes) for f in frames):
+        raise _damaged(path, "a multipart message that is not a list of frames")
+    return frames
+
+
+def _damaged(path: str, what: str) -> JournalCorruptError:
+    journal = os.path.dirname(os.path.dirname(path)) if path else ""
+    return JournalCorruptError(
+        f"in-flight slot file {path} holds {what}: not written by zjournal; move it out of the journal "
+        "to open it (it holds no message zjournal journaled)",
+        path=journal,
+        file=path or None,
+    )
 
 
 def remove_all(journal_path: str) -> None:
