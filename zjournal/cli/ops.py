@@ -9,6 +9,7 @@ import sys
 import typer
 
 import zjournal
+from zjournal.cli import curve
 from zjournal.cli.common import (
     MAX_ID,
     MAX_SECONDS,
@@ -147,6 +148,12 @@ def register(app: typer.Typer) -> None:
             metavar="BYTES",
             help="Largest request in bytes (larger: dropped).",
         ),
+        curve_secret_key_file: str = typer.Option(
+            None,
+            "--curve-secret-key-file",
+            metavar="FILE",
+            help="Serve both endpoints with CURVE, with this certificate (zmq.auth format).",
+        ),
         drain_timeout: float = typer.Option(
             5.0, "--drain-timeout", metavar="SECONDS", min=0, max=MAX_SECONDS, help="On SIGTERM/SIGINT, wait this long."
         ),
@@ -163,6 +170,7 @@ def register(app: typer.Typer) -> None:
         check_settings(redeliver_after=redeliver_after, max_attempts=max_attempts)
         if not name:
             raise zjournal.InvalidArgumentError("--name must not be empty")
+        keys = curve.server_keys(curve_secret_key_file)
         check_endpoint(frontend, "frontend")
         check_endpoint(backend, "backend")
         if max_message_size < 1:
@@ -171,8 +179,11 @@ def register(app: typer.Typer) -> None:
         try:
             # Bound before the journal is opened: a bad or busy endpoint creates no journal.
             front = ctx.socket(zmq.ROUTER)
-            front.bind(frontend)
             back = ctx.socket(zmq.ROUTER if balance else zmq.DEALER)
+            if keys is not None:  # clients and workers then need the certificate's public key
+                keys.apply(front)
+                keys.apply(back)
+            front.bind(frontend)
             back.bind(backend)
             with open_for_change(path, max_message_size=max_message_size) as journal:
                 queue = zjournal.Queue(

@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import zjournal
 from zjournal import killpoints
+from zjournal.cli import curve
 from zjournal.cli.common import MAX_ID, MAX_SECONDS, handle_errors, open_for_change, out, parse_time, require_journal
 
 SOCKET_TYPES = {"push": zmq.PUSH, "dealer": zmq.DEALER, "req": zmq.REQ, "pub": zmq.PUB, "pair": zmq.PAIR}
@@ -58,8 +59,18 @@ def frames_for(entry: zjournal.Entry, socket_type: int) -> list[bytes]:
 class ChunkSender:
     """Sends one chunk of entries through a fresh socket and confirms it by terminating the context."""
 
-    def __init__(self, endpoint: str, socket_type: int, bind: bool, timeout: float, rate: float | None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        socket_type: int,
+        bind: bool,
+        timeout: float,
+        rate: float | None,
+        keys: curve.Keys | None = None,
+    ) -> None:
         self.endpoint, self.socket_type, self.bind = endpoint, socket_type, bind
+        self.keys = keys
+        self._monitor: zmq.Socket | None = None
         self.timeout_ms = int(timeout * 1000)
         self.interval = 1.0 / rate if rate else 0.0
         self.next_send = 0.0
@@ -71,6 +82,9 @@ class ChunkSender:
         sock.sndtimeo = self.timeout_ms
         sock.rcvtimeo = self.timeout_ms
         sock.immediate = True  # queue only on finished connections: an unreachable peer times out
+        if self.keys is not None:
+            self.keys.apply(sock)
+        self._monitor = curve.watch(sock)  # a refused handshake looks like nobody listening otherwise
         try:
             sock.bind(self.endpoint) if self.bind else sock.connect(self.endpoint)
         except zmq.ZMQError as e:
@@ -78,6 +92,15 @@ class ChunkSender:
             verb = "bind to" if self.bind else "connect to"
             raise zjournal.InvalidArgumentError(f"cannot {verb} endpoint {self.endpoint!r}: {e}") from None
         return sock
+
+    def _why_not_taken(self) -> str:
+        waited = f"{self.timeout_ms / 1000:g}s"
+        if self._monitor is not None and curve.handshake_failed(self._monitor):
+            return (
+                f"the security handshake with {self.endpoint} failed (a CURVE server: give --curve-server-key, "
+                "and --curve-secret-key-file if it only admits known clients; or the key given is not its key)"
+            )
+        return f"{self.endpoint} did not take messages within {waited} (is anything listening there?)"
 
     def _wait_for_subscriber(self, sock: zmq.Socket, topic: bytes, subscribed: dict[bytes, int]) -> bool:
         """Whether a subscription matching ``topic`` reached the XPUB (waiting up to the timeout)."""
@@ -122,10 +145,7 @@ class ChunkSender:
                 try:
                     sock.send_multipart(frames)
                 except zmq.Again:
-                    problem = (
-                        f"{self.endpoint} did not take messages within {self.timeout_ms / 1000:g}s "
-                        "(is anything listening there?)"
-                    )
+                    problem = self._why_not_taken()
                     break
                 if self.socket_type == zmq.REQ:
                     try:
@@ -140,6 +160,9 @@ class ChunkSender:
         except KeyboardInterrupt:
             problem = "interrupted"
         finally:
+            if self._monitor is not None:
+                sock.disable_monitor()
+                self._monitor.close(0)
             sock.close()
             started = time.monotonic()
             ctx.term()  # returns once everything is handed over, or the linger ran out
@@ -179,6 +202,12 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(
             5.0, "--timeout", metavar="SECONDS", min=0.01, max=MAX_SECONDS, help="Seconds to wait for the endpoint."
         ),
+        curve_server_key: str = typer.Option(
+            None, "--curve-server-key", metavar="KEY", help="The endpoint's CURVE public key (Z85), if it is a server."
+        ),
+        curve_secret_key_file: str = typer.Option(
+            None, "--curve-secret-key-file", metavar="FILE", help="This client's CURVE certificate (zmq.auth format)."
+        ),
         chunk: int = typer.Option(
             100, "--chunk", metavar="N", min=1, max=1_000_000, help="Entries confirmed together."
         ),
@@ -196,6 +225,7 @@ def register(app: typer.Typer) -> None:
         if state not in ("pending", "dead"):
             raise zjournal.InvalidArgumentError(f"replay takes --state pending or dead, not {state!r}")
         since_t = parse_time(since)
+        keys = curve.client_keys(curve_server_key, curve_secret_key_file)
         if name and not all(name):
             raise zjournal.InvalidArgumentError("--name must not be empty")
         require_journal(path)
@@ -220,7 +250,8 @@ def register(app: typer.Typer) -> None:
                     out(f"would send entry {entry.id} ({entry.name}, {len(frames_for(entry, kind))} frames)")
                 out(f"dry run: {len(chosen)} entries would be sent to {endpoint}; nothing sent")
                 return
-            tally, problem = _replay(journal, chosen, state, ChunkSender(endpoint, kind, bind, timeout, rate), chunk)
+            sender = ChunkSender(endpoint, kind, bind, timeout, rate, keys)
+            tally, problem = _replay(journal, chosen, state, sender, chunk)
             unsent = f", not tried {tally.unsent}" if tally.unsent else ""
             out(
                 f"sent {tally.sent}, skipped {tally.skipped}, failed {tally.failed}{unsent} "

@@ -90,6 +90,9 @@ class SecondaryRocksStore(Store):
         except NotAJournalError:
             self._remove_dirs()
             raise
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM while opening: leave nothing behind
+            self._remove_dirs()
+            raise
         except Exception as e:
             # Speak of the journal's files, not of the private links to them.
             real = os.path.abspath(path)
