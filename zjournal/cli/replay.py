@@ -88,6 +88,9 @@ class ChunkSender:
         try:
             sock.bind(self.endpoint) if self.bind else sock.connect(self.endpoint)
         except zmq.ZMQError as e:
+            sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
             sock.close(0)
             verb = "bind to" if self.bind else "connect to"
             raise zjournal.InvalidArgumentError(f"cannot {verb} endpoint {self.endpoint!r}: {e}") from None
@@ -129,7 +132,11 @@ class ChunkSender:
         sent: list[int] = []
         problem = None
         self.attempted = 0  # entries this chunk tried to send (the rest were never tried)
-        sock = self._socket(ctx)
+        try:
+            sock = self._socket(ctx)
+        except BaseException:
+            ctx.destroy(linger=0)
+            raise
         subscribed: dict[bytes, int] = {}  # XPUB: subscription prefix -> subscribers
         try:
             for entry in entries:
