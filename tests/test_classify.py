@@ -6,7 +6,7 @@ import pytest
 import zmq
 
 import zjournal
-from zjournal.policy import compile_classifier
+from zjournal.sockets.policy import compile_classifier
 
 
 def connect(journal, ctx, addr, **options):

@@ -13,8 +13,8 @@ import pytest
 import zmq
 
 import zjournal
-from zjournal import inflight
-from zjournal.entry import encode_key
+from zjournal.journal import inflight
+from zjournal.journal.entry import encode_key
 
 
 def _slot_files(journal_path: str) -> list[str]:

@@ -117,7 +117,7 @@ def test_a_fifo_in_a_journal_is_refused_at_once(copied_journal, name) -> None:
 
 
 def test_a_slot_file_read_never_goes_past_what_a_slot_file_holds(copied_journal) -> None:
-    from zjournal import inflight
+    from zjournal.journal import inflight
 
     os.makedirs(inflight.directory(copied_journal), exist_ok=True)
     big = os.path.join(inflight.directory(copied_journal), "9.slots")
@@ -198,7 +198,7 @@ def test_states_and_directions_are_read_in_any_case(journal) -> None:
 
 def _crafted_slot_file(name: bytes, message: bytes, *, kind: int, created: float = 1.7e9, envelope: int = 0) -> bytes:
     """A slot file as a hostile or foreign writer could make it: the checksum right, the fields not."""
-    from zjournal import inflight
+    from zjournal.journal import inflight
 
     data = bytearray(inflight._FILE_HEADER_SIZE + 2 * inflight.REGION_SIZE)
     header = inflight._MAGIC + inflight._NAME_LENGTH.pack(len(name)) + name

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import zjournal
+from zjournal.journal.core import port_of
 
 NAMES = st.sampled_from(["orders", "events", "ünïcode"])
 FRAMES = st.lists(st.binary(max_size=20), min_size=1, max_size=3)
@@ -39,9 +40,10 @@ def abandon(journal: zjournal.Journal) -> None:
     RocksDB is closed (its files then hold what the write-ahead log held, as
     after a kill), the slot files are unmapped but stay, with what they hold.
     """
-    journal._closed = True
-    journal._store.close()
-    for slots in journal._slot_files:
+    ledger = journal._ledger
+    ledger.closed = True
+    ledger.store.close()
+    for slots in ledger.slot_files:
         slots._mm.close()
         os.close(slots.fd)
         slots.fd = -1
@@ -133,11 +135,11 @@ class JournalMachine(RuleBasedStateMachine):
     )
     def hold(self, name: str, frames: list[bytes], direction: str, settle_previous: bool) -> None:
         if name not in self.slots:
-            self.slots[name] = self.journal._open_slots(name)
+            self.slots[name] = port_of(self.journal).open_slots(name)
         pair = self.slots[name]
         slot = pair.inbound if direction == "in" else pair.outbound  # type: ignore[attr-defined]
         settle = slot.entry_id if settle_previous else 0
-        entry_id = self.journal._log_held(slot, frames, settle)
+        entry_id = port_of(self.journal).log_held(slot, frames, settle)
         assert entry_id > self.issued[-1] if self.issued else True
         self.issued.append(entry_id)
         if settle:

@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 
 import zjournal
-from zjournal import inflight
+from zjournal.journal import inflight
 
 
 def test_a_dropped_socket_is_closed_and_settled_so_term_returns(journal, journal_path, endpoint) -> None:

@@ -52,7 +52,7 @@ from pathlib import Path
 
 WRITER = r"""
 import os, shutil, sys, threading, time, zjournal
-from zjournal import inflight
+from zjournal.journal import inflight
 path, image, log, mode, interval = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 journal = zjournal.open(path, durability=mode if mode in ("interval", "always") else "interval",
                         fsync_interval=interval)
@@ -136,14 +136,14 @@ if mode in ("slots", "spill"):
                 durable_slots[os.path.basename(self.path)] = os.pread(self.fd, os.fstat(self.fd).st_size, 0)
             snapshot()
     inflight.SlotFile.sync = slot_sync_and_snapshot
-    real_spill = journal._spill
+    real_spill = journal._ledger.spill
     def spill(slot):
         entry_id = slot.entry_id
         real_spill(slot)
         with lock:
             log_name, size = max(wal_sizes().items())
             spilled.append((entry_id, log_name, size))
-    journal._spill = spill
+    journal._ledger.spill = spill
     ctx = zmq.Context()
     pull = journal.wrap(ctx.socket(zmq.PULL), name="p")
     pull.bind("inproc://p")

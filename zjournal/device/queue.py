@@ -29,9 +29,10 @@ from zjournal import killpoints
 from zjournal.device import report
 from zjournal.device.correlation import Tags, envelope_size, looks_like_a_tag
 from zjournal.device.report import DropLog, QueueStats, StopReport, StoreErrorLog
-from zjournal.entry import DIRECTION_CODES, Direction
 from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError, ZJournalError
-from zjournal.policy import compile_classifier
+from zjournal.journal.core import port_of
+from zjournal.journal.entry import DIRECTION_CODES, Direction
+from zjournal.sockets.policy import compile_classifier
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -70,7 +71,7 @@ class Queue:
         backend: a DEALER socket facing the workers.
         journal: where requests are journaled.
         name: the stream name of the requests.
-        classify: which requests are durable (see :func:`zjournal.policy.compile_classifier`).
+        classify: which requests are durable (see :func:`zjournal.sockets.policy.compile_classifier`).
         max_attempts: deliveries allowed before a request goes dead (default: the journal's).
         batch: the most messages moved per socket per turn (and journaled in one write).
         backlog: the most requests waiting for the backend before intake pauses.
@@ -101,12 +102,13 @@ class Queue:
         self.frontend = frontend
         self.backend = backend
         self.journal = journal
+        self._port = port = port_of(journal)
         self.name = name
         self.stats = QueueStats()
         self._drops = DropLog(self.stats)
         self._store = StoreErrorLog(self.stats)
         self._retry_at = 0.0  # when writes the store refused are tried again
-        self._tags = Tags(journal._secret(f"device:{name}"))
+        self._tags = Tags(port.secret(f"device:{name}"))
         self._classifier = compile_classifier(classify)
         self._max_attempts = journal.max_attempts if max_attempts is None else max_attempts
         self._batch = batch
@@ -191,7 +193,7 @@ class Queue:
 
     def run(self) -> StopReport:
         """Move messages until a stop is requested and the drain is over; return the report."""
-        self._replay_until = self.journal._next_id  # pending entries older than this run
+        self._replay_until = self._port.first_unissued()  # pending entries older than this run
         frontend, backend = self.frontend, self.backend
         poller = zmq.Poller()
         poller.register(backend, zmq.POLLIN)
@@ -233,7 +235,7 @@ class Queue:
         # What is still pending belongs to no one in this process now: a later
         # Queue (or socket) on this journal may deliver it again.
         for entry_id in [*self._outstanding, *(item[0] for item in self._to_backend if not item[0] & _EPHEMERAL)]:
-            self.journal._inflight.pop(entry_id, None)
+            self._port.forget(entry_id)
         report = StopReport(
             drained=self.stats.replies - drained_from,
             pending=[e.id for e in self.journal.entries(name=self.name, state="pending", direction="in")],
@@ -284,7 +286,7 @@ class Queue:
             self._drops.dropped(report.REQUEST_WITHOUT_BODY)
             return False
         try:
-            self.journal._check_size(frames)
+            self._port.check_size(frames)
         except MessageTooLargeError as e:
             self._drops.dropped(report.REQUEST_TOO_LARGE, str(e))
             return False
@@ -310,7 +312,7 @@ class Queue:
         ids: Iterable[int] = ()
         if durable:
             try:
-                ids = self.journal._log_many(self.name, _IN, durable)
+                ids = self._port.log_many(self.name, _IN, durable)
             except StoreError as e:
                 self._refused(e, f"{len(durable)} requests")
                 self._unjournaled.extend(frames for frames, _ in durable)
@@ -339,12 +341,12 @@ class Queue:
         room = self._batch - len(self._to_backend)
         dead_before = self.journal.count(name=self.name, state="dead")
         try:
-            entries = self.journal._redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
+            entries = self._port.redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
             entries = [e for e in entries if e.id < self._replay_until]
             if len(entries) < room:
                 self._replay_done = True
             for entry in entries:
-                delivered = self.journal._deliver(entry.id, track=True)
+                delivered = self._port.deliver(entry.id, track=True)
                 self._replay_cursor = entry.id
                 if delivered is not None:
                     self._to_backend.append((entry.id, entry.frames, entry.envelope_size, False))
@@ -369,7 +371,7 @@ class Queue:
     def _record_first_forwards(self) -> None:
         """Requests journaled on arrival (attempts 0) reached a worker: their first delivery, in one write."""
         try:
-            self.journal._deliver_many(self._first_forwards)
+            self._port.deliver_many(self._first_forwards)
         except StoreError as e:
             self._refused(e, "first deliveries")  # kept: the attempts are recorded once the store is back
             return
@@ -446,7 +448,7 @@ class Queue:
                 continue
             if entry.state == "dead":
                 self.stats.dead += 1
-                self.journal._inflight.pop(entry_id, None)
+                self._port.forget(entry_id)
                 del self._outstanding[entry_id]
                 self._remember_late(entry_id, sent)
                 continue
@@ -539,7 +541,7 @@ class Queue:
 
     def _settle(self, acked: list[int]) -> None:
         try:
-            self.journal._log_many(self.name, _IN, [], settle=acked)
+            self._port.log_many(self.name, _IN, [], settle=acked)
         except StoreError as e:
             self._refused(e, f"{len(acked)} acks")
             if acked is not self._unsettled:

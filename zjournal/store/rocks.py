@@ -31,7 +31,7 @@ from zjournal.store.base import TABLES, Batch, Store
 
 # Files a directory may hold and still count as "empty" for a new journal.
 _IGNORABLE = {".DS_Store"}
-# The one directory a journal holds: its in-flight slot files (zjournal.inflight).
+# The one directory a journal holds: its in-flight slot files (zjournal.journal.inflight).
 _SUBDIRECTORIES = {"inflight"}
 
 log = logging.getLogger("zjournal")

@@ -44,8 +44,8 @@ from collections.abc import Iterator
 
 import msgpack
 
-from zjournal import entry as rec
 from zjournal.errors import JournalCorruptError, StoreError
+from zjournal.journal import entry as rec
 
 DIRECTORY = "inflight"
 SUFFIX = ".slots"

@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from zjournal import killpoints, pollhook
-from zjournal.entry import DIRECTION_CODES, Direction, envelope_size_of
+from zjournal import killpoints
 from zjournal.errors import InvalidArgumentError, StoreError
-from zjournal.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
-from zjournal.prefetch import Prefetching
-from zjournal.redelivery import (
+from zjournal.journal.core import port_of
+from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
+from zjournal.journal.port import SocketPort
+from zjournal.sockets import pollhook
+from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
+from zjournal.sockets.prefetch import Prefetching
+from zjournal.sockets.redelivery import (
     InprocRedelivery,
     LocalRedelivery,
     Redelivery,
@@ -34,11 +37,10 @@ from zjournal.redelivery import (
     as_bytes,
     redelivery_for,
 )
-from zjournal.store import forking
 
 if TYPE_CHECKING:
-    from zjournal.inflight import Slot, SlotFile
     from zjournal.journal import Journal
+    from zjournal.journal.inflight import Slot, SlotFile
 
 log = logging.getLogger("zjournal")
 
@@ -114,7 +116,7 @@ class _State:
         # ROUTER: live messages that overtook redelivered ones, handed over after them (entry id 0: ephemeral)
         self.behind: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
-        self.slots: SlotFile | None = None  # in-flight slots (zjournal.inflight), when the journal uses them
+        self.slots: SlotFile | None = None  # in-flight slots (zjournal.journal.inflight), when the journal uses them
         # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
         self.fast_in: Slot | None = None
         self.fast_out: Slot | None = None
@@ -129,6 +131,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     # Declared on the class: pyzmq turns unknown instance attributes into socket options.
     _journal: Journal = None  # type: ignore[assignment]
+    _port: SocketPort = None  # type: ignore[assignment]  # the journal's message path (zjournal.journal.port)
     _jname: str = ""
     _origin: zmq.Socket | None = None
     _in_policy: AckPolicy | None = None
@@ -158,6 +161,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         socket_type = self.type
         self._s = _State()
         self._journal = journal
+        self._port = port = port_of(journal)
         self._origin = origin
         self._jname = name
         self._in_policy, self._out_policy, self._handler = resolve_ack(socket_type, ack)
@@ -176,7 +180,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if isinstance(self._s.redelivery, LocalRedelivery):
                 self._s.local = self._s.redelivery
             self._s.redelivery.refill()
-        self._s.slots = journal._open_slots(name)
+        self._s.slots = port.open_slots(name)
         self._update_fast_paths()
 
     def _update_fast_paths(self) -> None:
@@ -256,7 +260,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             yield frames
         except BaseException:
             self._forget(entry_id)
-            self._journal._inflight.pop(entry_id, None)  # stays pending until a restart
+            self._port.forget(entry_id)  # stays pending until a restart
             raise
         self.ack(entry_id)
 
@@ -303,14 +307,14 @@ class JournaledSocket(Prefetching, zmq.Socket):
             # one whole bytes frame, blocking, acked once ZeroMQ took it.
             settle = state.settle_sent
             state.settle_sent = 0
-            entry_id = self._journal._log_held(slot, [data], settle, int(self._router))
+            entry_id = self._port.log_held(slot, [data], settle, int(self._router))
             state.last_id = entry_id
             if killpoints.ARMED:
                 killpoints.reached("send:after-journal")
             try:
                 result = _base_send(self, data, 0, copy, track)
             except BaseException:
-                self._journal._unlog(entry_id)
+                self._port.unlog(entry_id)
                 raise
             state.settle_sent = entry_id
             return result
@@ -405,7 +409,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         state = self._s
         settle = state.settle_sent
         state.settle_sent = 0
-        entry_id = state.last_id = self._journal._log_held(slot, frames, settle, int(self._router))
+        entry_id = state.last_id = self._port.log_held(slot, frames, settle, int(self._router))
         if killpoints.ARMED:
             killpoints.reached("send:after-journal")
         try:
@@ -413,7 +417,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 _base_send(self, frame, _SNDMORE, copy, track)
             result = _base_send(self, frames[-1], 0, copy, track)
         except BaseException:
-            self._journal._unlog(entry_id)
+            self._port.unlog(entry_id)
             raise
         state.settle_sent = entry_id
         return result
@@ -430,7 +434,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             result = move()
         except BaseException:
             if entry_id:
-                self._journal._unlog(entry_id)
+                self._port.unlog(entry_id)
             raise
         if entry_id:
             self._sent(entry_id)
@@ -444,7 +448,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             raise zmq.Again()  # would not be taken: journal nothing
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
-            self._journal._count_ephemeral(self._jname)
+            self._port.count_ephemeral(self._jname)
             return 0
         policy = self._out_policy
         state = self._s
@@ -452,9 +456,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
         state.settle_sent = 0
         # Slots hold what this socket settles itself; a plugin's policy settles elsewhere: the store.
         if state.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
-            entry_id = self._journal._log_held(state.slots.outbound, frames, settle, 1 if self._router else 0)
+            entry_id = self._port.log_held(state.slots.outbound, frames, settle, 1 if self._router else 0)
         else:
-            entry_id = self._journal._log(
+            entry_id = self._port.log(
                 self._jname,
                 _OUT,
                 frames,
@@ -494,7 +498,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             state.settle_next = 0
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
-            self._journal._settle(settle, self._s.slots)
+            self._port.settle(settle, self._s.slots)
             if flags & _NOBLOCK:
                 raise
         return zmq.Socket.recv(self, flags, False, track), 0
@@ -511,7 +515,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
             self._s.settle_next = 0
-            self._journal._settle(settle, self._s.slots)
+            self._port.settle(settle, self._s.slots)
 
     def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> None:
         """Journal a whole inbound message of the fast paths in the socket's slot."""
@@ -522,7 +526,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
         try:
-            state.settle_next = state.last_id = self._journal._log_held(slot, frames, settle)
+            state.settle_next = state.last_id = self._port.log_held(slot, frames, settle)
         except StoreError:
             self._keep_unjournaled(frames, settle, JournaledSocket._journal_new)
             raise
@@ -634,7 +638,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 self._received_held(slot, [data], settle)
             else:
                 try:
-                    state.settle_next = state.last_id = self._journal._log_held(slot, [data], settle)
+                    state.settle_next = state.last_id = self._port.log_held(slot, [data], settle)
                 except StoreError:
                     self._keep_unjournaled([data], settle, JournaledSocket._journal_new)
                     raise
@@ -839,11 +843,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """
         classifier = self._classifier
         if classifier is not None and not classifier(frames):
-            self._journal._count_ephemeral(self._jname)
+            self._port.count_ephemeral(self._jname)
             redelivery.inject_live(0, frames)  # ephemeral: never journaled, behind what is injected now
             return
         try:
-            self._journal._log(self._jname, _IN, frames, track=False, attempts=0)
+            self._port.log(self._jname, _IN, frames, track=False, attempts=0)
         except StoreError:
             self._keep_unjournaled(frames, 0, JournaledSocket._journal_behind)
             raise
@@ -860,12 +864,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """Journal a live ROUTER message that arrived before the redelivered ones, to hand over after them."""
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:]):
-            self._journal._count_ephemeral(self._jname)
+            self._port.count_ephemeral(self._jname)
             self._s.behind.append((0, frames))
             return
         # In flight (tracked) so that fetching redeliverable entries skips it; attempts 0 until handed over.
         try:
-            entry_id = self._journal._log(
+            entry_id = self._port.log(
                 self._jname, _IN, frames, track=True, attempts=0, envelope_size=envelope_size_of(frames)
             )
         except StoreError:
@@ -1044,10 +1048,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if settle:
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
-        journal = self._journal
+        port = self._port
         if self._s.rx_redelivered:
             if settle:
-                journal._settle(settle, self._s.slots)
+                port.settle(settle, self._s.slots)
             if self._s.rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
                 self._redelivered(self._s.rx_redelivered, requester_gone=self._router)
             self._s.rx_redelivered = 0
@@ -1061,18 +1065,18 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
-            journal._count_ephemeral(self._jname)
+            port.count_ephemeral(self._jname)
             if settle:
-                journal._settle(settle, self._s.slots)
+                port.settle(settle, self._s.slots)
             self._s.settle_next = 0
             return
         policy = self._in_policy
         envelope_size = envelope_size_of(frames) if self._router else 0
         try:
             if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
-                entry_id = journal._log_held(self._s.slots.inbound, frames, settle, envelope_size)
+                entry_id = port.log_held(self._s.slots.inbound, frames, settle, envelope_size)
             else:
-                entry_id = journal._log(
+                entry_id = port.log(
                     self._jname,
                     _IN,
                     frames,
@@ -1096,7 +1100,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _redelivered(self, entry_id: int, requester_gone: bool = False) -> None:
         """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
         policy = self._in_policy
-        entry = self._journal._deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
+        entry = self._port.deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
         if entry is None:
             return
         if requester_gone:
@@ -1113,7 +1117,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         entry_id = self._s.awaiting_reply
         self._s.awaiting_reply = 0
         if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
-            self._journal._settle(entry_id, self._s.slots)
+            self._port.settle(entry_id, self._s.slots)
 
     def _reply_to_nobody(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
         """A REP's reply to a request served from Python: dropped quietly, and it acks the request."""
@@ -1134,13 +1138,13 @@ class JournaledSocket(Prefetching, zmq.Socket):
         last message it received.
         """
         if self._s.settle_sent:
-            self._journal._settle(self._s.settle_sent, self._s.slots)
+            self._port.settle(self._s.settle_sent, self._s.slots)
             self._s.settle_sent = 0
         if self._s.deferred:  # prefetched messages the application was done with
-            self._journal._log_many(self._jname, _IN, [], settle=self._s.deferred)
+            self._port.log_many(self._jname, _IN, [], settle=self._s.deferred)
             self._s.deferred = []
         if inbound and self._s.settle_next:
-            self._journal._settle(self._s.settle_next, self._s.slots)
+            self._port.settle(self._s.settle_next, self._s.slots)
             self._s.settle_next = 0
 
     def close(self, linger: int | None = None) -> None:
@@ -1153,18 +1157,18 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._closed:
             return
         journal = self._journal
+        port = self._port
         state = self._s
         if journal is not None:
             if not journal.closed:
                 self._settle_deferred()
                 self._journal_what_is_kept()
                 if state.slots is not None:
-                    journal._close_slots(state.slots)  # what is still held stays pending, in the store
-                journal._release(self._jname)
+                    port.close_slots(state.slots)  # what is still held stays pending, in the store
+                port.release(self._jname)
             state.slots = None
             self._update_fast_paths()
-            if journal._sockets.get(self._jname) is self:
-                del journal._sockets[self._jname]
+            port.detach(self._jname, self)
         if state.redelivery is not None:
             state.redelivery.close()
         state.ahead.clear()
@@ -1186,7 +1190,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return
         self._s.unjournaled = None
         try:
-            self._journal._log(self._jname, _IN, kept[0], track=False, attempts=0)
+            self._port.log(self._jname, _IN, kept[0], track=False, attempts=0)
         except StoreError as e:  # the store still fails: there is nowhere left to keep it
             log.error(
                 "journal %s: socket %r closed holding a message it could not journal: %s",
@@ -1214,8 +1218,7 @@ class _Forked:
     """A journaled socket inherited by a forked child: libzmq must not be used there, nor the journal."""
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        journal = self._journal  # type: ignore[attr-defined]
-        raise forking.forked_error(journal.path, journal._rare.forked_from)
+        raise self._port.forked_error()  # type: ignore[attr-defined]
 
     send = send_multipart = recv = recv_multipart = recv_into = poll = _refuse
     get = set = getsockopt = setsockopt = bind = connect = unbind = disconnect = _refuse
@@ -1234,5 +1237,5 @@ def _forked_class(cls: type) -> type:
     return forked
 
 
-# zmq.Poller and zmq.select see what journaled sockets hold in Python (zjournal.pollhook).
+# zmq.Poller and zmq.select see what journaled sockets hold in Python (zjournal.sockets.pollhook).
 pollhook.install(JournaledSocket)

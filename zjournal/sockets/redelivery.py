@@ -20,7 +20,7 @@ Two ways, chosen by socket type:
   before any other could be read; so the messages are served from Python
   before live traffic (a REP's reply to one never reaches libzmq).
   ``sock.poll()`` and ``EVENTS`` see them, and ``zmq.Poller``/``zmq.select``
-  through ``zjournal.pollhook``.
+  through ``zjournal.sockets.pollhook``.
 
 A DEALER load-balances its sends over its peers, so before it gets a private
 peer the pipe to that peer is filled up (see ``_plug_dealer``): its own
@@ -37,14 +37,24 @@ import collections
 import contextlib
 import os
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zmq
 
-from zjournal.entry import DIRECTION_CODES, Direction, Entry
+from zjournal.journal.entry import DIRECTION_CODES, Direction, Entry
 
 if TYPE_CHECKING:
-    from zjournal.socket import JournaledSocket
+    from zjournal.journal.port import SocketPort
+
+
+class Redelivering(Protocol):
+    """The socket a redelivery serves: a ``zmq.Socket`` that journals (zjournal.sockets.socket.JournaledSocket)."""
+
+    _port: SocketPort
+    _jname: str
+    _max_attempts: int | None
+    context: zmq.Context
+
 
 WINDOW = 256  # entries re-injected ahead of the application at most
 _ID = struct.Struct(">Q")
@@ -54,8 +64,8 @@ _IN = DIRECTION_CODES[Direction.IN]
 class Redelivery(abc.ABC):
     """Common bookkeeping: a cursor into the journal and the queue of ids in flight."""
 
-    def __init__(self, sock: JournaledSocket) -> None:
-        self.journal = sock._journal  # not the socket: a socket nobody holds must be collectable
+    def __init__(self, sock: Redelivering) -> None:
+        self.port = sock._port  # not the socket: a socket nobody holds must be collectable
         self.name = sock._jname
         self.max_attempts = sock._max_attempts
         self.cursor = 0  # highest entry id fetched from the journal so far
@@ -68,7 +78,7 @@ class Redelivery(abc.ABC):
         room = WINDOW - len(self.queued)
         if room <= WINDOW // 2 and self.queued:
             return []
-        entries = self.journal._redeliverable(self.name, _IN, self.cursor, room, self.max_attempts)
+        entries = self.port.redeliverable(self.name, _IN, self.cursor, room, self.max_attempts)
         if len(entries) < room:
             self.exhausted = True
         if entries:
@@ -98,7 +108,7 @@ class Redelivery(abc.ABC):
 class InprocRedelivery(Redelivery):
     """Re-injection through a private peer on a private inproc endpoint."""
 
-    def __init__(self, sock: JournaledSocket, socket_type: int) -> None:
+    def __init__(self, sock: Redelivering, socket_type: int) -> None:
         super().__init__(sock)
         self.token = b"zj:" + os.urandom(13)  # never starts with a zero byte (reserved by libzmq)
         self.socket_type = socket_type
@@ -118,7 +128,7 @@ class InprocRedelivery(Redelivery):
         if socket_type == zmq.DEALER:
             self._plug_dealer(sock)
 
-    def _plug_dealer(self, sock: JournaledSocket) -> None:
+    def _plug_dealer(self, sock: Redelivering) -> None:
         """Fill the DEALER's pipe *to* the private peer, which never reads it.
 
         A DEALER load-balances its sends over the pipes it can write to: with
@@ -200,7 +210,7 @@ class SubRedelivery(InprocRedelivery):
     not re-injected (they stay pending for a later run).
     """
 
-    def __init__(self, sock: JournaledSocket) -> None:
+    def __init__(self, sock: Redelivering) -> None:
         Redelivery.__init__(self, sock)
         self.socket_type = zmq.SUB
         self.token = b"zj:" + os.urandom(13)
@@ -290,7 +300,7 @@ class SubRedelivery(InprocRedelivery):
 class LocalRedelivery(Redelivery):
     """Messages served from Python, before live traffic."""
 
-    def __init__(self, sock: JournaledSocket) -> None:
+    def __init__(self, sock: Redelivering) -> None:
         super().__init__(sock)
         self.messages: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.current: list[bytes] | None = None  # frames of the message being read frame by frame
@@ -313,7 +323,7 @@ class LocalRedelivery(Redelivery):
         return entry_id, frames
 
 
-def redelivery_for(sock: JournaledSocket, socket_type: int) -> Redelivery:
+def redelivery_for(sock: Redelivering, socket_type: int) -> Redelivery:
     if socket_type in (zmq.PULL, zmq.ROUTER):
         return InprocRedelivery(sock, socket_type)
     if socket_type == zmq.DEALER and _dealer_can_be_plugged(sock):
@@ -323,7 +333,7 @@ def redelivery_for(sock: JournaledSocket, socket_type: int) -> Redelivery:
     return LocalRedelivery(sock)
 
 
-def _dealer_can_be_plugged(sock: JournaledSocket) -> bool:
+def _dealer_can_be_plugged(sock: Redelivering) -> bool:
     """Only before the application bound or connected it (the filler must go to the private peer)
     and with a bounded send queue (there must be something to fill)."""
     return not zmq.Socket.get(sock, zmq.LAST_ENDPOINT) and zmq.Socket.get(sock, zmq.SNDHWM) > 0

@@ -17,8 +17,11 @@ import zmq
 from zmq._future import _AsyncSocket
 
 from zjournal.errors import InvalidArgumentError, JournalClosedError
-from zjournal.policy import AckPolicy
-from zjournal.socket import JournaledSocket
+from zjournal.journal.core import port_of
+from zjournal.sockets.aio import AsyncJournaledSocket
+from zjournal.sockets.copies import journaled_copy
+from zjournal.sockets.policy import AckPolicy
+from zjournal.sockets.socket import JournaledSocket
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -30,7 +33,7 @@ def _default_name(journal: Journal, socket_type: int) -> str:
     base = zmq.SocketType(socket_type).name.lower()
     for n in itertools.count(1):
         name = base if n == 1 else f"{base}-{n}"
-        if name not in journal._sockets:
+        if port_of(journal).attached(name) is None:
             return name
     raise AssertionError("unreachable")
 
@@ -59,64 +62,22 @@ def wrap_socket(
         name = _default_name(journal, sock.type)
     elif not isinstance(name, str) or not name:
         raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
-    live = journal._sockets.get(name)
+    port = port_of(journal)
+    live = port.attached(name)
     if live is not None and not live.closed:
         raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
     if isinstance(sock, _AsyncSocket):  # zmq.asyncio, zmq.eventloop.future (tornado), or a subclass
-        from zjournal.aio import AsyncJournaledSocket
-
         wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts, prefetch)
     else:
-        wrapped = _journaled_copy(sock)
+        wrapped = journaled_copy(sock)
         try:
             wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
         except BaseException:
             wrapped._closed = True  # the handle stays with ``sock``
             raise
-    journal._sockets[name] = wrapped
+    port.attach(name, wrapped)
     _journaled_handles[sock.underlying] = wrapped
     _stand_in_for(sock, wrapped)
-    return wrapped
-
-
-_classes: dict[type, type] = {zmq.Socket: JournaledSocket}
-
-
-def journaled_class(cls: type) -> type:
-    """The journaled class of a ``zmq.Socket`` subclass: the application's class first, then ours.
-
-    So the wrapped socket is still an instance of the application's class,
-    with its methods and attributes, and its overrides of ``send``/``recv``
-    run before (and through) the journaling ones.
-    """
-    journaled = _classes.get(cls)
-    if journaled is None:
-        journaled = type(f"Journaled{cls.__name__}", (cls, JournaledSocket), {})
-        journaled.__module__ = __name__
-        _classes[cls] = journaled
-    return journaled
-
-
-def copy_attributes(origin: zmq.Socket, wrapped: zmq.Socket) -> None:
-    """The application's own attributes of ``origin`` (set by its subclass's __init__), onto ``wrapped``.
-
-    pyzmq's own (the type, the shadow, an async socket's futures) are already
-    in ``wrapped``, made for it: those stay.
-    """
-    mine = wrapped.__dict__
-    for key, value in vars(origin).items():
-        if key not in mine:
-            mine[key] = value  # not setattr: pyzmq would take unknown names for socket options
-
-
-def _journaled_copy(sock: zmq.Socket) -> JournaledSocket:
-    """A journaled socket sharing ``sock``'s handle, of ``sock``'s own class."""
-    cls = journaled_class(type(sock))
-    if cls is JournaledSocket:
-        return JournaledSocket.shadow(sock)
-    wrapped = cls.__new__(cls)  # not cls(...): the application's __init__ may want arguments of its own
-    zmq.Socket.__init__(wrapped, shadow=sock)
-    copy_attributes(sock, wrapped)
     return wrapped
 
 
@@ -167,6 +128,7 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
         raise InvalidArgumentError(f"replay(into=...) takes a zmq.Socket, not {type(into).__name__}")
     if journal.closed:
         raise JournalClosedError("journal is closed")
+    port = port_of(journal)
     sent = 0
     target = (
         into._shadow_sock if hasattr(into, "_shadow_sock") and isinstance(into._shadow_sock, JournaledSocket) else into
@@ -176,9 +138,9 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
         if cutoff is not None and (entry.updated or entry.created) > cutoff:
             continue
         if isinstance(target, JournaledSocket):
-            if entry.id in journal._inflight or journal._find(entry.id)[0] is not None:
+            if port.in_flight(entry.id):
                 continue  # this process sent it and is waiting for its ack
-            delivered = journal._deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
+            delivered = port.deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
             if delivered is None:
                 continue
             _send_raw(target, entry.frames)  # not through target.send: the entry exists already
@@ -191,3 +153,19 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
         if into.type == zmq.REQ:
             break  # a REQ takes one request at a time
     return sent
+
+
+class Layer:
+    """What ``Journal.wrap``, ``context`` and ``replay`` hand over to (zjournal.journal.port.SocketLayer)."""
+
+    @staticmethod
+    def wrap(journal: Journal, sock: Any, name: str | None, **options: Any) -> Any:
+        return wrap_socket(journal, sock, name, **options)
+
+    @staticmethod
+    def context(journal: Journal, ctx: Any, **options: Any) -> Any:
+        return JournaledContext(journal, ctx, **options)
+
+    @staticmethod
+    def replay(journal: Journal, name: str, into: Any, older_than: float | None) -> int:
+        return replay_outbound(journal, name, into, older_than)

@@ -3,7 +3,7 @@
 A mixin of :class:`zjournal.JournaledSocket`. A receiving socket reads up to
 N messages already queued in libzmq, journals them in one store write with
 the acks that are due, and hands them out one by one from ``_State.ahead``.
-Pollers see the prefetched messages through ``zjournal.pollhook``. Since
+Pollers see the prefetched messages through ``zjournal.sockets.pollhook``. Since
 in-flight slots the default path is faster for ``next`` receivers; this
 batches the store writes of ``explicit`` ones.
 """
@@ -15,8 +15,8 @@ from typing import Any
 import zmq
 
 from zjournal import killpoints
-from zjournal.entry import DIRECTION_CODES, Direction, envelope_size_of
-from zjournal.policy import AckPolicy
+from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
+from zjournal.sockets.policy import AckPolicy
 
 _IN = DIRECTION_CODES[Direction.IN]
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -26,7 +26,7 @@ class Prefetching:
     """The prefetch methods of a journaled socket (its state lives in ``self._s``)."""
 
     _s: Any
-    _journal: Any
+    _port: Any
     _jname: str
     _prefetch: int
     _router: bool
@@ -36,7 +36,7 @@ class Prefetching:
     def _fill(self, flags: int, track: bool) -> None:
         """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
         state = self._s
-        journal = self._journal
+        port = self._port
         done = state.deferred
         if state.settle_next:
             done.append(state.settle_next)  # the app asks for the next one: the last is done
@@ -48,7 +48,7 @@ class Prefetching:
             if done:
                 if killpoints.ARMED:
                     killpoints.reached("ack:before-write")
-                journal._log_many(self._jname, _IN, [], settle=done)  # idle: the acks go now
+                port.log_many(self._jname, _IN, [], settle=done)  # idle: the acks go now
                 done = []
             if flags & _NOBLOCK:
                 raise
@@ -68,19 +68,19 @@ class Prefetching:
         track = self._in_policy is AckPolicy.NEXT
         if classifier is None:
             sized = [(m, envelope_size_of(m) if self._router else 0) for m in messages]
-            ids = journal._log_many(self._jname, _IN, sized, settle=done, track=track)
+            ids = port.log_many(self._jname, _IN, sized, settle=done, track=track)
             state.ahead.extend(zip(ids, messages, strict=True))
             return
         body = (lambda m: m[1:]) if self._router else (lambda m: m)
         durable = [m for m in messages if classifier(body(m))]
         sized = [(m, envelope_size_of(m) if self._router else 0) for m in durable]
-        ids = iter(journal._log_many(self._jname, _IN, sized, settle=done, track=track))
+        ids = iter(port.log_many(self._jname, _IN, sized, settle=done, track=track))
         kept = {id(m) for m in durable}
         for m in messages:
             if id(m) in kept:
                 state.ahead.append((next(ids), m))
             else:
-                journal._count_ephemeral(self._jname)
+                port.count_ephemeral(self._jname)
                 state.ahead.append((0, m))
 
     def _hand_over(self) -> list[bytes]:
@@ -88,7 +88,7 @@ class Prefetching:
         state = self._s
         entry_id, frames = state.ahead.popleft()
         if entry_id:
-            self._journal._deliver_many([entry_id])  # read ahead with attempts 0: this is its hand-over
+            self._port.deliver_many([entry_id])  # read ahead with attempts 0: this is its hand-over
         if state.settle_next:
             state.deferred.append(state.settle_next)
         state.settle_next = entry_id if self._in_policy is AckPolicy.NEXT else 0

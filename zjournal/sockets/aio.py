@@ -2,7 +2,7 @@
 
 pyzmq's asyncio socket does its I/O through a synchronous *shadow* socket
 (``_shadow_sock``) with NOBLOCK, when libzmq says it is ready. Here that
-shadow is a :class:`~zjournal.socket.JournaledSocket`, so every message an
+shadow is a :class:`~zjournal.sockets.socket.JournaledSocket`, so every message an
 asyncio coroutine sends or receives goes through the same journaling code as
 the synchronous API, and the futures, pollers and event-loop integration stay
 pyzmq's own.
@@ -19,9 +19,10 @@ import zmq
 import zmq.asyncio
 from zmq._future import _AsyncSocket
 
-from zjournal import pollhook
-from zjournal.socket import JournaledSocket
-from zjournal.wrapping import copy_attributes
+from zjournal.journal.core import port_of
+from zjournal.sockets import pollhook
+from zjournal.sockets.copies import copy_attributes
+from zjournal.sockets.socket import JournaledSocket
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -251,7 +252,7 @@ class _JournaledAsync:
             yield frames
         except BaseException:
             self._shadow_sock._forget(entry_id)
-            self.journal._inflight.pop(entry_id, None)
+            self._shadow_sock._port.forget(entry_id)
             raise
         self.ack(entry_id)
 
@@ -271,14 +272,14 @@ class _JournaledAsync:
             self._clear_io_state()
         journal = self.journal
         self._shadow_sock.close(linger)  # settles, then closes the handle through its owner
-        if journal is not None and journal._sockets.get(self.journal_name) is self:
-            del journal._sockets[self.journal_name]
+        if journal is not None:
+            port_of(journal).detach(self.journal_name, self)
         self._closed = True
 
     def _abandon(self) -> None:  # in a forked child (see JournaledSocket._abandon)
         self._shadow_sock._abandon()
 
-    def _python_events(self, flags: int) -> int:  # for zjournal.pollhook, as JournaledSocket's
+    def _python_events(self, flags: int) -> int:  # for zjournal.sockets.pollhook, as JournaledSocket's
         return self._shadow_sock._python_events(flags)
 
     @property

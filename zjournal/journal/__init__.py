@@ -1,0 +1,16 @@
+"""The journal layer: entries, their states and where they live, over a store.
+
+- ``core``: :class:`Journal`, the public face, and :func:`open`;
+- ``ledger``: the journal's state and the primitives every change goes through;
+- ``port``: the socket port, the one interface of the layer above (sockets, the device);
+- ``entry``: entry records and their encoding; ``inflight``: the sockets' in-flight slot files;
+- ``counters``, ``durability``, ``admin`` (purge, import, replay records), ``maintenance``.
+
+May import: ``zjournal.store``, ``zjournal.errors``, ``zjournal.plugins``. Never
+``zjournal.sockets`` or anything above it: ``Journal.wrap`` and its kin hand
+over to the socket layer through ``port.register_socket_layer``.
+"""
+
+from zjournal.journal.core import DEFAULT_MAX_MESSAGE_SIZE, Journal, open  # noqa: A004 - the public name
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Journal", "open"]

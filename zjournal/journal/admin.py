@@ -1,0 +1,150 @@
+"""Journal operations for people and tools: purge, restore (import), replay records.
+
+The bodies of :meth:`zjournal.Journal.purge`, ``restore``, ``record_replay``
+and ``replays``, kept apart from the journal's core because the command line
+is their main user. They work on the journal's ledger (zjournal.journal.ledger).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from zjournal.errors import InvalidArgumentError
+from zjournal.journal import entry as rec
+from zjournal.journal.entry import Entry, State
+from zjournal.journal.ledger import Ledger
+
+if TYPE_CHECKING:
+    from zjournal.journal.counters import CounterKey
+
+_META_REPLAY = b"replay:"  # + 8-byte time in microseconds: one record per zjournal replay
+
+
+def purge(ledger: Ledger, state: str | State, before: float | None = None) -> int:
+    """Delete done entries, in batches of 10,000 (see Journal.purge)."""
+    ledger.check_open()
+    scode = rec.parse_state(state)
+    if scode not in (rec.ACKED, rec.DEAD):
+        raise InvalidArgumentError("purge removes 'acked' or 'dead' entries only: pending ones are not done")
+    doomed = [
+        (e.id, e.name, rec.DIRECTION_CODES[e.direction])
+        for e in ledger.select(None, scode, None)
+        if before is None or (e.updated or e.created) < before
+    ]
+    with ledger.lock:
+        ledger.check_open()
+        for start in range(0, len(doomed), 10_000):
+            batch = ledger.batch()
+            changes: list[tuple[CounterKey, int]] = []
+            for entry_id, name, dcode in doomed[start : start + 10_000]:
+                batch.delete("entries", rec.encode_key(entry_id))
+                changes.append(((name, dcode, scode), -1))
+            ledger.commit(batch, changes)
+    return len(doomed)
+
+
+def restore(ledger: Ledger, entries: Iterable[Entry]) -> list[int]:
+    """Append entries under new ids, all or nothing (see Journal.restore)."""
+    ledger.check_open()
+    ids: list[int] = []
+    with ledger.lock:
+        ledger.check_open()
+        batch = ledger.batch()
+        changes: list[tuple[CounterKey, int]] = []
+        for number, e in enumerate(entries, 1):
+            dcode = rec.parse_direction(e.direction)
+            scode = rec.parse_state(e.state)
+            if dcode is None or scode is None:
+                raise InvalidArgumentError("a restored entry needs a direction and a state")
+            frames = rec.as_frames(e.frames)
+            _check_restorable(e, frames, number)
+            value = rec.encode_record(
+                scode, e.attempts, e.created, e.name, dcode, frames, e.updated, e.reason, e.envelope_size
+            )
+            entry_id = ledger.new_id(batch)
+            batch.put("entries", rec.encode_key(entry_id), value)
+            changes.append(((e.name, dcode, scode), 1))
+            ids.append(entry_id)
+        ledger.commit(batch, changes)
+    return ids
+
+
+def record_replay(
+    ledger: Ledger, entry_ids: Sequence[int], *, endpoint: str, socket_type: str, run: float | None = None
+) -> int:
+    """Ack entries a replay handed to ZeroMQ and record the replay, in one batch (see Journal.record_replay)."""
+    ledger.check_open()
+    now = time.time()
+    reason = f"replayed to {endpoint} ({socket_type})"
+    with ledger.lock:
+        ledger.check_open()
+        batch = ledger.batch()
+        changes: list[tuple[CounterKey, int]] = []
+        done = 0
+        for entry_id in entry_ids:
+            r = ledger.load_for_update(entry_id)
+            if r is None or r[0] == rec.ACKED:
+                continue
+            ledger.inflight.pop(entry_id, None)
+            changes.append(((r[3], r[4], r[0]), -1))
+            if ledger.retention > 0:
+                r[0], r[6], r[7] = rec.ACKED, now, reason
+                batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+                changes.append(((r[3], r[4], rec.ACKED), 1))
+            else:
+                batch.delete("entries", rec.encode_key(entry_id))
+            done += 1
+        key = _META_REPLAY + rec.encode_key(int((now if run is None else run) * 1e6))
+        earlier = ledger.store.get("meta", key) if run is not None else None
+        record: dict[str, Any] = {"at": now, "endpoint": endpoint, "socket_type": socket_type, "count": done}
+        if entry_ids:
+            record.update(first_id=min(entry_ids), last_id=max(entry_ids))
+        if earlier is not None:  # this replay's earlier chunks
+            before = msgpack.unpackb(earlier)
+            record["count"] += before["count"]
+            ends = [record.get(k, before.get(k)) for k in ("first_id", "last_id")] + [
+                before.get(k) for k in ("first_id", "last_id")
+            ]
+            known = [i for i in ends if i is not None]
+            if known:
+                record.update(first_id=min(known), last_id=max(known))
+        batch.put("meta", key, msgpack.packb(record))
+        ledger.commit(batch, changes)
+    return done
+
+
+def replays(ledger: Ledger) -> list[dict[str, Any]]:
+    """The replay records in the journal's metadata, oldest first."""
+    ledger.check_open()
+    found = []
+    for key, value in ledger.store.scan("meta", _META_REPLAY):
+        if not key.startswith(_META_REPLAY):
+            break
+        found.append(msgpack.unpackb(value))
+    return found
+
+
+_LATEST = 4102444800.0  # 2100-01-01: no journal wrote an entry after that
+_MAX_ATTEMPTS = 1 << 62
+
+
+def _check_restorable(e: Entry, frames: list[bytes], number: int) -> None:
+    """Refuse an entry no journal could have written (later commands would trip over it)."""
+    problem = None
+    if not isinstance(e.name, str) or not e.name:
+        problem = "an empty name"
+    elif not isinstance(e.attempts, int) or not 0 <= e.attempts <= _MAX_ATTEMPTS:
+        problem = f"attempts {e.attempts!r}"
+    elif not isinstance(e.envelope_size, int) or not 0 <= e.envelope_size <= len(frames):
+        problem = f"an envelope of {e.envelope_size!r} frames in a message of {len(frames)}"
+    else:
+        for label, value, lowest in (("created", e.created, 1e-9), ("updated", e.updated, 0.0)):
+            # (a time that is not a number, NaN, before 1970 or after 2100; only `updated` may be 0: never)
+            if not isinstance(value, (int, float)) or not lowest <= value <= _LATEST:
+                problem = f"{label} {value!r}"
+    if problem:
+        raise InvalidArgumentError(f"entry {number} cannot be restored: {problem} (nothing was imported)")

@@ -1,0 +1,675 @@
+"""The journal: a durable record of messages and their acknowledgement state.
+
+:class:`Journal` is the public face of the journal layer. Its state and the
+primitives every change goes through are its :class:`~zjournal.journal
+.ledger.Ledger`; the path of messages for sockets is its
+:class:`~zjournal.journal.port.SocketPort`; ``admin`` holds the operators'
+operations and ``maintenance`` the background thread. Counters are kept in
+memory (rebuilt by one scan at open) so that :meth:`Journal.count` never scans.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from zjournal.errors import InvalidArgumentError, InvalidTransitionError, JournalOpenError, UnknownEntryError
+from zjournal.journal import admin, inflight
+from zjournal.journal import entry as rec
+from zjournal.journal.counters import Counters
+from zjournal.journal.durability import Durability
+from zjournal.journal.entry import Direction, Entry, State
+from zjournal.journal.ledger import (
+    META_CREATED,
+    META_DURABILITY,
+    META_SCHEMA,
+    META_SEQ,
+    Ledger,
+    is_an_id,
+    log,
+)
+from zjournal.journal.maintenance import Maintainer
+from zjournal.journal.port import SocketPort
+from zjournal.store import forking
+from zjournal.store.base import Store
+from zjournal.store.memory import MemoryStore
+from zjournal.store.rocks import RocksStore
+from zjournal.store.secondary import SecondaryRocksStore
+
+# Larger messages are refused with MessageTooLargeError (RocksDB handles values
+# up to 4 GiB, but a journal write holds the whole message in memory twice).
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+
+
+def _check_settings(retention: float, max_attempts: int | None, fsync_interval: float) -> None:
+    if retention < 0:
+        raise InvalidArgumentError(f"retention must be >= 0 seconds, not {retention}")
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidArgumentError(f"max_attempts must be >= 1 or None, not {max_attempts}")
+    if fsync_interval <= 0:
+        raise InvalidArgumentError(f"fsync_interval must be > 0 ms, not {fsync_interval}")
+
+
+# -- the hand-over to the socket layer (the journal never imports it) -----
+
+
+class SocketLayer(Protocol):
+    """What ``Journal.wrap/socket/context/replay`` hand over to (implemented by ``zjournal.sockets``)."""
+
+    def wrap(self, journal: Journal, sock: Any, name: str | None, **options: Any) -> Any: ...
+
+    def context(self, journal: Journal, ctx: Any, **options: Any) -> Any: ...
+
+    def replay(self, journal: Journal, name: str, into: Any, older_than: float | None) -> int: ...
+
+
+_socket_layer: SocketLayer | None = None
+
+
+def register_socket_layer(layer: SocketLayer) -> None:
+    """Called once by ``zjournal.sockets`` when it is imported."""
+    global _socket_layer
+    _socket_layer = layer
+
+
+def socket_layer() -> SocketLayer:
+    if _socket_layer is None:  # only if zjournal.journal was loaded without the zjournal package
+        raise JournalOpenError("no socket layer: import zjournal (it registers zjournal.sockets)")
+    return _socket_layer
+
+
+def port_of(journal: Journal) -> SocketPort:
+    """The port of ``journal`` (one per journal)."""
+    return journal._port
+
+
+class Journal:
+    """A durable record of messages and their acknowledgement state.
+
+    Use :func:`zjournal.open` for a journal on disk; ``Journal()`` alone is a
+    journal in memory (nothing survives the process). A journal is a context
+    manager; :meth:`close` is idempotent. It is safe to share between threads.
+
+    Args:
+        store: the store to sit on (default: a new :class:`MemoryStore`).
+        durability: ``process`` (default), ``interval``, ``always`` or ``none``.
+        retention: seconds to keep acked entries for audit; 0 deletes them at once.
+        max_attempts: deliveries allowed before an entry goes ``dead``; None: no limit.
+        fsync_interval: milliseconds between fsyncs in ``interval`` mode.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        durability: str | Durability = Durability.PROCESS,
+        retention: float = 0.0,
+        max_attempts: int | None = None,
+        fsync_interval: float = 10.0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        path: str | None = None,
+        read_only: bool = False,
+        plugins: bool = True,
+        slots_read_first: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        _check_settings(retention, max_attempts, fsync_interval)
+        ledger = Ledger(
+            store if store is not None else MemoryStore(),
+            durability=Durability.parse(durability),
+            retention=float(retention),
+            max_attempts=max_attempts,
+            fsync_interval=float(fsync_interval),
+            max_message_size=max_message_size,
+            path=path,
+            read_only=read_only,
+        )
+        self._ledger = ledger
+        self._port = SocketPort(ledger)  # zjournal.journal.port.port_of hands it to the socket layer
+        #: what opening had to drop to recover a damaged journal (``open(..., recover=True)``)
+        self.recovered: list[str] = []
+        try:
+            ledger.load(slots_read_first)
+        except BaseException:
+            ledger.store.close()
+            raise
+        if plugins and not read_only:
+            self._attach_observers()
+        self._maintainer: Maintainer | None = None
+        if not read_only and (ledger.durability is Durability.INTERVAL or ledger.retention > 0):
+            self._maintainer = Maintainer(ledger, self.expire)
+        forking.track(self)
+        if ledger.durability is Durability.NONE and not read_only:
+            log.warning("journal %s: durability 'none' keeps no write-ahead log; a crash loses messages", path)
+
+    # -- settings (fixed when the journal opens) ---------------------------
+
+    @property
+    def path(self) -> str | None:
+        return self._ledger.path
+
+    @property
+    def read_only(self) -> bool:
+        return self._ledger.read_only
+
+    @property
+    def durability(self) -> Durability:
+        return self._ledger.durability
+
+    @property
+    def retention(self) -> float:
+        return self._ledger.retention
+
+    @property
+    def max_attempts(self) -> int | None:
+        return self._ledger.max_attempts
+
+    @property
+    def fsync_interval(self) -> float:
+        return self._ledger.fsync_interval
+
+    @property
+    def max_message_size(self) -> int:
+        return self._ledger.max_message_size
+
+    # For tests and probes that look inside (the store under the journal, its floor, its counters).
+    @property
+    def _store(self) -> Store:
+        return self._ledger.store
+
+    @property
+    def _floor(self) -> int:
+        return self._ledger.floor
+
+    @property
+    def _counts(self) -> Counters:
+        return self._ledger.counts
+
+    # -- observers (plugins) -----------------------------------------------
+
+    def _attach_observers(self) -> None:
+        from zjournal.plugins import load
+
+        for observer in load().observers():
+            try:
+                attach = getattr(observer, "attach", None)
+                if attach is not None and attach(self) is False:
+                    continue  # the observer declined this journal (e.g. not switched on)
+            except Exception as e:  # a broken observer must not stop the journal
+                log.warning("zjournal observer %r failed to attach and is skipped: %s", observer, e)
+                continue
+            self._ledger.observers.append(observer)
+
+    def add_observer(self, observer: Any) -> None:
+        """Tell ``observer`` about appends, acks, dead letters and redeliveries (see zjournal.plugins)."""
+        observers = self._ledger.observers
+        if observer in observers:
+            return
+        attach = getattr(observer, "attach", None)
+        if attach is not None and attach(self) is False:
+            return
+        observers.append(observer)
+
+    def _created_by(self, tool: str | None = None) -> str | None:
+        """The tool that made this journal for itself, if one said so; with ``tool``: say so now (the demo)."""
+        return self._ledger.created_by(tool)
+
+    # -- writing -----------------------------------------------------------
+
+    def append(
+        self,
+        name: str,
+        frames: Sequence[Any],
+        *,
+        direction: str | Direction,
+        attempts: int = 0,
+        envelope_size: int = 0,
+    ) -> int:
+        """Journal one whole message as a pending entry and return its id.
+
+        Args:
+            name: the stream (usually the wrapped socket's name).
+            frames: every frame of the message, bytes-like.
+            direction: ``"in"`` (received) or ``"out"`` (sent).
+            attempts: deliveries already made (a socket that hands the message
+                over right away passes 1).
+            envelope_size: how many leading frames are the routing envelope.
+
+        Raises:
+            InvalidFramesError: frames is not a non-empty sequence of bytes-like.
+            JournalClosedError: the journal is closed.
+            StoreError: the store failed; nothing was journaled.
+        """
+        ledger = self._ledger
+        ledger.check_open()
+        dcode = rec.parse_direction(direction)
+        if dcode is None:
+            raise InvalidArgumentError("direction is required: 'in' or 'out'")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
+        data = rec.as_frames(frames)
+        ledger.check_size(data)
+        if not 0 <= envelope_size <= len(data):
+            raise InvalidArgumentError(f"envelope_size {envelope_size} does not fit a {len(data)}-frame message")
+        value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, data, 0.0, "", envelope_size)
+        with ledger.lock:
+            ledger.check_open()
+            batch = ledger.batch()
+            entry_id = ledger.new_id(batch)
+            batch.put("entries", rec.encode_key(entry_id), value)
+            ledger.commit(batch, [((name, dcode, rec.PENDING), 1)])
+            if ledger.observers:
+                ledger.emit("on_append", name, dcode, 1)
+        return entry_id
+
+    def ack(self, entry_id: int) -> bool:
+        """Mark an entry done; with no retention it is deleted at once.
+
+        Acking is idempotent: an entry acked (and removed) before returns False.
+        A dead entry may be acked (an operator resolved it). Returns True when
+        the entry changed.
+
+        Raises:
+            UnknownEntryError: no entry with this id was ever journaled.
+        """
+        ledger = self._ledger
+        ledger.check_open()
+        with ledger.lock:
+            ledger.check_open()
+            if ledger.settle_held(entry_id):
+                return True
+            try:
+                r = ledger.require_record(entry_id, "ack")
+            except UnknownEntryError:
+                if 0 < entry_id < ledger.next_id:
+                    return False
+                raise
+            ledger.inflight.pop(entry_id, None)
+            if r[0] == rec.ACKED:
+                return False
+            if ledger.retention > 0:
+                ledger.rewrite(entry_id, r, rec.ACKED)
+            else:
+                ledger.remove(entry_id, r)
+            if ledger.observers:
+                ledger.emit("on_ack", r[3], r[4], 1)
+            return True
+
+    def nack(self, entry_id: int) -> None:
+        """Put an entry back to pending, for redelivery.
+
+        A dead entry is revived with its attempts reset, so that it gets a full
+        ``max_attempts`` again. An acked entry cannot be nacked.
+        """
+        ledger = self._ledger
+        ledger.check_open()
+        with ledger.lock:
+            ledger.check_open()
+            r = ledger.require_record(entry_id, "nack")
+            ledger.inflight.pop(entry_id, None)
+            if r[0] == rec.ACKED:
+                raise InvalidTransitionError(entry_id, State.ACKED, "nack")
+            if r[0] == rec.DEAD:
+                r[1] = 0
+                r[7] = ""
+            ledger.rewrite(entry_id, r, rec.PENDING)
+
+    def dead(self, entry_id: int, reason: str = "") -> None:
+        """Give up on an entry: it stays in the journal as a dead letter."""
+        ledger = self._ledger
+        ledger.check_open()
+        with ledger.lock:
+            ledger.check_open()
+            r = ledger.require_record(entry_id, "mark dead")
+            ledger.inflight.pop(entry_id, None)
+            if r[0] == rec.ACKED:
+                raise InvalidTransitionError(entry_id, State.ACKED, "mark dead")
+            r[7] = str(reason)
+            ledger.rewrite(entry_id, r, rec.DEAD)
+            if ledger.observers:
+                ledger.emit("on_dead", r[3], r[4], entry_id, r[7])
+
+    def attempt(self, entry_id: int, max_attempts: int | None = None) -> Entry:
+        """Record one more delivery of a pending entry, before handing it over.
+
+        When the entry has already been delivered ``max_attempts`` times (the
+        argument, else the journal's), it goes ``dead`` instead; the returned
+        entry's ``state`` says which happened.
+        """
+        ledger = self._ledger
+        ledger.check_open()
+        limit = ledger.max_attempts if max_attempts is None else max_attempts
+        with ledger.lock:
+            ledger.check_open()
+            return ledger.attempt(entry_id, limit)
+
+    # -- reading -----------------------------------------------------------
+
+    def get(self, entry_id: int) -> Entry | None:
+        """The entry with this id, or None when there is none (or it was removed)."""
+        self._ledger.check_open()
+        if not is_an_id(entry_id):
+            return None  # -1, 2**64: no entry ever had such an id
+        r = self._ledger.load_record(entry_id)
+        return None if r is None else rec.entry_from_record(entry_id, r)
+
+    def entries(
+        self,
+        *,
+        name: str | None = None,
+        state: str | State | None = None,
+        direction: str | Direction | None = None,
+    ) -> Iterator[Entry]:
+        """Entries matching every filter given, oldest first.
+
+        The iteration reads a consistent snapshot taken at its start.
+        """
+        self._ledger.check_open()
+        scode = rec.parse_state(state)
+        dcode = rec.parse_direction(direction)
+        return self._ledger.select(name, scode, dcode)
+
+    def oldest_pending(self) -> Entry | None:
+        """The oldest pending entry (lowest id), or None when nothing is pending.
+
+        Cheap however many dead letters or retained acked entries precede it:
+        what was seen not to be pending is skipped from then on (a metrics
+        scrape asks this every few seconds).
+        """
+        ledger = self._ledger
+        ledger.check_open()
+        rare = ledger.rare
+        lowered = rare.pending_floor_lowered
+        held, unissued = ledger.slot_records()
+        lowest_held = held[0][0] if held else None
+        start = max(rare.pending_floor, ledger.floor)
+        found: Entry | None = None
+        first_pending = None
+        for key, value in ledger.store.scan("entries", rec.encode_key(start)):
+            entry_id = rec.decode_key(key)
+            if lowest_held is not None and entry_id > lowest_held:
+                break  # the slot's entry is older than any pending entry further on
+            r = rec.decode_record(value)
+            if r[0] == rec.PENDING:
+                first_pending = entry_id
+                found = rec.entry_from_record(entry_id, r)
+                break
+        if held and (found is None or held[0][0] < found.id):
+            found = rec.entry_from_record(held[0][0], rec.decode_record(held[0][1]))
+        if not ledger.read_only:
+            # Below the first pending id of the store's snapshot, the lowest held one and the
+            # first id not yet handed out, nothing was pending (see Ledger.scan_with_slots).
+            bound = min(x for x in (first_pending, lowest_held, unissued) if x is not None)
+            with ledger.lock:
+                if lowered == rare.pending_floor_lowered:  # no entry turned pending below it meanwhile
+                    rare.pending_floor = max(rare.pending_floor, bound)
+        return found
+
+    def count(
+        self,
+        *,
+        name: str | None = None,
+        state: str | State | None = None,
+        direction: str | Direction | None = None,
+    ) -> int:
+        """How many entries match every filter given, from counters (no scan)."""
+        self._ledger.check_open()
+        scode = rec.parse_state(state)
+        dcode = rec.parse_direction(direction)
+        return self._ledger.counts.count(name, dcode, scode)
+
+    def count_ephemeral(self, name: str | None = None) -> int:
+        """How many ephemeral messages passed (never written to disk) since the journal opened."""
+        ephemeral = self._ledger.ephemeral
+        if name is not None:
+            return ephemeral.get(name, 0)
+        return sum(ephemeral.values())
+
+    def names(self) -> list[str]:
+        """The names (streams) that have entries, sorted."""
+        self._ledger.check_open()
+        return self._ledger.counts.names()
+
+    def size_on_disk(self) -> int:
+        self._ledger.check_open()
+        return self._ledger.store.size_on_disk()
+
+    def refresh(self) -> None:
+        """Read-only journals: catch up with what the journal's owner wrote since opening."""
+        ledger = self._ledger
+        ledger.check_open()
+        refresh = getattr(ledger.store, "refresh", None)
+        if refresh is None:
+            return
+        with ledger.lock:  # a view's slot records come from files: no lock taken below
+            slots = None if ledger.path is None else list(inflight.read_records(ledger.path))  # slots first
+            refresh()
+            ledger.reserved = ledger.rare.reserved_on_disk = ledger.meta_int(META_SEQ, 1)
+            if slots is not None:
+                ledger.load_slot_records(slots)
+            ledger.count_entries()
+
+    def info(self) -> dict[str, Any]:
+        """What the journal says about itself: schema, recorded durability, creation time, size."""
+        ledger = self._ledger
+        ledger.check_open()
+        return {
+            "path": ledger.path,
+            "schema": ledger.meta(META_SCHEMA),
+            "durability": ledger.meta(META_DURABILITY),
+            "created": ledger.meta(META_CREATED),
+            "size_on_disk": ledger.store.size_on_disk(),
+        }
+
+    # -- maintenance -------------------------------------------------------
+
+    def sync(self) -> None:
+        """fsync everything written so far (whatever the durability mode), the sockets' slot files too."""
+        ledger = self._ledger
+        ledger.check_open()
+        ledger.store.sync()
+        with ledger.lock:
+            for slots in ledger.slot_files:
+                slots.sync()
+
+    def expire(self, now: float | None = None) -> int:
+        """Remove acked entries older than the retention period; returns how many."""
+        ledger = self._ledger
+        ledger.check_open()
+        if ledger.retention <= 0:
+            return 0
+        cutoff = (time.time() if now is None else now) - ledger.retention
+        doomed = [(e.id, e.name, e.direction) for e in ledger.select(None, rec.ACKED, None) if e.updated <= cutoff]
+        if not doomed:
+            return 0
+        with ledger.lock:
+            ledger.check_open()
+            batch = ledger.batch()
+            changes = [((name, rec.DIRECTION_CODES[direction], rec.ACKED), -1) for _id, name, direction in doomed]
+            for entry_id, _name, _direction in doomed:
+                batch.delete("entries", rec.encode_key(entry_id))
+            ledger.commit(batch, changes)
+        return len(doomed)
+
+    def compact(self) -> None:
+        """Reclaim the space of removed entries now rather than when RocksDB decides."""
+        self._ledger.check_open()
+        self._ledger.store.compact()
+
+    # -- operations for people and tools (zjournal.journal.admin) ----------
+
+    def purge(self, state: str | State, before: float | None = None) -> int:
+        """Delete every ``acked`` or ``dead`` entry (last changed before ``before``, epoch s); returns how many."""
+        return admin.purge(self._ledger, state, before)
+
+    def restore(self, entries: Iterable[Entry]) -> list[int]:
+        """Append entries (e.g. from ``zjournal export``) with their state and attempts, under new ids.
+
+        All or nothing: an entry no journal could have written (a time that is
+        not one, negative attempts, an envelope larger than the message, no
+        name) refuses the whole batch with InvalidArgumentError.
+        """
+        return admin.restore(self._ledger, entries)
+
+    def record_replay(
+        self, entry_ids: Sequence[int], *, endpoint: str, socket_type: str, run: float | None = None
+    ) -> int:
+        """Mark entries done after ``zjournal replay`` handed them to ZeroMQ, and log the replay.
+
+        One batch: the entries are acked (deleted, or kept ``acked`` with the
+        replay as their reason under a retention period) and a replay record is
+        added to the journal's metadata. ``run`` (the replay's start time) makes
+        the chunks of one replay one record, its counts added up. Returns how
+        many entries changed.
+        """
+        return admin.record_replay(self._ledger, entry_ids, endpoint=endpoint, socket_type=socket_type, run=run)
+
+    def replays(self) -> list[dict[str, Any]]:
+        """The replays recorded in this journal, oldest first."""
+        return admin.replays(self._ledger)
+
+    # -- sockets (zjournal.sockets: the journal hands over, it does not import them) --
+
+    def wrap(
+        self,
+        sock: Any,
+        name: str | None = None,
+        *,
+        ack: str | None = None,
+        classify: Any = None,
+        max_attempts: int | None = None,
+        prefetch: int = 0,
+    ) -> Any:
+        """Journal every message of an existing pyzmq socket.
+
+        Returns a :class:`zjournal.JournaledSocket` (a real ``zmq.Socket``
+        sharing the handle of ``sock``; an asyncio socket gives an asyncio
+        one). Pending inbound entries of ``name`` are redelivered through it
+        first. Wrap before you bind or connect.
+
+        ``prefetch=N`` (opt-in, receiving sockets with the next or explicit
+        policy) reads up to N messages already queued in the socket and
+        journals them, with the acks due, in one write, then hands them out one
+        by one: fewer store writes for ``explicit`` receivers (with ``next``
+        the default in-flight slot is faster). Pollers see the prefetched
+        messages; acks of ``next`` ride with the next write, so up to N handled
+        messages can come back after a crash.
+        """
+        self._ledger.check_open()
+        return socket_layer().wrap(
+            self, sock, name, ack=ack, classify=classify, max_attempts=max_attempts, prefetch=prefetch
+        )
+
+    def socket(self, ctx: Any, socket_type: int, name: str | None = None, **options: Any) -> Any:
+        """Create a socket of ``ctx`` and wrap it (the options of :meth:`wrap`)."""
+        self._ledger.check_open()
+        return self.wrap(ctx.socket(socket_type), name, **options)
+
+    def context(self, ctx: Any = None, **options: Any) -> Any:
+        """A context whose ``socket()`` returns journaled sockets (default names, these options)."""
+        self._ledger.check_open()
+        return socket_layer().context(self, ctx, **options)
+
+    def replay(self, name: str, *, into: Any, older_than: float | None = None) -> int:
+        """Send the pending outbound entries of ``name`` again through ``into``; returns how many.
+
+        Through a journaled socket each resend counts as an attempt and is
+        acked by that socket's policy; through a plain socket the entry is
+        acked once ZeroMQ accepted it. A REQ socket takes one request at a time.
+        ``older_than`` (seconds) resends only entries unchanged for that long:
+        called periodically with ``ack="explicit"``, it is a redelivery timeout
+        for messages whose confirmation never came.
+        """
+        self._ledger.check_open()
+        return socket_layer().replay(self, name, into, older_than)
+
+    # -- closing -----------------------------------------------------------
+
+    def abandon(self, parent: int) -> None:
+        """In a forked child: the parent's journal is never used, written or closed here (zjournal.store.forking)."""
+        self._ledger.abandon(parent)
+
+    @property
+    def closed(self) -> bool:
+        return self._ledger.closed
+
+    def close(self) -> None:
+        """Make everything durable and release the journal; idempotent."""
+        ledger = self._ledger
+        if ledger.closed:
+            return
+        for sock in list(ledger.sockets.values()):
+            if not sock.closed:
+                sock._settle_deferred(inbound=False)  # what ZeroMQ already took is done
+        if self._maintainer is not None:
+            self._maintainer.stop()
+        with ledger.lock:
+            if ledger.closed:
+                return
+            ledger.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self.path or "(memory)"
+        status = "closed" if self.closed else f"{self.count(state=State.PENDING)} pending"
+        return f"<zjournal.Journal {where} durability={self.durability.value} {status}>"
+
+
+def open(  # noqa: A001 - the public name the issues ask for
+    path: str,
+    *,
+    durability: str | Durability = Durability.PROCESS,
+    retention: float = 0.0,
+    max_attempts: int | None = None,
+    fsync_interval: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    read_only: bool = False,
+    plugins: bool = True,
+    recover: bool = False,
+) -> Journal:
+    """Open (or create) the journal in directory ``path``.
+
+    One process at a time may hold a journal open; others get
+    :class:`JournalLockedError`. See :class:`Journal` for the arguments.
+
+    ``read_only=True`` opens a view that never writes to the directory and
+    works while another process holds the journal open (a RocksDB secondary
+    instance); :meth:`Journal.refresh` catches up with the owner's writes.
+    ``plugins=False`` attaches no plugin observers.
+
+    A journal whose files are damaged is refused with
+    :class:`JournalCorruptError` naming the file (a torn last record, as power
+    loss leaves, is dropped silently). ``recover=True`` opens it anyway, keeping
+    everything written before the damage; ``journal.recovered`` then says what
+    was dropped.
+    """
+    path = os.fspath(path)
+    mode = Durability.parse(durability)
+    _check_settings(retention, max_attempts, fsync_interval)
+    # A view reads the owner's slot files before its store catches up (see Ledger.load_slot_records).
+    slots = list(inflight.read_records(path)) if read_only else None
+    store: Store = (
+        SecondaryRocksStore(path) if read_only else RocksStore(path, wal=mode is not Durability.NONE, recover=recover)
+    )
+    journal = Journal(
+        store,
+        durability=mode,
+        retention=retention,
+        max_attempts=max_attempts,
+        fsync_interval=fsync_interval,
+        max_message_size=max_message_size,
+        path=path,
+        read_only=read_only,
+        plugins=plugins,
+        slots_read_first=slots,
+    )
+    journal.recovered = list(getattr(store, "recovered", []))
+    if journal.recovered:
+        log.warning("journal %s was recovered: %s", path, "; ".join(journal.recovered))
+    return journal

@@ -1,0 +1,429 @@
+"""The socket port: the journal's one interface for code that moves messages.
+
+The journaled sockets, prefetch, redelivery, replay and the queue device
+(``zjournal.sockets``, ``zjournal.device``) journal and settle messages
+through a :class:`SocketPort`, got with ``zjournal.journal.core.port_of``, and nothing else of
+the journal but its public API. These methods run once per message: they
+work on the journal's :class:`~zjournal.journal.ledger.Ledger` directly, and
+every call saved counts. Application code uses ``append``/``ack`` instead.
+
+The journal never imports the socket layer. ``Journal.wrap``, ``socket``,
+``context`` and ``replay`` hand over to the ``SocketLayer`` that
+``zjournal.sockets`` registers with ``zjournal.journal.core.register_socket_layer``
+when it is imported (``import zjournal`` does that).
+
+Settling an entry: acking it because its socket's policy says it is done
+(``next``, ``sent``, ``reply``). Only entries the port knows as in flight
+(held in a socket's slot, or in ``Ledger.inflight``) are settled: an entry
+somebody acked, nacked or killed meanwhile is left alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from zjournal.errors import JournalForkedError, StoreError
+from zjournal.journal import entry as rec
+from zjournal.journal import inflight
+from zjournal.journal.entry import Entry
+from zjournal.journal.inflight import fits_slot
+from zjournal.journal.ledger import AttachedSocket, Ledger, log
+from zjournal.store import forking
+
+if TYPE_CHECKING:
+    from zjournal.journal.counters import CounterKey
+    from zjournal.journal.inflight import Slot, SlotFile
+
+_now = time.time
+_RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
+
+
+class SocketPort:
+    """A journal's message path (see the module docstring). Lock: taken here; callers hold none."""
+
+    __slots__ = ("ledger",)
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    # -- journaling --------------------------------------------------------
+
+    def log_held(self, slot: Slot, frames: list[bytes], settle: int = 0, envelope_size: int = 0) -> int:
+        """Append one message into a socket's in-flight slot, settling ``settle`` (see zjournal.journal.inflight).
+
+        The hot path of the sockets in ``process`` and ``interval`` mode: no
+        store write at all when the slot held ``settle`` (the overwrite is its
+        ack). What the slot held and is still pending goes to the store first.
+        A record too large for a slot takes :meth:`log` instead.
+        """
+        ledger = self.ledger
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:  # a small single frame skips the checks
+            ledger.check_size(frames)
+            if not fits_slot(frames):
+                return self.log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
+        created = _now()
+        lock = ledger.lock
+        lock.acquire()  # not `with`: half the cost, and this runs once per message
+        try:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            entry_id = ledger.next_id
+            if entry_id >= ledger.reserved:
+                ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
+            held = slot.entry_id
+            observers = ledger.observers
+            if held and held == settle:
+                # The overwrite below is the ack of what the slot held. Same
+                # stream, one out and one in: the pending counter stays put.
+                if observers:
+                    ledger.emit("on_ack", slot.name, slot.dcode, 1)
+            else:
+                if held:
+                    ledger.spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
+                if settle and not ledger.settle_held(settle):
+                    self._settle_stored(settle)
+                ledger.counts.add(slot.counter_key, 1)
+            ledger.next_id = entry_id + 1
+            slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
+            ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
+            if observers:
+                ledger.emit("on_append", slot.name, slot.dcode, 1)
+        finally:
+            lock.release()
+        return entry_id
+
+    def log(
+        self,
+        name: str,
+        dcode: int,
+        frames: list[bytes],
+        *,
+        settle: int = 0,
+        track: bool = True,
+        attempts: int = 1,
+        envelope_size: int = 0,
+    ) -> int:
+        """Append one message and settle an earlier one in the same batch.
+
+        The hot path of the sockets without a slot: one write instead of two,
+        and no read of the settled entry (its name and direction are known
+        from ``inflight``). ``frames`` must already be a list of bytes.
+        ``track``: the socket settles the new entry itself later.
+        """
+        ledger = self.ledger
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:  # a small single frame skips the sum
+            ledger.check_size(frames)
+        value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
+        with ledger.lock:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            if settle and ledger.settle_held(settle):
+                settle = 0
+            batch = ledger.batch()
+            changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
+            settled = self._settle_into(batch, settle, changes) if settle else False
+            entry_id = ledger.next_id
+            if entry_id < ledger.reserved:
+                ledger.next_id = entry_id + 1
+            else:
+                ledger.new_id(batch)
+            batch.put("entries", rec.encode_key(entry_id), value)
+            ledger.commit(batch, changes)
+            if settled:
+                known = ledger.inflight.pop(settle)
+            if track:
+                ledger.inflight[entry_id] = (name, dcode)
+            if ledger.observers:
+                ledger.emit("on_append", name, dcode, 1)
+                if settled:
+                    ledger.emit("on_ack", known[0], known[1], 1)
+        return entry_id
+
+    def log_many(
+        self,
+        name: str,
+        dcode: int,
+        messages: list[tuple[list[bytes], int]],
+        settle: Sequence[int] = (),
+        track: bool = True,
+        attempts: int = 0,
+    ) -> list[int]:
+        """Append many messages ``(frames, envelope_size)`` and settle many entries in one batch.
+
+        For code that owns its loop (the queue device, prefetch): one write
+        for everything that was waiting. ``attempts``: 0 for messages not yet
+        handed to anyone (recorded by :meth:`deliver_many` when they are).
+        """
+        ledger = self.ledger
+        for frames, _size in messages:
+            if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:  # small single frames cannot be too large
+                ledger.check_size(frames)
+        now = time.time()
+        encode, pending = rec.encode_record, rec.PENDING
+        values = [encode(pending, attempts, now, name, dcode, frames, 0.0, "", size) for frames, size in messages]
+        key = rec.encode_key
+        with ledger.lock:
+            ledger.check_open()
+            if ledger.slot_files:
+                settle = [entry_id for entry_id in settle if not ledger.settle_held(entry_id)]
+            batch = ledger.batch()
+            changes: list[tuple[CounterKey, int]] = []
+            if ledger.retention > 0:
+                settled = [i for i in dict.fromkeys(settle) if self._settle_into(batch, i, changes)]
+            else:
+                settled = self._settle_many_into(batch, settle, changes)
+            ids = []
+            for value in values:
+                entry_id = ledger.next_id
+                if entry_id < ledger.reserved:
+                    ledger.next_id = entry_id + 1
+                else:
+                    ledger.new_id(batch)
+                batch.put("entries", key(entry_id), value)
+                ids.append(entry_id)
+            # The batch holds copies: a large message is not held a third time during the write.
+            values.clear()
+            value = b""
+            if ids:
+                changes.append(((name, dcode, rec.PENDING), len(ids)))
+            if len(batch):
+                ledger.commit(batch, changes)
+            in_flight = ledger.inflight
+            acked_streams = [in_flight.pop(entry_id) for entry_id in settled]
+            if track:
+                for entry_id in ids:
+                    in_flight[entry_id] = (name, dcode)
+            if ledger.observers:
+                if ids:
+                    ledger.emit("on_append", name, dcode, len(ids))
+                for stream_name, stream_dcode in acked_streams:
+                    ledger.emit("on_ack", stream_name, stream_dcode, 1)
+        return ids
+
+    def unlog(self, entry_id: int) -> None:
+        """Take back an entry whose message never moved (the send failed)."""
+        ledger = self.ledger
+        with ledger.lock:
+            if ledger.closed:
+                return
+            slot = ledger.find(entry_id)[0] if ledger.slot_files else None
+            if slot is not None:
+                slot.clear()
+                ledger.counts.add(slot.counter_key, -1)
+                return
+            known = ledger.inflight.pop(entry_id, None)
+            if known is None:
+                return
+            batch = ledger.batch()
+            batch.delete("entries", rec.encode_key(entry_id))
+            ledger.commit(batch, [((known[0], known[1], rec.PENDING), -1)])
+
+    def count_ephemeral(self, name: str) -> None:
+        """One more ephemeral message of ``name`` passed (never written)."""
+        ephemeral = self.ledger.ephemeral
+        ephemeral[name] = ephemeral.get(name, 0) + 1
+
+    def check_size(self, frames: list[bytes]) -> None:
+        """Raise MessageTooLargeError for a message over the journal's limit."""
+        self.ledger.check_size(frames)
+
+    # -- settling ----------------------------------------------------------
+
+    def settle(self, entry_id: int, slots: SlotFile | None = None) -> None:
+        """Ack an in-flight entry on its own (when there is nothing to fold it into).
+
+        ``slots``: the settling socket's slot file, which holds the entry if any slot does.
+        """
+        ledger = self.ledger
+        with ledger.lock:
+            if ledger.closed or ledger.settle_held(entry_id, slots):
+                return
+            self._settle_stored(entry_id)
+
+    def forget(self, entry_id: int) -> None:
+        """No socket settles ``entry_id`` any more: it stays pending (until acked, or a restart)."""
+        self.ledger.inflight.pop(entry_id, None)
+
+    def in_flight(self, entry_id: int) -> bool:
+        """Whether a socket of this process holds ``entry_id`` and will settle it."""
+        ledger = self.ledger
+        if entry_id in ledger.inflight:
+            return True
+        with ledger.lock:
+            return ledger.find(entry_id)[0] is not None
+
+    def _settle_many_into(self, batch: Any, settle: Sequence[int], changes: list[tuple[CounterKey, int]]) -> list[int]:
+        """Deletes for many in-flight entries (no retention), one counter change per stream (lock held)."""
+        in_flight, key = self.ledger.inflight, rec.encode_key
+        settled: list[int] = []
+        per_stream: dict[tuple[str, int], int] = {}
+        for entry_id in dict.fromkeys(settle):
+            known = in_flight.get(entry_id)
+            if known is None:
+                continue  # no longer ours (acked, nacked or killed meanwhile)
+            batch.delete("entries", key(entry_id))
+            per_stream[known] = per_stream.get(known, 0) + 1
+            settled.append(entry_id)
+        for (name, dcode), n in per_stream.items():
+            changes.append(((name, dcode, rec.PENDING), -n))
+        return settled
+
+    def _settle_into(self, batch: Any, entry_id: int, changes: list[tuple[CounterKey, int]]) -> bool:
+        """Add the ack of an in-flight entry to ``batch`` (lock held); False if it is no longer ours."""
+        ledger = self.ledger
+        known = ledger.inflight.get(entry_id)
+        if known is None:
+            return False
+        name, dcode = known
+        if ledger.retention > 0:
+            r = ledger.load_for_update(entry_id)
+            if r is None or r[0] != rec.PENDING:
+                return False
+            r[0] = rec.ACKED
+            r[6] = time.time()
+            batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+            changes.append(((name, dcode, rec.ACKED), 1))
+        else:
+            batch.delete("entries", rec.encode_key(entry_id))
+        changes.append(((name, dcode, rec.PENDING), -1))
+        return True
+
+    def _settle_stored(self, entry_id: int) -> None:
+        """Ack an in-flight entry that is in the store, in a write of its own (lock held)."""
+        ledger = self.ledger
+        batch = ledger.batch()
+        changes: list[tuple[CounterKey, int]] = []
+        if self._settle_into(batch, entry_id, changes):
+            ledger.commit(batch, changes)
+            name, dcode = ledger.inflight.pop(entry_id)
+            if ledger.observers:
+                ledger.emit("on_ack", name, dcode, 1)
+
+    # -- redelivery --------------------------------------------------------
+
+    def deliver(self, entry_id: int, track: bool = True) -> Entry | None:
+        """Record the handover of a redelivered entry (attempts + 1); None if it is no longer pending."""
+        ledger = self.ledger
+        with ledger.lock:
+            ledger.check_open()
+            r = ledger.load_for_update(entry_id)
+            if r is None or r[0] != rec.PENDING:
+                return None
+            r[1] += 1
+            ledger.rewrite(entry_id, r, rec.PENDING)
+            if track:
+                ledger.inflight[entry_id] = (r[3], r[4])
+            if ledger.observers:
+                ledger.emit("on_redelivery", r[3], r[4], entry_id, r[1])
+            return rec.entry_from_record(entry_id, r)
+
+    def deliver_many(self, entry_ids: Sequence[int]) -> None:
+        """Record the first hand-over (attempts + 1) of entries journaled before anyone got them, in one write."""
+        ledger = self.ledger
+        with ledger.lock:
+            ledger.check_open()
+            batch = ledger.batch()
+            now = time.time()
+            for entry_id in entry_ids:
+                r = ledger.load_for_update(entry_id)
+                if r is None or r[0] != rec.PENDING:
+                    continue
+                r[1] += 1
+                r[6] = now
+                batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+            if len(batch):
+                ledger.commit(batch, [])
+
+    def redeliverable(self, name: str, dcode: int, after: int, limit: int, max_attempts: int | None) -> list[Entry]:
+        """Up to ``limit`` pending entries of a stream with ids above ``after``, oldest first.
+
+        Entries already delivered ``max_attempts`` times go dead here instead, with the reason recorded.
+        """
+        ledger = self.ledger
+        found: list[Entry] = []
+        start = rec.encode_key(max(after + 1, ledger.floor))
+        for key, value in ledger.store.scan("entries", start):
+            r = rec.decode_record(value)
+            if r[0] != rec.PENDING or r[3] != name or r[4] != dcode:
+                continue
+            entry_id = rec.decode_key(key)
+            if entry_id in ledger.inflight:
+                continue  # delivered in this process already and not settled
+            if max_attempts is not None and r[1] >= max_attempts:
+                with ledger.lock:
+                    ledger.check_open()
+                    ledger.attempt(entry_id, max_attempts)  # goes dead, unless it changed meanwhile
+                continue
+            found.append(rec.entry_from_record(entry_id, r))
+            if len(found) >= limit:
+                break
+        return found
+
+    def first_unissued(self) -> int:
+        """The id the next appended entry gets: every entry journaled so far has a lower one."""
+        return self.ledger.next_id
+
+    def forked_error(self) -> JournalForkedError:
+        """The error for any use of this journal in a child forked from its process (after ``abandon``)."""
+        ledger = self.ledger
+        return forking.forked_error(ledger.path, ledger.rare.forked_from)
+
+    def secret(self, purpose: str) -> bytes:
+        """16 random bytes kept in the journal for ``purpose`` (the same after every restart)."""
+        return self.ledger.secret(purpose)
+
+    # -- sockets and their slot files --------------------------------------
+
+    def attached(self, name: str) -> AttachedSocket | None:
+        """The live socket journaling as ``name``, if any."""
+        return self.ledger.sockets.get(name)
+
+    def attach(self, name: str, sock: AttachedSocket) -> None:
+        """``sock`` journals as ``name`` from now on (held weakly; the journal's close settles it)."""
+        self.ledger.sockets[name] = sock
+
+    def detach(self, name: str, sock: AttachedSocket) -> None:
+        """``sock`` no longer journals as ``name`` (a no-op if another socket took the name)."""
+        sockets = self.ledger.sockets
+        if sockets.get(name) is sock:
+            del sockets[name]
+
+    def open_slots(self, name: str) -> SlotFile | None:
+        """A slot file for a new socket; None when this journal does not use slots."""
+        ledger = self.ledger
+        if not ledger.rare.use_slots:
+            return None
+        assert ledger.path is not None
+        with ledger.lock:
+            ledger.check_open()
+            try:
+                ledger.rare.slot_file_number, slots = inflight.create(
+                    ledger.path, name, ledger.rare.slot_file_number + 1
+                )
+            except StoreError as e:  # the socket journals in the store instead: slower, as safe
+                log.warning("journal %s: socket %r journals without an in-flight slot: %s", ledger.path, name, e)
+                return None
+            if slots is not None:
+                ledger.slot_files.append(slots)
+        return slots
+
+    def close_slots(self, slots: SlotFile) -> None:
+        """A socket closes: what its slots still hold goes to the store (pending), the file goes."""
+        ledger = self.ledger
+        with ledger.lock:
+            if ledger.closed:
+                return  # the journal's close took care of it
+            for slot in (slots.inbound, slots.outbound):
+                if slot.entry_id:
+                    ledger.spill(slot)
+            slots.close()
+            ledger.slot_files.remove(slots)
+
+    def release(self, name: str) -> None:
+        """A socket of ``name`` closed: what it would have settled belongs to whoever wraps ``name`` next."""
+        ledger = self.ledger
+        with ledger.lock:
+            for entry_id in [i for i, (n, _d) in ledger.inflight.items() if n == name]:
+                del ledger.inflight[entry_id]

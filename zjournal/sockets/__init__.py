@@ -1,0 +1,22 @@
+"""The socket layer: journaled pyzmq sockets, over the journal.
+
+- ``socket``: :class:`JournaledSocket`, a real ``zmq.Socket`` that journals every whole message;
+- ``aio``: the asyncio (and tornado) variant; ``pollhook``: pollers see what sockets hold in Python;
+- ``wrapping``: ``Journal.wrap``/``context``/``replay`` (checks, names, contexts); ``copies``: socket classes;
+- ``policy``: ack policies and classifiers; ``redelivery``: pending entries back through a socket;
+- ``prefetch``: reading ahead in batches.
+
+May import: ``zjournal.journal`` (its public API and ``journal.port``, the message
+path), ``zjournal.errors``, ``zjournal.plugins``, ``zjournal.killpoints``. Importing
+this package registers it with the journal (``Journal.wrap`` hands over to it).
+"""
+
+from zjournal.journal.core import register_socket_layer
+from zjournal.sockets.aio import AsyncJournaledSocket
+from zjournal.sockets.policy import AckPolicy, MessageClass
+from zjournal.sockets.socket import JournaledSocket
+from zjournal.sockets.wrapping import JournaledContext, Layer
+
+register_socket_layer(Layer)
+
+__all__ = ["AckPolicy", "AsyncJournaledSocket", "JournaledContext", "JournaledSocket", "MessageClass"]
