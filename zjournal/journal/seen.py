@@ -1,0 +1,130 @@
+"""Which confirm-carrying messages a journal has journaled: the receiving side's deduplication record.
+
+A sender with ``confirm=True`` numbers its messages: an *origin* (16 bytes,
+the same for one journal and stream across restarts) and a *sequence* (its
+entry id). It resends what no receiver confirmed. A receiver drops a resend
+it journaled before (its confirmation was lost, or the sender restarted
+before it arrived) and confirms it again. The rule this module keeps: **a
+message is reported as seen only if its key was committed to the store**
+(in the same batch as the entry it became, by the caller), so dropping it
+never loses a message this journal did not hold.
+
+Bounded: every message also carries the sender's *floor*, the lowest
+sequence it still waits a confirmation for. Nothing below it is ever resent,
+so the keys below it are deleted (:meth:`SeenIndex.forget_below`). A message
+below the floor that arrives anyway (it was in a pipe when the floor moved)
+is unknown, and taken as new: a possible duplicate, never a loss. And at
+most :data:`WINDOW` keys are kept per origin: past that the oldest go, with
+the same consequence.
+
+Keys live in the store's ``meta`` table: ``seen:`` + origin + sequence (8
+bytes, big-endian), value empty; the floor of an origin under ``seen-floor:``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from typing import Any
+
+from zjournal.store.base import Store
+
+ORIGIN_SIZE = 16
+WINDOW = 1_000_000  # keys kept per origin at most (a sender's unconfirmed window is far smaller)
+
+_KEY = b"seen:"
+_FLOOR = b"seen-floor:"
+_SEQ = struct.Struct(">Q")
+
+
+def key(origin: bytes, seq: int) -> bytes:
+    return _KEY + origin + _SEQ.pack(seq)
+
+
+class _Origin:
+    __slots__ = ("floor", "seqs")
+
+    def __init__(self) -> None:
+        self.floor = 0  # every sequence below it is settled at the sender (never resent)
+        self.seqs: list[int] = []  # committed sequences at or above the floor, sorted
+
+
+class SeenIndex:
+    """The committed keys, in memory (loaded once at open); changes go through the caller's batch.
+
+    Like the journal's counters, memory changes only after the batch was
+    written: :meth:`add` and :meth:`forget_below` put their changes in a
+    batch and return a function the caller runs once the write returned.
+    """
+
+    def __init__(self) -> None:
+        self._origins: dict[bytes, _Origin] = {}
+
+    def load(self, store: Store) -> None:
+        """Read every key and floor of the store (a scan of the ``seen`` part of ``meta``)."""
+        origins: dict[bytes, _Origin] = {}
+        for raw, value in store.scan("meta", _FLOOR):
+            if not raw.startswith(_FLOOR):
+                break
+            if len(raw) == len(_FLOOR) + ORIGIN_SIZE and len(value) == _SEQ.size:
+                origins.setdefault(raw[len(_FLOOR) :], _Origin()).floor = _SEQ.unpack(value)[0]
+        for raw, _value in store.scan("meta", _KEY):
+            if not raw.startswith(_KEY):
+                break
+            if len(raw) != len(_KEY) + ORIGIN_SIZE + _SEQ.size:
+                continue  # not a key this module wrote: never taken as a message seen
+            origin = raw[len(_KEY) : len(_KEY) + ORIGIN_SIZE]
+            seq = _SEQ.unpack(raw[len(_KEY) + ORIGIN_SIZE :])[0]
+            known = origins.setdefault(origin, _Origin())
+            if seq >= known.floor:
+                known.seqs.append(seq)  # scanned in key order: already sorted
+        self._origins = origins
+
+    def seen(self, origin: bytes, seq: int) -> bool:
+        """Whether ``(origin, seq)`` was committed as journaled here (and not forgotten)."""
+        known = self._origins.get(origin)
+        if known is None:
+            return False
+        i = bisect.bisect_left(known.seqs, seq)
+        return i < len(known.seqs) and known.seqs[i] == seq
+
+    def floor(self, origin: bytes) -> int:
+        known = self._origins.get(origin)
+        return 0 if known is None else known.floor
+
+    def add(self, batch: Any, origin: bytes, seq: int) -> Any:
+        """Put the key of ``(origin, seq)`` in ``batch``; returns what to run after the write."""
+        batch.put("meta", key(origin, seq), b"")
+
+        def committed() -> None:
+            known = self._origins.setdefault(origin, _Origin())
+            if seq < known.floor:
+                return  # the floor passed it meanwhile: nothing will resend it
+            i = bisect.bisect_left(known.seqs, seq)
+            if i == len(known.seqs) or known.seqs[i] != seq:
+                known.seqs.insert(i, seq)
+            if len(known.seqs) > WINDOW:
+                del known.seqs[0]  # its store key goes with the next forget_below of this origin
+
+        return committed
+
+    def forget_below(self, batch: Any, origin: bytes, floor: int) -> Any:
+        """Delete the keys of ``origin`` below ``floor`` (the sender's), in ``batch``; None if nothing changes."""
+        known = self._origins.get(origin)
+        if known is None or floor <= known.floor:
+            return None
+        cut = bisect.bisect_left(known.seqs, floor)
+        for seq in known.seqs[:cut]:
+            batch.delete("meta", key(origin, seq))
+        batch.put("meta", _FLOOR + origin, _SEQ.pack(floor))
+
+        def committed() -> None:
+            if floor > known.floor:
+                known.floor = floor
+                del known.seqs[: bisect.bisect_left(known.seqs, floor)]
+
+        return committed
+
+    def origins(self) -> dict[bytes, tuple[int, int]]:
+        """``origin -> (floor, keys kept)``, for inspection."""
+        return {origin: (known.floor, len(known.seqs)) for origin, known in self._origins.items()}
