@@ -108,7 +108,7 @@ PUBLIC_NAMES = [
     "stop_on_signals",
 ]
 
-# Journal's public methods and their parameters, as they were before the layout by layers.
+X
 JOURNAL_METHODS = {
     "abandon": "parent",
     "ack": "entry_id",
@@ -137,7 +137,7 @@ JOURNAL_METHODS = {
     "size_on_disk": "",
     "socket": "ctx socket_type name options",
     "sync": "",
-    "wrap": "sock name ack classify max_attempts prefetch",
+    "wrap": "sock name ack classify max_attempts prefetch confirm confirm_timeout",
 }
 JOURNAL_ATTRIBUTES = [
     "closed",

@@ -43,6 +43,11 @@ from zjournal.store.secondary import SecondaryRocksStore
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
 
+def _check_confirm_endpoint(endpoint: str | None) -> None:
+    if endpoint is not None and not (isinstance(endpoint, str) and endpoint.startswith(("tcp://", "ipc://"))):
+        raise InvalidArgumentError(f"confirm_endpoint is a tcp:// or ipc:// address that peers reach, not {endpoint!r}")
+
+
 def _check_settings(retention: float, max_attempts: int | None, fsync_interval: float) -> None:
     if retention < 0:
         raise InvalidArgumentError(f"retention must be >= 0 seconds, not {retention}")
@@ -113,8 +118,10 @@ class Journal:
         read_only: bool = False,
         plugins: bool = True,
         slots_read_first: list[tuple[int, bytes]] | None = None,
+        confirm_endpoint: str | None = None,
     ) -> None:
         _check_settings(retention, max_attempts, fsync_interval)
+        _check_confirm_endpoint(confirm_endpoint)
         ledger = Ledger(
             store if store is not None else MemoryStore(),
             durability=Durability.parse(durability),
@@ -125,6 +132,7 @@ class Journal:
             path=path,
             read_only=read_only,
         )
+        ledger.confirm_endpoint = confirm_endpoint
         self._ledger = ledger
         self._port = SocketPort(ledger)  # zjournal.journal.port.port_of hands it to the socket layer
         #: what opening had to drop to recover a damaged journal (``open(..., recover=True)``)
@@ -540,6 +548,8 @@ class Journal:
         classify: Any = None,
         max_attempts: int | None = None,
         prefetch: int = 0,
+        confirm: bool = False,
+        confirm_timeout: float | None = None,
     ) -> Any:
         """Journal every message of an existing pyzmq socket.
 
@@ -555,10 +565,23 @@ class Journal:
         the default in-flight slot is faster). Pollers see the prefetched
         messages; acks of ``next`` ride with the next write, so up to N handled
         messages can come back after a crash.
+
+        ``confirm=True`` (a PUSH): each outbound entry stays pending until the
+        receiving journal confirms it journaled the message, and is sent again
+        every ``confirm_timeout`` seconds (default 5) until then, also after a
+        restart (zjournal.sockets.confirm). Receivers need no option.
         """
         self._ledger.check_open()
         return socket_layer().wrap(
-            self, sock, name, ack=ack, classify=classify, max_attempts=max_attempts, prefetch=prefetch
+            self,
+            sock,
+            name,
+            ack=ack,
+            classify=classify,
+            max_attempts=max_attempts,
+            prefetch=prefetch,
+            confirm=confirm,
+            confirm_timeout=confirm_timeout,
         )
 
     def socket(self, ctx: Any, socket_type: int, name: str | None = None, **options: Any) -> Any:
@@ -632,6 +655,7 @@ def open(  # noqa: A001 - the public name the issues ask for
     read_only: bool = False,
     plugins: bool = True,
     recover: bool = False,
+    confirm_endpoint: str | None = None,
 ) -> Journal:
     """Open (or create) the journal in directory ``path``.
 
@@ -648,10 +672,16 @@ def open(  # noqa: A001 - the public name the issues ask for
     loss leaves, is dropped silently). ``recover=True`` opens it anyway, keeping
     everything written before the damage; ``journal.recovered`` then says what
     was dropped.
+
+    ``confirm_endpoint``: the address that sockets wrapped with ``confirm=True``
+    bind for confirmations from their receivers, for receivers on other hosts
+    (``"tcp://10.1.2.3:7001"``; a port may be ``*``). By default each binds a
+    free port on 127.0.0.1: receivers on this host need nothing.
     """
     path = os.fspath(path)
     mode = Durability.parse(durability)
     _check_settings(retention, max_attempts, fsync_interval)
+    _check_confirm_endpoint(confirm_endpoint)
     # A view reads the owner's slot files before its store catches up (see Ledger.load_slot_records).
     slots = list(inflight.read_records(path)) if read_only else None
     store: Store = (
@@ -668,6 +698,7 @@ def open(  # noqa: A001 - the public name the issues ask for
         read_only=read_only,
         plugins=plugins,
         slots_read_first=slots,
+        confirm_endpoint=confirm_endpoint,
     )
     journal.recovered = list(getattr(store, "recovered", []))
     if journal.recovered:

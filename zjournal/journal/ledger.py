@@ -44,6 +44,7 @@ from zjournal.journal import inflight
 from zjournal.journal.counters import CounterKey, Counters
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
+from zjournal.journal.seen import SeenIndex
 from zjournal.store import forking
 from zjournal.store.base import Store
 
@@ -169,6 +170,8 @@ class Ledger:
         self.next_id = 1  # the next id to hand out
         self.reserved = 1  # ids below this are reserved (the next block is written before it is used)
         self.floor = 1  # no live entry has an id below this
+        self.seen = SeenIndex()  # confirm-carrying messages journaled here, for deduplication
+        self.confirm_endpoint: str | None = None  # where confirm senders bind (None: a loopback tcp port)
 
     # -- observers (plugins) -----------------------------------------------
 
@@ -211,6 +214,7 @@ class Ledger:
         if self.path is not None:
             self.load_slot_records(slots_read_first)
         self.count_entries()
+        self.seen.load(store)
         if self.read_only:
             return
         batch = store.batch()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from zjournal.errors import JournalForkedError, StoreError
 from zjournal.journal import entry as rec
 from zjournal.journal import inflight
+from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
 from zjournal.journal.inflight import fits_slot
 from zjournal.journal.ledger import AttachedSocket, Ledger, log
@@ -201,6 +202,108 @@ class SocketPort:
                 for stream_name, stream_dcode in acked_streams:
                     ledger.emit("on_ack", stream_name, stream_dcode, 1)
         return ids
+
+    def log_confirmed(
+        self,
+        name: str,
+        dcode: int,
+        frames: list[bytes],
+        origin: bytes,
+        seq: int,
+        floor: int,
+        *,
+        settle: int = 0,
+        track: bool = True,
+        attempts: int = 1,
+        envelope_size: int = 0,
+    ) -> int:
+        """Append a message a confirming sender numbered ``(origin, seq)``, with its dedup key, in one write.
+
+        0 when this journal holds that message already (a resend): nothing is
+        written then but the ack of ``settle``. The key and the entry commit
+        together, so a message is never taken for a duplicate unless it was
+        journaled (zjournal.journal.seen). ``floor``: the sender's, below which
+        its keys are forgotten.
+        """
+        ledger = self.ledger
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
+            ledger.check_size(frames)
+        value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
+        with ledger.lock:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            if settle and ledger.settle_held(settle):
+                settle = 0
+            batch = ledger.batch()
+            changes: list[tuple[CounterKey, int]] = []
+            settled = self._settle_into(batch, settle, changes) if settle else False
+            duplicate = ledger.seen.seen(origin, seq)
+            after: list[Any] = []
+            if not duplicate:
+                changes.append(((name, dcode, rec.PENDING), 1))
+                entry_id = ledger.next_id
+                if entry_id < ledger.reserved:
+                    ledger.next_id = entry_id + 1
+                else:
+                    ledger.new_id(batch)
+                batch.put("entries", rec.encode_key(entry_id), value)
+                after.append(ledger.seen.add(batch, origin, seq))
+            forget = ledger.seen.forget_below(batch, origin, floor)
+            if forget is not None:
+                after.append(forget)
+            if len(batch):
+                ledger.commit(batch, changes)
+            for committed in after:
+                committed()
+            if settled:
+                known = ledger.inflight.pop(settle)
+            if not duplicate and track:
+                ledger.inflight[entry_id] = (name, dcode)
+            if ledger.observers:
+                if not duplicate:
+                    ledger.emit("on_append", name, dcode, 1)
+                if settled:
+                    ledger.emit("on_ack", known[0], known[1], 1)
+        return 0 if duplicate else entry_id
+
+    def settle_many(self, name: str, dcode: int, entry_ids: Sequence[int]) -> None:
+        """Ack in-flight entries of one stream in one write (confirmations that came back)."""
+        self.log_many(name, dcode, [], settle=entry_ids)
+
+    def pending(self, name: str, dcode: int) -> list[Entry]:
+        """The pending entries of a stream, oldest first (a scan: for startup, not per message)."""
+        return list(self.ledger.select(name, rec.PENDING, dcode))
+
+    def confirm_endpoint(self) -> str | None:
+        """Where confirm senders bind for confirmations (``open(..., confirm_endpoint=)``); None: a loopback port."""
+        return self.ledger.confirm_endpoint
+
+    def adopt(self, entry_id: int, name: str, dcode: int) -> None:
+        """A socket settles this pending entry from an earlier run itself (it resends it, awaits its confirm)."""
+        with self.ledger.lock:
+            self.ledger.inflight[entry_id] = (name, dcode)
+
+    def attempt(self, entry_id: int, limit: int | None) -> Entry:
+        """One more delivery of a pending entry, or ``dead`` past ``limit`` (see Journal.attempt)."""
+        ledger = self.ledger
+        with ledger.lock:
+            ledger.check_open()
+            return ledger.attempt(entry_id, limit)
+
+    def load(self, entry_id: int) -> Entry | None:
+        """An entry, wherever it is (a resend reads its frames)."""
+        r = self.ledger.load_record(entry_id)
+        return None if r is None else rec.entry_from_record(entry_id, r)
+
+    def make_durable(self) -> None:
+        """Before a confirm goes out: what the store holds survives what this durability mode promises.
+
+        ``process`` and ``always``: a write that returned is durable enough;
+        ``interval``: fsynced now (once per batch of confirms).
+        """
+        ledger = self.ledger
+        if ledger.durability is Durability.INTERVAL:
+            ledger.store.sync()
 
     def unlog(self, entry_id: int) -> None:
         """Take back an entry whose message never moved (the send failed)."""

@@ -210,10 +210,12 @@ class _JournaledAsync:
         classify: Any,
         max_attempts: int | None,
         prefetch: int = 0,
+        confirm: bool = False,
+        confirm_timeout: float | None = None,
     ) -> Any:
         inner = JournaledSocket.shadow(sock)
         try:
-            inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
+            inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout)
         except BaseException:
             inner._closed = True
             raise

@@ -26,7 +26,8 @@ from zjournal.errors import InvalidArgumentError, StoreError
 from zjournal.journal.core import port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
-from zjournal.sockets import pollhook
+from zjournal.sockets import confirm_wire, pollhook
+from zjournal.sockets.confirm import ConfirmReturn, ConfirmSender, confirm_sender
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
 from zjournal.sockets.redelivery import (
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zjournal")
 
 _IN = DIRECTION_CODES[Direction.IN]
+_HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
 _OUT = DIRECTION_CODES[Direction.OUT]
 # Plain ints: pyzmq's constants are enums, and enum arithmetic is slow on the hot path.
 _RCVMORE = int(zmq.RCVMORE)
@@ -66,6 +68,8 @@ class _State:
         "answering_python",
         "awaiting_reply",
         "behind",
+        "confirm",
+        "confirm_return",
         "deferred",
         "fast_in",
         "fast_out",
@@ -120,6 +124,8 @@ class _State:
         # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
         self.fast_in: Slot | None = None
         self.fast_out: Slot | None = None
+        self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
+        self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
 
 
 class JournaledSocket(Prefetching, zmq.Socket):
@@ -157,6 +163,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         classify: Any,
         max_attempts: int | None,
         prefetch: int = 0,
+        confirm: bool = False,
+        confirm_timeout: float | None = None,
     ) -> None:
         socket_type = self.type
         self._s = _State()
@@ -180,6 +188,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if isinstance(self._s.redelivery, LocalRedelivery):
                 self._s.local = self._s.redelivery
             self._s.redelivery.refill()
+        if confirm:
+            self._s.confirm = confirm_sender(self, port, name, confirm_timeout, self._max_attempts)
+            self._out_policy = AckPolicy.EXPLICIT  # acked by the receiver's confirmation, not by a send
+        elif confirm_timeout is not None:
+            raise InvalidArgumentError("confirm_timeout is for sockets wrapped with confirm=True")
         self._s.slots = port.open_slots(name)
         self._update_fast_paths()
 
@@ -427,6 +440,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
         A message whose move fails leaves no entry behind.
         """
+        confirm = self._s.confirm
+        if confirm is not None:
+            result = confirm.send(frames, flags, move, self._classifier)
+            self._s.last_id = confirm.last_sent
+            return result
         entry_id = self._journal_out(frames, flags)
         if killpoints.ARMED:
             killpoints.reached("send:after-journal")
@@ -517,8 +535,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.settle_next = 0
             self._port.settle(settle, self._s.slots)
 
-    def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> None:
-        """Journal a whole inbound message of the fast paths in the socket's slot."""
+    def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> bool:
+        """Journal a whole inbound message of the fast paths in the socket's slot (False: a dropped resend)."""
+        if len(frames) > 1 and frames[0].startswith(_HEADER_MAGIC):
+            return self._inbound(frames, settle)  # a confirm sender's: the store, with its dedup key
         state = self._s
         state.settle_next = 0
         if killpoints.ARMED:
@@ -530,6 +550,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         except StoreError:
             self._keep_unjournaled(frames, settle, JournaledSocket._journal_new)
             raise
+        return True
 
     def _keep_unjournaled(
         self, frames: list[bytes], settle: int, journal_it: Callable[[Any, list[bytes], int], bool]
@@ -630,6 +651,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 got = _base_recv(self, flags, False, track)
             data = got.bytes
             if got.more:  # frame by frame: journaled when the last one is read
+                if data.startswith(_HEADER_MAGIC):
+                    return self._recv_confirmed_frame(got, settle, flags, copy, track)
                 state.settle_next = 0
                 state.rx = [data]
                 state.rx_settle = settle
@@ -678,13 +701,20 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if state.redelivery is not None and local is None:
                 self._settle_now()
                 frame = self._recv_redelivering(flags, copy, track, whole=False)[0]
+                if not state.rx_redelivered and zmq.Socket.get(self, _RCVMORE):
+                    first = frame if copy else frame.bytes
+                    if first.startswith(_HEADER_MAGIC):
+                        return self._recv_confirmed_frame(zmq.Frame(first), 0, flags, copy, track, more=True)
                 state.rx_settle = 0
                 state.rx = []
                 state.rx.append(frame if copy else frame.bytes)
                 if not zmq.Socket.get(self, _RCVMORE):
                     self._complete_rx()
                 return frame
-            got, state.rx_settle = self._recv_first(flags, track)  # may raise: nothing started
+            got, settle = self._recv_first(flags, track)  # may raise: nothing started
+            if got.more and got.bytes.startswith(_HEADER_MAGIC):
+                return self._recv_confirmed_frame(got, settle, flags, copy, track)
+            state.rx_settle = settle
             state.rx = []
         else:
             got = zmq.Socket.recv(self, flags, False, track)
@@ -730,8 +760,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 got = _base_recv(self, flags, False, track)
                 frames.append(got.bytes)
                 parts.append(got)
-            self._received_held(slot, frames, settle)
-            return frames if copy else parts
+            if self._received_held(slot, frames, settle):
+                return frames if copy else parts[len(parts) - len(frames) :]
+            return self._recv_multipart_live(flags, copy, track)  # that was a resend held already
         if self._in_policy is not None:
             self._check_rep_turn()
             if state.rx is None and state.serving is None:
@@ -752,22 +783,54 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return frames if copy else [zmq.Frame(f) for f in frames]
         if self._s.redelivery is not None:
             self._settle_now()
-            self._s.rx_redelivered = 0
-            parts = self._recv_redelivering(flags, copy, track, whole=True)
-            self._inbound(parts if copy else [p.bytes for p in parts], 0)
-            return parts
+            while True:
+                self._s.rx_redelivered = 0
+                parts = self._recv_redelivering(flags, copy, track, whole=True)
+                frames = parts if copy else [p.bytes for p in parts]
+                if self._inbound(frames, 0):
+                    return frames if copy else parts[len(parts) - len(frames) :]
+                if self._s.redelivery is None:  # a resend held already was dropped; redelivery is over
+                    return self._recv_multipart_live(flags, copy, track)
         if self._prefetch:
             return self._recv_prefetched(flags, copy, track)
-        got, settle = self._recv_first(flags, track)
-        frames = [got.bytes]
-        parts = [got]
+        return self._recv_multipart_live(flags, copy, track)
+
+    def _recv_multipart_live(self, flags: int, copy: bool, track: bool) -> list[Any]:
+        """Read and journal the next whole message; resends this journal holds already are skipped."""
         raw_recv = zmq.Socket.recv
-        while got.more:
-            got = raw_recv(self, flags, False, track)
+        while True:
+            got, settle = self._recv_first(flags, track)
+            frames = [got.bytes]
+            parts = [got]
+            while got.more:
+                got = raw_recv(self, flags, False, track)
+                frames.append(got.bytes)
+                parts.append(got)
+            if self._inbound(frames, settle):
+                return frames if copy else parts[len(parts) - len(frames) :]
+
+    def _recv_confirmed_frame(
+        self, first: zmq.Frame, settle: int, flags: int, copy: bool, track: bool, more: bool = False
+    ) -> Any:
+        """recv() met a confirm header: read the whole message, journal it, give out its first frame.
+
+        ``more``: ``first`` is a copy of the frame read (its ``more`` flag lost), the rest is queued.
+        """
+        state = self._s
+        frames = [first.bytes]
+        if more or first.more:
+            got = zmq.Socket.recv(self, 0, False, track)
             frames.append(got.bytes)
-            parts.append(got)
-        self._inbound(frames, settle)
-        return frames if copy else parts
+            while got.more:
+                got = zmq.Socket.recv(self, 0, False, track)
+                frames.append(got.bytes)
+        if not self._inbound(frames, settle):  # a resend held already: the next message instead
+            if state.redelivery is not None or state.local is not None:
+                return self.recv(flags, copy, track)
+            frames = self._recv_multipart_live(flags, True, track)
+        if len(frames) > 1:
+            state.serving = frames[1:]
+        return frames[0] if copy else zmq.Frame(frames[0])
 
     def _recv_redelivering(self, flags: int, copy: bool, track: bool, whole: bool) -> list[Any]:
         """Receive while re-injected entries are queued: recognise them, keep live ones behind them.
@@ -846,12 +909,28 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._port.count_ephemeral(self._jname)
             redelivery.inject_live(0, frames)  # ephemeral: never journaled, behind what is injected now
             return
+        header = confirm_wire.parse_header(frames[0]) if frames[0].startswith(_HEADER_MAGIC) else None
+        if header is not None and len(frames) > 1:
+            del frames[0]
+            self._hold_confirmed_behind(frames, header)
+            redelivery.exhausted = False
+            return
         try:
             self._port.log(self._jname, _IN, frames, track=False, attempts=0)
         except StoreError:
             self._keep_unjournaled(frames, 0, JournaledSocket._journal_behind)
             raise
         redelivery.exhausted = False  # there is something to fetch again
+
+    def _hold_confirmed_behind(self, frames: list[bytes], header: confirm_wire.Header) -> None:
+        """A confirm sender's live message during redelivery: journaled (unless held already), confirmed."""
+        state = self._s
+        self._port.log_confirmed(
+            self._jname, _IN, frames, header.origin, header.seq, header.floor, track=False, attempts=0
+        )
+        if state.confirm_return is None:
+            state.confirm_return = ConfirmReturn(self._port, self.context)
+        state.confirm_return.confirm(header.endpoint, header.origin, header.seq)
 
     def _journal_behind(self, frames: list[bytes], settle: int) -> bool:
         redelivery = self._s.redelivery
@@ -1042,8 +1121,13 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return events | (super().poll(0, rest) if rest else 0)
         return super().poll(timeout, flags)
 
-    def _inbound(self, frames: list[bytes], settle: int) -> None:
-        """A whole inbound message was read: journal it (or record its redelivery)."""
+    def _inbound(self, frames: list[bytes], settle: int) -> bool:
+        """A whole inbound message was read: journal it (or record its redelivery).
+
+        False: it was a resend this journal already holds (confirm=True senders),
+        dropped; the application gets the next message instead. A confirm header
+        is taken off ``frames`` in place: the caller hands over what is left.
+        """
         if killpoints.ARMED:  # a folded ack and the new append are one write: both windows at once
             if settle:
                 killpoints.reached("ack:before-write")
@@ -1062,14 +1146,19 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 redelivery.refill()
                 if self._s.behind and not redelivery.active:
                     self._retire_redelivery()  # the held live messages come next, from Python
-            return
+            return True
+        if len(frames) > 1 and frames[0].startswith(_HEADER_MAGIC) and not self._router:
+            header = confirm_wire.parse_header(frames[0])
+            if header is not None:
+                del frames[0]
+                return self._inbound_confirmed(frames, settle, header)
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
             port.count_ephemeral(self._jname)
             if settle:
                 port.settle(settle, self._s.slots)
             self._s.settle_next = 0
-            return
+            return True
         policy = self._in_policy
         envelope_size = envelope_size_of(frames) if self._router else 0
         try:
@@ -1096,6 +1185,45 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.settle_next = 0
         if self._handler is not None:
             self._handler.on_inbound(self, entry_id, frames)
+        return True
+
+    def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
+        """A message of a confirm=True sender, its header off: journal it unless held already, confirm it.
+
+        Journaled in the store with its dedup key (not in the slot: the key must
+        outlive the entry). A store error leaves it unconfirmed: its sender sends
+        it again.
+        """
+        state = self._s
+        policy = self._in_policy
+        entry_id = self._port.log_confirmed(
+            self._jname,
+            _IN,
+            frames,
+            header.origin,
+            header.seq,
+            header.floor,
+            settle=settle,
+            track=policy is not AckPolicy.EXPLICIT,
+        )
+        back = state.confirm_return
+        if back is None:
+            back = state.confirm_return = ConfirmReturn(self._port, self.context)
+        back.confirm(header.endpoint, header.origin, header.seq)  # a resend is confirmed again
+        if not entry_id:
+            back.duplicates += 1
+            state.settle_next = 0
+            return False
+        state.last_id = entry_id
+        if policy is AckPolicy.NEXT:
+            state.settle_next = entry_id
+        elif policy is AckPolicy.REPLY:
+            state.awaiting_reply = entry_id
+        else:
+            state.settle_next = 0
+        if self._handler is not None:
+            self._handler.on_inbound(self, entry_id, frames)
+        return True
 
     def _redelivered(self, entry_id: int, requester_gone: bool = False) -> None:
         """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
@@ -1159,6 +1287,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
         journal = self._journal
         port = self._port
         state = self._s
+        if state.confirm is not None:
+            state.confirm.close()  # what is unconfirmed stays pending: the next wrap resends it
+        if state.confirm_return is not None:
+            state.confirm_return.close()  # what was confirmed goes out first
         if journal is not None:
             if not journal.closed:
                 self._settle_deferred()

@@ -47,6 +47,8 @@ def wrap_socket(
     classify: Any,
     max_attempts: int | None,
     prefetch: int = 0,
+    confirm: bool = False,
+    confirm_timeout: float | None = None,
 ) -> Any:
     """The body of :meth:`Journal.wrap`."""
     if not isinstance(sock, zmq.Socket):
@@ -67,11 +69,13 @@ def wrap_socket(
     if live is not None and not live.closed:
         raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
     if isinstance(sock, _AsyncSocket):  # zmq.asyncio, zmq.eventloop.future (tornado), or a subclass
-        wrapped: Any = AsyncJournaledSocket.wrap(journal, sock, name, ack, classify, max_attempts, prefetch)
+        wrapped: Any = AsyncJournaledSocket.wrap(
+            journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout
+        )
     else:
         wrapped = journaled_copy(sock)
         try:
-            wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch)
+            wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout)
         except BaseException:
             wrapped._closed = True  # the handle stays with ``sock``
             raise

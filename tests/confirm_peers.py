@@ -1,0 +1,69 @@
+"""The two processes of the confirm crash tests (tests/test_socket_confirm_crash.py), run as scripts.
+
+python tests/confirm_peers.py receive JOURNAL ENDPOINT OUT
+    a journaled PULL (no option): every message handed over is appended to OUT
+python tests/confirm_peers.py send JOURNAL ENDPOINT COUNT SENT
+    a journaled PUSH with confirm=True: sends the numbers after the last one in SENT up to
+    COUNT, appending each to SENT once send() returned, then waits until all are confirmed
+    and prints "confirmed"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+import zjournal
+
+
+def receive(path: str, endpoint: str, out: str) -> None:
+    journal = zjournal.open(path)
+    pull = journal.wrap(zmq.Context.instance().socket(zmq.PULL), name="in")
+    pull.bind(endpoint)
+    print("ready", flush=True)
+    with open(out, "a") as f:
+        while True:
+            f.write(pull.recv().decode() + "\n")
+            f.flush()  # in the page cache: a SIGKILL keeps it
+
+
+def send(path: str, endpoint: str, count: int, sent: str) -> None:
+    journal = zjournal.open(path)
+    push = journal.wrap(zmq.Context.instance().socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.3)
+    push.connect(endpoint)
+    done = Path(sent).read_text().split() if os.path.exists(sent) else []
+    first = int(done[-1]) + 1 if done else 0
+    print("ready", flush=True)
+    with open(sent, "a") as f:
+        for n in range(first, count):
+            push.send(b"%d" % n)
+            f.write(f"{n}\n")
+            f.flush()
+            if n % 50 == 0:
+                time.sleep(0.005)  # a stream that lasts long enough for kills to land in it
+    t0 = time.monotonic()
+    while journal.count(name="out", state="pending", direction="out"):
+        time.sleep(0.01)
+        if os.environ.get("ZJ_DEBUG") and time.monotonic() - t0 > 1:
+            t0 = time.monotonic()
+            print(
+                "pending",
+                journal.count(name="out", state="pending", direction="out"),
+                push._s.confirm.unconfirmed(),
+                [e.id for e in journal.entries(name="out")][:5],
+                file=sys.stderr,
+            )
+    print("confirmed", flush=True)
+    time.sleep(3600)
+
+
+if __name__ == "__main__":
+    role, *args = sys.argv[1:]
+    if role == "receive":
+        receive(*args)
+    else:
+        send(args[0], args[1], int(args[2]), args[3])

@@ -1,0 +1,194 @@
+"""End-to-end confirms (``confirm=True``): pending until the receiving journal confirms, resent, deduplicated.
+
+Where a test plays one side with plain pyzmq sockets, it speaks the wire
+format of zjournal.sockets.confirm_wire, as a journaled peer would.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import zmq
+
+import zjournal
+from zjournal.sockets import confirm_wire as wire
+
+ORIGIN = b"\x07" * 16
+
+
+def _wait(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _pending_out(journal: zjournal.Journal) -> int:
+    return journal.count(name="out", state="pending", direction="out")
+
+
+def test_frames_arrive_exactly_as_sent_and_every_entry_is_confirmed(open_journal, tmp_path, ctx, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    push.send_multipart([b"a", b"", b"c" * 100])
+    push.send(b"one")
+    push.send(b"x", zmq.SNDMORE)
+    push.send(b"y")
+    assert pull.recv_multipart() == [b"a", b"", b"c" * 100]
+    assert pull.recv() == b"one"
+    assert pull.recv() == b"x"  # frame by frame: the header is never a frame the application sees
+    assert pull.get(zmq.RCVMORE)
+    assert pull.recv() == b"y"
+    assert not pull.get(zmq.RCVMORE)
+    push.send_multipart([b"p", b"q"])
+    parts = pull.recv_multipart(copy=False)
+    assert [p.bytes for p in parts] == [b"p", b"q"]
+    _wait(lambda: _pending_out(sender) == 0, "every confirmation")
+    assert receiver.count(name="in", state="pending") == 1  # the last one, in hand
+    assert [e.frames for e in receiver.entries(name="in")] == [[b"p", b"q"]]
+
+
+def test_an_unconfirmed_entry_is_sent_again_until_confirmed_even_by_an_idle_sender(journal, ctx, endpoint) -> None:
+    peer = ctx.socket(zmq.PULL)  # plays the receiver: reads, confirms only when the test says
+    where = endpoint()
+    peer.bind(where)
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
+    push.connect(where)
+    push.send(b"order-1")
+    first = peer.recv_multipart()
+    again = peer.recv_multipart()  # the application sent nothing more: the resend comes by itself
+    assert first[1:] == again[1:] == [b"order-1"]
+    header = wire.parse_header(first[0])
+    assert header is not None and wire.parse_header(again[0]).seq == header.seq == push.last_id
+    assert journal.get(header.seq).attempts >= 2  # attempts count the sends
+    assert _pending_out(journal) == 1
+    back = ctx.socket(zmq.PUSH)
+    back.connect(header.endpoint)
+    back.send_multipart(wire.encode_confirms(header.origin, [header.seq]))
+    _wait(lambda: _pending_out(journal) == 0, "the confirmation")
+    while peer.poll(300):  # resends already in the pipe; then none
+        peer.recv_multipart()
+    assert not peer.poll(300)
+
+
+def test_a_confirm_for_another_origin_or_a_malformed_one_acks_nothing(journal, ctx, endpoint) -> None:
+    peer = ctx.socket(zmq.PULL)
+    where = endpoint()
+    peer.bind(where)
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    push.send(b"m")
+    header = wire.parse_header(peer.recv_multipart()[0])
+    back = ctx.socket(zmq.PUSH)
+    back.connect(header.endpoint)
+    back.send_multipart(wire.encode_confirms(b"\x01" * 16, [header.seq]))  # not this socket's origin
+    back.send_multipart([b"ZJK1" + header.origin, b"short"])
+    back.send_multipart([b"garbage"])
+    time.sleep(0.2)
+    assert _pending_out(journal) == 1
+
+
+def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal, journal_path, ctx, endpoint) -> None:
+    peer = ctx.socket(zmq.PULL)
+    where = endpoint()
+    peer.bind(where)
+    first = open_journal()
+    push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    for n in range(3):
+        push.send(b"old-%d" % n)
+    before = [peer.recv_multipart() for _ in range(3)]
+    push.close()
+    first.close()
+    again = open_journal()
+    assert _pending_out(again) == 3
+    push = again.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    push.send(b"new")
+    after = [peer.recv_multipart() for _ in range(4)]
+    assert [m[1:] for m in after] == [[b"old-0"], [b"old-1"], [b"old-2"], [b"new"]]
+    old_headers = [wire.parse_header(m[0]) for m in before]
+    new_headers = [wire.parse_header(m[0]) for m in after[:3]]
+    assert [h.seq for h in new_headers] == [h.seq for h in old_headers]  # the same messages, by number
+    assert {h.origin for h in new_headers} == {old_headers[0].origin}  # the same origin across restarts
+
+
+def test_a_resend_the_receiver_journaled_before_is_dropped_and_confirmed_again_after_its_restart(
+    open_journal, journal_path, ctx, endpoint
+) -> None:
+    confirms = ctx.socket(zmq.PULL)  # plays the sender's confirmation intake
+    confirms.bind("tcp://127.0.0.1:*")
+    intake = confirms.get(zmq.LAST_ENDPOINT).decode()
+    sender = ctx.socket(zmq.PUSH)
+
+    def message(seq: int, body: bytes) -> list[bytes]:
+        return [wire.encode_header(ORIGIN, seq, 1, intake.encode()), body]
+
+    receiver = open_journal()
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    sender.connect(where)
+    sender.send_multipart(message(1, b"one"))
+    sender.send_multipart(message(1, b"one"))  # its confirmation was lost: sent again
+    sender.send_multipart(message(2, b"two"))
+    assert pull.recv_multipart() == [b"one"]
+    assert pull.recv_multipart() == [b"two"]  # the resend of 1 was dropped
+    confirmed = []
+    while len(confirmed) < 3:  # 1, 1 again, 2
+        got = wire.parse_confirms(confirms.recv_multipart())
+        assert got is not None and got[0] == ORIGIN
+        confirmed += got[1]
+    assert sorted(confirmed) == [1, 1, 2]
+    pull.close()
+    receiver.close()
+    receiver = open_journal()  # restarted: the record of what it journaled is on disk
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    sender.connect(where)
+    sender.send_multipart(message(2, b"two"))
+    sender.send_multipart(message(3, b"three"))
+    assert pull.recv_multipart() == [b"three"]  # two was handled (acked at close): its resend is dropped
+    assert not pull.poll(200)
+    assert [e.frames for e in receiver.entries(name="in")] == [[b"three"]]
+
+
+def test_a_frame_that_only_looks_like_a_header_is_the_applications(journal, ctx, endpoint) -> None:
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    plain = ctx.socket(zmq.PUSH)
+    plain.connect(where)
+    hostile = [wire.encode_header(ORIGIN, 1, 1, b"http://elsewhere"), b"body"]
+    plain.send_multipart(hostile)
+    assert pull.recv_multipart() == hostile
+
+
+@pytest.mark.parametrize(
+    ("socket_type", "why"),
+    [
+        (zmq.PUB, "does not know its subscribers"),
+        (zmq.PULL, "for sockets that send"),
+        (zmq.SUB, "for sockets that send"),
+    ],
+)
+def test_confirm_is_refused_where_nobody_could_confirm(journal, ctx, socket_type: int, why: str) -> None:
+    with pytest.raises(zjournal.InvalidArgumentError, match=why):
+        journal.wrap(ctx.socket(socket_type), confirm=True)
+
+
+def test_confirm_settings_are_checked(journal, ctx, tmp_path) -> None:
+    with pytest.raises(zjournal.InvalidArgumentError, match="confirm_timeout"):
+        journal.wrap(ctx.socket(zmq.PUSH), confirm_timeout=1.0)
+    with pytest.raises(zjournal.InvalidArgumentError, match="confirm_timeout"):
+        journal.wrap(ctx.socket(zmq.PUSH), confirm=True, confirm_timeout=0)
+    with pytest.raises(zjournal.InvalidArgumentError, match="confirm_endpoint"):
+        zjournal.open(str(tmp_path / "x"), confirm_endpoint="http://nowhere")

@@ -1,0 +1,312 @@
+"""End-to-end confirms: an outbound entry stays pending until the receiving journal has it.
+
+``journal.wrap(push, confirm=True)`` gives the socket a :class:`ConfirmSender`:
+every message goes out behind a header frame (zjournal.sockets.confirm_wire)
+that names it; its entry stays pending, and is acked only when the receiving
+journal confirms it journaled the message. What is not confirmed within
+``confirm_timeout`` seconds is sent again, oldest first, by a background
+thread (so an idle producer does not strand its last messages) and, after a
+restart, as soon as the socket is wrapped again: ``attempts`` counts the
+sends, ``max_attempts`` makes an entry a dead letter.
+
+Every journaled receiving socket understands the header without an option: a
+:class:`ConfirmReturn` takes the header off, lets the journal drop a resend it
+already holds (zjournal.journal.seen), and sends confirmations back to the
+endpoint the header names, in batches, from a thread of its own.
+
+Thread safety: the background thread resends through the application's
+socket, which libzmq allows when no two threads use it at once; every use of
+the socket by zjournal's send path and the resend takes :attr:`ConfirmSender.lock`,
+and the resend only ever tries it (never waiting behind the application).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from zjournal.errors import InvalidArgumentError, InvalidTransitionError, StoreError, UnknownEntryError, ZJournalError
+from zjournal.journal.entry import DIRECTION_CODES, Direction
+from zjournal.journal.port import SocketPort
+from zjournal.sockets import confirm_wire as wire
+
+log = logging.getLogger("zjournal")
+
+DEFAULT_CONFIRM_TIMEOUT = 5.0  # seconds before an unconfirmed message is sent again
+_OUT = DIRECTION_CODES[Direction.OUT]
+_SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
+_TICK = 0.005  # seconds between looks at confirmations and resends
+_RETURN_EVERY = 0.002  # a receiver's confirmations wait at most this long
+_RETURN_BATCH = 4096
+_MAX_ENDPOINTS = 16  # a receiver's confirm sockets (one per sender endpoint) at most
+_MAX_QUEUED_CONFIRMS = 1_000_000  # past that a receiver drops confirmations (the senders resend)
+
+
+# Socket types that may send with confirm=True (v1: PUSH; the others are refused with the reason).
+_REFUSED = {
+    zmq.PUB: "a PUB does not know its subscribers, so nobody could confirm (use PUSH, or DEALER/ROUTER)",
+    zmq.XPUB: "an XPUB does not know which subscribers took a message, so nobody could confirm",
+    zmq.DEALER: "confirm=True on a DEALER is not built yet (PUSH is)",
+    zmq.ROUTER: "confirm=True on a ROUTER is not built yet (PUSH is)",
+    zmq.PAIR: "confirm=True on a PAIR is not built yet (PUSH is)",
+}
+
+
+def confirm_sender(
+    sock: zmq.Socket, port: SocketPort, name: str, timeout: float | None, max_attempts: int | None
+) -> ConfirmSender:
+    """The confirm side of ``sock`` (a JournaledSocket), or InvalidArgumentError saying why its type cannot have one."""
+    socket_type = sock.type
+    if socket_type != zmq.PUSH:
+        why = _REFUSED.get(socket_type, "confirm=True is for sockets that send (PUSH)")
+        raise InvalidArgumentError(f"confirm=True on a {zmq.SocketType(socket_type).name}: {why}")
+    if timeout is None:
+        timeout = DEFAULT_CONFIRM_TIMEOUT
+    if not isinstance(timeout, (int, float)) or not 0 < timeout < 1e9:
+        raise InvalidArgumentError(f"confirm_timeout must be > 0 seconds, not {timeout!r}")
+    return ConfirmSender(sock, port, name, float(timeout), max_attempts, port.confirm_endpoint())
+
+
+class ConfirmSender:
+    """The confirm side of one sending socket (see the module docstring)."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        port: SocketPort,
+        name: str,
+        timeout: float,
+        max_attempts: int | None,
+        bind_to: str | None,
+    ) -> None:
+        self.lock = threading.Lock()  # whoever uses the data socket holds it
+        self.last_sent = 0  # the entry id of the last message the application sent
+        self._sock = sock
+        self._port = port
+        self._name = name
+        self._timeout = timeout
+        self._max_attempts = max_attempts
+        self.origin = port.secret(f"confirm-origin:{name}")
+        self._unconfirmed: dict[int, float] = {}  # entry id -> when last sent (monotonic); ids ascend
+        self._mutex = threading.Lock()  # guards _unconfirmed between the application and the thread
+        self._backlog: collections.deque[int] = collections.deque()  # pending from an earlier run, not resent yet
+        for entry in port.pending(name, _OUT):
+            port.adopt(entry.id, name, _OUT)
+            self._unconfirmed[entry.id] = 0.0
+            self._backlog.append(entry.id)
+        self._intake = zmq.Context.socket(sock.context, zmq.PULL, socket_class=zmq.Socket)
+        self._intake.linger = 0
+        self._intake.bind(bind_to or "tcp://127.0.0.1:*")
+        self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
+        self._endpoint = self.endpoint.encode()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"zjournal-confirm-{name}", daemon=True)
+        self._thread.start()
+
+    # -- the application's sends -------------------------------------------
+
+    def floor(self, entry_id: int) -> int:
+        """The lowest entry still waiting for its confirmation, ``entry_id`` included."""
+        with self._mutex:
+            first = next(iter(self._unconfirmed), entry_id)
+        return min(first, entry_id)
+
+    def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
+        """Journal ``frames`` (pending until confirmed), then send their header and let ``move`` send them."""
+        sock = self._sock
+        if flags & _NOBLOCK and not zmq.Socket.get(sock, zmq.EVENTS) & zmq.POLLOUT:
+            raise zmq.Again()  # would not be taken: journal nothing
+        port = self._port
+        if classifier is not None and not classifier(frames):
+            port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
+            with self.lock:
+                return move()
+        entry_id = port.log(self._name, _OUT, frames, track=True, attempts=1)
+        header = wire.encode_header(self.origin, entry_id, self.floor(entry_id), self._endpoint)
+        try:
+            with self.lock:
+                while self._backlog:  # an earlier run's unconfirmed messages go first, in order
+                    self._resend(self._backlog[0], flags & _NOBLOCK)
+                    self._backlog.popleft()
+                zmq.Socket.send(sock, header, _SNDMORE | (flags & _NOBLOCK))
+                result = move()
+        except BaseException:
+            port.unlog(entry_id)
+            raise
+        with self._mutex:
+            self._unconfirmed[entry_id] = time.monotonic()
+        self.last_sent = entry_id
+        return result
+
+    def unconfirmed(self) -> int:
+        with self._mutex:
+            return len(self._unconfirmed)
+
+    # -- the background thread -----------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._intake, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(_TICK * 1000):
+                    self._take_confirms()
+                try:
+                    self._resend_due()
+                except StoreError as e:  # the disk is full, say: the entries stay pending, tried again
+                    log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
+                    self._stop.wait(self._timeout)
+        except (zmq.ContextTerminated, ZJournalError):
+            pass  # the context or the journal closed under the socket: the entries stay pending
+        except Exception as e:  # the entries stay pending: the next wrap resends them
+            log.error("journal socket %r: confirmations stopped: %s", self._name, e)
+        finally:
+            self._intake.close(0)
+
+    def _take_confirms(self) -> None:
+        confirmed: list[int] = []
+        for _ in range(1000):
+            try:
+                frames = self._intake.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                break
+            got = wire.parse_confirms(frames)
+            if got is None or got[0] != self.origin:
+                continue  # not a confirm message of this socket's: nothing is acked by it
+            confirmed += got[1]
+        if not confirmed:
+            return
+        with self._mutex:
+            mine = [i for i in confirmed if self._unconfirmed.pop(i, None) is not None]
+        if mine:
+            self._port.settle_many(self._name, _OUT, mine)
+
+    def _resend_due(self) -> None:
+        now = time.monotonic()
+        with self._mutex:
+            due = [i for i, sent in self._unconfirmed.items() if now - sent >= self._timeout]
+        for entry_id in due[:1000]:
+            if self._stop.is_set() or not self.lock.acquire(blocking=False):
+                return  # the application is using the socket: later
+            try:
+                if self._backlog and self._backlog[0] == entry_id:
+                    self._backlog.popleft()
+                self._resend(entry_id, _NOBLOCK)
+            except zmq.Again:
+                return  # the peers are full or gone: later
+            finally:
+                self.lock.release()
+
+    def _resend(self, entry_id: int, flags: int) -> None:
+        """Send an unconfirmed entry again (lock held); past ``max_attempts`` it goes dead instead."""
+        entry = self._port.load(entry_id)
+        if entry is None or entry.state.value != "pending":
+            with self._mutex:
+                self._unconfirmed.pop(entry_id, None)
+            return
+        limit = self._max_attempts
+        if limit is not None and entry.attempts >= limit:
+            with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # unless confirmed meanwhile
+                self._port.attempt(entry_id, limit)  # a dead letter now, its reason recorded
+            with self._mutex:
+                self._unconfirmed.pop(entry_id, None)
+            return
+        header = wire.encode_header(self.origin, entry_id, self.floor(entry_id), self._endpoint)
+        sock = self._sock
+        zmq.Socket.send(sock, header, _SNDMORE | flags)
+        for frame in entry.frames[:-1]:
+            zmq.Socket.send(sock, frame, _SNDMORE | flags)
+        zmq.Socket.send(sock, entry.frames[-1], flags)
+        try:
+            self._port.attempt(entry_id, None)
+        except (UnknownEntryError, InvalidTransitionError):
+            return  # confirmed meanwhile (acked, gone): nothing to count
+        with self._mutex:
+            if entry_id in self._unconfirmed:
+                self._unconfirmed[entry_id] = time.monotonic()
+
+    def close(self) -> None:
+        """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+class ConfirmReturn:
+    """A receiving socket's confirmations, sent back to each sender in batches from a thread."""
+
+    def __init__(self, port: SocketPort, ctx: zmq.Context) -> None:
+        self._port = port
+        self._ctx = ctx
+        self._queue: collections.deque[tuple[str, bytes, int]] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.duplicates = 0  # resends this socket dropped (already journaled)
+        self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
+        self._thread.start()
+
+    def confirm(self, endpoint: str, origin: bytes, seq: int) -> None:
+        """``(origin, seq)`` is journaled here: tell its sender (soon, with others)."""
+        queue = self._queue
+        if len(queue) < _MAX_QUEUED_CONFIRMS:
+            queue.append((endpoint, origin, seq))
+            if len(queue) >= _RETURN_BATCH:
+                self._wake.set()
+
+    def _run(self) -> None:
+        sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
+        try:
+            while True:
+                stopping = self._stop.is_set()
+                self._wake.wait(_RETURN_EVERY)
+                self._wake.clear()
+                if self._queue:
+                    self._send_batch(sockets)
+                if stopping and not self._queue:
+                    return
+        except (zmq.ContextTerminated, ZJournalError):
+            pass  # the senders resend what was not confirmed
+        except Exception as e:  # the senders resend what was not confirmed
+            log.error("journal: confirmations to senders stopped: %s", e)
+        finally:
+            for s in sockets.values():
+                s.close(0)
+
+    def _send_batch(self, sockets: collections.OrderedDict[str, zmq.Socket]) -> None:
+        queue = self._queue
+        by_sender: dict[tuple[str, bytes], list[int]] = {}
+        for _ in range(len(queue)):
+            endpoint, origin, seq = queue.popleft()
+            by_sender.setdefault((endpoint, origin), []).append(seq)
+        self._port.make_durable()  # interval mode: fsynced before anyone is told
+        for (endpoint, origin), seqs in by_sender.items():
+            out = sockets.get(endpoint)
+            if out is None:
+                if len(sockets) >= _MAX_ENDPOINTS:
+                    sockets.popitem(last=False)[1].close(0)
+                out = zmq.Context.socket(self._ctx, zmq.PUSH, socket_class=zmq.Socket)
+                out.linger = 0
+                out.connect(endpoint)  # a wire-checked tcp, ipc or inproc address
+                sockets[endpoint] = out
+            else:
+                sockets.move_to_end(endpoint)
+            for start in range(0, len(seqs), wire.MAX_CONFIRMS):
+                try:
+                    out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), _NOBLOCK)
+                except zmq.Again:
+                    break  # that sender is not reachable now: it resends, and is confirmed then
+
+    def close(self) -> None:
+        """Send what is queued, then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
