@@ -108,7 +108,7 @@ PUBLIC_NAMES = [
     "stop_on_signals",
 ]
 
-X
+# Journal's public methods and their parameters: the layout by layers changed none (confirm came after).
 JOURNAL_METHODS = {
     "abandon": "parent",
     "ack": "entry_id",
