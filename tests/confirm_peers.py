@@ -27,7 +27,8 @@ def receive(path: str, endpoint: str, out: str) -> None:
     print("ready", flush=True)
     with open(out, "a") as f:
         while True:
-            f.write(pull.recv().decode() + "\n")
+            number = pull.recv().decode()
+            f.write(f"{number} {pull.last_attempts}\n")
             f.flush()  # in the page cache: a SIGKILL keeps it
 
 

@@ -192,3 +192,55 @@ def test_confirm_settings_are_checked(journal, ctx, tmp_path) -> None:
         journal.wrap(ctx.socket(zmq.PUSH), confirm=True, confirm_timeout=0)
     with pytest.raises(zjournal.InvalidArgumentError, match="confirm_endpoint"):
         zjournal.open(str(tmp_path / "x"), confirm_endpoint="http://nowhere")
+
+
+def test_last_attempts_is_one_the_first_time_and_more_when_it_comes_again(open_journal, ctx, endpoint) -> None:
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    assert pull.last_attempts == 0  # nothing received yet
+    where = endpoint()
+    pull.bind(where)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(where)
+    push.send(b"a")
+    push.send(b"b")
+    assert pull.recv() == b"a" and pull.last_attempts == 1
+    assert pull.recv() == b"b" and pull.last_attempts == 1
+    pull.nack()  # b comes again through this socket
+    assert pull.recv() == b"b" and pull.last_attempts == 2
+    push.send(b"c")
+    assert pull.recv() == b"c" and pull.last_attempts == 1
+
+
+def test_asyncio_sockets_confirm_on_both_ends(open_journal, tmp_path, endpoint) -> None:
+    import asyncio
+
+    import zmq.asyncio
+
+    actx = zmq.asyncio.Context()
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+
+    async def main() -> None:
+        push = sender.wrap(actx.socket(zmq.PUSH), name="out", confirm=True)
+        pull = receiver.wrap(actx.socket(zmq.PULL), name="in")
+        where = endpoint()
+        pull.bind(where)
+        push.connect(where)
+        await push.send_multipart([b"a", b"1"])
+        await push.send(b"b")
+        assert await pull.recv_multipart() == [b"a", b"1"]
+        assert await asyncio.wait_for(pull.recv(), 5) == b"b"
+        assert pull.last_attempts == 1
+        for _ in range(500):
+            if not _pending_out(sender):
+                break
+            await asyncio.sleep(0.01)
+        assert _pending_out(sender) == 0
+        push.close()
+        pull.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        actx.destroy(linger=0)

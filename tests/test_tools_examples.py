@@ -72,7 +72,7 @@ def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path
     report = json.loads(out.read_text())
     assert set(report["scenarios"]) == {"hotpath", "pushpull", "latency", "device", "memory"}
     variants = {r["variant"] for r in report["scenarios"]["pushpull"]["rows"]}
-    assert variants == {"raw", "process", "interval", "always"}
+    assert variants == {"raw", "process", "interval", "always", "process+confirm"}
     assert all(r["median"] > 0 for r in report["scenarios"]["pushpull"]["rows"])
     assert {t["target"] for t in report["targets"]} >= {"zjournal.Queue (process) / zmq.proxy"}
     assert "| variant | p50 | p99 | p99.9 | p50 / raw |" in text and "## targets" in text

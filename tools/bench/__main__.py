@@ -7,7 +7,8 @@ Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstrin
 * ``hotpath``: what one send / recv call costs, raw and journaled, in one
   process (the figure to measure before and after a change to the per-message code);
 * ``pushpull``: PUSH->PULL throughput, 100-byte and 4 KiB messages, raw pyzmq
-  and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode;
+  and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode,
+  and ``process+confirm`` (the sender with ``confirm=True``: end-to-end confirms);
 * ``latency``: REQ->REP round trips, p50 / p99 / p99.9;
 * ``device``: ``zmq.proxy`` against ``zjournal.Queue`` under pipelining clients;
 * ``peers``: Redis Streams (AOF everysec and always) and persist-queue, every
@@ -123,6 +124,9 @@ def targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             add("PUSH->PULL 100 B, both ends journaled (process) / raw pyzmq", process["ratio_to_raw"], 0.25)
         if process and interval:
             add("interval / process throughput (100 B)", interval["median"] / process["median"], 0.8)
+        confirmed = _row(results["pushpull"], size=100, variant="process+confirm")
+        if confirmed:
+            add("PUSH->PULL 100 B, confirm=True (process) / raw pyzmq", confirmed["ratio_to_raw"], 0.15)
     if "device" in results:
         queue = _row(results["device"], device="queue-process")
         if queue:

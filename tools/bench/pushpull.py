@@ -3,12 +3,14 @@
 Run:  python tools/bench --only pushpull   (or this file: python tools/bench/pushpull.py --sizes 100)
 
 Sender and receiver run in separate processes over ipc. ``process+prefetch``
-is ``process`` with the receiver wrapped with ``prefetch=64`` (opt-in); a
+is ``process`` with the receiver wrapped with ``prefetch=64`` (opt-in);
+``process+confirm`` the sender with ``confirm=True`` (end-to-end confirms); a
 ``:recv`` suffix (``process:recv``) journals the receiver only, to see what
 one journaled consumer can take. Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
 the median msg/s per variant and its ratio to raw pyzmq of the same size from
-the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
+the same run. ``always`` moves a fiftieth of the messages (it fsyncs each),
+``+confirm`` a tenth.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import zmq
 from common import rate, run_pair, summary, table
 
 # Also runnable: "process+prefetch" (the receiver with prefetch=64) and a ":recv" suffix (receiver journaled only).
-VARIANTS = ("raw", "process", "interval", "always")
+VARIANTS = ("raw", "process", "interval", "always", "process+confirm")
 
 
 def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
@@ -42,7 +44,9 @@ def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
     journal = zjournal.open(path, durability=durability, fsync_interval=10)
     # "+prefetch": the receiver reads up to 64 queued messages per journal write (opt-in)
     prefetch = 64 if option == "prefetch" and kind == zmq.PULL else 0
-    return journal.wrap(sock, name=name, prefetch=prefetch), journal
+    # "+confirm": the sender's entries stay pending until the receiving journal confirms them
+    confirm = option == "confirm" and kind == zmq.PUSH
+    return journal.wrap(sock, name=name, prefetch=prefetch, confirm=confirm), journal
 
 
 def _sender(variant: str, addr: str, path: str, count: int, size: int, ready) -> None:
@@ -101,7 +105,10 @@ def run(
             for size in sizes:
                 for variant in variants:
                     index += 1
-                    count = messages if not variant.startswith("always") else max(2, messages // 50)
+                    # always fsyncs each message, confirm writes each on both ends: fewer of them
+                    count = max(2, messages // 50) if variant.startswith("always") else messages
+                    if variant.endswith("+confirm"):
+                        count = max(2, messages // 10)
                     rates[(size, variant)].append(run_once(variant, count, size, Path(tmp), index))
     for (size, variant), values in rates.items():
         row = {"size": size, "variant": variant, **summary(values)}

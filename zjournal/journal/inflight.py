@@ -39,6 +39,7 @@ import os
 import stat
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 
@@ -277,7 +278,9 @@ def _records_of(data: bytes, path: str = "") -> Iterator[tuple[int, bytes]]:
     A slot whose checksum fails was being written when the process died: it
     never held a journaled message. A slot whose checksum holds but whose
     fields no socket writes (a crafted or foreign file) raises
-    JournalCorruptError naming the file, as does a damaged file header.
+    JournalCorruptError naming the file, as does a damaged file header. An
+    impossible ``created`` is replaced by the time of reading: the checksum
+    does not cover it, so a torn write or a read racing one leaves it so.
     """
     if not data.startswith(_MAGIC) or len(data) < _FILE_HEADER_SIZE:
         return  # created but never written (a crash right at socket creation)
@@ -302,8 +305,10 @@ def _records_of(data: bytes, path: str = "") -> Iterator[tuple[int, bytes]]:
         frames = [message] if kind == _SINGLE else _frames_of(message, path)
         if not frames or envelope_size > len(frames):
             raise _damaged(path, f"a message of {len(frames)} frames with an envelope of {envelope_size}")
-        if not 0 < created <= _LATEST or entry_id > _MAX_ID:  # (NaN fails the first)
-            raise _damaged(path, f"entry {entry_id} created at {created!r}")
+        if entry_id > _MAX_ID:
+            raise _damaged(path, f"entry {entry_id}")
+        if not 0 < created <= _LATEST:  # (NaN fails it) the checksum does not cover the time: a read
+            created = time.time()  # racing the socket's write (a live view) or a kill mid-write tore it
         yield entry_id, rec.encode_record(rec.PENDING, 1, created, name, dcode, frames, 0.0, "", envelope_size)
 
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from zjournal.journal.inflight import Slot, SlotFile
 
 _now = time.time
+_FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor in steps of this many ids
 _RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
 
 
@@ -248,9 +249,10 @@ class SocketPort:
                     ledger.new_id(batch)
                 batch.put("entries", rec.encode_key(entry_id), value)
                 after.append(ledger.seen.add(batch, origin, seq))
-            forget = ledger.seen.forget_below(batch, origin, floor)
-            if forget is not None:
-                after.append(forget)
+            if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
+                forget = ledger.seen.forget_below(batch, origin, floor)
+                if forget is not None:
+                    after.append(forget)
             if len(batch):
                 ledger.commit(batch, changes)
             for committed in after:

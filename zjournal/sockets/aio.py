@@ -239,6 +239,10 @@ class _JournaledAsync:
     def last_id(self) -> int:
         return self._shadow_sock.last_id
 
+    @property
+    def last_attempts(self) -> int:
+        return self._shadow_sock.last_attempts
+
     def ack(self, id: int | None = None) -> bool:  # noqa: A002
         return self._shadow_sock.ack(id)
 

@@ -95,12 +95,16 @@ class ConfirmSender:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self.origin = port.secret(f"confirm-origin:{name}")
-        self._unconfirmed: dict[int, float] = {}  # entry id -> when last sent (monotonic); ids ascend
-        self._mutex = threading.Lock()  # guards _unconfirmed between the application and the thread
+        # entry id -> when last sent (monotonic), in the order of that time: a resend moves an id to
+        # the end, so what is due is always at the front (no scan of the whole window per tick).
+        self._unconfirmed: dict[int, float] = {}
+        self._ids: collections.deque[int] = collections.deque()  # unconfirmed ids ascending (confirmed ones lazily)
+        self._mutex = threading.Lock()  # guards both between the application and the thread
         self._backlog: collections.deque[int] = collections.deque()  # pending from an earlier run, not resent yet
         for entry in port.pending(name, _OUT):
             port.adopt(entry.id, name, _OUT)
             self._unconfirmed[entry.id] = 0.0
+            self._ids.append(entry.id)
             self._backlog.append(entry.id)
         self._intake = zmq.Context.socket(sock.context, zmq.PULL, socket_class=zmq.Socket)
         self._intake.linger = 0
@@ -116,7 +120,10 @@ class ConfirmSender:
     def floor(self, entry_id: int) -> int:
         """The lowest entry still waiting for its confirmation, ``entry_id`` included."""
         with self._mutex:
-            first = next(iter(self._unconfirmed), entry_id)
+            ids, unconfirmed = self._ids, self._unconfirmed
+            while ids and ids[0] not in unconfirmed:
+                ids.popleft()
+            first = ids[0] if ids else entry_id
         return min(first, entry_id)
 
     def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
@@ -143,6 +150,7 @@ class ConfirmSender:
             raise
         with self._mutex:
             self._unconfirmed[entry_id] = time.monotonic()
+            self._ids.append(entry_id)
         self.last_sent = entry_id
         return result
 
@@ -191,9 +199,13 @@ class ConfirmSender:
 
     def _resend_due(self) -> None:
         now = time.monotonic()
+        due = []
         with self._mutex:
-            due = [i for i, sent in self._unconfirmed.items() if now - sent >= self._timeout]
-        for entry_id in due[:1000]:
+            for i, sent in self._unconfirmed.items():  # oldest send first
+                if now - sent < self._timeout or len(due) >= 1000:
+                    break
+                due.append(i)
+        for entry_id in due:
             if self._stop.is_set() or not self.lock.acquire(blocking=False):
                 return  # the application is using the socket: later
             try:
@@ -230,8 +242,8 @@ class ConfirmSender:
         except (UnknownEntryError, InvalidTransitionError):
             return  # confirmed meanwhile (acked, gone): nothing to count
         with self._mutex:
-            if entry_id in self._unconfirmed:
-                self._unconfirmed[entry_id] = time.monotonic()
+            if self._unconfirmed.pop(entry_id, None) is not None:
+                self._unconfirmed[entry_id] = time.monotonic()  # to the end: sent last
 
     def close(self) -> None:
         """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""

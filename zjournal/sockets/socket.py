@@ -76,6 +76,7 @@ class _State:
         "from_python",
         "last_id",
         "local",
+        "redelivered",
         "redelivery",
         "returned",
         "rx",
@@ -113,6 +114,7 @@ class _State:
         # ROUTER/REP: the last ids handed over by redelivery from an earlier run (their requester is gone)
         self.from_python: collections.deque[int] = collections.deque(maxlen=64)
         self.redelivery: Redelivery | None = None
+        self.redelivered = (0, 0)  # (entry id, attempts) of the last entry handed over again (see last_attempts)
         self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
         # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
         self.ahead: collections.deque[tuple[int, list[bytes]]] = collections.deque()
@@ -233,6 +235,22 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def last_id(self) -> int:
         """Id of the last message journaled by this socket, sent or received (0: none yet)."""
         return self._s.last_id
+
+    @property
+    def last_attempts(self) -> int:
+        """How often the message :attr:`last_id` names was handed over, read right after receiving it.
+
+        1 the first time; more when it comes again (after a crash, a nack, or
+        a redelivery) — RabbitMQ's ``redelivered``, JetStream's
+        ``num_delivered``. In a one-to-one pipeline of ``confirm=True`` peers
+        a message with ``last_attempts == 1`` was never handed to an
+        application before. 0 before any message.
+        """
+        state = self._s
+        entry_id, attempts = state.redelivered
+        if not state.last_id:
+            return 0
+        return attempts if entry_id == state.last_id else 1
 
     # -- acknowledgement ---------------------------------------------------
 
@@ -1231,6 +1249,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         entry = self._port.deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
         if entry is None:
             return
+        self._s.redelivered = (entry_id, entry.attempts)
         if requester_gone:
             self._s.from_python.append(entry_id)
         self._s.last_id = entry_id
