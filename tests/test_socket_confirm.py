@@ -244,3 +244,55 @@ def test_asyncio_sockets_confirm_on_both_ends(open_journal, tmp_path, endpoint) 
         asyncio.run(main())
     finally:
         actx.destroy(linger=0)
+
+
+def test_a_prefetching_receiver_takes_the_header_off_and_drops_resends(journal, ctx, endpoint) -> None:
+    confirms = ctx.socket(zmq.PULL)
+    confirms.bind("tcp://127.0.0.1:*")
+    intake = confirms.get(zmq.LAST_ENDPOINT)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in", prefetch=16)
+    where = endpoint()
+    pull.bind(where)
+    sender = ctx.socket(zmq.PUSH)
+    sender.connect(where)
+    for seq, body in ((1, b"a"), (2, b"b"), (1, b"a"), (3, b"c")):
+        sender.send_multipart([wire.encode_header(ORIGIN, seq, 1, intake), body])
+    sender.send(b"plain")
+    time.sleep(0.1)  # all queued: one read-ahead batch
+    assert [pull.recv_multipart() for _ in range(4)] == [[b"a"], [b"b"], [b"c"], [b"plain"]]
+    assert not pull.poll(100)
+    assert journal.info()["confirm"] == {"senders": 1, "dedup_keys": 3, "duplicates_dropped": 1}
+
+
+def test_a_plain_receiver_sees_the_header_frame_and_the_sender_keeps_its_entry(open_journal, tmp_path, ctx, endpoint):
+    sender = open_journal(str(tmp_path / "a"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)
+    plain = ctx.socket(zmq.PULL)  # not journaled: it cannot confirm
+    where = endpoint()
+    plain.bind(where)
+    push.connect(where)
+    push.send(b"order")
+    frames = plain.recv_multipart()
+    assert frames[0].startswith(b"ZJC1") and frames[1:] == [b"order"]  # as the README says
+    assert plain.recv_multipart()[1:] == [b"order"]  # never confirmed: sent again
+    assert _pending_out(sender) == 1
+
+
+def test_inspect_shows_what_the_journal_received_from_confirm_senders(open_journal, journal_path, ctx, endpoint, cli):
+    import json
+
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    sender = ctx.socket(zmq.PUSH)
+    sender.connect(where)
+    for seq in (1, 1, 2):
+        sender.send_multipart([wire.encode_header(ORIGIN, seq, 1, b"tcp://127.0.0.1:1"), b"m"])
+    pull.recv_multipart()
+    pull.recv_multipart()
+    pull.close()
+    journal.close()
+    data = json.loads(cli("inspect", journal_path, "--json").output)
+    assert data["confirm"] == {"senders": 1, "dedup_keys": 2, "duplicates_dropped": 1}
+    assert "resends dropped as duplicates 1" in cli("inspect", journal_path).output

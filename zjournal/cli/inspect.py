@@ -88,6 +88,7 @@ def summary(journal: zjournal.Journal, path: str) -> dict[str, Any]:
         },
         "pending_attempts": {str(k): attempts[k] for k in sorted(attempts)},
         "replays": journal.replays(),
+        "confirm": info["confirm"],
     }
 
 
@@ -118,6 +119,12 @@ def print_summary(data: dict[str, Any]) -> None:
         )
         histogram = ", ".join(f"{k}: {v}" for k, v in data["pending_attempts"].items())
         console.print(f"attempts of pending entries: {histogram}")
+    confirm = data["confirm"]
+    if confirm["senders"] or confirm["duplicates_dropped"]:
+        console.print(
+            f"confirm=True senders: {confirm['senders']} · dedup keys kept {confirm['dedup_keys']:,} · "
+            f"resends dropped as duplicates {confirm['duplicates_dropped']:,}"
+        )
     if data["replays"]:
         last = data["replays"][-1]
         console.print(

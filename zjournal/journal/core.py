@@ -459,7 +459,12 @@ class Journal:
             ledger.count_entries()
 
     def info(self) -> dict[str, Any]:
-        """What the journal says about itself: schema, recorded durability, creation time, size."""
+        """What the journal says about itself: schema, recorded durability, creation time, size, confirms.
+
+        ``confirm``: the confirm=True senders this journal received from
+        (``senders``), the deduplication keys it keeps for them (``dedup_keys``)
+        and the resends it dropped as duplicates, ever (``duplicates_dropped``).
+        """
         ledger = self._ledger
         ledger.check_open()
         return {
@@ -468,6 +473,16 @@ class Journal:
             "durability": ledger.meta(META_DURABILITY),
             "created": ledger.meta(META_CREATED),
             "size_on_disk": ledger.store.size_on_disk(),
+            "confirm": self._confirm_info(),
+        }
+
+    def _confirm_info(self) -> dict[str, int]:
+        """What this journal knows of confirm=True senders: how many, the dedup keys kept, resends dropped."""
+        origins = self._ledger.seen.origins()
+        return {
+            "senders": len(origins),
+            "dedup_keys": sum(kept for _floor, kept in origins.values()),
+            "duplicates_dropped": self._ledger.seen.dropped,
         }
 
     # -- maintenance -------------------------------------------------------

@@ -240,7 +240,9 @@ class SocketPort:
             settled = self._settle_into(batch, settle, changes) if settle else False
             duplicate = ledger.seen.seen(origin, seq)
             after: list[Any] = []
-            if not duplicate:
+            if duplicate:
+                after.append(ledger.seen.drop(batch))
+            else:
                 changes.append(((name, dcode, rec.PENDING), 1))
                 entry_id = ledger.next_id
                 if entry_id < ledger.reserved:

@@ -34,6 +34,7 @@ WINDOW = 1_000_000  # keys kept per origin at most (a sender's unconfirmed windo
 
 _KEY = b"seen:"
 _FLOOR = b"seen-floor:"
+_DROPPED = b"seen-dropped"  # how many resends were dropped as duplicates, ever
 _SEQ = struct.Struct(">Q")
 
 
@@ -59,6 +60,7 @@ class SeenIndex:
 
     def __init__(self) -> None:
         self._origins: dict[bytes, _Origin] = {}
+        self.dropped = 0
 
     def load(self, store: Store) -> None:
         """Read every key and floor of the store (a scan of the ``seen`` part of ``meta``)."""
@@ -79,6 +81,18 @@ class SeenIndex:
             if seq >= known.floor:
                 known.seqs.append(seq)  # scanned in key order: already sorted
         self._origins = origins
+        raw = store.get("meta", _DROPPED)
+        self.dropped = _SEQ.unpack(raw)[0] if raw is not None and len(raw) == _SEQ.size else 0
+
+    def drop(self, batch: Any) -> Any:
+        """Count one resend dropped as a duplicate, in ``batch``; returns what to run after the write."""
+        total = self.dropped + 1
+        batch.put("meta", _DROPPED, _SEQ.pack(total))
+
+        def committed() -> None:
+            self.dropped = max(self.dropped, total)
+
+        return committed
 
     def seen(self, origin: bytes, seq: int) -> bool:
         """Whether ``(origin, seq)`` was committed as journaled here (and not forgotten)."""

@@ -16,6 +16,7 @@ import zmq
 
 from zjournal import killpoints
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
+from zjournal.sockets import confirm_wire
 from zjournal.sockets.policy import AckPolicy
 
 _IN = DIRECTION_CODES[Direction.IN]
@@ -32,6 +33,7 @@ class Prefetching:
     _router: bool
     _classifier: Any
     _in_policy: Any
+    _confirm_received: Any  # JournaledSocket: tell a confirm=True sender its message is journaled
 
     def _fill(self, flags: int, track: bool) -> None:
         """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
@@ -66,6 +68,9 @@ class Prefetching:
             killpoints.reached("recv:before-journal")
         classifier = self._classifier
         track = self._in_policy is AckPolicy.NEXT
+        if any(len(m) > 1 and m[0].startswith(confirm_wire.HEADER_MAGIC) for m in messages):
+            self._fill_one_by_one(messages, done, track)
+            return
         if classifier is None:
             sized = [(m, envelope_size_of(m) if self._router else 0) for m in messages]
             ids = port.log_many(self._jname, _IN, sized, settle=done, track=track)
@@ -82,6 +87,34 @@ class Prefetching:
             else:
                 port.count_ephemeral(self._jname)
                 state.ahead.append((0, m))
+
+    def _fill_one_by_one(self, messages: list[list[bytes]], done: list[int], track: bool) -> None:
+        """Journal read-ahead messages one write each, because some came from a confirm=True sender.
+
+        Those lose their header, are dropped when this journal holds them already
+        (a resend), and are confirmed; the others are journaled as usual, in order.
+        """
+        port = self._port
+        if done:
+            port.log_many(self._jname, _IN, [], settle=done)
+        classifier = self._classifier
+        for m in messages:
+            header = confirm_wire.parse_header(m[0]) if len(m) > 1 else None
+            if header is not None:
+                del m[0]
+                entry_id = port.log_confirmed(
+                    self._jname, _IN, m, header.origin, header.seq, header.floor, track=track, attempts=0
+                )
+                self._confirm_received(header)
+                if entry_id:
+                    self._s.ahead.append((entry_id, m))
+            elif classifier is not None and not classifier(m[1:] if self._router else m):
+                port.count_ephemeral(self._jname)
+                self._s.ahead.append((0, m))
+            else:
+                size = envelope_size_of(m) if self._router else 0
+                entry_id = port.log(self._jname, _IN, m, track=track, attempts=0, envelope_size=size)
+                self._s.ahead.append((entry_id, m))
 
     def _hand_over(self) -> list[bytes]:
         """The next prefetched message for the application; the previous one is done."""

@@ -942,13 +942,17 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     def _hold_confirmed_behind(self, frames: list[bytes], header: confirm_wire.Header) -> None:
         """A confirm sender's live message during redelivery: journaled (unless held already), confirmed."""
-        state = self._s
         self._port.log_confirmed(
             self._jname, _IN, frames, header.origin, header.seq, header.floor, track=False, attempts=0
         )
-        if state.confirm_return is None:
-            state.confirm_return = ConfirmReturn(self._port, self.context)
-        state.confirm_return.confirm(header.endpoint, header.origin, header.seq)
+        self._confirm_received(header)
+
+    def _confirm_received(self, header: confirm_wire.Header) -> None:
+        """Tell the sender of a confirm=True message that this journal holds it (soon, batched)."""
+        back = self._s.confirm_return
+        if back is None:
+            back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
+        back.confirm(header.endpoint, header.origin, header.seq)
 
     def _journal_behind(self, frames: list[bytes], settle: int) -> bool:
         redelivery = self._s.redelivery
@@ -1224,12 +1228,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             settle=settle,
             track=policy is not AckPolicy.EXPLICIT,
         )
-        back = state.confirm_return
-        if back is None:
-            back = state.confirm_return = ConfirmReturn(self._port, self.context)
-        back.confirm(header.endpoint, header.origin, header.seq)  # a resend is confirmed again
+        self._confirm_received(header)  # a resend is confirmed again
         if not entry_id:
-            back.duplicates += 1
             state.settle_next = 0
             return False
         state.last_id = entry_id
