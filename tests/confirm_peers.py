@@ -32,32 +32,23 @@ def receive(path: str, endpoint: str, out: str) -> None:
             f.flush()  # in the page cache: a SIGKILL keeps it
 
 
-def send(path: str, endpoint: str, count: int, sent: str) -> None:
+def send(path: str, endpoints: str, count: int, sent: str, tag: str = "") -> None:
     journal = zjournal.open(path)
     push = journal.wrap(zmq.Context.instance().socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.3)
-    push.connect(endpoint)
+    for endpoint in endpoints.split(","):
+        push.connect(endpoint)
     done = Path(sent).read_text().split() if os.path.exists(sent) else []
-    first = int(done[-1]) + 1 if done else 0
+    first = int(done[-1][len(tag) :]) + 1 if done else 0
     print("ready", flush=True)
     with open(sent, "a") as f:
         for n in range(first, count):
-            push.send(b"%d" % n)
-            f.write(f"{n}\n")
+            push.send(f"{tag}{n}".encode())
+            f.write(f"{tag}{n}\n")
             f.flush()
             if n % 50 == 0:
                 time.sleep(0.005)  # a stream that lasts long enough for kills to land in it
-    t0 = time.monotonic()
     while journal.count(name="out", state="pending", direction="out"):
         time.sleep(0.01)
-        if os.environ.get("ZJ_DEBUG") and time.monotonic() - t0 > 1:
-            t0 = time.monotonic()
-            print(
-                "pending",
-                journal.count(name="out", state="pending", direction="out"),
-                push._s.confirm.unconfirmed(),
-                [e.id for e in journal.entries(name="out")][:5],
-                file=sys.stderr,
-            )
     print("confirmed", flush=True)
     time.sleep(3600)
 
@@ -67,4 +58,4 @@ if __name__ == "__main__":
     if role == "receive":
         receive(*args)
     else:
-        send(args[0], args[1], int(args[2]), args[3])
+        send(args[0], args[1], int(args[2]), *args[3:])

@@ -95,3 +95,57 @@ def test_kills_of_the_receiver_and_the_sender_lose_nothing_sent(tmp_path: Path, 
     # sending application itself send a number twice, as two messages: it logs after send returns)
     first_time = [number for number, attempts in lines if attempts == "1"]
     assert len(first_time) - len(set(first_time)) <= 1
+
+
+def _handed(out: Path) -> list[str]:
+    return [line.split()[0] for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def test_one_sender_two_receivers_each_killed_lose_nothing_sent(tmp_path: Path, peers) -> None:
+    # Round robin: a resend may reach the other receiver (at-least-once; it is counted, not lost).
+    endpoints = [f"ipc://{tmp_path}/data-{n}" for n in range(2)]
+    outs = [tmp_path / f"received-{n}" for n in range(2)]
+    receivers = [peers("receive", str(tmp_path / f"rj{n}"), endpoints[n], str(outs[n])) for n in range(2)]
+    sender = peers("send", str(tmp_path / "sj"), ",".join(endpoints), "3000", str(tmp_path / "sent"))
+    for receiver in receivers:
+        receiver.start()
+    sender.start()
+    rng = random.Random(11)
+    for receiver in (receivers[0], receivers[1], receivers[0]):
+        time.sleep(rng.uniform(0.05, 0.2))
+        receiver.kill()
+        receiver.start()
+    assert sender.line(timeout=30) == "confirmed"
+    returned = (tmp_path / "sent").read_text().split()
+    handed = _handed(outs[0]) + _handed(outs[1])
+    assert len(returned) == 3000
+    missing = set(returned) - set(handed)
+    assert not missing, f"{len(missing)} sent messages never handed over"
+    assert _handed(outs[0]) and _handed(outs[1])  # both took part
+
+
+def test_two_senders_into_one_receiver_are_deduplicated_apart(tmp_path: Path, peers) -> None:
+    endpoint = f"ipc://{tmp_path}/data"
+    out = tmp_path / "received"
+    receiver = peers("receive", str(tmp_path / "rj"), endpoint, str(out))
+    senders = [
+        peers("send", str(tmp_path / f"sj{n}"), endpoint, "1500", str(tmp_path / f"sent-{n}"), f"s{n}-")
+        for n in range(2)
+    ]
+    receiver.start()
+    for sender in senders:
+        sender.start()
+    rng = random.Random(5)
+    kills = 0
+    for _ in range(2):
+        time.sleep(rng.uniform(0.05, 0.2))
+        receiver.kill()
+        kills += 1
+        receiver.start()
+    for sender in senders:
+        assert sender.line(timeout=30) == "confirmed"
+    returned = (tmp_path / "sent-0").read_text().split() + (tmp_path / "sent-1").read_text().split()
+    handed = _handed(out)
+    assert len(returned) == 3000
+    assert not set(returned) - set(handed)
+    assert len(handed) - len(set(handed)) <= kills  # the same sequence numbers from two origins are not duplicates
