@@ -13,18 +13,17 @@ acked entries for an hour (``retention``), so at the end its journal holds
 every request it ever accepted: lost = accepted - processed, which must be 0.
 
 ``--system pipeline`` runs a PUSH/PULL pipeline with both ends journaled
-instead: a producer (journaled PUSH, ``ack="explicit"``) and a consumer
-(journaled PULL) that confirms each message it processed on a return channel;
-the producer acks an entry when its confirmation arrives and resends, with
-``journal.replay(..., older_than=1)``, whatever stays unconfirmed (it may have
-died in a killed consumer's queue). The producer or the consumer is killed.
-The producer's journal keeps acked entries, so lost = accepted - processed.
+instead: a producer (journaled PUSH, ``confirm=True``) and a consumer (a
+journaled PULL, no option). Each producer entry stays pending until the
+consumer's journal confirms it has the message, and zjournal resends what
+stays unconfirmed (it may have died in a killed consumer's queue). The
+producer or the consumer is killed. The producer's journal keeps acked
+entries, so lost = accepted - processed.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -87,35 +86,27 @@ def role_producer(workdir: Path, rate: float) -> None:
 
     journal = zjournal.open(str(workdir / "producer.journal"), retention=3600)
     ctx = zmq.Context()
-    push = journal.wrap(ctx.socket(zmq.PUSH), name="pipeline", ack="explicit")
+    # confirm=True: each entry stays pending until the consumer's journal has the message, and is
+    # sent again by zjournal itself until then (the hand-written confirm channel is gone).
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="pipeline", confirm=True, confirm_timeout=1.0)
     push.connect(f"ipc://{workdir}/pipe")
-    confirms = ctx.socket(zmq.PULL)
-    confirms.bind(f"ipc://{workdir}/confirm")
-    # What is still unconfirmed from an earlier life: key -> entry id.
-    waiting = {e.frames[0]: e.id for e in journal.entries(name="pipeline", state="pending", direction="out")}
     # Keys are never reused: acked entries stay in the journal (retention), so it knows the last one.
     seq = max((int(e.frames[0]) + 1 for e in journal.entries(name="pipeline")), default=0)
     running = [True]
     signal.signal(signal.SIGTERM, lambda *_: running.__setitem__(0, False))
     print("ready", flush=True)
     interval = 1.0 / rate
-    next_send = next_resend = time.monotonic()
-    while running[0] or waiting:
-        now = time.monotonic()
-        if running[0] and now >= next_send:
-            key = b"%09d" % seq
-            push.send(key)
-            waiting[key] = push.last_id
+    next_send = time.monotonic()
+    while running[0]:
+        if time.monotonic() >= next_send:
+            push.send(b"%09d" % seq)
             seq += 1
             next_send += interval
-        if now >= next_resend:
-            journal.replay("pipeline", into=push, older_than=1.0)  # unconfirmed for a second: again
-            next_resend = now + 0.5
-        while confirms.poll(0 if running[0] else 100):
-            entry_id = waiting.pop(confirms.recv(), None)
-            if entry_id is not None:
-                journal.ack(entry_id)
+        time.sleep(max(0.0, min(next_send - time.monotonic(), 0.01)))
+    while journal.count(name="pipeline", state="pending", direction="out"):
+        time.sleep(0.01)  # stopping: done once every message is confirmed
     (workdir / "producer.next").write_text(str(seq))
+    push.close()
     journal.close()
 
 
@@ -126,10 +117,8 @@ def role_consumer(workdir: Path) -> None:
 
     journal = zjournal.open(str(workdir / "consumer.journal"))
     ctx = zmq.Context()
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="pipeline")
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="pipeline")  # no option: it confirms by itself
     pull.bind(f"ipc://{workdir}/pipe")
-    confirm = ctx.socket(zmq.PUSH)
-    confirm.connect(f"ipc://{workdir}/confirm")
     out = os.open(workdir / "consumer.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     signal.signal(signal.SIGTERM, lambda *_: (os.fsync(out), os._exit(0)))
     print("ready", flush=True)
@@ -140,8 +129,6 @@ def role_consumer(workdir: Path) -> None:
         count += 1
         if count % 100 == 0:
             os.fsync(out)
-        with contextlib.suppress(zmq.Again):  # the producer is down: it resends, this one is processed again
-            confirm.send(key, zmq.NOBLOCK)
 
 
 def role_client(workdir: Path, index: int, rate: float) -> None:
