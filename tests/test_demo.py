@@ -32,3 +32,16 @@ def test_the_demo_runs_again_on_its_own_journal(tmp_path) -> None:
     path = str(tmp_path / "demo.journal")
     for _ in range(2):
         assert run_demo(path, requests=200, console=Console(file=io.StringIO()))["lost"] == 0
+
+
+def test_the_pipeline_demo_loses_nothing_with_confirm() -> None:
+    import io
+
+    from rich.console import Console
+
+    from zjournal.demo_pipeline import run_pipeline_demo
+
+    shown = io.StringIO()
+    result = run_pipeline_demo(messages=1500, kills=3, console=Console(file=shown, width=120))
+    assert result["sent"] == 1500 and result["handed"] == 1500 and result["lost"] == 0 and result["finished"]
+    assert "journaled, confirm=True" in shown.getvalue() and "without confirms" in shown.getvalue()

@@ -48,11 +48,19 @@ def demo(
     crash: bool = typer.Option(False, "--crash", help="Kill the device process with SIGKILL instead of stopping it."),
     requests: int = typer.Option(4000, "--requests", metavar="N", min=100, help="How many requests the clients send."),
     path: str = typer.Option(None, "--path", metavar="PATH", help="Journal directory (default: a new temporary one)."),
+    pipeline: bool = typer.Option(
+        False, "--pipeline", help="Kill -9 a PUSH->PULL pipeline's consumer, without and with confirm=True."
+    ),
 ) -> None:
     """Stop a busy journaled queue device mid-load, restart it, and show that nothing was lost."""
-    from zjournal.demo import run_demo
+    if pipeline:
+        from zjournal.demo_pipeline import run_pipeline_demo
 
-    result = run_demo(path, requests=requests, crash=crash)
+        result = run_pipeline_demo(messages=requests)
+    else:
+        from zjournal.demo import run_demo
+
+        result = run_demo(path, requests=requests, crash=crash)
     if result["lost"]:
         raise typer.Exit(1)
 
