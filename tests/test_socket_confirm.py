@@ -296,3 +296,17 @@ def test_inspect_shows_what_the_journal_received_from_confirm_senders(open_journ
     data = json.loads(cli("inspect", journal_path, "--json").output)
     assert data["confirm"] == {"senders": 1, "dedup_keys": 2, "duplicates_dropped": 1}
     assert "resends dropped as duplicates 1" in cli("inspect", journal_path).output
+
+
+def test_a_dropped_confirm_socket_is_collected_and_its_thread_stops(journal, ctx, endpoint) -> None:
+    import gc
+    import threading
+    import weakref
+
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    push.connect(endpoint())
+    gone = weakref.ref(push)
+    del push
+    gc.collect()
+    assert gone() is None
+    _wait(lambda: not [t for t in threading.enumerate() if t.name == "zjournal-confirm-out"], "the thread to stop")

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,9 @@ class ConfirmSender:
     ) -> None:
         self.lock = threading.Lock()  # whoever uses the data socket holds it
         self.last_sent = 0  # the entry id of the last message the application sent
-        self._sock = sock
+        # Weakly: the thread must not keep alive a socket the application dropped (pyzmq closes
+        # those when they are collected, and so does zjournal, stopping this thread).
+        self._sock = weakref.ref(sock)
         self._port = port
         self._name = name
         self._timeout = timeout
@@ -128,7 +131,7 @@ class ConfirmSender:
 
     def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
         """Journal ``frames`` (pending until confirmed), then send their header and let ``move`` send them."""
-        sock = self._sock
+        sock = self._sock()
         if flags & _NOBLOCK and not zmq.Socket.get(sock, zmq.EVENTS) & zmq.POLLOUT:
             raise zmq.Again()  # would not be taken: journal nothing
         port = self._port
@@ -232,7 +235,9 @@ class ConfirmSender:
                 self._unconfirmed.pop(entry_id, None)
             return
         header = wire.encode_header(self.origin, entry_id, self.floor(entry_id), self._endpoint)
-        sock = self._sock
+        sock = self._sock()
+        if sock is None or sock.closed:
+            raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
         zmq.Socket.send(sock, header, _SNDMORE | flags)
         for frame in entry.frames[:-1]:
             zmq.Socket.send(sock, frame, _SNDMORE | flags)
