@@ -197,7 +197,15 @@ def run_mode(mode: str, seconds: float, interval_ms: float, workdir: Path, rng: 
     if not image.exists():
         image = image.with_name(image.name + ".old")
     if not image.exists():
-        return {"mode": mode, "returned": len(returned), "kept": 0, "lost": len(returned), "note": "no fsync yet"}
+        # The cut came before the first fsync (a loaded machine): nothing was durable yet.
+        return {
+            "mode": mode,
+            "returned": len(returned),
+            "kept": 0,
+            "lost": len(returned),
+            "lost_window_ms": None,
+            "note": "no fsync yet",
+        }
     with zjournal.open(str(image)) as journal:
         found = {e.id: e.frames for e in journal.entries()}
     kept = set(found)
@@ -265,7 +273,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
         garbage = r.get("garbage", "-")
-        print(f"| {r['mode']} | {r['returned']} | {r['kept']} | {r['lost']} | {r['lost_window_ms']} ms | {garbage} |")
+        window = "-" if r["lost_window_ms"] is None else f"{r['lost_window_ms']} ms"
+        print(f"| {r['mode']} | {r['returned']} | {r['kept']} | {r['lost']} | {window} | {garbage} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     # always: nothing that returned may be lost; spill: no power-cut state may lose a durable message.
