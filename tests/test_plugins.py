@@ -218,9 +218,13 @@ def test_prometheus_exporter_scraped_over_http(journal_path, ctx, endpoint) -> N
     assert 'zjournal_appended_total{direction="out",name="prom-feed"} 5.0' in body
     assert f'zjournal_entries{{journal="{journal_path}",name="prom-orders",state="pending"}} 1.0' in body
     assert "zjournal_oldest_pending_age_seconds" in body
+    assert f'zjournal_outbound_pending{{journal="{journal_path}",name="prom-confirmed"}} 1.0' in body
+    assert f'zjournal_duplicates_dropped{{journal="{journal_path}"}} 1.0' in body
 
 
 def scrape_while_moving(journal_path, ctx, endpoint, port) -> str:
+    from zjournal.sockets import confirm_wire
+
     with zjournal.open(journal_path) as j:
         pull = j.wrap(ctx.socket(zmq.PULL), name="prom-orders")
         push = j.wrap(ctx.socket(zmq.PUSH), name="prom-feed")
@@ -231,4 +235,20 @@ def scrape_while_moving(journal_path, ctx, endpoint, port) -> str:
             push.send(b"%d" % i)
         for _ in range(5):
             pull.recv()
+        # A confirm=True sender facing a plain receiver (never confirmed), and a resend received twice.
+        confirmed = j.wrap(ctx.socket(zmq.PUSH), name="prom-confirmed", confirm=True, confirm_timeout=60)
+        plain = ctx.socket(zmq.PULL)
+        to_plain = endpoint()
+        plain.bind(to_plain)
+        confirmed.connect(to_plain)
+        confirmed.send(b"unconfirmed")
+        dedup = j.wrap(ctx.socket(zmq.PULL), name="prom-dedup")
+        to_dedup = endpoint()
+        dedup.bind(to_dedup)
+        resender = ctx.socket(zmq.PUSH)
+        resender.connect(to_dedup)
+        origin, back = b"\x05" * 16, b"tcp://127.0.0.1:1"
+        for seq, body in ((1, b"once"), (1, b"once"), (2, b"after")):  # the second is a resend: dropped
+            resender.send_multipart([confirm_wire.encode_header(origin, seq, 1, back), body])
+        assert dedup.recv_multipart() == [b"once"] and dedup.recv_multipart() == [b"after"]
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

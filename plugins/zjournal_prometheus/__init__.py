@@ -5,6 +5,10 @@ Every journal opened with plugins enabled is watched. Metrics:
 
 * ``zjournal_entries{journal, name, state}``: entries by state (pending, acked, dead);
 * ``zjournal_oldest_pending_age_seconds{journal}``: age of the oldest pending entry;
+* ``zjournal_outbound_pending{journal, name}``: outbound entries pending (for a
+  ``confirm=True`` sender: the messages no receiving journal confirmed yet);
+* ``zjournal_duplicates_dropped{journal}``: resends of ``confirm=True`` senders
+  this journal held already and dropped, ever;
 * ``zjournal_appended_total``, ``zjournal_acked_total``, ``zjournal_dead_total``,
   ``zjournal_redelivered_total`` ``{name, direction}``: counters (their ``rate()``
   is the append and ack rate).
@@ -87,6 +91,14 @@ class JournalMetrics:
         oldest = GaugeMetricFamily(
             "zjournal_oldest_pending_age_seconds", "Age of the oldest pending entry", labels=["journal"]
         )
+        outbound = GaugeMetricFamily(
+            "zjournal_outbound_pending",
+            "Outbound entries pending (confirm=True senders: not confirmed yet)",
+            labels=["journal", "name"],
+        )
+        dropped = GaugeMetricFamily(
+            "zjournal_duplicates_dropped", "Resends of confirm=True senders dropped as duplicates", labels=["journal"]
+        )
         now = time.time()
         for journal in list(self._journals):
             if journal.closed:
@@ -95,10 +107,16 @@ class JournalMetrics:
             for name in journal.names():
                 for state in ("pending", "acked", "dead"):
                     entries.add_metric([where, name, state], journal.count(name=name, state=state))
+                waiting = journal.count(name=name, state="pending", direction="out")
+                if waiting:
+                    outbound.add_metric([where, name], waiting)
             first = journal.oldest_pending()  # not a scan past dead letters and retained entries
             oldest.add_metric([where], 0.0 if first is None else now - first.created)
+            dropped.add_metric([where], journal.info()["confirm"]["duplicates_dropped"])
         yield entries
         yield oldest
+        yield outbound
+        yield dropped
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:
