@@ -5,6 +5,11 @@ Run:  python tools/bench --only latency
 The REP server runs in its own process; the REQ client times each round trip
 (100-byte requests). Reports p50 / p99 / p99.9 in microseconds per variant,
 the median over repetitions, each repetition running every variant in turn.
+
+``pipe`` and ``pipe+confirm`` time the same round trip over two journaled
+PUSH -> PULL pairs (there and back, ``process`` durability), the PUSHes
+without and with ``confirm=True``: what end-to-end confirms add to a message's
+way (a REQ/REP pair cannot confirm).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 import zmq
 from common import quantile, table
 
-VARIANTS = ("raw", "process", "interval", "always")
+VARIANTS = ("raw", "process", "interval", "always", "pipe", "pipe+confirm")
 
 
 def _wrap(sock: zmq.Socket, variant: str, path: str, name: str):
@@ -32,8 +37,31 @@ def _wrap(sock: zmq.Socket, variant: str, path: str, name: str):
     return journal.wrap(sock, name=name), journal
 
 
+def _pipe(ctx: zmq.Context, variant: str, path: str, side: str, addr: str) -> tuple[Any, Any, Any]:
+    """A journaled PULL bound at ``addr``.``side`` and a PUSH to the other side's (confirm=True for ``+confirm``)."""
+    import zjournal
+
+    journal = zjournal.open(path)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=variant.endswith("+confirm"))
+    pull.bind(f"{addr}.{side}")
+    push.connect(f"{addr}.{'client' if side == 'server' else 'server'}")
+    return pull, push, journal
+
+
 def _server(variant: str, addr: str, path: str, ready, stop) -> None:
     ctx = zmq.Context()
+    if variant.startswith("pipe"):
+        pull, push, journal = _pipe(ctx, variant, path, "server", addr)
+        ready.set()
+        while not stop.is_set():
+            if pull.poll(100):
+                push.send(pull.recv())
+        pull.close(0)
+        push.close(0)
+        journal.close()
+        ctx.term()
+        return
     sock, journal = _wrap(ctx.socket(zmq.REP), variant, path, "server")
     sock.bind(addr)
     ready.set()
@@ -54,19 +82,25 @@ def run_once(variant: str, count: int, workdir: Path, index: int) -> list[float]
     server.start()
     ready.wait(30)
     ctx = zmq.Context()
-    sock, journal = _wrap(ctx.socket(zmq.REQ), variant, str(workdir / f"cli-{index}"), "client")
-    sock.connect(addr)
+    if variant.startswith("pipe"):
+        receiver, sock, journal = _pipe(ctx, variant, str(workdir / f"cli-{index}"), "client", addr)
+    else:
+        sock, journal = _wrap(ctx.socket(zmq.REQ), variant, str(workdir / f"cli-{index}"), "client")
+        sock.connect(addr)
+        receiver = sock
     payload = b"x" * 100
     for _ in range(100):  # warm up
         sock.send(payload)
-        sock.recv()
+        receiver.recv()
     samples = []
     clock = time.perf_counter
     for _ in range(count):
         t0 = clock()
         sock.send(payload)
-        sock.recv()
+        receiver.recv()
         samples.append((clock() - t0) * 1e6)
+    if receiver is not sock:
+        receiver.close(0)
     sock.close(0)
     if journal is not None:
         journal.close()
@@ -85,6 +119,8 @@ def run(requests: int = 20_000, repeat: int = 3, variants: Sequence[str] = VARIA
             for variant in variants:
                 index += 1
                 count = requests if variant != "always" else max(100, requests // 20)
+                if variant.startswith("pipe"):
+                    count = max(100, requests // 4)  # two pairs, two processes each way: a quarter suffices
                 samples = run_once(variant, count, Path(tmp), index)
                 stats[variant].append((quantile(samples, 0.5), quantile(samples, 0.99), quantile(samples, 0.999)))
     rows = []
@@ -96,7 +132,7 @@ def run(requests: int = 20_000, repeat: int = 3, variants: Sequence[str] = VARIA
         if raw:
             row["p50_to_raw"] = row["p50_us"] / raw["p50_us"]
     return {
-        "title": f"REQ->REP round trips, 100-byte requests, both ends journaled, median of {repeat} runs (µs)",
+        "title": f"round trips, REQ->REP (pipe: two PUSH->PULL pairs), 100 B, median of {repeat} runs (µs)",
         "requests": requests,
         "rows": rows,
     }
