@@ -102,7 +102,7 @@ CONSUMER = r"""
 import os, signal, sys, zmq, zjournal
 journal = zjournal.open(sys.argv[1])
 ctx = zmq.Context()
-pull = journal.wrap(ctx.socket(zmq.PULL), name="in", prefetch=16)
+pull = journal.wrap(ctx.socket(zmq.PULL), name="in", prefetch=16, ack=sys.argv[3])
 pull.bind(sys.argv[2])
 print("ready", flush=True)
 for i in range(4):
@@ -111,9 +111,10 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_kill_9_with_prefetched_messages_loses_nothing(tmp_path, ctx) -> None:
+@pytest.mark.parametrize("ack", ["next", "explicit"])
+def test_kill_9_with_prefetched_messages_loses_nothing(tmp_path, ctx, ack) -> None:
     path, addr = str(tmp_path / "p.journal"), f"ipc://{tmp_path}/p"
-    proc = subprocess.Popen([sys.executable, "-c", CONSUMER, path, addr], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", CONSUMER, path, addr, ack], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     push = ctx.socket(zmq.PUSH)
     push.connect(addr)
@@ -123,10 +124,18 @@ def test_kill_9_with_prefetched_messages_loses_nothing(tmp_path, ctx) -> None:
     assert proc.wait(20) == -signal.SIGKILL
     assert handled == ["m0", "m1", "m2", "m3"]
     with zjournal.open(path) as j:
-        left = [e.frames[0].decode() for e in j.entries(state="pending")]
-    # everything read ahead is there; handled ones whose acks had not been written yet come back too
-    assert set(left) >= {f"m{i}" for i in range(4, 10)}
+        pending = list(j.entries(state="pending"))
+    left = [e.frames[0].decode() for e in pending]
+    assert set(left) >= {f"m{i}" for i in range(4, 10)}  # everything read ahead is there
     assert left == sorted(left, key=lambda m: int(m[1:]))
+    if ack == "explicit":
+        assert set(left) == {f"m{i}" for i in range(10)}
+    else:  # asking for m3 acked m0..m2 (recorded in the slot file only): only the message in hand comes back
+        assert left == [f"m{i}" for i in range(3, 10)]
+    # the hand-overs were recorded in the slot file only: opening after the kill counts them
+    attempts = {e.frames[0].decode(): e.attempts for e in pending}
+    assert all(attempts[m] == 1 for m in handled if m in attempts)
+    assert all(attempts[m] == 0 for m in left if m not in handled)
 
 
 def test_prefetched_messages_are_seen_by_zmq_poller(journal, ctx, endpoint) -> None:

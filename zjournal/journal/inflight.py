@@ -42,6 +42,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import msgpack
 
@@ -61,6 +62,11 @@ HEADER_SIZE = 32
 #: the largest message (encoded) a slot holds; larger ones go to the store directly
 CAPACITY = REGION_SIZE - HEADER_SIZE
 _SINGLE, _LIST = 0, 1
+# A prefetching socket's inbound region holds no message; it records instead which of the entries
+# it read ahead it has handed to the application (see SlotFile.mark_handed).
+_HANDED = 2
+_HANDOVER = struct.Struct("<QQ")
+_HANDOVER_COPY = 64  # bytes between the two copies of the record
 #: the journal finds the slot holding an entry in a ring of this many cells, indexed by id
 RING_SIZE = 4096
 RING_MASK = RING_SIZE - 1
@@ -162,8 +168,34 @@ class SlotFile:
         self.fd = fd
         self._closing = threading.Lock()  # sync() against close(): see sync
         self._synced = (0, 0)  # the entry ids the slots held at the last fsync
+        self._handed_copy = 0  # which copy of the hand-over record was written last (see mark_handed)
+        self.handed: tuple[int, int, bool] | None = None  # the last hand-over record (see mark_handed)
         self.inbound = Slot(self._mm, _FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
         self.outbound = Slot(self._mm, _FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
+
+    def mark_handed(self, first: int, through: int, acks_earlier: bool) -> None:
+        """Record that this socket handed over its read-ahead entries ``first`` to ``through`` (inclusive).
+
+        Prefetch journals what it reads ahead with 0 attempts, in one write,
+        and hands the entries over one by one; a store write per hand-over
+        would undo the batching. This record in the inbound region (which a
+        prefetching socket never uses for a message) costs a few stores to the
+        mapping instead, and the socket's next write makes it good; opening
+        the journal after a crash does that from the record. ``acks_earlier``
+        (the ``next`` policy): asking for ``through`` acked those before it,
+        so only the message in hand comes back after a crash. Two copies,
+        written in turn, so that a kill in the middle of one write leaves the
+        other (the newest valid one counts). The caller emptied the inbound slot.
+        """
+        data = _HANDOVER.pack(first, through)
+        self._handed_copy ^= 1
+        base = self.inbound._base + self._handed_copy * _HANDOVER_COPY
+        mm = self._mm
+        mm[base + HEADER_SIZE : base + HEADER_SIZE + _HANDOVER.size] = data
+        flag = 1 if acks_earlier else 0
+        seed = ((first << 9) | (flag << 1) | _HANDED) & _MASK
+        _pack_header(mm, base, _checksum(data, seed), _HANDOVER.size, first, 0.0, flag, _HANDED)
+        self.handed = (first, through, acks_earlier)
 
     def sync(self) -> None:
         # Under the file's own lock: the maintainer thread fsyncs while the socket's thread may close
@@ -249,6 +281,53 @@ def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
         except FileNotFoundError:
             continue  # a socket closed meanwhile (read-only views race with the owner)
         yield from _records_of(data, path)
+
+
+def read_handovers(journal_path: str) -> Iterator[Handover]:
+    """The hand-over record of each slot file that has one (see SlotFile.mark_handed)."""
+    for path in slot_files(journal_path):
+        try:
+            data = _read_slot_file(path)
+        except FileNotFoundError:
+            continue
+        found = _handover_of(data)
+        if found is not None:
+            yield found
+
+
+class Handover(NamedTuple):
+    name: str
+    first: int
+    through: int
+    acks_earlier: bool
+
+
+def _handover_of(data: bytes) -> Handover | None:
+    """The newest valid hand-over record of a slot file's bytes, if it has one (a torn copy is skipped)."""
+    if not data.startswith(_MAGIC) or len(data) < _FILE_HEADER_SIZE + 2 * _HANDOVER_COPY:
+        return None
+    newest = None
+    for copy in (0, 1):
+        base = _FILE_HEADER_SIZE + copy * _HANDOVER_COPY
+        crc, n, first, _created, flag, kind = _HEADER.unpack_from(data, base)
+        if kind != _HANDED or n != _HANDOVER.size or not first or flag > 1:
+            continue
+        message = data[base + HEADER_SIZE : base + HEADER_SIZE + n]
+        if _checksum(message, ((first << 9) | (flag << 1) | _HANDED) & _MASK) != crc:
+            continue
+        start, through = _HANDOVER.unpack(message)
+        if start == first <= through and (newest is None or (first, through) > newest[:2]):
+            newest = (first, through, bool(flag))
+    if newest is None:
+        return None
+    (length,) = _NAME_LENGTH.unpack_from(data, len(_MAGIC))
+    if not 0 < length <= MAX_NAME_BYTES:
+        return None
+    try:
+        name = data[len(_MAGIC) + _NAME_LENGTH.size : len(_MAGIC) + _NAME_LENGTH.size + length].decode()
+    except UnicodeDecodeError:
+        return None
+    return Handover(name, *newest)
 
 
 def _read_slot_file(path: str) -> bytes:

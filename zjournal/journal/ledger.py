@@ -81,11 +81,15 @@ class AttachedSocket(Protocol):
         """In a forked child: never touch the parent's journal again."""
 
 
+_INBOUND = rec.DIRECTION_CODES[rec.Direction.IN]
+
+
 class _Rare:
     """A ledger's state that no per-message path reads (see Ledger.__init__)."""
 
     __slots__ = (
         "forked_from",
+        "handover_view",
         "pending_floor",
         "pending_floor_lowered",
         "reserved_on_disk",
@@ -106,6 +110,8 @@ class _Rare:
         self.reserved_on_disk = 1  # ids below this are reserved by a write that succeeded
         self.pending_floor = 1  # no pending entry below this id (oldest_pending() moves it up)
         self.pending_floor_lowered = 0  # how often an entry turned pending below it
+        # read-only: the owner's prefetch hand-overs at the last refresh (see Ledger.handovers)
+        self.handover_view: list[tuple[str, int, int]] = []
 
 
 class Ledger:
@@ -253,13 +259,57 @@ class Ledger:
             self.floor = min(self.floor, min(found))
         if self.read_only:
             self.slot_view = found
+            self.rare.handover_view = list(inflight.read_handovers(self.path))
             return
-        if found:
-            batch = store.batch()
-            for entry_id, value in found.items():
-                batch.put("entries", rec.encode_key(entry_id), value)
+        batch = store.batch()
+        for entry_id, value in found.items():
+            batch.put("entries", rec.encode_key(entry_id), value)
+        self._make_handovers_good(batch)
+        if len(batch):
             store.write(batch, sync=True)
         inflight.remove_all(self.path)
+
+    def handovers(self) -> list[inflight.Handover]:
+        """Read-ahead entries that sockets handed over and no store write counted yet (see SlotFile.mark_handed).
+
+        Readers (get, entries, inspect) show those with one attempt, as the
+        journal will record them.
+        """
+        if self.read_only:
+            return self.rare.handover_view
+        return [inflight.Handover(f.inbound.name, *f.handed) for f in self.slot_files if f.handed is not None]
+
+    def with_handovers(self, entry_id: int, raw: bytes, handovers: list[inflight.Handover]) -> bytes:
+        """``raw``, or its record with the one attempt a hand-over not yet written counts."""
+        for handover in handovers:
+            if handover.first <= entry_id <= handover.through:
+                r = rec.decode_record(raw)
+                if r[0] == rec.PENDING and r[1] == 0 and r[3] == handover.name and r[4] == _INBOUND:
+                    r[1] = 1
+                    return rec.encode_record(*r)
+        return raw
+
+    def _make_handovers_good(self, batch: Any) -> None:
+        """Write what slot files' hand-over records say into ``batch`` (opening after a crash).
+
+        Each read-ahead entry handed over gets its attempt; with the ``next``
+        policy those before the last one were acked by asking for the next,
+        so only the message in hand comes back (as without prefetch).
+        """
+        assert self.path is not None
+        for handover in inflight.read_handovers(self.path):
+            for key, value in self.store.scan("entries", rec.encode_key(handover.first)):
+                entry_id = rec.decode_key(key)
+                if entry_id > handover.through:
+                    break
+                r = rec.decode_record(value)
+                if r[0] != rec.PENDING or r[1] != 0 or r[3] != handover.name or r[4] != _INBOUND:
+                    continue  # counted already, or another stream's
+                if handover.acks_earlier and entry_id < handover.through:
+                    batch.delete("entries", key)
+                else:
+                    r[1] = 1
+                    batch.put("entries", key, rec.encode_record(*r))
 
     def count_entries(self) -> None:
         """Rebuild the counters, the id sequence and the floor in one scan."""
@@ -438,7 +488,10 @@ class Ledger:
                         raw = slot.record()
             else:
                 raw = self.store.get("entries", rec.encode_key(entry_id))
-        return None if raw is None else rec.decode_record(raw)
+        if raw is None:
+            return None
+        handovers = self.handovers()
+        return rec.decode_record(self.with_handovers(entry_id, raw, handovers) if handovers else raw)
 
     def load_for_update(self, entry_id: int) -> list | None:
         """The record of an entry about to change in the store: out of its slot first."""
@@ -557,10 +610,12 @@ class Ledger:
         (an entry appended in between may sit in a slot, then in the store).
         """
         held, unissued = self.slot_records()
+        handovers = self.handovers()
         bound = min(held[0][0], unissued) if held else unissued
         first = True
-        for key, value in self.store.scan("entries", rec.encode_key(self.floor)):
+        for key, stored in self.store.scan("entries", rec.encode_key(self.floor)):
             entry_id = rec.decode_key(key)
+            value = self.with_handovers(entry_id, stored, handovers) if handovers else stored
             if first:
                 # The first live id of a snapshot only grows: skip the tombstones below it next time.
                 first = False

@@ -151,12 +151,15 @@ class SocketPort:
         settle: Sequence[int] = (),
         track: bool = True,
         attempts: int = 0,
+        delivered: Sequence[int] = (),
     ) -> list[int]:
         """Append many messages ``(frames, envelope_size)`` and settle many entries in one batch.
 
         For code that owns its loop (the queue device, prefetch): one write
         for everything that was waiting. ``attempts``: 0 for messages not yet
-        handed to anyone (recorded by :meth:`deliver_many` when they are).
+        handed to anyone (recorded by :meth:`deliver_many` when they are, or
+        listed in ``delivered`` by a later call: pending entries handed over
+        since, whose hand-over this write counts).
         """
         ledger = self.ledger
         for frames, _size in messages:
@@ -172,6 +175,8 @@ class SocketPort:
                 settle = [entry_id for entry_id in settle if not ledger.settle_held(entry_id)]
             batch = ledger.batch()
             changes: list[tuple[CounterKey, int]] = []
+            if delivered:
+                self._count_deliveries(batch, delivered, now)
             if ledger.retention > 0:
                 settled = [i for i in dict.fromkeys(settle) if self._settle_into(batch, i, changes)]
             else:
@@ -432,16 +437,32 @@ class SocketPort:
         with ledger.lock:
             ledger.check_open()
             batch = ledger.batch()
-            now = time.time()
-            for entry_id in entry_ids:
-                r = ledger.load_for_update(entry_id)
-                if r is None or r[0] != rec.PENDING:
-                    continue
-                r[1] += 1
-                r[6] = now
-                batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+            self._count_deliveries(batch, entry_ids, time.time())
             if len(batch):
                 ledger.commit(batch, [])
+
+    def _count_deliveries(self, batch: Any, entry_ids: Sequence[int], now: float) -> None:
+        """Put attempts + 1 into ``batch`` for each entry still pending (acked ones are left alone; lock held)."""
+        ledger = self.ledger
+        for entry_id in entry_ids:
+            r = ledger.load_for_update(entry_id)
+            if r is None or r[0] != rec.PENDING:
+                continue
+            r[1] += 1
+            r[6] = now
+            batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+
+    def handed(self, slots: SlotFile, first: int, through: int, acks_earlier: bool) -> None:
+        """A prefetching socket handed over its read-ahead entries ``first`` to ``through``: record it in its slot file.
+
+        No store write: the socket's next :meth:`log_many` writes the acks
+        and counts the attempts (``delivered=``), and opening the journal after
+        a crash does what the slot file says (see SlotFile.mark_handed).
+        """
+        ledger = self.ledger
+        if ledger.closed:
+            ledger.check_open()
+        slots.mark_handed(first, through, acks_earlier)
 
     def redeliverable(self, name: str, dcode: int, after: int, limit: int, max_attempts: int | None) -> list[Entry]:
         """Up to ``limit`` pending entries of a stream with ids above ``after``, oldest first.

@@ -43,15 +43,18 @@ class Prefetching:
         if state.settle_next:
             done.append(state.settle_next)  # the app asks for the next one: the last is done
         state.deferred, state.settle_next = [], 0
+        # Handed over since the last write and still pending (``explicit``): this write counts them.
+        delivered = self._uncounted(done)
         raw_recv = zmq.Socket.recv
         try:
             first = raw_recv(self, flags | _NOBLOCK, False, track)
         except zmq.Again:
-            if done:
+            if done or delivered:
                 if killpoints.ARMED:
                     killpoints.reached("ack:before-write")
-                port.log_many(self._jname, _IN, [], settle=done)  # idle: the acks go now
-                done = []
+                port.log_many(self._jname, _IN, [], settle=done, delivered=delivered)  # idle: the acks go now
+                done, delivered = [], []
+                state.handed = []
             if flags & _NOBLOCK:
                 raise
             first = raw_recv(self, flags, False, track)
@@ -69,17 +72,22 @@ class Prefetching:
         classifier = self._classifier
         track = self._in_policy is AckPolicy.NEXT
         if any(len(m) > 1 and m[0].startswith(confirm_wire.HEADER_MAGIC) for m in messages):
-            self._fill_one_by_one(messages, done, track)
+            self._fill_one_by_one(messages, done, delivered, track)
             return
         if classifier is None:
             sized = [(m, envelope_size_of(m) if self._router else 0) for m in messages]
-            ids = port.log_many(self._jname, _IN, sized, settle=done, track=track)
+            ids = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered)
+            state.handed = []
             state.ahead.extend(zip(ids, messages, strict=True))
+            state.ahead_first = ids[0]
             return
         body = (lambda m: m[1:]) if self._router else (lambda m: m)
         durable = [m for m in messages if classifier(body(m))]
         sized = [(m, envelope_size_of(m) if self._router else 0) for m in durable]
-        ids = iter(port.log_many(self._jname, _IN, sized, settle=done, track=track))
+        journaled = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered)
+        state.handed = []
+        state.ahead_first = journaled[0] if journaled else 0
+        ids = iter(journaled)
         kept = {id(m) for m in durable}
         for m in messages:
             if id(m) in kept:
@@ -88,15 +96,17 @@ class Prefetching:
                 port.count_ephemeral(self._jname)
                 state.ahead.append((0, m))
 
-    def _fill_one_by_one(self, messages: list[list[bytes]], done: list[int], track: bool) -> None:
+    def _fill_one_by_one(self, messages: list[list[bytes]], done: list[int], delivered: list[int], track: bool) -> None:
         """Journal read-ahead messages one write each, because some came from a confirm=True sender.
 
         Those lose their header, are dropped when this journal holds them already
         (a resend), and are confirmed; the others are journaled as usual, in order.
         """
         port = self._port
-        if done:
-            port.log_many(self._jname, _IN, [], settle=done)
+        self._s.ahead_first = 0  # hand-overs are counted one write each here (see _hand_over)
+        if done or delivered:
+            port.log_many(self._jname, _IN, [], settle=done, delivered=delivered)
+        self._s.handed = []
         classifier = self._classifier
         for m in messages:
             header = confirm_wire.parse_header(m[0]) if len(m) > 1 else None
@@ -120,14 +130,27 @@ class Prefetching:
         """The next prefetched message for the application; the previous one is done."""
         state = self._s
         entry_id, frames = state.ahead.popleft()
-        if entry_id:
-            self._port.deliver_many([entry_id])  # read ahead with attempts 0: this is its hand-over
+        if entry_id:  # read ahead with attempts 0: this is its hand-over, to be counted
+            slots = state.slots
+            if slots is not None and state.ahead_first and not slots.inbound.entry_id:
+                self._port.handed(slots, state.ahead_first, entry_id, self._in_policy is AckPolicy.NEXT)
+                state.handed.append(entry_id)
+            else:
+                self._port.deliver_many([entry_id])
         if state.settle_next:
             state.deferred.append(state.settle_next)
         state.settle_next = entry_id if self._in_policy is AckPolicy.NEXT else 0
         if entry_id:
             state.last_id = entry_id
         return frames
+
+    def _uncounted(self, settled: list[int]) -> list[int]:
+        """Entries handed over whose hand-over no write has counted yet, but those being ``settled``."""
+        handed = self._s.handed
+        if not handed:
+            return []
+        gone = set(settled)
+        return [i for i in handed if i not in gone]
 
     def _recv_prefetched(self, flags: int, copy: bool, track: bool) -> list[Any]:
         state = self._s

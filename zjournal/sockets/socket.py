@@ -65,6 +65,7 @@ class _State:
 
     __slots__ = (
         "ahead",
+        "ahead_first",
         "answering_python",
         "awaiting_reply",
         "behind",
@@ -74,6 +75,7 @@ class _State:
         "fast_in",
         "fast_out",
         "from_python",
+        "handed",
         "last_id",
         "local",
         "redelivered",
@@ -119,6 +121,10 @@ class _State:
         # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
         self.ahead: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
+        # Handed over since the last write, counted in the slot file only (see SocketPort.handed), and
+        # the first entry of the batch read ahead (0: hand-overs are written one by one).
+        self.handed: list[int] = []
+        self.ahead_first = 0
         # ROUTER: live messages that overtook redelivered ones, handed over after them (entry id 0: ephemeral)
         self.behind: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
@@ -1293,6 +1299,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if inbound and self._s.settle_next:
             self._port.settle(self._s.settle_next, self._s.slots)
             self._s.settle_next = 0
+        if self._s.handed:  # hand-overs the slot file counted: the store counts them before it goes
+            self._port.deliver_many(self._s.handed)
+            self._s.handed = []
 
     def close(self, linger: int | None = None) -> None:
         """Close as pyzmq does, after settling what this socket settles itself.
