@@ -46,6 +46,15 @@ class SeenMachine(RuleBasedStateMachine):
         done()
         self.committed.add((origin, seq))
 
+    @rule(origin=ORIGINS, seqs=st.lists(SEQS, min_size=1, max_size=8))
+    def journal_a_batch(self, origin: bytes, seqs: list[int]) -> None:
+        batch = self.store.batch()
+        fresh = [seq for seq in dict.fromkeys(seqs) if not self.index.seen(origin, seq)]  # as the port does
+        done = self.index.add_many(batch, origin, fresh)
+        self.store.write(batch)
+        done()
+        self.committed.update((origin, seq) for seq in fresh if seq >= self.floors.get(origin, 0))
+
     @rule(origin=ORIGINS, seq=SEQS)
     def write_fails(self, origin: bytes, seq: int) -> None:
         batch = self.store.batch()

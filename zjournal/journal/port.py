@@ -33,6 +33,9 @@ from zjournal.journal.inflight import fits_slot
 from zjournal.journal.ledger import AttachedSocket, Ledger, log
 from zjournal.store import forking
 
+#: a confirm sender's message as the receiving journal keys it: ``(origin, seq, floor)`` (zjournal.journal.seen)
+ConfirmKey = tuple[bytes, int, int]
+
 if TYPE_CHECKING:
     from zjournal.journal.counters import CounterKey
     from zjournal.journal.inflight import Slot, SlotFile
@@ -152,6 +155,7 @@ class SocketPort:
         track: bool = True,
         attempts: int = 0,
         delivered: Sequence[int] = (),
+        keys: Sequence[ConfirmKey | None] = (),
     ) -> list[int]:
         """Append many messages ``(frames, envelope_size)`` and settle many entries in one batch.
 
@@ -159,7 +163,10 @@ class SocketPort:
         for everything that was waiting. ``attempts``: 0 for messages not yet
         handed to anyone (recorded by :meth:`deliver_many` when they are, or
         listed in ``delivered`` by a later call: pending entries handed over
-        since, whose hand-over this write counts).
+        since, whose hand-over this write counts). ``keys``, one per message:
+        the ``(origin, seq, floor)`` of a confirm sender's message (None for
+        the others), committed with its entry; a message this journal holds
+        already (a resend) is not journaled again, and its id is 0.
         """
         ledger = self.ledger
         for frames, _size in messages:
@@ -181,8 +188,13 @@ class SocketPort:
                 settled = [i for i in dict.fromkeys(settle) if self._settle_into(batch, i, changes)]
             else:
                 settled = self._settle_many_into(batch, settle, changes)
+            after: list[Any] = []
+            fresh = self._keys_into(batch, keys, after) if keys else None
             ids = []
-            for value in values:
+            for index, value in enumerate(values):
+                if fresh is not None and not fresh[index]:
+                    ids.append(0)  # a resend journaled here before
+                    continue
                 entry_id = ledger.next_id
                 if entry_id < ledger.reserved:
                     ledger.next_id = entry_id + 1
@@ -193,21 +205,68 @@ class SocketPort:
             # The batch holds copies: a large message is not held a third time during the write.
             values.clear()
             value = b""
-            if ids:
-                changes.append(((name, dcode, rec.PENDING), len(ids)))
+            ids_new = [i for i in ids if i] if fresh is not None else ids  # (resends held already: 0)
+            if ids_new:
+                changes.append(((name, dcode, rec.PENDING), len(ids_new)))
             if len(batch):
                 ledger.commit(batch, changes)
+            for committed in after:
+                committed()
             in_flight = ledger.inflight
             acked_streams = [in_flight.pop(entry_id) for entry_id in settled]
             if track:
-                for entry_id in ids:
+                for entry_id in ids_new:
                     in_flight[entry_id] = (name, dcode)
             if ledger.observers:
-                if ids:
-                    ledger.emit("on_append", name, dcode, len(ids))
+                if ids_new:
+                    ledger.emit("on_append", name, dcode, len(ids_new))
                 for stream_name, stream_dcode in acked_streams:
                     ledger.emit("on_ack", stream_name, stream_dcode, 1)
         return ids
+
+    def _keys_into(self, batch: Any, keys: Sequence[ConfirmKey | None], after: list[Any]) -> list[bool]:
+        """Put the dedup keys of new confirm messages into ``batch``; which messages are new (lock held).
+
+        A key already committed, or twice in this batch, is a resend: the
+        message it names is journaled here (or is, by this very batch). What
+        to run once the write returned goes to ``after``
+        (zjournal.journal.seen: memory changes only after the write).
+        """
+        seen = self.ledger.seen
+        fresh: list[bool] = []
+        new: dict[bytes, list[int]] = {}  # origin -> its sequences journaled by this batch
+        in_batch: set[tuple[bytes, int]] = set()
+        floors: dict[bytes, int] = {}
+        dropped = 0
+        for k in keys:
+            if k is None:
+                fresh.append(True)
+                continue
+            origin, seq, floor = k
+            if (origin, seq) in in_batch or seen.seen(origin, seq):
+                fresh.append(False)
+                dropped += 1
+                continue
+            in_batch.add((origin, seq))
+            fresh.append(True)
+            seqs = new.get(origin)
+            if seqs is None:
+                new[origin] = [seq]
+                floors[origin] = floor
+            else:
+                seqs.append(seq)
+                if floor > floors[origin]:
+                    floors[origin] = floor
+        for origin, seqs in new.items():
+            after.append(seen.add_many(batch, origin, seqs))
+        if dropped:
+            after.append(seen.drop(batch, dropped))
+        for origin, floor in floors.items():
+            if floor >= seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
+                forget = seen.forget_below(batch, origin, floor)
+                if forget is not None:
+                    after.append(forget)
+        return fresh
 
     def log_confirmed(
         self,

@@ -17,13 +17,19 @@ is unknown, and taken as new: a possible duplicate, never a loss. And at
 most :data:`WINDOW` keys are kept per origin: past that the oldest go, with
 the same consequence.
 
-Keys live in the store's ``meta`` table: ``seen:`` + origin + sequence (8
-bytes, big-endian), value empty; the floor of an origin under ``seen-floor:``.
+Keys live in the store's ``meta`` table, one record per origin per write:
+``seen:`` + origin + the first sequence of the write (8 bytes, big-endian),
+its value every sequence of that write (u64 each, big-endian; empty means
+just the one in the key, as one record per message was once written), so a
+batch of a thousand messages adds one record, not a thousand. The floor of
+an origin is under ``seen-floor:``. A record goes when its last sequence
+is below the floor.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import struct
 from typing import Any
 
@@ -43,18 +49,28 @@ def key(origin: bytes, seq: int) -> bytes:
 
 
 class _Origin:
-    __slots__ = ("floor", "seqs")
+    __slots__ = ("floor", "records", "seqs")
 
     def __init__(self) -> None:
         self.floor = 0  # every sequence below it is settled at the sender (never resent)
         self.seqs: list[int] = []  # committed sequences at or above the floor, sorted
+        self.records: list[tuple[int, int]] = []  # a heap of (last, first) sequence of each record in the store
+
+    def insert(self, seq: int) -> None:
+        seqs = self.seqs
+        if not seqs or seq > seqs[-1]:
+            seqs.append(seq)  # the common case: a sender's sequences come in order
+            return
+        i = bisect.bisect_left(seqs, seq)
+        if i == len(seqs) or seqs[i] != seq:
+            seqs.insert(i, seq)
 
 
 class SeenIndex:
     """The committed keys, in memory (loaded once at open); changes go through the caller's batch.
 
     Like the journal's counters, memory changes only after the batch was
-    written: :meth:`add` and :meth:`forget_below` put their changes in a
+    written: :meth:`add_many` and :meth:`forget_below` put their changes in a
     batch and return a function the caller runs once the write returned.
     """
 
@@ -63,30 +79,37 @@ class SeenIndex:
         self.dropped = 0
 
     def load(self, store: Store) -> None:
-        """Read every key and floor of the store (a scan of the ``seen`` part of ``meta``)."""
+        """Read every record and floor of the store (a scan of the ``seen`` part of ``meta``)."""
         origins: dict[bytes, _Origin] = {}
         for raw, value in store.scan("meta", _FLOOR):
             if not raw.startswith(_FLOOR):
                 break
             if len(raw) == len(_FLOOR) + ORIGIN_SIZE and len(value) == _SEQ.size:
                 origins.setdefault(raw[len(_FLOOR) :], _Origin()).floor = _SEQ.unpack(value)[0]
-        for raw, _value in store.scan("meta", _KEY):
+        for raw, value in store.scan("meta", _KEY):
             if not raw.startswith(_KEY):
                 break
-            if len(raw) != len(_KEY) + ORIGIN_SIZE + _SEQ.size:
-                continue  # not a key this module wrote: never taken as a message seen
+            if len(raw) != len(_KEY) + ORIGIN_SIZE + _SEQ.size or len(value) % _SEQ.size:
+                continue  # not a record this module wrote: never taken as a message seen
             origin = raw[len(_KEY) : len(_KEY) + ORIGIN_SIZE]
-            seq = _SEQ.unpack(raw[len(_KEY) + ORIGIN_SIZE :])[0]
+            first = _SEQ.unpack(raw[len(_KEY) + ORIGIN_SIZE :])[0]
+            seqs = struct.unpack(f">{len(value) // _SEQ.size}Q", value) if value else (first,)
+            if not seqs or seqs[0] != first:
+                continue  # not a record this module wrote
             known = origins.setdefault(origin, _Origin())
-            if seq >= known.floor:
-                known.seqs.append(seq)  # scanned in key order: already sorted
+            known.records.append((max(seqs), first))
+            for seq in seqs:
+                if seq >= known.floor:
+                    known.insert(seq)
+        for known in origins.values():
+            heapq.heapify(known.records)
         self._origins = origins
         raw = store.get("meta", _DROPPED)
         self.dropped = _SEQ.unpack(raw)[0] if raw is not None and len(raw) == _SEQ.size else 0
 
-    def drop(self, batch: Any) -> Any:
-        """Count one resend dropped as a duplicate, in ``batch``; returns what to run after the write."""
-        total = self.dropped + 1
+    def drop(self, batch: Any, count: int = 1) -> Any:
+        """Count ``count`` resends dropped as duplicates, in ``batch``; returns what to run after the write."""
+        total = self.dropped + count
         batch.put("meta", _DROPPED, _SEQ.pack(total))
 
         def committed() -> None:
@@ -99,8 +122,9 @@ class SeenIndex:
         known = self._origins.get(origin)
         if known is None:
             return False
-        i = bisect.bisect_left(known.seqs, seq)
-        return i < len(known.seqs) and known.seqs[i] == seq
+        seqs = known.seqs
+        i = bisect.bisect_left(seqs, seq)
+        return i < len(seqs) and seqs[i] == seq
 
     def floor(self, origin: bytes) -> int:
         known = self._origins.get(origin)
@@ -108,28 +132,46 @@ class SeenIndex:
 
     def add(self, batch: Any, origin: bytes, seq: int) -> Any:
         """Put the key of ``(origin, seq)`` in ``batch``; returns what to run after the write."""
-        batch.put("meta", key(origin, seq), b"")
+        return self.add_many(batch, origin, [seq])
+
+    def add_many(self, batch: Any, origin: bytes, seqs: list[int]) -> Any:
+        """Put the keys of ``origin``'s ``seqs`` in ``batch``, as one record; returns what to run after the write.
+
+        Sequences known already, or below the floor (nothing resends those),
+        are left out: a record's first sequence is then never another's.
+        """
+        known = self._origins.get(origin)
+        floor = 0 if known is None else known.floor
+        new = [seq for seq in seqs if seq >= floor and not self.seen(origin, seq)]
+        if not new:
+            return _nothing
+        first = new[0]
+        batch.put("meta", key(origin, first), b"" if len(new) == 1 else struct.pack(f">{len(new)}Q", *new))
+        record = (max(new), first)
 
         def committed() -> None:
             known = self._origins.setdefault(origin, _Origin())
-            if seq < known.floor:
-                return  # the floor passed it meanwhile: nothing will resend it
-            i = bisect.bisect_left(known.seqs, seq)
-            if i == len(known.seqs) or known.seqs[i] != seq:
-                known.seqs.insert(i, seq)
+            heapq.heappush(known.records, record)
+            for seq in new:
+                if seq >= known.floor:  # (the floor may have passed it meanwhile: nothing will resend it)
+                    known.insert(seq)
             if len(known.seqs) > WINDOW:
-                del known.seqs[0]  # its store key goes with the next forget_below of this origin
+                del known.seqs[: len(known.seqs) - WINDOW]  # their records go with a later forget_below
 
         return committed
 
     def forget_below(self, batch: Any, origin: bytes, floor: int) -> Any:
-        """Delete the keys of ``origin`` below ``floor`` (the sender's), in ``batch``; None if nothing changes."""
+        """Delete ``origin``'s records wholly below ``floor`` (the sender's), in ``batch``; None if nothing changes."""
         known = self._origins.get(origin)
         if known is None or floor <= known.floor:
             return None
-        cut = bisect.bisect_left(known.seqs, floor)
-        for seq in known.seqs[:cut]:
-            batch.delete("meta", key(origin, seq))
+        records = known.records
+        # Taken off before the write: should it fail, they stay in the store until the next open reads them.
+        gone = []
+        while records and records[0][0] < floor:
+            gone.append(heapq.heappop(records))
+        for _last, first in gone:
+            batch.delete("meta", key(origin, first))
         batch.put("meta", _FLOOR + origin, _SEQ.pack(floor))
 
         def committed() -> None:
@@ -142,3 +184,7 @@ class SeenIndex:
     def origins(self) -> dict[bytes, tuple[int, int]]:
         """``origin -> (floor, keys kept)``, for inspection."""
         return {origin: (known.floor, len(known.seqs)) for origin, known in self._origins.items()}
+
+
+def _nothing() -> None:
+    pass

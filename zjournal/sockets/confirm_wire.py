@@ -59,14 +59,26 @@ def parse_header(frame: bytes) -> Header | None:
     """The header in ``frame``, or None when it is not one (then the frame is the application's)."""
     if not frame.startswith(HEADER_MAGIC) or not _FIXED.size < len(frame) <= _FIXED.size + MAX_ENDPOINT_BYTES:
         return None
-    _magic, origin, seq, floor = _FIXED.unpack_from(frame)
-    try:
-        endpoint = frame[_FIXED.size :].decode()
-    except UnicodeDecodeError:
-        return None
-    if not is_address(endpoint) or seq == 0 or floor > seq:
+    _magic, origin, seq, floor = _unpack_fixed(frame)
+    raw = frame[_FIXED.size :]
+    endpoint = _endpoints.get(raw)  # a sender names the same endpoint in every message: checked once
+    if endpoint is None:
+        try:
+            endpoint = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        if not is_address(endpoint):
+            return None
+        if len(_endpoints) < _MAX_KNOWN_ENDPOINTS:
+            _endpoints[raw] = endpoint
+    if seq == 0 or floor > seq:
         return None
     return Header(origin, seq, floor, endpoint)
+
+
+_unpack_fixed = _FIXED.unpack_from
+_endpoints: dict[bytes, str] = {}  # endpoints seen in headers, already checked
+_MAX_KNOWN_ENDPOINTS = 4096
 
 
 def encode_confirms(origin: bytes, seqs: list[int]) -> list[bytes]:

@@ -21,6 +21,26 @@ from zjournal.sockets.policy import AckPolicy
 
 _IN = DIRECTION_CODES[Direction.IN]
 _NOBLOCK = int(zmq.NOBLOCK)
+READ_AHEAD_BYTES = 4 << 20  # a read-ahead batch stops growing past this many bytes of messages
+
+
+def _strip_headers(messages: list[list[bytes]]) -> list[confirm_wire.Header | None] | None:
+    """Take the confirm header off each message that has one; None when none had (the common case)."""
+    headers: list[confirm_wire.Header | None] | None = None
+    magic = confirm_wire.HEADER_MAGIC
+    for i, m in enumerate(messages):
+        if len(m) > 1 and m[0].startswith(magic):
+            header = confirm_wire.parse_header(m[0])
+            if header is not None:
+                if headers is None:
+                    headers = [None] * len(messages)
+                headers[i] = header
+                del m[0]
+    return headers
+
+
+def _key(header: confirm_wire.Header | None) -> tuple[bytes, int, int] | None:
+    return None if header is None else (header.origin, header.seq, header.floor)
 
 
 class Prefetching:
@@ -59,72 +79,53 @@ class Prefetching:
                 raise
             first = raw_recv(self, flags, False, track)
         messages = [self._rest_of(first, track)]
-        while len(messages) < self._prefetch:
+        size = sum(len(f) for f in messages[0])
+        while len(messages) < self._prefetch and size < READ_AHEAD_BYTES:
             try:
                 got = raw_recv(self, _NOBLOCK, False, track)
             except zmq.Again:
                 break
             messages.append(self._rest_of(got, track))
+            size += sum(len(f) for f in messages[-1])
         if killpoints.ARMED:
             if done:
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
-        classifier = self._classifier
         track = self._in_policy is AckPolicy.NEXT
-        if any(len(m) > 1 and m[0].startswith(confirm_wire.HEADER_MAGIC) for m in messages):
-            self._fill_one_by_one(messages, done, delivered, track)
-            return
-        if classifier is None:
+        headers = None if self._router else _strip_headers(messages)
+        classifier = self._classifier
+        if classifier is None and headers is None:  # the common case: everything journaled, nothing dropped
             sized = [(m, envelope_size_of(m) if self._router else 0) for m in messages]
             ids = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered)
             state.handed = []
             state.ahead.extend(zip(ids, messages, strict=True))
             state.ahead_first = ids[0]
             return
+        # A confirm sender's message is always journaled (its sender classified it); the others as classified.
         body = (lambda m: m[1:]) if self._router else (lambda m: m)
-        durable = [m for m in messages if classifier(body(m))]
-        sized = [(m, envelope_size_of(m) if self._router else 0) for m in durable]
-        journaled = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered)
+        durable = [
+            i
+            for i, m in enumerate(messages)
+            if (headers is not None and headers[i] is not None) or classifier is None or classifier(body(m))
+        ]
+        sized = [(messages[i], envelope_size_of(messages[i]) if self._router else 0) for i in durable]
+        keys = () if headers is None else [_key(headers[i]) for i in durable]
+        journaled = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered, keys=keys)
         state.handed = []
-        state.ahead_first = journaled[0] if journaled else 0
-        ids = iter(journaled)
-        kept = {id(m) for m in durable}
-        for m in messages:
-            if id(m) in kept:
-                state.ahead.append((next(ids), m))
-            else:
+        id_of = dict(zip(durable, journaled, strict=True))
+        state.ahead_first = next((i for i in journaled if i), 0)
+        for i, m in enumerate(messages):
+            entry_id = id_of.get(i)
+            if entry_id is None:
                 port.count_ephemeral(self._jname)
                 state.ahead.append((0, m))
-
-    def _fill_one_by_one(self, messages: list[list[bytes]], done: list[int], delivered: list[int], track: bool) -> None:
-        """Journal read-ahead messages one write each, because some came from a confirm=True sender.
-
-        Those lose their header, are dropped when this journal holds them already
-        (a resend), and are confirmed; the others are journaled as usual, in order.
-        """
-        port = self._port
-        self._s.ahead_first = 0  # hand-overs are counted one write each here (see _hand_over)
-        if done or delivered:
-            port.log_many(self._jname, _IN, [], settle=done, delivered=delivered)
-        self._s.handed = []
-        classifier = self._classifier
-        for m in messages:
-            header = confirm_wire.parse_header(m[0]) if len(m) > 1 else None
-            if header is not None:
-                del m[0]
-                entry_id = port.log_confirmed(
-                    self._jname, _IN, m, header.origin, header.seq, header.floor, track=track, attempts=0
-                )
-                self._confirm_received(header)
-                if entry_id:
-                    self._s.ahead.append((entry_id, m))
-            elif classifier is not None and not classifier(m[1:] if self._router else m):
-                port.count_ephemeral(self._jname)
-                self._s.ahead.append((0, m))
-            else:
-                size = envelope_size_of(m) if self._router else 0
-                entry_id = port.log(self._jname, _IN, m, track=track, attempts=0, envelope_size=size)
-                self._s.ahead.append((entry_id, m))
+            elif entry_id:
+                state.ahead.append((entry_id, m))
+            # else: a resend this journal holds already, dropped (and confirmed again below)
+        if headers is not None:
+            for header in headers:
+                if header is not None:
+                    self._confirm_received(header)
 
     def _hand_over(self) -> list[bytes]:
         """The next prefetched message for the application; the previous one is done."""
@@ -157,7 +158,7 @@ class Prefetching:
         if state.serving is not None:  # the rest of a message begun with recv()
             frames, state.serving = state.serving, None
         else:
-            if not state.ahead:
+            while not state.ahead:  # (a batch of resends held already leaves nothing to hand over)
                 self._fill(flags, track)
             frames = self._hand_over()
         return frames if copy else [zmq.Frame(f) for f in frames]
@@ -165,7 +166,7 @@ class Prefetching:
     def _recv_frame_prefetched(self, flags: int, copy: bool, track: bool) -> Any:
         state = self._s
         if state.serving is None:
-            if not state.ahead:
+            while not state.ahead:
                 self._fill(flags, track)
             frames = self._hand_over()
             if len(frames) > 1:

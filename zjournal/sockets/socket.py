@@ -47,6 +47,7 @@ log = logging.getLogger("zjournal")
 
 _IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
+CONFIRM_READ_AHEAD = 256  # messages a receiver of a confirm sender reads ahead and journals in one write
 _OUT = DIRECTION_CODES[Direction.OUT]
 # Plain ints: pyzmq's constants are enums, and enum arithmetic is slow on the hot path.
 _RCVMORE = int(zmq.RCVMORE)
@@ -959,6 +960,20 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if back is None:
             back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
         back.confirm(header.endpoint, header.origin, header.seq)
+        if not self._prefetch and self._can_read_ahead():
+            # A confirm sender streams to this socket: from now on read what is queued and journal it,
+            # dedup keys included, one write per batch (prefetch), not one write per message.
+            self._prefetch = CONFIRM_READ_AHEAD
+            self._update_fast_paths()
+
+    def _can_read_ahead(self) -> bool:
+        """Whether reading ahead keeps this socket's behaviour (as ``prefetch=`` would) and is cheaper."""
+        return (
+            self._in_policy in (AckPolicy.NEXT, AckPolicy.EXPLICIT)
+            and not self._is_rep
+            and not self._router
+            and self._s.slots is not None  # hand-overs recorded in the slot file, not one write each
+        )
 
     def _journal_behind(self, frames: list[bytes], settle: int) -> bool:
         redelivery = self._s.redelivery
