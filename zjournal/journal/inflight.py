@@ -42,12 +42,13 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 
 from zjournal.errors import JournalCorruptError, StoreError
 from zjournal.journal import entry as rec
+from zjournal.journal import outbox
 
 DIRECTORY = "inflight"
 SUFFIX = ".slots"
@@ -197,6 +198,17 @@ class SlotFile:
         _pack_header(mm, base, _checksum(data, seed), _HANDOVER.size, first, 0.0, flag, _HANDED)
         self.handed = (first, through, acks_earlier)
 
+    def held(self) -> list[Slot]:
+        """The slots holding an entry."""
+        return [slot for slot in (self.inbound, self.outbound) if slot.entry_id]
+
+    def holding(self, entry_id: int) -> Slot | None:
+        if self.inbound.entry_id == entry_id:
+            return self.inbound
+        if self.outbound.entry_id == entry_id:
+            return self.outbound
+        return None
+
     def sync(self) -> None:
         # Under the file's own lock: the maintainer thread fsyncs while the socket's thread may close
         # the file (a descriptor closed, or even reused, in between would fail or sync the wrong file).
@@ -242,14 +254,15 @@ def directory(journal_path: str) -> str:
     return os.path.join(journal_path, DIRECTORY)
 
 
-def create(journal_path: str, name: str, number: int) -> tuple[int, SlotFile | None]:
+def create(journal_path: str, name: str, number: int, kind: type = SlotFile) -> tuple[int, Any]:
     """A new slot file ``number`` (or the next free one) in the journal's slot directory.
 
-    Returns the number used and the file; None for a name too long to record.
-    The journal counts the numbers, so making a file costs the same with one
-    socket open or thousands.
+    ``kind``: :class:`SlotFile`, or zjournal.journal.outbox.Outbox for a
+    confirm sender. Returns the number used and the file; None for a name too
+    long to record. The journal counts the numbers, so making a file costs
+    the same with one socket open or thousands.
     """
-    if len(name.encode()) > MAX_NAME_BYTES:
+    if len(name.encode()) > min(MAX_NAME_BYTES, outbox.MAX_NAME_BYTES):
         return number - 1, None  # such a socket journals in the store only
     where = directory(journal_path)
     try:
@@ -258,7 +271,7 @@ def create(journal_path: str, name: str, number: int) -> tuple[int, SlotFile | N
         raise StoreError(f"cannot create the in-flight slot directory {where}: {e}") from e
     for n in range(number, number + 1000):
         try:
-            return n, SlotFile(os.path.join(where, f"{n}{SUFFIX}"), name)
+            return n, kind(os.path.join(where, f"{n}{SUFFIX}"), name)
         except FileExistsError:
             continue  # left by something else: the next number
     raise StoreError(f"no free slot file name in {where}")
@@ -280,7 +293,10 @@ def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
             data = _read_slot_file(path)
         except FileNotFoundError:
             continue  # a socket closed meanwhile (read-only views race with the owner)
-        yield from _records_of(data, path)
+        if data.startswith(outbox.MAGIC):
+            yield from outbox.records_of(data)
+        else:
+            yield from _records_of(data, path)
 
 
 def read_handovers(journal_path: str) -> Iterator[Handover]:
@@ -342,7 +358,9 @@ def _read_slot_file(path: str) -> bytes:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise StoreError(f"{path} is not a regular file: not an in-flight slot file")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(_FILE_HEADER_SIZE + 2 * REGION_SIZE)
+            head = f.read(len(_MAGIC))
+            size = outbox.FILE_SIZE if head == outbox.MAGIC else _FILE_HEADER_SIZE + 2 * REGION_SIZE
+            return head + f.read(size - len(head))
     finally:
         os.close(fd)
 

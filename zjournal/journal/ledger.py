@@ -40,7 +40,7 @@ from zjournal.errors import (
     UnknownEntryError,
 )
 from zjournal.journal import entry as rec
-from zjournal.journal import inflight
+from zjournal.journal import inflight, outbox
 from zjournal.journal.counters import CounterKey, Counters
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
@@ -163,7 +163,7 @@ class Ledger:
         # inflight: a slot is its own record of who settles them). Only
         # journals on disk whose durability a page-cache write meets, and
         # without retention (an acked entry must then be kept: a store write).
-        self.slot_files: list[inflight.SlotFile] = []
+        self.slot_files: list[inflight.SlotFile | outbox.Outbox] = []  # outboxes: confirm senders' rings
         self.slot_ring: list[inflight.Slot | None] = [None] * inflight.RING_SIZE  # see holding()
         self.slot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
         self.rare.use_slots = (
@@ -503,7 +503,7 @@ class Ledger:
 
     def held_slots(self) -> list[inflight.Slot]:
         """The slots holding an entry (a journal has a slot file per live socket: a short list)."""
-        return [slot for f in self.slot_files for slot in (f.inbound, f.outbound) if slot.entry_id]
+        return [slot for f in self.slot_files for slot in f.held()]
 
     def holding(self, entry_id: int) -> inflight.Slot | None:
         """The slot holding ``entry_id`` if it was written there recently (see :meth:`find`)."""
@@ -528,10 +528,9 @@ class Ledger:
         if raw is not None or not self.slot_files or not entry_id:
             return None, raw
         for f in self.slot_files:
-            if f.inbound.entry_id == entry_id:
-                return f.inbound, None
-            if f.outbound.entry_id == entry_id:
-                return f.outbound, None
+            slot = f.holding(entry_id)
+            if slot is not None:
+                return slot, None
         return None, None
 
     def spill(self, slot: inflight.Slot) -> None:
@@ -553,7 +552,10 @@ class Ledger:
 
     def spill_all(self) -> None:
         """Move every slot-held entry to the store in one write."""
-        held = self.held_slots()
+        self.spill_held(self.held_slots())
+
+    def spill_held(self, held: list[Any]) -> None:
+        """Move these slot-held entries (slots or outbox cells) to the store in one write; they stay pending."""
         if not held:
             return
         batch = self.batch()
@@ -566,7 +568,7 @@ class Ledger:
             self.inflight[slot.entry_id] = (slot.name, slot.dcode)
             slot.clear()
 
-    def settle_held(self, entry_id: int, slots: inflight.SlotFile | None = None) -> bool:
+    def settle_held(self, entry_id: int, slots: Any = None) -> bool:
         """Ack a slot-held entry by emptying its slot; False if no slot holds it.
 
         ``slots``: the slot file of the socket the entry belongs to, when the
@@ -574,14 +576,7 @@ class Ledger:
         """
         if not self.slot_files or not entry_id:
             return False
-        if slots is None:
-            slot = self.holding(entry_id)
-        elif slots.inbound.entry_id == entry_id:
-            slot = slots.inbound
-        elif slots.outbound.entry_id == entry_id:
-            slot = slots.outbound
-        else:
-            return False
+        slot = self.holding(entry_id) if slots is None else slots.holding(entry_id)
         if slot is None:
             return False
         slot.clear()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from zjournal.errors import JournalForkedError, StoreError
 from zjournal.journal import entry as rec
-from zjournal.journal import inflight
+from zjournal.journal import inflight, outbox
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
 from zjournal.journal.inflight import fits_slot
@@ -39,6 +39,7 @@ ConfirmKey = tuple[bytes, int, int]
 if TYPE_CHECKING:
     from zjournal.journal.counters import CounterKey
     from zjournal.journal.inflight import Slot, SlotFile
+    from zjournal.journal.outbox import Outbox
 
 _now = time.time
 _FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor in steps of this many ids
@@ -98,6 +99,45 @@ class SocketPort:
         finally:
             lock.release()
         return entry_id
+
+    def log_out(self, box: Outbox, frames: list[bytes]) -> int:
+        """Append a confirm sender's message into its outbox (see zjournal.journal.outbox): pending, sent once.
+
+        The hot path of ``confirm=True``: no store write unless the ring is
+        full of unconfirmed messages (then a chunk of them goes to the store
+        in one write). A message too large for the ring takes :meth:`log`.
+        """
+        ledger = self.ledger
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
+            ledger.check_size(frames)
+            if not outbox.fits(frames):
+                return self.log(box.name, box.dcode, frames, track=True, attempts=1)
+        data, kind = box.encode(frames)
+        created = _now()
+        lock = ledger.lock
+        lock.acquire()
+        try:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            entry_id = ledger.next_id
+            if entry_id >= ledger.reserved:
+                ledger.reserve_ids()
+            in_the_way = box.in_the_way(len(data))
+            if in_the_way:
+                ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store
+            ledger.next_id = entry_id + 1
+            cell = box.write(entry_id, data, kind, frames, created, 0)
+            ledger.counts.add(box.counter_key, 1)
+            ledger.slot_ring[entry_id & _RING_MASK] = cell
+            if ledger.observers:
+                ledger.emit("on_append", box.name, box.dcode, 1)
+        finally:
+            lock.release()
+        return entry_id
+
+    def open_outbox(self, name: str) -> Outbox | None:
+        """An outbox for a new confirm sender; None when this journal does not use slots (it logs to the store)."""
+        return self._open_slot_file(name, outbox.Outbox)
 
     def log(
         self,
@@ -334,8 +374,32 @@ class SocketPort:
                     ledger.emit("on_ack", known[0], known[1], 1)
         return 0 if duplicate else entry_id
 
-    def settle_many(self, name: str, dcode: int, entry_ids: Sequence[int]) -> None:
-        """Ack in-flight entries of one stream in one write (confirmations that came back)."""
+    def settle_many(self, name: str, dcode: int, entry_ids: Sequence[int], box: Outbox | None = None) -> None:
+        """Ack in-flight entries of one stream in one write (confirmations that came back).
+
+        Those ``box`` holds are acked by clearing their record, without a write.
+        """
+        if box is not None:
+            ledger = self.ledger
+            stored = []
+            with ledger.lock:
+                if ledger.closed:
+                    return  # closed meanwhile: they stay pending, resent by the next run
+                live, clear = box.live, box.clear
+                for entry_id in entry_ids:
+                    cell = live.get(entry_id)
+                    if cell is None:
+                        stored.append(entry_id)  # spilled (or never in the ring): in the store
+                    else:
+                        clear(cell)
+                cleared = len(entry_ids) - len(stored)
+                if cleared:
+                    ledger.counts.add(box.counter_key, -cleared)
+                    if ledger.observers:
+                        ledger.emit("on_ack", name, dcode, cleared)
+            if not stored:
+                return
+            entry_ids = stored
         self.log_many(name, dcode, [], settle=entry_ids)
 
     def pending(self, name: str, dcode: int) -> list[Entry]:
@@ -362,6 +426,10 @@ class SocketPort:
         """An entry, wherever it is (a resend reads its frames)."""
         r = self.ledger.load_record(entry_id)
         return None if r is None else rec.entry_from_record(entry_id, r)
+
+    def durable_once_written(self) -> bool:
+        """Whether a write that returned is as durable as this journal promises (no fsync to wait for)."""
+        return self.ledger.durability is not Durability.INTERVAL
 
     def make_durable(self) -> None:
         """Before a confirm goes out: what the store holds survives what this durability mode promises.
@@ -579,6 +647,9 @@ class SocketPort:
 
     def open_slots(self, name: str) -> SlotFile | None:
         """A slot file for a new socket; None when this journal does not use slots."""
+        return self._open_slot_file(name, inflight.SlotFile)
+
+    def _open_slot_file(self, name: str, kind: type) -> Any:
         ledger = self.ledger
         if not ledger.rare.use_slots:
             return None
@@ -587,7 +658,7 @@ class SocketPort:
             ledger.check_open()
             try:
                 ledger.rare.slot_file_number, slots = inflight.create(
-                    ledger.path, name, ledger.rare.slot_file_number + 1
+                    ledger.path, name, ledger.rare.slot_file_number + 1, kind
                 )
             except StoreError as e:  # the socket journals in the store instead: slower, as safe
                 log.warning("journal %s: socket %r journals without an in-flight slot: %s", ledger.path, name, e)
@@ -602,9 +673,7 @@ class SocketPort:
         with ledger.lock:
             if ledger.closed:
                 return  # the journal's close took care of it
-            for slot in (slots.inbound, slots.outbound):
-                if slot.entry_id:
-                    ledger.spill(slot)
+            ledger.spill_held(slots.held())
             slots.close()
             ledger.slot_files.remove(slots)
 

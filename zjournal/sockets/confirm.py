@@ -45,6 +45,9 @@ _OUT = DIRECTION_CODES[Direction.OUT]
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _TICK = 0.005  # seconds between looks at confirmations and resends
+_SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
+_TAKE_EVERY_MASK = 63  # while the application sends, every 64th send takes them in
+_FLOOR_EVERY_MASK = 63  # every 64th send works out the floor afresh
 _RETURN_EVERY = 0.002  # a receiver's confirmations wait at most this long
 _RETURN_BATCH = 4096
 _MAX_ENDPOINTS = 16  # a receiver's confirm sockets (one per sender endpoint) at most
@@ -104,13 +107,24 @@ class ConfirmSender:
         self._ids: collections.deque[int] = collections.deque()  # unconfirmed ids ascending (confirmed ones lazily)
         self._mutex = threading.Lock()  # guards both between the application and the thread
         self._backlog: collections.deque[int] = collections.deque()  # pending from an earlier run, not resent yet
+        # Confirmed ids the thread took in, for the application's next send to settle: settling there
+        # spares the two threads a tug of war over the GIL. The thread settles them itself when the
+        # application sends nothing for a while.
+        self._confirmed: collections.deque[list[int]] = collections.deque()
+        self._intake_lock = threading.Lock()  # whichever thread reads the intake socket holds it
+        self._last_send = 0.0  # monotonic time of the application's last send
+        self._sends = 0
+        self._floor = 0  # the floor the last headers carried (see send)
         for entry in port.pending(name, _OUT):
             port.adopt(entry.id, name, _OUT)
             self._unconfirmed[entry.id] = 0.0
             self._ids.append(entry.id)
             self._backlog.append(entry.id)
+        # The ring the unconfirmed messages wait in (no store write per message); None: the store.
+        self._box = port.open_outbox(name)
         self._intake = zmq.Context.socket(sock.context, zmq.PULL, socket_class=zmq.Socket)
         self._intake.linger = 0
+        self._intake.rcvhwm = 100_000  # confirm messages waiting between two looks (each names many ids)
         self._intake.bind(bind_to or "tcp://127.0.0.1:*")
         self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
         self._endpoint = self.endpoint.encode()
@@ -135,12 +149,21 @@ class ConfirmSender:
         if flags & _NOBLOCK and not zmq.Socket.get(sock, zmq.EVENTS) & zmq.POLLOUT:
             raise zmq.Again()  # would not be taken: journal nothing
         port = self._port
+        self._last_send = now = time.monotonic()
+        sends = self._sends = self._sends + 1
+        if not sends & _TAKE_EVERY_MASK or self._confirmed:
+            self._take_confirms_now()
         if classifier is not None and not classifier(frames):
             port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
             with self.lock:
                 return move()
-        entry_id = port.log(self._name, _OUT, frames, track=True, attempts=1)
-        header = wire.encode_header(self.origin, entry_id, self.floor(entry_id), self._endpoint)
+        box = self._box
+        entry_id = port.log_out(box, frames) if box is not None else port.log(self._name, _OUT, frames, attempts=1)
+        # The floor sent may lag (it only grows): receivers then keep a few keys longer, which is safe.
+        floor = self._floor
+        if not floor or not sends & _FLOOR_EVERY_MASK:
+            floor = self._floor = self.floor(entry_id)
+        header = wire.encode_header(self.origin, entry_id, floor, self._endpoint)
         try:
             with self.lock:
                 while self._backlog:  # an earlier run's unconfirmed messages go first, in order
@@ -152,7 +175,7 @@ class ConfirmSender:
             port.unlog(entry_id)
             raise
         with self._mutex:
-            self._unconfirmed[entry_id] = time.monotonic()
+            self._unconfirmed[entry_id] = now
             self._ids.append(entry_id)
         self.last_sent = entry_id
         return result
@@ -168,8 +191,15 @@ class ConfirmSender:
         poller.register(self._intake, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if poller.poll(_TICK * 1000):
-                    self._take_confirms()
+                if time.monotonic() - self._last_send > _SETTLE_IDLE:
+                    # The application is not sending: confirmations are taken and settled here.
+                    with self._intake_lock:
+                        if poller.poll(_TICK * 1000):
+                            self._take_confirms()
+                    if self._confirmed:
+                        self._settle_confirmed()
+                else:
+                    self._stop.wait(_TICK)  # its sends take them in (see _take_confirms_now)
                 try:
                     self._resend_due()
                 except StoreError as e:  # the disk is full, say: the entries stay pending, tried again
@@ -182,7 +212,25 @@ class ConfirmSender:
         finally:
             self._intake.close(0)
 
+    def _take_confirms_now(self) -> None:
+        """From the application's send, every few sends: take in and settle what came back.
+
+        While the application sends, it does this rather than the thread: two
+        threads passing the GIL back and forth at every confirmation cost the
+        sender more than the work itself.
+        """
+        if self._intake_lock.acquire(blocking=False):
+            try:
+                self._take_confirms()
+            except zmq.ZMQError:
+                pass  # the context is closing: the thread ends, the entries stay pending
+            finally:
+                self._intake_lock.release()
+        if self._confirmed:
+            self._settle_confirmed()
+
     def _take_confirms(self) -> None:
+        """Read the confirm messages waiting (intake lock held)."""
         confirmed: list[int] = []
         for _ in range(1000):
             try:
@@ -193,12 +241,23 @@ class ConfirmSender:
             if got is None or got[0] != self.origin:
                 continue  # not a confirm message of this socket's: nothing is acked by it
             confirmed += got[1]
-        if not confirmed:
-            return
+        if confirmed:
+            self._confirmed.append(confirmed)
+
+    def _settle_confirmed(self) -> None:
+        """Ack what the receivers confirmed (from either thread: each list is taken by one)."""
+        mine: list[int] = []
+        confirmed = self._confirmed
         with self._mutex:
-            mine = [i for i in confirmed if self._unconfirmed.pop(i, None) is not None]
+            unconfirmed = self._unconfirmed
+            while confirmed:
+                try:
+                    ids = confirmed.popleft()
+                except IndexError:
+                    break
+                mine += [i for i in ids if unconfirmed.pop(i, None) is not None]
         if mine:
-            self._port.settle_many(self._name, _OUT, mine)
+            self._port.settle_many(self._name, _OUT, mine, self._box)
 
     def _resend_due(self) -> None:
         now = time.monotonic()
@@ -255,38 +314,61 @@ class ConfirmSender:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
+        if self._confirmed:
+            with contextlib.suppress(ZJournalError):  # (the journal closed first: they stay pending)
+                self._settle_confirmed()
+        box, self._box = self._box, None
+        if box is not None:
+            self._port.close_slots(box)  # what it holds goes to the store, pending
 
 
 class ConfirmReturn:
-    """A receiving socket's confirmations, sent back to each sender in batches from a thread."""
+    """A receiving socket's confirmations, sent back to each sender in batches.
+
+    Where a write that returned is durable enough (``process`` and
+    ``always``), confirmations go out at once from the receiving thread, one
+    message per sender per batch journaled: no thread, nothing to wait for.
+    ``interval`` mode must fsync before telling anyone; a thread does that,
+    once for the confirmations gathered over a couple of milliseconds.
+    """
 
     def __init__(self, port: SocketPort, ctx: zmq.Context) -> None:
         self._port = port
         self._ctx = ctx
-        self._queue: collections.deque[tuple[str, bytes, int]] = collections.deque()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._queue: collections.deque[tuple[str, bytes, list[int]]] = collections.deque()
+        self._queued = 0
+        self._sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
         self.duplicates = 0  # resends this socket dropped (already journaled)
-        self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        if not port.durable_once_written():
+            self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
+            self._thread.start()
 
     def confirm(self, endpoint: str, origin: bytes, seq: int) -> None:
-        """``(origin, seq)`` is journaled here: tell its sender (soon, with others)."""
-        queue = self._queue
-        if len(queue) < _MAX_QUEUED_CONFIRMS:
-            queue.append((endpoint, origin, seq))
-            if len(queue) >= _RETURN_BATCH:
+        """``(origin, seq)`` is journaled here: tell its sender."""
+        self.confirm_many(endpoint, origin, [seq])
+
+    def confirm_many(self, endpoint: str, origin: bytes, seqs: list[int]) -> None:
+        """These sequences of one sender are journaled here: tell it (now, or within a couple of ms)."""
+        if self._thread is None:
+            self._send(endpoint, origin, seqs)
+            return
+        if self._queued < _MAX_QUEUED_CONFIRMS:
+            self._queue.append((endpoint, origin, seqs))
+            self._queued += len(seqs)
+            if self._queued >= _RETURN_BATCH:
                 self._wake.set()
 
     def _run(self) -> None:
-        sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
         try:
             while True:
                 stopping = self._stop.is_set()
                 self._wake.wait(_RETURN_EVERY)
                 self._wake.clear()
                 if self._queue:
-                    self._send_batch(sockets)
+                    self._send_batch()
                 if stopping and not self._queue:
                     return
         except (zmq.ContextTerminated, ZJournalError):
@@ -294,35 +376,47 @@ class ConfirmReturn:
         except Exception as e:  # the senders resend what was not confirmed
             log.error("journal: confirmations to senders stopped: %s", e)
         finally:
-            for s in sockets.values():
-                s.close(0)
+            self._close_sockets()
 
-    def _send_batch(self, sockets: collections.OrderedDict[str, zmq.Socket]) -> None:
+    def _send_batch(self) -> None:
         queue = self._queue
         by_sender: dict[tuple[str, bytes], list[int]] = {}
         for _ in range(len(queue)):
-            endpoint, origin, seq = queue.popleft()
-            by_sender.setdefault((endpoint, origin), []).append(seq)
+            endpoint, origin, seqs = queue.popleft()
+            self._queued -= len(seqs)
+            by_sender.setdefault((endpoint, origin), []).extend(seqs)
         self._port.make_durable()  # interval mode: fsynced before anyone is told
         for (endpoint, origin), seqs in by_sender.items():
-            out = sockets.get(endpoint)
-            if out is None:
-                if len(sockets) >= _MAX_ENDPOINTS:
-                    sockets.popitem(last=False)[1].close(0)
-                out = zmq.Context.socket(self._ctx, zmq.PUSH, socket_class=zmq.Socket)
-                out.linger = 0
-                out.connect(endpoint)  # a wire-checked tcp, ipc or inproc address
-                sockets[endpoint] = out
-            else:
-                sockets.move_to_end(endpoint)
-            for start in range(0, len(seqs), wire.MAX_CONFIRMS):
-                try:
-                    out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), _NOBLOCK)
-                except zmq.Again:
-                    break  # that sender is not reachable now: it resends, and is confirmed then
+            self._send(endpoint, origin, seqs)
+
+    def _send(self, endpoint: str, origin: bytes, seqs: list[int]) -> None:
+        sockets = self._sockets
+        out = sockets.get(endpoint)
+        if out is None:
+            if len(sockets) >= _MAX_ENDPOINTS:
+                sockets.popitem(last=False)[1].close(0)
+            out = zmq.Context.socket(self._ctx, zmq.PUSH, socket_class=zmq.Socket)
+            out.linger = 0
+            out.connect(endpoint)  # a wire-checked tcp, ipc or inproc address
+            sockets[endpoint] = out
+        elif len(sockets) > 1:
+            sockets.move_to_end(endpoint)
+        for start in range(0, len(seqs), wire.MAX_CONFIRMS):
+            try:
+                out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), _NOBLOCK)
+            except zmq.Again:
+                break  # that sender is not reachable now: it resends, and is confirmed then
+
+    def _close_sockets(self) -> None:
+        for s in self._sockets.values():
+            s.close(0)
+        self._sockets.clear()
 
     def close(self) -> None:
         """Send what is queued, then stop."""
+        if self._thread is None:
+            self._close_sockets()
+            return
         self._stop.set()
         self._wake.set()
         if self._thread is not threading.current_thread():

@@ -53,7 +53,7 @@ class Prefetching:
     _router: bool
     _classifier: Any
     _in_policy: Any
-    _confirm_received: Any  # JournaledSocket: tell a confirm=True sender its message is journaled
+    _confirm_all: Any  # JournaledSocket: tell confirm=True senders their messages are journaled
 
     def _fill(self, flags: int, track: bool) -> None:
         """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
@@ -123,9 +123,7 @@ class Prefetching:
                 state.ahead.append((entry_id, m))
             # else: a resend this journal holds already, dropped (and confirmed again below)
         if headers is not None:
-            for header in headers:
-                if header is not None:
-                    self._confirm_received(header)
+            self._confirm_all([h for h in headers if h is not None])
 
     def _hand_over(self) -> list[bytes]:
         """The next prefetched message for the application; the previous one is done."""

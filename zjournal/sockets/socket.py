@@ -956,10 +956,22 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     def _confirm_received(self, header: confirm_wire.Header) -> None:
         """Tell the sender of a confirm=True message that this journal holds it (soon, batched)."""
+        self._confirm_all([header])
+
+    def _confirm_all(self, headers: list[confirm_wire.Header]) -> None:
+        """Tell the senders of these journaled confirm=True messages: one confirm message per sender."""
         back = self._s.confirm_return
         if back is None:
             back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
-        back.confirm(header.endpoint, header.origin, header.seq)
+        if len(headers) == 1:
+            header = headers[0]
+            back.confirm(header.endpoint, header.origin, header.seq)
+        else:
+            by_sender: dict[tuple[str, bytes], list[int]] = {}
+            for header in headers:
+                by_sender.setdefault((header.endpoint, header.origin), []).append(header.seq)
+            for (endpoint, origin), seqs in by_sender.items():
+                back.confirm_many(endpoint, origin, seqs)
         if not self._prefetch and self._can_read_ahead():
             # A confirm sender streams to this socket: from now on read what is queued and journal it,
             # dedup keys included, one write per batch (prefetch), not one write per message.

@@ -1,0 +1,309 @@
+"""Outboxes: where a ``confirm=True`` socket keeps the messages it sent until their receiver confirms them.
+
+A confirm sender's entry stays pending for a few milliseconds at least (the
+round trip of its confirmation), so the one-slot design of
+zjournal.journal.inflight does not fit it, and one store write per message
+was the floor of the confirmed path (~13 µs). An outbox is a memory-mapped
+ring of records instead, in the same ``inflight/`` directory: each message
+goes in at the write position (no store write), its confirmation clears the
+record (a store to the mapping), and a record still unconfirmed when the
+ring comes round to it again goes to the store first ("spilled", a batch of
+them in one write, by the journal), as for slots. Page-cache writes survive
+the process being killed (``process`` mode); ``interval`` mode fsyncs the
+file with the WAL.
+
+File layout: a 4 KiB header (magic, a random u32 *key*, the socket's name as
+a u32 length and UTF-8), then :data:`RING_BYTES` of records, each at a
+multiple of :data:`ALIGN`. A record is a 32-byte header, as a slot's (little
+endian: checksum u32, length u32, entry id u64, created f64, envelope size
+u8, kind u8), then the message: one frame (kind 0) or a msgpack list of
+frames (kind 1). Entry id 0 is a cleared record. The checksum (Adler-32 of
+the message, seeded with the id, envelope size, kind and the file's key)
+rejects a record torn by a crash, and a record-like run of bytes inside a
+message: without the key an application's payload cannot pass for one.
+Opening the journal reads every aligned offset for a valid record.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import mmap
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+import msgpack
+
+from zjournal.errors import StoreError
+from zjournal.journal import entry as rec
+
+MAGIC = b"ZJRING1\0"
+FILE_HEADER_SIZE = 4096
+RING_BYTES = 2 << 20  # unconfirmed messages held per socket before the oldest go to the store
+ALIGN = 64
+HEADER_SIZE = 32
+CAPACITY = 64 * 1024  # the largest message (encoded) an outbox holds; larger ones go to the store
+SPILL_CHUNK = RING_BYTES // 16  # when the ring is full, this much of it goes to the store in one write
+_FIXED = struct.Struct("<8sII")  # magic, key, name length
+MAX_NAME_BYTES = FILE_HEADER_SIZE - _FIXED.size
+_HEADER = struct.Struct("<IIQdBB")
+_ID_FIELD = struct.Struct("<Q")
+_SINGLE, _LIST = 0, 1
+_MASK = 0xFFFFFFFF
+_pack_header = _HEADER.pack_into
+_checksum = zlib.adler32
+_pack_frames = msgpack.Packer(use_bin_type=True).pack
+FILE_SIZE = FILE_HEADER_SIZE + RING_BYTES
+
+
+def fits(frames: list[bytes]) -> bool:
+    """Whether a message fits an outbox record (a msgpack list header and bin headers take at most 5 bytes each)."""
+    if len(frames) == 1:
+        return len(frames[0]) <= CAPACITY
+    return sum(len(f) for f in frames) + 5 * (len(frames) + 1) <= CAPACITY
+
+
+class Cell:
+    """One record of an outbox: what the journal needs of a held entry (as zjournal.journal.inflight.Slot)."""
+
+    __slots__ = ("_outbox", "counter_key", "created", "dcode", "entry_id", "envelope_size", "frames", "name", "offset")
+
+    def __init__(
+        self, outbox: Outbox, offset: int, entry_id: int, frames: list[bytes], created: float, envelope_size: int
+    ) -> None:
+        self._outbox = outbox
+        self.offset = offset
+        self.entry_id = entry_id
+        self.frames = frames
+        self.created = created
+        self.envelope_size = envelope_size
+        self.name = outbox.name
+        self.dcode = outbox.dcode
+        self.counter_key = outbox.counter_key
+
+    def clear(self) -> None:
+        """The entry is settled, or in the store now: the record no longer holds it."""
+        self._outbox.clear(self)
+
+    def record(self) -> bytes:
+        """The store record of the entry held (pending, sent once)."""
+        return rec.encode_record(
+            rec.PENDING, 1, self.created, self.name, self.dcode, self.frames, 0.0, "", self.envelope_size
+        )
+
+
+class Outbox:
+    """A confirm socket's ring of unconfirmed messages (see the module docstring). The journal's lock guards it."""
+
+    handed = None  # (slot files' prefetch record: an outbox never has one)
+
+    def __init__(self, path: str, name: str) -> None:
+        encoded = name.encode()
+        if len(encoded) > MAX_NAME_BYTES:
+            raise ValueError(f"socket name of {len(encoded)} bytes is too long for an outbox")
+        self.path = path
+        self.name = name
+        self.dcode = rec.DIRECTION_CODES[rec.Direction.OUT]
+        self.counter_key = (name, self.dcode, rec.PENDING)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            _allocate(fd, FILE_SIZE)  # a sparse page written on a full disk would be SIGBUS, not an error
+            self._mm = mmap.mmap(fd, FILE_SIZE)
+        except OSError as e:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise StoreError(f"cannot create the outbox file {path}: {e}") from e
+        self._key = int.from_bytes(os.urandom(4), "little")
+        self._mm[: _FIXED.size + len(encoded)] = _FIXED.pack(MAGIC, self._key, len(encoded)) + encoded
+        self.fd = fd
+        self._pos = 0  # where the next record goes, from the start of the ring
+        self._order: collections.deque[Cell] = collections.deque()  # cells in ring order; cleared ones lazily
+        self.live: dict[int, Cell] = {}  # entry id -> the cell holding it
+        self._writes = 0
+        self._synced = 0
+        self._closing = threading.Lock()  # sync() against close(), as a slot file's
+
+    # -- held entries (what the journal asks of a slot file) -----------------
+
+    def held(self) -> list[Cell]:
+        return list(self.live.values())
+
+    def holding(self, entry_id: int) -> Cell | None:
+        return self.live.get(entry_id)
+
+    # -- writing (journal lock held) -----------------------------------------
+
+    @staticmethod
+    def encode(frames: list[bytes]) -> tuple[bytes, int]:
+        if len(frames) == 1:
+            return frames[0], _SINGLE
+        return _pack_frames(frames), _LIST
+
+    def in_the_way(self, size: int) -> list[Cell]:
+        """The unconfirmed cells the next record of ``size`` bytes would overwrite, and those just after.
+
+        They must go to the store before :meth:`write` (a chunk of the ring at
+        a time: one store write for many, only when the ring is full of
+        unconfirmed messages). When the record does not fit before the end
+        and goes to the start, the cells left in the tail go too: so the
+        cells, oldest first, always lie from the write position on, then
+        from the start up to it, and the first one out of range ends the look.
+        """
+        order = self._order
+        while order and not order[0].entry_id:
+            order.popleft()
+        if not order:
+            return []
+        pos = self._pos
+        wraps = pos + ((HEADER_SIZE + size + ALIGN - 1) & _ALIGN_MASK) > RING_BYTES
+        if not wraps and not pos <= order[0].offset < pos + SPILL_CHUNK:
+            return []  # the common case: the oldest unconfirmed message is well ahead (or behind)
+        start = 0 if wraps else pos
+        end = start + SPILL_CHUNK  # (a record is always smaller than a chunk)
+        found = []
+        for cell in order:
+            if not cell.entry_id:
+                continue
+            if (wraps and cell.offset >= self._pos) or start <= cell.offset < end:
+                found.append(cell)
+                continue
+            break
+        return found
+
+    def write(
+        self, entry_id: int, data: bytes, kind: int, frames: list[bytes], created: float, envelope_size: int
+    ) -> Cell:
+        """Hold entry ``entry_id`` (``data`` from :meth:`encode`); what :meth:`in_the_way` named is gone first."""
+        size = len(data)
+        need = (HEADER_SIZE + size + ALIGN - 1) & _ALIGN_MASK
+        offset = self._pos if self._pos + need <= RING_BYTES else 0
+        base = FILE_HEADER_SIZE + offset
+        mm = self._mm
+        mm[base + HEADER_SIZE : base + HEADER_SIZE + size] = data  # the message first, the header last
+        seed = (((entry_id << 9) | (envelope_size << 1) | kind) ^ self._key) & _MASK
+        _pack_header(mm, base, _checksum(data, seed), size, entry_id, created, envelope_size, kind)
+        self._pos = offset + need
+        cell = Cell(self, offset, entry_id, frames, created, envelope_size)
+        self._order.append(cell)
+        self.live[entry_id] = cell
+        self._writes += 1
+        return cell
+
+    def clear(self, cell: Cell) -> None:
+        if not cell.entry_id:
+            return
+        if self.fd >= 0:
+            _ID_FIELD.pack_into(self._mm, FILE_HEADER_SIZE + cell.offset + 8, 0)
+        self.live.pop(cell.entry_id, None)
+        cell.entry_id = 0
+        cell.frames = []
+        self._writes += 1
+
+    # -- durability and closing ------------------------------------------------
+
+    def sync(self) -> None:
+        with self._closing:
+            if self.fd >= 0:
+                writes = self._writes  # read first: a later write is synced next time
+                _fdatasync(self.fd)
+                self._synced = writes
+
+    def sync_if_changed(self) -> None:
+        if self._writes != self._synced:
+            self.sync()
+
+    def close(self) -> None:
+        """Unmap and delete the file; the caller spilled what it held."""
+        with self._closing:
+            if self.fd < 0:
+                return
+            self._mm.close()
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+_ALIGN_MASK = ~(ALIGN - 1)
+assert HEADER_SIZE + CAPACITY + ALIGN <= SPILL_CHUNK  # the largest record fits one chunk (see in_the_way)
+
+
+def _aligned(n: int) -> int:
+    return (n + ALIGN - 1) & _ALIGN_MASK
+
+
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+def _allocate(fd: int, size: int) -> None:
+    fallocate = getattr(os, "posix_fallocate", None)
+    try:
+        if fallocate is not None:
+            fallocate(fd, 0, size)
+            return
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    os.pwrite(fd, bytes(size), 0)
+
+
+_LATEST = 4102444800.0  # 2100-01-01
+_MAX_ID = (1 << 63) - 1
+
+
+def records_of(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(entry id, store record)`` of every valid record in an outbox file's bytes (torn or cleared ones skipped).
+
+    Nothing here can be "impossible": a record that fails its checksum is
+    not one (a torn write, a cleared one, or the inside of a message), so
+    a damaged outbox only ever shows fewer records, as a damaged WAL would.
+    """
+    if not data.startswith(MAGIC) or len(data) < FILE_HEADER_SIZE:
+        return
+    _magic, key, length = _FIXED.unpack_from(data)
+    if not 0 < length <= MAX_NAME_BYTES:
+        return
+    try:
+        name = data[_FIXED.size : _FIXED.size + length].decode()
+    except UnicodeDecodeError:
+        return
+    dcode = rec.DIRECTION_CODES[rec.Direction.OUT]
+    end = min(len(data), FILE_SIZE)
+    offset = FILE_HEADER_SIZE
+    unpack = _HEADER.unpack_from
+    while offset + HEADER_SIZE <= end:
+        crc, n, entry_id, created, envelope_size, kind = unpack(data, offset)
+        seed = (((entry_id << 9) | (envelope_size << 1) | kind) ^ key) & _MASK
+        if (
+            not entry_id
+            or entry_id > _MAX_ID
+            or kind > _LIST
+            or n > CAPACITY
+            or offset + HEADER_SIZE + n > end
+            or _checksum(data[offset + HEADER_SIZE : offset + HEADER_SIZE + n], seed) != crc
+        ):
+            offset += ALIGN
+            continue
+        message = data[offset + HEADER_SIZE : offset + HEADER_SIZE + n]
+        frames = [message] if kind == _SINGLE else _frames_of(message)
+        if frames is not None and envelope_size <= len(frames):
+            if not 0 < created <= _LATEST:
+                created = time.time()
+            yield entry_id, rec.encode_record(rec.PENDING, 1, created, name, dcode, frames, 0.0, "", envelope_size)
+        offset += _aligned(HEADER_SIZE + n)
+
+
+def _frames_of(message: bytes) -> list[bytes] | None:
+    try:
+        frames = msgpack.unpackb(message, raw=False)
+    except Exception:  # msgpack raises several unrelated types
+        return None
+    if not isinstance(frames, list) or not frames or not all(isinstance(f, bytes) for f in frames):
+        return None
+    return frames
