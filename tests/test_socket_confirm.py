@@ -55,6 +55,25 @@ def test_frames_arrive_exactly_as_sent_and_every_entry_is_confirmed(open_journal
     assert [e.frames for e in receiver.entries(name="in")] == [[b"p", b"q"]]
 
 
+def test_recv_into_gets_the_frames_as_sent_without_the_header(open_journal, tmp_path, ctx, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    push.send_multipart([b"first", b"second frame"])
+    push.send(b"0123456789")
+    buf = bytearray(8)
+    assert pull.recv_into(buf) == 5 and bytes(buf[:5]) == b"first"
+    assert pull.get(zmq.RCVMORE)
+    assert pull.recv_into(buf) == 12 and bytes(buf) == b"second f"  # truncated as libzmq does
+    assert pull.recv_into(buf, nbytes=4) == 10 and bytes(buf[:4]) == b"0123"
+    _wait(lambda: _pending_out(sender) == 0, "every confirmation")
+    assert [e.frames for e in receiver.entries(name="in")] == [[b"0123456789"]]  # journaled whole
+
+
 def test_an_unconfirmed_entry_is_sent_again_until_confirmed_even_by_an_idle_sender(journal, ctx, endpoint) -> None:
     peer = ctx.socket(zmq.PULL)  # plays the receiver: reads, confirms only when the test says
     where = endpoint()

@@ -1050,23 +1050,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 self._settle_reply()
             return received
         self._check_rep_turn()
-        if self._served_from_python():
-            return self._recv_into_from_python(buffer, nbytes, flags)
-        first = state.rx is None
-        if first and state.settle_next:
-            self._settle_now()
-        received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
-        view = memoryview(buffer).cast("B")
-        data = view[: min(received, nbytes or len(view))].tobytes()  # what the application got
-        if first:
-            state.rx = []
-            state.rx_redelivered = 0
-        state.rx.append(data)
-        if not zmq.Socket.get(self, _RCVMORE):
-            frames = state.rx
-            state.rx = None
-            self._inbound(frames, 0)
-        return received
+        # Through recv(), then copied: the journal needs the whole frame (libzmq would truncate it to
+        # the buffer), and a confirm sender's header must come off before the application sees anything.
+        return self._recv_into_from_python(buffer, nbytes, flags)
 
     def _served_from_python(self) -> bool:
         """Whether the next frame must come through :meth:`recv` (redelivery, held messages), not libzmq."""
