@@ -38,7 +38,8 @@ j = zjournal.open(path, plugins=False)
 ctx = zmq.Context()
 push = ctx.socket(zmq.PUSH); push.sndhwm = 0; push.bind("inproc://r")
 raw = ctx.socket(zmq.PULL); raw.rcvhwm = 0
-pull = j.wrap(raw, name="in", **({"ack": "explicit"} if policy == "explicit" else {}))
+options = {"explicit": {"ack": "explicit"}, "prefetch": {"prefetch": 64}}.get(policy, {})
+pull = j.wrap(raw, name="in", **options)
 pull.connect("inproc://r")
 for i in range(total):
     push.send(b"m%05d" % i)
@@ -68,7 +69,8 @@ def run_child(script: str, *args: object) -> dict:
 
 @pytest.mark.parametrize(
     ("policy", "before"),
-    [("explicit", 10), ("next", 4096)],  # 'next' journals in the slot: the store write is the 4097th id's block
+    # 'next' journals in the slot: the store write is the 4097th id's block; 'prefetch': the second batch
+    [("explicit", 10), ("next", 4096), ("prefetch", 64)],
 )
 def test_a_message_whose_journaling_fails_is_kept_and_handed_over_once_space_is_back(tmp_path, policy, before):
     total = before + 50

@@ -15,6 +15,7 @@ from typing import Any
 import zmq
 
 from zjournal import killpoints
+from zjournal.errors import StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.policy import AckPolicy
@@ -39,6 +40,19 @@ def _strip_headers(messages: list[list[bytes]]) -> list[confirm_wire.Header | No
     return headers
 
 
+class _KeptBatch:
+    """A batch read ahead whose journaling failed: how the next recv (or the close) journals it."""
+
+    __slots__ = ("headers", "messages")
+
+    def __init__(self, messages: list[list[bytes]], headers: list[Any] | None) -> None:
+        self.messages = messages
+        self.headers = headers
+
+    def __call__(self, sock: Any, _frames: Any, _settle: int, confirm: bool = True) -> bool:
+        return sock._journal_read_ahead(self.messages, self.headers, confirm)
+
+
 def _key(header: confirm_wire.Header | None) -> tuple[bytes, int, int] | None:
     return None if header is None else (header.origin, header.seq, header.floor)
 
@@ -58,23 +72,17 @@ class Prefetching:
     def _fill(self, flags: int, track: bool) -> None:
         """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
         state = self._s
-        port = self._port
-        done = state.deferred
         if state.settle_next:
-            done.append(state.settle_next)  # the app asks for the next one: the last is done
-        state.deferred, state.settle_next = [], 0
-        # Handed over since the last write and still pending (``explicit``): this write counts them.
-        delivered = self._uncounted(done)
+            state.deferred.append(state.settle_next)  # the app asks for the next one: the last is done
+            state.settle_next = 0
         raw_recv = zmq.Socket.recv
         try:
             first = raw_recv(self, flags | _NOBLOCK, False, track)
         except zmq.Again:
-            if done or delivered:
+            if state.deferred or state.handed:
                 if killpoints.ARMED:
                     killpoints.reached("ack:before-write")
-                port.log_many(self._jname, _IN, [], settle=done, delivered=delivered)  # idle: the acks go now
-                done, delivered = [], []
-                state.handed = []
+                self._write_acks()  # idle: the acks go now
             if flags & _NOBLOCK:
                 raise
             first = raw_recv(self, flags, False, track)
@@ -88,19 +96,45 @@ class Prefetching:
             messages.append(self._rest_of(got, track))
             size += sum(len(f) for f in messages[-1])
         if killpoints.ARMED:
-            if done:
+            if state.deferred:
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
-        track = self._in_policy is AckPolicy.NEXT
         headers = None if self._router else _strip_headers(messages)
+        try:
+            self._journal_read_ahead(messages, headers)
+        except StoreError:
+            # Out of libzmq and not journaled: kept in hand, journaled by the next recv before anything
+            # else is read (or pending at close), as a single message is (see JournaledSocket._keep_unjournaled).
+            state.unjournaled = (None, 0, _KeptBatch(messages, headers))
+            raise
+
+    def _write_acks(self) -> None:
+        """Write the acks and hand-overs waiting for the next write (StoreError: they keep waiting)."""
+        state = self._s
+        done = state.deferred
+        self._port.log_many(self._jname, _IN, [], settle=done, delivered=self._uncounted(done))
+        state.deferred, state.handed = [], []
+
+    def _journal_read_ahead(self, messages: list[list[bytes]], headers: list[Any] | None, confirm: bool = True) -> bool:
+        """Journal messages read ahead, with the acks due, in one write, and queue them for the application.
+
+        Returns False: nothing is handed over here (for ``_journal_unjournaled``).
+        ``confirm``: tell confirm senders (not at close: they resend, and are recognised).
+        """
+        state = self._s
+        port = self._port
+        done = state.deferred
+        # Handed over since the last write and still pending (``explicit``): this write counts them.
+        delivered = self._uncounted(done)
+        track = self._in_policy is AckPolicy.NEXT
         classifier = self._classifier
         if classifier is None and headers is None:  # the common case: everything journaled, nothing dropped
             sized = [(m, envelope_size_of(m) if self._router else 0) for m in messages]
             ids = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered)
-            state.handed = []
+            state.deferred, state.handed = [], []
             state.ahead.extend(zip(ids, messages, strict=True))
             state.ahead_first = ids[0]
-            return
+            return False
         # A confirm sender's message is always journaled (its sender classified it); the others as classified.
         body = (lambda m: m[1:]) if self._router else (lambda m: m)
         durable = [
@@ -111,7 +145,7 @@ class Prefetching:
         sized = [(messages[i], envelope_size_of(messages[i]) if self._router else 0) for i in durable]
         keys = () if headers is None else [_key(headers[i]) for i in durable]
         journaled = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered, keys=keys)
-        state.handed = []
+        state.deferred, state.handed = [], []
         id_of = dict(zip(durable, journaled, strict=True))
         state.ahead_first = next((i for i in journaled if i), 0)
         for i, m in enumerate(messages):
@@ -122,8 +156,9 @@ class Prefetching:
             elif entry_id:
                 state.ahead.append((entry_id, m))
             # else: a resend this journal holds already, dropped (and confirmed again below)
-        if headers is not None:
+        if headers is not None and confirm:
             self._confirm_all([h for h in headers if h is not None])
+        return False
 
     def _hand_over(self) -> list[bytes]:
         """The next prefetched message for the application; the previous one is done."""

@@ -110,7 +110,8 @@ class _State:
         self.tx_parts: list[tuple[Any, int]] = []
         # An inbound message read from libzmq whose journaling raised StoreError: (frames, entry to
         # settle, how to journal it again). Kept, and journaled and handed over by the next recv.
-        self.unjournaled: tuple[list[bytes], int, Callable[[Any, list[bytes], int], bool]] | None = None
+        # (None for the frames: a batch read ahead, see Prefetching._fill.)
+        self.unjournaled: tuple[list[bytes] | None, int, Callable[[Any, Any, int], bool]] | None = None
         # Messages read and journaled that never reached the application (an asyncio recv cancelled
         # with its result set): (entry id, frames), handed over again first, as they are.
         self.returned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
@@ -1363,10 +1364,13 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return
         self._s.unjournaled = None
         try:
-            self._port.log(self._jname, _IN, kept[0], track=False, attempts=0)
+            if kept[0] is None:  # a batch read ahead: journaled pending, handed over to nobody
+                kept[2](self, None, 0, confirm=False)
+            else:
+                self._port.log(self._jname, _IN, kept[0], track=False, attempts=0)
         except StoreError as e:  # the store still fails: there is nowhere left to keep it
             log.error(
-                "journal %s: socket %r closed holding a message it could not journal: %s",
+                "journal %s: socket %r closed holding messages it could not journal: %s",
                 self._journal.path,
                 self._jname,
                 e,
