@@ -6,6 +6,9 @@ python tests/confirm_peers.py send JOURNAL ENDPOINT COUNT SENT
     a journaled PUSH with confirm=True: sends the numbers after the last one in SENT up to
     COUNT, appending each to SENT once send() returned, then waits until all are confirmed
     and prints "confirmed"
+
+ZJ_CONFIRM_KINDS (environment): the sender's and the receiver's socket types, "push,pull" by
+default; "dealer,router" and "router,dealer" (the DEALER with the routing id b"receiver") too.
 """
 
 from __future__ import annotations
@@ -19,36 +22,47 @@ import zmq
 
 import zjournal
 
+SENDER, RECEIVER = os.environ.get("ZJ_CONFIRM_KINDS", "push,pull").split(",")
+TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "dealer": zmq.DEALER, "router": zmq.ROUTER}
+
 
 def receive(path: str, endpoint: str, out: str) -> None:
     journal = zjournal.open(path)
-    pull = journal.wrap(zmq.Context.instance().socket(zmq.PULL), name="in")
+    raw = zmq.Context.instance().socket(TYPES[RECEIVER])
+    if RECEIVER == "dealer":
+        raw.routing_id = b"receiver"  # the ROUTER sender addresses it by name, across its restarts
+    pull = journal.wrap(raw, name="in")
     pull.bind(endpoint)
     print("ready", flush=True)
     with open(out, "a") as f:
         while True:
-            number = pull.recv().decode()
+            number = pull.recv_multipart()[-1].decode()  # (a ROUTER's message starts with a routing id)
             f.write(f"{number} {pull.last_attempts}\n")
             f.flush()  # in the page cache: a SIGKILL keeps it
 
 
 def send(path: str, endpoints: str, count: int, sent: str, tag: str = "") -> None:
     journal = zjournal.open(path)
-    push = journal.wrap(zmq.Context.instance().socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.3)
+    raw = zmq.Context.instance().socket(TYPES[SENDER])
+    push = journal.wrap(raw, name="out", confirm=True, confirm_timeout=0.3)
     for endpoint in endpoints.split(","):
         push.connect(endpoint)
+    envelope = [b"receiver"] if SENDER == "router" else []
     done = Path(sent).read_text().split() if os.path.exists(sent) else []
     first = int(done[-1][len(tag) :]) + 1 if done else 0
     print("ready", flush=True)
     with open(sent, "a") as f:
         for n in range(first, count):
-            push.send(f"{tag}{n}".encode())
+            push.send_multipart([*envelope, f"{tag}{n}".encode()])
             f.write(f"{tag}{n}\n")
             f.flush()
             if n % 50 == 0:
                 time.sleep(0.005)  # a stream that lasts long enough for kills to land in it
     while journal.count(name="out", state="pending", direction="out"):
-        time.sleep(0.01)
+        if SENDER == "push":
+            time.sleep(0.01)
+        else:
+            push.poll(10)  # a DEALER or ROUTER resends from the application's waits on it
     print("confirmed", flush=True)
     time.sleep(3600)
 

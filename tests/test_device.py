@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -258,3 +259,57 @@ def test_load_balancing_router_backend_with_plain_guide_workers(journal, ctx, en
     assert report.pending == [] and journal.count() == 0
     assert queue.stats.replies == 60 and queue.stats.malformed == 0
     assert served[0] and served[1]  # both workers got work
+
+
+def test_confirm_clients_are_confirmed_once_the_device_journaled_their_requests(
+    journal, open_journal, ctx, device, tmp_path
+) -> None:
+    """client (confirm=True) -> device -> worker: the client's entry goes once the device holds the request."""
+    fe, be, front, back = device
+    queue = zjournal.Queue(fe, be, journal)
+    queue.start()
+    client_journal = open_journal(str(tmp_path / "client"))
+    client = client_journal.wrap(ctx.socket(zmq.DEALER), name="client", confirm=True, confirm_timeout=0.2)
+    client.connect(front)
+    for n in range(30):
+        client.send_multipart([b"", b"r%d" % n])
+    # No worker yet: the requests wait in the device, journaled, and the client's entries are confirmed.
+    deadline = time.monotonic() + 10
+    while client_journal.count(name="client", state="pending", direction="out"):
+        assert time.monotonic() < deadline, "the device never confirmed"
+        client.poll(20)  # (a DEALER resends from its own waits)
+    assert journal.count(name="queue", state="pending") == 30
+    assert queue.stats.confirmed >= 30
+    time.sleep(0.5)  # a resend in flight meanwhile is recognised: no second entry
+    assert journal.count(name="queue", state="pending") == 30
+    workers = Workers(ctx, back, 2, kind=zmq.DEALER)
+    replies = sorted(client.recv_multipart()[-1] for _ in range(30))
+    assert replies == sorted(b"done:r%d" % n for n in range(30))  # the header never reached a worker
+    assert sorted(workers.processed) == sorted(b"r%d" % n for n in range(30))
+    queue.stop(0.5)
+    workers.stop()
+    assert journal.count(name="queue", state="pending") == 0
+
+
+def test_a_resend_of_a_journaled_request_is_not_queued_twice(journal, ctx, device) -> None:
+    from zjournal.sockets import confirm_wire as wire
+
+    fe, be, front, back = device
+    queue = zjournal.Queue(fe, be, journal)
+    queue.start()
+    sink = ctx.socket(zmq.PULL)
+    sink_port = sink.bind_to_random_port("tcp://127.0.0.1")
+    client = ctx.socket(zmq.DEALER)  # plays a confirm=True client, speaking the wire format
+    client.connect(front)
+    header = wire.encode_header(b"\x05" * 16, 7, 7, f"tcp://127.0.0.1:{sink_port}".encode())
+    for _ in range(3):  # sent, then resent twice
+        client.send_multipart([header, b"", b"once"])
+    origin, seqs = wire.parse_confirms(sink.recv_multipart())
+    assert origin == b"\x05" * 16 and set(seqs) == {7}  # confirmed (each resend is confirmed again)
+    deadline = time.monotonic() + 5
+    while queue.stats.resends_dropped < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert journal.count(name="queue", state="pending") == 1
+    assert [e.frames[1:] for e in journal.entries(name="queue")] == [[b"", b"once"]]
+    queue.stop(0.2)

@@ -90,3 +90,65 @@ def test_kill_9_of_the_device_loses_no_accepted_request(tmp_path: Path) -> None:
     with zjournal.open(path) as j:
         leftover = {e.body[-1] for e in j.entries(state="pending")}
     assert leftover <= set(processed)  # at most answered-but-not-yet-acked ones, all processed
+
+
+def test_kill_9_of_the_device_loses_nothing_a_confirm_client_sent(tmp_path: Path) -> None:
+    """client (confirm=True) -> device -> workers, the device killed four times: every send that returned is served."""
+    sockets = tempfile.mkdtemp(prefix="zjd")
+    front, back = f"ipc://{sockets}/f", f"ipc://{sockets}/b"
+    path = str(tmp_path / "device.journal")
+    ctx = zmq.Context()
+    processed: list[bytes] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        sock = ctx.socket(zmq.REP)
+        sock.connect(back)
+        while not stop.is_set():
+            if sock.poll(20):
+                frames = sock.recv_multipart()
+                time.sleep(0.001)
+                processed.append(frames[-1])
+                sock.send(b"ok")
+        sock.close(0)
+
+    workers = [threading.Thread(target=worker) for _ in range(3)]
+    for w in workers:
+        w.start()
+    client_journal = zjournal.open(str(tmp_path / "client.journal"))
+    client = client_journal.wrap(ctx.socket(zmq.DEALER), name="client", confirm=True, confirm_timeout=0.3)
+    client.connect(front)
+    rng = random.Random(3)
+    sent: list[bytes] = []
+    try:
+        for _round in range(4):
+            device = start_device(path, front, back)
+            deadline = time.monotonic() + rng.uniform(0.1, 0.4)
+            while time.monotonic() < deadline:
+                for _ in range(20):
+                    body = b"c-%06d" % len(sent)
+                    client.send_multipart([b"", body])
+                    sent.append(body)  # send() returned: the client's journal holds it until confirmed
+                while client.poll(2):  # replies, and the waits in which the client resends
+                    client.recv_multipart()
+            device.send_signal(signal.SIGKILL)
+            device.wait(10)
+        device = start_device(path, front, back)
+        deadline = time.monotonic() + 30
+        while not set(sent) <= set(processed) and time.monotonic() < deadline:
+            if client.poll(20):
+                client.recv_multipart()
+        device.send_signal(signal.SIGKILL)
+        device.wait(10)
+        unconfirmed = client_journal.count(name="client", state="pending", direction="out")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(5)
+        client.close()
+        client_journal.close()
+        ctx.destroy(0)
+        shutil.rmtree(sockets, ignore_errors=True)
+    lost = set(sent) - set(processed)
+    assert not lost, f"{len(lost)} of {len(sent)} requests never reached a worker, e.g. {sorted(lost)[:3]}"
+    assert unconfirmed == 0

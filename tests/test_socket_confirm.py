@@ -329,3 +329,85 @@ def test_a_dropped_confirm_socket_is_collected_and_its_thread_stops(journal, ctx
     gc.collect()
     assert gone() is None
     _wait(lambda: not [t for t in threading.enumerate() if t.name == "zjournal-confirm-out"], "the thread to stop")
+
+
+def test_dealer_to_router_and_back_both_confirmed_frames_as_sent(open_journal, tmp_path, ctx, endpoint) -> None:
+    client_journal = open_journal(str(tmp_path / "client"))
+    server_journal = open_journal(str(tmp_path / "server"))
+    router = server_journal.wrap(ctx.socket(zmq.ROUTER), name="server", confirm=True)
+    dealer = client_journal.wrap(ctx.socket(zmq.DEALER), name="client", confirm=True)
+    where = endpoint()
+    router.bind(where)
+    dealer.connect(where)
+    dealer.send_multipart([b"", b"request", b"two"])
+    frames = router.recv_multipart()
+    identity = frames[0]
+    assert frames[1:] == [b"", b"request", b"two"]  # no header after the routing id
+    router.send_multipart([identity, b"", b"reply"])
+    assert dealer.recv_multipart() == [b"", b"reply"]
+    dealer.send(b"frame", zmq.SNDMORE)
+    dealer.send(b"by frame")
+    assert router.recv() == identity  # frame by frame too
+    assert router.get(zmq.RCVMORE) and router.recv() == b"frame"
+    assert router.recv() == b"by frame" and not router.get(zmq.RCVMORE)
+    _wait(lambda: client_journal.count(name="client", state="pending", direction="out") == 0, "the client's confirms")
+    _wait(lambda: server_journal.count(name="server", state="pending", direction="out") == 0, "the server's confirms")
+    kept = [e for e in server_journal.entries(name="server", direction="in")]
+    assert kept and all(e.frames[0] == identity and e.envelope_size >= 1 for e in kept)
+
+
+def test_pair_confirms_both_ways(open_journal, tmp_path, ctx, endpoint) -> None:
+    a_journal, b_journal = open_journal(str(tmp_path / "a")), open_journal(str(tmp_path / "b"))
+    a = a_journal.wrap(ctx.socket(zmq.PAIR), name="a", confirm=True)
+    b = b_journal.wrap(ctx.socket(zmq.PAIR), name="b", confirm=True)
+    where = endpoint()
+    a.bind(where)
+    b.connect(where)
+    for n in range(50):
+        a.send(b"a%d" % n)
+        b.send_multipart([b"b", b"%d" % n])
+    assert [b.recv() for _ in range(50)] == [b"a%d" % n for n in range(50)]
+    assert [a.recv_multipart() for _ in range(50)] == [[b"b", b"%d" % n] for n in range(50)]
+    _wait(lambda: a_journal.count(name="a", state="pending", direction="out") == 0, "a's confirms")
+    _wait(lambda: b_journal.count(name="b", state="pending", direction="out") == 0, "b's confirms")
+
+
+@pytest.mark.parametrize("wait", ["recv", "poller", "poll"])
+def test_a_dealer_waiting_for_replies_resends_what_nobody_confirmed(journal, ctx, endpoint, wait) -> None:
+    """A DEALER's resends come from the application's own waits: recv, zmq.Poller, sock.poll."""
+    peer = ctx.socket(zmq.ROUTER)  # plays a plain server: it never confirms
+    where = endpoint()
+    peer.bind(where)
+    dealer = journal.wrap(ctx.socket(zmq.DEALER), name="client", confirm=True, confirm_timeout=0.1)
+    dealer.connect(where)
+    dealer.send(b"request")
+    started = time.monotonic()
+    if wait == "recv":
+        dealer.rcvtimeo = 700
+        with pytest.raises(zmq.Again):
+            dealer.recv()  # nothing comes: RCVTIMEO holds, as libzmq's
+        assert 0.6 < time.monotonic() - started < 3
+    elif wait == "poller":
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        assert poller.poll(700) == []
+    else:
+        assert dealer.poll(700) == 0
+    got = 0
+    while peer.poll(0):
+        frames = peer.recv_multipart()
+        assert frames[2:] == [b"request"] and wire.parse_header(frames[1]) is not None
+        got += 1
+    assert got >= 3  # sent once, resent while the application waited
+    assert journal.get(dealer.last_id).attempts >= 3
+
+
+def test_confirm_on_asyncio_dealers_is_refused_until_built(journal, ctx) -> None:
+    import zmq.asyncio
+
+    actx = zmq.asyncio.Context()
+    try:
+        with pytest.raises(zjournal.InvalidArgumentError, match="asyncio DEALER is not built yet"):
+            journal.wrap(actx.socket(zmq.DEALER), confirm=True)
+    finally:
+        actx.destroy(linger=0)

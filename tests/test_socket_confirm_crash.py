@@ -63,7 +63,9 @@ def peers(tmp_path: Path):
             peer.kill()
 
 
-def test_kills_of_the_receiver_and_the_sender_lose_nothing_sent(tmp_path: Path, peers) -> None:
+@pytest.mark.parametrize("kinds", ["push,pull", "dealer,router", "router,dealer"])
+def test_kills_of_the_receiver_and_the_sender_lose_nothing_sent(tmp_path: Path, peers, kinds, monkeypatch) -> None:
+    monkeypatch.setenv("ZJ_CONFIRM_KINDS", kinds)  # the peers' socket types (tests/confirm_peers.py)
     endpoint = f"ipc://{tmp_path}/data"
     out, sent = tmp_path / "received", tmp_path / "sent"
     receiver = peers("receive", str(tmp_path / "rj"), endpoint, str(out))

@@ -32,6 +32,8 @@ from zjournal.device.report import DropLog, QueueStats, StopReport, StoreErrorLo
 from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError, ZJournalError
 from zjournal.journal.core import port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction
+from zjournal.sockets import confirm_wire
+from zjournal.sockets.confirm import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
 
 if TYPE_CHECKING:
@@ -145,6 +147,7 @@ class Queue:
         self._report: StopReport | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
+        self._confirms: ConfirmReturn | None = None  # confirmations to confirm=True clients, once one is met
 
     # -- control -----------------------------------------------------------
 
@@ -232,6 +235,9 @@ class Queue:
             if self._to_backend:
                 self._forward()
         self._retry_refused_writes()  # a last try: acks the store refused, requests it never took
+        if self._confirms is not None:
+            self._confirms.close()  # (what it could not send, the clients resend: recognised then)
+            self._confirms = None
         # What is still pending belongs to no one in this process now: a later
         # Queue (or socket) on this journal may deliver it again.
         for entry_id in [*self._outstanding, *(item[0] for item in self._to_backend if not item[0] & _EPHEMERAL)]:
@@ -301,40 +307,67 @@ class Queue:
         """
         classifier = self._classifier
         durable: list[tuple[list[bytes], int]] = []
+        originals: list[list[bytes]] = []  # as they came (a confirm header included): kept if the write fails
+        headers: list[confirm_wire.Header | None] = []
         queued: list[_Queued | None] = []  # None: the next durable one
-        for frames in arrived:
+        for came in arrived:
+            header, frames = _without_header(came)
             size = envelope_size(frames)
-            if classifier is None or classifier(frames[size:]):
+            # A confirm=True client's request is always durable (its sender classified it).
+            if header is not None or classifier is None or classifier(frames[size:]):
                 durable.append((frames, size))
+                originals.append(came)
+                headers.append(header)
                 queued.append(None)
             else:
                 queued.append((next(self._ephemeral_ids) | _EPHEMERAL, frames, size, False))
+        keyed = any(h is not None for h in headers)
         ids: Iterable[int] = ()
         if durable:
+            keys = [None if h is None else (h.origin, h.seq, h.floor) for h in headers] if keyed else ()
             try:
-                ids = self._port.log_many(self.name, _IN, durable)
+                ids = self._port.log_many(self.name, _IN, durable, keys=keys)
             except StoreError as e:
                 self._refused(e, f"{len(durable)} requests")
-                self._unjournaled.extend(frames for frames, _ in durable)
+                self._unjournaled.extend(originals)  # their clients' headers too: keyed and confirmed later
                 self.stats.unjournaled = len(self._unjournaled)
                 queued = [item for item in queued if item is not None]
-                durable = []
+                durable, headers, keyed = [], [], False
             if durable and killpoints.ARMED:
                 killpoints.reached("device:after-journal")
         self.stats.unjournaled = len(self._unjournaled)
         behind = self._to_backend if self._replay_done else self._after_replays
         new_ids = iter(ids)
         durable_frames = iter(durable)
+        journaled = 0
         for item in queued:
             if item is None:
                 entry_id = next(new_ids)
                 frames, size = next(durable_frames)
+                if not entry_id:  # a resend of a request journaled before: it is queued or answered already
+                    self.stats.resends_dropped += 1
+                    continue
+                journaled += 1
                 self._unforwarded.add(entry_id)  # journaled with attempts 0 until a worker gets it
                 behind.append((entry_id, frames, size, False))
             else:
                 behind.append(item)
-        self.stats.requests += len(durable)
+        self.stats.requests += journaled
         self.stats.ephemeral += len(queued) - len(durable)
+        if keyed:
+            self._confirm([h for h in headers if h is not None])
+
+    def _confirm(self, headers: list[confirm_wire.Header]) -> None:
+        """Tell confirm=True clients their requests are journaled here (resends included: confirmed again)."""
+        back = self._confirms
+        if back is None:
+            back = self._confirms = ConfirmReturn(self._port, self.frontend.context)
+        by_sender: dict[tuple[str, bytes], list[int]] = {}
+        for header in headers:
+            by_sender.setdefault((header.endpoint, header.origin), []).append(header.seq)
+        for (endpoint, origin), seqs in by_sender.items():
+            back.confirm_many(endpoint, origin, seqs)
+        self.stats.confirmed += len(headers)
 
     def _fetch_replays(self) -> None:
         """Queue pending requests from before this run for the backend, a window at a time."""
@@ -559,6 +592,15 @@ class Queue:
         except ZJournalError:
             pass  # removed by an operator meanwhile
         self.stats.late += 1
+
+
+def _without_header(frames: list[bytes]) -> tuple[confirm_wire.Header | None, list[bytes]]:
+    """A confirm=True client's header (after its routing id) and the request without it."""
+    if len(frames) > 2 and frames[1].startswith(confirm_wire.HEADER_MAGIC):
+        header = confirm_wire.parse_header(frames[1])
+        if header is not None:
+            return header, [frames[0], *frames[2:]]
+    return None, frames
 
 
 def check_settings(

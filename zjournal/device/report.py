@@ -51,6 +51,8 @@ class QueueStats:
     store_errors: int = 0  # writes the store refused (a full disk); the device retries them
     last_store_error: str = ""  # the latest of them, in the store's words
     unjournaled: int = 0  # requests waiting in the device's memory for the store to take writes again
+    confirmed: int = 0  # requests of confirm=True clients confirmed once journaled
+    resends_dropped: int = 0  # resends of confirm=True clients the device had journaled already
 
 
 class DropLog:

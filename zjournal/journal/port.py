@@ -100,7 +100,7 @@ class SocketPort:
             lock.release()
         return entry_id
 
-    def log_out(self, box: Outbox, frames: list[bytes]) -> int:
+    def log_out(self, box: Outbox, frames: list[bytes], envelope_size: int = 0) -> int:
         """Append a confirm sender's message into its outbox (see zjournal.journal.outbox): pending, sent once.
 
         The hot path of ``confirm=True``: no store write unless the ring is
@@ -111,7 +111,7 @@ class SocketPort:
         if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
             ledger.check_size(frames)
             if not outbox.fits(frames):
-                return self.log(box.name, box.dcode, frames, track=True, attempts=1)
+                return self.log(box.name, box.dcode, frames, track=True, attempts=1, envelope_size=envelope_size)
         data, kind = box.encode(frames)
         created = _now()
         lock = ledger.lock
@@ -126,7 +126,7 @@ class SocketPort:
             if in_the_way:
                 ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store
             ledger.next_id = entry_id + 1
-            cell = box.write(entry_id, data, kind, frames, created, 0)
+            cell = box.write(entry_id, data, kind, frames, created, envelope_size)
             ledger.counts.add(box.counter_key, 1)
             ledger.slot_ring[entry_id & _RING_MASK] = cell
             if ledger.observers:

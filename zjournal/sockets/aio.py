@@ -19,6 +19,7 @@ import zmq
 import zmq.asyncio
 from zmq._future import _AsyncSocket
 
+from zjournal.errors import InvalidArgumentError
 from zjournal.journal.core import port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.copies import copy_attributes
@@ -215,6 +216,11 @@ class _JournaledAsync:
     ) -> Any:
         inner = JournaledSocket.shadow(sock)
         try:
+            if confirm and sock.type in (zmq.DEALER, zmq.ROUTER, zmq.PAIR):
+                # Their resends come from the application's waits (see ConfirmSender.resends_in_thread),
+                # and an event loop's waits are not ours to cut into ticks yet.
+                kind = zmq.SocketType(sock.type).name
+                raise InvalidArgumentError(f"confirm=True on an asyncio {kind} is not built yet (PUSH is)")
             inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout)
         except BaseException:
             inner._closed = True

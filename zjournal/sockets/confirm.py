@@ -54,13 +54,11 @@ _MAX_ENDPOINTS = 16  # a receiver's confirm sockets (one per sender endpoint) at
 _MAX_QUEUED_CONFIRMS = 1_000_000  # past that a receiver drops confirmations (the senders resend)
 
 
-# Socket types that may send with confirm=True (v1: PUSH; the others are refused with the reason).
+# Socket types that may send with confirm=True, and why the others may not.
+_SENDERS = (zmq.PUSH, zmq.DEALER, zmq.ROUTER, zmq.PAIR)
 _REFUSED = {
     zmq.PUB: "a PUB does not know its subscribers, so nobody could confirm (use PUSH, or DEALER/ROUTER)",
     zmq.XPUB: "an XPUB does not know which subscribers took a message, so nobody could confirm",
-    zmq.DEALER: "confirm=True on a DEALER is not built yet (PUSH is)",
-    zmq.ROUTER: "confirm=True on a ROUTER is not built yet (PUSH is)",
-    zmq.PAIR: "confirm=True on a PAIR is not built yet (PUSH is)",
 }
 
 
@@ -69,8 +67,8 @@ def confirm_sender(
 ) -> ConfirmSender:
     """The confirm side of ``sock`` (a JournaledSocket), or InvalidArgumentError saying why its type cannot have one."""
     socket_type = sock.type
-    if socket_type != zmq.PUSH:
-        why = _REFUSED.get(socket_type, "confirm=True is for sockets that send (PUSH)")
+    if socket_type not in _SENDERS:
+        why = _REFUSED.get(socket_type, "confirm=True is for sockets that send (PUSH, DEALER, ROUTER, PAIR)")
         raise InvalidArgumentError(f"confirm=True on a {zmq.SocketType(socket_type).name}: {why}")
     if timeout is None:
         timeout = DEFAULT_CONFIRM_TIMEOUT
@@ -93,6 +91,13 @@ class ConfirmSender:
     ) -> None:
         self.lock = threading.Lock()  # whoever uses the data socket holds it
         self.last_sent = 0  # the entry id of the last message the application sent
+        # A PUSH is only ever sent on: its resends come from this object's thread. A DEALER, ROUTER
+        # or PAIR also receives, in the application's thread, and a libzmq socket must not be used
+        # by two threads at once: their resends come from the application's own calls instead (its
+        # sends, and every wait for a message or in a poller, which is cut into ticks for that).
+        self.resends_in_thread = sock.type == zmq.PUSH
+        self._router = sock.type == zmq.ROUTER  # the header goes after the routing id
+        self._resend_checked = 0.0
         # Weakly: the thread must not keep alive a socket the application dropped (pyzmq closes
         # those when they are collected, and so does zjournal, stopping this thread).
         self._sock = weakref.ref(sock)
@@ -157,8 +162,14 @@ class ConfirmSender:
             port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
             with self.lock:
                 return move()
+        if not self.resends_in_thread and now - self._resend_checked >= _TICK:
+            self.resend_due_here(now)
         box = self._box
-        entry_id = port.log_out(box, frames) if box is not None else port.log(self._name, _OUT, frames, attempts=1)
+        envelope = 1 if self._router else 0
+        if box is not None:
+            entry_id = port.log_out(box, frames, envelope)
+        else:
+            entry_id = port.log(self._name, _OUT, frames, attempts=1, envelope_size=envelope)
         # The floor sent may lag (it only grows): receivers then keep a few keys longer, which is safe.
         floor = self._floor
         if not floor or not sends & _FLOOR_EVERY_MASK:
@@ -169,8 +180,11 @@ class ConfirmSender:
                 while self._backlog:  # an earlier run's unconfirmed messages go first, in order
                     self._resend(self._backlog[0], flags & _NOBLOCK)
                     self._backlog.popleft()
-                zmq.Socket.send(sock, header, _SNDMORE | (flags & _NOBLOCK))
-                result = move()
+                if self._router:
+                    result = self._send_frames(sock, frames, header, flags & _NOBLOCK)
+                else:
+                    zmq.Socket.send(sock, header, _SNDMORE | (flags & _NOBLOCK))
+                    result = move()
         except BaseException:
             port.unlog(entry_id)
             raise
@@ -179,6 +193,28 @@ class ConfirmSender:
             self._ids.append(entry_id)
         self.last_sent = entry_id
         return result
+
+    def _send_frames(self, sock: zmq.Socket, frames: list[bytes], header: bytes, flags: int) -> None:
+        """``frames`` behind ``header`` (after the routing id, on a ROUTER), lock held."""
+        send = zmq.Socket.send
+        rest = frames
+        if self._router:
+            send(sock, frames[0], _SNDMORE | flags)  # a ROUTER drops a message whose peer is gone
+            rest = frames[1:]
+        send(sock, header, _SNDMORE | flags)
+        for frame in rest[:-1]:
+            send(sock, frame, _SNDMORE | flags)
+        send(sock, rest[-1], flags)
+
+    def resend_due_here(self, now: float | None = None) -> None:
+        """Resend what is due, from the application's thread (sockets whose resends are not the thread's)."""
+        self._resend_checked = time.monotonic() if now is None else now
+        try:
+            self._resend_due()
+        except zmq.Again:
+            pass
+        except StoreError as e:  # the entries stay pending, tried again at the next look
+            log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
 
     def unconfirmed(self) -> int:
         with self._mutex:
@@ -201,7 +237,8 @@ class ConfirmSender:
                 else:
                     self._stop.wait(_TICK)  # its sends take them in (see _take_confirms_now)
                 try:
-                    self._resend_due()
+                    if self.resends_in_thread:
+                        self._resend_due()
                 except StoreError as e:  # the disk is full, say: the entries stay pending, tried again
                     log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
                     self._stop.wait(self._timeout)
@@ -297,10 +334,7 @@ class ConfirmSender:
         sock = self._sock()
         if sock is None or sock.closed:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
-        zmq.Socket.send(sock, header, _SNDMORE | flags)
-        for frame in entry.frames[:-1]:
-            zmq.Socket.send(sock, frame, _SNDMORE | flags)
-        zmq.Socket.send(sock, entry.frames[-1], flags)
+        self._send_frames(sock, entry.frames, header, flags)
         try:
             self._port.attempt(entry_id, None)
         except (UnknownEntryError, InvalidTransitionError):

@@ -12,6 +12,7 @@ pays an isinstance check per registered socket.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import zmq
@@ -19,6 +20,7 @@ import zmq.sugar.poll
 
 _libzmq_poll = zmq.backend.zmq_poll
 _journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
+_RESEND_TICK_MS = 20  # as zjournal.sockets.socket.RESEND_TICK_MS
 
 
 def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
@@ -33,6 +35,7 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     extra: dict[Any, int] = {}  # events libzmq cannot see
     asked = []
     replaced = False
+    resending = []  # confirm senders whose resends come from this thread's calls
     for sock, flags in sockets:
         if _journaled and isinstance(sock, _journaled) and sock._s is not None:
             events = sock._python_events(flags)
@@ -41,13 +44,39 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
             if sock._s.answering_python:
                 replaced = True  # libzmq's view of this REP does not apply: it never saw the request
                 flags = 0
+            confirm = sock._s.confirm
+            if confirm is not None and not confirm.resends_in_thread:
+                resending.append(confirm)
         asked.append((sock, flags))
+    if resending and not extra and not replaced and timeout:
+        return _poll_resending(sockets, timeout, resending)
     if not extra and not replaced:
         return _libzmq_poll(sockets, timeout)
     ready = dict(_libzmq_poll(asked, 0 if extra else timeout))
     for sock, events in extra.items():
         ready[sock] = ready.get(sock, 0) | events
     return [(sock, events) for sock, events in ready.items() if events]
+
+
+def _poll_resending(sockets: list[tuple[Any, int]], timeout: int, resending: list[Any]) -> list[tuple[Any, int]]:
+    """A poll cut into ticks: between them, the confirm senders polled resend what is due.
+
+    A DEALER, ROUTER or PAIR with ``confirm=True`` resends from the
+    application's thread (it receives there too), so a loop that only polls
+    still resends what nobody confirmed.
+    """
+    deadline = None if timeout < 0 else time.monotonic() + timeout / 1000
+    while True:
+        wait = _RESEND_TICK_MS
+        if deadline is not None:
+            wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
+        ready = _libzmq_poll(sockets, wait)
+        if ready:
+            return ready
+        for confirm in resending:
+            confirm.resend_due_here()
+        if deadline is not None and time.monotonic() >= deadline:
+            return []
 
 
 def install(journaled: type) -> None:

@@ -68,6 +68,7 @@ class Prefetching:
     _classifier: Any
     _in_policy: Any
     _confirm_all: Any  # JournaledSocket: tell confirm=True senders their messages are journaled
+    _wait_resending: Any  # JournaledSocket: a blocking wait that resends (confirm DEALER, ROUTER, PAIR)
 
     def _fill(self, flags: int, track: bool) -> None:
         """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
@@ -85,6 +86,8 @@ class Prefetching:
                 self._write_acks()  # idle: the acks go now
             if flags & _NOBLOCK:
                 raise
+            if state.confirm is not None:
+                self._wait_resending(flags)
             first = raw_recv(self, flags, False, track)
         messages = [self._rest_of(first, track)]
         size = sum(len(f) for f in messages[0])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,8 @@ log = logging.getLogger("zjournal")
 
 _IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
+RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
+_libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
 CONFIRM_READ_AHEAD = 256  # messages a receiver of a confirm sender reads ahead and journals in one write
 _OUT = DIRECTION_CODES[Direction.OUT]
 # Plain ints: pyzmq's constants are enums, and enum arithmetic is slow on the hot path.
@@ -226,6 +229,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             and state.redelivery is None
             and state.unjournaled is None
             and not state.returned
+            and (state.confirm is None or state.confirm.resends_in_thread)  # waits resend (see _wait_resending)
             else None
         )
 
@@ -535,6 +539,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         state = self._s
         settle = state.settle_next
         if not settle:
+            if state.confirm is not None:
+                self._wait_resending(flags)
             return zmq.Socket.recv(self, flags, False, track), 0
         try:
             return zmq.Socket.recv(self, flags | _NOBLOCK, False, track), settle
@@ -545,7 +551,32 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._port.settle(settle, self._s.slots)
             if flags & _NOBLOCK:
                 raise
+        if state.confirm is not None:
+            self._wait_resending(flags)
         return zmq.Socket.recv(self, flags, False, track), 0
+
+    def _wait_resending(self, flags: int) -> None:
+        """Before a blocking receive on a confirm DEALER, ROUTER or PAIR: wait in ticks, resending what is due.
+
+        Their resends come from the application's thread (see
+        ConfirmSender.resends_in_thread), so a sender waiting for replies
+        still resends what nobody confirmed. Keeps ``RCVTIMEO``: raises
+        ``zmq.Again`` when it runs out, as libzmq would.
+        """
+        confirm = self._s.confirm
+        if confirm is None or confirm.resends_in_thread or flags & _NOBLOCK:
+            return
+        timeout = zmq.Socket.get(self, zmq.RCVTIMEO)
+        deadline = None if timeout < 0 else time.monotonic() + timeout / 1000
+        while True:
+            wait = RESEND_TICK_MS
+            if deadline is not None:
+                wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
+            if _libzmq_poll([(self, _POLLIN)], wait):
+                return
+            confirm.resend_due_here()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise zmq.Again()
 
     def _check_rep_turn(self) -> None:
         """A REP answering a request served from Python must reply before it receives again (libzmq's EFSM)."""
@@ -738,7 +769,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                     self._complete_rx()
                 return frame
             got, settle = self._recv_first(flags, track)  # may raise: nothing started
-            if got.more and got.bytes.startswith(_HEADER_MAGIC):
+            # A ROUTER's message is read whole at once: its confirm header, if any, follows the routing id.
+            if got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC)):
                 return self._recv_confirmed_frame(got, settle, flags, copy, track)
             state.rx_settle = settle
             state.rx = []
@@ -1189,10 +1221,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 if self._s.behind and not redelivery.active:
                     self._retire_redelivery()  # the held live messages come next, from Python
             return True
-        if len(frames) > 1 and frames[0].startswith(_HEADER_MAGIC) and not self._router:
-            header = confirm_wire.parse_header(frames[0])
+        at = 1 if self._router else 0  # a ROUTER's messages start with the sender's routing id
+        if len(frames) > at + 1 and frames[at].startswith(_HEADER_MAGIC):
+            header = confirm_wire.parse_header(frames[at])
             if header is not None:
-                del frames[0]
+                del frames[at]
                 return self._inbound_confirmed(frames, settle, header)
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
@@ -1247,6 +1280,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             header.floor,
             settle=settle,
             track=policy is not AckPolicy.EXPLICIT,
+            envelope_size=envelope_size_of(frames) if self._router else 0,
         )
         self._confirm_received(header)  # a resend is confirmed again
         if not entry_id:
