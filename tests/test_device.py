@@ -294,7 +294,7 @@ def test_confirm_clients_are_confirmed_once_the_device_journaled_their_requests(
 def test_a_resend_of_a_journaled_request_is_not_queued_twice(journal, ctx, device) -> None:
     from zjournal.sockets import confirm_wire as wire
 
-    fe, be, front, back = device
+    fe, be, front, _back = device
     queue = zjournal.Queue(fe, be, journal)
     queue.start()
     sink = ctx.socket(zmq.PULL)
