@@ -51,6 +51,9 @@ def test_frames_arrive_exactly_as_sent_and_every_entry_is_confirmed(open_journal
     parts = pull.recv_multipart(copy=False)
     assert [p.bytes for p in parts] == [b"p", b"q"]
     _wait(lambda: _pending_out(sender) == 0, "every confirmation")
+    confirm = sender.info()["confirm"]
+    assert confirm["confirmed"] == 4  # each of the four messages confirmed once, and timed
+    assert 0 < confirm["latency_seconds_max"] < 10 and confirm["latency_seconds_sum"] >= confirm["latency_seconds_max"]
     assert receiver.count(name="in", state="pending") == 1  # the last one, in hand
     assert [e.frames for e in receiver.entries(name="in")] == [[b"p", b"q"]]
 
@@ -280,7 +283,8 @@ def test_a_prefetching_receiver_takes_the_header_off_and_drops_resends(journal, 
     time.sleep(0.1)  # all queued: one read-ahead batch
     assert [pull.recv_multipart() for _ in range(4)] == [[b"a"], [b"b"], [b"c"], [b"plain"]]
     assert not pull.poll(100)
-    assert journal.info()["confirm"] == {"senders": 1, "dedup_keys": 3, "duplicates_dropped": 1}
+    confirm = journal.info()["confirm"]
+    assert (confirm["senders"], confirm["dedup_keys"], confirm["duplicates_dropped"]) == (1, 3, 1)
 
 
 def test_a_plain_receiver_sees_the_header_frame_and_the_sender_keeps_its_entry(open_journal, tmp_path, ctx, endpoint):
@@ -313,7 +317,14 @@ def test_inspect_shows_what_the_journal_received_from_confirm_senders(open_journ
     pull.close()
     journal.close()
     data = json.loads(cli("inspect", journal_path, "--json").output)
-    assert data["confirm"] == {"senders": 1, "dedup_keys": 2, "duplicates_dropped": 1}
+    assert data["confirm"] == {
+        "senders": 1,
+        "dedup_keys": 2,
+        "duplicates_dropped": 1,
+        "confirmed": 0,  # (this journal's own confirm senders, since it was opened: none)
+        "latency_seconds_sum": 0.0,
+        "latency_seconds_max": 0.0,
+    }
     assert "resends dropped as duplicates 1" in cli("inspect", journal_path).output
 
 

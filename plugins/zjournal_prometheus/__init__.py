@@ -7,6 +7,8 @@ Every journal opened with plugins enabled is watched. Metrics:
 * ``zjournal_oldest_pending_age_seconds{journal}``: age of the oldest pending entry;
 * ``zjournal_outbound_pending{journal, name}``: outbound entries pending (for a
   ``confirm=True`` sender: the messages no receiving journal confirmed yet);
+* ``zjournal_confirm_latency_seconds{journal}`` (a summary: ``_count``, ``_sum``): from a
+  ``confirm=True`` send to its confirmation, for this process's confirm senders
 * ``zjournal_duplicates_dropped{journal}``: resends of ``confirm=True`` senders
   this journal held already and dropped, ever;
 * ``zjournal_appended_total``, ``zjournal_acked_total``, ``zjournal_dead_total``,
@@ -85,7 +87,7 @@ class JournalMetrics:
 
     def collect(self) -> Any:
         """Gauges read from each open journal when Prometheus scrapes."""
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 
         entries = GaugeMetricFamily("zjournal_entries", "Entries by state", labels=["journal", "name", "state"])
         oldest = GaugeMetricFamily(
@@ -98,6 +100,11 @@ class JournalMetrics:
         )
         dropped = GaugeMetricFamily(
             "zjournal_duplicates_dropped", "Resends of confirm=True senders dropped as duplicates", labels=["journal"]
+        )
+        latency = SummaryMetricFamily(
+            "zjournal_confirm_latency_seconds",
+            "From a confirm=True send to its confirmation by the receiving journal (this process's senders)",
+            labels=["journal"],
         )
         now = time.time()
         for journal in list(self._journals):
@@ -112,11 +119,15 @@ class JournalMetrics:
                     outbound.add_metric([where, name], waiting)
             first = journal.oldest_pending()  # not a scan past dead letters and retained entries
             oldest.add_metric([where], 0.0 if first is None else now - first.created)
-            dropped.add_metric([where], journal.info()["confirm"]["duplicates_dropped"])
+            confirm = journal.info()["confirm"]
+            dropped.add_metric([where], confirm["duplicates_dropped"])
+            if confirm["confirmed"]:
+                latency.add_metric([where], count_value=confirm["confirmed"], sum_value=confirm["latency_seconds_sum"])
         yield entries
         yield oldest
         yield outbound
         yield dropped
+        yield latency
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:

@@ -463,7 +463,11 @@ class Journal:
 
         ``confirm``: the confirm=True senders this journal received from
         (``senders``), the deduplication keys it keeps for them (``dedup_keys``)
-        and the resends it dropped as duplicates, ever (``duplicates_dropped``).
+        and the resends it dropped as duplicates, ever (``duplicates_dropped``);
+        for its own confirm=True sockets since it was opened, the entries
+        confirmed (``confirmed``) and the seconds from a send to its
+        confirmation, in all and at most (``latency_seconds_sum``,
+        ``latency_seconds_max``).
         """
         ledger = self._ledger
         ledger.check_open()
@@ -476,13 +480,17 @@ class Journal:
             "confirm": self._confirm_info(),
         }
 
-    def _confirm_info(self) -> dict[str, int]:
-        """What this journal knows of confirm=True senders: how many, the dedup keys kept, resends dropped."""
+    def _confirm_info(self) -> dict[str, Any]:
+        """What this journal knows of confirm=True senders (see :meth:`info`)."""
         origins = self._ledger.seen.origins()
+        count, total, worst = self._ledger.rare.confirm_latency
         return {
             "senders": len(origins),
             "dedup_keys": sum(kept for _floor, kept in origins.values()),
             "duplicates_dropped": self._ledger.seen.dropped,
+            "confirmed": int(count),
+            "latency_seconds_sum": total,
+            "latency_seconds_max": worst,
         }
 
     # -- maintenance -------------------------------------------------------

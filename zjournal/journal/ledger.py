@@ -88,6 +88,7 @@ class _Rare:
     """A ledger's state that no per-message path reads (see Ledger.__init__)."""
 
     __slots__ = (
+        "confirm_latency",
         "forked_from",
         "handover_view",
         "pending_floor",
@@ -112,6 +113,9 @@ class _Rare:
         self.pending_floor_lowered = 0  # how often an entry turned pending below it
         # read-only: the owner's prefetch hand-overs at the last refresh (see Ledger.handovers)
         self.handover_view: list[tuple[str, int, int]] = []
+        # confirm=True senders of this process: entries confirmed, seconds from send to confirmation in
+        # all, the longest (see SocketPort.confirmed)
+        self.confirm_latency: list[float] = [0, 0.0, 0.0]
 
 
 class Ledger:

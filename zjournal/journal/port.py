@@ -427,6 +427,14 @@ class SocketPort:
         r = self.ledger.load_record(entry_id)
         return None if r is None else rec.entry_from_record(entry_id, r)
 
+    def confirmed(self, count: int, seconds: float, worst: float) -> None:
+        """``count`` entries of a confirm sender were confirmed, ``seconds`` after their sends in all."""
+        latency = self.ledger.rare.confirm_latency
+        latency[0] += count
+        latency[1] += seconds
+        if worst > latency[2]:
+            latency[2] = worst
+
     def durable_once_written(self) -> bool:
         """Whether a write that returned is as durable as this journal promises (no fsync to wait for)."""
         return self.ledger.durability is not Durability.INTERVAL

@@ -244,6 +244,9 @@ class ConfirmSender:
                     self._stop.wait(self._timeout)
         except (zmq.ContextTerminated, ZJournalError):
             pass  # the context or the journal closed under the socket: the entries stay pending
+        except zmq.ZMQError as e:
+            if e.errno != zmq.ENOTSOCK:  # ENOTSOCK: the context was destroyed, closing the intake under us
+                log.error("journal socket %r: confirmations stopped: %s", self._name, e)
         except Exception as e:  # the entries stay pending: the next wrap resends them
             log.error("journal socket %r: confirmations stopped: %s", self._name, e)
         finally:
@@ -285,6 +288,8 @@ class ConfirmSender:
         """Ack what the receivers confirmed (from either thread: each list is taken by one)."""
         mine: list[int] = []
         confirmed = self._confirmed
+        now = time.monotonic()
+        total = worst = 0.0
         with self._mutex:
             unconfirmed = self._unconfirmed
             while confirmed:
@@ -292,9 +297,17 @@ class ConfirmSender:
                     ids = confirmed.popleft()
                 except IndexError:
                     break
-                mine += [i for i in ids if unconfirmed.pop(i, None) is not None]
+                for i in ids:
+                    sent = unconfirmed.pop(i, None)
+                    if sent is not None:
+                        mine.append(i)
+                        waited = now - sent  # since its last send: the round trip of that delivery
+                        total += waited
+                        if waited > worst:
+                            worst = waited
         if mine:
             self._port.settle_many(self._name, _OUT, mine, self._box)
+            self._port.confirmed(len(mine), total, worst)
 
     def _resend_due(self) -> None:
         now = time.monotonic()
