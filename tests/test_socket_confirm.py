@@ -422,3 +422,20 @@ def test_confirm_on_asyncio_dealers_is_refused_until_built(journal, ctx) -> None
             journal.wrap(actx.socket(zmq.DEALER), confirm=True)
     finally:
         actx.destroy(linger=0)
+
+
+def test_replay_into_a_confirm_socket_goes_end_to_end(open_journal, tmp_path, ctx, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    for n in range(3):
+        sender.append("old", [b"old%d" % n], direction="out")
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    assert sender.replay("old", into=push) == 3
+    assert sender.count(name="old", state="pending") == 0  # custody moved to the confirm stream
+    assert [pull.recv() for _ in range(3)] == [b"old0", b"old1", b"old2"]  # no header reached the application
+    _wait(lambda: _pending_out(sender) == 0, "the replayed messages' confirmations")
+    assert sender.replay("out", into=push) == 0  # its own unconfirmed entries are its sender's to resend

@@ -141,7 +141,14 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
     for entry in list(journal.entries(name=name, state="pending", direction="out")):
         if cutoff is not None and (entry.updated or entry.created) > cutoff:
             continue
-        if isinstance(target, JournaledSocket):
+        if isinstance(target, JournaledSocket) and target._s.confirm is not None:
+            if entry.name == target._jname and target._journal is journal:
+                continue  # a confirm sender's own unconfirmed entries: it resends them itself
+            # Through the confirm path: a new entry there, pending until the receiver confirms it;
+            # the replayed one is acked once that entry is journaled (custody moved, nothing in between).
+            target.send_multipart(entry.frames)
+            journal.ack(entry.id)
+        elif isinstance(target, JournaledSocket):
             if port.in_flight(entry.id):
                 continue  # this process sent it and is waiting for its ack
             delivered = port.deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
