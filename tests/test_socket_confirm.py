@@ -413,15 +413,50 @@ def test_a_dealer_waiting_for_replies_resends_what_nobody_confirmed(journal, ctx
     assert journal.get(dealer.last_id).attempts >= 3
 
 
-def test_confirm_on_asyncio_dealers_is_refused_until_built(journal, ctx) -> None:
+def test_asyncio_dealer_to_router_confirmed_and_resent_from_the_event_loop(open_journal, tmp_path, endpoint) -> None:
+    import asyncio
+
     import zmq.asyncio
 
-    actx = zmq.asyncio.Context()
-    try:
-        with pytest.raises(zjournal.InvalidArgumentError, match="asyncio DEALER is not built yet"):
-            journal.wrap(actx.socket(zmq.DEALER), confirm=True)
-    finally:
-        actx.destroy(linger=0)
+    client_journal = open_journal(str(tmp_path / "client"))
+    server_journal = open_journal(str(tmp_path / "server"))
+
+    async def main() -> tuple[list[bytes], int]:
+        actx = zmq.asyncio.Context()
+        try:
+            where, silent = endpoint(), endpoint()
+            router = server_journal.wrap(actx.socket(zmq.ROUTER), name="server")
+            router.bind(where)
+            dealer = client_journal.wrap(actx.socket(zmq.DEALER), name="client", confirm=True, confirm_timeout=0.1)
+            dealer.connect(where)
+            await dealer.send_multipart([b"", b"hello"])
+            got = await router.recv_multipart()
+            for _ in range(200):
+                if not client_journal.count(name="client", state="pending", direction="out"):
+                    break
+                await asyncio.sleep(0.01)
+            # A peer that never confirms: the event loop resends while the application awaits a reply.
+            peer = actx.socket(zmq.ROUTER)
+            peer.bind(silent)
+            lonely = client_journal.wrap(actx.socket(zmq.DEALER), name="lonely", confirm=True, confirm_timeout=0.1)
+            lonely.connect(silent)
+            await lonely.send(b"anyone?")
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(lonely.recv(), 0.7)
+            copies = 0
+            while await peer.poll(0):
+                await peer.recv_multipart()
+                copies += 1
+            for s in (router, dealer, peer, lonely):
+                s.close()
+            return got, copies
+        finally:
+            actx.destroy(linger=0)
+
+    got, copies = asyncio.run(main())
+    assert got[1:] == [b"", b"hello"]  # no header after the routing id
+    assert client_journal.count(name="client", state="pending", direction="out") == 0
+    assert copies >= 3  # sent once, resent by the event loop while the application awaited
 
 
 def test_replay_into_a_confirm_socket_goes_end_to_end(open_journal, tmp_path, ctx, endpoint) -> None:

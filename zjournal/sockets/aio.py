@@ -19,11 +19,10 @@ import zmq
 import zmq.asyncio
 from zmq._future import _AsyncSocket
 
-from zjournal.errors import InvalidArgumentError
 from zjournal.journal.core import port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.copies import copy_attributes
-from zjournal.sockets.socket import JournaledSocket
+from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -132,12 +131,48 @@ class _JournaledAsync:
     _zj_midmessage = False  # reading a multipart message frame by frame with recv()
     _zj_last: _Handover | None = None
 
+    _zj_resend_timer: Any = None  # confirm DEALER/ROUTER/PAIR: the event loop's next look at resends
+
     def _add_recv_event(self, kind: str, *, args: Any = None, kwargs: Any = None, future: Any = None) -> Any:
         if future is None and kind in ("recv", "recv_multipart"):
             future = self._Future()
             future._zj_owner = self
             future._zj_kind = kind
+        self._zj_arm_resends()
         return super()._add_recv_event(kind, args=args, kwargs=kwargs, future=future)
+
+    def _add_send_event(self, kind: str, msg: Any = None, kwargs: Any = None, future: Any = None) -> Any:
+        try:
+            return super()._add_send_event(kind, msg=msg, kwargs=kwargs, future=future)
+        finally:
+            self._zj_arm_resends()
+
+    def _zj_arm_resends(self) -> None:
+        """A confirm DEALER, ROUTER or PAIR resends from the event loop: the one thread that uses the socket.
+
+        (A PUSH resends from its own thread; see ConfirmSender.resends_in_thread.)
+        """
+        if self._zj_resend_timer is not None or self._closed:
+            return
+        state = self._shadow_sock._s
+        confirm = None if state is None else state.confirm
+        if confirm is None or confirm.resends_in_thread:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # used outside a running loop: the next call inside one arms it
+        self._zj_resend_timer = loop.call_later(RESEND_TICK_MS / 1000, self._zj_resend_tick)
+
+    def _zj_resend_tick(self) -> None:
+        self._zj_resend_timer = None
+        state = None if self._closed else self._shadow_sock._s
+        confirm = None if state is None else state.confirm
+        if confirm is None:
+            return
+        confirm.resend_due_here()
+        if confirm.unconfirmed():
+            self._zj_arm_resends()
 
     def _deserialize(self, recvd: Any, load: Any) -> Any:
         """recv_string/json/pyobj: a future of the decoded message; a message nobody gets is given back."""
@@ -216,11 +251,6 @@ class _JournaledAsync:
     ) -> Any:
         inner = JournaledSocket.shadow(sock)
         try:
-            if confirm and sock.type in (zmq.DEALER, zmq.ROUTER, zmq.PAIR):
-                # Their resends come from the application's waits (see ConfirmSender.resends_in_thread),
-                # and an event loop's waits are not ours to cut into ticks yet.
-                kind = zmq.SocketType(sock.type).name
-                raise InvalidArgumentError(f"confirm=True on an asyncio {kind} is not built yet (PUSH is)")
             inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout)
         except BaseException:
             inner._closed = True
@@ -274,6 +304,9 @@ class _JournaledAsync:
     def close(self, linger: int | None = None) -> None:
         if self._closed:
             return
+        if self._zj_resend_timer is not None:
+            self._zj_resend_timer.cancel()
+            self._zj_resend_timer = None
         if self._zj_last is not None:
             self._zj_last.give_back()  # a result nobody took stays pending (not acked by the close)
         if self._fd is not None:
