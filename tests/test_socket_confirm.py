@@ -474,3 +474,16 @@ def test_replay_into_a_confirm_socket_goes_end_to_end(open_journal, tmp_path, ct
     assert [pull.recv() for _ in range(3)] == [b"old0", b"old1", b"old2"]  # no header reached the application
     _wait(lambda: _pending_out(sender) == 0, "the replayed messages' confirmations")
     assert sender.replay("out", into=push) == 0  # its own unconfirmed entries are its sender's to resend
+
+
+def test_confirm_on_a_context_applies_to_its_sending_sockets(journal, ctx) -> None:
+    journaled = journal.context(ctx, confirm=True, confirm_timeout=1.0)
+    push, dealer, pull, sub = (journaled.socket(kind) for kind in (zmq.PUSH, zmq.DEALER, zmq.PULL, zmq.SUB))
+    assert push._s.confirm is not None and dealer._s.confirm is not None
+    assert pull._s.confirm is None and sub._s.confirm is None  # receivers understand confirms without it
+    with pytest.raises(zjournal.InvalidArgumentError, match="does not know its subscribers"):
+        journaled.socket(zmq.PUB)
+    with pytest.raises(zjournal.InvalidArgumentError, match="for sockets that send"):
+        journaled.socket(zmq.PULL, confirm=True)  # asked for on the socket itself: refused, as by wrap
+    for s in (push, dealer, pull, sub):
+        s.close()

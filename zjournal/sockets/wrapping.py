@@ -97,6 +97,10 @@ def _stand_in_for(sock: zmq.Socket, wrapped: Any) -> None:
         ctx._add_socket(wrapped)
 
 
+# Sockets that send nothing a confirm could cover (a REQ's requests and a REP's replies have their own pattern).
+_RECEIVE_ONLY = frozenset({zmq.PULL, zmq.SUB, zmq.XSUB, zmq.REQ, zmq.REP})
+
+
 class JournaledContext:
     """A context whose ``socket()`` returns journaled sockets; everything else is the context's."""
 
@@ -106,7 +110,12 @@ class JournaledContext:
         self._options = options
 
     def socket(self, socket_type: int, name: str | None = None, **options: Any) -> Any:
-        return self._journal.wrap(self._ctx.socket(socket_type), name, **{**self._options, **options})
+        chosen = {**self._options, **options}
+        if socket_type in _RECEIVE_ONLY and "confirm" not in options:
+            # confirm=True for the context is for its sending sockets; receivers understand confirms as they are
+            chosen.pop("confirm", None)
+            chosen.pop("confirm_timeout", None)
+        return self._journal.wrap(self._ctx.socket(socket_type), name, **chosen)
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self._ctx, attr)
