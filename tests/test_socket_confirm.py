@@ -487,3 +487,50 @@ def test_confirm_on_a_context_applies_to_its_sending_sockets(journal, ctx) -> No
         journaled.socket(zmq.PULL, confirm=True)  # asked for on the socket itself: refused, as by wrap
     for s in (push, dealer, pull, sub):
         s.close()
+
+
+QUIET_RECEIVER = r"""
+import os, signal, sys, zmq, zjournal
+journal = zjournal.open(sys.argv[1])
+pull = journal.wrap(zmq.Context.instance().socket(zmq.PULL), name="in")
+pull.bind(sys.argv[2])
+print("ready", flush=True)
+for _ in range(int(sys.argv[3])):
+    print(pull.recv().decode(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_quiet_streams_keys_survive_a_kill_in_the_slot_files_key_ring(tmp_path, ctx) -> None:
+    """One message at a time goes to the slot, its key to the slot file's ring (moved to the store every 512)."""
+    import signal
+    import subprocess
+    import sys
+
+    path, where = str(tmp_path / "r.journal"), f"ipc://{tmp_path}/q"
+    count = 600  # more than a ring: some keys reached the store, the rest only the ring
+    child = subprocess.Popen(
+        [sys.executable, "-c", QUIET_RECEIVER, path, where, str(count)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "ready"
+    sink = ctx.socket(zmq.PULL)
+    back = f"tcp://127.0.0.1:{sink.bind_to_random_port('tcp://127.0.0.1')}".encode()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(where)
+    for seq in range(1, count + 1):
+        push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
+        assert child.stdout.readline().strip() == f"m{seq}"  # one at a time: each batch is one message
+    assert child.wait(20) == -signal.SIGKILL
+    journal = zjournal.open(path)
+    try:
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+        pull.bind(where)
+        assert pull.recv() == b"m600"  # the one in hand when it died comes back
+        for seq in (3, 511, 513, 599):  # resends of messages journaled before the kill: all dropped
+            push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
+        push.send_multipart([wire.encode_header(ORIGIN, count + 1, 1, back), b"new"])
+        assert pull.recv() == b"new"
+        assert journal.info()["confirm"]["duplicates_dropped"] == 4
+        pull.close()
+    finally:
+        journal.close()

@@ -68,6 +68,14 @@ _SINGLE, _LIST = 0, 1
 _HANDED = 2
 _HANDOVER = struct.Struct("<QQ")
 _HANDOVER_COPY = 64  # bytes between the two copies of the record
+# After the two regions, a ring of dedup keys (zjournal.journal.seen) of confirm messages this
+# socket journaled in its inbound slot: the key must outlive the slot's message, and a store write
+# per key would cost what the slot saves. Each record: checksum u32 (Adler-32 of the rest, seeded
+# with its index), origin (16 bytes), sequence u64; the journal moves them to the store a ring at a time.
+KEY_RECORD = struct.Struct("<I16sQ")
+KEY_SLOT = 32
+KEYS = 512  # keys a ring holds: the store takes them in one write every this many
+SLOT_FILE_SIZE = _FILE_HEADER_SIZE + 2 * REGION_SIZE + KEYS * KEY_SLOT
 #: the journal finds the slot holding an entry in a ring of this many cells, indexed by id
 RING_SIZE = 4096
 RING_MASK = RING_SIZE - 1
@@ -153,7 +161,7 @@ class SlotFile:
         if len(encoded) > MAX_NAME_BYTES:
             raise ValueError(f"socket name of {len(encoded)} bytes is too long for a slot file")
         self.path = path
-        size = _FILE_HEADER_SIZE + 2 * REGION_SIZE
+        size = SLOT_FILE_SIZE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             # Allocate the blocks now: writing a page of a sparse mapping on a
@@ -171,6 +179,8 @@ class SlotFile:
         self._synced = (0, 0)  # the entry ids the slots held at the last fsync
         self._handed_copy = 0  # which copy of the hand-over record was written last (see mark_handed)
         self.handed: tuple[int, int, bool] | None = None  # the last hand-over record (see mark_handed)
+        self._key_index = 0  # where the next dedup key goes in the ring (see note_key)
+        self.keys_unstored: list[tuple[bytes, int]] = []  # keys in the ring only, oldest first
         self.inbound = Slot(self._mm, _FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
         self.outbound = Slot(self._mm, _FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
 
@@ -197,6 +207,19 @@ class SlotFile:
         seed = ((first << 9) | (flag << 1) | _HANDED) & _MASK
         _pack_header(mm, base, _checksum(data, seed), _HANDOVER.size, first, 0.0, flag, _HANDED)
         self.handed = (first, through, acks_earlier)
+
+    def note_key(self, origin: bytes, seq: int) -> None:
+        """Record the dedup key of the confirm message just journaled in the inbound slot (after it).
+
+        The caller (the journal, lock held) moved the keys this record
+        overwrites to the store first: :attr:`keys_unstored` never exceeds :data:`KEYS`.
+        """
+        index = self._key_index
+        self._key_index = (index + 1) % KEYS
+        body = origin + seq.to_bytes(8, "little")
+        base = _FILE_HEADER_SIZE + 2 * REGION_SIZE + index * KEY_SLOT
+        KEY_RECORD.pack_into(self._mm, base, _checksum(body, index + 1), origin, seq)
+        self.keys_unstored.append((origin, seq))
 
     def held(self) -> list[Slot]:
         """The slots holding an entry."""
@@ -299,6 +322,25 @@ def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
             yield from _records_of(data, path)
 
 
+def read_keys(journal_path: str) -> Iterator[tuple[bytes, int]]:
+    """``(origin, seq)`` of every valid dedup key in the slot files' key rings (see SlotFile.note_key)."""
+    for path in slot_files(journal_path):
+        try:
+            data = _read_slot_file(path)
+        except FileNotFoundError:
+            continue
+        if not data.startswith(_MAGIC):
+            continue
+        start = _FILE_HEADER_SIZE + 2 * REGION_SIZE
+        for index in range(KEYS):
+            base = start + index * KEY_SLOT
+            if base + KEY_RECORD.size > len(data):
+                break
+            crc, origin, seq = KEY_RECORD.unpack_from(data, base)
+            if seq and _checksum(origin + seq.to_bytes(8, "little"), index + 1) == crc:
+                yield origin, seq
+
+
 def read_handovers(journal_path: str) -> Iterator[Handover]:
     """The hand-over record of each slot file that has one (see SlotFile.mark_handed)."""
     for path in slot_files(journal_path):
@@ -359,7 +401,7 @@ def _read_slot_file(path: str) -> bytes:
             raise StoreError(f"{path} is not a regular file: not an in-flight slot file")
         with os.fdopen(fd, "rb", closefd=False) as f:
             head = f.read(len(_MAGIC))
-            size = outbox.FILE_SIZE if head == outbox.MAGIC else _FILE_HEADER_SIZE + 2 * REGION_SIZE
+            size = outbox.FILE_SIZE if head == outbox.MAGIC else SLOT_FILE_SIZE
             return head + f.read(size - len(head))
     finally:
         os.close(fd)

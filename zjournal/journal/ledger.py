@@ -221,10 +221,10 @@ class Ledger:
         self.reserved = self.rare.reserved_on_disk = self.meta_int(META_SEQ, 1)
         self.next_id = self.reserved  # at least; the scan below may find higher ids
         self.floor = self.meta_int(META_FLOOR, 1)
+        self.seen.load(store)  # first: keys in slot files' key rings are added to what the store has
         if self.path is not None:
             self.load_slot_records(slots_read_first)
         self.count_entries()
-        self.seen.load(store)
         if self.read_only:
             return
         batch = store.batch()
@@ -269,9 +269,20 @@ class Ledger:
         for entry_id, value in found.items():
             batch.put("entries", rec.encode_key(entry_id), value)
         self._make_handovers_good(batch)
+        keys_stored = self._keys_of_key_rings(batch)
         if len(batch):
             store.write(batch, sync=True)
+        for committed in keys_stored:
+            committed()
         inflight.remove_all(self.path)
+
+    def _keys_of_key_rings(self, batch: Any) -> list[Any]:
+        """The dedup keys slot files' key rings hold, into ``batch`` (those the store lacks); what to run after."""
+        assert self.path is not None
+        by_origin: dict[bytes, list[int]] = {}
+        for origin, seq in inflight.read_keys(self.path):
+            by_origin.setdefault(origin, []).append(seq)
+        return [self.seen.add_many(batch, origin, sorted(set(seqs))) for origin, seqs in by_origin.items()]
 
     def handovers(self) -> list[inflight.Handover]:
         """Read-ahead entries that sockets handed over and no store write counted yet (see SlotFile.mark_handed).

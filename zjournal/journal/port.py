@@ -100,6 +100,48 @@ class SocketPort:
             lock.release()
         return entry_id
 
+    def log_held_keyed(self, slots: SlotFile, frames: list[bytes], settle: int, key: ConfirmKey) -> int:
+        """A confirm sender's message into the socket's inbound slot, its dedup key into the slot file's key ring.
+
+        One message at a time (the read-ahead found nothing more queued):
+        no store write, as for a plain message; every :data:`inflight.KEYS`
+        keys the ring goes to the store in one write. 0 when this journal holds
+        the message already (a resend; that drop is counted with a write).
+        """
+        ledger = self.ledger
+        origin, seq, floor = key
+        with ledger.lock:
+            ledger.check_open()
+            if ledger.seen.seen(origin, seq):
+                batch = ledger.batch()
+                done = ledger.seen.drop(batch)
+                ledger.commit(batch, [])
+                done()
+                return 0
+            if len(slots.keys_unstored) >= inflight.KEYS:
+                self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
+        entry_id = self.log_held(slots.inbound, frames, settle)
+        with ledger.lock:
+            slots.note_key(origin, seq)  # after the entry: a key never names a message not journaled
+            ledger.seen.remember(origin, seq)
+        return entry_id
+
+    def _store_keys(self, slots: SlotFile, floor: int) -> None:
+        """Move a key ring's keys to the store (lock held)."""
+        ledger = self.ledger
+        keys = slots.keys_unstored
+        batch = ledger.batch()
+        after = [ledger.seen.store_records(batch, keys)]
+        origin = keys[-1][0]
+        if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:
+            forget = ledger.seen.forget_below(batch, origin, floor)
+            if forget is not None:
+                after.append(forget)
+        ledger.commit(batch, [])
+        for committed in after:
+            committed()
+        slots.keys_unstored = []
+
     def log_out(self, box: Outbox, frames: list[bytes], envelope_size: int = 0) -> int:
         """Append a confirm sender's message into its outbox (see zjournal.journal.outbox): pending, sent once.
 

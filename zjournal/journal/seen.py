@@ -160,6 +160,31 @@ class SeenIndex:
 
         return committed
 
+    def remember(self, origin: bytes, seq: int) -> None:
+        """Know ``(origin, seq)`` as journaled now: its key is durable elsewhere (a slot file's key ring)."""
+        known = self._origins.get(origin)
+        if known is None:
+            known = self._origins[origin] = _Origin()
+        if seq >= known.floor:
+            known.insert(seq)
+
+    def store_records(self, batch: Any, keys: list[tuple[bytes, int]]) -> Any:
+        """Put records for keys already remembered (a key ring's, moved to the store) in ``batch``."""
+        by_origin: dict[bytes, list[int]] = {}
+        for origin, seq in keys:
+            by_origin.setdefault(origin, []).append(seq)
+        records = []
+        for origin, seqs in by_origin.items():
+            batch.put("meta", key(origin, seqs[0]), b"" if len(seqs) == 1 else struct.pack(f">{len(seqs)}Q", *seqs))
+            records.append((origin, (max(seqs), seqs[0])))
+
+        def committed() -> None:
+            for origin, record in records:
+                known = self._origins.setdefault(origin, _Origin())
+                heapq.heappush(known.records, record)
+
+        return committed
+
     def forget_below(self, batch: Any, origin: bytes, floor: int) -> Any:
         """Delete ``origin``'s records wholly below ``floor`` (the sender's), in ``batch``; None if nothing changes."""
         known = self._origins.get(origin)

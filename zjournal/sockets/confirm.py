@@ -384,7 +384,13 @@ class ConfirmReturn:
         self._ctx = ctx
         self._queue: collections.deque[tuple[str, bytes, list[int]]] = collections.deque()
         self._queued = 0
+        self.held: list[tuple[str, bytes, list[int]]] = []  # confirmations for the next flush()
         self._sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
+        self._sending = (
+            threading.Lock()
+        )  # the confirm sockets and ``held``, between the socket's thread and the flusher
+        self._flusher: threading.Thread | None = None
+        self._held_wake = threading.Event()
         self.duplicates = 0  # resends this socket dropped (already journaled)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -397,10 +403,27 @@ class ConfirmReturn:
         """``(origin, seq)`` is journaled here: tell its sender."""
         self.confirm_many(endpoint, origin, [seq])
 
-    def confirm_many(self, endpoint: str, origin: bytes, seqs: list[int]) -> None:
-        """These sequences of one sender are journaled here: tell it (now, or within a couple of ms)."""
+    def confirm_many(self, endpoint: str, origin: bytes, seqs: list[int], later: bool = False) -> None:
+        """These sequences of one sender are journaled here: tell it (now, or within a couple of ms).
+
+        ``later``: at the receiving socket's next receive, poll or close
+        (:meth:`flush`), not before the application has its message: a
+        send to the confirm socket costs a lone message more latency than its
+        journaling (libzmq wakes its I/O thread for it).
+        """
         if self._thread is None:
-            self._send(endpoint, origin, seqs)
+            with self._sending:
+                if later:
+                    self.held.append((endpoint, origin, seqs))
+                else:
+                    self._send(endpoint, origin, seqs)
+            if later:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush_idle, name="zjournal-confirm-flush", daemon=True
+                    )
+                    self._flusher.start()
+                self._held_wake.set()
             return
         if self._queued < _MAX_QUEUED_CONFIRMS:
             self._queue.append((endpoint, origin, seqs))
@@ -454,6 +477,26 @@ class ConfirmReturn:
             except zmq.Again:
                 break  # that sender is not reachable now: it resends, and is confirmed then
 
+    def flush(self) -> None:
+        """Send the confirmations held for later (see :meth:`confirm_many`)."""
+        with self._sending:
+            held, self.held = self.held, []
+            for endpoint, origin, seqs in held:
+                self._send(endpoint, origin, seqs)
+
+    def _flush_idle(self) -> None:
+        """Held confirmations the application's next call did not send within a couple of ms go from here."""
+        try:
+            while not self._stop.is_set():
+                self._held_wake.wait()
+                self._held_wake.clear()
+                if self._stop.wait(_RETURN_EVERY):
+                    return
+                if self.held:
+                    self.flush()
+        except (zmq.ContextTerminated, zmq.ZMQError):
+            pass  # closing: the senders resend what was not confirmed
+
     def _close_sockets(self) -> None:
         for s in self._sockets.values():
             s.close(0)
@@ -462,6 +505,12 @@ class ConfirmReturn:
     def close(self) -> None:
         """Send what is queued, then stop."""
         if self._thread is None:
+            self._stop.set()
+            self._held_wake.set()
+            if self._flusher is not None and self._flusher is not threading.current_thread():
+                self._flusher.join()
+            with contextlib.suppress(zmq.ZMQError):
+                self.flush()
             self._close_sockets()
             return
         self._stop.set()

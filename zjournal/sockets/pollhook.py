@@ -38,6 +38,9 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     resending = []  # confirm senders whose resends come from this thread's calls
     for sock, flags in sockets:
         if _journaled and isinstance(sock, _journaled) and sock._s is not None:
+            back = sock._s.confirm_return
+            if back is not None and back.held:
+                back.flush()  # the application is waiting: the confirmations held for it go now
             events = sock._python_events(flags)
             if events:
                 extra[sock] = events

@@ -76,6 +76,9 @@ class Prefetching:
         if state.settle_next:
             state.deferred.append(state.settle_next)  # the app asks for the next one: the last is done
             state.settle_next = 0
+        back = state.confirm_return
+        if back is not None and back.held:
+            back.flush()  # the confirmations of the message before, held until the application had it
         raw_recv = zmq.Socket.recv
         try:
             first = raw_recv(self, flags | _NOBLOCK, False, track)
@@ -129,6 +132,8 @@ class Prefetching:
         done = state.deferred
         # Handed over since the last write and still pending (``explicit``): this write counts them.
         delivered = self._uncounted(done)
+        if len(messages) == 1 and headers is not None and headers[0] is not None and self._fits_the_slot(done):
+            return self._journal_one_in_the_slot(messages[0], headers[0], done, confirm)
         track = self._in_policy is AckPolicy.NEXT
         classifier = self._classifier
         if classifier is None and headers is None:  # the common case: everything journaled, nothing dropped
@@ -163,11 +168,48 @@ class Prefetching:
             self._confirm_all([h for h in headers if h is not None])
         return False
 
+    def _fits_the_slot(self, done: list[int]) -> bool:
+        """Whether a lone confirm message may go to the inbound slot (``next``; the slot holds at most
+        the message it acks)."""
+        slots = self._s.slots
+        if slots is None or self._in_policy is not AckPolicy.NEXT or self._router:
+            return False
+        held = slots.inbound.entry_id
+        return not held or held in done
+
+    def _journal_one_in_the_slot(
+        self, message: list[bytes], header: confirm_wire.Header, done: list[int], confirm: bool
+    ) -> bool:
+        """One confirm message at a time (a quiet stream): the slot and its key ring, no store write.
+
+        As fast as a plain message's path: the store write of a batch costs a
+        lone message most of its latency. Acks of entries in the store (the
+        batch before) are written first, once, before the slot's region is
+        used again.
+        """
+        state = self._s
+        slots = state.slots
+        assert slots is not None
+        held = slots.inbound.entry_id
+        stored = [i for i in done if i != held]
+        if stored or state.handed:
+            self._port.log_many(self._jname, _IN, [], settle=stored)
+            state.handed = []
+        key = (header.origin, header.seq, header.floor)
+        entry_id = self._port.log_held_keyed(slots, message, held, key)
+        state.deferred = []
+        state.ahead_first = -1  # journaled with its attempt (as a slot's message is): nothing to count
+        if entry_id:
+            state.ahead.append((entry_id, message))
+        if confirm:
+            self._confirm_all([header], later=True)  # once the application has it: see _fill, poll
+        return False
+
     def _hand_over(self) -> list[bytes]:
         """The next prefetched message for the application; the previous one is done."""
         state = self._s
         entry_id, frames = state.ahead.popleft()
-        if entry_id:  # read ahead with attempts 0: this is its hand-over, to be counted
+        if entry_id and state.ahead_first >= 0:  # read ahead with attempts 0: this hand-over is counted
             slots = state.slots
             if slots is not None and state.ahead_first and not slots.inbound.entry_id:
                 self._port.handed(slots, state.ahead_first, entry_id, self._in_policy is AckPolicy.NEXT)

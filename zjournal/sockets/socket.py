@@ -991,14 +991,17 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """Tell the sender of a confirm=True message that this journal holds it (soon, batched)."""
         self._confirm_all([header])
 
-    def _confirm_all(self, headers: list[confirm_wire.Header]) -> None:
-        """Tell the senders of these journaled confirm=True messages: one confirm message per sender."""
+    def _confirm_all(self, headers: list[confirm_wire.Header], later: bool = False) -> None:
+        """Tell the senders of these journaled confirm=True messages: one confirm message per sender.
+
+        ``later``: at this socket's next receive or poll (see ConfirmReturn.confirm_many).
+        """
         back = self._s.confirm_return
         if back is None:
             back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
         if len(headers) == 1:
             header = headers[0]
-            back.confirm(header.endpoint, header.origin, header.seq)
+            back.confirm_many(header.endpoint, header.origin, [header.seq], later)
         else:
             by_sender: dict[tuple[str, bytes], list[int]] = {}
             for header in headers:
@@ -1186,7 +1189,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return flags & _POLLOUT  # libzmq's REP never saw the request: only the reply is possible
         return _POLLIN if flags & _POLLIN and self._holds_message() else 0
 
+    def _flush_confirms(self) -> None:
+        """Send the confirmations held until the application had its message (see ConfirmReturn.flush)."""
+        back = self._s.confirm_return
+        if back is not None and back.held:
+            back.flush()
+
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+        if self._s is not None:
+            self._flush_confirms()
         if self._s is not None and self._s.answering_python:
             return flags & _POLLOUT
         events = self._python_events(flags)
