@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import textwrap
+import time
 import urllib.request
 
 import pytest
@@ -220,6 +221,8 @@ def test_prometheus_exporter_scraped_over_http(journal_path, ctx, endpoint) -> N
     assert "zjournal_oldest_pending_age_seconds" in body
     assert f'zjournal_outbound_pending{{journal="{journal_path}",name="prom-confirmed"}} 1.0' in body
     assert f'zjournal_duplicates_dropped{{journal="{journal_path}"}} 1.0' in body
+    assert f'zjournal_confirm_latency_seconds_count{{journal="{journal_path}"}} 1.0' in body
+    assert f'zjournal_confirm_latency_seconds_sum{{journal="{journal_path}"}}' in body
 
 
 def scrape_while_moving(journal_path, ctx, endpoint, port) -> str:
@@ -251,4 +254,16 @@ def scrape_while_moving(journal_path, ctx, endpoint, port) -> str:
         for seq, body in ((1, b"once"), (1, b"once"), (2, b"after")):  # the second is a resend: dropped
             resender.send_multipart([confirm_wire.encode_header(origin, seq, 1, back), body])
         assert dedup.recv_multipart() == [b"once"] and dedup.recv_multipart() == [b"after"]
+        # A confirm=True sender whose receiver (a journaled PULL) confirms: its latency is measured.
+        timed = j.wrap(ctx.socket(zmq.PUSH), name="prom-timed", confirm=True)
+        taker = j.wrap(ctx.socket(zmq.PULL), name="prom-taker")
+        to_taker = endpoint()
+        taker.bind(to_taker)
+        timed.connect(to_taker)
+        timed.send(b"timed")
+        assert taker.recv() == b"timed"
+        deadline = time.monotonic() + 10
+        while j.count(name="prom-timed", state="pending", direction="out"):
+            assert time.monotonic() < deadline, "never confirmed"
+            taker.poll(10)
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
