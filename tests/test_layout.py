@@ -137,7 +137,7 @@ JOURNAL_METHODS = {
     "size_on_disk": "",
     "socket": "ctx socket_type name options",
     "sync": "",
-    "wrap": "sock name ack classify max_attempts prefetch confirm confirm_timeout",
+    "wrap": "sock name ack classify max_attempts prefetch confirm confirm_timeout resend_after",
 }
 JOURNAL_ATTRIBUTES = [
     "closed",

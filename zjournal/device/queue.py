@@ -14,7 +14,6 @@ retried until the store takes writes again.
 from __future__ import annotations
 
 import collections
-import contextlib
 import itertools
 import math
 import signal
@@ -29,12 +28,14 @@ from zjournal import killpoints
 from zjournal.device import report
 from zjournal.device.correlation import Tags, envelope_size, looks_like_a_tag
 from zjournal.device.report import DropLog, QueueStats, StopReport, StoreErrorLog
+from zjournal.device.resends import ClientResends, split_origin, with_origin
 from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError, ZJournalError
 from zjournal.journal.core import port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
+from zjournal.sockets.requests import digest_of, origin_of
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -119,9 +120,14 @@ class Queue:
         # libzmq refuses (and disconnects) a peer whose frame is over the journal's limit before
         # reading it into memory; a message over it in total is dropped here.
         frontend.setsockopt(zmq.MAXMSGSIZE, min(journal.max_message_size, 2**63 - 1))
+        # A reply to a client that is gone raises (and is dropped) rather than vanishing: the device
+        # then keeps it for that client's resend (zjournal.device.resends).
+        frontend.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._resends = ClientResends()
         self._to_backend: collections.deque[_Queued] = collections.deque()
         self._after_replays: collections.deque[_Queued] = collections.deque()  # new, behind the old ones
-        self._unjournaled: list[list[bytes]] = []  # durable requests the store refused: journaled first
+        # Durable requests the store refused, journaled first: (frames, the requester's origin).
+        self._unjournaled: list[tuple[list[bytes], bytes | None]] = []
         self._unsettled: list[int] = []  # answered, but the store refused the ack
         self._unforwarded: set[int] = set()  # journaled on arrival, never sent to a worker (attempts 0)
         self._first_forwards: list[int] = []  # sent to a worker for the first time: attempts to record
@@ -277,14 +283,17 @@ class Queue:
     def _take_requests(self) -> None:
         """Read what the frontend has (up to a batch) and journal the durable ones in one write."""
         frontend = self.frontend
-        arrived: list[list[bytes]] = []
+        arrived: list[tuple[list[bytes], bytes | None]] = []
         for _ in range(self._batch):
             try:
-                frames = frontend.recv_multipart(zmq.NOBLOCK)
+                first = frontend.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            frames = [first.bytes]
+            if first.more:
+                frames.extend(frontend.recv_multipart())  # the rest is there already (atomic)
             if self._acceptable(frames):
-                arrived.append(frames)
+                arrived.append((frames, origin_of(first)))  # a journaled REQ's origin: its resends are known
         self._journal_requests(arrived)
 
     def _acceptable(self, frames: list[bytes]) -> bool:
@@ -298,7 +307,7 @@ class Queue:
             return False
         return True
 
-    def _journal_requests(self, arrived: list[list[bytes]]) -> None:
+    def _journal_requests(self, arrived: list[tuple[list[bytes], bytes | None]]) -> None:
         """Journal the durable requests in one write and queue everything for the backend.
 
         When the store refuses the write, the durable requests wait in memory
@@ -306,18 +315,33 @@ class Queue:
         writes again; the ephemeral ones go on at once.
         """
         classifier = self._classifier
-        durable: list[tuple[list[bytes], int]] = []
-        originals: list[list[bytes]] = []  # as they came (a confirm header included): kept if the write fails
+        durable: list[tuple[list[bytes], int]] = []  # as journaled (a REQ's origin first)
+        forwarded: list[tuple[list[bytes], int]] = []  # as they go to the workers
+        originals: list[tuple[list[bytes], bytes | None]] = []  # as they came: kept if the write fails
         headers: list[confirm_wire.Header | None] = []
+        origins: list[bytes | None] = []
         queued: list[_Queued | None] = []  # None: the next durable one
-        for came in arrived:
+        copies: list[tuple[bytes, list[bytes], list[bytes]]] = []  # copies of requests earlier in this batch
+        in_batch: set[tuple[bytes, bytes]] = set()
+        for came, origin in arrived:
             header, frames = _without_header(came)
             size = envelope_size(frames)
+            if origin is not None and header is None:
+                body = frames[size:]
+                if self._copy_of_known_request(origin, frames, size):
+                    continue
+                key = (origin, digest_of(body))
+                if key in in_batch:
+                    copies.append((origin, body, frames[:size]))
+                    continue
+                in_batch.add(key)
             # A confirm=True client's request is always durable (its sender classified it).
             if header is not None or classifier is None or classifier(frames[size:]):
-                durable.append((frames, size))
-                originals.append(came)
+                forwarded.append((frames, size))
+                durable.append(with_origin(origin, frames, size) if origin is not None else (frames, size))
+                originals.append((came, origin))
                 headers.append(header)
+                origins.append(origin)
                 queued.append(None)
             else:
                 queued.append((next(self._ephemeral_ids) | _EPHEMERAL, frames, size, False))
@@ -332,21 +356,25 @@ class Queue:
                 self._unjournaled.extend(originals)  # their clients' headers too: keyed and confirmed later
                 self.stats.unjournaled = len(self._unjournaled)
                 queued = [item for item in queued if item is not None]
-                durable, headers, keyed = [], [], False
+                durable, headers, keyed, copies = [], [], False, []
             if durable and killpoints.ARMED:
                 killpoints.reached("device:after-journal")
         self.stats.unjournaled = len(self._unjournaled)
         behind = self._to_backend if self._replay_done else self._after_replays
         new_ids = iter(ids)
-        durable_frames = iter(durable)
+        durable_frames = iter(forwarded)
+        request_origins = iter(origins)
         journaled = 0
         for item in queued:
             if item is None:
                 entry_id = next(new_ids)
                 frames, size = next(durable_frames)
+                origin = next(request_origins)
                 if not entry_id:  # a resend of a request journaled before: it is queued or answered already
                     self.stats.resends_dropped += 1
                     continue
+                if origin is not None:
+                    self._resends.journaled(entry_id, origin, frames[size:])
                 journaled += 1
                 self._unforwarded.add(entry_id)  # journaled with attempts 0 until a worker gets it
                 behind.append((entry_id, frames, size, False))
@@ -354,8 +382,25 @@ class Queue:
                 behind.append(item)
         self.stats.requests += journaled
         self.stats.ephemeral += len(queued) - len(durable)
+        for origin, body, envelope in copies:  # their originals are journaled now: the reply goes to the copy
+            self._resends.copy_of_pending(origin, body, envelope)
+        self.stats.resends_recognised = self._resends.recognised
         if keyed:
             self._confirm([h for h in headers if h is not None])
+
+    def _copy_of_known_request(self, origin: bytes, frames: list[bytes], size: int) -> bool:
+        """A REQ client's request again: pending here (no entry, no forward), or answered to nobody (answered now)."""
+        resends = self._resends
+        body = frames[size:]
+        if resends.copy_of_pending(origin, body, frames[:size]):
+            self.stats.resends_recognised = resends.recognised
+            return True
+        reply = resends.reply_for_copy(origin, body)
+        if reply is None:
+            return False
+        self._pass_on([*frames[:size], *reply])
+        self.stats.resends_answered = resends.answered_again
+        return True
 
     def _confirm(self, headers: list[confirm_wire.Header]) -> None:
         """Tell confirm=True clients their requests are journaled here (resends included: confirmed again)."""
@@ -382,7 +427,10 @@ class Queue:
                 delivered = self._port.deliver(entry.id, track=True)
                 self._replay_cursor = entry.id
                 if delivered is not None:
-                    self._to_backend.append((entry.id, entry.frames, entry.envelope_size, False))
+                    origin, frames, size = split_origin(entry.frames, entry.envelope_size)
+                    if origin is not None:
+                        self._resends.journaled(entry.id, origin, frames[size:])  # its client's resend is known
+                    self._to_backend.append((entry.id, frames, size, False))
                     self.stats.redelivered += 1
         except StoreError as e:
             self._replay_done = False
@@ -484,10 +532,12 @@ class Queue:
                 self._port.forget(entry_id)
                 del self._outstanding[entry_id]
                 self._remember_late(entry_id, sent)
+                self._resends.done(entry_id)
                 continue
             sent.sent_at = now
             self._outstanding[entry_id] = self._outstanding.pop(entry_id)  # not overdue again until resent
-            self._to_backend.append((entry_id, entry.frames, entry.envelope_size, True))
+            _, frames, size = split_origin(entry.frames, entry.envelope_size)
+            self._to_backend.append((entry_id, frames, size, True))
             self.stats.redelivered += 1
 
     def _remember_late(self, entry_id: int, sent: _Sent) -> None:
@@ -560,17 +610,26 @@ class Queue:
                 del waiting[entry_id]
                 if waiting is self._outstanding:
                     acked.append(entry_id)
-            self._pass_on(reply)
+            resends = self._resends
+            latest = resends.envelope_for(entry_id)
+            if latest is not None:  # a copy came later (a reconnected client, a correlated resend)
+                reply = [*latest, *reply[len(envelope) :]]
+            if not self._pass_on(reply):
+                resends.reached_nobody(entry_id, reply[len(latest if latest is not None else envelope) :])
+            resends.done(entry_id)
             self.stats.replies += 1
         if acked:
             if killpoints.ARMED:
                 killpoints.reached("device:before-ack")
             self._settle(acked)
 
-    def _pass_on(self, reply: list[bytes]) -> None:
-        # A gone client (or ROUTER_MANDATORY saying so): the reply is dropped.
-        with contextlib.suppress(zmq.ZMQError):
+    def _pass_on(self, reply: list[bytes]) -> bool:
+        """Send a reply to its client; False when that client is gone (the reply is dropped)."""
+        try:
             self.frontend.send_multipart(reply, zmq.NOBLOCK)
+        except zmq.ZMQError as e:
+            return e.errno != zmq.EHOSTUNREACH  # (a full client queue drops it too, as a plain device would)
+        return True
 
     def _settle(self, acked: list[int]) -> None:
         try:

@@ -53,6 +53,8 @@ class QueueStats:
     unjournaled: int = 0  # requests waiting in the device's memory for the store to take writes again
     confirmed: int = 0  # requests of confirm=True clients confirmed once journaled
     resends_dropped: int = 0  # resends of confirm=True clients the device had journaled already
+    resends_recognised: int = 0  # REQ clients' copies of requests pending here: no second entry or forward
+    resends_answered: int = 0  # REQ clients' copies of requests whose reply had reached nobody: answered
 
 
 class DropLog:

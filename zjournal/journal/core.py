@@ -41,6 +41,7 @@ from zjournal.store.secondary import SecondaryRocksStore
 # Larger messages are refused with MessageTooLargeError (RocksDB handles values
 # up to 4 GiB, but a journal write holds the whole message in memory twice).
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+DEFAULT_RESEND_AFTER = 10.0  # seconds a journaled REQ waits for a reply before it sends the request again
 
 
 def _check_confirm_endpoint(endpoint: str | None) -> None:
@@ -573,6 +574,7 @@ class Journal:
         prefetch: int = 0,
         confirm: bool = False,
         confirm_timeout: float | None = None,
+        resend_after: float | None = DEFAULT_RESEND_AFTER,
     ) -> Any:
         """Journal every message of an existing pyzmq socket.
 
@@ -593,6 +595,13 @@ class Journal:
         receiving journal confirms it journaled the message, and is sent again
         every ``confirm_timeout`` seconds (default 5) until then, also after a
         restart (zjournal.sockets.confirm). Receivers need no option.
+
+        ``resend_after`` (a REQ; default 10 s, None: never): a request with no
+        reply is sent again at once when the connection that carried it
+        closes, and after ``resend_after`` seconds while it stays up; requests
+        an earlier REQ of ``name`` left pending are sent again too, their
+        replies going to nobody. A journaled REP recognises such a resend
+        (zjournal.sockets.requests).
         """
         self._ledger.check_open()
         return socket_layer().wrap(
@@ -605,6 +614,7 @@ class Journal:
             prefetch=prefetch,
             confirm=confirm,
             confirm_timeout=confirm_timeout,
+            resend_after=resend_after,
         )
 
     def socket(self, ctx: Any, socket_type: int, name: str | None = None, **options: Any) -> Any:

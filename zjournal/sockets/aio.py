@@ -19,7 +19,7 @@ import zmq
 import zmq.asyncio
 from zmq._future import _AsyncSocket
 
-from zjournal.journal.core import port_of
+from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.copies import copy_attributes
 from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket
@@ -155,7 +155,7 @@ class _JournaledAsync:
         if self._zj_resend_timer is not None or self._closed:
             return
         state = self._shadow_sock._s
-        confirm = None if state is None else state.confirm
+        confirm = None if state is None else state.confirm or state.requests
         if confirm is None or confirm.resends_in_thread:
             return
         try:
@@ -167,7 +167,7 @@ class _JournaledAsync:
     def _zj_resend_tick(self) -> None:
         self._zj_resend_timer = None
         state = None if self._closed else self._shadow_sock._s
-        confirm = None if state is None else state.confirm
+        confirm = None if state is None else state.confirm or state.requests
         if confirm is None:
             return
         confirm.resend_due_here()
@@ -248,10 +248,13 @@ class _JournaledAsync:
         prefetch: int = 0,
         confirm: bool = False,
         confirm_timeout: float | None = None,
+        resend_after: float | None = DEFAULT_RESEND_AFTER,
     ) -> Any:
         inner = JournaledSocket.shadow(sock)
         try:
-            inner._setup(journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout)
+            inner._setup(
+                journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout, resend_after
+            )
         except BaseException:
             inner._closed = True
             raise

@@ -21,6 +21,7 @@ import zmq.sugar.poll
 _libzmq_poll = zmq.backend.zmq_poll
 _journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
 _RESEND_TICK_MS = 20  # as zjournal.sockets.socket.RESEND_TICK_MS
+_POLLOUT = int(zmq.POLLOUT)
 
 
 def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
@@ -35,7 +36,8 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     extra: dict[Any, int] = {}  # events libzmq cannot see
     asked = []
     replaced = False
-    resending = []  # confirm senders whose resends come from this thread's calls
+    resending = []  # confirm senders and REQs whose resends come from this thread's calls
+    owing = []  # REQs awaiting a reply: libzmq's REQ_RELAXED would take a send, a REQ would not
     for sock, flags in sockets:
         if _journaled and isinstance(sock, _journaled) and sock._s is not None:
             back = sock._s.confirm_return
@@ -50,11 +52,16 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
             confirm = sock._s.confirm
             if confirm is not None and not confirm.resends_in_thread:
                 resending.append(confirm)
+            requests = sock._s.requests
+            if requests is not None and requests.outstanding:
+                resending.append(requests)
+                owing.append(sock)
+                flags &= ~_POLLOUT
         asked.append((sock, flags))
     if resending and not extra and not replaced and timeout:
-        return _poll_resending(sockets, timeout, resending)
+        return _poll_resending(asked, timeout, resending)
     if not extra and not replaced:
-        return _libzmq_poll(sockets, timeout)
+        return _libzmq_poll(asked if owing else sockets, timeout)
     ready = dict(_libzmq_poll(asked, 0 if extra else timeout))
     for sock, events in extra.items():
         ready[sock] = ready.get(sock, 0) | events

@@ -307,7 +307,8 @@ class LocalRedelivery(Redelivery):
         self.current_id = 0
 
     def inject(self, entry: Entry) -> None:
-        self.messages.append((entry.id, entry.frames))
+        # Without the envelope: a REP journals its requester's origin there (zjournal.sockets.requests).
+        self.messages.append((entry.id, entry.frames[entry.envelope_size :]))
         self.queued.append(entry.id)
 
     def has_message(self) -> bool:

@@ -24,7 +24,7 @@ import zmq
 
 from zjournal import killpoints
 from zjournal.errors import InvalidArgumentError, StoreError
-from zjournal.journal.core import port_of
+from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire, pollhook
@@ -38,6 +38,16 @@ from zjournal.sockets.redelivery import (
     SubRedelivery,
     as_bytes,
     redelivery_for,
+)
+from zjournal.sockets.requests import (
+    AnsweredToNobody,
+    EarlierRequests,
+    RequestResends,
+    announce_origin,
+    check_resend_after,
+    origin_frame,
+    origin_in,
+    origin_of,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +86,7 @@ class _State:
         "confirm",
         "confirm_return",
         "deferred",
+        "earlier",
         "fast_in",
         "fast_out",
         "from_python",
@@ -84,8 +95,12 @@ class _State:
         "local",
         "redelivered",
         "redelivery",
+        "replies",
+        "reply_parts",
+        "requests",
         "returned",
         "rx",
+        "rx_origin",
         "rx_redelivered",
         "rx_settle",
         "serving",
@@ -139,6 +154,15 @@ class _State:
         self.fast_out: Slot | None = None
         self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
+        # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
+        # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
+        self.requests: RequestResends | None = None
+        self.earlier: EarlierRequests | None = None
+        # REP: the requester's origin of the message being read (None: a plain REQ, or inproc), and
+        # replies to requests served from Python, for their resends; the reply being sent to nobody.
+        self.rx_origin: bytes | None = None
+        self.replies: AnsweredToNobody | None = None
+        self.reply_parts: list[bytes] = []
 
 
 class JournaledSocket(Prefetching, zmq.Socket):
@@ -178,6 +202,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         prefetch: int = 0,
         confirm: bool = False,
         confirm_timeout: float | None = None,
+        resend_after: float | None = DEFAULT_RESEND_AFTER,
     ) -> None:
         socket_type = self.type
         self._s = _State()
@@ -206,8 +231,32 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._out_policy = AckPolicy.EXPLICIT  # acked by the receiver's confirmation, not by a send
         elif confirm_timeout is not None:
             raise InvalidArgumentError("confirm_timeout is for sockets wrapped with confirm=True")
+        if socket_type == zmq.REQ:
+            self._setup_requests(port, name, check_resend_after(resend_after))
+        elif self._is_rep:
+            self._s.replies = AnsweredToNobody()
         self._s.slots = port.open_slots(name)
         self._update_fast_paths()
+
+    def _setup_requests(self, port: SocketPort, name: str, resend_after: float | None) -> None:
+        """A REQ: resends of its requests, its origin in every handshake, and what an earlier REQ left."""
+        origin = port.secret(f"request-origin:{name}")
+        announce_origin(self, origin)
+        self._s.requests = RequestResends(self, port, resend_after, self._max_attempts)
+        if resend_after is None:
+            return  # no resends: what is pending waits for journal.replay / zjournal replay
+        earlier = [entry.id for entry in port.pending(name, _OUT)]
+        if earlier:
+            for entry_id in earlier:
+                port.adopt(entry_id, name, _OUT)  # settled by their replies (replay leaves them alone)
+            self._s.earlier = EarlierRequests(self.context, port, earlier, origin, resend_after, self._max_attempts)
+
+    def connect(self, addr: str) -> Any:
+        result = super().connect(addr)
+        earlier = None if self._s is None else self._s.earlier
+        if earlier is not None:
+            earlier.connect(addr)  # the requests an earlier REQ of this name left go there too
+        return result
 
     def _update_fast_paths(self) -> None:
         """Pick the fast send and recv for the common case, or switch them off.
@@ -247,6 +296,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def last_id(self) -> int:
         """Id of the last message journaled by this socket, sent or received (0: none yet)."""
         return self._s.last_id
+
+    @property
+    def resent(self) -> int:
+        """A REQ: how often it sent a request again because no reply came (0 for other types)."""
+        requests = self._s.requests
+        return 0 if requests is None else requests.resent
 
     @property
     def last_attempts(self) -> int:
@@ -289,7 +344,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             # Its requester is alive and waiting: deliver it again as it came, so the reply
             # reaches that requester (a ROUTER through its routing id, a REP through libzmq,
             # which still owes that requester the reply).
-            state.returned.append((-entry_id, entry.frames))
+            state.returned.append((-entry_id, entry.frames[entry.envelope_size :] if self._is_rep else entry.frames))
             self._update_fast_paths()
         else:
             self._ensure_redelivery().requeue(entry)
@@ -408,6 +463,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return super().send(data, flags, copy, track)  # pyzmq's own TypeError
         state = self._s
         if state.tx is None:
+            if state.requests is not None:
+                state.requests.check_turn()
             # libzmq decides at the first frame whether a message can be queued: so does this.
             if flags & _NOBLOCK and not zmq.Socket.get(self, _EVENTS) & _POLLOUT:
                 raise zmq.Again()
@@ -475,6 +532,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
             result = confirm.send(frames, flags, move, self._classifier)
             self._s.last_id = confirm.last_sent
             return result
+        requests = self._s.requests
+        if requests is not None:
+            requests.check_turn()
         entry_id = self._journal_out(frames, flags)
         if killpoints.ARMED:
             killpoints.reached("send:after-journal")
@@ -486,6 +546,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             raise
         if entry_id:
             self._sent(entry_id)
+        if requests is not None:
+            requests.sent(frames, entry_id)
         if self._handler is not None:
             self._handler.on_outbound(self, frames)
         return result
@@ -538,6 +600,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """
         state = self._s
         settle = state.settle_next
+        if self._is_rep:
+            got = zmq.Socket.recv(self, flags, False, track)
+            state.rx_origin = origin_of(got)  # a journaled REQ's, to recognise its resends
+            return got, 0  # (a REP's request is settled by its reply, never by the next recv)
         if not settle:
             if state.confirm is not None:
                 self._wait_resending(flags)
@@ -577,6 +643,23 @@ class JournaledSocket(Prefetching, zmq.Socket):
             confirm.resend_due_here()
             if deadline is not None and time.monotonic() >= deadline:
                 raise zmq.Again()
+
+    def _recv_reply(self, flags: int, receive: Callable[[], Any]) -> Any:
+        """A frame of a REQ's reply: waits resending what is due first; the whole reply acks the request."""
+        state = self._s
+        requests = state.requests
+        if requests is not None and requests.outstanding and not requests.mid_reply:
+            requests.wait(flags)
+        got = receive()
+        if zmq.Socket.get(self, _RCVMORE):
+            if requests is not None:
+                requests.mid_reply = True
+            return got
+        if state.awaiting_reply:
+            self._settle_reply()
+        if requests is not None:
+            requests.replied()
+        return got
 
     def _check_rep_turn(self) -> None:
         """A REP answering a request served from Python must reply before it receives again (libzmq's EFSM)."""
@@ -724,10 +807,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                     raise
             return data if copy else got
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
-            frame = super().recv(flags, copy, track)
-            if self._s.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
-                self._settle_reply()
-            return frame
+            return self._recv_reply(flags, lambda: super(JournaledSocket, self).recv(flags, copy, track))
         self._check_rep_turn()
         if state.rx is None and state.serving is None:
             if state.returned:
@@ -770,7 +850,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 return frame
             got, settle = self._recv_first(flags, track)  # may raise: nothing started
             # A ROUTER's message is read whole at once: its confirm header, if any, follows the routing id.
-            if got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC)):
+            # So is a journaled REQ's request to a REP: it may be a resend answered already.
+            if (got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC))) or state.rx_origin is not None:
                 return self._recv_confirmed_frame(got, settle, flags, copy, track)
             state.rx_settle = settle
             state.rx = []
@@ -1079,12 +1160,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
         self._update_fast_paths()
 
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
-        state = self._s
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
-            received = super().recv_into(buffer, nbytes=nbytes, flags=flags)
-            if state.awaiting_reply and not zmq.Socket.get(self, _RCVMORE):
-                self._settle_reply()
-            return received
+            return self._recv_reply(
+                flags, lambda: super(JournaledSocket, self).recv_into(buffer, nbytes=nbytes, flags=flags)
+            )
         self._check_rep_turn()
         # Through recv(), then copied: the journal needs the whole frame (libzmq would truncate it to
         # the buffer), and a confirm sender's header must come off before the application sees anything.
@@ -1147,6 +1226,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if state is not None and state.serving:
                 return 1
         if option == _EVENTS and state is not None:
+            if state.requests is not None and state.requests.outstanding:
+                return super().get(option) & ~_POLLOUT  # REQ_RELAXED would take one: a REQ would not
             held = self._python_events(_POLLIN | _POLLOUT)
             if state.answering_python:
                 return held
@@ -1196,6 +1277,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
             back.flush()
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
+        requests = None if self._s is None else self._s.requests
+        if requests is not None and requests.outstanding:
+            return requests.poll(timeout, flags)
         if self._s is not None:
             self._flush_confirms()
         if self._s is not None and self._s.answering_python:
@@ -1238,6 +1322,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if header is not None:
                 del frames[at]
                 return self._inbound_confirmed(frames, settle, header)
+        stored = frames
+        envelope_size = envelope_size_of(frames) if self._router else 0
+        origin = self._s.rx_origin
+        if origin is not None:  # a REP's request from a journaled REQ
+            self._s.rx_origin = None
+            if self._answered_already(origin, frames):
+                return False
+            stored = [origin_frame(origin), *frames]  # journaled with it: its resend is recognised after a restart
+            envelope_size = 1
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
             port.count_ephemeral(self._jname)
@@ -1246,15 +1339,14 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.settle_next = 0
             return True
         policy = self._in_policy
-        envelope_size = envelope_size_of(frames) if self._router else 0
         try:
             if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
-                entry_id = port.log_held(self._s.slots.inbound, frames, settle, envelope_size)
+                entry_id = port.log_held(self._s.slots.inbound, stored, settle, envelope_size)
             else:
                 entry_id = port.log(
                     self._jname,
                     _IN,
-                    frames,
+                    stored,
                     settle=settle,
                     track=policy is not AckPolicy.EXPLICIT,
                     envelope_size=envelope_size,
@@ -1271,6 +1363,17 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.settle_next = 0
         if self._handler is not None:
             self._handler.on_inbound(self, entry_id, frames)
+        return True
+
+    def _answered_already(self, origin: bytes, frames: list[bytes]) -> bool:
+        """A REP: the resend of a request it answered to nobody gets that reply now, without the application."""
+        replies = self._s.replies
+        reply = None if replies is None else replies.take(origin, frames)
+        if reply is None:
+            return False
+        for frame in reply[:-1]:
+            _base_send(self, frame, _SNDMORE)
+        _base_send(self, reply[-1], 0)  # libzmq's REP owes this request a reply: this is it
         return True
 
     def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
@@ -1332,13 +1435,26 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._port.settle(entry_id, self._s.slots)
 
     def _reply_to_nobody(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
-        """A REP's reply to a request served from Python: dropped quietly, and it acks the request."""
-        as_bytes(data)  # pyzmq's TypeError for what is not bytes-like
+        """A REP's reply to a request served from Python: it acks the request, and is kept for its resend.
+
+        The requester's pipe is gone; a journaled REQ sends the request again
+        (zjournal.sockets.requests), and gets this reply then.
+        """
+        state = self._s
+        state.reply_parts.append(as_bytes(data))  # pyzmq's TypeError for what is not bytes-like
         if not flags & _SNDMORE:
-            self._s.answering_python = False
-            if self._s.awaiting_reply:
+            reply, state.reply_parts = state.reply_parts, []
+            state.answering_python = False
+            if state.awaiting_reply:
+                self._keep_reply(state.awaiting_reply, reply)
                 self._settle_reply()
         return None if copy and not track else zmq.MessageTracker()
+
+    def _keep_reply(self, entry_id: int, reply: list[bytes]) -> None:
+        entry = self._port.load(entry_id)
+        origin = None if entry is None else origin_in(entry)
+        if origin is not None and self._s.replies is not None:
+            self._s.replies.keep(origin, entry.frames[entry.envelope_size :], reply)
 
     # -- lifetime ----------------------------------------------------------
 
@@ -1376,6 +1492,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
         state = self._s
         if state.confirm is not None:
             state.confirm.close()  # what is unconfirmed stays pending: the next wrap resends it
+        if state.requests is not None:
+            state.requests.close()  # a request awaiting its reply stays pending: the next REQ sends it
+        if state.earlier is not None:
+            state.earlier.close()
         if state.confirm_return is not None:
             state.confirm_return.close()  # what was confirmed goes out first
         if journal is not None:

@@ -17,7 +17,7 @@ import zmq
 from zmq._future import _AsyncSocket
 
 from zjournal.errors import InvalidArgumentError, JournalClosedError
-from zjournal.journal.core import port_of
+from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets.aio import AsyncJournaledSocket
 from zjournal.sockets.copies import journaled_copy
 from zjournal.sockets.policy import AckPolicy
@@ -49,6 +49,7 @@ def wrap_socket(
     prefetch: int = 0,
     confirm: bool = False,
     confirm_timeout: float | None = None,
+    resend_after: float | None = DEFAULT_RESEND_AFTER,
 ) -> Any:
     """The body of :meth:`Journal.wrap`."""
     if not isinstance(sock, zmq.Socket):
@@ -70,12 +71,14 @@ def wrap_socket(
         raise InvalidArgumentError(f"a live socket is already journaled as {name!r} in this journal")
     if isinstance(sock, _AsyncSocket):  # zmq.asyncio, zmq.eventloop.future (tornado), or a subclass
         wrapped: Any = AsyncJournaledSocket.wrap(
-            journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout
+            journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout, resend_after
         )
     else:
         wrapped = journaled_copy(sock)
         try:
-            wrapped._setup(journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout)
+            wrapped._setup(
+                journal, sock, name, ack, classify, max_attempts, prefetch, confirm, confirm_timeout, resend_after
+            )
         except BaseException:
             wrapped._closed = True  # the handle stays with ``sock``
             raise
@@ -166,6 +169,8 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
             _send_raw(target, entry.frames)  # not through target.send: the entry exists already
             target._s.last_id = entry.id
             target._sent(entry.id)
+            if target._s.requests is not None:
+                target._s.requests.sent(entry.frames, entry.id)  # a REQ now owes a reply: resent if none comes
         else:
             into.send_multipart(entry.frames)
             journal.ack(entry.id)

@@ -1,0 +1,102 @@
+"""REQ/REP across SIGKILL: a plain blocking client loop on a journaled REQ never hangs when its server dies."""
+
+from __future__ import annotations
+
+import collections
+import random
+import time
+from pathlib import Path
+
+import pytest
+from test_socket_confirm_crash import Peer
+
+PEERS = str(Path(__file__).with_name("reqrep_peers.py"))
+REQUESTS = 200
+
+
+class ReqRepPeer(Peer):
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, PEERS, *self.args], stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        import queue
+        import threading
+
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
+        assert self.line(timeout=30) == "ready"
+
+
+@pytest.fixture
+def peers():
+    started: list[ReqRepPeer] = []
+
+    def make(*args: str) -> ReqRepPeer:
+        peer = ReqRepPeer(*args)
+        started.append(peer)
+        return peer
+
+    yield make
+    for peer in started:
+        if peer.proc is not None and peer.proc.poll() is None:
+            peer.kill()
+
+
+def _handled(path: Path) -> collections.Counter[bytes]:
+    return collections.Counter(path.read_bytes().split()) if path.exists() else collections.Counter()
+
+
+def _kill_while_serving(killed: ReqRepPeer, client: ReqRepPeer, handled: Path, rng: random.Random) -> int:
+    """Kill ``killed`` at random moments, restarting it each time, until the client is done; returns the kills."""
+    kills = 0
+    deadline = time.monotonic() + 60
+    while client.proc.poll() is None and kills < 6:
+        time.sleep(rng.uniform(0.05, 0.3))
+        if client.proc.poll() is not None:
+            break
+        killed.kill()
+        kills += 1
+        killed.start()
+        assert time.monotonic() < deadline, "the client hangs"
+    return kills
+
+
+def _check(client: ReqRepPeer, handled: Path, replies: Path, kills: int) -> None:
+    line = client.line(timeout=60)
+    assert line.startswith("done"), line
+    assert client.proc.wait(timeout=10) == 0
+    got = replies.read_bytes().split()
+    assert got == [b"re:%d" % n for n in range(REQUESTS)]  # every request answered, in order, once
+    counts = _handled(handled)
+    assert set(counts) == {b"%d" % n for n in range(REQUESTS)}
+    duplicates = sum(c - 1 for c in counts.values())
+    assert duplicates <= kills, (duplicates, kills)
+
+
+def test_a_killed_rep_never_hangs_a_blocking_req_client(tmp_path: Path, peers) -> None:
+    endpoint = f"ipc://{tmp_path}/rr"
+    handled, replies = tmp_path / "handled", tmp_path / "replies"
+    server = peers("server", str(tmp_path / "sj"), endpoint, str(handled), "0.01")
+    client = peers("client", str(tmp_path / "cj"), endpoint, str(REQUESTS), str(replies))
+    server.start()
+    client.start()
+    kills = _kill_while_serving(server, client, handled, random.Random(17))
+    assert kills >= 3
+    _check(client, handled, replies, kills)
+
+
+def test_a_killed_device_never_hangs_a_blocking_req_client(tmp_path: Path, peers) -> None:
+    frontend, backend = f"ipc://{tmp_path}/front", f"ipc://{tmp_path}/back"
+    handled, replies = tmp_path / "handled", tmp_path / "replies"
+    device = peers("device", str(tmp_path / "dj"), frontend, backend)
+    worker = peers("worker", str(tmp_path / "wj"), backend, str(handled), "0.01")
+    client = peers("client", str(tmp_path / "cj"), frontend, str(REQUESTS), str(replies))
+    device.start()
+    worker.start()
+    client.start()
+    kills = _kill_while_serving(device, client, handled, random.Random(23))
+    assert kills >= 3
+    _check(client, handled, replies, kills)
