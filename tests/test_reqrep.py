@@ -64,20 +64,16 @@ def test_a_journaled_req_still_behaves_as_a_req(open_journal, ctx, tmp_path, ipc
     assert req.resent >= 1
 
 
-def test_a_slow_rep_gets_the_request_again_and_the_client_one_reply(open_journal, ctx, tmp_path, ipc) -> None:
+def test_a_slow_rep_answers_the_copies_queued_by_its_reply(open_journal, ctx, tmp_path, ipc) -> None:
     server_journal, rep, client_journal, req = _pair(open_journal, ctx, tmp_path, ipc(), resend_after=0.2)
     req.send(b"slow")
     assert rep.recv() == b"slow"
     assert req.poll(300) == 0  # a resend goes while the client waits
     assert req.resent >= 1
-    rep.send(b"answer 1")  # to the original send: dropped by the client (REQ_CORRELATE on the resend)
-    answers = 1
-    while rep.poll(300):
-        assert rep.recv() == b"slow"  # at least once: a slow server handles every copy
-        answers += 1
-        rep.send(b"answer %d" % answers)
-    assert answers == 1 + req.resent
-    assert req.recv() == b"answer %d" % answers  # the reply to the latest send, once
+    rep.send(b"answer 1")  # the copies queued by now are sent this reply too: not handed over again
+    assert rep.poll(300) == 0
+    assert req.recv() == b"answer 1"  # through the latest copy's envelope: once
+    assert rep._s.replies.answered == req.resent
     assert req.poll(200) == 0  # nothing stale left
     req.send(b"next")
     assert rep.recv() == b"next"
@@ -215,14 +211,14 @@ def test_the_device_recognises_a_client_resend_of_a_pending_request(open_journal
         worker.connect(backend)
         while worker.poll(1500):
             handled.append(worker.recv())
-            time.sleep(0.6)  # longer than the client's resend_after
+            time.sleep(0.7)  # the client resends at 0.3 and 0.6 s; its next resend would race the reply
             worker.send(b"re:" + handled[-1])
         worker.close(0)
 
     thread = threading.Thread(target=slow_worker)
     thread.start()
     client_journal = open_journal(str(tmp_path / "client"))
-    req = client_journal.wrap(ctx.socket(zmq.REQ), "client", resend_after=0.2)
+    req = client_journal.wrap(ctx.socket(zmq.REQ), "client", resend_after=0.3)
     req.connect(frontend)
     req.send(b"job")
     assert req.recv() == b"re:job"  # the reply to the first forward reaches the resend's envelope
@@ -235,3 +231,23 @@ def test_the_device_recognises_a_client_resend_of_a_pending_request(open_journal
     assert queue.stats.resends_recognised == req.resent
     assert queue.stats.requests == 2  # no second entry
     assert device_journal.count(name="device") == 0
+
+
+def test_a_rep_reads_ahead_after_a_reply_and_still_behaves_as_a_rep(open_journal, ctx, tmp_path, ipc) -> None:
+    address = ipc()
+    _, rep, _, journaled_client = _pair(open_journal, ctx, tmp_path, address)
+    plain_client = ctx.socket(zmq.REQ)
+    plain_client.connect(address)
+    journaled_client.send(b"a")
+    assert rep.recv() == b"a"
+    plain_client.send(b"b")
+    time.sleep(0.2)  # queued at the REP when it replies to "a"
+    rep.send(b"ra")  # a copy of "a" queued now would be answered too; "b" is read ahead and held
+    with pytest.raises(zmq.ZMQError) as e:
+        rep.send(b"no request in hand")
+    assert e.value.errno == zmq.EFSM
+    assert rep.poll(0, zmq.POLLOUT) == 0 and rep.poll(0) == zmq.POLLIN
+    assert not rep.get(zmq.EVENTS) & zmq.POLLOUT
+    assert rep.recv() == b"b"
+    rep.send(b"rb")
+    assert plain_client.recv() == b"rb" and journaled_client.recv() == b"ra"

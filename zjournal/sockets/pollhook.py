@@ -49,6 +49,8 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
             if sock._s.answering_python:
                 replaced = True  # libzmq's view of this REP does not apply: it never saw the request
                 flags = 0
+            elif sock._s.rep_held:
+                flags &= ~_POLLOUT  # libzmq's REP owes a request held in Python its reply
             confirm = sock._s.confirm
             if confirm is not None and not confirm.resends_in_thread:
                 resending.append(confirm)

@@ -62,10 +62,13 @@ ORIGIN_MAGIC = b"\x00zjo1"  # a REP entry's envelope frame: this, then the reque
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
+_EVENTS = int(zmq.EVENTS)
+_RCVTIMEO = int(zmq.RCVTIMEO)
 _CONNECTED = int(zmq.EVENT_CONNECTED | zmq.EVENT_ACCEPTED)
 _DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
 _monitor_ids = iter(range(1, 1 << 62))
 _libzmq_poll = zmq.backend.zmq_poll
+_get = zmq.backend.Socket.get  # libzmq's getsockopt, a plain int (pyzmq's Python layer makes enums: slow)
 TICK_MS = 20  # a REQ waiting for its reply looks at resends this often
 CACHE_SIZE = 1024  # replies kept for resends of requests answered to nobody
 CACHE_SECONDS = 600.0
@@ -135,18 +138,21 @@ class _Monitor:
     def __init__(self, sock: zmq.Socket) -> None:
         self._endpoint = f"inproc://zjournal-monitor-{next(_monitor_ids)}-{id(self):x}"
         zmq.Socket.monitor(sock, self._endpoint, _CONNECTED | _DISCONNECTED)
-        self._pair = zmq.Socket(sock.context, zmq.PAIR)  # a plain one, whatever the context's class (asyncio)
-        self._pair.linger = 0
-        self._pair.connect(self._endpoint)
+        self.pair = zmq.Socket(sock.context, zmq.PAIR)  # a plain one, whatever the context's class (asyncio)
+        self.pair.linger = 0
+        self.pair.connect(self._endpoint)
         self.connections = 0  # open now
         self.most = 0  # open at once, at most
 
     def closed_since(self) -> bool:
         """Whether a connection closed since the last look."""
+        pair = self.pair
+        if not _get(pair, _EVENTS) & _POLLIN:
+            return False  # the common case: nothing happened (no exception raised to learn it)
         closed = False
         while True:
             try:
-                parts = self._pair.recv_multipart(_NOBLOCK)
+                parts = self.pair.recv_multipart(_NOBLOCK)
             except zmq.ZMQError:
                 return closed
             try:
@@ -161,7 +167,7 @@ class _Monitor:
                 closed = True
 
     def close(self) -> None:
-        self._pair.close(0)
+        self.pair.close(0)
 
 
 class RequestResends:
@@ -263,37 +269,56 @@ class RequestResends:
         return True
 
     def wait(self, flags: int) -> None:
-        """Before a blocking receive of the reply: wait in ticks, resending what is due; keeps ``RCVTIMEO``."""
+        """Before a blocking receive of the reply: wait, resending what is due; keeps ``RCVTIMEO``."""
         if flags & _NOBLOCK:
-            self.resend_due_here()
+            if not _get(self._sock, _EVENTS) & _POLLIN:  # (a resend with the reply there would make it stale)
+                self.resend_due_here()
             return
+        timeout = _get(self._sock, _RCVTIMEO)
+        if self._ready_within(None if timeout < 0 else timeout):
+            return
+        raise zmq.Again()
+
+    def _ready_within(self, timeout_ms: int | None) -> bool:
+        """Wait up to ``timeout_ms`` (None: for ever) for the reply, resending what falls due meanwhile.
+
+        One poll on the socket and the connection monitor at a time, until the
+        next resend is due: a closed connection wakes it at once.
+        """
         sock = self._sock
-        timeout = zmq.Socket.get(sock, zmq.RCVTIMEO)
-        deadline = None if timeout < 0 else time.monotonic() + timeout / 1000
+        monitor = self._monitor
+        asked = [(sock, _POLLIN)] if monitor is None else [(sock, _POLLIN), (monitor.pair, _POLLIN)]
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
-            wait = TICK_MS
+            now = time.monotonic()
+            wait = -1
+            if self.resend_after is not None and not self.gave_up and self.frames is not None:
+                wait = max(0, int((self._sent_at + self.resend_after - now) * 1000) + 1)
             if deadline is not None:
-                wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
-            if _libzmq_poll([(sock, _POLLIN)], wait):
-                return
+                left = max(0, int((deadline - now) * 1000))
+                wait = left if wait < 0 else min(wait, left)
+            if wait < 0 or wait > TICK_MS * 50:
+                wait = TICK_MS * 50  # (a resend that could not go, no peer to take it, is tried again)
+            ready = _libzmq_poll(asked, wait)
+            if ready and ready[0][0] is sock:  # (zmq_poll reports in the order asked)
+                return True
             self.resend_due_here()
             if deadline is not None and time.monotonic() >= deadline:
-                raise zmq.Again()
+                return False
 
     def poll(self, timeout: int | None, flags: int) -> int:
-        """``sock.poll`` while the reply is owed: never POLLOUT (as a REQ); waits in ticks, resending what is due."""
-        sock = self._sock
-        asked = [(sock, flags & _POLLIN)]
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout / 1000
-        while True:
-            wait = TICK_MS
-            if deadline is not None:
-                wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
-            if _libzmq_poll(asked, wait):
-                return _POLLIN
-            self.resend_due_here()
-            if deadline is not None and time.monotonic() >= deadline:
-                return 0
+        """``sock.poll`` while the reply is owed: never POLLOUT (as a REQ); resends what falls due meanwhile."""
+        if not flags & _POLLIN:  # a REQ owing a reply is never writable: it waits the time out (resending)
+            deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout / 1000
+            while True:
+                self.resend_due_here()
+                left = TICK_MS / 1000 if deadline is None else min(TICK_MS / 1000, deadline - time.monotonic())
+                if left <= 0:
+                    return 0
+                time.sleep(left)
+        if _get(self._sock, _EVENTS) & _POLLIN:
+            return _POLLIN
+        return _POLLIN if self._ready_within(None if timeout is None or timeout < 0 else timeout) else 0
 
     def close(self) -> None:
         if self._monitor is not None:

@@ -72,6 +72,7 @@ _POLLOUT = int(zmq.POLLOUT)
 # libzmq's own send/recv, below pyzmq's Python layer (whose send only adds routing_id/group handling)
 _base_send = zmq.backend.Socket.send
 _base_recv = zmq.backend.Socket.recv
+_base_get = zmq.backend.Socket.get
 
 
 class _State:
@@ -80,6 +81,7 @@ class _State:
     __slots__ = (
         "ahead",
         "ahead_first",
+        "answering",
         "answering_python",
         "awaiting_reply",
         "behind",
@@ -95,6 +97,7 @@ class _State:
         "local",
         "redelivered",
         "redelivery",
+        "rep_held",
         "replies",
         "reply_parts",
         "requests",
@@ -163,6 +166,10 @@ class _State:
         self.rx_origin: bytes | None = None
         self.replies: AnsweredToNobody | None = None
         self.reply_parts: list[bytes] = []
+        # REP: (origin, body) of the journaled REQ's request the application is answering, and whether
+        # a request read ahead after a reply waits in Python (libzmq's REP owes it the next reply).
+        self.answering: tuple[bytes, list[bytes]] | None = None
+        self.rep_held = False
 
 
 class JournaledSocket(Prefetching, zmq.Socket):
@@ -420,9 +427,19 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if policy is None:  # a REP's reply: not journaled, but it acks the request
             if state.answering_python:
                 return self._reply_to_nobody(data, flags, copy, track)
+            if state.rep_held and not state.reply_parts:
+                raise zmq.ZMQError(zmq.EFSM)  # a request read ahead waits for the application first
+            answering = state.answering
+            if answering is not None:
+                state.reply_parts.append(as_bytes(data))
             result = super().send(data, flags, copy, track, routing_id, group)
-            if not flags & _SNDMORE and self._s.awaiting_reply:
-                self._settle_reply()
+            if not flags & _SNDMORE:
+                if state.awaiting_reply:
+                    self._settle_reply()
+                if answering is not None:
+                    reply, state.reply_parts = state.reply_parts, []
+                    state.answering = None
+                    self._answer_queued_copies(answering, reply)
             return result
         if flags & _SNDMORE and routing_id is None and group is None:
             return self._send_more(data, flags, copy, track)
@@ -651,7 +668,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if requests is not None and requests.outstanding and not requests.mid_reply:
             requests.wait(flags)
         got = receive()
-        if zmq.Socket.get(self, _RCVMORE):
+        if _base_get(self, _RCVMORE):
             if requests is not None:
                 requests.mid_reply = True
             return got
@@ -753,6 +770,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """
         state = self._s
         entry_id, frames = state.returned.popleft()
+        state.rep_held = False
         self._settle_now()
         if entry_id < 0:
             self._redelivered(-entry_id)
@@ -1231,6 +1249,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             held = self._python_events(_POLLIN | _POLLOUT)
             if state.answering_python:
                 return held
+            if state.rep_held:
+                return held  # libzmq's REP owes the held request a reply: not writable for the application
             if held:
                 return super().get(option) | held
         return super().get(option)
@@ -1285,6 +1305,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._s is not None and self._s.answering_python:
             return flags & _POLLOUT
         events = self._python_events(flags)
+        if self._s is not None and self._s.rep_held:
+            flags &= ~_POLLOUT  # libzmq's REP owes the request held in Python its reply: not writable
         if events:
             rest = flags & ~events
             return events | (super().poll(0, rest) if rest else 0)
@@ -1331,6 +1353,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 return False
             stored = [origin_frame(origin), *frames]  # journaled with it: its resend is recognised after a restart
             envelope_size = 1
+            self._s.answering = (origin, frames)
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
             port.count_ephemeral(self._jname)
@@ -1364,6 +1387,41 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._handler is not None:
             self._handler.on_inbound(self, entry_id, frames)
         return True
+
+    def _answer_queued_copies(self, answered: tuple[bytes, list[bytes]], reply: list[bytes]) -> None:
+        """A REP replied to a journaled REQ's request: copies of it queued already get this reply too.
+
+        A copy goes out beside the original when the REQ's connection broke
+        with the original still in its pipe (libzmq sends it on the new
+        connection) and the REQ resent it. What is queued the moment the reply
+        left was sent before anyone could have had that reply, so a request
+        from the same origin with the same body then is that copy. Anything
+        else read here is journaled and held for the application's next recv.
+        """
+        state = self._s
+        origin, body = answered
+        while _base_get(self, _EVENTS) & _POLLIN:
+            first = _base_recv(self, _NOBLOCK, False, False)
+            frames = self._rest_of(first, False)
+            from_origin = origin_of(first)
+            if from_origin == origin and frames == body:
+                for frame in reply[:-1]:
+                    _base_send(self, frame, _SNDMORE)
+                _base_send(self, reply[-1], 0)
+                if state.replies is not None:
+                    state.replies.answered += 1
+                continue
+            state.rx_origin = from_origin
+            try:
+                handed = self._inbound(frames, 0)  # (a resend answered from the cache: False, read on)
+            except StoreError:
+                state.rep_held = True  # kept unjournaled: the next recv journals and hands it over
+                return
+            if handed:
+                state.returned.append((state.last_id, frames))
+                state.rep_held = True
+                self._update_fast_paths()
+                return
 
     def _answered_already(self, origin: bytes, frames: list[bytes]) -> bool:
         """A REP: the resend of a request it answered to nobody gets that reply now, without the application."""
