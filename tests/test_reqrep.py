@@ -251,3 +251,18 @@ def test_a_rep_reads_ahead_after_a_reply_and_still_behaves_as_a_rep(open_journal
     assert rep.recv() == b"b"
     rep.send(b"rb")
     assert plain_client.recv() == b"rb" and journaled_client.recv() == b"ra"
+
+
+def test_recv_into_refuses_a_buffer_it_cannot_write_as_pyzmq_does(journal, ctx, endpoint) -> None:
+    address = endpoint()
+    a = journal.wrap(ctx.socket(zmq.PAIR), "a")
+    a.bind(address)
+    b = ctx.socket(zmq.PAIR)
+    b.connect(address)
+    with pytest.raises(BufferError):  # pyzmq's own error for these (its test_recv_into_bad)
+        a.recv_into(memoryview(bytearray(10))[::2])
+    with pytest.raises(BufferError):
+        a.recv_into(b"read only")
+    b.send(b"still there")
+    buf = bytearray(20)
+    assert a.recv_into(buf) == 11 and bytes(buf[:11]) == b"still there"

@@ -75,14 +75,17 @@ def test_what_a_closed_socket_left_comes_back_through_the_next_socket_of_its_nam
     server_addr = endpoint()
     server = ctx.socket(zmq.ROUTER)
     server.bind(server_addr)
-    # (resend_after=None: by hand; by default the next REQ sends it itself, see tests/test_reqrep.py)
-    req = journal.wrap(ctx.socket(zmq.REQ), name="client", resend_after=None)
+    # (the next REQ also sends it by itself, from a DEALER of its own; replay takes it over)
+    req = journal.wrap(ctx.socket(zmq.REQ), name="client")
     req.connect(server_addr)
     req.send(b"order-1")
     req.close(linger=0)
-    retry = journal.wrap(ctx.socket(zmq.REQ), name="client", resend_after=None)
+    retry = journal.wrap(ctx.socket(zmq.REQ), name="client")
     retry.connect(server_addr)
     assert journal.replay("client", into=retry) == 1
+    with pytest.raises(zmq.ZMQError) as e:
+        retry.send(b"another")  # the replayed request awaits its reply: a REQ refuses a second one
+    assert e.value.errno == zmq.EFSM
     for _ in range(2):
         assert server.recv_multipart()[-1] == b"order-1"
     # A REP closed before replying, wrapped again.

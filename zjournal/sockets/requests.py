@@ -391,7 +391,8 @@ class EarlierRequests:
         self._resend_after = resend_after
         self._max_attempts = max_attempts
         self._endpoints: list[str] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the endpoints, the ids and the taken ones, between the two threads
+        self._taken: set[int] = set()  # replayed through the REQ itself (journal.replay): not sent from here
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.answered = 0
@@ -408,6 +409,14 @@ class EarlierRequests:
         if self._thread is None and not self._stop.is_set():
             self._thread = threading.Thread(target=self._run, name="zjournal-earlier-requests", daemon=True)
             self._thread.start()
+
+    def take(self, entry_id: int) -> bool:
+        """``journal.replay`` sends ``entry_id`` through the REQ itself: this stops sending it (False: not here)."""
+        with self._lock:
+            if entry_id not in self._ids:
+                return False
+            self._taken.add(entry_id)
+            return True
 
     def close(self) -> None:
         """Stop; what was not answered stays pending for the next REQ of this name."""
@@ -433,7 +442,8 @@ class EarlierRequests:
                 connected += len(endpoints)
                 if not self._deliver(dealer, self._ids[0]):
                     return
-                self._ids.popleft()
+                with self._lock:
+                    self._ids.popleft()
         except (zmq.ZMQError, ZJournalError) as e:
             if not self._stop.is_set():
                 log.warning("zjournal: earlier requests of a REQ not resent (they stay pending): %s", e)
@@ -448,6 +458,8 @@ class EarlierRequests:
         envelope: list[bytes] = [b""]
         sent_at = None
         while not self._stop.is_set():
+            if entry_id in self._taken:
+                return True  # the REQ sends it now (journal.replay)
             if sent_at is None or (self._resend_after is not None and time.monotonic() - sent_at >= self._resend_after):
                 try:
                     attempt = self._port.attempt(entry_id, self._max_attempts)

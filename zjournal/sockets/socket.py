@@ -1206,7 +1206,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             raise ValueError(f"{nbytes=} must be non-negative")
         view = memoryview(buffer)
         if view.readonly or not view.contiguous:
-            raise ValueError("Couldn't create buffer")
+            raise BufferError("recv_into needs a writable, contiguous buffer")  # as pyzmq's
         view = view.cast("B")
         if nbytes > len(view):
             raise ValueError(f"{nbytes=} too big for memoryview of {len(view)}B")

@@ -161,8 +161,11 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
             target.send_multipart(entry.frames)
             journal.ack(entry.id)
         elif isinstance(target, JournaledSocket):
-            if port.in_flight(entry.id):
+            earlier = target._s.earlier if target._journal is journal and entry.name == target._jname else None
+            if port.in_flight(entry.id) and (earlier is None or not earlier.take(entry.id)):
                 continue  # this process sent it and is waiting for its ack
+            if target._s.requests is not None:
+                target._s.requests.check_turn()  # a REQ takes one request at a time (EFSM, as libzmq's)
             delivered = port.deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
             if delivered is None:
                 continue
