@@ -3,17 +3,18 @@
 A REQ's request is journaled before it moves and acked by its reply. When no
 reply comes, :class:`RequestResends` sends it again through the same socket
 (libzmq's ``REQ_RELAXED`` lets it), from the application's own waits: its
-blocking ``recv``, ``poll`` and pollers, cut into ticks for that.
+blocking ``recv``, ``poll``, pollers and asyncio's event loop.
 
 * At once when the connection that carried it closed (a SIGKILLed server:
-  libzmq's monitor says so). That reply can never come, so the resend goes as
-  it is and no peer sees anything a plain REQ would not send.
+  libzmq's monitor says so).
 * After ``resend_after`` seconds without a reply while the connection stays
-  up (a server that lost the request behind a broker, or is only slow). The
-  original's reply may still come, so that resend carries libzmq's
-  ``REQ_CORRELATE`` request-id frame before the delimiter: a REP answers it
-  as usual, and libzmq drops the reply to the older send. A slow server then
-  handles the request twice (at least once).
+  up (a server that lost the request behind a broker, or is only slow).
+
+The original may still arrive and be answered (libzmq sends what it had not
+written yet on the next connection; a slow server answers late), so every
+resend carries libzmq's ``REQ_CORRELATE`` request-id frame before the
+delimiter: a REP answers it as usual, and libzmq drops the reply to an older
+send. A slow server may handle the request twice (at least once).
 
 The application still sees exactly a REQ: ``EFSM`` on a second send before
 the reply, one reply per request, no ``POLLOUT`` while a reply is owed.
@@ -25,9 +26,10 @@ it with the request, as the entry's envelope. A request it served from Python
 after a restart (its requester's pipe is gone) is answered to nobody; the
 reply is kept (:class:`AnsweredToNobody`, bounded by count and age), and the
 resend of that request from the same origin, with the same body, is answered
-from it without the application. That is the only case where the REP is
-sure: a REQ cannot move on before it has a reply, so the only request with
-this origin and body it can send now is this one again.
+from it without the application: a REQ cannot move on before it has a reply,
+so the only request with this origin and body it can send now is this one
+again. Copies already queued when a live reply leaves get that reply too
+(``JournaledSocket._answer_queued_copies``).
 
 Requests a REQ left pending when its process died (or when the application
 closed it, as a Lazy Pirate client does) are sent by the next REQ of the same
