@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import collections
+import queue
 import random
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,16 +19,12 @@ REQUESTS = 200
 
 
 class ReqRepPeer(Peer):
-    def start(self) -> None:
-        import subprocess
-        import sys
+    """A process of tests/reqrep_peers.py (Peer's kill, lines and readiness)."""
 
+    def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, PEERS, *self.args], stdout=subprocess.PIPE, text=True, start_new_session=True
         )
-        import queue
-        import threading
-
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
         assert self.line(timeout=30) == "ready"
