@@ -3,6 +3,7 @@
 server JOURNAL ENDPOINT HANDLED DELAY   a journaled REP (binds): appends each request it handles to
                                          HANDLED, sleeps DELAY seconds (the window a kill hits), replies
 worker JOURNAL ENDPOINT HANDLED DELAY   the same, connecting (a worker behind zjournal.Queue)
+router JOURNAL ENDPOINT HANDLED DELAY   the same with a journaled ROUTER (binds), the Guide's envelope echo
 client JOURNAL ENDPOINT COUNT REPLIES   a journaled REQ, the plain blocking loop of the Guide's
                                          hello-world client: send, recv, COUNT times; appends each reply
 device JOURNAL FRONTEND BACKEND          zjournal.Queue between them
@@ -43,6 +44,19 @@ def serve(journal_path: str, endpoint: str, handled: str, delay: float, bind: bo
         rep.send(b"re:" + request)
 
 
+def serve_routing(journal_path: str, endpoint: str, handled: str, delay: float) -> None:
+    journal = zjournal.open(journal_path)
+    ctx = zmq.Context()
+    router = journal.wrap(ctx.socket(zmq.ROUTER), "server")
+    router.bind(endpoint)
+    print("ready", flush=True)
+    while True:
+        *envelope, request = router.recv_multipart()
+        _append(handled, request)
+        time.sleep(delay)
+        router.send_multipart([*envelope, b"re:" + request])
+
+
 def client(journal_path: str, endpoint: str, count: int, replies: str) -> None:
     journal = zjournal.open(journal_path)
     ctx = zmq.Context()
@@ -77,6 +91,8 @@ def main() -> None:
     role, *args = sys.argv[1:]
     if role in ("server", "worker"):
         serve(args[0], args[1], args[2], float(args[3]), bind=role == "server")
+    elif role == "router":
+        serve_routing(args[0], args[1], args[2], float(args[3]))
     elif role == "client":
         client(args[0], args[1], int(args[2]), args[3])
     elif role == "device":

@@ -89,6 +89,18 @@ def test_a_killed_rep_never_hangs_a_blocking_req_client(tmp_path: Path, peers) -
     _check(client, handled, replies, kills)
 
 
+def test_a_killed_router_never_hangs_a_blocking_req_client(tmp_path: Path, peers) -> None:
+    endpoint = f"ipc://{tmp_path}/rt"
+    handled, replies = tmp_path / "handled", tmp_path / "replies"
+    server = peers("router", str(tmp_path / "sj"), endpoint, str(handled), "0.01")
+    client = peers("client", str(tmp_path / "cj"), endpoint, str(REQUESTS), str(replies))
+    server.start()
+    client.start()
+    kills = _kill_while_serving(server, client, handled, random.Random(29))
+    assert kills >= 3
+    _check(client, handled, replies, kills)
+
+
 def test_a_killed_device_never_hangs_a_blocking_req_client(tmp_path: Path, peers) -> None:
     frontend, backend = f"ipc://{tmp_path}/front", f"ipc://{tmp_path}/back"
     handled, replies = tmp_path / "handled", tmp_path / "replies"

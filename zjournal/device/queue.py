@@ -28,14 +28,14 @@ from zjournal import killpoints
 from zjournal.device import report
 from zjournal.device.correlation import Tags, envelope_size, looks_like_a_tag
 from zjournal.device.report import DropLog, QueueStats, StopReport, StoreErrorLog
-from zjournal.device.resends import ClientResends, split_origin, with_origin
+from zjournal.device.resends import ClientResends
 from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError, ZJournalError
 from zjournal.journal.core import port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
-from zjournal.sockets.requests import digest_of, origin_of
+from zjournal.sockets.requests import digest_of, origin_of, split_origin, with_origin
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal

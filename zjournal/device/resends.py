@@ -14,22 +14,7 @@ ROUTER_MANDATORY says so) is kept for the resend that follows.
 
 from __future__ import annotations
 
-from zjournal.sockets.requests import ORIGIN_MAGIC, AnsweredToNobody, digest_of, origin_frame
-
-_ORIGIN_FRAME_SIZE = len(ORIGIN_MAGIC) + 16
-
-
-def with_origin(origin: bytes, frames: list[bytes], size: int) -> tuple[list[bytes], int]:
-    """A request as journaled: its requester's origin first, inside the envelope."""
-    return [origin_frame(origin), *frames], size + 1
-
-
-def split_origin(frames: list[bytes], size: int) -> tuple[bytes | None, list[bytes], int]:
-    """(origin, the request as it came, its envelope size) of a journaled request."""
-    first = frames[0] if frames else b""
-    if size > 1 and len(first) == _ORIGIN_FRAME_SIZE and first.startswith(ORIGIN_MAGIC):
-        return first[len(ORIGIN_MAGIC) :], frames[1:], size - 1
-    return None, frames, size
+from zjournal.sockets.requests import AnsweredToNobody, digest_of
 
 
 class ClientResends:

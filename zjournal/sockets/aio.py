@@ -62,6 +62,13 @@ class _Handing:
     _zj_source: Any = None  # recv_string/json/pyobj: the recv future this one decodes
     _zj_owner: Any = None  # set on recv futures
     _zj_kind = ""
+    _zj_call: tuple[Any, dict[str, Any]] | None = None  # a blocking recv's (args, kwargs), to wait again
+
+    def set_exception(self, exception: Any) -> None:
+        owner = self._zj_owner
+        if owner is not None and isinstance(exception, zmq.Again) and owner._zj_wait_again(self):
+            return
+        super().set_exception(exception)
 
     def set_result(self, result: Any) -> None:
         owner = self._zj_owner
@@ -132,14 +139,39 @@ class _JournaledAsync:
     _zj_last: _Handover | None = None
 
     _zj_resend_timer: Any = None  # confirm DEALER/ROUTER/PAIR: the event loop's next look at resends
+    _zj_reading = False  # inside pyzmq's _handle_recv: an Again there is a read, not RCVTIMEO's timer
 
     def _add_recv_event(self, kind: str, *, args: Any = None, kwargs: Any = None, future: Any = None) -> Any:
         if future is None and kind in ("recv", "recv_multipart"):
             future = self._Future()
             future._zj_owner = self
             future._zj_kind = kind
+            if not (kwargs or {}).get("flags", 0) & zmq.DONTWAIT:
+                future._zj_call = (args, dict(kwargs or {}))
         self._zj_arm_resends()
         return super()._add_recv_event(kind, args=args, kwargs=kwargs, future=future)
+
+    def _handle_recv(self) -> None:
+        self._zj_reading = True
+        try:
+            super()._handle_recv()
+        finally:
+            self._zj_reading = False
+
+    def _zj_wait_again(self, future: Any) -> bool:
+        """A blocking recv's read found nothing to hand over although libzmq said readable: wait on.
+
+        libzmq's REQ drops a reply to an older correlated send (zjournal's
+        resends turn REQ_CORRELATE on), a journaled receiver drops a resend it
+        holds or recognises: a blocking recv goes on waiting then, and so does
+        the future (RCVTIMEO starts again).
+        """
+        call = future._zj_call
+        if not self._zj_reading or call is None or future.done() or self._closed:
+            return False
+        args, kwargs = call
+        super()._add_recv_event(future._zj_kind, args=args, kwargs=dict(kwargs), future=future)
+        return True
 
     def _add_send_event(self, kind: str, msg: Any = None, kwargs: Any = None, future: Any = None) -> Any:
         try:
@@ -281,6 +313,14 @@ class _JournaledAsync:
     @property
     def last_attempts(self) -> int:
         return self._shadow_sock.last_attempts
+
+    @property
+    def resent(self) -> int:
+        return self._shadow_sock.resent
+
+    @property
+    def resends_recognised(self) -> int:
+        return self._shadow_sock.resends_recognised
 
     def ack(self, id: int | None = None) -> bool:  # noqa: A002
         return self._shadow_sock.ack(id)

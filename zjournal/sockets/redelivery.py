@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import zmq
 
 from zjournal.journal.entry import DIRECTION_CODES, Direction, Entry
+from zjournal.sockets.requests import split_origin
 
 if TYPE_CHECKING:
     from zjournal.journal.port import SocketPort
@@ -150,8 +151,9 @@ class InprocRedelivery(Redelivery):
             frames = [self.token + _ID.pack(entry.id), *entry.frames]
         elif self.socket_type == zmq.DEALER:
             frames = [self.dealer_id, self.token + _ID.pack(entry.id), *entry.frames]
-        else:  # ROUTER: the peer's routing id replaces the original sender's
-            frames = entry.frames[1:] if entry.envelope_size else entry.frames
+        else:  # ROUTER: the peer's routing id replaces the original sender's (and a REQ's origin goes)
+            _, frames, envelope_size = split_origin(entry.frames, entry.envelope_size)
+            frames = frames[1:] if envelope_size else frames
         self.peer.send_multipart(frames)
         self.queued.append(entry.id)
 

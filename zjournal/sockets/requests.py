@@ -61,6 +61,7 @@ log = logging.getLogger("zjournal")
 
 ORIGIN_PROPERTY = "X-Zj-Origin"  # the ZMTP metadata property naming a journaled REQ
 ORIGIN_MAGIC = b"\x00zjo1"  # a REP entry's envelope frame: this, then the requester's origin
+_ORIGIN_FRAME_SIZE = len(ORIGIN_MAGIC) + 16
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
 _POLLIN = int(zmq.POLLIN)
@@ -108,13 +109,21 @@ def origin_frame(origin: bytes) -> bytes:
 
 
 def origin_in(entry: Entry) -> bytes | None:
-    """The requester's origin a REP journaled with ``entry`` (its envelope), if any."""
-    if entry.envelope_size != 1:
-        return None
-    first = entry.frames[0]
-    if len(first) == len(ORIGIN_MAGIC) + 16 and first.startswith(ORIGIN_MAGIC):
-        return first[len(ORIGIN_MAGIC) :]
-    return None
+    """The requester's origin journaled with ``entry`` (the first frame of its envelope), if any."""
+    return split_origin(entry.frames, entry.envelope_size)[0]
+
+
+def with_origin(origin: bytes, frames: list[bytes], size: int) -> tuple[list[bytes], int]:
+    """A request as journaled by a ROUTER or the device: its requester's origin first, inside the envelope."""
+    return [origin_frame(origin), *frames], size + 1
+
+
+def split_origin(frames: list[bytes], size: int) -> tuple[bytes | None, list[bytes], int]:
+    """(origin, the request as it came, its envelope size) of a journaled request."""
+    first = frames[0] if size and frames else b""
+    if len(first) == _ORIGIN_FRAME_SIZE and first.startswith(ORIGIN_MAGIC):
+        return first[len(ORIGIN_MAGIC) :], frames[1:], size - 1
+    return None, frames, size
 
 
 def digest_of(frames: list[bytes]) -> bytes:
@@ -355,13 +364,17 @@ class AnsweredToNobody:
 
     def take(self, origin: bytes, request: list[bytes]) -> list[bytes] | None:
         """The reply for this resend, once (a later identical request is a new one)."""
+        return self.take_keyed((origin, digest_of(request))) if self._replies else None
+
+    def take_keyed(self, key: tuple[bytes, bytes]) -> list[bytes] | None:
+        """As :meth:`take`, for the key ``(origin, digest_of(request))``."""
         replies = self._replies
         if not replies:
             return None
         cutoff = time.monotonic() - self._seconds
         while replies and next(iter(replies.values()))[0] < cutoff:
             replies.popitem(last=False)
-        kept = replies.pop((origin, digest_of(request)), None)
+        kept = replies.pop(key, None)
         if kept is None:
             return None
         self.answered += 1
@@ -504,4 +517,6 @@ __all__ = [
     "origin_frame",
     "origin_in",
     "origin_of",
+    "split_origin",
+    "with_origin",
 ]

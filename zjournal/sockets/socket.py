@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from zjournal import killpoints
-from zjournal.errors import InvalidArgumentError, StoreError
+from zjournal.errors import InvalidArgumentError, StoreError, ZJournalError
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
@@ -39,6 +39,7 @@ from zjournal.sockets.redelivery import (
     as_bytes,
     redelivery_for,
 )
+from zjournal.sockets.requesters import InHand, RouterRequests
 from zjournal.sockets.requests import (
     AnsweredToNobody,
     EarlierRequests,
@@ -48,6 +49,8 @@ from zjournal.sockets.requests import (
     origin_frame,
     origin_in,
     origin_of,
+    split_origin,
+    with_origin,
 )
 
 if TYPE_CHECKING:
@@ -73,6 +76,13 @@ _POLLOUT = int(zmq.POLLOUT)
 _base_send = zmq.backend.Socket.send
 _base_recv = zmq.backend.Socket.recv
 _base_get = zmq.backend.Socket.get
+
+
+def _send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """libzmq's send of a whole message, not journaled (an answer zjournal gives for the application)."""
+    for frame in frames[:-1]:
+        _base_send(sock, frame, _SNDMORE)
+    _base_send(sock, frames[-1], 0)
 
 
 class _State:
@@ -102,6 +112,7 @@ class _State:
         "reply_parts",
         "requests",
         "returned",
+        "routed",
         "rx",
         "rx_origin",
         "rx_redelivered",
@@ -170,13 +181,16 @@ class _State:
         # a request read ahead after a reply waits in Python (libzmq's REP owes it the next reply).
         self.answering: tuple[bytes, list[bytes]] | None = None
         self.rep_held = False
+        # ROUTER: its journaled REQ clients' requests in hand, to recognise their resends
+        self.routed: RouterRequests | None = None
 
 
 class JournaledSocket(Prefetching, zmq.Socket):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
-    :meth:`receiving` and :attr:`journal_name`.
+    :meth:`receiving` and :attr:`journal_name` (and :attr:`last_attempts`,
+    :attr:`resent`, :attr:`resends_recognised`).
     """
 
     # Declared on the class: pyzmq turns unknown instance attributes into socket options.
@@ -242,6 +256,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._setup_requests(port, name, check_resend_after(resend_after))
         elif self._is_rep:
             self._s.replies = AnsweredToNobody()
+        elif self._router and self._in_policy is not None:
+            self._s.routed = RouterRequests()
         self._s.slots = port.open_slots(name)
         self._update_fast_paths()
 
@@ -305,6 +321,14 @@ class JournaledSocket(Prefetching, zmq.Socket):
         return self._s.last_id
 
     @property
+    def resends_recognised(self) -> int:
+        """A REP or ROUTER: resends of journaled REQs' requests answered without handing them over again."""
+        state = self._s
+        if state.routed is not None:
+            return state.routed.not_handed
+        return 0 if state.replies is None else state.replies.answered
+
+    @property
     def resent(self) -> int:
         """A REQ: how often it sent a request again because no reply came (0 for other types)."""
         requests = self._s.requests
@@ -351,7 +375,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
             # Its requester is alive and waiting: deliver it again as it came, so the reply
             # reaches that requester (a ROUTER through its routing id, a REP through libzmq,
             # which still owes that requester the reply).
-            state.returned.append((-entry_id, entry.frames[entry.envelope_size :] if self._is_rep else entry.frames))
+            frames = (
+                entry.frames[entry.envelope_size :]
+                if self._is_rep
+                else split_origin(entry.frames, entry.envelope_size)[1]
+            )
+            state.returned.append((-entry_id, frames))
             self._update_fast_paths()
         else:
             self._ensure_redelivery().requeue(entry)
@@ -527,6 +556,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         settle = state.settle_sent
         state.settle_sent = 0
         entry_id = state.last_id = self._port.log_held(slot, frames, settle, int(self._router))
+        routed = state.routed
+        answered = self._answering(routed, frames) if routed is not None and routed.in_hand else None
         if killpoints.ARMED:
             killpoints.reached("send:after-journal")
         try:
@@ -537,6 +568,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._port.unlog(entry_id)
             raise
         state.settle_sent = entry_id
+        if answered is not None and answered.also_to is not None:
+            _send_frames(self, answered.also_to)
         return result
 
     def _send_whole(self, frames: list[bytes], flags: int, move: Callable[[], Any]) -> Any:
@@ -553,6 +586,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if requests is not None:
             requests.check_turn()
         entry_id = self._journal_out(frames, flags)
+        routed = self._s.routed
+        answered = self._answering(routed, frames) if routed is not None and routed.in_hand else None
         if killpoints.ARMED:
             killpoints.reached("send:after-journal")
         try:
@@ -561,6 +596,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if entry_id:
                 self._port.unlog(entry_id)
             raise
+        if answered is not None and answered.also_to is not None:
+            _send_frames(self, answered.also_to)
         if entry_id:
             self._sent(entry_id)
         if requests is not None:
@@ -595,6 +632,18 @@ class JournaledSocket(Prefetching, zmq.Socket):
             )
         state.last_id = entry_id
         return entry_id
+
+    def _answering(self, routed: RouterRequests, frames: list[bytes]) -> InHand | None:
+        """A ROUTER's reply to a journaled REQ's request in hand: that request is settled now, before it moves.
+
+        (Not at the next recv, as the ``next`` policy would: a kill in between
+        would redeliver a request whose requester has its reply.)
+        """
+        answered = routed.answer(frames)
+        if answered is not None and self._s.settle_next == answered.entry_id:
+            self._s.settle_next = 0
+            self._port.settle(answered.entry_id, self._s.slots)
+        return answered
 
     def _sent(self, entry_id: int) -> None:
         policy = self._out_policy
@@ -867,6 +916,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                     self._complete_rx()
                 return frame
             got, settle = self._recv_first(flags, track)  # may raise: nothing started
+            if state.routed is not None:
+                state.rx_origin = state.routed.origin_of(got)
             # A ROUTER's message is read whole at once: its confirm header, if any, follows the routing id.
             # So is a journaled REQ's request to a REP: it may be a resend answered already.
             if (got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC))) or state.rx_origin is not None:
@@ -955,8 +1006,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _recv_multipart_live(self, flags: int, copy: bool, track: bool) -> list[Any]:
         """Read and journal the next whole message; resends this journal holds already are skipped."""
         raw_recv = zmq.Socket.recv
+        routed = self._s.routed
         while True:
             got, settle = self._recv_first(flags, track)
+            if routed is not None:
+                self._s.rx_origin = routed.origin_of(got)  # a journaled REQ's, to recognise its resends
             frames = [got.bytes]
             parts = [got]
             while got.more:
@@ -999,15 +1053,30 @@ class JournaledSocket(Prefetching, zmq.Socket):
         assert isinstance(redelivery, InprocRedelivery)
         raw_recv = zmq.Socket.recv
         raw_get = zmq.Socket.get
+        routed = self._s.routed
         if not redelivery.active:
             self._retire_redelivery()
-            parts = [raw_recv(self, flags, copy, track)]
+            frame = raw_recv(self, flags, False, track)
+            if routed is not None:
+                self._s.rx_origin = routed.origin_of(frame)
+            parts = [frame.bytes if copy else frame]
             while whole and raw_get(self, _RCVMORE):
                 parts.append(raw_recv(self, flags, copy, track))
             return parts
         while True:
-            parts = [raw_recv(self, flags, copy, track)]
-            entry_id = redelivery.recognise(parts[0] if copy else parts[0].bytes)
+            if routed is None:
+                parts = [raw_recv(self, flags, copy, track)]
+                entry_id = redelivery.recognise(parts[0] if copy else parts[0].bytes)
+            else:  # a ROUTER: its routing-id frame carries the connection's metadata (a journaled REQ's origin)
+                frame = raw_recv(self, flags, False, track)
+                parts = [frame.bytes if copy else frame]
+                entry_id = redelivery.recognise(frame.bytes)
+                if entry_id and routed.any_in_hand and self._came_live(routed, entry_id):
+                    while raw_get(self, _RCVMORE):
+                        raw_recv(self, flags, False, track)
+                    continue
+                if not entry_id:
+                    self._s.rx_origin = routed.origin_of(frame)
             if entry_id:
                 self._s.rx_redelivered = entry_id
                 if redelivery.strips_first_frame:
@@ -1032,6 +1101,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
             while raw_get(self, _RCVMORE):
                 parts.append(raw_recv(self, flags, copy, track))
             self._hold_behind(redelivery, parts if copy else [p.bytes for p in parts])
+
+    def _came_live(self, routed: RouterRequests, entry_id: int) -> bool:
+        """A redelivered ROUTER request whose copy came live first: that copy went to the application, this is acked."""
+        entry = self._port.load(entry_id)
+        if entry is None or not routed.came_live(entry):
+            return False
+        with contextlib.suppress(ZJournalError):
+            self._journal.ack(entry_id)
+        return True
 
     def _recv_sub_redelivering(self, flags: int, track: bool) -> list[bytes]:
         """Read a whole message while a SUB's re-injected entries are queued (matched by content)."""
@@ -1131,20 +1209,29 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     def _hold_in_python(self, frames: list[bytes]) -> None:
         """Journal a live ROUTER message that arrived before the redelivered ones, to hand over after them."""
+        state = self._s
+        origin, state.rx_origin = state.rx_origin, None
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:]):
             self._port.count_ephemeral(self._jname)
-            self._s.behind.append((0, frames))
+            state.behind.append((0, frames))
             return
+        stored, envelope_size = frames, envelope_size_of(frames)
+        key = None
+        if origin is not None and state.routed is not None:
+            key = RouterRequests.key_of(origin, frames, envelope_size)
+            if self._copy_of_request(key, frames, envelope_size):
+                return
+            stored, envelope_size = with_origin(origin, frames, envelope_size)
         # In flight (tracked) so that fetching redeliverable entries skips it; attempts 0 until handed over.
         try:
-            entry_id = self._port.log(
-                self._jname, _IN, frames, track=True, attempts=0, envelope_size=envelope_size_of(frames)
-            )
+            entry_id = self._port.log(self._jname, _IN, stored, track=True, attempts=0, envelope_size=envelope_size)
         except StoreError:
             self._keep_unjournaled(frames, 0, JournaledSocket._journal_in_python)
             raise
-        self._s.behind.append((entry_id, frames))
+        state.behind.append((entry_id, frames))
+        if key is not None and state.routed is not None:
+            state.routed.handed(entry_id, key, frames[0])  # in hand from now: a copy of it is not handed over
 
     def _journal_in_python(self, frames: list[bytes], settle: int) -> bool:
         if self._s.redelivery is None:
@@ -1342,12 +1429,20 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if len(frames) > at + 1 and frames[at].startswith(_HEADER_MAGIC):
             header = confirm_wire.parse_header(frames[at])
             if header is not None:
+                self._s.rx_origin = None  # (a confirm sender is no REQ)
                 del frames[at]
                 return self._inbound_confirmed(frames, settle, header)
         stored = frames
         envelope_size = envelope_size_of(frames) if self._router else 0
         origin = self._s.rx_origin
-        if origin is not None:  # a REP's request from a journaled REQ
+        key = None
+        if origin is not None and self._router:  # a ROUTER's request from a journaled REQ
+            self._s.rx_origin = None
+            key = RouterRequests.key_of(origin, frames, envelope_size)
+            if self._copy_of_request(key, frames, envelope_size):
+                return False
+            stored, envelope_size = with_origin(origin, frames, envelope_size)
+        elif origin is not None:  # a REP's request from a journaled REQ
             self._s.rx_origin = None
             if self._answered_already(origin, frames):
                 return False
@@ -1384,8 +1479,26 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.awaiting_reply = entry_id
         else:
             self._s.settle_next = 0
+        if key is not None and self._s.routed is not None:
+            self._s.routed.handed(entry_id, key, frames[0])
         if self._handler is not None:
             self._handler.on_inbound(self, entry_id, frames)
+        return True
+
+    def _copy_of_request(self, key: tuple[bytes, bytes], frames: list[bytes], envelope_size: int) -> bool:
+        """A ROUTER: whether this journaled REQ's request is a copy of one in hand, or answered from a kept reply.
+
+        Neither is journaled or handed over; the previous message's ack
+        (``settle_next``) waits for the next append.
+        """
+        routed = self._s.routed
+        assert routed is not None
+        if routed.copy_in_hand(key, frames[:envelope_size]):
+            return True
+        reply = routed.answered_to_nobody(key)
+        if reply is None:
+            return False
+        _send_frames(self, [*frames[:envelope_size], *reply])
         return True
 
     def _answer_queued_copies(self, answered: tuple[bytes, list[bytes]], reply: list[bytes]) -> None:
@@ -1405,9 +1518,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             frames = self._rest_of(first, False)
             from_origin = origin_of(first)
             if from_origin == origin and frames == body:
-                for frame in reply[:-1]:
-                    _base_send(self, frame, _SNDMORE)
-                _base_send(self, reply[-1], 0)
+                _send_frames(self, reply)
                 if state.replies is not None:
                     state.replies.answered += 1
                 continue
@@ -1429,9 +1540,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         reply = None if replies is None else replies.take(origin, frames)
         if reply is None:
             return False
-        for frame in reply[:-1]:
-            _base_send(self, frame, _SNDMORE)
-        _base_send(self, reply[-1], 0)  # libzmq's REP owes this request a reply: this is it
+        _send_frames(self, reply)  # libzmq's REP owes this request a reply: this is it
         return True
 
     def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
@@ -1478,6 +1587,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
         self._s.redelivered = (entry_id, entry.attempts)
         if requester_gone:
             self._s.from_python.append(entry_id)
+            redelivery = self._s.redelivery
+            if self._s.routed is not None and isinstance(redelivery, InprocRedelivery):
+                self._s.routed.redelivered(entry, redelivery.token)  # the application answers the peer
         self._s.last_id = entry_id
         if policy is AckPolicy.NEXT:
             self._s.settle_next = entry_id
