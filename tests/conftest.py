@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,3 +80,32 @@ def sample_journal(journal_path: str) -> str:
         poison = j.append("orders", [b"poison"], direction="in", attempts=3)
         j.dead(poison, "too many attempts")
     return journal_path
+
+
+@pytest.fixture(scope="session")
+def nats_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One JetStream server on 127.0.0.1 for the whole session (each test uses journal names of its own)."""
+    from natsserver import Servers
+
+    servers = Servers(tmp_path_factory.mktemp("nats"), nodes=1).start()
+    yield servers.url
+    servers.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path):
+    """A 3-node JetStream cluster of this test's own (it may kill nodes)."""
+    from natsserver import Servers
+
+    servers = Servers(tmp_path / "nats", nodes=3).start()
+    yield servers
+    servers.stop()
+
+
+_aliases = itertools.count()
+
+
+@pytest.fixture
+def alias() -> str:
+    """A journal name in the engine that no other test uses."""
+    return f"t{next(_aliases)}-{os.getpid()}"

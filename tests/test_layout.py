@@ -84,6 +84,7 @@ PUBLIC_NAMES = [
     "Journal",
     "JournalClosedError",
     "JournalCorruptError",
+    "JournalFencedError",
     "JournalForkedError",
     "JournalLockedError",
     "JournalOpenError",
@@ -96,6 +97,7 @@ PUBLIC_NAMES = [
     "Plugin",
     "Queue",
     "QueueStats",
+    "ReplicationError",
     "RocksStore",
     "State",
     "StopReport",
@@ -104,8 +106,11 @@ PUBLIC_NAMES = [
     "UnknownEntryError",
     "ZJournalError",
     "__version__",
+    "materialise",
     "open",
+    "remote_list",
     "stop_on_signals",
+    "takeover",
 ]
 
 # Journal's public methods and their parameters: the layout by layers changed none (confirm came after).
@@ -148,6 +153,7 @@ JOURNAL_ATTRIBUTES = [
     "path",
     "read_only",
     "recovered",
+    "replication",
     "retention",
 ]
 

@@ -18,11 +18,13 @@ from zjournal.errors import (
     InvalidTransitionError,
     JournalClosedError,
     JournalCorruptError,
+    JournalFencedError,
     JournalForkedError,
     JournalLockedError,
     JournalOpenError,
     MessageTooLargeError,
     NotAJournalError,
+    ReplicationError,
     StoreError,
     UnknownEntryError,
     ZJournalError,
@@ -31,6 +33,7 @@ from zjournal.journal import Journal, open
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import SCHEMA_VERSION, Direction, Entry, State
 from zjournal.plugins import AckHandler, Plugin
+from zjournal.replication import materialise, remote_list, takeover
 from zjournal.sockets import AckPolicy, AsyncJournaledSocket, JournaledContext, JournaledSocket, MessageClass
 from zjournal.store import Batch, MemoryStore, RocksStore, Store
 
@@ -52,6 +55,7 @@ __all__ = [
     "Journal",
     "JournalClosedError",
     "JournalCorruptError",
+    "JournalFencedError",
     "JournalForkedError",
     "JournalLockedError",
     "JournalOpenError",
@@ -64,6 +68,7 @@ __all__ = [
     "Plugin",
     "Queue",
     "QueueStats",
+    "ReplicationError",
     "RocksStore",
     "State",
     "StopReport",
@@ -72,8 +77,11 @@ __all__ = [
     "UnknownEntryError",
     "ZJournalError",
     "__version__",
+    "materialise",
     "open",
+    "remote_list",
     "stop_on_signals",
+    "takeover",
 ]
 
 # Where the modules of the flat layout went (the layers: README, "How it is built"). Code that

@@ -113,3 +113,21 @@ class MessageTooLargeError(ZJournalError, ValueError):
         super().__init__(f"message of {size:,} bytes is larger than the journal's max_message_size ({limit:,} bytes)")
         self.size = size
         self.limit = limit
+
+
+class ReplicationError(ZJournalError):
+    """The replication engine (NATS JetStream) could not be reached or refused a request.
+
+    Local journaling goes on when shipping fails (``open(..., replicate=)``);
+    this is raised by calls that need the engine itself: opening a replicated
+    journal, ``takeover``, ``inspect --from``.
+    """
+
+
+class JournalFencedError(ReplicationError):
+    """Another process took this journal over (``zjournal takeover``): this one may not append or send.
+
+    Raised by every append and send once the engine refused a shipped batch
+    for a newer fence, and by ``open(..., replicate=)`` when the engine's fence
+    is newer than this journal's (``reclaim=True`` takes it back).
+    """

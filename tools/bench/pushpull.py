@@ -4,7 +4,9 @@ Run:  python tools/bench --only pushpull   (or this file: python tools/bench/pus
 
 Sender and receiver run in separate processes over ipc. ``process+prefetch``
 is ``process`` with the receiver wrapped with ``prefetch=64`` (opt-in);
-``process+confirm`` the sender with ``confirm=True`` (end-to-end confirms); a
+``process+confirm`` the sender with ``confirm=True`` (end-to-end confirms);
+``process+replicate`` both journals with ``replicate=`` to a local NATS
+JetStream server the run starts (tests/natsserver.py, from the test extra); a
 ``:recv`` suffix (``process:recv``) journals the receiver only, to see what
 one journaled consumer can take. Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
@@ -16,7 +18,10 @@ the same run. ``always`` moves a fiftieth of the messages (it fsyncs each),
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,8 +31,11 @@ from typing import Any
 import zmq
 from common import rate, run_pair, summary, table
 
-# Also runnable: "process+prefetch" (the receiver with prefetch=64) and a ":recv" suffix (receiver journaled only).
+# Also runnable: "process+prefetch" (the receiver with prefetch=64), "process+replicate" (both journals shipped to
+# NATS JetStream) and a ":recv" suffix (receiver journaled only).
 VARIANTS = ("raw", "process", "interval", "always", "process+confirm")
+NATS_ENV = "ZJOURNAL_BENCH_NATS"  # the NATS server of a run with +replicate variants, for its processes
+_streams = itertools.count()
 
 
 def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
@@ -41,7 +49,10 @@ def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
     if only == "recv" and kind == zmq.PUSH:
         return sock, None  # ":recv": only the receiver is journaled
     durability, _, option = variant.partition("+")
-    journal = zjournal.open(path, durability=durability, fsync_interval=10)
+    replicate = {}
+    if option == "replicate":
+        replicate = {"replicate": os.environ[NATS_ENV], "replicate_as": f"bench-{os.getpid()}-{next(_streams)}"}
+    journal = zjournal.open(path, durability=durability, fsync_interval=10, **replicate)
     # "+prefetch": the receiver reads up to 64 queued messages per journal write (opt-in)
     prefetch = 64 if option == "prefetch" and kind == zmq.PULL else 0
     # "+confirm": the sender's entries stay pending until the receiving journal confirms them
@@ -90,6 +101,18 @@ def run_once(variant: str, count: int, size: int, workdir: Path, index: int) -> 
     )
 
 
+def _nats_for(variants: Sequence[str], workdir: Path) -> Any:
+    """A JetStream server for the +replicate variants (None when there are none)."""
+    if not any("+replicate" in v for v in variants):
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from natsserver import Servers
+
+    servers = Servers(workdir / "nats").start()
+    os.environ[NATS_ENV] = servers.url
+    return servers
+
+
 def run(
     sizes: Sequence[int] = (100, 4096),
     variants: Sequence[str] = VARIANTS,
@@ -99,6 +122,7 @@ def run(
     """Every variant at every size, ``repeat`` times in turn; msg/s summaries and ratios to raw."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="zjournal-bench-") as tmp:
+        servers = _nats_for(variants, Path(tmp))
         index = 0
         rates: dict[tuple[int, str], list[float]] = {(size, v): [] for size in sizes for v in variants}
         for _ in range(repeat):
@@ -110,6 +134,8 @@ def run(
                     if variant.endswith("+confirm"):
                         count = max(2, messages // 10)
                     rates[(size, variant)].append(run_once(variant, count, size, Path(tmp), index))
+        if servers is not None:
+            servers.stop()
     for (size, variant), values in rates.items():
         row = {"size": size, "variant": variant, **summary(values)}
         raw = rates.get((size, "raw"))

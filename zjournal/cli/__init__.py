@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 import zjournal
-from zjournal.cli import common, inspect, ops, replay
+from zjournal.cli import common, inspect, ops, remote, replay
 from zjournal.cli.common import handle_errors
 
 app = typer.Typer(
@@ -92,6 +92,7 @@ def plugins_(as_json: bool = typer.Option(False, "--json", help="JSON for script
 inspect.register(app)
 replay.register(app)
 ops.register(app)
+remote.register(app)
 
 
 def _register_plugin_commands() -> None:

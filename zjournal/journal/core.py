@@ -86,6 +86,31 @@ def socket_layer() -> SocketLayer:
     return _socket_layer
 
 
+class ReplicationLayer(Protocol):
+    """What ``open(..., replicate=)`` hands over to (implemented by ``zjournal.replication``)."""
+
+    def attach(self, journal: Journal, url: str, alias: str | None, **options: Any) -> Any:
+        """Start shipping ``journal`` to the engine at ``url``; returns its status (``journal.replication``)."""
+
+    def engine_payload_limit(self, url: str, timeout: float) -> int:
+        """The largest message the engine at ``url`` takes (its ``max_payload``)."""
+
+
+_replication_layer: ReplicationLayer | None = None
+
+
+def register_replication_layer(layer: ReplicationLayer) -> None:
+    """Called once by ``zjournal.replication`` when it is imported."""
+    global _replication_layer
+    _replication_layer = layer
+
+
+def replication_layer() -> ReplicationLayer:
+    if _replication_layer is None:
+        raise JournalOpenError("no replication layer: import zjournal (it registers zjournal.replication)")
+    return _replication_layer
+
+
 def port_of(journal: Journal) -> SocketPort:
     """The port of ``journal`` (one per journal)."""
     return journal._port
@@ -146,6 +171,7 @@ class Journal:
         if plugins and not read_only:
             self._attach_observers()
         self._maintainer: Maintainer | None = None
+        self._replication: Any = None  # the shipper's status, when opened with replicate= (zjournal.replication)
         if not read_only and (ledger.durability is Durability.INTERVAL or ledger.retention > 0):
             self._maintainer = Maintainer(ledger, self.expire)
         forking.track(self)
@@ -650,6 +676,11 @@ class Journal:
     def closed(self) -> bool:
         return self._ledger.closed
 
+    @property
+    def replication(self) -> Any:
+        """How shipping to the engine goes (``open(..., replicate=)``): state, lag, epoch; None if not replicated."""
+        return self._replication
+
     def close(self) -> None:
         """Make everything durable and release the journal; idempotent."""
         ledger = self._ledger
@@ -660,6 +691,8 @@ class Journal:
                 sock._settle_deferred(inbound=False)  # what ZeroMQ already took is done
         if self._maintainer is not None:
             self._maintainer.stop()
+        if self._replication is not None:
+            self._replication.stop()  # ships what is left (bounded wait), then lets go of the engine
         with ledger.lock:
             if ledger.closed:
                 return
@@ -689,6 +722,11 @@ def open(  # noqa: A001 - the public name the issues ask for
     plugins: bool = True,
     recover: bool = False,
     confirm_endpoint: str | None = None,
+    replicate: str | None = None,
+    replicate_as: str | None = None,
+    reclaim: bool = False,
+    ship_interval: float = 0.05,
+    replicate_timeout: float = 5.0,
 ) -> Journal:
     """Open (or create) the journal in directory ``path``.
 
@@ -710,9 +748,21 @@ def open(  # noqa: A001 - the public name the issues ask for
     bind for confirmations from their receivers, for receivers on other hosts
     (``"tcp://10.1.2.3:7001"``; a port may be ``*``). By default each binds a
     free port on 127.0.0.1: receivers on this host need nothing.
+
+    ``replicate="nats://h1:4222,nats://h2:4222"``: ship the journal's changes
+    to NATS JetStream, as the journal ``replicate_as`` (default: the
+    directory's name), so that ``zjournal takeover`` can carry its pending
+    entries on elsewhere if this host dies. Shipping runs beside the local
+    write-ahead path every ``ship_interval`` seconds and never holds it up;
+    ``replicate_timeout`` bounds the engine calls of ``open`` and ``close``.
+    A journal another process took over is refused with JournalFencedError,
+    unless ``reclaim=True``. With ``replicate=`` and no ``max_message_size``,
+    the limit becomes what the engine takes in one message.
     """
     path = os.fspath(path)
     mode = Durability.parse(durability)
+    if replicate is not None and not read_only and max_message_size == DEFAULT_MAX_MESSAGE_SIZE:
+        max_message_size = replication_layer().engine_payload_limit(replicate, replicate_timeout)
     _check_settings(retention, max_attempts, fsync_interval)
     _check_confirm_endpoint(confirm_endpoint)
     # A view reads the owner's slot files before its store catches up (see Ledger.load_slot_records).
@@ -736,4 +786,20 @@ def open(  # noqa: A001 - the public name the issues ask for
     journal.recovered = list(getattr(store, "recovered", []))
     if journal.recovered:
         log.warning("journal %s was recovered: %s", path, "; ".join(journal.recovered))
+    if replicate is not None:
+        if read_only:
+            journal.close()
+            raise InvalidArgumentError("a read-only view cannot replicate: open the journal itself with replicate=")
+        try:
+            journal._replication = replication_layer().attach(
+                journal,
+                replicate,
+                replicate_as,
+                reclaim=reclaim,
+                ship_interval=ship_interval,
+                timeout=replicate_timeout,
+            )
+        except BaseException:
+            journal.close()
+            raise
     return journal

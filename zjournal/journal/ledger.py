@@ -34,6 +34,7 @@ from zjournal.errors import (
     InvalidArgumentError,
     InvalidTransitionError,
     JournalClosedError,
+    JournalFencedError,
     MessageTooLargeError,
     NotAJournalError,
     StoreError,
@@ -152,6 +153,7 @@ class Ledger:
         self.rare.sync_each_write = durability is Durability.ALWAYS
         self.dirty = False  # the store was written since the last background fsync (slots: see SlotFile)
         self.background_error: BaseException | None = None
+        self.fenced: str | None = None  # why another owner has this journal now (zjournal.replication)
         self.counts = Counters()
         # Entries that a socket appended and will settle itself (next/sent/reply
         # policies): id -> (name, direction code). Public ack/nack/dead take an
@@ -359,6 +361,13 @@ class Ledger:
         raw = self.store.get("meta", key)
         return default if raw is None else int(msgpack.unpackb(raw))
 
+    def set_meta(self, key: bytes, value: Any) -> None:
+        """Write a metadata value, durably (lock held)."""
+        self.check_open()
+        batch = self.batch()
+        batch.put("meta", key, msgpack.packb(value))
+        self.store.write(batch, sync=True)
+
     def secret(self, purpose: str) -> bytes:
         """16 random bytes kept in the journal for ``purpose``: drawn once, the same after every restart."""
         key = b"secret:" + purpose.encode()
@@ -390,9 +399,16 @@ class Ledger:
             if self.rare.forked_from is not None:
                 raise forking.forked_error(self.path, self.rare.forked_from)
             raise JournalClosedError(f"journal {self.path or '(memory)'} is closed")
+        if self.fenced is not None:
+            raise JournalFencedError(self.fenced)  # for good: background_error stays set, so every append checks
         if self.background_error is not None:
             err, self.background_error = self.background_error, None
             raise StoreError(f"journal {self.path}: background fsync failed: {err}") from err
+
+    def fence(self, reason: str) -> None:
+        """Another owner took this journal over: every append and send raises JournalFencedError from now on."""
+        self.fenced = reason
+        self.background_error = JournalFencedError(reason)  # the hot paths look at this before check_open
 
     def batch(self) -> Any:
         """A new batch; after a failed write the store is reopened first, so work goes on once space is back."""

@@ -1,0 +1,234 @@
+"""Journals replicated to a real NATS JetStream server: shipping, host loss and takeover, fencing, outages."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+import zjournal
+from zjournal.replication.engine import Engine
+
+PEERS = str(Path(__file__).with_name("replication_peers.py"))
+SHIP = 0.05  # ship_interval of these tests
+
+
+def _wait(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _remote(url: str, alias: str) -> zjournal.replication.remote.RemoteJournal:
+    engine = Engine(url, 5.0)
+    try:
+        return zjournal.materialise(engine, alias)
+    finally:
+        engine.close()
+
+
+def _pending_bodies(url: str, alias: str) -> list[bytes]:
+    return [e.frames[-1] for e in _remote(url, alias).entry_list() if e.state.value == "pending"]
+
+
+def test_pending_entries_are_on_the_engine_and_acked_ones_leave_it(open_journal, tmp_path, nats_node, alias) -> None:
+    journal = open_journal(str(tmp_path / "j"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    ids = [journal.append("jobs", [b"job %d" % n], direction="in") for n in range(20)]
+    for entry_id in ids[:5]:
+        journal.ack(entry_id)
+    _wait(lambda: journal.replication.lag_entries == 0 and journal.replication.batches >= 2)
+    _wait(lambda: sorted(_pending_bodies(nats_node, alias)) == sorted(b"job %d" % n for n in range(5, 20)))
+    dead = ids[7]
+    journal.dead(dead, "poison")
+    _wait(lambda: any(e.state.value == "dead" for e in _remote(nats_node, alias).entry_list()))
+    assert journal.replication.state == "shipping"
+    assert journal.replication.lag_seconds < 1.0
+
+
+def test_a_message_held_in_a_sockets_slot_longer_than_the_ship_interval_is_shipped(
+    open_journal, ctx, tmp_path, nats_node, alias
+) -> None:
+    journal = open_journal(str(tmp_path / "j"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    pull = journal.wrap(ctx.socket(zmq.PULL), "work")  # ack "next": the message in hand lives in the slot
+    pull.bind("inproc://slot-shipping")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://slot-shipping")
+    push.send(b"long job")
+    push.send(b"second")
+    assert pull.recv() == b"long job"  # handled for a while: on the engine after the ship interval
+    _wait(lambda: _pending_bodies(nats_node, alias) == [b"long job"])
+    assert pull.recv() == b"second"  # acks the first in its slot (no store write): it leaves the engine
+    _wait(lambda: _pending_bodies(nats_node, alias) == [b"second"])
+
+
+def _service(tmp_path: Path, url: str, alias: str, journal: Path, log: Path, endpoint: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, PEERS, "service", str(journal), url, alias, endpoint, str(log), "0.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_dead_hosts_pending_messages_are_taken_over_and_delivered_elsewhere(
+    open_journal, ctx, tmp_path, nats_node, alias
+) -> None:
+    endpoint = f"ipc://{tmp_path}/jobs"
+    first, log = tmp_path / "host-a", tmp_path / "log"
+    proc = _service(tmp_path, nats_node, alias, first, log, endpoint)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(endpoint)
+    try:
+        for n in range(600):  # 500 a second; the service holds each for 0.5 s
+            push.send(b"j%d" % n)
+            time.sleep(0.002)
+        killed_at = time.time()
+        proc.kill()  # SIGKILL, and the host's disk is gone with it
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    shutil.rmtree(first)
+    got, done = {}, set()
+    for line in log.read_bytes().splitlines():
+        kind, body, *rest = line.split()
+        if kind == b"got":
+            got[body] = float(rest[0])
+        else:
+            done.add(body)
+    in_hand = {body for body in got if body not in done}
+    must = {body for body in in_hand if got[body] <= killed_at - 4 * SHIP}  # pending longer than shipping takes
+    assert len(must) > 50
+    result = zjournal.takeover(nats_node, alias, str(tmp_path / "host-b"))
+    assert result["epoch"] == 2
+    journal = open_journal(str(tmp_path / "host-b"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    pull = journal.wrap(ctx.socket(zmq.PULL), "jobs")  # a new service on the taken-over journal
+    pull.setsockopt(zmq.RCVTIMEO, 1000)
+    delivered = set()
+    while True:
+        try:
+            delivered.add(pull.recv())
+        except zmq.Again:
+            break
+    print(
+        f"{len(in_hand)} in hand at the kill, {len(must)} for longer than {4 * SHIP:.2f} s, "
+        f"{len(delivered & in_hand)} delivered after the takeover"
+    )  # (pytest -s: the README's figures)
+    assert must <= delivered, sorted(must - delivered)[:10]
+    assert delivered <= set(got)  # nothing made up
+
+
+def test_an_owner_taken_over_is_fenced_and_a_returning_one_is_refused(open_journal, tmp_path, nats_node, alias) -> None:
+    old = open_journal(str(tmp_path / "a"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    old.append("jobs", [b"before"], direction="in")
+    _wait(lambda: old.replication.lag_entries == 0)
+    zjournal.takeover(nats_node, alias, str(tmp_path / "b"))  # the old owner was only paused
+    _wait(lambda: old.replication.state == "fenced", timeout=5)  # its next batch (a heartbeat) is refused
+    with pytest.raises(zjournal.JournalFencedError):
+        old.append("jobs", [b"after"], direction="in")
+    with pytest.raises(zjournal.JournalFencedError):
+        old.append("jobs", [b"again"], direction="in")  # for good, not once
+    old.close()
+    with pytest.raises(zjournal.JournalFencedError, match="reclaim=True"):
+        zjournal.open(str(tmp_path / "a"), replicate=nats_node, replicate_as=alias)
+    new = open_journal(str(tmp_path / "b"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    assert new.replication.epoch == 2
+    assert [e.frames for e in new.entries(state="pending")] == [[b"before"]]
+    back = open_journal(str(tmp_path / "a"), replicate=nats_node, replicate_as=alias, reclaim=True, ship_interval=SHIP)
+    assert back.replication.epoch == 3
+    _wait(lambda: new.replication.state == "fenced")
+
+
+def test_of_two_racing_takeovers_exactly_one_wins(open_journal, tmp_path, nats_node, alias) -> None:
+    owner = open_journal(str(tmp_path / "owner"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    owner.append("jobs", [b"x"], direction="in")
+    _wait(lambda: owner.replication.lag_entries == 0)
+    results: dict[str, object] = {}
+
+    def take(name: str) -> None:
+        try:
+            results[name] = zjournal.takeover(nats_node, alias, str(tmp_path / name))
+        except zjournal.ReplicationError as e:
+            results[name] = e
+
+    threads = [threading.Thread(target=take, args=(name,)) for name in ("c", "d")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    won = [name for name, r in results.items() if isinstance(r, dict)]
+    lost = [r for r in results.values() if isinstance(r, zjournal.ReplicationError)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert "taken over by another process" in str(lost[0])
+
+
+def test_local_traffic_goes_on_while_the_engine_is_away_and_catches_up(open_journal, tmp_path) -> None:
+    from natsserver import Servers
+
+    servers = Servers(tmp_path / "nats")
+    url = servers.url  # nothing listens there yet
+    journal = open_journal(str(tmp_path / "j"), replicate=url, replicate_as="outage", ship_interval=SHIP)
+    for n in range(50):
+        journal.append("jobs", [b"%d" % n], direction="in")
+    time.sleep(0.5)
+    assert journal.replication.state == "unreachable"
+    assert journal.replication.lag_entries == 50 and journal.replication.lag_seconds > 0.3
+    servers.start()
+    try:
+        _wait(lambda: journal.replication.state == "shipping" and journal.replication.lag_entries == 0, timeout=15)
+        assert len(_pending_bodies(url, "outage")) == 50
+    finally:
+        journal.close()
+        servers.stop()
+
+
+def test_the_stream_stays_bounded_by_snapshots(open_journal, tmp_path, nats_node, alias, monkeypatch) -> None:
+    from zjournal.replication import shipper
+
+    monkeypatch.setattr(shipper, "SNAPSHOT_MIN_OPS", 500)
+    journal = open_journal(str(tmp_path / "j"), replicate=nats_node, replicate_as=alias, ship_interval=0.01)
+    keep = [journal.append("jobs", [b"keep %d" % n], direction="in") for n in range(10)]
+    for n in range(3000):  # 6000 changes shipped, 10 entries live
+        journal.ack(journal.append("jobs", [b"churn %d" % n], direction="in"))
+        if n % 100 == 0:
+            time.sleep(0.02)  # let batches go
+    _wait(lambda: journal.replication.lag_entries == 0)
+    engine = Engine(nats_node, 5.0)
+    try:
+        _wait(lambda: engine.stream_info(alias).state.messages < 40, timeout=5)
+    finally:
+        engine.close()
+    remote = _remote(nats_node, alias)
+    assert sorted(remote.entries) == keep
+
+
+def test_the_cli_takes_over_and_lists_and_says_what_is_wrong_in_one_line(
+    cli, open_journal, tmp_path, nats_node, alias
+) -> None:
+    owner = open_journal(str(tmp_path / "owner"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    owner.append("jobs", [b"x"], direction="in")
+    _wait(lambda: owner.replication.lag_entries == 0)
+    listed = cli("remote", "list", "--from", nats_node)
+    assert listed.exit_code == 0, listed.output
+    assert f"{alias}: owner " in listed.output and "1 pending" in listed.output
+    taken = cli("takeover", "--from", nats_node, "--journal", alias, str(tmp_path / "new"))
+    assert taken.exit_code == 0, taken.output
+    assert "epoch 2: 1 pending" in taken.output
+    for args in (
+        ("remote", "list", "--from", "nats://127.0.0.1:1"),
+        ("takeover", "--from", nats_node, "--journal", "no-such-journal", str(tmp_path / "x")),
+        ("takeover", "--from", "http://wrong", "--journal", alias, str(tmp_path / "y")),
+        ("takeover", "--from", nats_node, "--journal", alias, str(tmp_path / "new")),  # not empty
+    ):
+        result = cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "error:" in result.output, result.output
+        assert "Traceback" not in result.output

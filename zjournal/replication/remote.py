@@ -1,0 +1,185 @@
+"""The engine's copy of a journal: read it back, take it over, list what the engine holds.
+
+:func:`materialise` replays a journal's stream: the last complete snapshot,
+then the batches after it, each change setting or removing one entry. A
+snapshot that was cut off (its owner died while shipping it) is ignored: the
+state before it plus what follows still holds.
+
+:func:`takeover` fences the old owner first (compare-and-set on the fence
+subject: of two racing takeovers one wins), then materialises the state up to
+that fence and writes the pending and dead entries, with their attempts,
+names and envelopes, into a new local journal, which becomes the owner: a
+service opening it with ``replicate=`` ships from there, at the new epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from zjournal.errors import InvalidArgumentError, ReplicationError
+from zjournal.journal import entry as rec
+from zjournal.journal.entry import Entry
+from zjournal.replication import wire
+from zjournal.replication.engine import Engine
+
+META_REPLICATION = b"replication"  # {alias, epoch, fence_seq}: this journal owns its stream at that fence
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class RemoteJournal:
+    """A journal as its stream holds it."""
+
+    alias: str
+    entries: dict[int, bytes] = field(default_factory=dict)  # id -> record
+    fence: wire.Fence | None = None
+    fence_seq: int = 0
+    last_batch_at: float | None = None  # the owner's last batch (its heartbeat), wall clock
+    epoch: int = 0
+    messages: int = 0
+    bytes: int = 0
+
+    def entry_list(self) -> list[Entry]:
+        out = []
+        for entry_id in sorted(self.entries):
+            try:
+                out.append(rec.entry_from_record(entry_id, rec.decode_record(self.entries[entry_id])))
+            except Exception as e:  # the engine's copy is input from outside: one clear error
+                raise ReplicationError(
+                    f"journal {self.alias!r}: entry {entry_id} in the engine is damaged ({e})"
+                ) from None
+        return out
+
+    def pending(self) -> int:
+        return sum(1 for e in self.entry_list() if e.state.value == "pending")
+
+
+def materialise(engine: Engine, alias: str, upto: int | None = None) -> RemoteJournal:
+    """The journal ``alias`` as the engine holds it (up to stream sequence ``upto``)."""
+    wire.check_alias(alias)
+    info = engine.stream_info(alias)
+    if info is None:
+        raise ReplicationError(f"no journal {alias!r} in the engine at {engine.url}")
+    remote = RemoteJournal(alias)
+    last = info.state.last_seq if upto is None else min(upto, info.state.last_seq)
+    state: dict[int, bytes] = {}
+    building: dict[int, bytes] | None = None  # a snapshot being read: it replaces the state once complete
+    building_number = None
+    next_part = 0
+    log_subject, fence_subject = wire.log_subject(alias), wire.fence_subject(alias)
+    for seq, subject, data in engine.read(alias, max(1, info.state.first_seq), last):
+        remote.messages += 1
+        remote.bytes += len(data)
+        where = f"journal {alias!r}, stream sequence {seq}"
+        if subject == fence_subject:
+            remote.fence = wire.decode_fence(data, where)
+            remote.fence_seq = seq
+            continue
+        if subject != log_subject:
+            continue  # not ours to read: left alone
+        batch = wire.decode_batch(data, where)
+        remote.last_batch_at = batch.at
+        remote.epoch = max(remote.epoch, batch.epoch)
+        if batch.snapshot is not None:
+            number, part, final = batch.snapshot
+            if part == 0:
+                building, building_number, next_part = {}, number, 0
+            if building is None or number != building_number or part != next_part:
+                building = None  # a snapshot with a part missing: ignored
+                continue
+            _apply(building, batch.ops)
+            next_part += 1
+            if final:
+                state, building = building, None
+            continue
+        building = None  # a batch between a snapshot's parts: that snapshot was cut off
+        _apply(state, batch.ops)
+    remote.entries = state
+    return remote
+
+
+def _apply(state: dict[int, bytes], ops: list[wire.Op]) -> None:
+    for entry_id, value in ops:
+        if value is None:
+            state.pop(entry_id, None)
+        else:
+            state[entry_id] = value
+
+
+def claim(engine: Engine, alias: str, expected: int, last: wire.Fence | None, path: str) -> tuple[int, int]:
+    """Append this process's fence after the one at ``expected``: (its sequence, its epoch)."""
+    epoch = (last.epoch if last is not None else 0) + 1
+    fence = wire.Fence(epoch=epoch, owner=owner_name(), path=path, at=time.time())
+    return engine.put_fence(alias, expected, fence), epoch
+
+
+def takeover(url: str, alias: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
+    """Fence the owner of ``alias`` and carry its pending and dead entries on in a new journal at ``path``."""
+    from zjournal.journal import open as open_journal  # the public journal API, below this layer
+
+    wire.check_alias(alias)
+    path = os.fspath(path)
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise InvalidArgumentError(f"{path} exists and is not empty: take over into a new directory")
+    engine = Engine(url, timeout)
+    try:
+        if engine.stream_info(alias) is None:
+            raise ReplicationError(f"no journal {alias!r} in the engine at {url}")
+        found = engine.last_fence(alias)
+        previous = found[1] if found is not None else None
+        fence_seq, epoch = claim(engine, alias, found[0] if found else 0, previous, os.path.abspath(path))
+        remote = materialise(engine, alias, upto=fence_seq)
+    finally:
+        engine.close()
+    kept = [e for e in remote.entry_list() if e.state.value in ("pending", "dead")]
+    journal = open_journal(path)
+    try:
+        journal.restore(kept)
+        ledger = journal._ledger
+        with ledger.lock:
+            ledger.set_meta(META_REPLICATION, {"alias": alias, "epoch": epoch, "fence_seq": fence_seq})
+    finally:
+        journal.close()
+    return {
+        "journal": alias,
+        "path": path,
+        "epoch": epoch,
+        "previous_owner": previous.owner if previous is not None else None,
+        "pending": sum(1 for e in kept if e.state.value == "pending"),
+        "dead": sum(1 for e in kept if e.state.value == "dead"),
+    }
+
+
+def remote_list(url: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The journals in the engine: owner, fence epoch, heartbeat age, pending count."""
+    engine = Engine(url, timeout)
+    try:
+        rows = []
+        now = time.time()
+        for info in engine.streams():
+            alias = wire.alias_of_stream(info.config.name)
+            if alias is None:
+                continue
+            remote = materialise(engine, alias)
+            rows.append(
+                {
+                    "journal": alias,
+                    "owner": remote.fence.owner if remote.fence else None,
+                    "path": remote.fence.path if remote.fence else None,
+                    "epoch": remote.fence.epoch if remote.fence else 0,
+                    "heartbeat_age": None if remote.last_batch_at is None else max(0.0, now - remote.last_batch_at),
+                    "pending": remote.pending(),
+                    "entries": len(remote.entries),
+                    "messages": remote.messages,
+                }
+            )
+        return rows
+    finally:
+        engine.close()
