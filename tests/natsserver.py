@@ -100,6 +100,14 @@ class Node:
         except OSError:
             return False
 
+    def meta_leader(self) -> str | None:
+        """The JetStream meta leader this node knows of (a cluster takes streams once there is one)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/jsz", timeout=1) as reply:
+                return (json.load(reply).get("meta_cluster") or {}).get("leader") or None
+        except (OSError, ValueError):
+            return None
+
     def kill(self) -> None:
         """SIGKILL, as a host that dies."""
         if self.proc is not None and self.proc.poll() is None:
@@ -139,7 +147,8 @@ class Servers:
 
     def wait_healthy(self, nodes: list[Node]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
-        while not all(node.healthy() for node in nodes):
+        clustered = len(self.nodes) > 1
+        while not all(node.healthy() for node in nodes) or (clustered and not all(n.meta_leader() for n in nodes)):
             for node in nodes:
                 if node.proc is not None and node.proc.poll() is not None:
                     log = (node.dir / "server.log").read_text(errors="replace")[-2000:]

@@ -155,7 +155,8 @@ def test_of_two_racing_takeovers_exactly_one_wins(open_journal, tmp_path, nats_n
 
     def take(name: str) -> None:
         try:
-            results[name] = zjournal.takeover(nats_node, alias, str(tmp_path / name))
+            # both saw the owner at epoch 1 die; the fence's compare-and-set decides
+            results[name] = zjournal.takeover(nats_node, alias, str(tmp_path / name), expected_epoch=1)
         except zjournal.ReplicationError as e:
             results[name] = e
 
@@ -232,3 +233,64 @@ def test_the_cli_takes_over_and_lists_and_says_what_is_wrong_in_one_line(
         assert result.exit_code == 1, (args, result.output)
         assert len(result.output.strip().splitlines()) == 1 and "error:" in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def _stream_leader(url: str, alias: str) -> str:
+    engine = Engine(url, 5.0)
+    try:
+        return engine.stream_info(alias).cluster.leader
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("victim", ["leader", "follower"])
+def test_killing_a_nats_server_loses_nothing_and_the_lag_recovers(open_journal, tmp_path, nats_cluster, victim) -> None:
+    alias = f"failover-{victim}"
+    journal = open_journal(str(tmp_path / "j"), replicate=nats_cluster.url, replicate_as=alias, ship_interval=SHIP)
+    journal.append("jobs", [b"first"], direction="in")
+    _wait(lambda: journal.replication.lag_entries == 0, timeout=10)
+    leader = _stream_leader(nats_cluster.url, alias)
+    node = next(n for n in nats_cluster.nodes if (n.name == leader) == (victim == "leader"))
+    stop = threading.Event()
+
+    def work() -> None:  # the service goes on: appends, and acks two of every three
+        n = 0
+        while not stop.is_set():
+            entry_id = journal.append("jobs", [b"%d" % n], direction="in")
+            if n % 3:
+                journal.ack(entry_id)
+            n += 1
+            time.sleep(0.0005)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        node.kill()  # SIGKILL, store and all
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        worker.join()
+    _wait(lambda: journal.replication.lag_entries == 0 and journal.replication.state == "shipping", timeout=30)
+    local = sorted(e.frames[-1] for e in journal.entries(state="pending"))
+    live_url = ",".join(n.url for n in nats_cluster.nodes if n is not node)
+    assert sorted(_pending_bodies(live_url, alias)) == local  # every pending entry, nothing acked left over
+    assert len(local) > 100
+
+
+def test_the_lag_is_exported_to_prometheus(open_journal, tmp_path) -> None:
+    from natsserver import free_ports
+    from zjournal_prometheus import JournalMetrics
+
+    url = f"nats://127.0.0.1:{free_ports(1)[0]}"  # no engine there: the lag grows
+    journal = open_journal(str(tmp_path / "j"), replicate=url, replicate_as="prom", ship_interval=SHIP)
+    for n in range(3):
+        journal.append("jobs", [b"%d" % n], direction="in")
+    time.sleep(0.3)
+    metrics = JournalMetrics()
+    metrics._journals.add(journal)
+    families = {family.name: family for family in metrics.collect()}
+    samples = {f: [s.value for s in families[f].samples] for f in families if f.startswith("zjournal_replication")}
+    assert samples["zjournal_replication_lag_entries"] == [3.0]
+    assert samples["zjournal_replication_lag_seconds"][0] >= 0.2
+    assert samples["zjournal_replication_fenced"] == [0.0]

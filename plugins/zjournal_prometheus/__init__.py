@@ -11,6 +11,9 @@ Every journal opened with plugins enabled is watched. Metrics:
   ``confirm=True`` send to its confirmation, for this process's confirm senders
 * ``zjournal_duplicates_dropped{journal}``: resends of ``confirm=True`` senders
   this journal held already and dropped, ever;
+* ``zjournal_replication_lag_seconds{journal}``, ``zjournal_replication_lag_entries{journal}``: for a
+  journal opened with ``replicate=``, how far shipping to the engine is behind (the loss window if this
+  host died now: alarm on it); ``zjournal_replication_fenced{journal}``: 1 once another process took it over;
 * ``zjournal_appended_total``, ``zjournal_acked_total``, ``zjournal_dead_total``,
   ``zjournal_redelivered_total`` ``{name, direction}``: counters (their ``rate()``
   is the append and ack rate).
@@ -106,6 +109,15 @@ class JournalMetrics:
             "From a confirm=True send to its confirmation by the receiving journal (this process's senders)",
             labels=["journal"],
         )
+        lag = GaugeMetricFamily(
+            "zjournal_replication_lag_seconds", "Age of the oldest change not shipped to the engine", labels=["journal"]
+        )
+        lag_entries = GaugeMetricFamily(
+            "zjournal_replication_lag_entries", "Changes not shipped to the engine yet", labels=["journal"]
+        )
+        fenced = GaugeMetricFamily(
+            "zjournal_replication_fenced", "1: another process took this journal over", labels=["journal"]
+        )
         now = time.time()
         for journal in list(self._journals):
             if journal.closed:
@@ -123,11 +135,19 @@ class JournalMetrics:
             dropped.add_metric([where], confirm["duplicates_dropped"])
             if confirm["confirmed"]:
                 latency.add_metric([where], count_value=confirm["confirmed"], sum_value=confirm["latency_seconds_sum"])
+            shipping = journal.replication
+            if shipping is not None:
+                lag.add_metric([where], shipping.lag_seconds)
+                lag_entries.add_metric([where], shipping.lag_entries)
+                fenced.add_metric([where], 1.0 if shipping.state == "fenced" else 0.0)
         yield entries
         yield oldest
         yield outbound
         yield dropped
         yield latency
+        yield lag
+        yield lag_entries
+        yield fenced
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:

@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         source: str = typer.Option(..., "--from", metavar="URL", help=FROM_HELP),
         name: str = typer.Option(..., "--journal", metavar="NAME", help="The journal's name in the engine."),
         timeout: float = typer.Option(5.0, "--timeout", metavar="SECONDS", min=0.1, help="Bound on each engine call."),
+        expect_epoch: int = typer.Option(
+            None, "--expect-epoch", metavar="N", min=0, help="Only take over from the owner at this fence epoch."
+        ),
         as_json: bool = typer.Option(False, "--json", help="JSON for scripts."),
     ) -> None:
         """Fence a journal's owner (a dead host) and carry its pending entries on in a new local journal.
@@ -27,7 +30,7 @@ def register(app: typer.Typer) -> None:
         Start the service on PATH (with replicate= and the same name): its
         redelivery hands the entries over, and it ships from the next epoch.
         """
-        result = zjournal.takeover(source, name, path, timeout=timeout)
+        result = zjournal.takeover(source, name, path, timeout=timeout, expected_epoch=expect_epoch)
         if as_json:
             out(json.dumps(result))
             return

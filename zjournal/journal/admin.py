@@ -73,6 +73,65 @@ def restore(ledger: Ledger, entries: Iterable[Entry]) -> list[int]:
     return ids
 
 
+def adopt(ledger: Ledger, records: Iterable[tuple[int, bytes]]) -> int:
+    """Write pending and dead records under their own ids into a journal that has no entries (a takeover).
+
+    All or nothing. Each record is checked as hostile input first (it came
+    from outside: the replication engine): InvalidArgumentError, naming the
+    entry, and nothing written, for one no journal could have written.
+    """
+    ledger.check_open()
+    with ledger.lock:
+        ledger.check_open()
+        if next(iter(ledger.store.scan("entries")), None) is not None or ledger.held_slots():
+            raise InvalidArgumentError("only a journal with no entries can adopt another one's")
+        batch = ledger.batch()
+        changes: list[tuple[CounterKey, int]] = []
+        top, low = 0, None
+        for entry_id, raw in records:
+            r = _adoptable(entry_id, raw)
+            batch.put("entries", rec.encode_key(entry_id), raw)
+            changes.append(((r[3], r[4], r[0]), 1))
+            top = max(top, entry_id)
+            low = entry_id if low is None else min(low, entry_id)
+        if top >= ledger.next_id:
+            ledger.next_id = top + 1
+            ledger.new_id(batch)  # reserves ids above the adopted ones (in the same write) if the block ran out
+            ledger.next_id = top + 1
+        ledger.commit(batch, changes)
+        if low is not None and low < ledger.floor:
+            ledger.floor = low  # scans start at the floor: the adopted ids may lie below a new journal's
+    return len(changes)
+
+
+def _adoptable(entry_id: int, raw: bytes) -> list:
+    """The record, decoded, if a journal could have written it as a pending or dead entry."""
+    try:
+        r = rec.decode_record(raw)
+    except Exception:  # msgpack raises several kinds for garbage
+        r = None
+    problem = None
+    if not isinstance(entry_id, int) or not 0 < entry_id < (1 << 64):
+        problem = f"the id {entry_id!r}"
+    elif not isinstance(r, list) or len(r) < 9:
+        problem = "a record that is not one"
+    elif r[0] not in (rec.PENDING, rec.DEAD):
+        problem = f"the state code {r[0]!r}"
+    elif r[4] not in (0, 1) or not isinstance(r[3], str) or not r[3]:
+        problem = "a direction or name that is not one"
+    elif not isinstance(r[5], list) or not r[5] or not all(type(f) is bytes for f in r[5]):
+        problem = "frames that are not bytes"
+    elif not isinstance(r[1], int) or not 0 <= r[1] <= _MAX_ATTEMPTS:
+        problem = f"attempts {r[1]!r}"
+    elif not isinstance(r[8], int) or not 0 <= r[8] <= len(r[5]):
+        problem = f"an envelope of {r[8]!r} frames"
+    elif not isinstance(r[2], (int, float)) or not 1e-9 <= r[2] <= _LATEST:
+        problem = f"created {r[2]!r}"
+    if problem:
+        raise InvalidArgumentError(f"entry {entry_id!r} cannot be adopted: {problem} (nothing was written)")
+    return r
+
+
 def record_replay(
     ledger: Ledger, entry_ids: Sequence[int], *, endpoint: str, socket_type: str, run: float | None = None
 ) -> int:

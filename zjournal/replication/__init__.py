@@ -101,10 +101,14 @@ class _Layer:
         if engine is not None:
             try:
                 fence = _claim(journal, alias, reclaim, engine)
-            except BaseException:
+            except JournalFencedError:
                 engine.close()
                 raise
-        else:
+            except ReplicationError as e:  # reached, but not answering (an election, say): claim later
+                log.warning("zjournal: journal %s: %s; it ships once the engine answers", alias, e)
+                engine.close()
+                engine = None
+        if engine is None:
             if isinstance(mine, dict) and mine.get("alias") == alias:
                 fence = (int(mine.get("fence_seq", 0)), int(mine.get("epoch", 0)))
 

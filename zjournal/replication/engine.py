@@ -120,15 +120,27 @@ class Engine:
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        if self._nc is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(self._nc.close(), self._loop).result(self.timeout + 1)
-            except Exception as e:  # closing a connection that is gone: nothing to keep
-                log.debug("zjournal: closing the NATS connection: %s", _describe(e))
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(self.timeout + 1)
+        except Exception as e:  # closing a connection that is gone: nothing to keep
+            log.debug("zjournal: closing the NATS connection: %s", _describe(e))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
+
+    async def _shutdown(self) -> None:
+        """Close the connection, then end what nats-py left running, so the loop closes clean."""
+        if self._nc is not None:
+            try:
+                await self._nc.close()
+            except Exception as e:
+                log.debug("zjournal: closing the NATS connection: %s", _describe(e))
+        current = asyncio.current_task()
+        rest = [task for task in asyncio.all_tasks() if task is not current]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     # -- streams -------------------------------------------------------------
 

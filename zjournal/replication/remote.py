@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zjournal.errors import InvalidArgumentError, ReplicationError
+from zjournal.journal import admin
 from zjournal.journal import entry as rec
 from zjournal.journal.entry import Entry
 from zjournal.replication import wire
-from zjournal.replication.engine import Engine
+from zjournal.replication.engine import Engine, FenceLost
 
 META_REPLICATION = b"replication"  # {alias, epoch, fence_seq}: this journal owns its stream at that fence
 
@@ -120,8 +121,14 @@ def claim(engine: Engine, alias: str, expected: int, last: wire.Fence | None, pa
     return engine.put_fence(alias, expected, fence), epoch
 
 
-def takeover(url: str, alias: str, path: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Fence the owner of ``alias`` and carry its pending and dead entries on in a new journal at ``path``."""
+def takeover(
+    url: str, alias: str, path: str, timeout: float = 5.0, expected_epoch: int | None = None
+) -> dict[str, Any]:
+    """Fence the owner of ``alias`` and carry its pending and dead entries on in a new journal at ``path``.
+
+    ``expected_epoch``: take over only from the owner at that fence epoch (the
+    one a standby saw die); FenceLost if another process took over first.
+    """
     from zjournal.journal import open as open_journal  # the public journal API, below this layer
 
     wire.check_alias(alias)
@@ -134,17 +141,27 @@ def takeover(url: str, alias: str, path: str, timeout: float = 5.0) -> dict[str,
             raise ReplicationError(f"no journal {alias!r} in the engine at {url}")
         found = engine.last_fence(alias)
         previous = found[1] if found is not None else None
+        if expected_epoch is not None and (previous.epoch if previous is not None else 0) != expected_epoch:
+            owner = previous.owner if previous is not None else "nobody"
+            raise FenceLost(
+                f"journal {alias!r} was taken over by another process meanwhile: {owner} has it at epoch "
+                f"{previous.epoch if previous is not None else 0}, not {expected_epoch}"
+            )
         fence_seq, epoch = claim(engine, alias, found[0] if found else 0, previous, os.path.abspath(path))
         remote = materialise(engine, alias, upto=fence_seq)
     finally:
         engine.close()
-    kept = [e for e in remote.entry_list() if e.state.value in ("pending", "dead")]
+    kept = [(entry_id, raw) for entry_id, raw in sorted(remote.entries.items()) if _state_of(raw) != rec.ACKED]
     journal = open_journal(path)
     try:
-        journal.restore(kept)
         ledger = journal._ledger
+        try:
+            admin.adopt(ledger, kept)  # the records as they were, under their ids (a restart, elsewhere)
+        except InvalidArgumentError as e:
+            raise ReplicationError(f"journal {alias!r} in the engine: {e}") from None
         with ledger.lock:
             ledger.set_meta(META_REPLICATION, {"alias": alias, "epoch": epoch, "fence_seq": fence_seq})
+        pending, dead = journal.count(state="pending"), journal.count(state="dead")
     finally:
         journal.close()
     return {
@@ -152,9 +169,16 @@ def takeover(url: str, alias: str, path: str, timeout: float = 5.0) -> dict[str,
         "path": path,
         "epoch": epoch,
         "previous_owner": previous.owner if previous is not None else None,
-        "pending": sum(1 for e in kept if e.state.value == "pending"),
-        "dead": sum(1 for e in kept if e.state.value == "dead"),
+        "pending": pending,
+        "dead": dead,
     }
+
+
+def _state_of(raw: bytes) -> int | None:
+    try:
+        return rec.decode_record(raw)[0]
+    except Exception:  # damaged: adopt says which entry, and why
+        return None
 
 
 def remote_list(url: str, timeout: float = 5.0) -> list[dict[str, Any]]:

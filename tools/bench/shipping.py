@@ -1,0 +1,83 @@
+"""Replication: how fast the shipper carries a journal's pending entries to NATS JetStream, and a takeover.
+
+Run:  python tools/bench/shipping.py --entries 200000 --nodes 3
+
+Starts its own nats-server(s) on 127.0.0.1 (tests/natsserver.py: the test
+extra's pinned binary), opens a journal with ``replicate=``, appends
+``--entries`` pending entries of ``--size`` bytes as fast as one thread can,
+and reports the append rate, how long shipping took to catch up after the
+last append (``lag_entries`` back to 0), the rate the shipper carried; then
+reopens the journal (its first batches are a snapshot of every entry: the
+shipper's own capacity) and times ``zjournal.takeover`` fencing the owner and
+carrying every entry over into a new journal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+import zjournal  # noqa: E402
+from natsserver import Servers  # noqa: E402
+
+
+def run(entries: int, size: int, nodes: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="zjournal-ship-") as tmp:
+        servers = Servers(Path(tmp) / "nats", nodes=nodes).start()
+        try:
+            journal = zjournal.open(f"{tmp}/owner", replicate=servers.url, replicate_as="bench", ship_interval=0.05)
+            payload = [b"x" * size]
+            started = time.perf_counter()
+            for _ in range(entries):
+                journal.append("jobs", payload, direction="in")
+            appended = time.perf_counter()
+            while journal.replication.lag_entries:
+                time.sleep(0.005)
+            caught_up = time.perf_counter()
+            journal.close()
+            # The shipper's own capacity: a reopened journal ships all of its entries as a snapshot at once.
+            reopened = time.perf_counter()
+            journal = zjournal.open(f"{tmp}/owner", replicate=servers.url, replicate_as="bench", ship_interval=0.05)
+            while journal.replication.batches == 0 or journal.replication.lag_entries:
+                time.sleep(0.005)
+            snapshot = time.perf_counter() - reopened
+            journal.close()
+            took = time.perf_counter()
+            result = zjournal.takeover(servers.url, "bench", f"{tmp}/standby", timeout=30)
+            taken = time.perf_counter() - took
+            assert result["pending"] == entries, result
+        finally:
+            servers.stop()
+    return {
+        "append_per_s": entries / (appended - started),
+        "catch_up_s": caught_up - appended,
+        "shipped_per_s": entries / (caught_up - started),
+        "snapshot_s": snapshot,
+        "snapshot_per_s": entries / snapshot,
+        "takeover_s": taken,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=100)
+    parser.add_argument("--nodes", type=int, default=3, choices=(1, 3))
+    args = parser.parse_args()
+    r = run(args.entries, args.size, args.nodes)
+    print(
+        f"{args.entries:,} pending entries of {args.size} B, {args.nodes} node(s): appended at "
+        f"{r['append_per_s']:,.0f}/s, shipping caught up {r['catch_up_s']:.2f} s after the last append "
+        f"({r['shipped_per_s']:,.0f} entries/s end to end); reopened, all of them shipped as a snapshot in "
+        f"{r['snapshot_s']:.2f} s ({r['snapshot_per_s']:,.0f} entries/s, open included); "
+        f"takeover of all of them: {r['takeover_s']:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
