@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -294,3 +295,30 @@ def test_the_lag_is_exported_to_prometheus(open_journal, tmp_path) -> None:
     assert samples["zjournal_replication_lag_entries"] == [3.0]
     assert samples["zjournal_replication_lag_seconds"][0] >= 0.2
     assert samples["zjournal_replication_fenced"] == [0.0]
+
+
+def test_inspect_from_shows_the_engines_copy_with_the_views_of_a_local_journal(
+    cli, open_journal, tmp_path, nats_node, alias
+) -> None:
+    journal = open_journal(str(tmp_path / "j"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    first = journal.append("orders", [b'{"order": 1}'], direction="in")
+    journal.append("orders", [b'{"order": 2}'], direction="in")
+    journal.dead(first, "poison")
+    _wait(lambda: journal.replication.lag_entries == 0)
+    shown = cli("inspect", "--from", nats_node, "--journal", alias)
+    assert shown.exit_code == 0, shown.output
+    assert f"journal {alias} in the engine" in shown.output and "epoch 1" in shown.output
+    assert "pending 1 · acked 0 · dead 1" in shown.output
+    as_json = cli("inspect", "--from", nats_node, "--journal", alias, "--json")
+    data = json.loads(as_json.output)
+    assert (data["pending"], data["dead"], data["epoch"], data["journal"]) == (1, 1, 1, alias)
+    assert data["names"]["orders"]["in"]["pending"] == 1
+    listing = cli("inspect", "--from", nats_node, "--journal", alias, "--state", "dead", "--json")
+    assert [json.loads(line)["id"] for line in listing.output.splitlines()] == [first]
+    one = cli("inspect", "--from", nats_node, "--journal", alias, "--id", str(first))
+    assert one.exit_code == 0 and "poison" in one.output
+    for args in (("--from", nats_node), ("--from", nats_node, "--journal", alias, str(tmp_path / "j")), ()):
+        result = cli("inspect", *args)
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, (args, result.output)
+    missing = cli("inspect", "--from", nats_node, "--journal", "nobody-has-this")
+    assert missing.exit_code == 1 and "no journal" in missing.output

@@ -22,8 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
-import zjournal  # noqa: E402
-from natsserver import Servers  # noqa: E402
+from natsserver import Servers
+
+import zjournal
 
 
 def run(entries: int, size: int, nodes: int) -> dict[str, float]:

@@ -93,13 +93,21 @@ def summary(journal: zjournal.Journal, path: str) -> dict[str, Any]:
 
 
 def print_summary(data: dict[str, Any]) -> None:
-    live = {True: "[bold green]live[/] (held open by a running process)", False: "stopped", None: "unknown"}
-    console.print(f"[bold]journal[/] {shown(data['path'])} — {live[data['live']]}")
-    size_kib = data["size_on_disk"] / 1024
-    console.print(
-        f"schema {data['schema']} · durability {data['durability']} · {size_kib:,.0f} KiB on disk · "
-        f"pending [bold]{data['pending']}[/] · acked {data['acked']} · dead {data['dead']}"
-    )
+    if "engine" in data:  # inspect --from: the engine's copy
+        beat = "never" if data["heartbeat_age"] is None else f"{age(data['heartbeat_age'])} ago"
+        console.print(
+            f"[bold]journal[/] {shown(data['journal'])} in the engine at {shown(data['engine'])} — owner "
+            f"{shown(data['owner'] or '-')}, epoch {data['epoch']}, heartbeat {beat}, {data['messages']} messages"
+        )
+        console.print(f"pending [bold]{data['pending']}[/] · acked {data['acked']} · dead {data['dead']}")
+    else:
+        live = {True: "[bold green]live[/] (held open by a running process)", False: "stopped", None: "unknown"}
+        console.print(f"[bold]journal[/] {shown(data['path'])} — {live[data['live']]}")
+        size_kib = data["size_on_disk"] / 1024
+        console.print(
+            f"schema {data['schema']} · durability {data['durability']} · {size_kib:,.0f} KiB on disk · "
+            f"pending [bold]{data['pending']}[/] · acked {data['acked']} · dead {data['dead']}"
+        )
     if data["names"]:
         rows = [
             [name, direction, str(row[direction]["pending"]), str(row[direction]["acked"]), str(row[direction]["dead"])]
@@ -239,11 +247,48 @@ def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
             console.print(f"      {line}", markup=False)
 
 
+def _remote(source: str | None, name: str | None, path: str | None, follow: bool) -> Any:
+    """The engine's copy of journal ``name`` (None: a local journal at ``path``); one line for a wrong mix."""
+    if source is None and name is None:
+        if path is None:
+            raise zjournal.InvalidArgumentError("inspect takes a journal directory, or --from URL --journal NAME")
+        return None
+    if source is None or name is None or path is not None:
+        raise zjournal.InvalidArgumentError("--from and --journal go together, without a PATH")
+    if follow:
+        raise zjournal.InvalidArgumentError("--follow is for a local journal, not --from")
+    from zjournal.replication.engine import Engine
+
+    engine = Engine(source, 5.0)
+    try:
+        return zjournal.materialise(engine, name)
+    finally:
+        engine.close()
+
+
+def _remote_summary(journal: zjournal.Journal, remote: Any, source: str) -> dict[str, Any]:
+    """The summary of the engine's copy: a local one's fields, and who owns it."""
+    data = summary(journal, f"{remote.alias} at {source}")
+    fence = remote.fence
+    data.update(
+        live=None,
+        durability=None,
+        created=None,
+        engine=source,
+        journal=remote.alias,
+        owner=None if fence is None else fence.owner,
+        epoch=0 if fence is None else fence.epoch,
+        heartbeat_age=None if remote.last_batch_at is None else round(max(0.0, time.time() - remote.last_batch_at), 3),
+        messages=remote.messages,
+    )
+    return data
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def inspect(
-        path: str = typer.Argument(..., metavar="PATH", help="The journal directory."),
+        path: str = typer.Argument(None, metavar="PATH", help="The journal directory (or --from and --journal)."),
         name: str = typer.Option(None, "--name", metavar="NAME", help="Only entries of this stream."),
         state: str = typer.Option(None, "--state", metavar="STATE", help="pending, acked or dead."),
         direction: str = typer.Option(None, "--direction", metavar="DIR", help="in or out."),
@@ -266,18 +311,27 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="JSON for scripts (documented fields)."),
         follow: bool = typer.Option(False, "--follow", help="Keep printing entries as they arrive."),
+        source: str = typer.Option(
+            None, "--from", metavar="URL", help="Show the copy a NATS JetStream engine holds (nats://HOST:PORT)."
+        ),
+        remote_name: str = typer.Option(None, "--journal", metavar="NAME", help="With --from: the journal's name."),
     ) -> None:
         """Show what is in a journal: a summary, a listing, or one entry in full.
 
         Works on a journal that a running service holds open (read-only, from a
         RocksDB secondary instance) and on a stopped one; it never writes to it.
+        With --from and --journal: the engine's copy of a replicated journal.
         """
-        require_journal(path)
         if how != "auto" and how not in available():
             names = ", ".join(sorted(available()))
             raise zjournal.InvalidArgumentError(f"unknown decoder {how!r}: expected auto, {names}")
         since_t, until_t = parse_time(since), parse_time(until)
-        with zjournal.open(path, read_only=True) as journal:
+        remote = _remote(source, remote_name, path, follow)
+        if remote is None:
+            require_journal(path)
+        else:
+            path = f"{remote_name} at {source}"
+        with zjournal.open(path, read_only=True) if remote is None else remote.as_journal() as journal:
             if entry_id is not None:
                 entry = journal.get(entry_id)
                 if entry is None:
@@ -291,7 +345,7 @@ def register(app: typer.Typer) -> None:
                 or limit != 100
             )
             if not listing:
-                data = summary(journal, path)
+                data = summary(journal, path) if remote is None else _remote_summary(journal, remote, source)
                 if as_json:
                     out(json.dumps(data))
                 else:

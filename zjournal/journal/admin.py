@@ -73,8 +73,10 @@ def restore(ledger: Ledger, entries: Iterable[Entry]) -> list[int]:
     return ids
 
 
-def adopt(ledger: Ledger, records: Iterable[tuple[int, bytes]]) -> int:
+def adopt(ledger: Ledger, records: Iterable[tuple[int, bytes]], acked: bool = False) -> int:
     """Write pending and dead records under their own ids into a journal that has no entries (a takeover).
+
+    ``acked=True`` takes acked ones too (a view of another journal, as ``inspect --from`` shows it).
 
     All or nothing. Each record is checked as hostile input first (it came
     from outside: the replication engine): InvalidArgumentError, naming the
@@ -89,7 +91,7 @@ def adopt(ledger: Ledger, records: Iterable[tuple[int, bytes]]) -> int:
         changes: list[tuple[CounterKey, int]] = []
         top, low = 0, None
         for entry_id, raw in records:
-            r = _adoptable(entry_id, raw)
+            r = _adoptable(entry_id, raw, acked)
             batch.put("entries", rec.encode_key(entry_id), raw)
             changes.append(((r[3], r[4], r[0]), 1))
             top = max(top, entry_id)
@@ -104,8 +106,8 @@ def adopt(ledger: Ledger, records: Iterable[tuple[int, bytes]]) -> int:
     return len(changes)
 
 
-def _adoptable(entry_id: int, raw: bytes) -> list:
-    """The record, decoded, if a journal could have written it as a pending or dead entry."""
+def _adoptable(entry_id: int, raw: bytes, acked: bool) -> list:
+    """The record, decoded, if a journal could have written it as a pending or dead (or ``acked``) entry."""
     try:
         r = rec.decode_record(raw)
     except Exception:  # msgpack raises several kinds for garbage
@@ -115,7 +117,7 @@ def _adoptable(entry_id: int, raw: bytes) -> list:
         problem = f"the id {entry_id!r}"
     elif not isinstance(r, list) or len(r) < 9:
         problem = "a record that is not one"
-    elif r[0] not in (rec.PENDING, rec.DEAD):
+    elif r[0] not in ((rec.PENDING, rec.DEAD, rec.ACKED) if acked else (rec.PENDING, rec.DEAD)):
         problem = f"the state code {r[0]!r}"
     elif r[4] not in (0, 1) or not isinstance(r[3], str) or not r[3]:
         problem = "a direction or name that is not one"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zjournal.errors import InvalidArgumentError, ReplicationError
-from zjournal.journal import admin
+from zjournal.journal import Journal, admin
 from zjournal.journal import entry as rec
 from zjournal.journal.entry import Entry
 from zjournal.replication import wire
@@ -60,6 +60,16 @@ class RemoteJournal:
 
     def pending(self) -> int:
         return sum(1 for e in self.entry_list() if e.state.value == "pending")
+
+    def as_journal(self) -> Journal:
+        """These entries in a journal in memory, under their ids: every journal API reads them (inspect --from)."""
+        journal = Journal(plugins=False)
+        try:
+            admin.adopt(journal._ledger, sorted(self.entries.items()), acked=True)
+        except InvalidArgumentError as e:
+            journal.close()
+            raise ReplicationError(f"journal {self.alias!r} in the engine: {e}") from None
+        return journal
 
 
 def materialise(engine: Engine, alias: str, upto: int | None = None) -> RemoteJournal:
