@@ -180,7 +180,21 @@ def test_demo_refuses_a_journal_it_did_not_create(cli, sample_journal) -> None:
         assert [(e.id, e.state) for e in j.entries()] == before  # not one real entry consumed
 
 
-COMMANDS = ["demo", "plugins", "inspect", "replay", "ack", "dead", "purge", "compact", "recover", "device", "export"]
+COMMANDS = [
+    "demo",
+    "plugins",
+    "inspect",
+    "replay",
+    "ack",
+    "dead",
+    "purge",
+    "compact",
+    "recover",
+    "device",
+    "export",
+    "takeover",
+    "standby",
+]
 
 
 @pytest.mark.parametrize("command", [*COMMANDS, "import"])

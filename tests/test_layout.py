@@ -109,6 +109,7 @@ PUBLIC_NAMES = [
     "materialise",
     "open",
     "remote_list",
+    "standby",
     "stop_on_signals",
     "takeover",
 ]

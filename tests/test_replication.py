@@ -318,7 +318,80 @@ def test_inspect_from_shows_the_engines_copy_with_the_views_of_a_local_journal(
     one = cli("inspect", "--from", nats_node, "--journal", alias, "--id", str(first))
     assert one.exit_code == 0 and "poison" in one.output
     for args in (("--from", nats_node), ("--from", nats_node, "--journal", alias, str(tmp_path / "j")), ()):
-        result = cli("inspect", *args)
-        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, (args, result.output)
+        result = cli("inspect", *args)  # a usage error: exit 2, one line
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (args, result.output)
     missing = cli("inspect", "--from", nats_node, "--journal", "nobody-has-this")
     assert missing.exit_code == 1 and "no journal" in missing.output
+
+
+def test_a_standby_waits_while_the_owner_beats_and_takes_over_once_it_is_quiet(
+    open_journal, tmp_path, nats_node, alias
+) -> None:
+    owner = open_journal(str(tmp_path / "owner"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    owner.append("jobs", [b"left behind"], direction="in")
+    result: dict[str, object] = {}
+    waiter = threading.Thread(
+        target=lambda: result.update(taken=zjournal.standby(nats_node, alias, str(tmp_path / "standby"), 2.0))
+    )
+    waiter.start()
+    waiter.join(3.5)  # the owner's heartbeats keep it waiting
+    assert waiter.is_alive() and not (tmp_path / "standby").exists()
+    stopped = time.monotonic()
+    owner.close()  # the owner dies (its last batch goes, then nothing)
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert 2.0 <= time.monotonic() - stopped < 5.0
+    assert result["taken"]["epoch"] == 2 and result["taken"]["pending"] == 1
+    with zjournal.open(str(tmp_path / "standby")) as taken:
+        assert [e.frames for e in taken.entries(state="pending")] == [[b"left behind"]]
+
+
+def test_zjournal_standby_takes_over_then_runs_the_service(open_journal, tmp_path, nats_node, alias) -> None:
+    owner = open_journal(str(tmp_path / "owner"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    owner.append("jobs", [b"x"], direction="in")
+    owner.close()
+    service = "import sys, zjournal; j = zjournal.open(sys.argv[1]); print('service sees', j.count(state='pending'))"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zjournal.cli",
+            "standby",
+            "--from",
+            nats_node,
+            "--journal",
+            alias,
+            "--after",
+            "2s",
+            str(tmp_path / "standby"),
+            "--",
+            sys.executable,
+            "-c",
+            service,
+            str(tmp_path / "standby"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"took journal {alias} over" in done.stdout and "service sees 1" in done.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zjournal.cli",
+            "standby",
+            "--from",
+            nats_node,
+            "--journal",
+            alias,
+            "--after",
+            "soon",
+            str(tmp_path / "other"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "duration" in bad.stderr

@@ -33,7 +33,7 @@ from zjournal.journal import Journal, open
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import SCHEMA_VERSION, Direction, Entry, State
 from zjournal.plugins import AckHandler, Plugin
-from zjournal.replication import materialise, remote_list, takeover
+from zjournal.replication import materialise, remote_list, standby, takeover
 from zjournal.sockets import AckPolicy, AsyncJournaledSocket, JournaledContext, JournaledSocket, MessageClass
 from zjournal.store import Batch, MemoryStore, RocksStore, Store
 
@@ -80,6 +80,7 @@ __all__ = [
     "materialise",
     "open",
     "remote_list",
+    "standby",
     "stop_on_signals",
     "takeover",
 ]

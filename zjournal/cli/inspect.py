@@ -20,6 +20,7 @@ from zjournal.cli.common import (
     age,
     entry_record,
     err_console,
+    fail,
     handle_errors,
     out,
     parse_time,
@@ -249,14 +250,15 @@ def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
 
 def _remote(source: str | None, name: str | None, path: str | None, follow: bool) -> Any:
     """The engine's copy of journal ``name`` (None: a local journal at ``path``); one line for a wrong mix."""
+    usage = " (see zjournal inspect --help)"  # usage errors: exit 2, as click's own
     if source is None and name is None:
         if path is None:
-            raise zjournal.InvalidArgumentError("inspect takes a journal directory, or --from URL --journal NAME")
+            raise fail("Missing argument 'PATH' (or --from URL --journal NAME)." + usage, 2)
         return None
     if source is None or name is None or path is not None:
-        raise zjournal.InvalidArgumentError("--from and --journal go together, without a PATH")
+        raise fail("--from and --journal go together, without a PATH." + usage, 2)
     if follow:
-        raise zjournal.InvalidArgumentError("--follow is for a local journal, not --from")
+        raise fail("--follow is for a local journal, not --from." + usage, 2)
     from zjournal.replication.engine import Engine
 
     engine = Engine(source, 5.0)

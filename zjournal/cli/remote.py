@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 
 import typer
 
@@ -40,6 +43,38 @@ def register(app: typer.Typer) -> None:
             f"{result['pending']} pending, {result['dead']} dead entries in {shown(path)}"
         )
 
+    @app.command(context_settings={"allow_interspersed_args": False})
+    @handle_errors
+    def standby(
+        path: str = typer.Argument(..., metavar="PATH", help="A new journal directory to take the journal over into."),
+        command: list[str] = typer.Argument(None, metavar="-- COMMAND...", help="The service to run on PATH then."),
+        source: str = typer.Option(..., "--from", metavar="URL", help=FROM_HELP),
+        name: str = typer.Option(..., "--journal", metavar="NAME", help="The journal's name in the engine."),
+        after: str = typer.Option(
+            "10s", "--after", metavar="DURATION", help="Take over once the owner was quiet this long (10s, 1m)."
+        ),
+    ) -> None:
+        """Watch a journal's owner; once it has been quiet for --after, take the journal over, then run COMMAND.
+
+        COMMAND replaces this process (its signals, its exit code): start it on
+        PATH with replicate= and the same name. Of standbys racing, one wins;
+        the others go on watching the new owner.
+        """
+        result = zjournal.standby(source, name, path, _duration(after))
+        assert result is not None
+        previous = shown(result["previous_owner"] or "nobody")
+        out(f"took journal {shown(name)} over from {previous} at epoch {result['epoch']}: {result['pending']} pending")
+        command = list(command or [])
+        if command and command[0] == "--":
+            command = command[1:]
+        if command:
+            sys.stdout.flush()
+            try:
+                os.execvp(command[0], command)
+            except OSError as e:  # the journal is taken over already: say so, and what did not start
+                why = f"took the journal over, but cannot run {command[0]}: {e.strerror}"
+                raise zjournal.ZJournalError(why) from None
+
     remote = typer.Typer(help="The journals a replication engine holds.", no_args_is_help=True)
     app.add_typer(remote, name="remote")
 
@@ -64,3 +99,12 @@ def register(app: typer.Typer) -> None:
                 f"{shown(row['journal'])}: owner {shown(row['owner'] or '-')} epoch {row['epoch']}, "
                 f"heartbeat {beat}, {row['pending']} pending ({row['entries']} entries, {row['messages']} messages)"
             )
+
+
+def _duration(text: str) -> float:
+    """``10s``, ``500ms``, ``2m``, ``1h`` or plain seconds."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if found is None:
+        raise zjournal.InvalidArgumentError(f"--after takes a duration such as 10s, 500ms or 2m, not {text!r}")
+    value, unit = float(found.group(1)), found.group(2) or "s"
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]

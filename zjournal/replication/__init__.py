@@ -8,7 +8,8 @@ hands ``open(..., replicate=)`` over through ``register_replication_layer``.
 - ``wire``: what goes into the stream (packed batches, fences);
 - ``engine``: NATS JetStream through nats-py, on a loop of its own;
 - ``shipper``: asynchronous shipping of a journal's changes;
-- ``remote``: reading the engine's copy back, takeover, listing.
+- ``remote``: reading the engine's copy back, takeover, listing;
+- ``standby``: taking over by itself once the owner went quiet.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from zjournal.replication import wire
 from zjournal.replication.engine import Engine
 from zjournal.replication.remote import META_REPLICATION, claim, materialise, remote_list, takeover
 from zjournal.replication.shipper import RecordingStore, Shipper
+from zjournal.replication.standby import standby
 
 log = logging.getLogger("zjournal")
 
@@ -134,4 +136,4 @@ class _Layer:
 
 register_replication_layer(_Layer())
 
-__all__ = ["Engine", "Shipper", "materialise", "remote_list", "takeover"]
+__all__ = ["Engine", "Shipper", "materialise", "remote_list", "standby", "takeover"]
