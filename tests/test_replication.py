@@ -395,3 +395,28 @@ def test_zjournal_standby_takes_over_then_runs_the_service(open_journal, tmp_pat
         timeout=30,
     )
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "duration" in bad.stderr
+
+
+def test_a_damaged_message_in_the_stream_is_one_clear_error_and_fences_nobody(
+    cli, open_journal, tmp_path, nats_node, alias
+) -> None:
+    owner = open_journal(str(tmp_path / "owner"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    owner.append("jobs", [b"x"], direction="in")
+    _wait(lambda: owner.replication.lag_entries == 0)
+    engine = Engine(nats_node, 5.0)
+    try:  # a hostile or broken publisher writes into the journal's log subject
+        engine._run(engine._js.publish(f"zj.{alias}.log", b"\x1b[31mnot msgpack\xc1"))
+    finally:
+        engine.close()
+    for args in (
+        ("inspect", "--from", nats_node, "--journal", alias),
+        ("takeover", "--from", nats_node, "--journal", alias, str(tmp_path / "new")),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 1, result.output
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "not a zjournal batch" in lines[0] and "\x1b" not in result.output, lines
+    assert not (tmp_path / "new").exists()
+    time.sleep(1.5)  # a heartbeat later: the owner still owns it (the refused takeover fenced nobody)
+    assert owner.replication.state == "shipping"
+    owner.append("jobs", [b"y"], direction="in")

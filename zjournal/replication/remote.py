@@ -72,48 +72,64 @@ class RemoteJournal:
         return journal
 
 
-def materialise(engine: Engine, alias: str, upto: int | None = None) -> RemoteJournal:
-    """The journal ``alias`` as the engine holds it (up to stream sequence ``upto``)."""
-    wire.check_alias(alias)
-    info = engine.stream_info(alias)
-    if info is None:
-        raise ReplicationError(f"no journal {alias!r} in the engine at {engine.url}")
-    remote = RemoteJournal(alias)
-    last = info.state.last_seq if upto is None else min(upto, info.state.last_seq)
-    state: dict[int, bytes] = {}
-    building: dict[int, bytes] | None = None  # a snapshot being read: it replaces the state once complete
-    building_number = None
-    next_part = 0
-    log_subject, fence_subject = wire.log_subject(alias), wire.fence_subject(alias)
-    for seq, subject, data in engine.read(alias, max(1, info.state.first_seq), last):
+class Reader:
+    """Reads a journal's stream into a :class:`RemoteJournal`, and can go on reading later from where it stopped."""
+
+    def __init__(self, alias: str) -> None:
+        self.remote = RemoteJournal(wire.check_alias(alias))
+        self._state: dict[int, bytes] = {}
+        self._building: dict[int, bytes] | None = None  # a snapshot being read: replaces the state once complete
+        self._building_number: int | None = None
+        self._next_part = 0
+        self._next_seq = 0
+
+    def read(self, engine: Engine, upto: int | None = None) -> RemoteJournal:
+        """Everything up to stream sequence ``upto`` (default: the last), from where the last call stopped."""
+        alias = self.remote.alias
+        info = engine.stream_info(alias)
+        if info is None:
+            raise ReplicationError(f"no journal {alias!r} in the engine at {engine.url}")
+        last = info.state.last_seq if upto is None else min(upto, info.state.last_seq)
+        first = max(1, info.state.first_seq, self._next_seq)
+        for seq, subject, data in engine.read(alias, first, last):
+            self._take(seq, subject, data)
+            self._next_seq = seq + 1
+        self.remote.entries = self._state
+        return self.remote
+
+    def _take(self, seq: int, subject: str, data: bytes) -> None:
+        remote = self.remote
         remote.messages += 1
         remote.bytes += len(data)
-        where = f"journal {alias!r}, stream sequence {seq}"
-        if subject == fence_subject:
+        where = f"journal {remote.alias!r}, stream sequence {seq}"
+        if subject == wire.fence_subject(remote.alias):
             remote.fence = wire.decode_fence(data, where)
             remote.fence_seq = seq
-            continue
-        if subject != log_subject:
-            continue  # not ours to read: left alone
+            return
+        if subject != wire.log_subject(remote.alias):
+            return  # not ours to read: left alone
         batch = wire.decode_batch(data, where)
         remote.last_batch_at = batch.at
         remote.epoch = max(remote.epoch, batch.epoch)
-        if batch.snapshot is not None:
-            number, part, final = batch.snapshot
-            if part == 0:
-                building, building_number, next_part = {}, number, 0
-            if building is None or number != building_number or part != next_part:
-                building = None  # a snapshot with a part missing: ignored
-                continue
-            _apply(building, batch.ops)
-            next_part += 1
-            if final:
-                state, building = building, None
-            continue
-        building = None  # a batch between a snapshot's parts: that snapshot was cut off
-        _apply(state, batch.ops)
-    remote.entries = state
-    return remote
+        if batch.snapshot is None:
+            self._building = None  # a batch between a snapshot's parts: that snapshot was cut off
+            _apply(self._state, batch.ops)
+            return
+        number, part, final = batch.snapshot
+        if part == 0:
+            self._building, self._building_number, self._next_part = {}, number, 0
+        if self._building is None or number != self._building_number or part != self._next_part:
+            self._building = None  # a snapshot with a part missing: ignored
+            return
+        _apply(self._building, batch.ops)
+        self._next_part += 1
+        if final:
+            self._state, self._building = self._building, None
+
+
+def materialise(engine: Engine, alias: str, upto: int | None = None) -> RemoteJournal:
+    """The journal ``alias`` as the engine holds it (up to stream sequence ``upto``)."""
+    return Reader(alias).read(engine, upto)
 
 
 def _apply(state: dict[int, bytes], ops: list[wire.Op]) -> None:
@@ -147,8 +163,8 @@ def takeover(
         raise InvalidArgumentError(f"{path} exists and is not empty: take over into a new directory")
     engine = Engine(url, timeout)
     try:
-        if engine.stream_info(alias) is None:
-            raise ReplicationError(f"no journal {alias!r} in the engine at {url}")
+        reader = Reader(alias)
+        reader.read(engine)  # first: a stream that cannot be read is refused before anyone is fenced
         found = engine.last_fence(alias)
         previous = found[1] if found is not None else None
         if expected_epoch is not None and (previous.epoch if previous is not None else 0) != expected_epoch:
@@ -158,7 +174,7 @@ def takeover(
                 f"{previous.epoch if previous is not None else 0}, not {expected_epoch}"
             )
         fence_seq, epoch = claim(engine, alias, found[0] if found else 0, previous, os.path.abspath(path))
-        remote = materialise(engine, alias, upto=fence_seq)
+        remote = reader.read(engine, upto=fence_seq)  # and what the old owner shipped meanwhile
     finally:
         engine.close()
     kept = [(entry_id, raw) for entry_id, raw in sorted(remote.entries.items()) if _state_of(raw) != rec.ACKED]
