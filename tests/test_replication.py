@@ -420,3 +420,27 @@ def test_a_damaged_message_in_the_stream_is_one_clear_error_and_fences_nobody(
     time.sleep(1.5)  # a heartbeat later: the owner still owns it (the refused takeover fenced nobody)
     assert owner.replication.state == "shipping"
     owner.append("jobs", [b"y"], direction="in")
+
+
+def test_replay_from_sends_the_engines_pending_entries_and_drops_them_there(
+    cli, ctx, open_journal, tmp_path, nats_node, alias
+) -> None:
+    owner = open_journal(str(tmp_path / "owner"), replicate=nats_node, replicate_as=alias, ship_interval=SHIP)
+    for n in range(5):
+        owner.append("jobs", [b"job %d" % n], direction="in")
+    owner.close()  # its host is gone; a live endpoint takes the work instead
+    pull = ctx.socket(zmq.PULL)
+    address = f"ipc://{tmp_path}/take"
+    pull.bind(address)
+    args = ("replay", "--from", nats_node, "--journal", alias, "--endpoint", address, "--socket-type", "push")
+    done = cli(*args)
+    assert done.exit_code == 0, done.output
+    assert "sent 5, skipped 0, failed 0" in done.output
+    pull.setsockopt(zmq.RCVTIMEO, 2000)
+    assert sorted(pull.recv() for _ in range(5)) == [b"job %d" % n for n in range(5)]
+    remote = _remote(nats_node, alias)
+    assert remote.entries == {} and remote.fence.epoch == 2  # taken over by the replay, and done there
+    again = cli(*args)
+    assert again.exit_code == 0 and "sent 0" in again.output
+    wrong = cli("replay", "--from", nats_node, "--endpoint", address, "--socket-type", "push")
+    assert wrong.exit_code == 2 and len(wrong.output.strip().splitlines()) == 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import typer
 import zmq
@@ -33,7 +34,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import zjournal
 from zjournal import killpoints
 from zjournal.cli import curve
-from zjournal.cli.common import MAX_ID, MAX_SECONDS, handle_errors, open_for_change, out, parse_time, require_journal
+from zjournal.cli.common import (
+    MAX_ID,
+    MAX_SECONDS,
+    fail,
+    handle_errors,
+    open_for_change,
+    out,
+    parse_time,
+    require_journal,
+)
 
 SOCKET_TYPES = {"push": zmq.PUSH, "dealer": zmq.DEALER, "req": zmq.REQ, "pub": zmq.PUB, "pair": zmq.PAIR}
 
@@ -183,7 +193,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def replay(
-        path: str = typer.Argument(..., metavar="PATH", help="The journal directory (its owner must be stopped)."),
+        path: str = typer.Argument(
+            None, metavar="PATH", help="The journal directory (its owner must be stopped), or --from and --journal."
+        ),
         endpoint: str = typer.Option(
             ..., "--endpoint", metavar="ENDPOINT", help="Where to send, e.g. tcp://127.0.0.1:5555."
         ),
@@ -218,6 +230,10 @@ def register(app: typer.Typer) -> None:
         chunk: int = typer.Option(
             100, "--chunk", metavar="N", min=1, max=1_000_000, help="Entries confirmed together."
         ),
+        source: str = typer.Option(
+            None, "--from", metavar="URL", help="Replay the copy a NATS JetStream engine holds (takes it over)."
+        ),
+        remote_name: str = typer.Option(None, "--journal", metavar="NAME", help="With --from: the journal's name."),
     ) -> None:
         """Re-inject entries into a live ZeroMQ endpoint; each is marked done once ZeroMQ took it.
 
@@ -235,8 +251,12 @@ def register(app: typer.Typer) -> None:
         keys = curve.client_keys(curve_server_key, curve_secret_key_file)
         if name and not all(name):
             raise zjournal.InvalidArgumentError("--name must not be empty")
-        require_journal(path)
-        with open_for_change(path) as journal:
+        custody = _custody(source, remote_name, path, dry_run, timeout)
+        if custody is None:
+            require_journal(path)
+        else:
+            path = f"{remote_name} at {source}"
+        with open_for_change(path) if custody is None else custody.journal as journal:
             wanted_ids = set(entry_ids or ())
             chosen = [
                 e.id
@@ -258,7 +278,12 @@ def register(app: typer.Typer) -> None:
                 out(f"dry run: {len(chosen)} entries would be sent to {endpoint}; nothing sent")
                 return
             sender = ChunkSender(endpoint, kind, bind, timeout, rate, keys)
-            tally, problem = _replay(journal, chosen, state, sender, chunk)
+            try:
+                tally, problem = _replay(journal, chosen, state, sender, chunk)
+            finally:
+                if custody is not None:  # the engine's copy drops what was sent (the rest stays pending there)
+                    custody.settle([i for i in chosen if (e := journal.get(i)) is None or e.state != state])
+                    custody.close()
             unsent = f", not tried {tally.unsent}" if tally.unsent else ""
             out(
                 f"sent {tally.sent}, skipped {tally.skipped}, failed {tally.failed}{unsent} "
@@ -267,6 +292,22 @@ def register(app: typer.Typer) -> None:
             if problem:
                 left = tally.failed + tally.unsent
                 raise zjournal.ZJournalError(f"replay stopped: {problem}; {left} entries left {state}")
+
+
+def _custody(source: str | None, name: str | None, path: str | None, dry_run: bool, timeout: float) -> Any:
+    """``--from URL --journal NAME``: the engine's copy, taken over for this replay (None: a local PATH)."""
+    usage = " (see zjournal replay --help)"  # usage errors: exit 2, as click's own
+    if source is None and name is None:
+        if path is None:
+            raise fail("Missing argument 'PATH' (or --from URL --journal NAME)." + usage, 2)
+        return None
+    if source is None or name is None or path is not None:
+        raise fail("--from and --journal go together, without a PATH." + usage, 2)
+    if dry_run:
+        raise fail("--dry-run is for a local journal: zjournal inspect --from shows the engine's copy." + usage, 2)
+    from zjournal.replication.remote import Custody
+
+    return Custody(source, name, timeout=max(timeout, 5.0))
 
 
 def _replay(

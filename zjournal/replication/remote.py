@@ -233,3 +233,48 @@ def remote_list(url: str, timeout: float = 5.0) -> list[dict[str, Any]]:
         return rows
     finally:
         engine.close()
+
+
+class Custody:
+    """A journal's engine copy, taken over (fenced) by this process for a one-off job: ``replay --from``.
+
+    ``journal`` holds its entries in memory; :meth:`settle` removes entries
+    from the engine's copy, fenced as this owner's batches.
+    """
+
+    def __init__(self, url: str, alias: str, timeout: float = 5.0) -> None:
+        self.alias = wire.check_alias(alias)
+        self.engine = Engine(url, timeout)
+        try:
+            reader = Reader(alias)
+            reader.read(self.engine)  # a stream that cannot be read is refused before anyone is fenced
+            found = self.engine.last_fence(alias)
+            self.fence_seq, self.epoch = claim(
+                self.engine, alias, found[0] if found else 0, found[1] if found else None, "(replay)"
+            )
+            self.previous_owner = found[1].owner if found else None
+            self.journal = reader.read(self.engine, upto=self.fence_seq).as_journal()
+        except BaseException:
+            self.engine.close()
+            raise
+        self._number = 0
+
+    def settle(self, entry_ids: list[int]) -> None:
+        """These entries are done: the engine's copy drops them (what is left stays for a later takeover)."""
+        limit = max(64 * 1024, self.engine.max_payload - wire.HEADROOM)
+        ops: list[wire.Op] = [[entry_id, None] for entry_id in entry_ids]
+        step = max(1, limit // 24)  # a removal packs in well under 24 bytes
+        for start in range(0, len(ops), step):
+            self._number += 1
+            payload = wire.encode_batch(self.epoch, self._number, ops[start : start + step], time.time())
+            self.engine.ship(self.alias, payload, self.fence_seq, f"{self.alias}:{self.epoch}:r{self._number}")
+
+    def close(self) -> None:
+        self.journal.close()
+        self.engine.close()
+
+    def __enter__(self) -> Custody:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
