@@ -1,7 +1,8 @@
 """A service for the replication tests (tests/test_replication.py): prints "ready", then works until killed.
 
-service JOURNAL URL NAME ENDPOINT LOG HOLD
-    a journaled PULL (ack="explicit") on a journal replicated to URL as NAME, bound at ENDPOINT;
+service JOURNAL URL NAME ENDPOINT LOG HOLD [DURABILITY]
+    a journaled PULL (ack="explicit") on a journal replicated to URL as NAME, bound at ENDPOINT
+    (DURABILITY "replicated": each message moves only once the engine has it);
     handles each message for HOLD seconds (a worker pool's backlog); appends "got BODY TIME" to LOG
     when it receives one and "done BODY" just before it acks it
 """
@@ -26,8 +27,8 @@ def _append(path: str, line: bytes) -> None:
         os.close(fd)
 
 
-def service(journal_path: str, url: str, name: str, endpoint: str, log: str, hold: float) -> None:
-    journal = zjournal.open(journal_path, replicate=url, replicate_as=name, ship_interval=0.05)
+def service(journal_path: str, url: str, name: str, endpoint: str, log: str, hold: float, durability: str) -> None:
+    journal = zjournal.open(journal_path, replicate=url, replicate_as=name, ship_interval=0.05, durability=durability)
     ctx = zmq.Context()
     pull = journal.wrap(ctx.socket(zmq.PULL), "jobs", ack="explicit")
     pull.bind(endpoint)
@@ -47,7 +48,7 @@ def service(journal_path: str, url: str, name: str, endpoint: str, log: str, hol
 def main() -> None:
     role, *args = sys.argv[1:]
     if role == "service":
-        service(args[0], args[1], args[2], args[3], args[4], float(args[5]))
+        service(args[0], args[1], args[2], args[3], args[4], float(args[5]), args[6] if len(args) > 6 else "process")
     else:
         raise SystemExit(f"unknown role {role}")
 

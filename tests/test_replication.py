@@ -69,9 +69,11 @@ def test_a_message_held_in_a_sockets_slot_longer_than_the_ship_interval_is_shipp
     _wait(lambda: _pending_bodies(nats_node, alias) == [b"second"])
 
 
-def _service(tmp_path: Path, url: str, alias: str, journal: Path, log: Path, endpoint: str) -> subprocess.Popen:
+def _service(
+    tmp_path: Path, url: str, alias: str, journal: Path, log: Path, endpoint: str, durability: str = "process"
+) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, PEERS, "service", str(journal), url, alias, endpoint, str(log), "0.5"],
+        [sys.executable, PEERS, "service", str(journal), url, alias, endpoint, str(log), "0.5", durability],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -79,12 +81,13 @@ def _service(tmp_path: Path, url: str, alias: str, journal: Path, log: Path, end
     return proc
 
 
+@pytest.mark.parametrize("durability", ["process", "replicated"])
 def test_a_dead_hosts_pending_messages_are_taken_over_and_delivered_elsewhere(
-    open_journal, ctx, tmp_path, nats_node, alias
+    open_journal, ctx, tmp_path, nats_node, alias, durability
 ) -> None:
     endpoint = f"ipc://{tmp_path}/jobs"
     first, log = tmp_path / "host-a", tmp_path / "log"
-    proc = _service(tmp_path, nats_node, alias, first, log, endpoint)
+    proc = _service(tmp_path, nats_node, alias, first, log, endpoint, durability)
     push = ctx.socket(zmq.PUSH)
     push.connect(endpoint)
     try:
@@ -106,7 +109,8 @@ def test_a_dead_hosts_pending_messages_are_taken_over_and_delivered_elsewhere(
         else:
             done.add(body)
     in_hand = {body for body in got if body not in done}
-    must = {body for body in in_hand if got[body] <= killed_at - 4 * SHIP}  # pending longer than shipping takes
+    shipped = {body for body in in_hand if got[body] <= killed_at - 4 * SHIP}  # pending longer than shipping takes
+    must = in_hand if durability == "replicated" else shipped  # replicated: on the engine before the service had it
     assert len(must) > 50
     result = zjournal.takeover(nats_node, alias, str(tmp_path / "host-b"))
     assert result["epoch"] == 2
@@ -120,7 +124,7 @@ def test_a_dead_hosts_pending_messages_are_taken_over_and_delivered_elsewhere(
         except zmq.Again:
             break
     print(
-        f"{len(in_hand)} in hand at the kill, {len(must)} for longer than {4 * SHIP:.2f} s, "
+        f"{durability}: {len(in_hand)} in hand at the kill, {len(must)} must come back, "
         f"{len(delivered & in_hand)} delivered after the takeover"
     )  # (pytest -s: the README's figures)
     assert must <= delivered, sorted(must - delivered)[:10]
@@ -444,3 +448,38 @@ def test_replay_from_sends_the_engines_pending_entries_and_drops_them_there(
     assert again.exit_code == 0 and "sent 0" in again.output
     wrong = cli("replay", "--from", nats_node, "--endpoint", address, "--socket-type", "push")
     assert wrong.exit_code == 2 and len(wrong.output.strip().splitlines()) == 1
+
+
+def test_replicated_durability_moves_nothing_the_engine_has_not(open_journal, ctx, tmp_path, nats_node, alias) -> None:
+    journal = open_journal(str(tmp_path / "j"), replicate=nats_node, replicate_as=alias, durability="replicated")
+    assert journal.durability.value == "process"  # locally; and the engine's quorum before anything moves
+    pull = journal.wrap(ctx.socket(zmq.PULL), "work")
+    pull.bind("inproc://replicated")
+    push = journal.wrap(ctx.socket(zmq.PUSH), "feed")
+    push.connect("inproc://replicated")
+    for n in range(20):
+        push.send(b"%d" % n)
+        assert pull.recv() == b"%d" % n
+        on_engine = set(_remote(nats_node, alias).entries)
+        assert pull.last_id in on_engine  # it came back from recv: the engine had it already
+
+
+def test_replicated_durability_raises_after_the_timeout_when_the_engine_is_away(open_journal, ctx, tmp_path) -> None:
+    from natsserver import free_ports
+
+    url = f"nats://127.0.0.1:{free_ports(1)[0]}"
+    journal = open_journal(
+        str(tmp_path / "j"), replicate=url, replicate_as="away", durability="replicated", replicate_timeout=0.5
+    )
+    push = journal.wrap(ctx.socket(zmq.PUSH), "feed")
+    pull = ctx.socket(zmq.PULL)
+    pull.bind("inproc://away")
+    push.connect("inproc://away")
+    started = time.monotonic()
+    with pytest.raises(zjournal.ReplicationError, match="not replicated within"):
+        push.send(b"must-save")
+    assert 0.4 < time.monotonic() - started < 3
+    assert pull.poll(100) == 0  # it did not move
+    assert [e.frames for e in journal.entries(state="pending")] == [[b"must-save"]]  # and it is not lost
+    with pytest.raises(zjournal.InvalidArgumentError):
+        zjournal.open(str(tmp_path / "k"), durability="replicated")

@@ -64,12 +64,55 @@ def run(entries: int, size: int, nodes: int) -> dict[str, float]:
     }
 
 
+def synchronous(messages: int, nodes: int) -> dict[str, float]:
+    """durability="replicated": a journaled PUSH's send returns once the engine's quorum has the message."""
+    import statistics
+
+    import zmq
+
+    with tempfile.TemporaryDirectory(prefix="zjournal-sync-") as tmp:
+        servers = Servers(Path(tmp) / "nats", nodes=nodes).start()
+        ctx = zmq.Context()
+        try:
+            journal = zjournal.open(f"{tmp}/j", replicate=servers.url, replicate_as="sync", durability="replicated")
+            push = journal.wrap(ctx.socket(zmq.PUSH), "feed")
+            pull = ctx.socket(zmq.PULL)
+            pull.bind("inproc://sync")
+            push.connect("inproc://sync")
+            took = []
+            started = time.perf_counter()
+            for _ in range(messages):
+                t = time.perf_counter()
+                push.send(b"x" * 100)
+                took.append(time.perf_counter() - t)
+                pull.recv()
+            elapsed = time.perf_counter() - started
+            push.close()
+            journal.close()
+        finally:
+            ctx.destroy(0)
+            servers.stop()
+    took.sort()
+    return {
+        "per_s": messages / elapsed,
+        "p50_ms": statistics.median(took) * 1000,
+        "p99_ms": took[int(len(took) * 0.99)] * 1000,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--nodes", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--sync", type=int, metavar="N", default=0, help="Also N sends in durability='replicated'.")
     args = parser.parse_args()
+    if args.sync:
+        q = synchronous(args.sync, args.nodes)
+        print(
+            f"durability='replicated', {args.nodes} node(s), one sender: {q['per_s']:,.0f} msg/s, "
+            f"send p50 {q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms"
+        )
     r = run(args.entries, args.size, args.nodes)
     print(
         f"{args.entries:,} pending entries of {args.size} B, {args.nodes} node(s): appended at "

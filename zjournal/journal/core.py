@@ -758,8 +758,16 @@ def open(  # noqa: A001 - the public name the issues ask for
     A journal another process took over is refused with JournalFencedError,
     unless ``reclaim=True``. With ``replicate=`` and no ``max_message_size``,
     the limit becomes what the engine takes in one message.
+    ``durability="replicated"`` (with ``replicate=``): the ``process`` mode
+    locally, and a message moves only once the engine's quorum has its entry
+    (ReplicationError after ``replicate_timeout``: journaled here, not moved).
     """
     path = os.fspath(path)
+    synchronous = isinstance(durability, str) and durability.strip().lower() == "replicated"
+    if synchronous:
+        if replicate is None or read_only:
+            raise InvalidArgumentError("durability='replicated' needs replicate= (the engine it waits for)")
+        durability = Durability.PROCESS  # locally: the process mode's write-ahead path, then the engine's quorum
     mode = Durability.parse(durability)
     if replicate is not None and not read_only and max_message_size == DEFAULT_MAX_MESSAGE_SIZE:
         max_message_size = replication_layer().engine_payload_limit(replicate, replicate_timeout)
@@ -798,6 +806,7 @@ def open(  # noqa: A001 - the public name the issues ask for
                 reclaim=reclaim,
                 ship_interval=ship_interval,
                 timeout=replicate_timeout,
+                synchronous=synchronous,
             )
         except BaseException:
             journal.close()

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import msgpack
@@ -154,6 +154,9 @@ class Ledger:
         self.dirty = False  # the store was written since the last background fsync (slots: see SlotFile)
         self.background_error: BaseException | None = None
         self.fenced: str | None = None  # why another owner has this journal now (zjournal.replication)
+        # durability="replicated": returns once the entry is on the engine's quorum (raises after a timeout);
+        # the socket port calls it after each append, outside the lock, before the message moves
+        self.barrier: Callable[[int], None] | None = None
         self.counts = Counters()
         # Entries that a socket appended and will settle itself (next/sent/reply
         # policies): id -> (name, direction code). Public ack/nack/dead take an

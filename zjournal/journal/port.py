@@ -98,6 +98,8 @@ class SocketPort:
                 ledger.emit("on_append", slot.name, slot.dcode, 1)
         finally:
             lock.release()
+        if ledger.barrier is not None:  # durability="replicated": it moves once the engine has it
+            ledger.barrier(entry_id)
         return entry_id
 
     def log_held_keyed(self, slots: SlotFile, frames: list[bytes], settle: int, key: ConfirmKey) -> int:
@@ -175,6 +177,8 @@ class SocketPort:
                 ledger.emit("on_append", box.name, box.dcode, 1)
         finally:
             lock.release()
+        if ledger.barrier is not None:  # durability="replicated": it moves once the engine has it
+            ledger.barrier(entry_id)
         return entry_id
 
     def open_outbox(self, name: str) -> Outbox | None:
@@ -226,6 +230,8 @@ class SocketPort:
                 ledger.emit("on_append", name, dcode, 1)
                 if settled:
                     ledger.emit("on_ack", known[0], known[1], 1)
+        if ledger.barrier is not None:
+            ledger.barrier(entry_id)
         return entry_id
 
     def log_many(
@@ -304,6 +310,8 @@ class SocketPort:
                     ledger.emit("on_append", name, dcode, len(ids_new))
                 for stream_name, stream_dcode in acked_streams:
                     ledger.emit("on_ack", stream_name, stream_dcode, 1)
+        if ledger.barrier is not None and any(ids):
+            ledger.barrier(max(ids))  # the whole batch in one wait: group commit
         return ids
 
     def _keys_into(self, batch: Any, keys: Sequence[ConfirmKey | None], after: list[Any]) -> list[bool]:
@@ -414,7 +422,11 @@ class SocketPort:
                     ledger.emit("on_append", name, dcode, 1)
                 if settled:
                     ledger.emit("on_ack", known[0], known[1], 1)
-        return 0 if duplicate else entry_id
+        if duplicate:
+            return 0
+        if ledger.barrier is not None:
+            ledger.barrier(entry_id)
+        return entry_id
 
     def settle_many(self, name: str, dcode: int, entry_ids: Sequence[int], box: Outbox | None = None) -> None:
         """Ack in-flight entries of one stream in one write (confirmations that came back).

@@ -85,6 +85,7 @@ class _Layer:
         reclaim = bool(options.get("reclaim", False))
         ship_interval = float(options.get("ship_interval", 0.05))
         timeout = float(options.get("timeout", 5.0))
+        synchronous = bool(options.get("synchronous", False))
         engine = self._spare.pop(url, None)
         if engine is None:
             try:
@@ -126,10 +127,13 @@ class _Layer:
             fence=fence,
             ship_interval=ship_interval,
             timeout=timeout,
+            synchronous=synchronous,
         )
         ledger = journal._ledger
         with ledger.lock:
             ledger.store = RecordingStore(ledger.store, shipper.note)
+            if synchronous:
+                ledger.barrier = shipper.wait_replicated
         shipper.start()
         return shipper
 

@@ -110,8 +110,14 @@ class Shipper:
         fence: tuple[int, int],
         ship_interval: float,
         timeout: float,
+        synchronous: bool = False,
     ) -> None:
         self._journal = journal
+        # durability="replicated": every entry ships at once (none waits out the interval in its slot),
+        # and appends wait in wait_replicated until a batch holding them was acked
+        self.synchronous = synchronous
+        self._replicated = threading.Condition()
+        self.durable_below = 0  # every entry with a lower id is on the engine (or was settled before it had to be)
         self._ledger = journal._ledger
         self._connect = connect
         self._engine = engine
@@ -198,9 +204,30 @@ class Shipper:
             self._wake.wait(self.ship_interval)
             self._wake.clear()
 
+    def wait_replicated(self, entry_id: int) -> None:
+        """Return once ``entry_id`` is on the engine (durability="replicated"); ReplicationError after ``timeout``."""
+        if self.durable_below > entry_id:
+            return
+        deadline = time.monotonic() + self.timeout
+        with self._replicated:
+            while self.durable_below <= entry_id:
+                if self.state == "fenced":
+                    raise JournalFencedError(self.last_error or f"journal {self.alias!r} was taken over")
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    why = f" ({self.last_error})" if self.last_error else ""
+                    raise ReplicationError(
+                        f"journal {self.alias!r}: entry {entry_id} not replicated within {self.timeout:g} s{why}; "
+                        "it is journaled here and did not move"
+                    )
+                self._wake.set()
+                self._replicated.wait(min(left, 0.05))
+
     def _cycle(self, final: bool) -> None:
         if self._ledger.closed:
             return  # (close stops the shipper first: its last cycle ran with the journal open)
+        with self._ledger.lock:
+            mark = self._ledger.next_id  # every id below: noted, in a slot, or settled already
         engine = self._engine
         if engine is None:
             engine = self._engine = self._connect()
@@ -212,6 +239,9 @@ class Shipper:
         self._ship_changes(engine, final)
         self.state = "shipping"
         self.last_error = None
+        with self._replicated:
+            self.durable_below = max(self.durable_below, mark)
+            self._replicated.notify_all()
 
     def _ship_snapshot(self, engine: Engine) -> None:
         """Every live entry, in parts; the log below it is purged once the last part is in."""
@@ -249,7 +279,7 @@ class Shipper:
             else:
                 ops.append([entry_id, value])
                 newly_shipped.add(entry_id)
-        cutoff = time.time() - (0 if final else self.ship_interval)
+        cutoff = time.time() - (0 if final or self.synchronous else self.ship_interval)
         for entry_id, (value, created) in held.items():
             if entry_id not in self._shipped and entry_id not in work and created <= cutoff:
                 ops.append([entry_id, value])
