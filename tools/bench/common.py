@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import statistics
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+NATS_ENV = "ZJOURNAL_BENCH_NATS"  # the NATS server a run started for its replicated variants, for its processes
+
+
+def start_nats(workdir: Path) -> Any:
+    """A JetStream server on 127.0.0.1 (tests/natsserver.py: the test extra's pinned binary), named in NATS_ENV."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+    from natsserver import Servers
+
+    servers = Servers(workdir / "nats").start()
+    os.environ[NATS_ENV] = servers.url
+    return servers
 
 
 def summary(samples: Sequence[float]) -> dict[str, Any]:

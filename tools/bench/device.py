@@ -1,6 +1,6 @@
 """Queue device throughput: ``zmq.proxy`` against ``zjournal.Queue`` on the same load, in one run.
 
-Run:  python tools/bench --only device
+Run:  python tools/bench --only device  (or: python tools/bench/device.py --kinds proxy,queue-process,queue-replicated)
 
 Three processes per run: the device (ROUTER frontend, DEALER backend, over
 ipc), a client process with ``--clients`` DEALER sockets each keeping
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from common import rate, summary, table
+from common import NATS_ENV, rate, start_nats, summary, table
 
 
 def _device(kind: str, front: str, back: str, path: str, ready, stop) -> None:
@@ -39,7 +40,11 @@ def _device(kind: str, front: str, back: str, path: str, ready, stop) -> None:
         return
     import zjournal
 
-    journal = zjournal.open(path, durability=kind.split("-")[1])
+    durability = kind.split("-")[1]
+    replicate = {}
+    if durability == "replicated":  # each batch forwarded once the engine's quorum has it
+        replicate = {"replicate": os.environ[NATS_ENV], "replicate_as": f"bench-device-{os.getpid()}"}
+    journal = zjournal.open(path, durability=durability, **replicate)
     queue = zjournal.Queue(frontend, backend, journal)
     queue.start()
     ready.set()
@@ -119,19 +124,24 @@ def run_once(kind: str, args: argparse.Namespace, workdir: Path, index: int) -> 
     return rate
 
 
-KINDS = ("proxy", "queue-process", "queue-interval")
+KINDS = ("proxy", "queue-process", "queue-interval")  # also: "queue-replicated" (starts a NATS server)
 
 
-def run(requests: int = 100_000, clients: int = 16, window: int = 50, repeat: int = 3) -> dict[str, Any]:
+def run(
+    requests: int = 100_000, clients: int = 16, window: int = 50, repeat: int = 3, kinds: tuple[str, ...] = KINDS
+) -> dict[str, Any]:
     """zmq.proxy and zjournal.Queue on the same load, ``repeat`` times in turn."""
     args = argparse.Namespace(requests=requests, clients=clients, window=window)
-    rates: dict[str, list[float]] = {k: [] for k in KINDS}
+    rates: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="zjdev") as tmp:
+        servers = start_nats(Path(tmp)) if "queue-replicated" in kinds else None
         index = 0
         for _ in range(repeat):
-            for kind in KINDS:
+            for kind in kinds:
                 index += 1
                 rates[kind].append(run_once(kind, args, Path(tmp), index))
+        if servers is not None:
+            servers.stop()
     proxy = statistics.median(rates["proxy"])
     rows = [
         {"device": kind, **summary(values), "ratio_to_proxy": statistics.median(values) / proxy}
@@ -150,3 +160,21 @@ def markdown(result: dict[str, Any]) -> str:
         for r in result["rows"]
     ]
     return table(("device", "requests/s (median)", "min", "max", "/ zmq.proxy"), rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help="of proxy, queue-process, queue-interval, queue-replicated"
+    )
+
+    args = parser.parse_args()
+    result = run(requests=args.requests, repeat=args.repeat, kinds=tuple(args.kinds.split(",")))
+    print(result["title"])
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from common import rate, run_pair, summary, table
+from common import NATS_ENV, rate, run_pair, start_nats, summary, table
 
 # Also runnable: "process+prefetch" (the receiver with prefetch=64), "process+replicate" (both journals shipped to
 # NATS JetStream) and a ":recv" suffix (receiver journaled only).
 VARIANTS = ("raw", "process", "interval", "always", "process+confirm")
-NATS_ENV = "ZJOURNAL_BENCH_NATS"  # the NATS server of a run with +replicate variants, for its processes
 _streams = itertools.count()
 
 
@@ -103,14 +101,7 @@ def run_once(variant: str, count: int, size: int, workdir: Path, index: int) -> 
 
 def _nats_for(variants: Sequence[str], workdir: Path) -> Any:
     """A JetStream server for the +replicate variants (None when there are none)."""
-    if not any("+replicate" in v for v in variants):
-        return None
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-    from natsserver import Servers
-
-    servers = Servers(workdir / "nats").start()
-    os.environ[NATS_ENV] = servers.url
-    return servers
+    return start_nats(workdir) if any("+replicate" in v for v in variants) else None
 
 
 def run(

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 
@@ -89,6 +90,8 @@ def synchronous(messages: int, nodes: int) -> dict[str, float]:
             elapsed = time.perf_counter() - started
             push.close()
             journal.close()
+            device = _through_device(ctx, f"{tmp}/d", servers.url, messages)
+            prefetched = _prefetched(ctx, f"{tmp}/p", servers.url, messages * 5)
         finally:
             ctx.destroy(0)
             servers.stop()
@@ -97,6 +100,80 @@ def synchronous(messages: int, nodes: int) -> dict[str, float]:
         "per_s": messages / elapsed,
         "p50_ms": statistics.median(took) * 1000,
         "p99_ms": took[int(len(took) * 0.99)] * 1000,
+        **device,
+        "prefetch_per_s": prefetched,
+    }
+
+
+def _prefetched(ctx: Any, path: str, url: str, messages: int) -> float:
+    """A journaled PULL with prefetch=64 in durability="replicated": one wait per batch read ahead (msg/s)."""
+    import threading
+
+    import zmq
+
+    journal = zjournal.open(path, replicate=url, replicate_as="sync-prefetch", durability="replicated")
+    pull = journal.wrap(ctx.socket(zmq.PULL), "work", prefetch=64)
+    pull.bind("inproc://sync-prefetch")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://sync-prefetch")
+    sender = threading.Thread(target=lambda: [push.send(b"x" * 100) for _ in range(messages)])
+    started = time.perf_counter()
+    sender.start()
+    for _ in range(messages):
+        pull.recv()
+    elapsed = time.perf_counter() - started
+    sender.join()
+    push.close(0)
+    pull.close()
+    journal.close()
+    return messages / elapsed
+
+
+def _through_device(ctx: Any, path: str, url: str, requests: int) -> dict[str, float]:
+    """A plain REQ -> zjournal.Queue (durability="replicated") -> a plain REP: round trips, one at a time."""
+    import statistics
+    import threading
+
+    import zmq
+
+    journal = zjournal.open(path, replicate=url, replicate_as="sync-device", durability="replicated")
+    front, back = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    front.bind("inproc://sync-front")
+    back.bind("inproc://sync-back")
+    queue = zjournal.Queue(front, back, journal)
+    queue.start()
+    stop = threading.Event()
+
+    def worker() -> None:
+        rep = ctx.socket(zmq.REP)
+        rep.connect("inproc://sync-back")
+        while not stop.is_set():
+            if rep.poll(50):
+                rep.send(rep.recv())
+        rep.close(0)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    req = ctx.socket(zmq.REQ)
+    req.connect("inproc://sync-front")
+    took = []
+    started = time.perf_counter()
+    for _ in range(requests):
+        t = time.perf_counter()
+        req.send(b"x" * 100)
+        req.recv()
+        took.append(time.perf_counter() - t)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    req.close(0)
+    queue.stop(drain_timeout=0)
+    journal.close()
+    took.sort()
+    return {
+        "device_per_s": requests / elapsed,
+        "device_p50_ms": statistics.median(took) * 1000,
+        "device_p99_ms": took[int(len(took) * 0.99)] * 1000,
     }
 
 
@@ -111,7 +188,9 @@ def main() -> None:
         q = synchronous(args.sync, args.nodes)
         print(
             f"durability='replicated', {args.nodes} node(s), one sender: {q['per_s']:,.0f} msg/s, "
-            f"send p50 {q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms"
+            f"send p50 {q['p50_ms']:.2f} ms, p99 {q['p99_ms']:.2f} ms; through zjournal.Queue, one REQ client: "
+            f"{q['device_per_s']:,.0f} req/s, round trip p50 {q['device_p50_ms']:.2f} ms, "
+            f"p99 {q['device_p99_ms']:.2f} ms; a PULL with prefetch=64: {q['prefetch_per_s']:,.0f} msg/s"
         )
     r = run(args.entries, args.size, args.nodes)
     print(
