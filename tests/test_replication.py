@@ -128,7 +128,8 @@ def test_a_dead_hosts_pending_messages_are_taken_over_and_delivered_elsewhere(
         f"{len(delivered & in_hand)} delivered after the takeover"
     )  # (pytest -s: the README's figures)
     assert must <= delivered, sorted(must - delivered)[:10]
-    assert delivered <= set(got)  # nothing made up
+    # Nothing made up (a message journaled but killed before the service logged it comes back too).
+    assert delivered <= {b"j%d" % n for n in range(600)}
 
 
 def test_an_owner_taken_over_is_fenced_and_a_returning_one_is_refused(open_journal, tmp_path, nats_node, alias) -> None:
@@ -483,3 +484,35 @@ def test_replicated_durability_raises_after_the_timeout_when_the_engine_is_away(
     assert [e.frames for e in journal.entries(state="pending")] == [[b"must-save"]]  # and it is not lost
     with pytest.raises(zjournal.InvalidArgumentError):
         zjournal.open(str(tmp_path / "k"), durability="replicated")
+
+
+def test_with_two_of_three_servers_down_local_traffic_goes_on_and_replicated_moves_raise(
+    open_journal, ctx, tmp_path, nats_cluster
+) -> None:
+    async_journal = open_journal(str(tmp_path / "a"), replicate=nats_cluster.url, replicate_as="quorum-a")
+    sync_journal = open_journal(
+        str(tmp_path / "s"),
+        replicate=nats_cluster.url,
+        replicate_as="quorum-s",
+        durability="replicated",
+        replicate_timeout=1.0,
+    )
+    _wait(lambda: async_journal.replication.state == "shipping" and sync_journal.replication.state == "shipping")
+    engine = Engine(nats_cluster.url, 5.0)
+    try:
+        assert [engine.stream_info(a).config.num_replicas for a in ("quorum-a", "quorum-s")] == [3, 3]
+    finally:
+        engine.close()
+    for node in nats_cluster.nodes[1:]:
+        node.kill()  # no quorum left: the engine takes nothing
+    for n in range(20):
+        async_journal.append("jobs", [b"%d" % n], direction="in")  # local traffic goes on
+    time.sleep(1.5)
+    assert async_journal.replication.lag_entries == 20 and async_journal.replication.lag_seconds > 1.0
+    push = sync_journal.wrap(ctx.socket(zmq.PUSH), "feed")
+    pull = ctx.socket(zmq.PULL)
+    pull.bind("inproc://no-quorum")
+    push.connect("inproc://no-quorum")
+    with pytest.raises(zjournal.ReplicationError):
+        push.send(b"must-save")
+    assert pull.poll(100) == 0 and sync_journal.count(state="pending") == 1  # not moved, not lost

@@ -22,6 +22,7 @@ from zjournal.replication import wire
 log = logging.getLogger("zjournal")
 
 WRONG_LAST_SEQUENCE = 10071  # JetStream: a compare-and-set header did not match
+NOT_CLUSTERED = 10074  # JetStream: "replicas > 1 not supported in non-clustered mode"
 _CONNECT_ATTEMPTS_PER_SERVER = 1
 
 
@@ -168,9 +169,9 @@ class Engine:
                 await self._js.add_stream(config)
                 return
             except self._nats.js.errors.APIError as e:
-                if count == 1 or replicas is not None:
-                    raise
-                log.info("zjournal: stream %s: %d replicas refused (%s); one server: 1", name, count, _describe(e))
+                if count == 1 or replicas is not None or e.err_code != NOT_CLUSTERED:
+                    raise  # (a cluster that cannot place 3 now is retried, never quietly given 1 replica)
+                log.info("zjournal: stream %s: one server, so 1 replica (%s)", name, _describe(e))
 
     def streams(self) -> list[Any]:
         """Every zjournal stream in the engine (their StreamInfo)."""
@@ -254,7 +255,8 @@ class Engine:
 
     async def _next_msg(self, alias: str, seq: int) -> tuple[int, str, bytes] | None:
         try:
-            msg = await self._js.get_msg(wire.stream_of(alias), seq=seq, next=True, direct=True)
+            # From the stream's leader: a direct get may be answered by a follower that lags behind it.
+            msg = await self._js.get_msg(wire.stream_of(alias), seq=seq, next=True)
         except self._nats.js.errors.NotFoundError:
             return None
         return msg.seq, msg.subject, msg.data or b""

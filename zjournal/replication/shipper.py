@@ -129,6 +129,7 @@ class Shipper:
         self._lock = threading.Lock()
         self._changes: dict[int, bytes | None] = {}  # id -> its latest record (None: removed), not shipped yet
         self._since = 0.0  # when the oldest of them was noted
+        self._sending: tuple[int, float] | None = None  # (changes, since when) of the cycle on its way: lag too
         self._shipped: set[int] = set()  # ids live on the engine
         self._from_slots: set[int] = set()  # ... of them, shipped while a slot held them
         self._number = 0
@@ -173,12 +174,15 @@ class Shipper:
         """Changes not on the engine yet: noted ones, and entries held in slots not shipped yet."""
         in_slots = len(self._unshipped_slot_ids())  # (takes the ledger's lock: never inside ours)
         with self._lock:
-            return len(self._changes) + in_slots
+            sending = self._sending[0] if self._sending is not None else 0
+            return len(self._changes) + sending + in_slots
 
     @property
     def lag_seconds(self) -> float:
         with self._lock:
             oldest = self._since if self._changes else None
+            if self._sending is not None:
+                oldest = self._sending[1] if oldest is None else min(oldest, self._sending[1])
         held = self._oldest_unshipped_slot()
         if held is not None:
             oldest = held if oldest is None else min(oldest, held)
@@ -267,6 +271,8 @@ class Shipper:
     def _ship_changes(self, engine: Engine, final: bool) -> None:
         with self._lock:
             work, self._changes = self._changes, {}
+            since = self._since
+            self._sending = (len(work), since) if work else None
         held = self._held_slots()
         ops: list[wire.Op] = []
         newly_shipped: set[int] = set()
@@ -298,8 +304,11 @@ class Shipper:
             elif time.monotonic() - self._last_shipped_at >= HEARTBEAT or final:
                 self._send(engine, [], None)  # the owner's heartbeat, fenced like any batch
         except BaseException:
-            self._put_back(work)
+            self._put_back(work, since)
             raise
+        finally:
+            with self._lock:
+                self._sending = None
         self._shipped |= newly_shipped
         self._shipped -= removed
         self._from_slots -= removed
@@ -337,11 +346,11 @@ class Shipper:
         payload = engine.max_payload if engine is not None else 1024 * 1024
         return max(64 * 1024, payload - wire.HEADROOM)
 
-    def _put_back(self, work: dict[int, bytes | None]) -> None:
-        """A cycle's changes that did not ship: kept, unless the entry changed again meanwhile."""
+    def _put_back(self, work: dict[int, bytes | None], since: float) -> None:
+        """A cycle's changes that did not ship: kept (and as old as they are), unless changed again meanwhile."""
         with self._lock:
-            if not self._changes and work:
-                self._since = time.monotonic()
+            if work:
+                self._since = min(since, self._since) if self._changes else since
             for entry_id, value in work.items():
                 self._changes.setdefault(entry_id, value)
 
