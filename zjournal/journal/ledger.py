@@ -678,10 +678,15 @@ class Ledger:
         if not self.read_only:
             try:
                 self.spill_all()  # what sockets still hold stays pending, in the store
+                batch = self.batch()
+                keys = [key for slots in self.slot_files for key in getattr(slots, "keys_unstored", ())]
+                if keys:  # the dedup keys of key rings outlive their files
+                    self.seen.store_records(batch, keys)
                 for slots in self.slot_files:
                     slots.close()
                 self.slot_files.clear()
-                batch = self.batch()
+                for counter in list(self.counts.lazy):  # (outboxes: their counts are the store's now)
+                    self.counts.take_in(counter)
                 batch.put("meta", META_FLOOR, msgpack.packb(self.floor))
                 # A clean close knows exactly which ids were handed out.
                 batch.put("meta", META_SEQ, msgpack.packb(self.next_id))

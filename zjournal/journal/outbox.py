@@ -71,7 +71,7 @@ def fits(frames: list[bytes]) -> bool:
 class Cell:
     """One record of an outbox: what the journal needs of a held entry (as zjournal.journal.inflight.Slot)."""
 
-    __slots__ = ("_outbox", "counter_key", "created", "dcode", "entry_id", "envelope_size", "frames", "name", "offset")
+    __slots__ = ("_outbox", "created", "entry_id", "envelope_size", "frames", "offset")
 
     def __init__(
         self, outbox: Outbox, offset: int, entry_id: int, frames: list[bytes], created: float, envelope_size: int
@@ -82,9 +82,19 @@ class Cell:
         self.frames = frames
         self.created = created
         self.envelope_size = envelope_size
-        self.name = outbox.name
-        self.dcode = outbox.dcode
-        self.counter_key = outbox.counter_key
+
+    # The stream's, as a slot has them (read when an entry is spilled or acked on its own: not per message).
+    @property
+    def name(self) -> str:
+        return self._outbox.name
+
+    @property
+    def dcode(self) -> int:
+        return self._outbox.dcode
+
+    @property
+    def counter_key(self) -> tuple[str, int, int]:
+        return self._outbox.counter_key
 
     def clear(self) -> None:
         """The entry is settled, or in the store now: the record no longer holds it."""
@@ -123,6 +133,9 @@ class Outbox:
         self._mm[: _FIXED.size + len(encoded)] = _FIXED.pack(MAGIC, self._key, len(encoded)) + encoded
         self.fd = fd
         self._pos = 0  # where the next record goes, from the start of the ring
+        self.uncounted = 0  # appends less confirmations not in the journal's counters yet (Counters.lazy)
+        # While the write position is below this, nothing is in the way of the next record (see in_the_way).
+        self.clear_below = 0
         self._order: collections.deque[Cell] = collections.deque()  # cells in ring order; cleared ones lazily
         self.live: dict[int, Cell] = {}  # entry id -> the cell holding it
         self._writes = 0
@@ -158,12 +171,19 @@ class Outbox:
         order = self._order
         while order and not order[0].entry_id:
             order.popleft()
-        if not order:
-            return []
         pos = self._pos
+        if not order:
+            self.clear_below = _LAST_SAFE
+            return []
         wraps = pos + ((HEADER_SIZE + size + ALIGN - 1) & _ALIGN_MASK) > RING_BYTES
-        if not wraps and not pos <= order[0].offset < pos + SPILL_CHUNK:
-            return []  # the common case: the oldest unconfirmed message is well ahead (or behind)
+        oldest = order[0].offset
+        if not wraps and not pos <= oldest < pos + SPILL_CHUNK:
+            # The common case: the oldest unconfirmed message is well ahead (or behind). Until the
+            # write position comes within a chunk of it (or of the end), no look is needed: cells
+            # ahead of it only ever go (cleared), new ones are written behind it.
+            self.clear_below = min(_LAST_SAFE, oldest - SPILL_CHUNK) if oldest > pos else _LAST_SAFE
+            return []
+        self.clear_below = 0  # the caller spills what is found: look again next time
         start = 0 if wraps else pos
         end = start + SPILL_CHUNK  # (a record is always smaller than a chunk)
         found = []
@@ -179,7 +199,10 @@ class Outbox:
     def write(
         self, entry_id: int, data: bytes, kind: int, frames: list[bytes], created: float, envelope_size: int
     ) -> Cell:
-        """Hold entry ``entry_id`` (``data`` from :meth:`encode`); what :meth:`in_the_way` named is gone first."""
+        """Hold entry ``entry_id`` (``data`` from :meth:`encode`); what :meth:`in_the_way` named is gone first.
+
+        The caller looked with :meth:`in_the_way` unless the write position is below :attr:`clear_below`.
+        """
         size = len(data)
         need = (HEADER_SIZE + size + ALIGN - 1) & _ALIGN_MASK
         offset = self._pos if self._pos + need <= RING_BYTES else 0
@@ -204,6 +227,23 @@ class Outbox:
         cell.entry_id = 0
         cell.frames = []
         self._writes += 1
+
+    def clear_many(self, entry_ids: list[int]) -> list[int]:
+        """Clear the records of those entries this outbox holds; returns the others (in the store)."""
+        live, mm, pack = self.live, self._mm, _ID_FIELD.pack_into
+        elsewhere = []
+        mapped = self.fd >= 0
+        for entry_id in entry_ids:
+            cell = live.pop(entry_id, None)
+            if cell is None:
+                elsewhere.append(entry_id)
+                continue
+            if mapped:
+                pack(mm, FILE_HEADER_SIZE + 8 + cell.offset, 0)
+            cell.entry_id = 0
+            cell.frames = []
+        self._writes += 1
+        return elsewhere
 
     # -- durability and closing ------------------------------------------------
 
@@ -232,6 +272,7 @@ class Outbox:
 
 _ALIGN_MASK = ~(ALIGN - 1)
 assert HEADER_SIZE + CAPACITY + ALIGN <= SPILL_CHUNK  # the largest record fits one chunk (see in_the_way)
+_LAST_SAFE = RING_BYTES - SPILL_CHUNK  # from here on the next record may have to go to the start: look
 
 
 def _aligned(n: int) -> int:

@@ -69,64 +69,97 @@ class SocketPort:
             ledger.check_size(frames)
             if not fits_slot(frames):
                 return self.log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
-        created = _now()
         lock = ledger.lock
         lock.acquire()  # not `with`: half the cost, and this runs once per message
         try:
-            if ledger.closed or ledger.background_error is not None:
-                ledger.check_open()
-            entry_id = ledger.next_id
-            if entry_id >= ledger.reserved:
-                ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
-            held = slot.entry_id
-            observers = ledger.observers
-            if held and held == settle:
-                # The overwrite below is the ack of what the slot held. Same
-                # stream, one out and one in: the pending counter stays put.
-                if observers:
-                    ledger.emit("on_ack", slot.name, slot.dcode, 1)
-            else:
-                if held:
-                    ledger.spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
-                if settle and not ledger.settle_held(settle):
-                    self._settle_stored(settle)
-                ledger.counts.add(slot.counter_key, 1)
-            ledger.next_id = entry_id + 1
-            slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
-            ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
-            if observers:
-                ledger.emit("on_append", slot.name, slot.dcode, 1)
+            entry_id = self._hold(slot, frames, settle, envelope_size)
         finally:
             lock.release()
         if ledger.barrier is not None:  # durability="replicated": it moves once the engine has it
             ledger.barrier(entry_id)
         return entry_id
 
-    def log_held_keyed(self, slots: SlotFile, frames: list[bytes], settle: int, key: ConfirmKey) -> int:
+    def _hold(self, slot: Slot, frames: list[bytes], settle: int, envelope_size: int) -> int:
+        """The slot write of :meth:`log_held` (lock held; the message fits the slot)."""
+        ledger = self.ledger
+        if ledger.closed or ledger.background_error is not None:
+            ledger.check_open()
+        entry_id = ledger.next_id
+        if entry_id >= ledger.reserved:
+            ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
+        held = slot.entry_id
+        observers = ledger.observers
+        if held and held == settle:
+            # The overwrite below is the ack of what the slot held. Same
+            # stream, one out and one in: the pending counter stays put.
+            if observers:
+                ledger.emit("on_ack", slot.name, slot.dcode, 1)
+        else:
+            if held:
+                ledger.spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
+            if settle and not ledger.settle_held(settle):
+                self._settle_stored(settle)
+            ledger.counts.add(slot.counter_key, 1)
+        ledger.next_id = entry_id + 1
+        slot.write(entry_id, frames, _now(), envelope_size)  # interval mode: the maintainer sees the new id
+        ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
+        if observers:
+            ledger.emit("on_append", slot.name, slot.dcode, 1)
+        return entry_id
+
+    def log_held_keyed(self, slots: SlotFile, frames: list[bytes], settle: int, key: Any) -> int:
         """A confirm sender's message into the socket's inbound slot, its dedup key into the slot file's key ring.
 
-        One message at a time (the read-ahead found nothing more queued):
-        no store write, as for a plain message; every :data:`inflight.KEYS`
+        No store write, as for a plain message; every :data:`inflight.KEYS`
         keys the ring goes to the store in one write. 0 when this journal holds
-        the message already (a resend; that drop is counted with a write).
+        the message already (a resend; that drop is counted with a write, and
+        ``settle`` is settled).
         """
         ledger = self.ledger
-        origin, seq, floor = key
-        with ledger.lock:
-            ledger.check_open()
-            if ledger.seen.seen(origin, seq):
-                batch = ledger.batch()
-                done = ledger.seen.drop(batch)
-                ledger.commit(batch, [])
-                done()
-                return 0
+        origin, seq, floor = key[:3]  # (a confirm_wire.Header, or a ConfirmKey)
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
+            ledger.check_size(frames)
+            if not fits_slot(frames):  # (rare) the store: key and entry in one write
+                inbound = slots.inbound
+                return self.log_confirmed(inbound.name, inbound.dcode, frames, origin, seq, floor, settle=settle)
+        seen = ledger.seen
+        lock = ledger.lock
+        lock.acquire()
+        try:
+            known = seen.in_order(origin, seq)  # the common case: above every key of its sender
+            if known is None and seen.seen(origin, seq):
+                return self._drop_resend(slots, settle)
             if len(slots.keys_unstored) >= inflight.KEYS:
+                if ledger.closed:
+                    ledger.check_open()
                 self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
-        entry_id = self.log_held(slots.inbound, frames, settle)
-        with ledger.lock:
+            entry_id = self._hold(slots.inbound, frames, settle, 0)
             slots.note_key(origin, seq)  # after the entry: a key never names a message not journaled
-            ledger.seen.remember(origin, seq)
+            if known is None:
+                seen.remember(origin, seq)
+            else:
+                known.seqs.append(seq)
+        finally:
+            lock.release()
+        if ledger.barrier is not None:
+            ledger.barrier(entry_id)
         return entry_id
+
+    def _drop_resend(self, slots: SlotFile, settle: int) -> int:
+        """A resend this journal holds already: counted as dropped, ``settle`` settled, in one write (lock held)."""
+        ledger = self.ledger
+        ledger.check_open()
+        batch = ledger.batch()
+        changes: list[tuple[CounterKey, int]] = []
+        settled = bool(settle) and not ledger.settle_held(settle, slots)
+        if settled:
+            settled = self._settle_into(batch, settle, changes)  # (the message before: asking for this acks it)
+        done = ledger.seen.drop(batch)
+        ledger.commit(batch, changes)
+        done()
+        if settled:
+            ledger.inflight.pop(settle, None)
+        return 0
 
     def _store_keys(self, slots: SlotFile, floor: int) -> None:
         """Move a key ring's keys to the store (lock held)."""
@@ -166,12 +199,13 @@ class SocketPort:
             entry_id = ledger.next_id
             if entry_id >= ledger.reserved:
                 ledger.reserve_ids()
-            in_the_way = box.in_the_way(len(data))
-            if in_the_way:
-                ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store
+            if box._pos >= box.clear_below:
+                in_the_way = box.in_the_way(len(data))
+                if in_the_way:
+                    ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store
             ledger.next_id = entry_id + 1
             cell = box.write(entry_id, data, kind, frames, created, envelope_size)
-            ledger.counts.add(box.counter_key, 1)
+            box.uncounted += 1  # (the journal's counters read it: Counters.lazy)
             ledger.slot_ring[entry_id & _RING_MASK] = cell
             if ledger.observers:
                 ledger.emit("on_append", box.name, box.dcode, 1)
@@ -439,16 +473,10 @@ class SocketPort:
             with ledger.lock:
                 if ledger.closed:
                     return  # closed meanwhile: they stay pending, resent by the next run
-                live, clear = box.live, box.clear
-                for entry_id in entry_ids:
-                    cell = live.get(entry_id)
-                    if cell is None:
-                        stored.append(entry_id)  # spilled (or never in the ring): in the store
-                    else:
-                        clear(cell)
+                stored = box.clear_many(entry_ids)  # those not in the ring were spilled (or too large): the store
                 cleared = len(entry_ids) - len(stored)
                 if cleared:
-                    ledger.counts.add(box.counter_key, -cleared)
+                    box.uncounted -= cleared
                     if ledger.observers:
                         ledger.emit("on_ack", name, dcode, cleared)
             if not stored:
@@ -727,6 +755,8 @@ class SocketPort:
                 return None
             if slots is not None:
                 ledger.slot_files.append(slots)
+                if kind is outbox.Outbox:
+                    ledger.counts.lazy.append(slots)  # it counts its own messages
         return slots
 
     def close_slots(self, slots: SlotFile) -> None:
@@ -736,8 +766,12 @@ class SocketPort:
             if ledger.closed:
                 return  # the journal's close took care of it
             ledger.spill_held(slots.held())
+            if getattr(slots, "keys_unstored", None):
+                self._store_keys(slots, 0)  # the dedup keys of its key ring outlive the file
             slots.close()
             ledger.slot_files.remove(slots)
+            if isinstance(slots, outbox.Outbox):
+                ledger.counts.take_in(slots)
 
     def release(self, name: str) -> None:
         """A socket of ``name`` closed: what it would have settled belongs to whoever wraps ``name`` next."""

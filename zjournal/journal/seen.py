@@ -126,6 +126,17 @@ class SeenIndex:
         i = bisect.bisect_left(seqs, seq)
         return i < len(seqs) and seqs[i] == seq
 
+    def in_order(self, origin: bytes, seq: int) -> _Origin | None:
+        """``origin``'s keys when ``seq`` is above all of them and the floor (so new): the caller appends it
+        to ``seqs`` once committed. None: look with :meth:`seen` (and :meth:`remember`) instead."""
+        known = self._origins.get(origin)
+        if known is None:
+            return None
+        seqs = known.seqs
+        if (seqs and seq > seqs[-1]) or (not seqs and seq >= known.floor):
+            return known
+        return None
+
     def floor(self, origin: bytes) -> int:
         known = self._origins.get(origin)
         return 0 if known is None else known.floor

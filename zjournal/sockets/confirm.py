@@ -44,12 +44,20 @@ DEFAULT_CONFIRM_TIMEOUT = 5.0  # seconds before an unconfirmed message is sent a
 _OUT = DIRECTION_CODES[Direction.OUT]
 _SNDMORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_send = zmq.backend.Socket.send  # libzmq's send, without pyzmq's Python layer
+_monotonic = time.monotonic
+_HEADER_MAGIC = wire.HEADER_MAGIC
+_pack_header = wire.pack_fixed  # the header frame but its endpoint (wire.encode_header, inlined)
 _TICK = 0.005  # seconds between looks at confirmations and resends
 _SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
 _TAKE_EVERY_MASK = 63  # while the application sends, every 64th send takes them in
 _FLOOR_EVERY_MASK = 63  # every 64th send works out the floor afresh
 _RETURN_EVERY = 0.002  # a receiver's confirmations wait at most this long
 _RETURN_BATCH = 4096
+# Confirmations held by a receiving socket (ConfirmReturn.hold) wait at most this long: its own calls send
+# them sooner (a batch full, or about to wait); this is for an application that stopped calling recv.
+# Longer than _RETURN_EVERY: each look is a GIL hand-over from a receiving thread that is busy.
+_HOLD_AT_MOST = 0.01
 _MAX_ENDPOINTS = 16  # a receiver's confirm sockets (one per sender endpoint) at most
 _MAX_QUEUED_CONFIRMS = 1_000_000  # past that a receiver drops confirmations (the senders resend)
 
@@ -97,6 +105,7 @@ class ConfirmSender:
         # sends, and every wait for a message or in a poller, which is cut into ticks for that).
         self.resends_in_thread = sock.type == zmq.PUSH
         self._router = sock.type == zmq.ROUTER  # the header goes after the routing id
+        self._envelope = 1 if self._router else 0  # the routing id: the envelope of its entries
         self._resend_checked = 0.0
         # Weakly: the thread must not keep alive a socket the application dropped (pyzmq closes
         # those when they are collected, and so does zjournal, stopping this thread).
@@ -150,40 +159,56 @@ class ConfirmSender:
 
     def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
         """Journal ``frames`` (pending until confirmed), then send their header and let ``move`` send them."""
-        sock = self._sock()
-        if flags & _NOBLOCK and not zmq.Socket.get(sock, zmq.EVENTS) & zmq.POLLOUT:
+        if flags & _NOBLOCK and not zmq.Socket.get(self._sock(), zmq.EVENTS) & zmq.POLLOUT:
             raise zmq.Again()  # would not be taken: journal nothing
-        port = self._port
-        self._last_send = now = time.monotonic()
+        if classifier is not None and not classifier(frames):
+            self._port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
+            self._looked(time.monotonic())
+            with self.lock:
+                return move()
+        return self._journal_and_send(frames, flags & _NOBLOCK, move)
+
+    def send_bytes(self, data: bytes) -> None:
+        """``send(data)`` of one bytes frame, blocking (the common case: JournaledSocket.send)."""
+        self._journal_and_send([data], 0, None)
+
+    def _looked(self, now: float) -> None:
+        """Every send: take in what came back every few sends, and (a DEALER, ROUTER, PAIR) resend what is due."""
+        self._last_send = now
         sends = self._sends = self._sends + 1
         if not sends & _TAKE_EVERY_MASK or self._confirmed:
             self._take_confirms_now()
-        if classifier is not None and not classifier(frames):
-            port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
-            with self.lock:
-                return move()
         if not self.resends_in_thread and now - self._resend_checked >= _TICK:
             self.resend_due_here(now)
+
+    def _journal_and_send(self, frames: list[bytes], noblock: int, move: Callable[[], Any] | None) -> Any:
+        """Journal ``frames`` in the outbox, send them behind their header (``move``: the caller's send of them)."""
+        now = _monotonic()
+        self._looked(now)
+        port = self._port
         box = self._box
-        envelope = 1 if self._router else 0
         if box is not None:
-            entry_id = port.log_out(box, frames, envelope)
+            entry_id = port.log_out(box, frames, self._envelope)
         else:
-            entry_id = port.log(self._name, _OUT, frames, attempts=1, envelope_size=envelope)
+            entry_id = port.log(self._name, _OUT, frames, attempts=1, envelope_size=self._envelope)
         # The floor sent may lag (it only grows): receivers then keep a few keys longer, which is safe.
         floor = self._floor
-        if not floor or not sends & _FLOOR_EVERY_MASK:
+        if not floor or not self._sends & _FLOOR_EVERY_MASK:
             floor = self._floor = self.floor(entry_id)
-        header = wire.encode_header(self.origin, entry_id, floor, self._endpoint)
+        header = _pack_header(_HEADER_MAGIC, self.origin, entry_id, floor) + self._endpoint
+        sock = self._sock()
+        result = None
         try:
             with self.lock:
-                while self._backlog:  # an earlier run's unconfirmed messages go first, in order
-                    self._resend(self._backlog[0], flags & _NOBLOCK)
-                    self._backlog.popleft()
+                if self._backlog:
+                    self._send_backlog(noblock)
                 if self._router:
-                    result = self._send_frames(sock, frames, header, flags & _NOBLOCK)
+                    self._send_frames(sock, frames, header, noblock)
+                elif move is None:
+                    _send(sock, header, _SNDMORE)
+                    _send(sock, frames[0], 0)
                 else:
-                    zmq.Socket.send(sock, header, _SNDMORE | (flags & _NOBLOCK))
+                    _send(sock, header, _SNDMORE | noblock)
                     result = move()
         except BaseException:
             port.unlog(entry_id)
@@ -193,6 +218,12 @@ class ConfirmSender:
             self._ids.append(entry_id)
         self.last_sent = entry_id
         return result
+
+    def _send_backlog(self, noblock: int) -> None:
+        """An earlier run's unconfirmed messages go first, in order (lock held)."""
+        while self._backlog:
+            self._resend(self._backlog[0], noblock)
+            self._backlog.popleft()
 
     def _send_frames(self, sock: zmq.Socket, frames: list[bytes], header: bytes, flags: int) -> None:
         """``frames`` behind ``header`` (after the routing id, on a ROUTER), lock held."""
@@ -287,27 +318,24 @@ class ConfirmSender:
     def _settle_confirmed(self) -> None:
         """Ack what the receivers confirmed (from either thread: each list is taken by one)."""
         mine: list[int] = []
+        sent_at: list[float] = []  # when each was last sent: its confirmation's round trip is from then
         confirmed = self._confirmed
-        now = time.monotonic()
-        total = worst = 0.0
         with self._mutex:
-            unconfirmed = self._unconfirmed
+            take = self._unconfirmed.pop
             while confirmed:
                 try:
                     ids = confirmed.popleft()
                 except IndexError:
                     break
                 for i in ids:
-                    sent = unconfirmed.pop(i, None)
+                    sent = take(i, None)
                     if sent is not None:
                         mine.append(i)
-                        waited = now - sent  # since its last send: the round trip of that delivery
-                        total += waited
-                        if waited > worst:
-                            worst = waited
+                        sent_at.append(sent)
         if mine:
+            now = time.monotonic()
             self._port.settle_many(self._name, _OUT, mine, self._box)
-            self._port.confirmed(len(mine), total, worst)
+            self._port.confirmed(len(mine), now * len(mine) - sum(sent_at), now - min(sent_at))
 
     def _resend_due(self) -> None:
         now = time.monotonic()
@@ -384,7 +412,8 @@ class ConfirmReturn:
         self._ctx = ctx
         self._queue: collections.deque[tuple[str, bytes, list[int]]] = collections.deque()
         self._queued = 0
-        self.held: list[tuple[str, bytes, list[int]]] = []  # confirmations for the next flush()
+        # Confirmations for the next flush(), by sender: (endpoint, origin) -> sequences (see hold).
+        self.held: dict[tuple[str, bytes], list[int]] = {}
         self._sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
         self._sending = (
             threading.Lock()
@@ -403,27 +432,54 @@ class ConfirmReturn:
         """``(origin, seq)`` is journaled here: tell its sender."""
         self.confirm_many(endpoint, origin, [seq])
 
+    def hold(self, endpoint: str, origin: bytes, seq: int) -> None:
+        """``(origin, seq)`` is journaled here: tell its sender soon, in one confirm message with others.
+
+        Held, not sent: a send per message would cost both ends more than the
+        journaling (libzmq wakes its I/O thread for each, and the sender reads
+        each). They go when :data:`_RETURN_BATCH` are held, when the socket is
+        about to wait for a message or polled (:meth:`flush`), or within
+        :data:`_HOLD_AT_MOST` from a thread, whichever comes first.
+        """
+        if self._thread is not None:  # interval mode: its thread fsyncs first
+            self.confirm_many(endpoint, origin, [seq])
+            return
+        with self._sending:
+            seqs = self.held.get((endpoint, origin))
+            if seqs is None:
+                self._hold_first(endpoint, origin, seq)
+            else:
+                seqs.append(seq)
+                if len(seqs) >= _RETURN_BATCH:
+                    self._flush_held()
+
+    def _hold_first(self, endpoint: str, origin: bytes, seq: int) -> None:
+        """The first confirmation held for a sender (``_sending`` held)."""
+        if not self.held:
+            self._arm_flusher()
+        self.held[(endpoint, origin)] = [seq]
+
+    def _arm_flusher(self) -> None:
+        """Held confirmations go within :data:`_HOLD_AT_MOST` at the latest (``_sending`` held)."""
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_idle, name="zjournal-confirm-flush", daemon=True)
+            self._flusher.start()
+        self._held_wake.set()
+
     def confirm_many(self, endpoint: str, origin: bytes, seqs: list[int], later: bool = False) -> None:
         """These sequences of one sender are journaled here: tell it (now, or within a couple of ms).
 
-        ``later``: at the receiving socket's next receive, poll or close
-        (:meth:`flush`), not before the application has its message: a
-        send to the confirm socket costs a lone message more latency than its
-        journaling (libzmq wakes its I/O thread for it).
+        ``later``: held as :meth:`hold` holds them (at the receiving socket's
+        next wait, poll or close, not before the application has its message).
         """
         if self._thread is None:
             with self._sending:
                 if later:
-                    self.held.append((endpoint, origin, seqs))
+                    if not self.held:
+                        self._arm_flusher()
+                    self.held.setdefault((endpoint, origin), []).extend(seqs)
                 else:
                     self._send(endpoint, origin, seqs)
-            if later:
-                if self._flusher is None:
-                    self._flusher = threading.Thread(
-                        target=self._flush_idle, name="zjournal-confirm-flush", daemon=True
-                    )
-                    self._flusher.start()
-                self._held_wake.set()
             return
         if self._queued < _MAX_QUEUED_CONFIRMS:
             self._queue.append((endpoint, origin, seqs))
@@ -478,11 +534,15 @@ class ConfirmReturn:
                 break  # that sender is not reachable now: it resends, and is confirmed then
 
     def flush(self) -> None:
-        """Send the confirmations held for later (see :meth:`confirm_many`)."""
+        """Send the confirmations held (see :meth:`hold`)."""
         with self._sending:
-            held, self.held = self.held, []
-            for endpoint, origin, seqs in held:
-                self._send(endpoint, origin, seqs)
+            self._flush_held()
+
+    def _flush_held(self) -> None:
+        """One confirm message per sender for everything held (``_sending`` held)."""
+        held, self.held = self.held, {}
+        for (endpoint, origin), seqs in held.items():
+            self._send(endpoint, origin, seqs)
 
     def _flush_idle(self) -> None:
         """Held confirmations the application's next call did not send within a couple of ms go from here."""
@@ -490,7 +550,7 @@ class ConfirmReturn:
             while not self._stop.is_set():
                 self._held_wake.wait()
                 self._held_wake.clear()
-                if self._stop.wait(_RETURN_EVERY):
+                if self._stop.wait(_HOLD_AT_MOST):
                     return
                 if self.held:
                     self.flush()

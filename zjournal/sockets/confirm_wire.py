@@ -57,26 +57,31 @@ def is_address(endpoint: str) -> bool:
 
 def parse_header(frame: bytes) -> Header | None:
     """The header in ``frame``, or None when it is not one (then the frame is the application's)."""
-    if not frame.startswith(HEADER_MAGIC) or not _FIXED.size < len(frame) <= _FIXED.size + MAX_ENDPOINT_BYTES:
-        return None
-    _magic, origin, seq, floor = _unpack_fixed(frame)
-    raw = frame[_FIXED.size :]
-    endpoint = _endpoints.get(raw)  # a sender names the same endpoint in every message: checked once
+    # (Once per message received: module constants, and the endpoint checked once per sender.)
+    endpoint = _endpoints.get(frame[_FIXED_SIZE:])  # a sender names the same endpoint in every message
     if endpoint is None:
+        if not _FIXED_SIZE < len(frame) <= _FIXED_SIZE + MAX_ENDPOINT_BYTES:
+            return None
         try:
-            endpoint = raw.decode()
+            endpoint = frame[_FIXED_SIZE:].decode()
         except UnicodeDecodeError:
             return None
         if not is_address(endpoint):
             return None
         if len(_endpoints) < _MAX_KNOWN_ENDPOINTS:
-            _endpoints[raw] = endpoint
-    if seq == 0 or floor > seq:
+            _endpoints[frame[_FIXED_SIZE:]] = endpoint
+    elif len(frame) <= _FIXED_SIZE:
         return None
-    return Header(origin, seq, floor, endpoint)
+    magic, origin, seq, floor = _unpack_fixed(frame)
+    if magic != HEADER_MAGIC or seq == 0 or floor > seq:
+        return None
+    return _new_tuple(Header, (origin, seq, floor, endpoint))
 
 
 _unpack_fixed = _FIXED.unpack_from
+_FIXED_SIZE = _FIXED.size
+_new_tuple = tuple.__new__  # a Header without the Python-level __new__ of a NamedTuple
+pack_fixed = _FIXED.pack  # magic, origin, sequence, floor: a header without its endpoint
 _endpoints: dict[bytes, str] = {}  # endpoints seen in headers, already checked
 _MAX_KNOWN_ENDPOINTS = 4096
 

@@ -99,6 +99,7 @@ class _State:
         "confirm_return",
         "deferred",
         "earlier",
+        "fast_confirm",
         "fast_in",
         "fast_out",
         "from_python",
@@ -166,6 +167,7 @@ class _State:
         # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
         self.fast_in: Slot | None = None
         self.fast_out: Slot | None = None
+        self.fast_confirm: ConfirmSender | None = None  # confirm=True, when its common case applies
         self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
@@ -292,6 +294,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         slots = state.slots
         plain = slots is not None and self._classifier is None and self._handler is None
         state.fast_out = slots.outbound if plain and self._out_policy is AckPolicy.SENT else None
+        confirm = state.confirm
+        state.fast_confirm = confirm if confirm is not None and self._classifier is None and not self._router else None
         state.fast_in = (
             slots.inbound
             if plain
@@ -452,6 +456,20 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 raise
             state.settle_sent = entry_id
             return result
+        confirm = state.fast_confirm
+        if (
+            confirm is not None
+            and not flags
+            and type(data) is bytes
+            and state.tx is None
+            and copy
+            and not track
+            and routing_id is None
+            and group is None
+        ):
+            confirm.send_bytes(data)  # confirm=True's common case: one bytes frame, blocking
+            state.last_id = confirm.last_sent
+            return None
         policy = self._out_policy
         if policy is None:  # a REP's reply: not journaled, but it acks the request
             if state.answering_python:
@@ -671,6 +689,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
             state.rx_origin = origin_of(got)  # a journaled REQ's, to recognise its resends
             return got, 0  # (a REP's request is settled by its reply, never by the next recv)
         if not settle:
+            back = state.confirm_return
+            if back is not None and back.held:
+                back.flush()  # the confirmations held go before the wait (see ConfirmReturn.hold)
             if state.confirm is not None:
                 self._wait_resending(flags)
             return zmq.Socket.recv(self, flags, False, track), 0
@@ -681,6 +702,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
             self._port.settle(settle, self._s.slots)
+            self._flush_confirms()  # idle: the confirmations held go now (see ConfirmReturn.hold)
             if flags & _NOBLOCK:
                 raise
         if state.confirm is not None:
@@ -744,7 +766,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> bool:
         """Journal a whole inbound message of the fast paths in the socket's slot (False: a dropped resend)."""
         if len(frames) > 1 and frames[0].startswith(_HEADER_MAGIC):
-            return self._inbound(frames, settle)  # a confirm sender's: the store, with its dedup key
+            return self._confirmed_in_the_slot(frames, settle)
         state = self._s
         state.settle_next = 0
         if killpoints.ARMED:
@@ -1035,7 +1057,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             while got.more:
                 got = zmq.Socket.recv(self, 0, False, track)
                 frames.append(got.bytes)
-        if not self._inbound(frames, settle):  # a resend held already: the next message instead
+        journal_it = self._confirmed_in_the_slot if state.fast_in is not None else self._inbound
+        if not journal_it(frames, settle):  # a resend held already: the next message instead
             if state.redelivery is not None or state.local is not None:
                 return self.recv(flags, copy, track)
             frames = self._recv_multipart_live(flags, True, track)
@@ -1194,7 +1217,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _can_read_ahead(self) -> bool:
         """Whether reading ahead keeps this socket's behaviour (as ``prefetch=`` would) and is cheaper."""
         return (
-            self._in_policy in (AckPolicy.NEXT, AckPolicy.EXPLICIT)
+            self._in_policy is AckPolicy.EXPLICIT  # (``next`` takes the slot: as fast, and no store write at all)
             and not self._is_rep
             and not self._router
             and self._s.slots is not None  # hand-overs recorded in the slot file, not one write each
@@ -1542,6 +1565,29 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return False
         _send_frames(self, reply)  # libzmq's REP owes this request a reply: this is it
         return True
+
+    def _confirmed_in_the_slot(self, frames: list[bytes], settle: int) -> bool:
+        """The fast paths' message that starts with a confirm header: journaled in the slot (False: a dropped resend).
+
+        As fast as a plain message: no store write. The slot's overwrite acks
+        the message before, the dedup key goes to the slot file's key ring
+        (the store takes a ring's keys in one write), and the confirmation is
+        held, to go back with others (ConfirmReturn.hold).
+        """
+        header = confirm_wire.parse_header(frames[0])
+        state = self._s
+        slots = state.slots
+        held = slots.inbound.entry_id
+        if header is None or (held and held != settle) or killpoints.ARMED:
+            return self._inbound(frames, settle)  # not a header after all, or the slot is taken: the general path
+        del frames[0]
+        entry_id = self._port.log_held_keyed(slots, frames, settle, header)
+        back = state.confirm_return
+        if back is None:
+            back = state.confirm_return = ConfirmReturn(self._port, self.context)
+        back.hold(header.endpoint, header.origin, header.seq)  # a resend is confirmed again
+        state.last_id = state.settle_next = entry_id
+        return entry_id != 0
 
     def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
         """A message of a confirm=True sender, its header off: journal it unless held already, confirm it.
