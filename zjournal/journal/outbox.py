@@ -53,7 +53,8 @@ _FIXED = struct.Struct("<8sII")  # magic, key, name length
 MAX_NAME_BYTES = FILE_HEADER_SIZE - _FIXED.size
 _HEADER = struct.Struct("<IIQdBB")
 _ID_FIELD = struct.Struct("<Q")
-_SINGLE, _LIST = 0, 1
+SINGLE, _LIST = 0, 1  # a record's kinds: one frame as it is, a msgpack list of frames
+_SINGLE = SINGLE
 _MASK = 0xFFFFFFFF
 _pack_header = _HEADER.pack_into
 _checksum = zlib.adler32
@@ -132,7 +133,7 @@ class Outbox:
         self._key = int.from_bytes(os.urandom(4), "little")
         self._mm[: _FIXED.size + len(encoded)] = _FIXED.pack(MAGIC, self._key, len(encoded)) + encoded
         self.fd = fd
-        self._pos = 0  # where the next record goes, from the start of the ring
+        self.pos = 0  # where the next record goes, from the start of the ring (the journal's lock guards it)
         self.uncounted = 0  # appends less confirmations not in the journal's counters yet (Counters.lazy)
         # While the write position is below this, nothing is in the way of the next record (see in_the_way).
         self.clear_below = 0
@@ -171,7 +172,7 @@ class Outbox:
         order = self._order
         while order and not order[0].entry_id:
             order.popleft()
-        pos = self._pos
+        pos = self.pos
         if not order:
             self.clear_below = _LAST_SAFE
             return []
@@ -190,7 +191,7 @@ class Outbox:
         for cell in order:
             if not cell.entry_id:
                 continue
-            if (wraps and cell.offset >= self._pos) or start <= cell.offset < end:
+            if (wraps and cell.offset >= self.pos) or start <= cell.offset < end:
                 found.append(cell)
                 continue
             break
@@ -205,13 +206,13 @@ class Outbox:
         """
         size = len(data)
         need = (HEADER_SIZE + size + ALIGN - 1) & _ALIGN_MASK
-        offset = self._pos if self._pos + need <= RING_BYTES else 0
+        offset = self.pos if self.pos + need <= RING_BYTES else 0
         base = FILE_HEADER_SIZE + offset
         mm = self._mm
         mm[base + HEADER_SIZE : base + HEADER_SIZE + size] = data  # the message first, the header last
         seed = (((entry_id << 9) | (envelope_size << 1) | kind) ^ self._key) & _MASK
         _pack_header(mm, base, _checksum(data, seed), size, entry_id, created, envelope_size, kind)
-        self._pos = offset + need
+        self.pos = offset + need
         cell = Cell(self, offset, entry_id, frames, created, envelope_size)
         self._order.append(cell)
         self.live[entry_id] = cell

@@ -189,7 +189,7 @@ class SocketPort:
             ledger.check_size(frames)
             if not outbox.fits(frames):
                 return self.log(box.name, box.dcode, frames, track=True, attempts=1, envelope_size=envelope_size)
-        data, kind = box.encode(frames)
+        data, kind = (frames[0], outbox.SINGLE) if len(frames) == 1 else box.encode(frames)
         created = _now()
         lock = ledger.lock
         lock.acquire()
@@ -199,7 +199,7 @@ class SocketPort:
             entry_id = ledger.next_id
             if entry_id >= ledger.reserved:
                 ledger.reserve_ids()
-            if box._pos >= box.clear_below:
+            if box.pos >= box.clear_below:
                 in_the_way = box.in_the_way(len(data))
                 if in_the_way:
                     ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store

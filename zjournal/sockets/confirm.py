@@ -163,7 +163,6 @@ class ConfirmSender:
             raise zmq.Again()  # would not be taken: journal nothing
         if classifier is not None and not classifier(frames):
             self._port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
-            self._looked(time.monotonic())
             with self.lock:
                 return move()
         return self._journal_and_send(frames, flags & _NOBLOCK, move)
@@ -172,19 +171,14 @@ class ConfirmSender:
         """``send(data)`` of one bytes frame, blocking (the common case: JournaledSocket.send)."""
         self._journal_and_send([data], 0, None)
 
-    def _looked(self, now: float) -> None:
-        """Every send: take in what came back every few sends, and (a DEALER, ROUTER, PAIR) resend what is due."""
-        self._last_send = now
+    def _journal_and_send(self, frames: list[bytes], noblock: int, move: Callable[[], Any] | None) -> Any:
+        """Journal ``frames`` in the outbox, send them behind their header (``move``: the caller's send of them)."""
+        now = self._last_send = _monotonic()
         sends = self._sends = self._sends + 1
         if not sends & _TAKE_EVERY_MASK or self._confirmed:
             self._take_confirms_now()
         if not self.resends_in_thread and now - self._resend_checked >= _TICK:
             self.resend_due_here(now)
-
-    def _journal_and_send(self, frames: list[bytes], noblock: int, move: Callable[[], Any] | None) -> Any:
-        """Journal ``frames`` in the outbox, send them behind their header (``move``: the caller's send of them)."""
-        now = _monotonic()
-        self._looked(now)
         port = self._port
         box = self._box
         if box is not None:
@@ -193,7 +187,7 @@ class ConfirmSender:
             entry_id = port.log(self._name, _OUT, frames, attempts=1, envelope_size=self._envelope)
         # The floor sent may lag (it only grows): receivers then keep a few keys longer, which is safe.
         floor = self._floor
-        if not floor or not self._sends & _FLOOR_EVERY_MASK:
+        if not floor or not sends & _FLOOR_EVERY_MASK:
             floor = self._floor = self.floor(entry_id)
         header = _pack_header(_HEADER_MAGIC, self.origin, entry_id, floor) + self._endpoint
         sock = self._sock()
@@ -327,11 +321,12 @@ class ConfirmSender:
                     ids = confirmed.popleft()
                 except IndexError:
                     break
-                for i in ids:
-                    sent = take(i, None)
-                    if sent is not None:
-                        mine.append(i)
-                        sent_at.append(sent)
+                times = [take(i, None) for i in ids]
+                if None in times:  # confirmed twice (a resend), or settled meanwhile: only the others
+                    ids = [i for i, t in zip(ids, times, strict=True) if t is not None]
+                    times = [t for t in times if t is not None]
+                mine += ids
+                sent_at += times
         if mine:
             now = time.monotonic()
             self._port.settle_many(self._name, _OUT, mine, self._box)
@@ -444,7 +439,9 @@ class ConfirmReturn:
         if self._thread is not None:  # interval mode: its thread fsyncs first
             self.confirm_many(endpoint, origin, [seq])
             return
-        with self._sending:
+        sending = self._sending
+        sending.acquire()  # not `with`: this runs once per message
+        try:
             seqs = self.held.get((endpoint, origin))
             if seqs is None:
                 self._hold_first(endpoint, origin, seq)
@@ -452,6 +449,8 @@ class ConfirmReturn:
                 seqs.append(seq)
                 if len(seqs) >= _RETURN_BATCH:
                     self._flush_held()
+        finally:
+            sending.release()
 
     def _hold_first(self, endpoint: str, origin: bytes, seq: int) -> None:
         """The first confirmation held for a sender (``_sending`` held)."""

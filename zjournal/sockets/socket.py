@@ -1052,10 +1052,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
         state = self._s
         frames = [first.bytes]
         if more or first.more:
-            got = zmq.Socket.recv(self, 0, False, track)
+            got = _base_recv(self, 0, False, track)
             frames.append(got.bytes)
             while got.more:
-                got = zmq.Socket.recv(self, 0, False, track)
+                got = _base_recv(self, 0, False, track)
                 frames.append(got.bytes)
         journal_it = self._confirmed_in_the_slot if state.fast_in is not None else self._inbound
         if not journal_it(frames, settle):  # a resend held already: the next message instead
