@@ -89,7 +89,7 @@ def test_an_unconfirmed_entry_is_sent_again_until_confirmed_even_by_an_idle_send
     assert first[1:] == again[1:] == [b"order-1"]
     header = wire.parse_header(first[0])
     assert header is not None and wire.parse_header(again[0]).seq == header.seq == push.last_id
-    assert journal.get(header.seq).attempts >= 2  # attempts count the sends
+    _wait(lambda: journal.get(header.seq).attempts >= 2, "the resend counted")  # attempts count the sends
     assert _pending_out(journal) == 1
     back = ctx.socket(zmq.PUSH)
     back.connect(header.endpoint)
@@ -534,3 +534,106 @@ def test_a_quiet_streams_keys_survive_a_kill_in_the_slot_files_key_ring(tmp_path
         pull.close()
     finally:
         journal.close()
+
+
+def _confirm_intake(ctx) -> tuple[zmq.Socket, bytes]:
+    """A plain PULL playing a confirm sender's intake, and its address for headers."""
+    intake = ctx.socket(zmq.PULL)
+    intake.bind("tcp://127.0.0.1:*")
+    return intake, intake.get(zmq.LAST_ENDPOINT)
+
+
+def _confirmations(intake: zmq.Socket, want: int, timeout_ms: int = 5000) -> list[list[int]]:
+    """The sequences of each confirm message until ``want`` are in (or the timeout)."""
+    messages: list[list[int]] = []
+    while sum(len(m) for m in messages) < want and intake.poll(timeout_ms):
+        got = wire.parse_confirms(intake.recv_multipart())
+        assert got is not None and got[0] == ORIGIN
+        messages.append(got[1])
+    return messages
+
+
+def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(journal, ctx, endpoint) -> None:
+    intake, back = _confirm_intake(ctx)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.rcvhwm = 0
+    where = endpoint()
+    pull.bind(where)
+    push = ctx.socket(zmq.PUSH)
+    push.sndhwm = 0
+    push.connect(where)
+    count = 3000
+    for seq in range(1, count + 1):
+        push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
+    assert pull.recv() == b"m1"
+    time.sleep(0.2)  # all queued: the receiver reads them back to back
+    assert [pull.recv() for _ in range(count - 1)] == [b"m%d" % seq for seq in range(2, count + 1)]
+    messages = _confirmations(intake, count)
+    assert sorted(s for m in messages for s in m) == list(range(1, count + 1))  # each confirmed, once
+    assert len(messages) <= 30  # in batches: 3,000 messages, a handful of confirm messages
+    assert journal.count(name="in", state="pending") == 1  # the one in hand
+
+
+def test_a_lone_message_is_confirmed_when_its_receiver_waits_or_soon_after_without_a_call(
+    journal, ctx, endpoint
+) -> None:
+    intake, back = _confirm_intake(ctx)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(where)
+    push.send_multipart([wire.encode_header(ORIGIN, 1, 1, back), b"one"])
+    assert pull.recv() == b"one"
+    with pytest.raises(zmq.Again):
+        pull.recv(zmq.NOBLOCK)  # about to wait: what it holds goes now
+    assert _confirmations(intake, 1, timeout_ms=1000) == [[1]]
+    push.send_multipart([wire.encode_header(ORIGIN, 2, 1, back), b"two"])
+    assert pull.recv() == b"two"  # and then the application makes no call on the socket at all
+    started = time.monotonic()
+    assert _confirmations(intake, 1, timeout_ms=2000) == [[2]]
+    assert time.monotonic() - started < 1.0  # from the receiver's thread, within milliseconds
+
+
+def test_the_dedup_keys_of_a_slots_key_ring_outlive_a_clean_close(open_journal, ctx, endpoint) -> None:
+    _intake, back = _confirm_intake(ctx)  # (kept open: confirmations go somewhere)
+    push = ctx.socket(zmq.PUSH)
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    for seq in range(1, 6):
+        push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
+        assert pull.recv() == b"m%d" % seq
+    pull.close()
+    journal.close()  # clean: the slot file (and its key ring) is gone
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    push.send_multipart([wire.encode_header(ORIGIN, 3, 1, back), b"m3"])  # a resend of one journaled before
+    push.send_multipart([wire.encode_header(ORIGIN, 6, 1, back), b"m6"])
+    assert pull.recv() == b"m6"
+    assert not pull.poll(200)
+    assert journal.info()["confirm"]["duplicates_dropped"] == 1
+
+
+def test_a_confirm_senders_counts_match_its_entries_while_open_closed_and_reopened(open_journal, ctx, endpoint) -> None:
+    journal = open_journal()
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    nobody = ctx.socket(zmq.PULL)  # a plain receiver: nothing is ever confirmed
+    where = endpoint()
+    nobody.bind(where)
+    push.connect(where)
+    for n in range(50):
+        push.send(b"%d" % n)
+    listed = len(list(journal.entries(name="out", state="pending")))
+    assert _pending_out(journal) == listed == 50
+    assert journal.count() == 50 and journal.names() == ["out"]
+    push.close()  # its outbox goes to the store: the counts stay
+    assert _pending_out(journal) == 50 and journal.names() == ["out"]
+    journal.close()
+    journal = open_journal()
+    assert _pending_out(journal) == len(list(journal.entries(name="out"))) == 50

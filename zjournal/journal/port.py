@@ -69,42 +69,37 @@ class SocketPort:
             ledger.check_size(frames)
             if not fits_slot(frames):
                 return self.log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
+        created = _now()
         lock = ledger.lock
         lock.acquire()  # not `with`: half the cost, and this runs once per message
         try:
-            entry_id = self._hold(slot, frames, settle, envelope_size)
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            entry_id = ledger.next_id
+            if entry_id >= ledger.reserved:
+                ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
+            held = slot.entry_id
+            observers = ledger.observers
+            if held and held == settle:
+                # The overwrite below is the ack of what the slot held. Same
+                # stream, one out and one in: the pending counter stays put.
+                if observers:
+                    ledger.emit("on_ack", slot.name, slot.dcode, 1)
+            else:
+                if held:
+                    ledger.spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
+                if settle and not ledger.settle_held(settle):
+                    self._settle_stored(settle)
+                ledger.counts.add(slot.counter_key, 1)
+            ledger.next_id = entry_id + 1
+            slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
+            ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
+            if observers:
+                ledger.emit("on_append", slot.name, slot.dcode, 1)
         finally:
             lock.release()
         if ledger.barrier is not None:  # durability="replicated": it moves once the engine has it
             ledger.barrier(entry_id)
-        return entry_id
-
-    def _hold(self, slot: Slot, frames: list[bytes], settle: int, envelope_size: int) -> int:
-        """The slot write of :meth:`log_held` (lock held; the message fits the slot)."""
-        ledger = self.ledger
-        if ledger.closed or ledger.background_error is not None:
-            ledger.check_open()
-        entry_id = ledger.next_id
-        if entry_id >= ledger.reserved:
-            ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
-        held = slot.entry_id
-        observers = ledger.observers
-        if held and held == settle:
-            # The overwrite below is the ack of what the slot held. Same
-            # stream, one out and one in: the pending counter stays put.
-            if observers:
-                ledger.emit("on_ack", slot.name, slot.dcode, 1)
-        else:
-            if held:
-                ledger.spill(slot)  # still pending (kept, or awaiting a reply): it must outlive the slot
-            if settle and not ledger.settle_held(settle):
-                self._settle_stored(settle)
-            ledger.counts.add(slot.counter_key, 1)
-        ledger.next_id = entry_id + 1
-        slot.write(entry_id, frames, _now(), envelope_size)  # interval mode: the maintainer sees the new id
-        ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
-        if observers:
-            ledger.emit("on_append", slot.name, slot.dcode, 1)
         return entry_id
 
     def log_held_keyed(self, slots: SlotFile, frames: list[bytes], settle: int, key: Any) -> int:
@@ -126,23 +121,21 @@ class SocketPort:
         lock = ledger.lock
         lock.acquire()
         try:
-            known = seen.in_order(origin, seq)  # the common case: above every key of its sender
-            if known is None and seen.seen(origin, seq):
+            if not seen.in_order(origin, seq) and seen.seen(origin, seq):  # (in order: new, no search)
                 return self._drop_resend(slots, settle)
             if len(slots.keys_unstored) >= inflight.KEYS:
                 if ledger.closed:
                     ledger.check_open()
                 self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
-            entry_id = self._hold(slots.inbound, frames, settle, 0)
-            slots.note_key(origin, seq)  # after the entry: a key never names a message not journaled
-            if known is None:
-                seen.remember(origin, seq)
-            else:
-                known.seqs.append(seq)
         finally:
             lock.release()
-        if ledger.barrier is not None:
-            ledger.barrier(entry_id)
+        entry_id = self.log_held(slots.inbound, frames, settle)  # (the socket's own slot: nobody else writes it)
+        lock.acquire()
+        try:
+            slots.note_key(origin, seq)  # after the entry: a key never names a message not journaled
+            seen.remember(origin, seq)  # (in order, kept sorted: another socket may have added to it meanwhile)
+        finally:
+            lock.release()
         return entry_id
 
     def _drop_resend(self, slots: SlotFile, settle: int) -> int:

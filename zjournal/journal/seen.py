@@ -126,16 +126,13 @@ class SeenIndex:
         i = bisect.bisect_left(seqs, seq)
         return i < len(seqs) and seqs[i] == seq
 
-    def in_order(self, origin: bytes, seq: int) -> _Origin | None:
-        """``origin``'s keys when ``seq`` is above all of them and the floor (so new): the caller appends it
-        to ``seqs`` once committed. None: look with :meth:`seen` (and :meth:`remember`) instead."""
+    def in_order(self, origin: bytes, seq: int) -> bool:
+        """Whether ``seq`` is above every key of ``origin`` and its floor (so new: no search needed)."""
         known = self._origins.get(origin)
         if known is None:
-            return None
+            return False
         seqs = known.seqs
-        if (seqs and seq > seqs[-1]) or (not seqs and seq >= known.floor):
-            return known
-        return None
+        return seq > seqs[-1] if seqs else seq >= known.floor
 
     def floor(self, origin: bytes) -> int:
         known = self._origins.get(origin)

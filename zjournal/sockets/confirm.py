@@ -407,14 +407,14 @@ class ConfirmReturn:
         self._ctx = ctx
         self._queue: collections.deque[tuple[str, bytes, list[int]]] = collections.deque()
         self._queued = 0
-        # Confirmations for the next flush(), by sender: (endpoint, origin) -> sequences (see hold).
-        self.held: dict[tuple[str, bytes], list[int]] = {}
+        # Confirmations for the next flush() (see hold): appended by the socket's thread, taken by
+        # whichever thread flushes (a deque's append and popleft need no lock between them).
+        self.held: collections.deque[tuple[str, bytes, int]] = collections.deque()
         self._sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
-        self._sending = (
-            threading.Lock()
-        )  # the confirm sockets and ``held``, between the socket's thread and the flusher
+        self._sending = threading.Lock()  # the confirm sockets, between the socket's thread and the flusher
         self._flusher: threading.Thread | None = None
         self._held_wake = threading.Event()
+        self._armed = False  # the flusher will look (see _flush_idle)
         self.duplicates = 0  # resends this socket dropped (already journaled)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -439,27 +439,16 @@ class ConfirmReturn:
         if self._thread is not None:  # interval mode: its thread fsyncs first
             self.confirm_many(endpoint, origin, [seq])
             return
-        sending = self._sending
-        sending.acquire()  # not `with`: this runs once per message
-        try:
-            seqs = self.held.get((endpoint, origin))
-            if seqs is None:
-                self._hold_first(endpoint, origin, seq)
-            else:
-                seqs.append(seq)
-                if len(seqs) >= _RETURN_BATCH:
-                    self._flush_held()
-        finally:
-            sending.release()
-
-    def _hold_first(self, endpoint: str, origin: bytes, seq: int) -> None:
-        """The first confirmation held for a sender (``_sending`` held)."""
-        if not self.held:
+        held = self.held
+        held.append((endpoint, origin, seq))
+        if not self._armed:
             self._arm_flusher()
-        self.held[(endpoint, origin)] = [seq]
+        elif len(held) >= _RETURN_BATCH:
+            self.flush()
 
     def _arm_flusher(self) -> None:
-        """Held confirmations go within :data:`_HOLD_AT_MOST` at the latest (``_sending`` held)."""
+        """Held confirmations go within :data:`_HOLD_AT_MOST` at the latest."""
+        self._armed = True
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_idle, name="zjournal-confirm-flush", daemon=True)
             self._flusher.start()
@@ -472,13 +461,12 @@ class ConfirmReturn:
         next wait, poll or close, not before the application has its message).
         """
         if self._thread is None:
+            if later:
+                for seq in seqs:
+                    self.hold(endpoint, origin, seq)
+                return
             with self._sending:
-                if later:
-                    if not self.held:
-                        self._arm_flusher()
-                    self.held.setdefault((endpoint, origin), []).extend(seqs)
-                else:
-                    self._send(endpoint, origin, seqs)
+                self._send(endpoint, origin, seqs)
             return
         if self._queued < _MAX_QUEUED_CONFIRMS:
             self._queue.append((endpoint, origin, seqs))
@@ -539,8 +527,16 @@ class ConfirmReturn:
 
     def _flush_held(self) -> None:
         """One confirm message per sender for everything held (``_sending`` held)."""
-        held, self.held = self.held, {}
-        for (endpoint, origin), seqs in held.items():
+        held, take = self.held, self.held.popleft
+        by_sender: dict[tuple[str, bytes], list[int]] = {}
+        for _ in range(len(held)):  # (what is appended meanwhile waits for the next flush)
+            endpoint, origin, seq = take()
+            seqs = by_sender.get((endpoint, origin))
+            if seqs is None:
+                by_sender[endpoint, origin] = [seq]
+            else:
+                seqs.append(seq)
+        for (endpoint, origin), seqs in by_sender.items():
             self._send(endpoint, origin, seqs)
 
     def _flush_idle(self) -> None:
@@ -549,10 +545,15 @@ class ConfirmReturn:
             while not self._stop.is_set():
                 self._held_wake.wait()
                 self._held_wake.clear()
-                if self._stop.wait(_HOLD_AT_MOST):
-                    return
-                if self.held:
-                    self.flush()
+                while True:
+                    if self._stop.wait(_HOLD_AT_MOST):
+                        return
+                    if self.held:
+                        self.flush()
+                    self._armed = False
+                    if not self.held:  # (held after the flush and before the flag went: look again)
+                        break
+                    self._armed = True
         except (zmq.ContextTerminated, zmq.ZMQError):
             pass  # closing: the senders resend what was not confirmed
 

@@ -1575,12 +1575,18 @@ class JournaledSocket(Prefetching, zmq.Socket):
         held, to go back with others (ConfirmReturn.hold).
         """
         header = confirm_wire.parse_header(frames[0])
-        state = self._s
-        slots = state.slots
+        slots = self._s.slots
         held = slots.inbound.entry_id
         if header is None or (held and held != settle) or killpoints.ARMED:
             return self._inbound(frames, settle)  # not a header after all, or the slot is taken: the general path
         del frames[0]
+        return self._journal_confirmed_in_the_slot(slots, frames, settle, header)
+
+    def _journal_confirmed_in_the_slot(
+        self, slots: SlotFile, frames: list[bytes], settle: int, header: confirm_wire.Header
+    ) -> bool:
+        """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
+        state = self._s
         entry_id = self._port.log_held_keyed(slots, frames, settle, header)
         back = state.confirm_return
         if back is None:
@@ -1592,12 +1598,22 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
         """A message of a confirm=True sender, its header off: journal it unless held already, confirm it.
 
-        Journaled in the store with its dedup key (not in the slot: the key must
-        outlive the entry). A store error leaves it unconfirmed: its sender sends
-        it again.
+        In the socket's slot with its key in the key ring when the slot is free
+        (``next``); else in the store with its dedup key, in one write. A store
+        error leaves it unconfirmed: its sender sends it again.
         """
         state = self._s
         policy = self._in_policy
+        slots = state.slots
+        if (
+            slots is not None
+            and policy is AckPolicy.NEXT
+            and not self._router
+            and self._handler is None
+            and not killpoints.ARMED
+            and slots.inbound.entry_id in (0, settle)
+        ):  # the slot, as on the fast paths (a DEALER that sends with confirm=True, say)
+            return self._journal_confirmed_in_the_slot(slots, frames, settle, header)
         entry_id = self._port.log_confirmed(
             self._jname,
             _IN,
