@@ -259,3 +259,53 @@ def test_a_torn_slot_is_skipped_and_a_good_one_loaded(copied_journal) -> None:
         f.write(bytes(torn))  # its checksum is that of "torn": a write the process did not finish
     with zjournal.open(copied_journal, read_only=True) as view:
         assert sorted(e.body[0] for e in view.entries(state="pending")) == [b"held", b"x"]
+
+
+KILLED_HOLDING_A_MESSAGE = r"""
+import os, sys, zmq, zjournal
+journal = zjournal.open(sys.argv[1])
+ctx = zmq.Context()
+pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+pull.bind("inproc://k")
+push = ctx.socket(zmq.PUSH)
+push.connect("inproc://k")
+push.send(b"in hand")
+pull.recv()
+os._exit(9)  # killed: the message in hand is in the socket's slot file only
+"""
+
+
+def _killed_holding_a_message(path: str) -> str:
+    subprocess.run([sys.executable, "-c", KILLED_HOLDING_A_MESSAGE, path], check=False, timeout=60)
+    files = sorted(os.listdir(os.path.join(path, "inflight")))
+    assert files == ["1.slots"]
+    return os.path.join(path, "inflight", files[0])
+
+
+@pytest.mark.parametrize("damage", ["deleted", "emptied"])
+def test_a_deleted_or_emptied_slot_file_is_reported_as_damage_and_recover_opens_without_it(tmp_path, damage) -> None:
+    path = str(tmp_path / "killed.journal")
+    slot_file = _killed_holding_a_message(path)
+    if damage == "deleted":
+        os.unlink(slot_file)
+    else:
+        os.truncate(slot_file, 0)
+    with pytest.raises(zjournal.JournalCorruptError) as raised:
+        zjournal.open(path)
+    assert raised.value.file == slot_file and "1.slots" in str(raised.value) and "recover=True" in str(raised.value)
+    with zjournal.open(path, recover=True) as journal:  # opens: the message the file held is gone, and said so
+        assert any("1.slots" in note for note in journal.recovered)
+        assert journal.count() == 0
+    with zjournal.open(path) as journal:  # recovered for good
+        assert journal.recovered == []
+
+
+def test_a_slot_file_left_by_a_kill_is_no_damage_and_its_message_comes_back(tmp_path) -> None:
+    path = str(tmp_path / "killed.journal")
+    _killed_holding_a_message(path)
+    with zjournal.open(path) as journal:
+        assert [e.frames for e in journal.entries()] == [[b"in hand"]]
+        pull = journal.wrap(zmq.Context.instance().socket(zmq.PULL), name="in")
+        pull.close()
+    with zjournal.open(path) as journal:  # closed cleanly: no record of a slot file is left behind
+        assert journal.count() == 1 and not os.listdir(os.path.join(path, "inflight"))

@@ -161,6 +161,7 @@ class SlotFile:
         if len(encoded) > MAX_NAME_BYTES:
             raise ValueError(f"socket name of {len(encoded)} bytes is too long for a slot file")
         self.path = path
+        self.number = 0  # its number in the journal's slot directory (the journal sets it: META_SLOT_FILE)
         size = SLOT_FILE_SIZE
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
@@ -298,6 +299,15 @@ def create(journal_path: str, name: str, number: int, kind: type = SlotFile) -> 
         except FileExistsError:
             continue  # left by something else: the next number
     raise StoreError(f"no free slot file name in {where}")
+
+
+def is_slot_file(path: str) -> bool:
+    """Whether ``path`` starts as a slot file or an outbox does (its header was written)."""
+    try:
+        data = _read_slot_file(path)
+    except OSError:
+        return False
+    return data.startswith(_MAGIC) or data.startswith(outbox.MAGIC)
 
 
 def slot_files(journal_path: str) -> list[str]:

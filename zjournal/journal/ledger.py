@@ -34,6 +34,7 @@ from zjournal.errors import (
     InvalidArgumentError,
     InvalidTransitionError,
     JournalClosedError,
+    JournalCorruptError,
     JournalFencedError,
     MessageTooLargeError,
     NotAJournalError,
@@ -59,6 +60,9 @@ META_FLOOR = b"floor"  # no live entry has an id below this value
 META_DURABILITY = b"durability"
 META_CREATED = b"created"
 META_CREATED_BY = b"created-by"  # a tool that made this journal for itself (the demo)
+# One record per live in-flight slot file (``slot-file:<number>``): written once the file exists, deleted
+# before it goes, so that opening after a crash can tell a deleted or emptied file from one never made.
+META_SLOT_FILE = b"slot-file:"
 
 # Ids are reserved on disk in blocks, so a restart never reuses one without a
 # meta write on every append.
@@ -271,6 +275,7 @@ class Ledger:
             self.rare.handover_view = list(inflight.read_handovers(self.path))
             return
         batch = store.batch()
+        self._check_slot_files(batch)
         for entry_id, value in found.items():
             batch.put("entries", rec.encode_key(entry_id), value)
         self._make_handovers_good(batch)
@@ -280,6 +285,49 @@ class Ledger:
         for committed in keys_stored:
             committed()
         inflight.remove_all(self.path)
+
+    def _check_slot_files(self, batch: Any) -> None:
+        """Every slot file the meta records as live must be there, and be one; their records go in ``batch``.
+
+        A recorded file that is missing, or no longer a slot file (emptied, its
+        header gone), lost the messages it held: JournalCorruptError naming it,
+        unless the store was opened to recover (then it is dropped, and said
+        so in ``journal.recovered``).
+        """
+        assert self.path is not None
+        store = self.store
+        present = {os.path.basename(p): p for p in inflight.slot_files(self.path)}
+        for key, _value in store.scan("meta", META_SLOT_FILE):
+            if not key.startswith(META_SLOT_FILE):
+                break
+            batch.delete("meta", key)
+            name = key[len(META_SLOT_FILE) :].decode(errors="replace") + inflight.SUFFIX
+            path = present.get(name) or os.path.join(inflight.directory(self.path), name)
+            damage = None if name in present else "is missing"
+            if damage is None and not inflight.is_slot_file(path):
+                damage = "is no longer a slot file (emptied or overwritten)"
+            if damage is None:
+                continue
+            what = f"in-flight slot file {path} {damage}: the messages its socket held in it are lost"
+            if not getattr(store, "recovering", False):
+                raise JournalCorruptError(
+                    f"{what}; zjournal.open(path, recover=True) or `zjournal recover PATH` opens it without them",
+                    path=self.path,
+                    file=path,
+                )
+            store.recovered.append(what)
+
+    def record_slot_file(self, number: int) -> None:
+        """A socket's new slot file exists (lock held): record it (see META_SLOT_FILE)."""
+        batch = self.batch()
+        batch.put("meta", META_SLOT_FILE + str(number).encode(), b"")
+        self.store.write(batch, sync=self.durability is Durability.ALWAYS)
+
+    def forget_slot_file(self, number: int) -> None:
+        """A socket's slot file is about to go (lock held): its record goes first."""
+        batch = self.batch()
+        batch.delete("meta", META_SLOT_FILE + str(number).encode())
+        self.store.write(batch, sync=self.durability is Durability.ALWAYS)
 
     def _keys_of_key_rings(self, batch: Any) -> list[Any]:
         """The dedup keys slot files' key rings hold, into ``batch`` (those the store lacks); what to run after."""
@@ -683,14 +731,16 @@ class Ledger:
                 if keys:  # the dedup keys of key rings outlive their files
                     self.seen.store_records(batch, keys)
                 for slots in self.slot_files:
-                    slots.close()
-                self.slot_files.clear()
-                for counter in list(self.counts.lazy):  # (outboxes: their counts are the store's now)
-                    self.counts.take_in(counter)
+                    batch.delete("meta", META_SLOT_FILE + str(slots.number).encode())
                 batch.put("meta", META_FLOOR, msgpack.packb(self.floor))
                 # A clean close knows exactly which ids were handed out.
                 batch.put("meta", META_SEQ, msgpack.packb(self.next_id))
                 self.store.write(batch, sync=self.durability is not Durability.NONE)
+                for slots in self.slot_files:  # (after their records went: never a recorded file missing)
+                    slots.close()
+                self.slot_files.clear()
+                for counter in list(self.counts.lazy):  # (outboxes: their counts are the store's now)
+                    self.counts.take_in(counter)
             except StoreError as e:  # the journal is still released; opening it again recovers
                 failure = e
         try:

@@ -118,6 +118,7 @@ class Outbox:
         if len(encoded) > MAX_NAME_BYTES:
             raise ValueError(f"socket name of {len(encoded)} bytes is too long for an outbox")
         self.path = path
+        self.number = 0  # its number in the journal's slot directory (the journal sets it: META_SLOT_FILE)
         self.name = name
         self.dcode = rec.DIRECTION_CODES[rec.Direction.OUT]
         self.counter_key = (name, self.dcode, rec.PENDING)

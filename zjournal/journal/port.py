@@ -747,6 +747,13 @@ class SocketPort:
                 log.warning("journal %s: socket %r journals without an in-flight slot: %s", ledger.path, name, e)
                 return None
             if slots is not None:
+                slots.number = ledger.rare.slot_file_number
+                try:
+                    ledger.record_slot_file(slots.number)
+                except StoreError as e:  # the socket journals in the store instead: slower, as safe
+                    slots.close()
+                    log.warning("journal %s: socket %r journals without an in-flight slot: %s", ledger.path, name, e)
+                    return None
                 ledger.slot_files.append(slots)
                 if kind is outbox.Outbox:
                     ledger.counts.lazy.append(slots)  # it counts its own messages
@@ -761,6 +768,7 @@ class SocketPort:
             ledger.spill_held(slots.held())
             if getattr(slots, "keys_unstored", None):
                 self._store_keys(slots, 0)  # the dedup keys of its key ring outlive the file
+            ledger.forget_slot_file(slots.number)  # first: a crash now leaves a file nobody records, not the reverse
             slots.close()
             ledger.slot_files.remove(slots)
             if isinstance(slots, outbox.Outbox):

@@ -254,6 +254,7 @@ class RocksStore(Store):
         else:
             make_private(path)
         self._open(recover)
+        self.recovering = recover  # (the journal drops what else it finds damaged, and says so in ``recovered``)
         forking.opened(self)
         self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []
         self._write_opts = rocksdict.WriteOptions()
