@@ -301,6 +301,19 @@ def create(journal_path: str, name: str, number: int, kind: type = SlotFile) -> 
     raise StoreError(f"no free slot file name in {where}")
 
 
+def sync_directory(journal_path: str) -> None:
+    """fsync the slot directory: the files made in it so far survive a power cut (StoreError if it fails)."""
+    where = directory(journal_path)
+    try:
+        fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise StoreError(f"cannot sync the in-flight slot directory {where}: {e}") from e
+
+
 def is_slot_file(path: str) -> bool:
     """Whether ``path`` starts as a slot file or an outbox does (its header was written)."""
     try:

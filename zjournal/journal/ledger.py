@@ -318,7 +318,15 @@ class Ledger:
             store.recovered.append(what)
 
     def record_slot_file(self, number: int) -> None:
-        """A socket's new slot file exists (lock held): record it (see META_SLOT_FILE)."""
+        """A socket's new slot file exists (lock held): record it (see META_SLOT_FILE).
+
+        Where a power cut must find what was written (``interval``, ``always``),
+        the file's directory entry is made durable first: a record that outlives
+        its file would be a false alarm.
+        """
+        if self.durability in (Durability.INTERVAL, Durability.ALWAYS):
+            assert self.path is not None
+            inflight.sync_directory(self.path)
         batch = self.batch()
         batch.put("meta", META_SLOT_FILE + str(number).encode(), b"")
         self.store.write(batch, sync=self.durability is Durability.ALWAYS)
