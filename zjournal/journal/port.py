@@ -518,11 +518,15 @@ class SocketPort:
         """Before a confirm goes out: what the store holds survives what this durability mode promises.
 
         ``process`` and ``always``: a write that returned is durable enough;
-        ``interval``: fsynced now (once per batch of confirms).
+        ``interval``: fsynced now (once per batch of confirms), the store and the
+        slot files both: a confirm sender's message may be journaled in a slot,
+        its dedup key in the slot file's key ring.
         """
         ledger = self.ledger
         if ledger.durability is Durability.INTERVAL:
             ledger.store.sync()
+            for slots in list(ledger.slot_files):
+                slots.sync_if_changed()
 
     def unlog(self, entry_id: int) -> None:
         """Take back an entry whose message never moved (the send failed)."""
