@@ -76,6 +76,9 @@ KEY_RECORD = struct.Struct("<I16sQ")
 KEY_SLOT = 32
 KEYS = 512  # keys a ring holds: the store takes them in one write every this many
 SLOT_FILE_SIZE = _FILE_HEADER_SIZE + 2 * REGION_SIZE + KEYS * KEY_SLOT
+_KEYS_START = _FILE_HEADER_SIZE + 2 * REGION_SIZE  # where the key ring begins
+_pack_key = KEY_RECORD.pack_into
+_pack_key_body = struct.Struct("<16sQ").pack  # origin and sequence: what a key record's checksum covers
 #: the journal finds the slot holding an entry in a ring of this many cells, indexed by id
 RING_SIZE = 4096
 RING_MASK = RING_SIZE - 1
@@ -217,9 +220,8 @@ class SlotFile:
         """
         index = self._key_index
         self._key_index = (index + 1) % KEYS
-        body = origin + seq.to_bytes(8, "little")
-        base = _FILE_HEADER_SIZE + 2 * REGION_SIZE + index * KEY_SLOT
-        KEY_RECORD.pack_into(self._mm, base, _checksum(body, index + 1), origin, seq)
+        crc = _checksum(_pack_key_body(origin, seq), index + 1)  # (the body as read_keys checks it)
+        _pack_key(self._mm, _KEYS_START + index * KEY_SLOT, crc, origin, seq)
         self.keys_unstored.append((origin, seq))
 
     def held(self) -> list[Slot]:
