@@ -9,10 +9,10 @@ thread (so an idle producer does not strand its last messages) and, after a
 restart, as soon as the socket is wrapped again: ``attempts`` counts the
 sends, ``max_attempts`` makes an entry a dead letter.
 
-Every journaled receiving socket understands the header without an option: a
-:class:`ConfirmReturn` takes the header off, lets the journal drop a resend it
-already holds (zjournal.journal.seen), and sends confirmations back to the
-endpoint the header names, in batches, from a thread of its own.
+Every journaled receiving socket understands the header without an option: it
+takes the header off, lets the journal drop a resend it already holds
+(zjournal.journal.seen), and its :class:`ConfirmReturn` sends confirmations
+back to the endpoint the header names, in batches (see ConfirmReturn.hold).
 
 Thread safety: the background thread resends through the application's
 socket, which libzmq allows when no two threads use it at once; every use of
@@ -396,10 +396,11 @@ class ConfirmReturn:
     """A receiving socket's confirmations, sent back to each sender in batches.
 
     Where a write that returned is durable enough (``process`` and
-    ``always``), confirmations go out at once from the receiving thread, one
-    message per sender per batch journaled: no thread, nothing to wait for.
-    ``interval`` mode must fsync before telling anyone; a thread does that,
-    once for the confirmations gathered over a couple of milliseconds.
+    ``always``), confirmations are held (:meth:`hold`) and go from the
+    receiving thread's own calls, one message per sender per batch, or from a
+    flusher thread when that thread stops calling. ``interval`` mode must
+    fsync before telling anyone; a thread does that, once for the
+    confirmations gathered over a couple of milliseconds.
     """
 
     def __init__(self, port: SocketPort, ctx: zmq.Context) -> None:

@@ -1209,8 +1209,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
             for (endpoint, origin), seqs in by_sender.items():
                 back.confirm_many(endpoint, origin, seqs)
         if not self._prefetch and self._can_read_ahead():
-            # A confirm sender streams to this socket: from now on read what is queued and journal it,
-            # dedup keys included, one write per batch (prefetch), not one write per message.
+            # A confirm sender streams to an ``explicit`` socket (whose entries the slot cannot hold):
+            # from now on read what is queued and journal it, dedup keys included, one write per batch
+            # (prefetch), not one write per message.
             self._prefetch = CONFIRM_READ_AHEAD
             self._update_fast_paths()
 
