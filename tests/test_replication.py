@@ -356,49 +356,16 @@ def test_zjournal_standby_takes_over_then_runs_the_service(open_journal, tmp_pat
     owner.append("jobs", [b"x"], direction="in")
     owner.close()
     service = "import sys, zjournal; j = zjournal.open(sys.argv[1]); print('service sees', j.count(state='pending'))"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zjournal.cli",
-            "standby",
-            "--from",
-            nats_node,
-            "--journal",
-            alias,
-            "--after",
-            "2s",
-            str(tmp_path / "standby"),
-            "--",
-            sys.executable,
-            "-c",
-            service,
-            str(tmp_path / "standby"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+
+    def standby(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "zjournal.cli", "standby", "--from", nats_node, "--journal", alias, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    standby_path = str(tmp_path / "standby")
+    done = standby("--after", "2s", standby_path, "--", sys.executable, "-c", service, standby_path)
     assert done.returncode == 0, done.stderr
     assert f"took journal {alias} over" in done.stdout and "service sees 1" in done.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zjournal.cli",
-            "standby",
-            "--from",
-            nats_node,
-            "--journal",
-            alias,
-            "--after",
-            "soon",
-            str(tmp_path / "other"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    bad = standby("--after", "soon", str(tmp_path / "other"))
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "duration" in bad.stderr
 
 

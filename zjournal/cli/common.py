@@ -36,6 +36,21 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def engine_copy_asked(command: str, source: str | None, name: str | None, path: str | None) -> bool:
+    """Whether ``--from URL --journal NAME`` names the engine's copy (False: a local PATH); one line for a wrong mix.
+
+    Usage errors exit 2, as click's own.
+    """
+    usage = f" (see zjournal {command} --help)"
+    if source is None and name is None:
+        if path is None:
+            raise fail("Missing argument 'PATH' (or --from URL --journal NAME)." + usage, 2)
+        return False
+    if source is None or name is None or path is not None:
+        raise fail("--from and --journal go together, without a PATH." + usage, 2)
+    return True
+
+
 DEBUG = False  # zjournal --debug: let unexpected errors show their traceback
 MAX_ID = (1 << 64) - 1  # the largest entry id (for typer's bounds)
 MAX_SECONDS = 86_400.0  # the longest wait an option takes (ZeroMQ's timeouts are int32 milliseconds)

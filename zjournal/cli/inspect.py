@@ -18,6 +18,7 @@ import zjournal
 from zjournal.cli.common import (
     MAX_ID,
     age,
+    engine_copy_asked,
     entry_record,
     err_console,
     fail,
@@ -250,15 +251,11 @@ def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
 
 def _remote(source: str | None, name: str | None, path: str | None, follow: bool) -> Any:
     """The engine's copy of journal ``name`` (None: a local journal at ``path``); one line for a wrong mix."""
-    usage = " (see zjournal inspect --help)"  # usage errors: exit 2, as click's own
-    if source is None and name is None:
-        if path is None:
-            raise fail("Missing argument 'PATH' (or --from URL --journal NAME)." + usage, 2)
+    if not engine_copy_asked("inspect", source, name, path):
         return None
-    if source is None or name is None or path is not None:
-        raise fail("--from and --journal go together, without a PATH." + usage, 2)
+    assert source is not None and name is not None
     if follow:
-        raise fail("--follow is for a local journal, not --from." + usage, 2)
+        raise fail("--follow is for a local journal, not --from. (see zjournal inspect --help)", 2)
     from zjournal.replication.engine import Engine
 
     engine = Engine(source, 5.0)

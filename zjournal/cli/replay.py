@@ -37,6 +37,7 @@ from zjournal.cli import curve
 from zjournal.cli.common import (
     MAX_ID,
     MAX_SECONDS,
+    engine_copy_asked,
     fail,
     handle_errors,
     open_for_change,
@@ -296,15 +297,15 @@ def register(app: typer.Typer) -> None:
 
 def _custody(source: str | None, name: str | None, path: str | None, dry_run: bool, timeout: float) -> Any:
     """``--from URL --journal NAME``: the engine's copy, taken over for this replay (None: a local PATH)."""
-    usage = " (see zjournal replay --help)"  # usage errors: exit 2, as click's own
-    if source is None and name is None:
-        if path is None:
-            raise fail("Missing argument 'PATH' (or --from URL --journal NAME)." + usage, 2)
+    if not engine_copy_asked("replay", source, name, path):
         return None
-    if source is None or name is None or path is not None:
-        raise fail("--from and --journal go together, without a PATH." + usage, 2)
+    assert source is not None and name is not None
     if dry_run:
-        raise fail("--dry-run is for a local journal: zjournal inspect --from shows the engine's copy." + usage, 2)
+        raise fail(
+            "--dry-run is for a local journal: zjournal inspect --from shows the engine's copy."
+            " (see zjournal replay --help)",
+            2,
+        )
     from zjournal.replication.remote import Custody
 
     return Custody(source, name, timeout=max(timeout, 5.0))
