@@ -735,7 +735,7 @@ class Ledger:
             try:
                 self.spill_all()  # what sockets still hold stays pending, in the store
                 batch = self.batch()
-                keys = [key for slots in self.slot_files for key in getattr(slots, "keys_unstored", ())]
+                keys = [key for slots in self.slot_files for key in slots.keys_unstored]
                 if keys:  # the dedup keys of key rings outlive their files
                     self.seen.store_records(batch, keys)
                 for slots in self.slot_files:

@@ -112,6 +112,7 @@ class Outbox:
     """A confirm socket's ring of unconfirmed messages (see the module docstring). The journal's lock guards it."""
 
     handed = None  # (slot files' prefetch record: an outbox never has one)
+    keys_unstored: tuple[tuple[bytes, int], ...] = ()  # (slot files' key ring: an outbox has none)
 
     def __init__(self, path: str, name: str) -> None:
         encoded = name.encode()
@@ -221,14 +222,8 @@ class Outbox:
         return cell
 
     def clear(self, cell: Cell) -> None:
-        if not cell.entry_id:
-            return
-        if self.fd >= 0:
-            _ID_FIELD.pack_into(self._mm, FILE_HEADER_SIZE + cell.offset + 8, 0)
-        self.live.pop(cell.entry_id, None)
-        cell.entry_id = 0
-        cell.frames = []
-        self._writes += 1
+        if cell.entry_id:
+            self.clear_many([cell.entry_id])
 
     def clear_many(self, entry_ids: list[int]) -> list[int]:
         """Clear the records of those entries this outbox holds; returns the others (in the store)."""

@@ -770,7 +770,7 @@ class SocketPort:
             if ledger.closed:
                 return  # the journal's close took care of it
             ledger.spill_held(slots.held())
-            if getattr(slots, "keys_unstored", None):
+            if slots.keys_unstored:
                 self._store_keys(slots, 0)  # the dedup keys of its key ring outlive the file
             ledger.forget_slot_file(slots.number)  # first: a crash now leaves a file nobody records, not the reverse
             slots.close()

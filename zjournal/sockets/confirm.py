@@ -424,10 +424,6 @@ class ConfirmReturn:
             self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
             self._thread.start()
 
-    def confirm(self, endpoint: str, origin: bytes, seq: int) -> None:
-        """``(origin, seq)`` is journaled here: tell its sender."""
-        self.confirm_many(endpoint, origin, [seq])
-
     def hold(self, endpoint: str, origin: bytes, seq: int) -> None:
         """``(origin, seq)`` is journaled here: tell its sender soon, in one confirm message with others.
 
