@@ -70,3 +70,27 @@ def test_classifier_forms() -> None:
         compile_classifier(lambda f: "sometimes")([b"x"])
     with pytest.raises(zjournal.InvalidArgumentError):
         compile_classifier(42)
+
+
+@pytest.mark.parametrize("prefetch", [0, 8])
+def test_last_id_is_0_after_an_ephemeral_message_so_ack_never_takes_an_earlier_one(
+    journal, ctx, endpoint, prefetch
+) -> None:
+    rules = {b"order.": "durable", "": "ephemeral"}
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in", classify=rules, ack="explicit", prefetch=prefetch)
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", classify=rules)
+    pull.bind(addr := endpoint())
+    push.connect(addr)
+    push.send(b"order.1")
+    assert push.last_id > 0
+    push.send(b"tick")
+    assert push.last_id == 0
+    assert pull.recv() == b"order.1"
+    order = pull.last_id
+    assert order > 0
+    assert pull.recv() == b"tick"
+    assert pull.last_id == 0
+    with pytest.raises(zjournal.UnknownEntryError):
+        pull.ack()  # nothing to ack: the order stays pending for its own ack
+    assert journal.get(order).state == zjournal.State.PENDING
+    assert pull.ack(order)

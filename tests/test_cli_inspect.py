@@ -74,6 +74,30 @@ def test_listing_table_for_people(cli, sample_journal) -> None:
 
 
 @pytest.mark.parametrize(
+    "how, expected, absent",
+    [
+        ("hex", "7b226f72646572223a20307d", '{"order": 0}'),
+        ("json", '{ "order": 0 }', "7b22"),
+        ("auto", '{"order": 0}', "7b22"),
+    ],
+)
+def test_a_listing_previews_with_the_decoder_asked_for(cli, sample_journal, how, expected, absent) -> None:
+    result = cli("inspect", sample_journal, "--state", "pending", "--name", "orders", "--decode", how)
+    assert result.exit_code == 0, result.output
+    rows = result.output.splitlines()[1:]
+    assert len(rows) == 5 and expected in rows[0] and absent not in rows[0]
+
+
+def test_times_shown_to_people_carry_their_time_zone(cli, sample_journal) -> None:
+    import re
+    import time
+
+    line = cli("inspect", sample_journal, "--id", "1").output.splitlines()[0]
+    offset = time.strftime("%z", time.localtime())
+    assert re.search(r"created \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ([+-]\d{4})", line).group(1) == offset
+
+
+@pytest.mark.parametrize(
     "entry, how, expected",
     [
         (1, "auto", '"order": 0'),

@@ -65,6 +65,37 @@ def test_export_then_import_restores_entries(cli, sample_journal, tmp_path) -> N
         assert [strip(e) for e in a.entries()] == [strip(e) for e in b.entries()]
 
 
+def test_the_same_export_imported_twice_is_refused_unless_again(cli, sample_journal, tmp_path) -> None:
+    dump = tmp_path / "dump.jsonl"
+    assert cli("export", sample_journal, "--output", str(dump)).exit_code == 0
+    target = str(tmp_path / "copy.journal")
+    assert "imported 7 entries (ids 1..7)" in cli("import", target, str(dump)).output
+    again = cli("import", target, str(dump))
+    assert again.exit_code == 1
+    assert len(again.output.strip().splitlines()) == 1
+    assert "imported into" in again.output and "ids 1..7" in again.output and "--again" in again.output
+    with zjournal.open(target, read_only=True) as journal:
+        assert journal.count() + journal.count(state="acked") >= 7 and len(list(journal.entries())) == 7
+    assert "imported 7 entries (ids 8..14)" in cli("import", target, str(dump), "--again").output
+    # a new export (other entries, or the same ones later changed) is a new file: taken
+    dump.write_text(dump.read_text().splitlines()[0] + "\n")
+    assert "imported 1 entries" in cli("import", target, str(dump)).output
+
+
+def test_an_entry_never_changed_has_updated_null_in_json(cli, tmp_path) -> None:
+    path = str(tmp_path / "j.journal")
+    with zjournal.open(path) as journal:
+        journal.append("orders", [b"x"], direction="in")
+        journal.dead(journal.append("orders", [b"y"], direction="in"), "poison")
+    rows = [json.loads(line) for line in cli("export", path).output.splitlines()]
+    assert rows[0]["updated"] is None and isinstance(rows[1]["updated"], float)
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli("import", str(tmp_path / "copy.journal"), str(dump)).exit_code == 0
+    with zjournal.open(str(tmp_path / "copy.journal"), read_only=True) as copy:
+        assert [e.updated == 0.0 for e in copy.entries()] == [True, False]
+
+
 def test_export_to_stdout_is_json_lines(cli, sample_journal) -> None:
     lines = cli("export", sample_journal, "--state", "dead").output.splitlines()
     assert [json.loads(line)["id"] for line in lines] == [7]
@@ -203,7 +234,7 @@ def test_help_reads_like_a_well_kept_command_line(command) -> None:
         [sys.executable, "-m", "zjournal.cli", command, "-h"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and done.stdout.startswith(f"Usage: zjournal {command} [OPTIONS]")
-    for wart in ("<bool>", "``", "╭", "--help <"):
+    for wart in ("<bool>", "<str>", "<int>", "{", "``", "╭", "--help <"):
         assert wart not in done.stdout, wart
     assert "  -h, --help  " in done.stdout
     metavars = re.findall(r"^  --[\w-]+ ([A-Z_]+)\b", done.stdout, re.M)

@@ -309,3 +309,70 @@ def test_a_slot_file_left_by_a_kill_is_no_damage_and_its_message_comes_back(tmp_
         pull.close()
     with zjournal.open(path) as journal:  # closed cleanly: no record of a slot file is left behind
         assert journal.count() == 1 and not os.listdir(os.path.join(path, "inflight"))
+
+
+def _journal_with_entries_in_its_log(path: str, mode: str) -> None:
+    """50 entries in the write-ahead log only: the owner was killed before any flush to a table file."""
+    script = (
+        "import os, sys, zjournal\n"
+        "j = zjournal.open(sys.argv[1], durability=sys.argv[2])\n"
+        "for i in range(50):\n"
+        "    j.append('orders', [b'order-%d' % i], direction='in')\n"
+        "j.sync()\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, path, mode], capture_output=True, timeout=60)
+    assert done.returncode == -9, done.stderr
+
+
+@pytest.mark.parametrize("mode", ["process", "interval", "always"])
+def test_a_deleted_write_ahead_log_is_reported_as_damage_and_recover_says_what_is_gone(tmp_path, mode, cli) -> None:
+    import glob
+
+    path = str(tmp_path / "j.journal")
+    _journal_with_entries_in_its_log(path, mode)
+    logs = glob.glob(path + "/*.log")
+    assert logs  # the entries are in the log, not yet in a table file
+    for log in logs:
+        os.unlink(log)
+    with pytest.raises(zjournal.JournalCorruptError, match=r"writes \d+ to \d+ of its store are gone"):
+        zjournal.open(path)
+    result = cli("inspect", path)
+    assert result.exit_code == 1 and "are gone" in result.output
+    with zjournal.open(path, recover=True) as journal:
+        assert any("are gone" in r for r in journal.recovered)
+    with zjournal.open(path) as journal:  # opens normally from then on
+        assert journal.count() == 0
+
+
+@pytest.mark.parametrize("damage", ["delete", "empty", "garbage"])
+def test_a_missing_or_damaged_log_mark_is_no_alarm(tmp_path, damage) -> None:
+    from zjournal.store.logmark import MARK_NAME
+
+    path = str(tmp_path / "j.journal")
+    _journal_with_entries_in_its_log(path, "process")
+    mark = os.path.join(path, MARK_NAME)
+    if damage == "delete":
+        os.unlink(mark)
+    else:
+        with open(mark, "r+b") as f:
+            f.truncate(0) if damage == "empty" else f.write(os.urandom(64))
+    with zjournal.open(path) as journal:
+        assert journal.count() == 50
+
+
+@pytest.mark.parametrize("mode", ["process", "interval", "always"])
+def test_a_killed_journal_opens_again_without_alarm(tmp_path, mode) -> None:
+    path = str(tmp_path / "j.journal")
+    script = (
+        "import os, sys, zjournal\n"
+        f"j = zjournal.open(sys.argv[1], durability={mode!r}, fsync_interval=0.005)\n"
+        "for i in range(3000):\n"
+        "    j.append('orders', [b'x' * 100], direction='in')\n"
+        "    if i % 500 == 0: j.sync()\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, path], capture_output=True, timeout=60)
+    assert done.returncode == -9, done.stderr
+    with zjournal.open(path) as journal:
+        assert journal.count() == 3000

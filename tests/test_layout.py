@@ -72,6 +72,7 @@ PUBLIC_NAMES = [
     "SCHEMA_VERSION",
     "AckHandler",
     "AckPolicy",
+    "AlreadyRestoredError",
     "AsyncJournaledSocket",
     "Batch",
     "Direction",
@@ -97,6 +98,7 @@ PUBLIC_NAMES = [
     "Plugin",
     "Queue",
     "QueueStats",
+    "ReadOnlyJournalError",
     "ReplicationError",
     "RocksStore",
     "State",
@@ -114,7 +116,8 @@ PUBLIC_NAMES = [
     "takeover",
 ]
 
-# Journal's public methods and their parameters: the layout by layers changed none (confirm came after).
+# Journal's public methods and their parameters: the layout by layers changed none (confirm came after;
+# restore's ``once`` later still).
 JOURNAL_METHODS = {
     "abandon": "parent",
     "ack": "entry_id",
@@ -139,7 +142,7 @@ JOURNAL_METHODS = {
     "refresh": "",
     "replay": "name into older_than",
     "replays": "",
-    "restore": "entries",
+    "restore": "entries once",
     "size_on_disk": "",
     "socket": "ctx socket_type name options",
     "sync": "",

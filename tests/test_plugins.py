@@ -164,6 +164,13 @@ def test_environment_variable_restricts_plugins(fake_plugins, monkeypatch) -> No
     assert plugins.load(reload=True).plugins == []
 
 
+def test_a_plugin_name_that_is_not_installed_is_warned_about(fake_plugins, monkeypatch) -> None:
+    monkeypatch.setenv(plugins.ENV_VAR, "jsno,thirdparty")
+    with pytest.warns(UserWarning, match=r"not installed: 'jsno' \(installed: .*json"):
+        registry = plugins.load(reload=True)
+    assert {p.name for p in registry.plugins} == {"thirdparty"}
+
+
 def test_named_classifier_from_a_plugin(fake_plugins, journal, ctx, endpoint) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in", classify="loud")
     push = ctx.socket(zmq.PUSH)

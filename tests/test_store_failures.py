@@ -175,3 +175,39 @@ def test_a_sndmore_frame_with_noblock_raises_again_at_once_when_nothing_can_be_q
     with pytest.raises(zmq.Again):
         push.send(b"head", zmq.SNDMORE | zmq.NOBLOCK)
     assert journal.count() == 0
+
+
+READ_WHILE_FULL = (
+    _PRELUDE
+    + r"""
+j = zjournal.open(path, plugins=False)
+first = j.append("a", [b"x" * 100], direction="in")
+disk_full()
+failures = []
+for _ in range(3):  # the first fails the write; the next ones fail to open the store again
+    try:
+        j.append("a", [b"y" * 100000], direction="in")
+    except zjournal.StoreError:
+        failures.append("append")
+reads = {}
+for what, read in (("get", lambda: j.get(first).frames[0][:1].decode()), ("count", lambda: j.count()),
+                   ("entries", lambda: len(list(j.entries())))):
+    try:
+        reads[what] = read()
+    except zjournal.StoreError:
+        reads[what] = "StoreError"
+    except Exception as e:
+        reads[what] = type(e).__name__
+space_back()
+after = j.append("a", [b"z"], direction="in")
+print(json.dumps({"failures": failures, "reads": reads, "after": after > first, "count": j.count()}))
+"""
+)
+
+
+def test_reads_while_the_store_cannot_be_opened_again_raise_store_error_or_answer(tmp_path):
+    result = run_child(READ_WHILE_FULL, tmp_path / "j.journal")
+    assert result["failures"] == ["append"] * 3
+    for what, answer in result["reads"].items():  # never InvalidArgumentError ("unknown table")
+        assert answer in ({"get": "x", "count": 1, "entries": 1}[what], "StoreError"), (what, answer)
+    assert result["after"] and result["count"] == 2

@@ -12,6 +12,7 @@ from typing import Any
 
 from zjournal.device import Queue, QueueStats, StopReport, stop_on_signals
 from zjournal.errors import (
+    AlreadyRestoredError,
     IncompatibleJournalError,
     InvalidArgumentError,
     InvalidFramesError,
@@ -24,6 +25,7 @@ from zjournal.errors import (
     JournalOpenError,
     MessageTooLargeError,
     NotAJournalError,
+    ReadOnlyJournalError,
     ReplicationError,
     StoreError,
     UnknownEntryError,
@@ -43,6 +45,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AckHandler",
     "AckPolicy",
+    "AlreadyRestoredError",
     "AsyncJournaledSocket",
     "Batch",
     "Direction",
@@ -68,6 +71,7 @@ __all__ = [
     "Plugin",
     "Queue",
     "QueueStats",
+    "ReadOnlyJournalError",
     "ReplicationError",
     "RocksStore",
     "State",

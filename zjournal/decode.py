@@ -81,10 +81,16 @@ def _decode(data: bytes, how: str) -> tuple[str, str]:
         return "hex", f"({how}: {e})\n{hex_dump(data)}"
 
 
-def preview(frames: list[bytes], width: int = 40) -> str:
-    """A one-line glimpse of a message body."""
+def preview(frames: list[bytes], width: int = 40, how: str = "auto") -> str:
+    """A one-line glimpse of a message body (``how``: a decoder's name; auto shows text, else hex)."""
     parts = []
     for frame in frames:
+        if how == "hex":
+            parts.append(frame[: width // 2].hex() + ("…" if len(frame) > width // 2 else ""))
+            continue
+        if how != "auto":
+            parts.append(" ".join(decode(frame, how)[1].split()))  # on one line
+            continue
         try:
             text = frame.decode("utf-8")
             if not text.isprintable():

@@ -11,6 +11,9 @@ was lost.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import zjournal
+from zjournal.cli.common import entry_record
 from zjournal.store.rocks import check_journal_path
 
 
@@ -123,13 +127,34 @@ def run_demo(
     crash: bool = False,
     console: Console | None = None,
 ) -> dict[str, int]:
-    """Run the scenario; returns the final tally (``lost`` must be 0)."""
+    """Run the scenario; returns the final tally (``lost`` must be 0).
+
+    Leaves the journal (``path``, or a new directory under the temporary one)
+    and, beside it, the requests that were pending at the stop as ``zjournal
+    export`` writes them; the ipc endpoints go with the run.
+    """
     console = console or Console()
     if path is not None:
         claim_for_the_demo(path)
-    tmp = tempfile.mkdtemp(prefix="zjdemo")
-    journal_path = path or str(Path(tmp) / "orders.journal")
-    front, back = f"ipc://{tmp}/front", f"ipc://{tmp}/back"
+    journal_path = path or str(Path(tempfile.mkdtemp(prefix="zjdemo")) / "orders.journal")
+    endpoints = tempfile.mkdtemp(prefix="zjdemo-ipc")
+    try:
+        return _run(journal_path, endpoints, requests, clients, workers, work_ms, crash, console)
+    finally:
+        shutil.rmtree(endpoints, ignore_errors=True)
+
+
+def _run(
+    journal_path: str,
+    endpoints: str,
+    requests: int,
+    clients: int,
+    workers: int,
+    work_ms: float,
+    crash: bool,
+    console: Console,
+) -> dict[str, int]:
+    front, back = f"ipc://{endpoints}/front", f"ipc://{endpoints}/back"
     ctx = zmq.Context()
     tally = Tally()
     stop_clients = threading.Event()
@@ -138,8 +163,8 @@ def run_demo(
 
     console.rule("[bold]zjournal demo: a busy queue device, stopped mid-load and restarted")
     console.print(
-        f"{clients} clients send {total} requests through a journaled queue device to {workers} worker threads "
-        f"({work_ms:g} ms each). Journal: {journal_path}"
+        f"{clients} clients send up to {total} requests (they stop once the device stops taking them) through a "
+        f"journaled queue device to {workers} worker threads ({work_ms:g} ms each). Journal: {journal_path}"
     )
     device_proc: subprocess.Popen | None = None
     queue: zjournal.Queue | None = None
@@ -205,6 +230,7 @@ def run_demo(
     for entry in pending[:3]:
         table.add_row(str(entry.id), entry.envelope[0].hex()[:12], entry.body[-1].decode(), str(entry.attempts))
     console.print(table)
+    kept = _keep_pending_at_stop(journal_path, pending)
     accepted = {e.body[-1] for e in pending} | tally.answered
 
     # 3. The restart: a new device on the same journal replays them to new workers.
@@ -249,7 +275,26 @@ def run_demo(
         f"{result['processed']} ({result['duplicates']} duplicates, {result['redelivered']} redelivered); "
         f"left pending {result['left']}; lost {result['lost']}[/]"
     )
+    console.print("Look at what it did:", highlight=False)
+    console.print(f"  zjournal inspect {journal_path}", markup=False, highlight=False)
+    console.print(
+        f"      the journal now: {result['left']} pending (each request is gone once processed)", highlight=False
+    )
+    console.print(f"  head -3 {kept}", markup=False, highlight=False)
+    console.print(
+        f"      the {len(pending)} requests pending at the stop, as read from the journal then (export's format)",
+        highlight=False,
+    )
     return result
+
+
+def _keep_pending_at_stop(journal_path: str, pending: list[zjournal.Entry]) -> str:
+    """Write the entries pending at the stop beside the journal (export's format), readable by the owner only."""
+    where = str(Path(journal_path).with_name(Path(journal_path).name + ".pending-at-stop.jsonl"))
+    fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(entry_record(e)) + "\n" for e in pending)
+    return where
 
 
 def _progress(console: Console) -> Progress:

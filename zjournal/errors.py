@@ -9,6 +9,8 @@ pyzmq still catches what it used to.
 
 from __future__ import annotations
 
+import time
+
 
 class ZJournalError(Exception):
     """Root of every error zjournal raises on purpose."""
@@ -58,6 +60,16 @@ class InvalidFramesError(ZJournalError, TypeError):
 
 class InvalidArgumentError(ZJournalError, ValueError):
     """An argument has a value zjournal does not accept (unknown state, mode …)."""
+
+
+class AlreadyRestoredError(InvalidArgumentError):
+    """``Journal.restore(..., once=KEY)``: entries under that key were restored into this journal before."""
+
+    def __init__(self, key: str, at: float, first: int, last: int) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(at))
+        self.key, self.at, self.first, self.last = key, at, first, last
+        self.earlier = f"at {when}" + (f", ids {first}..{last}" if first else "")
+        super().__init__(f"{key} was restored into this journal before ({self.earlier})")
 
 
 class UnknownEntryError(ZJournalError, KeyError):

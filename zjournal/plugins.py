@@ -150,7 +150,15 @@ def load(*, reload: bool = False) -> Registry:
         return _registry
     registry = Registry()
     allowed = allowed_names()
-    for ep in sorted(_entry_points(), key=lambda e: e.name):
+    installed = sorted(_entry_points(), key=lambda e: e.name)
+    unknown = sorted((allowed or set()) - {ep.name for ep in installed})
+    if unknown:  # a typo would otherwise quietly load nothing of what was meant
+        known = ", ".join(ep.name for ep in installed) or "none"
+        warnings.warn(
+            f"{ENV_VAR} names plugins that are not installed: {', '.join(map(repr, unknown))} (installed: {known})",
+            stacklevel=2,
+        )
+    for ep in installed:
         if allowed is not None and ep.name not in allowed:
             continue
         try:

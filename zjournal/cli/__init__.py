@@ -6,7 +6,10 @@ Each command opens a journal, calls the library, and prints; errors under
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+import typer.core
 
 import zjournal
 from zjournal.cli import common, inspect, ops, remote, replay
@@ -108,6 +111,45 @@ def _register_plugin_commands() -> None:
 
 
 _register_plugin_commands()
+
+
+class _PlainHelpCommand(typer.core.TyperCommand):
+    """typer's command, whose help names an argument by its metavar alone (typer writes ``{PATH}``, ``PATH <str>``)."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name or "").upper() + ("..." if param.nargs == -1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((record[0].split(" <", 1)[0], record[1]))
+            elif param.param_type_name == "option":
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = _PlainHelpCommand
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
 
 
 def main() -> None:

@@ -175,7 +175,7 @@ def entry_record(entry: zjournal.Entry) -> dict[str, Any]:
         "state": str(entry.state),
         "attempts": entry.attempts,
         "created": entry.created,
-        "updated": entry.updated,
+        "updated": entry.updated or None,  # null: never changed since it was journaled
         "reason": entry.reason,
         "envelope_size": entry.envelope_size,
         "frames": [base64.b64encode(f).decode("ascii") for f in entry.frames],
@@ -193,7 +193,7 @@ def entry_from_json(obj: Any, where: str) -> zjournal.Entry:
             state=zjournal.State(obj["state"]),
             attempts=int(obj.get("attempts", 0)),
             created=float(obj.get("created", time.time())),
-            updated=float(obj.get("updated", 0.0)),
+            updated=float(obj.get("updated") or 0.0),
             reason=str(obj.get("reason", "")),
             envelope_size=int(obj.get("envelope_size", 0)),
         )

@@ -185,8 +185,9 @@ class Listing:
 
     HEADERS = ("id", "name", "dir", "state", "attempts", "age", "size", "preview")
 
-    def __init__(self, as_json: bool, dead: bool) -> None:
+    def __init__(self, as_json: bool, dead: bool, how: str = "auto") -> None:
         self.as_json = as_json
+        self.how = how  # --decode: the preview column uses it too
         self.dead = dead  # dead letters: their reason is what an operator looks for
         self.shown = 0
         self._headed = False
@@ -202,7 +203,7 @@ class Listing:
             age(now - e.created).rjust(7),
             str(e.size).rjust(8),
         ]
-        row.append(_clip(e.reason or "-", 40) if self.dead else preview(e.body, self._preview))
+        row.append(_clip(e.reason or "-", 40) if self.dead else preview(e.body, self._preview, self.how))
         return row
 
     def print(self, entry: zjournal.Entry) -> None:
@@ -232,7 +233,7 @@ def print_entry(entry: zjournal.Entry, how: str, as_json: bool) -> None:
         return
     console.print(
         f"[bold]entry {entry.id}[/] · {shown(entry.name)} · {entry.direction} · [bold]{entry.state}[/] · "
-        f"attempts {entry.attempts} · created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(entry.created))} "
+        f"attempts {entry.attempts} · created {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(entry.created))} "
         f"({age(time.time() - entry.created)} ago) · {entry.size} bytes"
     )
     if entry.reason:
@@ -350,7 +351,7 @@ def register(app: typer.Typer) -> None:
                 else:
                     print_summary(data)
                 return
-            listing_out = Listing(as_json, dead=state == "dead")
+            listing_out = Listing(as_json, dead=state == "dead", how=how)
             last = 0
             more = False
             for entry in matching(journal, name, state, direction, since_t, until_t, min_attempts):

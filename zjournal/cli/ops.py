@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -228,9 +229,15 @@ def register(app: typer.Typer) -> None:
     def import_(
         path: str = typer.Argument(..., metavar="PATH", help="The journal directory (created if missing)."),
         source: str = typer.Argument(..., metavar="FILE", help="A file of JSON lines from export, or - for stdin."),
+        again: bool = typer.Option(False, "--again", help="Import entries this journal imported before, again."),
     ) -> None:
-        """Add the entries of an export to a journal, with their states, under new ids."""
+        """Add the entries of an export to a journal, with their states, under new ids.
+
+        The same entries imported twice would be there twice: a second import
+        of them is refused unless --again says it is meant.
+        """
         stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+        digest = hashlib.sha256()  # of the entries (blank lines aside): the key of this import
         with stream:
             entries = []
             number = 0
@@ -238,6 +245,7 @@ def register(app: typer.Typer) -> None:
                 for number, line in enumerate(stream, 1):
                     if not line.strip():
                         continue
+                    digest.update(line.strip().encode() + b"\n")
                     try:
                         obj = json.loads(line)
                     except (ValueError, RecursionError):  # RecursionError: nested deeper than any export
@@ -246,7 +254,15 @@ def register(app: typer.Typer) -> None:
                     entries.append(entry_from_json(obj, f"{source}:{number}"))
             except UnicodeDecodeError:
                 raise zjournal.InvalidArgumentError(f"{source}:{number + 1}: not UTF-8 text: not an export") from None
+        key = None if again else f"import {digest.hexdigest()[:32]}"
         with open_for_change(path) as journal:
-            ids = journal.restore(entries)
+            try:
+                ids = journal.restore(entries, once=key)
+            except zjournal.AlreadyRestoredError as e:
+                what = "these entries" if source == "-" else source
+                raise zjournal.InvalidArgumentError(
+                    f"{what}: imported into {path} before ({e.earlier}): nothing imported; "
+                    "--again imports them once more"
+                ) from None
         span = f" (ids {ids[0]}..{ids[-1]})" if ids else ""
         out(f"imported {len(ids)} entries{span}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from zjournal.errors import InvalidArgumentError
+from zjournal.errors import AlreadyRestoredError, InvalidArgumentError
 from zjournal.journal import entry as rec
 from zjournal.journal.entry import Entry, State
 from zjournal.journal.ledger import Ledger
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from zjournal.journal.counters import CounterKey
 
 _META_REPLAY = b"replay:"  # + 8-byte time in microseconds: one record per zjournal replay
+META_RESTORED = b"restored:"  # + the key of a restore(once=KEY): [time, first id, last id]
 
 
 def purge(ledger: Ledger, state: str | State, before: float | None = None) -> int:
@@ -47,12 +48,17 @@ def purge(ledger: Ledger, state: str | State, before: float | None = None) -> in
     return len(doomed)
 
 
-def restore(ledger: Ledger, entries: Iterable[Entry]) -> list[int]:
+def restore(ledger: Ledger, entries: Iterable[Entry], once: str | None = None) -> list[int]:
     """Append entries under new ids, all or nothing (see Journal.restore)."""
     ledger.check_open()
     ids: list[int] = []
+    marker = None if once is None else META_RESTORED + once.encode()
     with ledger.lock:
         ledger.check_open()
+        if marker is not None:
+            earlier = ledger.meta(marker)
+            if earlier is not None:
+                raise AlreadyRestoredError(once, *earlier)
         batch = ledger.batch()
         changes: list[tuple[CounterKey, int]] = []
         for number, e in enumerate(entries, 1):
@@ -69,6 +75,8 @@ def restore(ledger: Ledger, entries: Iterable[Entry]) -> list[int]:
             batch.put("entries", rec.encode_key(entry_id), value)
             changes.append(((e.name, dcode, scode), 1))
             ids.append(entry_id)
+        if marker is not None:  # in the same batch: a crash leaves both or neither
+            batch.put("meta", marker, msgpack.packb([time.time(), ids[0] if ids else 0, ids[-1] if ids else 0]))
         ledger.commit(batch, changes)
     return ids
 

@@ -561,14 +561,17 @@ class Journal:
         """Delete every ``acked`` or ``dead`` entry (last changed before ``before``, epoch s); returns how many."""
         return admin.purge(self._ledger, state, before)
 
-    def restore(self, entries: Iterable[Entry]) -> list[int]:
+    def restore(self, entries: Iterable[Entry], *, once: str | None = None) -> list[int]:
         """Append entries (e.g. from ``zjournal export``) with their state and attempts, under new ids.
 
         All or nothing: an entry no journal could have written (a time that is
         not one, negative attempts, an envelope larger than the message, no
-        name) refuses the whole batch with InvalidArgumentError.
+        name) refuses the whole batch with InvalidArgumentError. ``once``: a
+        key for this batch (``zjournal import`` uses a digest of the file);
+        a second restore under the same key raises AlreadyRestoredError and
+        adds nothing, so the same export is not imported twice by mistake.
         """
-        return admin.restore(self._ledger, entries)
+        return admin.restore(self._ledger, entries, once)
 
     def record_replay(
         self, entry_ids: Sequence[int], *, endpoint: str, socket_type: str, run: float | None = None
@@ -688,7 +691,7 @@ class Journal:
             return
         for sock in list(ledger.sockets.values()):
             if not sock.closed:
-                sock._settle_deferred(inbound=False)  # what ZeroMQ already took is done
+                sock._settle_deferred()  # what ZeroMQ already took is done
         if self._maintainer is not None:
             self._maintainer.stop()
         if self._replication is not None:

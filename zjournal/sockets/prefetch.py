@@ -219,8 +219,7 @@ class Prefetching:
         if state.settle_next:
             state.deferred.append(state.settle_next)
         state.settle_next = entry_id if self._in_policy is AckPolicy.NEXT else 0
-        if entry_id:
-            state.last_id = entry_id
+        state.last_id = entry_id  # (0: ephemeral)
         return frames
 
     def _uncounted(self, settled: list[int]) -> list[int]:

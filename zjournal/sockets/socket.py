@@ -321,7 +321,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     @property
     def last_id(self) -> int:
-        """Id of the last message journaled by this socket, sent or received (0: none yet)."""
+        """Id of the last message this socket sent or received (0: none yet, or that message was ephemeral)."""
         return self._s.last_id
 
     @property
@@ -631,6 +631,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
             self._port.count_ephemeral(self._jname)
+            self._s.last_id = 0  # (so that ack() and nack() never take an earlier entry for this message)
             return 0
         policy = self._out_policy
         state = self._s
@@ -845,9 +846,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
         self._settle_now()
         if entry_id < 0:
             self._redelivered(-entry_id)
-        elif entry_id:
-            state.last_id = entry_id
-            if self._in_policy is AckPolicy.NEXT:
+        else:
+            state.last_id = entry_id  # (0: ephemeral)
+            if entry_id and self._in_policy is AckPolicy.NEXT:
                 state.settle_next = entry_id
         if not state.returned:
             self._update_fast_paths()
@@ -1478,7 +1479,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             port.count_ephemeral(self._jname)
             if settle:
                 port.settle(settle, self._s.slots)
-            self._s.settle_next = 0
+            self._s.settle_next = self._s.last_id = 0
             return True
         policy = self._in_policy
         try:
@@ -1691,12 +1692,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     # -- lifetime ----------------------------------------------------------
 
-    def _settle_deferred(self, inbound: bool = True) -> None:
-        """Settle what this socket was keeping to fold into a later write.
+    def _settle_deferred(self) -> None:
+        """Settle what this socket was keeping to fold into a later write (it closes, or its journal does).
 
-        ``inbound=False`` (the journal closes under an open socket) settles only
-        what ZeroMQ already took: the application may still be handling the
-        last message it received.
+        Only what is done for certain: what ZeroMQ took, and prefetched
+        messages the application asked past. Not the last message handed to
+        the application (``settle_next``): closing is not asking for the next
+        one, and the application may have failed halfway through handling it
+        (a close in a ``finally``). It stays pending, for the next socket of
+        the name, as an unacknowledged delivery does in RabbitMQ or JetStream.
         """
         if self._s.settle_sent:
             self._port.settle(self._s.settle_sent, self._s.slots)
@@ -1704,9 +1708,6 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._s.deferred:  # prefetched messages the application was done with
             self._port.log_many(self._jname, _IN, [], settle=self._s.deferred)
             self._s.deferred = []
-        if inbound and self._s.settle_next:
-            self._port.settle(self._s.settle_next, self._s.slots)
-            self._s.settle_next = 0
         if self._s.handed:  # hand-overs the slot file counted: the store counts them before it goes
             self._port.deliver_many(self._s.handed)
             self._s.handed = []
@@ -1715,8 +1716,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """Close as pyzmq does, after settling what this socket settles itself.
 
         What it cannot settle (a request awaiting its reply, a message kept
-        pending, messages read ahead) stays pending and belongs to whoever
-        wraps this name next, in this process or after a restart.
+        pending, messages read ahead, the last message handed over under the
+        ``next`` policy) stays pending and belongs to whoever wraps this name
+        next, in this process or after a restart.
         """
         if self._closed:
             return

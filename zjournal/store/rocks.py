@@ -28,6 +28,7 @@ from zjournal.errors import (
 )
 from zjournal.store import forking
 from zjournal.store.base import TABLES, Batch, Store
+from zjournal.store.logmark import LogMark, lost_writes
 
 # Files a directory may hold and still count as "empty" for a new journal.
 _IGNORABLE = {".DS_Store"}
@@ -255,8 +256,12 @@ class RocksStore(Store):
             make_private(path)
         self._open(recover)
         self.recovering = recover  # (the journal drops what else it finds damaged, and says so in ``recovered``)
-        forking.opened(self)
         self.recovered = dropped_in(os.path.join(path, "LOG")) if recover else []
+        # Without a log there is nothing to lose from it: durability "none" keeps no mark.
+        self._mark = LogMark(path) if wal else None
+        if self._mark is not None:
+            self._check_mark(self._mark, recover)
+        forking.opened(self)
         self._write_opts = rocksdict.WriteOptions()
         self._sync_opts = rocksdict.WriteOptions()
         self._sync_opts.sync = True
@@ -265,6 +270,23 @@ class RocksStore(Store):
             self._write_opts.disable_wal = True
             self._sync_opts = self._write_opts
         self._closed = False
+
+    def _check_mark(self, mark: LogMark, recover: bool) -> None:
+        """Refuse a store whose log lost writes it had made durable (see zjournal.store.logmark)."""
+        reached = self._db.latest_sequence_number()
+        lost = lost_writes(reached, mark.found)
+        if lost is not None:
+            if not recover:
+                mark.close()
+                self._db.close()
+                raise JournalCorruptError(
+                    f"journal {self.path} is damaged: {lost}; zjournal.open(path, recover=True) or "
+                    "`zjournal recover PATH` opens it with what is left",
+                    path=self.path,
+                )
+            self.recovered.append(lost)
+        mark.noted = 0  # a recovery starts the mark again from what is there
+        mark.note(reached)
 
     def _open(self, recover: bool = False) -> None:
         path = self.path
@@ -322,6 +344,8 @@ class RocksStore(Store):
     def _table(self, table: str) -> rocksdict.Rdict:
         if self._closed:
             self._check_usable()
+        if not self._tables:  # opening again after a failed write failed (a full disk): once more, or StoreError
+            self._open()
         try:
             return self._tables[table]
         except KeyError:
@@ -338,6 +362,8 @@ class RocksStore(Store):
             self._db.write(batch._batch, self._sync_opts if sync else self._write_opts)
         except Exception as e:
             raise StoreError(f"journal {self.path}: write failed: {e}") from e
+        if sync and self._mark is not None:
+            self._mark.note(self._db.latest_sequence_number())  # on disk now (zjournal.store.logmark)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         cf = self._table(table)
@@ -358,10 +384,13 @@ class RocksStore(Store):
         if not self.survives_process_crash:
             self.flush()
             return
+        reached = self._db.latest_sequence_number()  # (taken first: what the fsync below covers)
         try:
             self._db.flush_wal(True)  # releases the GIL while it fsyncs
         except Exception as e:
             raise StoreError(f"journal {self.path}: fsync failed: {e}") from e
+        if self._mark is not None:
+            self._mark.note(reached)
 
     def flush(self) -> None:
         """Write memtables to SST files (needed before close when there is no WAL)."""
@@ -388,6 +417,10 @@ class RocksStore(Store):
         if not self.survives_process_crash:
             with contextlib.suppress(Exception):  # what could not be flushed is reported by close below
                 self.flush()
+        if self._mark is not None:
+            with contextlib.suppress(Exception):  # a store that cannot sync any more keeps its older mark
+                self.sync()
+            self._mark.close()
         self._closed = True
         # A column-family Rdict keeps the database (and its LOCK) alive: drop them first.
         self._tables.clear()

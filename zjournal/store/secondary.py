@@ -28,11 +28,12 @@ from zjournal.errors import (
 )
 from zjournal.store import forking
 from zjournal.store.base import TABLES, Batch, Store
+from zjournal.store.logmark import MARK_NAME, lost_writes, read_mark
 from zjournal.store.rocks import check_journal_path, corruption_error, iterate
 
 # Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config,
-# and zjournal's in-flight slot files (not RocksDB's; the journal reads them itself).
-_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight"}
+# zjournal's in-flight slot files (not RocksDB's; the journal reads them itself) and its log mark.
+_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", MARK_NAME}
 
 
 _PREFIX = "zjournal-view-"
@@ -69,6 +70,8 @@ class SecondaryRocksStore(Store):
         if not check_journal_path(path):
             raise NotAJournalError(f"{path} is empty: not a journal", path=path)
         sweep_abandoned_views()
+        # Read before the view catches up: a mark is never ahead of what the owner's log then held.
+        mark = read_mark(path)
         # The pid in the names tells a later view whether their owner is still alive (see the sweep).
         self._shadow = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
         self._secondary = tempfile.mkdtemp(prefix=f"{_PREFIX}secondary-{os.getpid()}-")
@@ -86,8 +89,15 @@ class SecondaryRocksStore(Store):
                 access_type=rocksdict.AccessType.secondary(self._secondary),
             )
             self._tables = {name: self._db.get_column_family(name) for name in TABLES}
+            lost = lost_writes(self._db.latest_sequence_number(), mark)
+            if lost is not None:
+                self._db.close()
+                raise JournalCorruptError(
+                    f"journal {path} is damaged: {lost}; `zjournal recover PATH` opens it with what is left",
+                    path=path,
+                )
             forking.opened(self)
-        except NotAJournalError:
+        except (NotAJournalError, JournalCorruptError):
             self._remove_dirs()
             raise
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM while opening: leave nothing behind
