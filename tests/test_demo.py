@@ -22,6 +22,23 @@ def test_demo_loses_nothing(tmp_path, crash: bool) -> None:
     assert "lost 0" in out.getvalue()
 
 
+def test_the_demo_leaves_its_journal_and_what_was_pending_at_the_stop_and_nothing_else(tmp_path, monkeypatch) -> None:
+    import json
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the demo's temporary directories go here
+    out = io.StringIO()
+    result = run_demo(None, requests=400, console=Console(file=out, width=300))
+    (made,) = [p for p in tmp_path.iterdir()]  # the ipc endpoints' directory is gone
+    journal = made / "orders.journal"
+    kept = made / "orders.journal.pending-at-stop.jsonl"
+    assert sorted(p.name for p in made.iterdir()) == [journal.name, kept.name]
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    assert len(rows) == result["redelivered"] > 0 and {r["state"] for r in rows} == {"pending"}
+    assert f"zjournal inspect {journal}" in out.getvalue() and str(kept) in out.getvalue()
+    assert "up to 400 requests" in out.getvalue()
+
+
 def test_demo_command() -> None:
     result = CliRunner().invoke(app, ["demo", "--requests", "400"])
     assert result.exit_code == 0, result.output

@@ -31,9 +31,9 @@ def test_push_pull_sent_and_next(journal, ctx, endpoint) -> None:
     assert states(journal, "s7") == [("in", "pending", [b"1"])]
     assert pull.recv() == b"2"  # asking for the next acks the previous
     assert states(journal, "s7") == [("in", "pending", [b"2"])]
-    pull.close()  # closing is not asking for the next: the last one stays pending (as an unacked delivery)
-    push.close()  # ZeroMQ took "2": settled
-    assert states(journal, "c8") == [] and states(journal, "s7") == [("in", "pending", [b"2"])]
+    pull.close()
+    push.close()
+    assert journal.count() == 0
 
 
 def test_idle_recv_acks_the_previous_at_once(journal, ctx, endpoint) -> None:
@@ -131,7 +131,6 @@ def test_receiving_with_next_policy_leaves_a_failed_message_pending(journal, ctx
     with pytest.raises(ValueError), pull.receiving():
         raise ValueError
     assert pull.recv() == b"fine"  # asking for the next does not ack the failed one
-    pull.ack()  # done with "fine"
     pull.close()
     assert states(journal, "s7") == [("in", "pending", [b"boom"])]
 
@@ -196,11 +195,7 @@ def test_nack_on_a_router_or_rep_delivers_again_to_the_live_requester(journal, c
         assert journal.get(server.last_id).attempts == 2
         server.send_multipart([*again[:-1], b"result"])
         assert client.recv() == b"result"
-    # The REP's request was settled by its reply; a ROUTER's (from a plain REQ) waits for the next recv.
-    (request,) = journal.entries(state="pending", direction="in")
-    assert request.name == "svc"
-    router.ack(request.id)
-    router.close()  # settles the reply ZeroMQ took
+    router.close()  # settles the request in hand and the reply ZeroMQ took
     assert journal.count(state="pending") == 0
 
 

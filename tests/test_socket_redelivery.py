@@ -34,8 +34,8 @@ def test_pull_redelivers_before_live_traffic_and_pollers_see_it(journal_path, op
             assert pull.last_id == ids[len(got) - 1]
             assert j.get(pull.last_id).attempts == 2
     assert got == [[b"old", b"1"], [b"old", b"2"], [b"live-1"], [b"live-2"]]
-    pull.close()  # the last one was never followed by another recv: it stays pending
-    assert [e.frames for e in j.entries()] == [[b"live-2"]]
+    pull.close()
+    assert j.count() == 0
 
 
 def test_frame_by_frame_reads_of_redelivered_messages(journal_path, open_journal, ctx) -> None:
@@ -57,7 +57,7 @@ def test_many_pending_entries_come_back_in_order(journal_path, open_journal, ctx
     pull = j.wrap(ctx.socket(zmq.PULL), name="bulk")
     assert [pull.recv_multipart() for _ in messages] == messages
     pull.close()
-    assert [e.frames for e in j.entries()] == [messages[-1]]  # handed over last, never followed by a recv
+    assert j.count() == 0
 
 
 def test_max_attempts_sends_poison_to_the_dead_letters(journal_path, open_journal, ctx) -> None:

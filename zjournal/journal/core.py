@@ -691,7 +691,7 @@ class Journal:
             return
         for sock in list(ledger.sockets.values()):
             if not sock.closed:
-                sock._settle_deferred()  # what ZeroMQ already took is done
+                sock._settle_deferred(inbound=False)  # what ZeroMQ already took is done
         if self._maintainer is not None:
             self._maintainer.stop()
         if self._replication is not None:

@@ -79,7 +79,7 @@ class AttachedSocket(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def _settle_deferred(self) -> None:
+    def _settle_deferred(self, inbound: bool = True) -> None:
         """Settle what the socket deferred (the journal closes: what ZeroMQ already took is done)."""
 
     def _abandon(self) -> None:

@@ -341,8 +341,8 @@ class _JournaledAsync:
             raise
         self.ack(entry_id)
 
-    def _settle_deferred(self) -> None:
-        self._shadow_sock._settle_deferred()
+    def _settle_deferred(self, inbound: bool = True) -> None:
+        self._shadow_sock._settle_deferred(inbound)
 
     def close(self, linger: int | None = None) -> None:
         if self._closed:

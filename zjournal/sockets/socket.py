@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -1692,15 +1693,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     # -- lifetime ----------------------------------------------------------
 
-    def _settle_deferred(self) -> None:
-        """Settle what this socket was keeping to fold into a later write (it closes, or its journal does).
+    def _settle_deferred(self, inbound: bool = True) -> None:
+        """Settle what this socket was keeping to fold into a later write.
 
-        Only what is done for certain: what ZeroMQ took, and prefetched
-        messages the application asked past. Not the last message handed to
-        the application (``settle_next``): closing is not asking for the next
-        one, and the application may have failed halfway through handling it
-        (a close in a ``finally``). It stays pending, for the next socket of
-        the name, as an unacknowledged delivery does in RabbitMQ or JetStream.
+        ``inbound=False`` settles only what is done for certain (what ZeroMQ
+        took, prefetched messages the application asked past), not the last
+        message handed to the application: used when the journal closes under
+        an open socket (the application may still be handling that message),
+        and when the socket closes while an exception propagates (a ``with``
+        block or a ``finally`` that a failing handler left).
         """
         if self._s.settle_sent:
             self._port.settle(self._s.settle_sent, self._s.slots)
@@ -1708,6 +1709,9 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._s.deferred:  # prefetched messages the application was done with
             self._port.log_many(self._jname, _IN, [], settle=self._s.deferred)
             self._s.deferred = []
+        if inbound and self._s.settle_next:
+            self._port.settle(self._s.settle_next, self._s.slots)
+            self._s.settle_next = 0
         if self._s.handed:  # hand-overs the slot file counted: the store counts them before it goes
             self._port.deliver_many(self._s.handed)
             self._s.handed = []
@@ -1716,10 +1720,16 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """Close as pyzmq does, after settling what this socket settles itself.
 
         What it cannot settle (a request awaiting its reply, a message kept
-        pending, messages read ahead, the last message handed over under the
-        ``next`` policy) stays pending and belongs to whoever wraps this name
-        next, in this process or after a restart.
+        pending, messages read ahead) stays pending and belongs to whoever
+        wraps this name next, in this process or after a restart. So does the
+        last message handed over under the ``next`` policy when the close
+        happens while an exception propagates: closing then says nothing of
+        whether that message was handled.
         """
+        self._close(linger, handled=sys.exc_info()[1] is None)
+
+    def _close(self, linger: int | None, handled: bool) -> None:
+        """close(); ``handled``: the last message handed over was handled (no exception is propagating)."""
         if self._closed:
             return
         journal = self._journal
@@ -1735,7 +1745,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             state.confirm_return.close()  # what was confirmed goes out first
         if journal is not None:
             if not journal.closed:
-                self._settle_deferred()
+                self._settle_deferred(inbound=handled)
                 self._journal_what_is_kept()
                 if state.slots is not None:
                     port.close_slots(state.slots)  # what is still held stays pending, in the store
@@ -1784,7 +1794,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         # pyzmq closes a socket that is garbage collected; so does this, settling first.
         if not self._closed and self._journal is not None and self._s is not None:
             with contextlib.suppress(Exception):
-                self.close()
+                self._close(None, handled=True)  # (a collection runs at any moment: what it interrupts is not ours)
 
     def __repr__(self) -> str:
         closed = " closed" if self._closed else ""
