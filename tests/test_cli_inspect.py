@@ -288,13 +288,16 @@ def test_a_listing_stops_at_its_default_limit_and_says_how_many_more(big_journal
     done = subprocess.run([*ZJOURNAL, "inspect", big_journal, "--state", "pending"], capture_output=True, text=True)
     lines = done.stdout.splitlines()
     assert done.returncode == 0 and len(lines) == 1 + 100 + 1
-    assert lines[-1] == "150 more — use --limit 0 for all"
-    every = subprocess.run([*ZJOURNAL, "inspect", big_journal, "--limit", "0"], capture_output=True, text=True)
+    assert lines[-1] == "150 more — use --all for all"
+    every = subprocess.run([*ZJOURNAL, "inspect", big_journal, "--all"], capture_output=True, text=True)
     assert len(every.stdout.splitlines()) == 1 + 250
+    for bad in (["--limit", "0"], ["--limit", "5", "--all"]):  # 0 is no limit of entries: a usage error, as replay's
+        done = subprocess.run([*ZJOURNAL, "inspect", big_journal, *bad], capture_output=True, text=True)
+        assert done.returncode == 2 and done.stdout == "" and len(done.stderr.splitlines()) == 1
 
 
 def test_piped_output_is_plain_and_a_closed_pipe_ends_quietly(big_journal) -> None:
-    for args in (["inspect", big_journal], ["inspect", big_journal, "--limit", "0"], ["export", big_journal]):
+    for args in (["inspect", big_journal], ["inspect", big_journal, "--all"], ["export", big_journal]):
         done = subprocess.run([*ZJOURNAL, *args], capture_output=True, text=True)
         assert done.returncode == 0
         assert not set("─│┃╭╰┌└━") & set(done.stdout)  # no boxes

@@ -293,11 +293,28 @@ def test_a_deleted_or_emptied_slot_file_is_reported_as_damage_and_recover_opens_
     with pytest.raises(zjournal.JournalCorruptError) as raised:
         zjournal.open(path)
     assert raised.value.file == slot_file and "1.slots" in str(raised.value) and "recover=True" in str(raised.value)
+    with pytest.raises(zjournal.JournalCorruptError) as raised:  # a view of the stopped journal says so too
+        zjournal.open(path, read_only=True)
+    assert raised.value.file == slot_file
+    export = subprocess.run([sys.executable, "-m", "zjournal.cli", "export", path], capture_output=True, text=True)
+    assert export.returncode == 1 and export.stdout == "" and "1.slots" in export.stderr
     with zjournal.open(path, recover=True) as journal:  # opens: the message the file held is gone, and said so
         assert any("1.slots" in note for note in journal.recovered)
         assert journal.count() == 0
     with zjournal.open(path) as journal:  # recovered for good
         assert journal.recovered == []
+
+
+def test_a_view_of_a_live_journal_does_not_take_a_closing_sockets_slot_file_for_damage(tmp_path, ctx) -> None:
+    path = str(tmp_path / "live.journal")
+    with zjournal.open(path) as owner:
+        for _ in range(20):  # slot files come and go with the owner's sockets while views look
+            pull = owner.wrap(ctx.socket(zmq.PULL), name="in")
+            with zjournal.open(path, read_only=True) as view:
+                assert view.count() == 0
+            pull.close()
+            with zjournal.open(path, read_only=True) as view:
+                assert view.count() == 0
 
 
 def test_a_slot_file_left_by_a_kill_is_no_damage_and_its_message_comes_back(tmp_path) -> None:
@@ -376,3 +393,51 @@ def test_a_killed_journal_opens_again_without_alarm(tmp_path, mode) -> None:
     assert done.returncode == -9, done.stderr
     with zjournal.open(path) as journal:
         assert journal.count() == 3000
+
+
+def test_the_same_loss_after_a_reboot_is_checked_against_the_synced_mark_only(tmp_path) -> None:
+    """A power cut loses the page cache (a new boot): what was never fsynced may be gone, and that is no damage."""
+    import glob
+
+    from zjournal.store import logmark
+
+    path = str(tmp_path / "j.journal")
+    script = (
+        "import os, sys, zjournal\n"
+        "j = zjournal.open(sys.argv[1])\n"
+        "j.append('orders', [b'x'], direction='in')\n"
+        "j.compact()\n"  # flushed to a table file: the log begins anew after it, never fsynced
+        "for i in range(50):\n"
+        "    j.append('orders', [b'order-%d' % i], direction='in')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, path], capture_output=True, timeout=60)
+    assert done.returncode == -9, done.stderr
+    for log in glob.glob(path + "/*.log"):
+        os.unlink(log)
+    with pytest.raises(zjournal.JournalCorruptError):  # the same boot: the page cache had them
+        zjournal.open(path).close()
+    with open(os.path.join(path, logmark.MARK_NAME), "r+b") as f:
+        f.seek(24)
+        f.write(os.urandom(16))  # as after a reboot
+    with zjournal.open(path) as journal:
+        assert journal.count() == 1
+
+
+def test_a_view_checks_slot_files_only_once_their_owner_process_is_gone(tmp_path) -> None:
+    path = str(tmp_path / "j.journal")
+    owner = subprocess.Popen(
+        [sys.executable, "-c", KILLED_HOLDING_A_MESSAGE.replace("os._exit(9)", "print('ready', flush=True); input()"),
+         path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert owner.stdout.readline().strip() == "ready"
+        os.truncate(os.path.join(path, "inflight", "1.slots"), 0)
+        with zjournal.open(path, read_only=True):  # its owner holds it (LOCK): slot files are the owner's business
+            pass
+    finally:
+        owner.kill()
+        owner.wait()
+    with pytest.raises(zjournal.JournalCorruptError, match=r"1\.slots"):
+        zjournal.open(path, read_only=True)

@@ -13,7 +13,8 @@ that returned; ``interval`` may lose the appends of the last ``interval`` ms
 (plus the time the fsync itself takes), and the report gives the worst case.
 The copy keeps of each write-ahead log only the bytes written before the fsync
 started (a conservative image: bytes written during the fsync may be durable
-too).
+too), and of the journal's log mark (zjournal.store.logmark) what a power cut
+leaves: a new boot, and a synced mark no further than those bytes.
 
 ``slots`` (``interval`` durability, a journaled PULL receiving what the same
 process pushes): each message sits in the socket's in-flight slot until the
@@ -53,6 +54,7 @@ from pathlib import Path
 WRITER = r"""
 import os, shutil, sys, threading, time, zjournal
 from zjournal.journal import inflight
+from zjournal.store import logmark
 path, image, log, mode, interval = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 journal = zjournal.open(path, durability=mode if mode in ("interval", "always") else "interval",
                         fsync_interval=interval)
@@ -65,6 +67,7 @@ def wal_sizes():
 # What the fsyncs made durable so far: each log up to the bytes written before its last fsync
 # started, each slot file as it was at its last fdatasync. Nothing else survives a power cut.
 durable_wal = wal_sizes()  # opening ends with a synced write
+durable_seq = [store._db.latest_sequence_number()]  # the store's sequence number those bytes reach
 durable_slots = {}
 lock = threading.RLock()  # fsyncs come from the maintainer thread and from the application's
 # spill mode: entries moved from a slot to the store, with the log and the size that hold them.
@@ -93,6 +96,7 @@ def snapshot():
             if name.endswith(".log"):
                 copy = os.path.join(tmp, name)
                 os.truncate(copy, min(os.path.getsize(copy), durable_wal.get(name, 0)))
+        logmark.after_a_power_cut(tmp, durable_seq[0])  # a new boot; the mark no further than the logs
         os.makedirs(os.path.join(tmp, inflight.DIRECTORY))
         for name, data in durable_slots.items():
             with open(os.path.join(tmp, inflight.DIRECTORY, name), "wb") as f:
@@ -107,8 +111,10 @@ real_sync = store.sync
 def sync_and_snapshot():
     with lock:
         before = wal_sizes()  # everything written before the fsync started is durable once it returns
+        before_seq = store._db.latest_sequence_number()
         real_sync()
         durable_wal.update(before)
+        durable_seq[0] = max(durable_seq[0], before_seq)
         snapshot()
 store.sync = sync_and_snapshot
 real_write = store.write
@@ -117,6 +123,7 @@ def write(batch, *, sync=False):
     if sync:  # a synced write: the log is durable up to here
         with lock:
             durable_wal.update(wal_sizes())
+            durable_seq[0] = max(durable_seq[0], store._db.latest_sequence_number())
             snapshot()
 store.write = write
 if mode in ("slots", "spill"):

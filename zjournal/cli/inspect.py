@@ -180,6 +180,9 @@ def aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
 _COLUMNS = ((8, True), (16, False), (3, False), (7, False), (8, True), (7, True), (8, True), (0, False))
 
 
+_DEFAULT_LIMIT = 100  # a listing of a million entries is not what an operator who typed no --limit wants
+
+
 class Listing:
     """Entries, one line each as they are found (a listing of a million starts at once, in flat memory)."""
 
@@ -301,7 +304,10 @@ def register(app: typer.Typer) -> None:
         min_attempts: int = typer.Option(
             0, "--min-attempts", metavar="N", min=0, help="Delivered at least this often."
         ),
-        limit: int = typer.Option(100, "--limit", metavar="N", min=0, help="List at most this many entries (0: all)."),
+        limit: int = typer.Option(
+            None, "--limit", metavar="N", min=1, help="List at most this many entries (default 100)."
+        ),
+        every: bool = typer.Option(False, "--all", help="List every matching entry (no limit)."),
         entry_id: int = typer.Option(None, "--id", metavar="ID", min=1, max=MAX_ID, help="Show one entry in full."),
         how: str = typer.Option(
             "auto",
@@ -342,7 +348,8 @@ def register(app: typer.Typer) -> None:
                 follow
                 or any(v is not None for v in (name, state, direction, since, until))
                 or min_attempts > 0
-                or limit != 100
+                or limit is not None
+                or every
             )
             if not listing:
                 data = summary(journal, path) if remote is None else _remote_summary(journal, remote, source)
@@ -351,6 +358,9 @@ def register(app: typer.Typer) -> None:
                 else:
                     print_summary(data)
                 return
+            if every and limit is not None:
+                raise fail("--all lists every entry, --limit N at most N: give one. (see zjournal inspect --help)", 2)
+            limit = None if every else limit or _DEFAULT_LIMIT
             listing_out = Listing(as_json, dead=state == "dead", how=how)
             last = 0
             more = False
@@ -364,7 +374,7 @@ def register(app: typer.Typer) -> None:
                 hint = ""
                 if since_t is None and until_t is None and not min_attempts:  # the counters say how many, no scan
                     hint = f"{journal.count(name=name, state=state, direction=direction) - limit} "
-                message = f"{hint}more — use --limit 0 for all"
+                message = f"{hint}more — use --all for all"
                 (err_console.print(message) if as_json else console.print(message))
             elif not listing_out.shown and not as_json:
                 console.print("no entries match")

@@ -273,6 +273,8 @@ class Ledger:
         if self.read_only:
             self.slot_view = found
             self.rare.handover_view = list(inflight.read_handovers(self.path))
+            if not store.owner_alive():  # a live owner removes slot files as its sockets close: no check then
+                self._check_slot_files(None)
             return
         batch = store.batch()
         self._check_slot_files(batch)
@@ -292,7 +294,8 @@ class Ledger:
         A recorded file that is missing, or no longer a slot file (emptied, its
         header gone), lost the messages it held: JournalCorruptError naming it,
         unless the store was opened to recover (then it is dropped, and said
-        so in ``journal.recovered``).
+        so in ``journal.recovered``). ``batch`` None: a view of a stopped
+        journal checks, and changes nothing.
         """
         assert self.path is not None
         store = self.store
@@ -300,7 +303,8 @@ class Ledger:
         for key, _value in store.scan("meta", META_SLOT_FILE):
             if not key.startswith(META_SLOT_FILE):
                 break
-            batch.delete("meta", key)
+            if batch is not None:
+                batch.delete("meta", key)
             name = key[len(META_SLOT_FILE) :].decode(errors="replace") + inflight.SUFFIX
             path = present.get(name) or os.path.join(inflight.directory(self.path), name)
             damage = None if name in present else "is missing"
@@ -309,6 +313,8 @@ class Ledger:
             if damage is None:
                 continue
             what = f"in-flight slot file {path} {damage}: the messages its socket held in it are lost"
+            if batch is None and store.owner_alive():
+                return  # an owner opened it meanwhile, and moved the slots into its store: no damage
             if not getattr(store, "recovering", False):
                 raise JournalCorruptError(
                     f"{what}; zjournal.open(path, recover=True) or `zjournal recover PATH` opens it without them",

@@ -75,6 +75,14 @@ class Store(abc.ABC):
     def compact(self) -> None:
         """Reclaim the space of deleted keys (a no-op where there is none)."""
 
+    def owner_alive(self) -> bool:
+        """Whether a process holds the journal open as its owner (this one, for a store opened to own it).
+
+        A read-only view of a stopped journal can check what only a stopped
+        journal must hold (its slot files); a live owner changes them.
+        """
+        return True
+
     @abc.abstractmethod
     def size_on_disk(self) -> int:
         """Bytes the store occupies on disk (0 for a store in memory)."""

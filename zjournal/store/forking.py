@@ -55,6 +55,15 @@ def opened(store: Any) -> None:
     _databases.add(store)
 
 
+def open_here(path: str) -> bool:
+    """Whether this process holds the journal at ``path`` open as its owner (a store that ``owns`` it)."""
+    where = os.path.realpath(path)
+    return any(
+        getattr(store, "owns", False) and not store._closed and os.path.realpath(store.path) == where
+        for store in list(_databases)
+    )
+
+
 def track(owner: Any) -> None:
     """``owner.abandon(parent_pid)`` is called in a forked child (a journal, a store)."""
     _owned.add(owner)

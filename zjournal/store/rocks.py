@@ -243,6 +243,8 @@ class RocksBatch(Batch):
 class RocksStore(Store):
     """A journal directory as a RocksDB database with one column family per table."""
 
+    owns = True  # (it holds the journal's LOCK: zjournal.store.forking.open_here)
+
     def __init__(self, path: str, *, wal: bool = True, recover: bool = False) -> None:
         self.path = path
         self.survives_process_crash = wal
@@ -285,8 +287,7 @@ class RocksStore(Store):
                     path=self.path,
                 )
             self.recovered.append(lost)
-        mark.noted = 0  # a recovery starts the mark again from what is there
-        mark.note(reached)
+        mark.start(reached)  # (after a recovery: from what is there now)
 
     def _open(self, recover: bool = False) -> None:
         path = self.path
@@ -362,8 +363,12 @@ class RocksStore(Store):
             self._db.write(batch._batch, self._sync_opts if sync else self._write_opts)
         except Exception as e:
             raise StoreError(f"journal {self.path}: write failed: {e}") from e
-        if sync and self._mark is not None:
-            self._mark.note(self._db.latest_sequence_number())  # on disk now (zjournal.store.logmark)
+        mark = self._mark
+        if mark is not None:  # how far the log went (zjournal.store.logmark)
+            if sync:
+                mark.synced(self._db.latest_sequence_number())
+            else:
+                mark.wrote(self._db.latest_sequence_number)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         cf = self._table(table)
@@ -390,7 +395,7 @@ class RocksStore(Store):
         except Exception as e:
             raise StoreError(f"journal {self.path}: fsync failed: {e}") from e
         if self._mark is not None:
-            self._mark.note(reached)
+            self._mark.synced(reached)
 
     def flush(self) -> None:
         """Write memtables to SST files (needed before close when there is no WAL)."""
