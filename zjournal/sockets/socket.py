@@ -1813,6 +1813,9 @@ class _Forked:
     def close(self, linger: int | None = None) -> None:
         self._closed = True  # type: ignore[attr-defined]  # the parent closes the handle, not this child
 
+    def _close(self, linger: int | None, handled: bool) -> None:  # (what garbage collection calls)
+        self.close(linger)
+
 
 _forked_classes: dict[type, type] = {}
 
