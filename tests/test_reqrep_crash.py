@@ -74,7 +74,11 @@ def _check(client: ReqRepPeer, handled: Path, replies: Path, kills: int) -> None
     assert set(counts) == {b"%d" % n for n in range(REQUESTS)}
     duplicates = sum(c - 1 for c in counts.values())
     print(f"{REQUESTS} requests, {kills} kills, {duplicates} handled twice")  # (pytest -s: the README's figures)
-    assert duplicates <= kills, (duplicates, kills)
+    # A kill can cost two hand-overs: the request in hand, and a copy of it that the client resent
+    # while the server was down, read only after the restarted server answered the original (the
+    # README: "a synchronous ROUTER server reads a copy only after it has answered"). Measured on
+    # af0c820 and later: 4 to 7 for 6 kills of a ROUTER or a device (7 failed the old bound).
+    assert duplicates <= 2 * kills, (duplicates, kills)
 
 
 def test_a_killed_rep_never_hangs_a_blocking_req_client(tmp_path: Path, peers) -> None:
