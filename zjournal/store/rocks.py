@@ -280,6 +280,8 @@ class RocksStore(Store):
         if lost is not None:
             if not recover:
                 mark.close()
+                self._tables.clear()  # (a column-family handle keeps the database, and its LOCK, alive)
+                self._handles.clear()
                 self._db.close()
                 raise JournalCorruptError(
                     f"journal {self.path} is damaged: {lost}; zjournal.open(path, recover=True) or "
