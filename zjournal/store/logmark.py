@@ -4,13 +4,15 @@ RocksDB replays its write-ahead log when it opens. A log file that is gone
 (deleted by hand, left out of a copy) takes its writes with it without a word,
 and rocksdict 0.3 does not reach RocksDB's own log tracking in the MANIFEST.
 So the store keeps the sequence numbers its writes reached in a small
-memory-mapped file, ``zjournal-logmark``, as two marks:
+small file, ``zjournal-logmark``, as two marks (written with ``pwrite`` on a
+descriptor opened for the write: the journal holds no descriptor open for it,
+so a process near its file-descriptor limit gets no closer):
 
 * *synced*: what the log holds on disk, written after a synced write, an fsync
   of the log (``interval`` mode's, ``journal.sync()``) and a clean close;
-* *written*: what the log holds in the kernel's page cache, written every few
-  writes, with the id of the boot it was written in
-  (``/proc/sys/kernel/random/boot_id``).
+* *written*: what the log holds in the kernel's page cache, written at the
+  first write after each millisecond, with the id of the boot it was written
+  in (``/proc/sys/kernel/random/boot_id``).
 
 A page cache survives the death of the process and is lost only with the
 machine (a power cut, a kernel crash), which is a new boot. So at open the
@@ -26,11 +28,10 @@ but never invent one.
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import stat
 import struct
+import time
 
 MARK_NAME = "zjournal-logmark"
 _MAGIC = b"zjlogmk2"
@@ -39,7 +40,8 @@ _LAYOUT = struct.Struct("<8sQQ16sQQ")
 _SYNCED = struct.Struct("<QQ")
 _WRITTEN = struct.Struct("<16sQQ")
 _SIZE = 4096
-_EVERY = 8  # the written mark is noted every this many writes (a write costs ~3 µs; a note ~0.3)
+# The written mark is noted at most this often (a note costs ~5 µs: open, pwrite, close; a store write ~3).
+_EVERY_SECONDS = 0.001
 
 
 def boot_id() -> bytes:
@@ -116,8 +118,8 @@ class LogMark:
         self._boot = boot_id()
         self._synced = 0
         self._written = 0
-        self._writes = 0
-        self._mm: mmap.mmap | None = None
+        self._noted_at = 0.0
+        self._usable = False
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -127,36 +129,46 @@ class LogMark:
                 os.ftruncate(fd, _SIZE)
             fallocate = getattr(os, "posix_fallocate", None)
             if fallocate is not None:
-                fallocate(fd, 0, _SIZE)  # a page of a sparse mapping on a full disk is SIGBUS, not an error
-            self._mm = mmap.mmap(fd, _SIZE)
+                fallocate(fd, 0, _SIZE)  # its blocks now: a later write never needs space on a full disk
+            self._usable = True
         except OSError:
-            self._mm = None  # no mark: the journal works, unguarded (a full disk, a read-only directory)
+            pass  # no mark: the journal works, unguarded (a full disk, a read-only directory)
+        finally:
+            os.close(fd)
+
+    def _put(self, offset: int, data: bytes) -> None:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return  # (the mark only ever hides a loss when it cannot be written, never invents one)
+        try:
+            os.pwrite(fd, data, offset)
+        except OSError:
+            pass
         finally:
             os.close(fd)
 
     def start(self, reached: int) -> None:
         """A new mark from what the store holds now (after the check at open, or a recovery)."""
-        if self._mm is not None:
+        if self._usable:
             self._synced = self._written = reached
-            self._mm[: _LAYOUT.size] = _LAYOUT.pack(_MAGIC, reached, reached, self._boot, reached, reached)
+            self._put(0, _LAYOUT.pack(_MAGIC, reached, reached, self._boot, reached, reached))
 
     def synced(self, seq: int) -> None:
         """The log is on disk up to ``seq`` (only ever moves forward)."""
-        if seq > self._synced and self._mm is not None:
+        if seq > self._synced and self._usable:
             self._synced = seq
-            _SYNCED.pack_into(self._mm, 8, seq, seq)
+            self._put(8, _SYNCED.pack(seq, seq))
 
     def wrote(self, sequence: object) -> None:
-        """One more write; every few, the mark of what the page cache holds (``sequence()`` reads it)."""
-        self._writes += 1
-        if self._writes % _EVERY == 0 and self._mm is not None:
+        """One more write; at most every millisecond, the mark of what the page cache holds (``sequence()``)."""
+        now = time.monotonic()
+        if now - self._noted_at >= _EVERY_SECONDS and self._usable:
+            self._noted_at = now
             seq = sequence()  # type: ignore[operator]
             if seq > self._written:
                 self._written = seq
-                _WRITTEN.pack_into(self._mm, 24, self._boot, seq, seq)
+                self._put(24, _WRITTEN.pack(self._boot, seq, seq))
 
     def close(self) -> None:
-        if self._mm is not None:
-            with contextlib.suppress(BufferError, ValueError):
-                self._mm.close()
-            self._mm = None
+        self._usable = False
