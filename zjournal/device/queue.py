@@ -30,6 +30,7 @@ from zjournal.device.correlation import Tags, envelope_size, looks_like_a_tag
 from zjournal.device.report import DropLog, QueueStats, StopReport, StoreErrorLog
 from zjournal.device.resends import ClientResends
 from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError, ZJournalError
+from zjournal.journal.blobs import BLOB_SIZE
 from zjournal.journal.core import port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.sockets import confirm_wire
@@ -250,7 +251,7 @@ class Queue:
             self._port.forget(entry_id)
         report = StopReport(
             drained=self.stats.replies - drained_from,
-            pending=[e.id for e in self.journal.entries(name=self.name, state="pending", direction="in")],
+            pending=self._port.pending_ids(self.name, _IN),
             dropped=len(self._ephemeral_out),
             timed_out=bool(self._outstanding or self._ephemeral_out),
             unjournaled=len(self._unjournaled),
@@ -289,9 +290,12 @@ class Queue:
                 first = frontend.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            frames = [first.bytes]
-            if first.more:
-                frames.extend(frontend.recv_multipart())  # the rest is there already (atomic)
+            frames = [_kept(first)]
+            more = first.more
+            while more:  # the rest is there already (atomic)
+                frame = frontend.recv(copy=False)
+                frames.append(_kept(frame))
+                more = frame.more
             if self._acceptable(frames):
                 arrived.append((frames, origin_of(first)))  # a journaled REQ's origin: its resends are known
         self._journal_requests(arrived)
@@ -336,7 +340,7 @@ class Queue:
                     continue
                 in_batch.add(key)
             # A confirm=True client's request is always durable (its sender classified it).
-            if header is not None or classifier is None or classifier(frames[size:]):
+            if header is not None or classifier is None or classifier(_as_bytes(frames[size:])):
                 forwarded.append((frames, size))
                 durable.append(with_origin(origin, frames, size) if origin is not None else (frames, size))
                 originals.append((came, origin))
@@ -653,9 +657,23 @@ class Queue:
         self.stats.late += 1
 
 
+def _kept(frame: zmq.Frame) -> bytes | zmq.Frame:
+    """A received frame as the device keeps it: bytes, or a large one left in libzmq's buffer.
+
+    A large request is then held once, not copied: it is written to its blob
+    file (zjournal.journal.blobs) and forwarded straight from that buffer.
+    """
+    return frame if len(frame) >= BLOB_SIZE else frame.bytes
+
+
+def _as_bytes(frames: list[Any]) -> list[bytes]:
+    """The frames a classifier is given: bytes, as plain pyzmq would have received them."""
+    return [f if type(f) is bytes else bytes(f) for f in frames]
+
+
 def _without_header(frames: list[bytes]) -> tuple[confirm_wire.Header | None, list[bytes]]:
     """A confirm=True client's header (after its routing id) and the request without it."""
-    if len(frames) > 2 and frames[1].startswith(confirm_wire.HEADER_MAGIC):
+    if len(frames) > 2 and type(frames[1]) is bytes and frames[1].startswith(confirm_wire.HEADER_MAGIC):
         header = confirm_wire.parse_header(frames[1])
         if header is not None:
             return header, [frames[0], *frames[2:]]

@@ -32,9 +32,9 @@ def purge(ledger: Ledger, state: str | State, before: float | None = None) -> in
     if scode not in (rec.ACKED, rec.DEAD):
         raise InvalidArgumentError("purge removes 'acked' or 'dead' entries only: pending ones are not done")
     doomed = [
-        (e.id, e.name, rec.DIRECTION_CODES[e.direction])
-        for e in ledger.select(None, scode, None)
-        if before is None or (e.updated or e.created) < before
+        (entry_id, r[3], r[4])
+        for entry_id, r in ledger.select_records(None, scode, None)
+        if before is None or (r[6] or r[2]) < before
     ]
     with ledger.lock:
         ledger.check_open()
@@ -53,6 +53,7 @@ def restore(ledger: Ledger, entries: Iterable[Entry], once: str | None = None) -
     ledger.check_open()
     ids: list[int] = []
     marker = None if once is None else META_RESTORED + once.encode()
+    owned: list[tuple[int, list[str]]] = []  # blob files written for the entries of this batch
     with ledger.lock:
         ledger.check_open()
         if marker is not None:
@@ -61,23 +62,34 @@ def restore(ledger: Ledger, entries: Iterable[Entry], once: str | None = None) -
                 raise AlreadyRestoredError(once, *earlier)
         batch = ledger.batch()
         changes: list[tuple[CounterKey, int]] = []
-        for number, e in enumerate(entries, 1):
-            dcode = rec.parse_direction(e.direction)
-            scode = rec.parse_state(e.state)
-            if dcode is None or scode is None:
-                raise InvalidArgumentError("a restored entry needs a direction and a state")
-            frames = rec.as_frames(e.frames)
-            _check_restorable(e, frames, number)
-            value = rec.encode_record(
-                scode, e.attempts, e.created, e.name, dcode, frames, e.updated, e.reason, e.envelope_size
-            )
-            entry_id = ledger.new_id(batch)
-            batch.put("entries", rec.encode_key(entry_id), value)
-            changes.append(((e.name, dcode, scode), 1))
-            ids.append(entry_id)
-        if marker is not None:  # in the same batch: a crash leaves both or neither
-            batch.put("meta", marker, msgpack.packb([time.time(), ids[0] if ids else 0, ids[-1] if ids else 0]))
-        ledger.commit(batch, changes)
+        try:
+            for number, e in enumerate(entries, 1):
+                dcode = rec.parse_direction(e.direction)
+                scode = rec.parse_state(e.state)
+                if dcode is None or scode is None:
+                    raise InvalidArgumentError("a restored entry needs a direction and a state")
+                frames = rec.as_frames(e.frames)
+                _check_restorable(e, frames, number)
+                frames, names = ledger.externalize(frames)
+                entry_id = ledger.new_id(batch)
+                if names:
+                    owned.append((entry_id, names))
+                    ledger.own_blobs(batch, entry_id, names)
+                value = rec.encode_record(
+                    scode, e.attempts, e.created, e.name, dcode, frames, e.updated, e.reason, e.envelope_size
+                )
+                batch.put("entries", rec.encode_key(entry_id), value)
+                changes.append(((e.name, dcode, scode), 1))
+                ids.append(entry_id)
+            if marker is not None:  # in the same batch: a crash leaves both or neither
+                batch.put("meta", marker, msgpack.packb([time.time(), ids[0] if ids else 0, ids[-1] if ids else 0]))
+            ledger.commit(batch, changes)
+        except BaseException:
+            for _entry_id, names in owned:
+                ledger.discard_blobs(names)
+            raise
+        for entry_id, names in owned:
+            ledger.blobs_committed(entry_id, names)
     return ids
 
 

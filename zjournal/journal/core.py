@@ -284,18 +284,27 @@ class Journal:
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError(f"name must be a non-empty str, not {name!r}")
         data = rec.as_frames(frames)
-        ledger.check_size(data)
         if not 0 <= envelope_size <= len(data):
             raise InvalidArgumentError(f"envelope_size {envelope_size} does not fit a {len(data)}-frame message")
+        data, blob_names = ledger.checked(data)
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, data, 0.0, "", envelope_size)
-        with ledger.lock:
-            ledger.check_open()
-            batch = ledger.batch()
-            entry_id = ledger.new_id(batch)
-            batch.put("entries", rec.encode_key(entry_id), value)
-            ledger.commit(batch, [((name, dcode, rec.PENDING), 1)])
-            if ledger.observers:
-                ledger.emit("on_append", name, dcode, 1)
+        try:
+            with ledger.lock:
+                ledger.check_open()
+                batch = ledger.batch()
+                entry_id = ledger.new_id(batch)
+                batch.put("entries", rec.encode_key(entry_id), value)
+                if blob_names:
+                    ledger.own_blobs(batch, entry_id, blob_names)
+                ledger.commit(batch, [((name, dcode, rec.PENDING), 1)])
+                if blob_names:
+                    ledger.blobs_committed(entry_id, blob_names)
+                if ledger.observers:
+                    ledger.emit("on_append", name, dcode, 1)
+        except BaseException:
+            if blob_names:
+                ledger.discard_blobs_unless_owned(blob_names)
+            raise
         return entry_id
 
     def ack(self, entry_id: int) -> bool:
@@ -387,7 +396,7 @@ class Journal:
         if not is_an_id(entry_id):
             return None  # -1, 2**64: no entry ever had such an id
         r = self._ledger.load_record(entry_id)
-        return None if r is None else rec.entry_from_record(entry_id, r)
+        return None if r is None else rec.entry_from_record(entry_id, r, self._ledger.rare.blobs)
 
     def entries(
         self,
@@ -428,10 +437,10 @@ class Journal:
             r = rec.decode_record(value)
             if r[0] == rec.PENDING:
                 first_pending = entry_id
-                found = rec.entry_from_record(entry_id, r)
+                found = rec.entry_from_record(entry_id, r, rare.blobs)
                 break
         if held and (found is None or held[0][0] < found.id):
-            found = rec.entry_from_record(held[0][0], rec.decode_record(held[0][1]))
+            found = rec.entry_from_record(held[0][0], rec.decode_record(held[0][1]))  # (slots hold no blobs)
         if not ledger.read_only:
             # Below the first pending id of the store's snapshot, the lowest held one and the
             # first id not yet handed out, nothing was pending (see Ledger.scan_with_slots).
@@ -538,13 +547,13 @@ class Journal:
         if ledger.retention <= 0:
             return 0
         cutoff = (time.time() if now is None else now) - ledger.retention
-        doomed = [(e.id, e.name, e.direction) for e in ledger.select(None, rec.ACKED, None) if e.updated <= cutoff]
+        doomed = [(i, r[3], r[4]) for i, r in ledger.select_records(None, rec.ACKED, None) if r[6] <= cutoff]
         if not doomed:
             return 0
         with ledger.lock:
             ledger.check_open()
             batch = ledger.batch()
-            changes = [((name, rec.DIRECTION_CODES[direction], rec.ACKED), -1) for _id, name, direction in doomed]
+            changes = [((name, dcode, rec.ACKED), -1) for _id, name, dcode in doomed]
             for entry_id, _name, _direction in doomed:
                 batch.delete("entries", rec.encode_key(entry_id))
             ledger.commit(batch, changes)
@@ -801,6 +810,8 @@ def open(  # noqa: A001 - the public name the issues ask for
         if read_only:
             journal.close()
             raise InvalidArgumentError("a read-only view cannot replicate: open the journal itself with replicate=")
+        # Entries are shipped as their records: a record must hold its frames, not name a local blob file.
+        journal._ledger.rare.blob_writes = False
         try:
             journal._replication = replication_layer().attach(
                 journal,

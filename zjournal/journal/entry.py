@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from zjournal.errors import InvalidArgumentError, InvalidFramesError
+from zjournal.journal.blobs import BlobFiles, references
 
 SCHEMA_VERSION = 1
 
@@ -144,12 +145,16 @@ def decode_record(raw: bytes) -> list:
     return msgpack.unpackb(raw, raw=False, use_list=True)
 
 
-def entry_from_record(entry_id: int, rec: list) -> Entry:
+def entry_from_record(entry_id: int, rec: list, blobs: BlobFiles | None = None) -> Entry:
+    """The entry a record describes; ``blobs``: where the frames it keeps in blob files are read from."""
+    frames = rec[5]
+    if blobs is not None and references(frames):
+        frames = blobs.resolve(frames)
     return Entry(
         id=entry_id,
         name=rec[3],
         direction=DIRECTIONS_BY_CODE[rec[4]],
-        frames=rec[5],
+        frames=frames,
         state=STATES_BY_CODE[rec[0]],
         attempts=rec[1],
         created=rec[2],

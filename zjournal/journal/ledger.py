@@ -41,8 +41,8 @@ from zjournal.errors import (
     StoreError,
     UnknownEntryError,
 )
+from zjournal.journal import blobs, inflight, outbox
 from zjournal.journal import entry as rec
-from zjournal.journal import inflight, outbox
 from zjournal.journal.counters import CounterKey, Counters
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
@@ -93,6 +93,10 @@ class _Rare:
     """A ledger's state that no per-message path reads (see Ledger.__init__)."""
 
     __slots__ = (
+        "blob_index",
+        "blob_writes",
+        "blobs",
+        "blobs_unsynced",
         "confirm_latency",
         "forked_from",
         "handover_view",
@@ -121,6 +125,11 @@ class _Rare:
         # confirm=True senders of this process: entries confirmed, seconds from send to confirmation in
         # all, the longest (see SocketPort.confirmed)
         self.confirm_latency: list[float] = [0, 0.0, 0.0]
+        # Large frames live in blob files (zjournal.journal.blobs): None for a journal in memory.
+        self.blobs: blobs.BlobFiles | None = None
+        self.blob_writes = False  # new large frames go to blob files (not in a replicated journal)
+        self.blob_index: dict[bytes, list[str]] = {}  # entry key -> its blob files, for live entries with some
+        self.blobs_unsynced: list[str] = []  # interval mode: their records' deletion awaits the next fsync
 
 
 class Ledger:
@@ -234,11 +243,151 @@ class Ledger:
         if self.path is not None:
             self.load_slot_records(slots_read_first)
         self.count_entries()
+        if self.path is not None:
+            self.rare.blobs = blobs.BlobFiles(
+                self.path, sync=self.durability in (Durability.INTERVAL, Durability.ALWAYS)
+            )
         if self.read_only:
             return
         batch = store.batch()
         batch.put("meta", META_DURABILITY, msgpack.packb(self.durability.value))
         store.write(batch, sync=True)
+        if self.rare.blobs is not None:
+            self.rare.blob_writes = True
+            self._sweep_blobs()
+
+    def _sweep_blobs(self) -> None:
+        """Remove the blob files a crash left behind; refuse a journal whose live entry lost its blob file.
+
+        Reads only the meta rows of entries with blobs and the blob directory,
+        never every entry (see zjournal.journal.blobs).
+        """
+        store, files = self.store, self.rare.blobs
+        assert files is not None
+        on_disk = files.names_on_disk()
+        rows: dict[bytes, list[str]] = {}
+        for key, value in store.scan("meta", blobs.META_PREFIX):
+            if not key.startswith(blobs.META_PREFIX):
+                break
+            names = msgpack.unpackb(value)
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise JournalCorruptError(f"journal {self.path}: a blob row that is not one", path=str(self.path))
+            rows[key[len(blobs.META_PREFIX) :]] = names
+        if not rows and not on_disk:
+            return
+        batch = store.batch()
+        owned: set[str] = set()
+        for entry_key, names in rows.items():
+            if store.get("entries", entry_key) is None:
+                batch.delete("meta", blobs.meta_key(entry_key))  # deleted before its files were
+                continue
+            missing = [n for n in names if n not in on_disk]
+            if missing:
+                what = f"blob file {files.path_of(missing[0])} of entry {rec.decode_key(entry_key)} is missing"
+                if not getattr(store, "recovering", False):
+                    raise JournalCorruptError(
+                        f"{what}; zjournal.open(path, recover=True) or `zjournal recover PATH` opens it without "
+                        "that entry",
+                        path=str(self.path),
+                        file=files.path_of(missing[0]),
+                    )
+                store.recovered.append(f"{what}: the entry is removed")
+                self._drop_entry(batch, entry_key)
+                continue
+            self.rare.blob_index[entry_key] = names
+            owned.update(names)
+        if len(batch):
+            store.write(batch, sync=True)
+        files.remove(on_disk - owned)  # files of records never written, or deleted since
+        self._watch_blob_entries()
+
+    def _drop_entry(self, batch: Any, entry_key: bytes) -> None:
+        raw = self.store.get("entries", entry_key)
+        if raw is not None:
+            r = rec.decode_record(raw)
+            self.counts.add((r[3], r[4], r[0]), -1)
+        batch.delete("entries", entry_key)
+        batch.delete("meta", blobs.meta_key(entry_key))
+
+    # -- blob files (zjournal.journal.blobs) --------------------------------
+
+    def checked(self, frames: list[Any]) -> tuple[list[Any], list[str]]:
+        """:meth:`check_size`, then each large frame written to a blob file and replaced by its reference.
+
+        Returns the frames to encode and the blob files written (lock not
+        needed). The caller names them in the record's batch
+        (:meth:`own_blobs`), then, once that batch is committed, calls
+        :meth:`blobs_committed`; if it never gets there, :meth:`discard_blobs`.
+        """
+        return self.externalize(frames) if self.check_size(frames) >= blobs.BLOB_SIZE else (frames, [])
+
+    def externalize(self, frames: list[Any]) -> tuple[list[Any], list[str]]:
+        """:meth:`checked` without the size check (a restore takes what another journal held)."""
+        files = self.rare.blobs
+        if files is None or not self.rare.blob_writes:
+            return frames, []
+        if self.closed or self.fenced is not None:
+            self.check_open()  # (a forked child's journal too: nothing is written into the parent's)
+        out, names = list(frames), []
+        try:
+            for index, frame in enumerate(frames):
+                if len(frame) >= blobs.BLOB_SIZE:
+                    out[index], name = files.write(frame)
+                    names.append(name)
+        except BaseException:
+            files.remove(names)
+            raise
+        return out, names
+
+    def own_blobs(self, batch: Any, entry_id: int, names: list[str]) -> None:
+        """The entry ``entry_id`` written in ``batch`` refers to blob files ``names`` (lock held)."""
+        batch.put("meta", blobs.meta_key(rec.encode_key(entry_id)), msgpack.packb(names))
+
+    def blobs_committed(self, entry_id: int, names: list[str]) -> None:
+        """The batch naming them was written: they are the entry's (lock held)."""
+        self.rare.blob_index[rec.encode_key(entry_id)] = names
+        self._watch_blob_entries()
+
+    def discard_blobs_unless_owned(self, names: list[str]) -> None:
+        """After a failure: the blob files written for a record go, unless its batch was committed."""
+        if not any(owned is names for owned in self.rare.blob_index.values()):
+            self.discard_blobs(names)
+
+    def discard_blobs(self, names: list[str]) -> None:
+        """Blob files written for a record that was not written after all."""
+        files = self.rare.blobs
+        if files is not None and names:
+            files.remove(names)
+
+    def _watch_blob_entries(self) -> None:
+        """Have the store's batches note deletions of entries with blobs, only while there are any."""
+        watch = getattr(self.store, "watch_deletes", None)
+        if watch is not None:
+            watch(self.rare.blob_index or None)
+
+    def _blobs_before_write(self, batch: Any) -> list[bytes]:
+        """The entries with blobs this batch deletes; their meta rows go in the same batch."""
+        dropped = [key for key in getattr(batch, "dropped", ()) if key in self.rare.blob_index]
+        for key in dropped:
+            batch.delete("meta", blobs.meta_key(key))
+        return dropped
+
+    def _blobs_after_write(self, dropped: list[bytes]) -> None:
+        """The entries ``dropped`` are deleted: their blob files go, once that is as durable as promised."""
+        rare = self.rare
+        released = [name for key in dropped for name in rare.blob_index.pop(key, ())]
+        if released:
+            if self.durability is Durability.INTERVAL:
+                rare.blobs_unsynced.extend(released)  # removed once their records' deletion is fsynced
+            else:
+                self.discard_blobs(released)
+            self._watch_blob_entries()
+
+    def release_synced_blobs(self, count: int) -> None:
+        """interval mode: the first ``count`` blob files waiting for an fsync had it."""
+        with self.lock:
+            done, self.rare.blobs_unsynced[:count] = self.rare.blobs_unsynced[:count], []
+        self.discard_blobs(done)
 
     def load_slot_records(self, records: list[tuple[int, bytes]] | None = None) -> None:
         """Take in the records left in in-flight slot files (a crash, or the owner's live slots).
@@ -490,13 +639,17 @@ class Ledger:
         Counters and the id reservation change only after the write returned,
         so a failed write leaves them telling the truth.
         """
+        rare = self.rare
+        dropped = self._blobs_before_write(batch) if rare.blob_index else None
         try:
-            self.store.write(batch, sync=self.rare.sync_each_write)
+            self.store.write(batch, sync=rare.sync_each_write)
         except StoreError:
             self.store_failed = True
-            self.reserved = self.rare.reserved_on_disk  # the block this batch reserved was not written
+            self.reserved = rare.reserved_on_disk  # the block this batch reserved was not written
             raise
-        self.rare.reserved_on_disk = self.reserved
+        rare.reserved_on_disk = self.reserved
+        if dropped:
+            self._blobs_after_write(dropped)
         add = self.counts.add
         for ck, delta in changes:
             add(ck, delta)
@@ -518,11 +671,12 @@ class Ledger:
         self.next_id = entry_id + 1
         return entry_id
 
-    def check_size(self, frames: list[bytes]) -> None:
-        """Raise MessageTooLargeError for a message over the journal's limit (lock not needed)."""
+    def check_size(self, frames: list[bytes]) -> int:
+        """The message's size; MessageTooLargeError for one over the journal's limit (lock not needed)."""
         size = sum(len(f) for f in frames)
         if size > self.max_message_size:
             raise MessageTooLargeError(size, self.max_message_size)
+        return size
 
     def require_record(self, entry_id: int, action: str) -> list:
         """The record of an entry about to change; UnknownEntryError naming ``action`` if there is none."""
@@ -563,7 +717,7 @@ class Ledger:
             self.rewrite(entry_id, r, rec.PENDING)
             if self.observers:
                 self.emit("on_redelivery", r[3], r[4], entry_id, r[1])
-        return rec.entry_from_record(entry_id, r)
+        return rec.entry_from_record(entry_id, r, self.rare.blobs)
 
     def remove(self, entry_id: int, r: list) -> None:
         """Delete an entry whose record is ``r``."""
@@ -721,10 +875,28 @@ class Ledger:
 
     def select(self, name: str | None, scode: int | None, dcode: int | None) -> Iterator[Entry]:
         """The entries matching every filter that is not None, oldest first (lock not held)."""
+        for entry_id, r in self.select_records(name, scode, dcode):
+            try:
+                found = rec.entry_from_record(entry_id, r, self.rare.blobs)
+            except blobs.BlobGoneError:
+                if self.settled_since(entry_id):
+                    continue  # acked after this scan's snapshot, and its blob file removed
+                raise
+            yield found
+
+    def select_records(self, name: str | None, scode: int | None, dcode: int | None) -> Iterator[tuple[int, list]]:
+        """``(id, record)`` of the entries :meth:`select` yields, their blob files not read (lock not held)."""
         for entry_id, value in self.scan_with_slots():
             r = rec.decode_record(value)
             if (scode is None or r[0] == scode) and (dcode is None or r[4] == dcode) and (name is None or r[3] == name):
-                yield rec.entry_from_record(entry_id, r)
+                yield entry_id, r
+
+    def settled_since(self, entry_id: int) -> bool:
+        """Whether an entry read from an earlier snapshot is gone from the store now (a view catches up first)."""
+        catch_up = getattr(self.store, "catch_up", None)
+        if catch_up is not None:
+            catch_up()
+        return self.store.get("entries", rec.encode_key(entry_id)) is None
 
     def _raise_floor(self, floor: int) -> None:
         with self.lock:
@@ -750,6 +922,8 @@ class Ledger:
                 # A clean close knows exactly which ids were handed out.
                 batch.put("meta", META_SEQ, msgpack.packb(self.next_id))
                 self.store.write(batch, sync=self.durability is not Durability.NONE)
+                self.discard_blobs(self.rare.blobs_unsynced)  # (that write was fsynced, and all before it)
+                self.rare.blobs_unsynced = []
                 for slots in self.slot_files:  # (after their records went: never a recorded file missing)
                     slots.close()
                 self.slot_files.clear()

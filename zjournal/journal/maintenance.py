@@ -43,7 +43,10 @@ class Maintainer:
                 if interval:
                     if ledger.dirty:
                         ledger.dirty = False
+                        unsynced = len(ledger.rare.blobs_unsynced)  # (deleted by writes this fsync covers)
                         ledger.store.sync()
+                        if unsynced:
+                            ledger.release_synced_blobs(unsynced)
                     for slots in list(ledger.slot_files):
                         slots.sync_if_changed()
                 if ledger.retention > 0 and time.monotonic() >= next_sweep:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from zjournal.errors import JournalForkedError, StoreError
 from zjournal.journal import entry as rec
 from zjournal.journal import inflight, outbox
+from zjournal.journal.blobs import BLOB_SIZE
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
 from zjournal.journal.inflight import fits_slot
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 _now = time.time
 _FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor in steps of this many ids
 _RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
+_NO_BLOBS: list[str] = []  # (never changed: the blob files of a message with none)
 
 
 class SocketPort:
@@ -231,32 +233,42 @@ class SocketPort:
         ``track``: the socket settles the new entry itself later.
         """
         ledger = self.ledger
+        blob_names = _NO_BLOBS
         if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:  # a small single frame skips the sum
-            ledger.check_size(frames)
+            frames, blob_names = ledger.checked(frames)
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
-        with ledger.lock:
-            if ledger.closed or ledger.background_error is not None:
-                ledger.check_open()
-            if settle and ledger.settle_held(settle):
-                settle = 0
-            batch = ledger.batch()
-            changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
-            settled = self._settle_into(batch, settle, changes) if settle else False
-            entry_id = ledger.next_id
-            if entry_id < ledger.reserved:
-                ledger.next_id = entry_id + 1
-            else:
-                ledger.new_id(batch)
-            batch.put("entries", rec.encode_key(entry_id), value)
-            ledger.commit(batch, changes)
-            if settled:
-                known = ledger.inflight.pop(settle)
-            if track:
-                ledger.inflight[entry_id] = (name, dcode)
-            if ledger.observers:
-                ledger.emit("on_append", name, dcode, 1)
+        try:
+            with ledger.lock:
+                if ledger.closed or ledger.background_error is not None:
+                    ledger.check_open()
+                if settle and ledger.settle_held(settle):
+                    settle = 0
+                batch = ledger.batch()
+                changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
+                settled = self._settle_into(batch, settle, changes) if settle else False
+                entry_id = ledger.next_id
+                if entry_id < ledger.reserved:
+                    ledger.next_id = entry_id + 1
+                else:
+                    ledger.new_id(batch)
+                batch.put("entries", rec.encode_key(entry_id), value)
+                if blob_names:
+                    ledger.own_blobs(batch, entry_id, blob_names)
+                ledger.commit(batch, changes)
+                if blob_names:
+                    ledger.blobs_committed(entry_id, blob_names)
                 if settled:
-                    ledger.emit("on_ack", known[0], known[1], 1)
+                    known = ledger.inflight.pop(settle)
+                if track:
+                    ledger.inflight[entry_id] = (name, dcode)
+                if ledger.observers:
+                    ledger.emit("on_append", name, dcode, 1)
+                    if settled:
+                        ledger.emit("on_ack", known[0], known[1], 1)
+        except BaseException:
+            if blob_names:
+                ledger.discard_blobs_unless_owned(blob_names)
+            raise
         if ledger.barrier is not None:
             ledger.barrier(entry_id)
         return entry_id
@@ -284,9 +296,52 @@ class SocketPort:
         already (a resend) is not journaled again, and its id is 0.
         """
         ledger = self.ledger
-        for frames, _size in messages:
-            if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:  # small single frames cannot be too large
-                ledger.check_size(frames)
+        large = []
+        for index, (frames, _size) in enumerate(messages):
+            # (small single frames cannot be too large, nor large enough for a blob file)
+            if (len(frames) > 1 or len(frames[0]) > ledger.unchecked_size) and ledger.check_size(frames) >= BLOB_SIZE:
+                large.append(index)
+        blob_names: dict[int, list[str]] = {}  # message index -> the blob files written for it
+        if large:
+            messages = self._externalize(messages, large, blob_names)
+        try:
+            return self._log_many(name, dcode, messages, settle, track, attempts, delivered, keys, blob_names)
+        except BaseException:
+            for names in blob_names.values():
+                ledger.discard_blobs_unless_owned(names)
+            raise
+
+    def _externalize(
+        self, messages: list[tuple[list[bytes], int]], large: list[int], blob_names: dict[int, list[str]]
+    ) -> list[tuple[list[Any], int]]:
+        """``messages`` with the large frames of those at ``large`` in blob files (a copy: the caller's stay)."""
+        out: list[tuple[list[Any], int]] = list(messages)
+        try:
+            for index in large:
+                frames, size = out[index]
+                frames, names = self.ledger.checked(frames)
+                if names:
+                    out[index] = (frames, size)
+                    blob_names[index] = names
+        except BaseException:
+            for names in blob_names.values():
+                self.ledger.discard_blobs(names)
+            raise
+        return out
+
+    def _log_many(
+        self,
+        name: str,
+        dcode: int,
+        messages: list[tuple[list[Any], int]],
+        settle: Sequence[int],
+        track: bool,
+        attempts: int,
+        delivered: Sequence[int],
+        keys: Sequence[ConfirmKey | None],
+        blob_names: dict[int, list[str]],
+    ) -> list[int]:
+        ledger = self.ledger
         now = time.time()
         encode, pending = rec.encode_record, rec.PENDING
         values = [encode(pending, attempts, now, name, dcode, frames, 0.0, "", size) for frames, size in messages]
@@ -316,6 +371,8 @@ class SocketPort:
                 else:
                     ledger.new_id(batch)
                 batch.put("entries", key(entry_id), value)
+                if blob_names and index in blob_names:
+                    ledger.own_blobs(batch, entry_id, blob_names[index])
                 ids.append(entry_id)
             # The batch holds copies: a large message is not held a third time during the write.
             values.clear()
@@ -325,6 +382,11 @@ class SocketPort:
                 changes.append(((name, dcode, rec.PENDING), len(ids_new)))
             if len(batch):
                 ledger.commit(batch, changes)
+            for index, names in blob_names.items():
+                if ids[index]:
+                    ledger.blobs_committed(ids[index], names)
+                else:
+                    ledger.discard_blobs(names)  # a resend: the entry journaled before has its own
             for committed in after:
                 committed()
             in_flight = ledger.inflight
@@ -408,47 +470,60 @@ class SocketPort:
         its keys are forgotten.
         """
         ledger = self.ledger
+        blob_names = _NO_BLOBS
         if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
-            ledger.check_size(frames)
+            frames, blob_names = ledger.checked(frames)
         value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
-        with ledger.lock:
-            if ledger.closed or ledger.background_error is not None:
-                ledger.check_open()
-            if settle and ledger.settle_held(settle):
-                settle = 0
-            batch = ledger.batch()
-            changes: list[tuple[CounterKey, int]] = []
-            settled = self._settle_into(batch, settle, changes) if settle else False
-            duplicate = ledger.seen.seen(origin, seq)
-            after: list[Any] = []
-            if duplicate:
-                after.append(ledger.seen.drop(batch))
-            else:
-                changes.append(((name, dcode, rec.PENDING), 1))
-                entry_id = ledger.next_id
-                if entry_id < ledger.reserved:
-                    ledger.next_id = entry_id + 1
+        try:
+            with ledger.lock:
+                if ledger.closed or ledger.background_error is not None:
+                    ledger.check_open()
+                if settle and ledger.settle_held(settle):
+                    settle = 0
+                batch = ledger.batch()
+                changes: list[tuple[CounterKey, int]] = []
+                settled = self._settle_into(batch, settle, changes) if settle else False
+                duplicate = ledger.seen.seen(origin, seq)
+                after: list[Any] = []
+                if duplicate:
+                    after.append(ledger.seen.drop(batch))
                 else:
-                    ledger.new_id(batch)
-                batch.put("entries", rec.encode_key(entry_id), value)
-                after.append(ledger.seen.add(batch, origin, seq))
-            if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
-                forget = ledger.seen.forget_below(batch, origin, floor)
-                if forget is not None:
-                    after.append(forget)
-            if len(batch):
-                ledger.commit(batch, changes)
-            for committed in after:
-                committed()
-            if settled:
-                known = ledger.inflight.pop(settle)
-            if not duplicate and track:
-                ledger.inflight[entry_id] = (name, dcode)
-            if ledger.observers:
-                if not duplicate:
-                    ledger.emit("on_append", name, dcode, 1)
+                    changes.append(((name, dcode, rec.PENDING), 1))
+                    entry_id = ledger.next_id
+                    if entry_id < ledger.reserved:
+                        ledger.next_id = entry_id + 1
+                    else:
+                        ledger.new_id(batch)
+                    batch.put("entries", rec.encode_key(entry_id), value)
+                    if blob_names:
+                        ledger.own_blobs(batch, entry_id, blob_names)
+                    after.append(ledger.seen.add(batch, origin, seq))
+                if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
+                    forget = ledger.seen.forget_below(batch, origin, floor)
+                    if forget is not None:
+                        after.append(forget)
+                if len(batch):
+                    ledger.commit(batch, changes)
+                if blob_names:
+                    if duplicate:
+                        ledger.discard_blobs(blob_names)  # a resend: the entry journaled before has its own
+                    else:
+                        ledger.blobs_committed(entry_id, blob_names)
+                for committed in after:
+                    committed()
                 if settled:
-                    ledger.emit("on_ack", known[0], known[1], 1)
+                    known = ledger.inflight.pop(settle)
+                if not duplicate and track:
+                    ledger.inflight[entry_id] = (name, dcode)
+                if ledger.observers:
+                    if not duplicate:
+                        ledger.emit("on_append", name, dcode, 1)
+                    if settled:
+                        ledger.emit("on_ack", known[0], known[1], 1)
+        except BaseException:
+            if blob_names:
+                ledger.discard_blobs_unless_owned(blob_names)
+            raise
         if duplicate:
             return 0
         if ledger.barrier is not None:
@@ -477,9 +552,9 @@ class SocketPort:
             entry_ids = stored
         self.log_many(name, dcode, [], settle=entry_ids)
 
-    def pending(self, name: str, dcode: int) -> list[Entry]:
-        """The pending entries of a stream, oldest first (a scan: for startup, not per message)."""
-        return list(self.ledger.select(name, rec.PENDING, dcode))
+    def pending_ids(self, name: str, dcode: int) -> list[int]:
+        """The ids of a stream's pending entries, oldest first (a scan: for startup, not per message)."""
+        return [entry_id for entry_id, _r in self.ledger.select_records(name, rec.PENDING, dcode)]
 
     def confirm_endpoint(self) -> str | None:
         """Where confirm senders bind for confirmations (``open(..., confirm_endpoint=)``); None: a loopback port."""
@@ -500,7 +575,7 @@ class SocketPort:
     def load(self, entry_id: int) -> Entry | None:
         """An entry, wherever it is (a resend reads its frames)."""
         r = self.ledger.load_record(entry_id)
-        return None if r is None else rec.entry_from_record(entry_id, r)
+        return None if r is None else rec.entry_from_record(entry_id, r, self.ledger.rare.blobs)
 
     def confirmed(self, count: int, seconds: float, worst: float) -> None:
         """``count`` entries of a confirm sender were confirmed, ``seconds`` after their sends in all."""
@@ -643,7 +718,7 @@ class SocketPort:
                 ledger.inflight[entry_id] = (r[3], r[4])
             if ledger.observers:
                 ledger.emit("on_redelivery", r[3], r[4], entry_id, r[1])
-            return rec.entry_from_record(entry_id, r)
+            return rec.entry_from_record(entry_id, r, ledger.rare.blobs)
 
     def deliver_many(self, entry_ids: Sequence[int]) -> None:
         """Record the first hand-over (attempts + 1) of entries journaled before anyone got them, in one write."""
@@ -698,7 +773,7 @@ class SocketPort:
                     ledger.check_open()
                     ledger.attempt(entry_id, max_attempts)  # goes dead, unless it changed meanwhile
                 continue
-            found.append(rec.entry_from_record(entry_id, r))
+            found.append(rec.entry_from_record(entry_id, r, ledger.rare.blobs))
             if len(found) >= limit:
                 break
         return found

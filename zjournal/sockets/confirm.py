@@ -129,11 +129,11 @@ class ConfirmSender:
         self._last_send = 0.0  # monotonic time of the application's last send
         self._sends = 0
         self._floor = 0  # the floor the last headers carried (see send)
-        for entry in port.pending(name, _OUT):
-            port.adopt(entry.id, name, _OUT)
-            self._unconfirmed[entry.id] = 0.0
-            self._ids.append(entry.id)
-            self._backlog.append(entry.id)
+        for entry_id in port.pending_ids(name, _OUT):
+            port.adopt(entry_id, name, _OUT)
+            self._unconfirmed[entry_id] = 0.0
+            self._ids.append(entry_id)
+            self._backlog.append(entry_id)
         # The ring the unconfirmed messages wait in (no store write per message); None: the store.
         self._box = port.open_outbox(name)
         self._intake = zmq.Context.socket(sock.context, zmq.PULL, socket_class=zmq.Socket)

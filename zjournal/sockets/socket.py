@@ -271,7 +271,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         self._s.requests = RequestResends(self, port, resend_after, self._max_attempts)
         if resend_after is None:
             return  # no resends: what is pending waits for journal.replay / zjournal replay
-        earlier = [entry.id for entry in port.pending(name, _OUT)]
+        earlier = port.pending_ids(name, _OUT)
         if earlier:
             for entry_id in earlier:
                 port.adopt(entry_id, name, _OUT)  # settled by their replies (replay leaves them alone)

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 
 import rocksdict
 
@@ -33,7 +33,7 @@ from zjournal.store.logmark import LogMark, lost_writes
 # Files a directory may hold and still count as "empty" for a new journal.
 _IGNORABLE = {".DS_Store"}
 # The one directory a journal holds: its in-flight slot files (zjournal.journal.inflight).
-_SUBDIRECTORIES = {"inflight"}
+_SUBDIRECTORIES = {"inflight", "blobs"}
 
 log = logging.getLogger("zjournal")
 _warned_about_modes: set[str] = set()
@@ -164,6 +164,17 @@ def check_file_types(path: str, names: set[str]) -> None:
             raise NotAJournalError(f"{full} is not a regular file: a journal holds only regular files", path=path)
 
 
+def files_size(path: str) -> int:
+    """Bytes in a journal's regular files, its slot and blob directories included."""
+    total = 0
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            total += entry.stat(follow_symlinks=False).st_size
+        elif entry.name in _SUBDIRECTORIES and entry.is_dir(follow_symlinks=False):
+            total += files_size(entry.path)
+    return total
+
+
 def make_private(path: str) -> None:
     """A new journal's directory: only its owner may enter it, whatever the umask (its files hold payloads)."""
     try:
@@ -240,6 +251,22 @@ class RocksBatch(Batch):
         return len(self._batch)
 
 
+class _NotingBatch(RocksBatch):
+    """A batch that lists the watched entries it deletes (see :meth:`RocksStore.watch_deletes`)."""
+
+    __slots__ = ("_watched", "dropped")
+
+    def __init__(self, handles: dict[str, rocksdict.ColumnFamily], watched: Container[bytes]) -> None:
+        super().__init__(handles)
+        self._watched = watched
+        self.dropped: list[bytes] = []
+
+    def delete(self, table: str, key: bytes) -> None:
+        super().delete(table, key)
+        if table == "entries" and key in self._watched:
+            self.dropped.append(key)
+
+
 class RocksStore(Store):
     """A journal directory as a RocksDB database with one column family per table."""
 
@@ -251,6 +278,7 @@ class RocksStore(Store):
         #: what recovery dropped when this store was opened (RocksDB's words)
         self.recovered: list[str] = []
         self._forked_from: int | None = None
+        self._watched: Container[bytes] | None = None
         forking.check_can_open(path)
         if check_journal_path(path):
             warn_if_shared(path)
@@ -355,7 +383,13 @@ class RocksStore(Store):
             raise InvalidArgumentError(f"unknown table {table!r}") from None
 
     def batch(self) -> RocksBatch:
-        return RocksBatch(self._handles)
+        if self._watched is None:
+            return RocksBatch(self._handles)
+        return _NotingBatch(self._handles, self._watched)
+
+    def watch_deletes(self, keys: Container[bytes] | None) -> None:
+        """Batches made from now on list (as ``dropped``) the deletions of these entries keys; None: no more."""
+        self._watched = keys
 
     def write(self, batch: Batch, *, sync: bool = False) -> None:
         if self._closed:
@@ -412,11 +446,7 @@ class RocksStore(Store):
     def size_on_disk(self) -> int:
         if self._closed:
             self._check_usable()
-        total = 0
-        for entry in os.scandir(self.path):
-            if entry.is_file(follow_symlinks=False):
-                total += entry.stat().st_size
-        return total
+        return files_size(self.path)
 
     def close(self) -> None:
         if self._closed:

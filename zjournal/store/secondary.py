@@ -31,11 +31,11 @@ from zjournal.errors import (
 from zjournal.store import forking
 from zjournal.store.base import TABLES, Batch, Store
 from zjournal.store.logmark import MARK_NAME, lost_writes, read_mark
-from zjournal.store.rocks import check_journal_path, corruption_error, iterate
+from zjournal.store.rocks import check_journal_path, corruption_error, files_size, iterate
 
 # Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config,
 # zjournal's in-flight slot files (not RocksDB's; the journal reads them itself) and its log mark.
-_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", MARK_NAME}
+_PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", "blobs", MARK_NAME}
 
 
 _PREFIX = "zjournal-view-"
@@ -243,7 +243,7 @@ class SecondaryRocksStore(Store):
 
     def size_on_disk(self) -> int:
         self._check_open()
-        return sum(e.stat().st_size for e in os.scandir(self.path) if e.is_file(follow_symlinks=False))
+        return files_size(self.path)
 
     def _remove_dirs(self) -> None:
         shutil.rmtree(self._shadow, ignore_errors=True)
