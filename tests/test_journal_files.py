@@ -427,9 +427,15 @@ def test_the_same_loss_after_a_reboot_is_checked_against_the_synced_mark_only(tm
 def test_a_view_checks_slot_files_only_once_their_owner_process_is_gone(tmp_path) -> None:
     path = str(tmp_path / "j.journal")
     owner = subprocess.Popen(
-        [sys.executable, "-c", KILLED_HOLDING_A_MESSAGE.replace("os._exit(9)", "print('ready', flush=True); input()"),
-         path],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            KILLED_HOLDING_A_MESSAGE.replace("os._exit(9)", "print('ready', flush=True); input()"),
+            path,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert owner.stdout.readline().strip() == "ready"
