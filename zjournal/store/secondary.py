@@ -35,6 +35,7 @@ from zjournal.store.rocks import check_journal_path, corruption_error, files_siz
 
 # Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config,
 # zjournal's in-flight slot files (not RocksDB's; the journal reads them itself) and its log mark.
+_MORE_CATCH_UPS = 8  # catch-ups past the asked number while the owner's files keep changing (see _catch_up)
 _PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", "blobs", MARK_NAME}
 
 
@@ -170,14 +171,19 @@ class SecondaryRocksStore(Store):
         forking.keep_forever(self._db, *self._tables.values())
         self._closed = True
 
-    def _link_files(self) -> None:
-        wanted = {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
+    def _owner_files(self) -> set[str]:
+        return {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
+
+    def _link_files(self) -> set[str]:
+        """Link the owner's files into the shadow; the names linked."""
+        wanted = self._owner_files()
         present = {n for n in os.listdir(self._shadow) if os.path.islink(os.path.join(self._shadow, n))}
         source = os.path.abspath(self.path)  # the links live elsewhere: a relative target would dangle
         for name in wanted - present:
             os.symlink(os.path.join(source, name), os.path.join(self._shadow, name))
         for name in present - wanted:
             os.unlink(os.path.join(self._shadow, name))
+        return wanted
 
     def refresh(self) -> None:
         """Catch up with what the owner wrote since the last refresh."""
@@ -188,11 +194,20 @@ class SecondaryRocksStore(Store):
         self._catch_up(1)
 
     def _catch_up(self, times: int) -> None:
+        """Link and catch up ``times`` times, and again while the owner's files changed meanwhile.
+
+        A flush that ends during a catch-up deletes the log it replaced: the
+        link to it dangles, and RocksDB skips what it cannot read, silently,
+        until it reads the manifest that names the flush's table. So a catch-up
+        counts only once no file came or went while it ran (a few rounds at most).
+        """
         self._check_open()
         try:
-            for _ in range(times):
-                self._link_files()
+            for round_ in range(times + _MORE_CATCH_UPS):
+                linked = self._link_files()
                 self._db.try_catch_up_with_primary()
+                if round_ + 1 >= times and self._owner_files() == linked:
+                    break
         except Exception as e:
             raise StoreError(f"cannot catch up with journal {self.path}: {e}") from e
 
