@@ -47,8 +47,20 @@ def test_a_large_frame_is_kept_in_a_private_blob_file_and_comes_back_whole(open_
     j = open_journal(max_message_size=BIG, plugins=False)
     assert [e.frames for e in j.entries()] == [frames, [b"x" * (BLOB_SIZE - 1)]]
     j.ack(entry_id)
-    assert blob_files(journal_path) == []
+    assert len(blob_files(journal_path)) == 1  # until its record's deletion is fsynced
     assert j.get(small).frames == [b"x" * (BLOB_SIZE - 1)]
+    j.close()
+    assert blob_files(journal_path) == []
+
+
+def test_process_mode_removes_deleted_entries_files_after_an_fsync_every_few(open_journal, journal_path) -> None:
+    j = open_journal(max_message_size=BIG, plugins=False)
+    ids = [j.append("jobs", [payload(100 + i)], direction="in") for i in range(20)]
+    for entry_id in ids[:15]:
+        j.ack(entry_id)
+    assert len(blob_files(journal_path)) == 20  # 15 deleted, their files wait for an fsync of the log
+    j.ack(ids[15])
+    assert len(blob_files(journal_path)) == 4  # the 16th: one fsync, then all 16 go
 
 
 def test_state_changes_keep_the_blob_and_a_retained_entry_keeps_it_until_removed(open_journal, journal_path) -> None:
@@ -64,7 +76,9 @@ def test_state_changes_keep_the_blob_and_a_retained_entry_keeps_it_until_removed
     assert (j.get(second).frames, j.get(second).state) == ([b], "acked")
     assert len(blob_files(journal_path)) == 2
     assert j.purge(state="dead") == 1 and j.purge(state="acked") == 1
-    assert j.get(first) is None and j.get(second) is None and blob_files(journal_path) == []
+    assert j.get(first) is None and j.get(second) is None
+    j.close()
+    assert blob_files(journal_path) == []
 
 
 def test_interval_mode_removes_an_acked_entrys_blob_after_the_fsync(open_journal, journal_path) -> None:
@@ -107,9 +121,10 @@ def test_a_resend_of_a_large_confirm_message_keeps_one_blob(open_journal, ctx, j
         time.sleep(0.05)
     assert sender.count(name="out", state="pending") == 0
     assert len(blob_files(journal_path)) == 1  # the received one, held until the next recv acks it
-    assert blob_files(str(journal_path) + ".sender") == []  # confirmed: acked, its blob gone
     push.close()
     pull.close()
+    sender.close()
+    assert blob_files(str(journal_path) + ".sender") == []  # confirmed: acked, its blob gone
 
 
 CHILD = r"""

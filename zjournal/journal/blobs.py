@@ -8,10 +8,10 @@ written straight from the buffer it arrived in, and the entry's record holds a
 reference to it (a msgpack ext value) where the bytes would be. Only entries
 read back (a listing, a redelivery, an export) read the file.
 
-Order, so that a crash never leaves a record without its file: the file is
-written (and, where the durability asks for it, fsynced with its directory
-entry) before the record; a file is deleted only once the deletion of its
-record is as durable as the durability promises. A meta row per entry with
+Order, so that no crash (a power cut included) leaves a record without its
+file: the file is written and fsynced with its directory entry (in every
+mode but ``none``) before the record; a file is deleted only once the deletion
+of its record is fsynced (Ledger._blobs_after_write). A meta row per entry with
 blobs (``blob:`` + the entry's key, in the record's own write) says which
 files it owns, so that opening a journal finds leftovers without scanning
 every entry: a file no row names (its record was never written) and a row
@@ -78,8 +78,8 @@ class BlobFiles:
     """The blob files of one journal directory.
 
     ``sync``: fsync each new file and its directory entry before its record
-    is written (``interval`` and ``always``: a power cut must not leave a
-    durable record without its file).
+    is written (a power cut must not leave a record without its file: in
+    ``process`` mode too, where RocksDB's log may reach the disk before it).
     """
 
     def __init__(self, journal_path: str, *, sync: bool) -> None:

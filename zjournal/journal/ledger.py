@@ -64,6 +64,9 @@ META_CREATED_BY = b"created-by"  # a tool that made this journal for itself (the
 # before it goes, so that opening after a crash can tell a deleted or emptied file from one never made.
 META_SLOT_FILE = b"slot-file:"
 
+# process and none mode: blob files of deleted entries removed after one fsync of the log for this many
+_BLOBS_PER_SYNC = 16
+
 # Ids are reserved on disk in blocks, so a restart never reuses one without a
 # meta write on every append.
 _ID_BLOCK = 4096
@@ -129,7 +132,7 @@ class _Rare:
         self.blobs: blobs.BlobFiles | None = None
         self.blob_writes = False  # new large frames go to blob files (not in a replicated journal)
         self.blob_index: dict[bytes, list[str]] = {}  # entry key -> its blob files, for live entries with some
-        self.blobs_unsynced: list[str] = []  # interval mode: their records' deletion awaits the next fsync
+        self.blobs_unsynced: list[str] = []  # their records' deletion awaits an fsync (all modes but always)
 
 
 class Ledger:
@@ -245,7 +248,7 @@ class Ledger:
         self.count_entries()
         if self.path is not None:
             self.rare.blobs = blobs.BlobFiles(
-                self.path, sync=self.durability in (Durability.INTERVAL, Durability.ALWAYS)
+                self.path, sync=self.durability is not Durability.NONE
             )
         if self.read_only:
             return
@@ -377,10 +380,16 @@ class Ledger:
         rare = self.rare
         released = [name for key in dropped for name in rare.blob_index.pop(key, ())]
         if released:
-            if self.durability is Durability.INTERVAL:
-                rare.blobs_unsynced.extend(released)  # removed once their records' deletion is fsynced
+            if self.durability is Durability.ALWAYS:
+                self.discard_blobs(released)  # (the write that deleted their records was fsynced)
             else:
-                self.discard_blobs(released)
+                # Removed once their records' deletion is fsynced: a power cut must not bring back a
+                # record without its file (interval: the maintainer's next fsync; else one every few).
+                rare.blobs_unsynced.extend(released)
+                if self.durability is not Durability.INTERVAL and len(rare.blobs_unsynced) >= _BLOBS_PER_SYNC:
+                    self.store.sync()
+                    self.discard_blobs(rare.blobs_unsynced)
+                    rare.blobs_unsynced = []
             self._watch_blob_entries()
 
     def release_synced_blobs(self, count: int) -> None:
@@ -922,8 +931,6 @@ class Ledger:
                 # A clean close knows exactly which ids were handed out.
                 batch.put("meta", META_SEQ, msgpack.packb(self.next_id))
                 self.store.write(batch, sync=self.durability is not Durability.NONE)
-                self.discard_blobs(self.rare.blobs_unsynced)  # (that write was fsynced, and all before it)
-                self.rare.blobs_unsynced = []
                 for slots in self.slot_files:  # (after their records went: never a recorded file missing)
                     slots.close()
                 self.slot_files.clear()
@@ -935,6 +942,10 @@ class Ledger:
             self.store.close()
         except StoreError as e:
             failure = failure or e
+        else:
+            if failure is None and not self.read_only:  # (the close's write was fsynced, or its memtables flushed)
+                self.discard_blobs(self.rare.blobs_unsynced)
+                self.rare.blobs_unsynced = []
         if failure is not None:
             raise failure
 
