@@ -247,9 +247,7 @@ class Ledger:
             self.load_slot_records(slots_read_first)
         self.count_entries()
         if self.path is not None:
-            self.rare.blobs = blobs.BlobFiles(
-                self.path, sync=self.durability is not Durability.NONE
-            )
+            self.rare.blobs = blobs.BlobFiles(self.path, sync=self.durability is not Durability.NONE)
         if self.read_only:
             return
         batch = store.batch()
