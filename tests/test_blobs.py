@@ -299,3 +299,27 @@ def test_a_large_request_costs_the_device_about_its_size(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     grew = int(proc.stdout.strip().splitlines()[-1])
     assert grew < 1.5 * size, f"the device's peak grew by {grew / size:.2f}x the request"
+
+
+def test_large_pending_messages_are_redelivered_in_order_a_budget_at_a_time(open_journal, ctx, journal_path) -> None:
+    """A redelivery window reads back at most REDELIVERY_BYTES ahead: 12 x 6 MiB come in two fetches, all in order."""
+    from zjournal.journal.core import port_of
+    from zjournal.journal.port import REDELIVERY_BYTES
+
+    size = 6 << 20
+    count = REDELIVERY_BYTES // size + 2
+    j = open_journal(max_message_size=BIG, plugins=False)
+    for i in range(count):
+        j.append("in", [b"%d" % i, payload(200 + i, size)], direction="in", attempts=1)
+    fetched, more = port_of(j).redeliverable("in", 0, 0, 256, None)
+    assert more and len(fetched) == REDELIVERY_BYTES // size + 1  # the first fetch stops past its budget
+    pull = j.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind("inproc://blob-window")
+    got = []
+    while pull.poll(2000):
+        got.append(pull.recv_multipart())
+        if len(got) == count:
+            break
+    assert [g[0] for g in got] == [b"%d" % i for i in range(count)]
+    assert all(g[1] == payload(200 + i, size) for i, g in enumerate(got))
+    pull.close()

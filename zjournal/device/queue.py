@@ -423,9 +423,9 @@ class Queue:
         room = self._batch - len(self._to_backend)
         dead_before = self.journal.count(name=self.name, state="dead")
         try:
-            entries = self._port.redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
-            entries = [e for e in entries if e.id < self._replay_until]
-            if len(entries) < room:
+            fetched, more = self._port.redeliverable(self.name, _IN, self._replay_cursor, room, self._max_attempts)
+            entries = [e for e in fetched if e.id < self._replay_until]
+            if not more or len(entries) < len(fetched):
                 self._replay_done = True
             for entry in entries:
                 delivered = self._port.deliver(entry.id, track=True)

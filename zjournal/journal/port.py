@@ -46,6 +46,8 @@ _now = time.time
 _FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor in steps of this many ids
 _RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
 _NO_BLOBS: list[str] = []  # (never changed: the blob files of a message with none)
+#: what one fetch of entries to redeliver reads back at most (past its first entry)
+REDELIVERY_BYTES = 64 << 20
 
 
 class SocketPort:
@@ -753,13 +755,19 @@ class SocketPort:
             ledger.check_open()
         slots.mark_handed(first, through, acks_earlier)
 
-    def redeliverable(self, name: str, dcode: int, after: int, limit: int, max_attempts: int | None) -> list[Entry]:
-        """Up to ``limit`` pending entries of a stream with ids above ``after``, oldest first.
+    def redeliverable(
+        self, name: str, dcode: int, after: int, limit: int, max_attempts: int | None
+    ) -> tuple[list[Entry], bool]:
+        """Up to ``limit`` pending entries of a stream with ids above ``after``, oldest first; whether more may follow.
 
-        Entries already delivered ``max_attempts`` times go dead here instead, with the reason recorded.
+        Stops early, after at least one, once the entries hold
+        :data:`REDELIVERY_BYTES`: large messages are read back a few at a time,
+        not a window of them at once. Entries already delivered
+        ``max_attempts`` times go dead here instead, with the reason recorded.
         """
         ledger = self.ledger
         found: list[Entry] = []
+        room = REDELIVERY_BYTES
         start = rec.encode_key(max(after + 1, ledger.floor))
         for key, value in ledger.store.scan("entries", start):
             r = rec.decode_record(value)
@@ -773,10 +781,12 @@ class SocketPort:
                     ledger.check_open()
                     ledger.attempt(entry_id, max_attempts)  # goes dead, unless it changed meanwhile
                 continue
-            found.append(rec.entry_from_record(entry_id, r, ledger.rare.blobs))
-            if len(found) >= limit:
-                break
-        return found
+            entry = rec.entry_from_record(entry_id, r, ledger.rare.blobs)
+            found.append(entry)
+            room -= entry.size
+            if len(found) >= limit or room <= 0:
+                return found, True
+        return found, False
 
     def first_unissued(self) -> int:
         """The id the next appended entry gets: every entry journaled so far has a lower one."""

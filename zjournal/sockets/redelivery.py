@@ -79,8 +79,8 @@ class Redelivery(abc.ABC):
         room = WINDOW - len(self.queued)
         if room <= WINDOW // 2 and self.queued:
             return []
-        entries = self.port.redeliverable(self.name, _IN, self.cursor, room, self.max_attempts)
-        if len(entries) < room:
+        entries, more = self.port.redeliverable(self.name, _IN, self.cursor, room, self.max_attempts)
+        if not more:
             self.exhausted = True
         if entries:
             self.cursor = entries[-1].id
