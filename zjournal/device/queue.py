@@ -428,13 +428,13 @@ class Queue:
             if not more or len(entries) < len(fetched):
                 self._replay_done = True
             for entry in entries:
-                delivered = self._port.deliver(entry.id, track=True)
+                delivered = self._port.deliver(entry.id, track=True, frames=entry.frames)
                 self._replay_cursor = entry.id
                 if delivered is not None:
                     origin, frames, size = split_origin(entry.frames, entry.envelope_size)
                     if origin is not None:
                         self._resends.journaled(entry.id, origin, frames[size:])  # its client's resend is known
-                    self._to_backend.append((entry.id, frames, size, False))
+                    self._to_backend.append((entry.id, _zero_copy(frames), size, False))
                     self.stats.redelivered += 1
         except StoreError as e:
             self._replay_done = False
@@ -664,6 +664,15 @@ def _kept(frame: zmq.Frame) -> bytes | zmq.Frame:
     file (zjournal.journal.blobs) and forwarded straight from that buffer.
     """
     return frame if len(frame) >= BLOB_SIZE else frame.bytes
+
+
+def _zero_copy(frames: list[bytes]) -> list[Any]:
+    """Frames read back from the journal, the large ones wrapped to be sent (and resent) without a copy.
+
+    pyzmq copies a bytes frame it sends (``copy=True``); a ``zmq.Frame`` it
+    sends by reference.
+    """
+    return [zmq.Frame(f, copy=False) if len(f) >= BLOB_SIZE else f for f in frames]
 
 
 def _as_bytes(frames: list[Any]) -> list[bytes]:

@@ -706,8 +706,11 @@ class SocketPort:
 
     # -- redelivery --------------------------------------------------------
 
-    def deliver(self, entry_id: int, track: bool = True) -> Entry | None:
-        """Record the handover of a redelivered entry (attempts + 1); None if it is no longer pending."""
+    def deliver(self, entry_id: int, track: bool = True, frames: list[bytes] | None = None) -> Entry | None:
+        """Record the handover of a redelivered entry (attempts + 1); None if it is no longer pending.
+
+        ``frames``: the entry's frames, read already (its blob files are not read again).
+        """
         ledger = self.ledger
         with ledger.lock:
             ledger.check_open()
@@ -720,6 +723,8 @@ class SocketPort:
                 ledger.inflight[entry_id] = (r[3], r[4])
             if ledger.observers:
                 ledger.emit("on_redelivery", r[3], r[4], entry_id, r[1])
+            if frames is not None:
+                r[5] = frames
             return rec.entry_from_record(entry_id, r, ledger.rare.blobs)
 
     def deliver_many(self, entry_ids: Sequence[int]) -> None:

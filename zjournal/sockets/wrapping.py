@@ -166,7 +166,7 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
                 continue  # this process sent it and is waiting for its ack
             if target._s.requests is not None:
                 target._s.requests.check_turn()  # a REQ takes one request at a time (EFSM, as libzmq's)
-            delivered = port.deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT)
+            delivered = port.deliver(entry.id, track=target._out_policy is not AckPolicy.EXPLICIT, frames=entry.frames)
             if delivered is None:
                 continue
             _send_raw(target, entry.frames)  # not through target.send: the entry exists already
