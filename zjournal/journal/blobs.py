@@ -57,11 +57,6 @@ def references(frames: Sequence[Any]) -> bool:
     return any(type(frame) is not bytes for frame in frames)
 
 
-def names_in(frames: Sequence[Any], journal_path: str) -> list[str]:
-    """The blob names a record's frames refer to."""
-    return [_parse(frame, journal_path)[0] for frame in frames if is_reference(frame)]
-
-
 def _parse(ref: Any, journal_path: str) -> tuple[str, int, int]:
     try:
         name, size, crc = msgpack.unpackb(ref.data)
