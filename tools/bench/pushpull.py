@@ -11,8 +11,7 @@ JetStream server the run starts (tests/natsserver.py, from the test extra); a
 one journaled consumer can take. Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
 the median msg/s per variant and its ratio to raw pyzmq of the same size from
-the same run. ``always`` moves a fiftieth of the messages (it fsyncs each),
-``+confirm`` a tenth.
+the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
 """
 
 from __future__ import annotations
@@ -120,10 +119,8 @@ def run(
             for size in sizes:
                 for variant in variants:
                     index += 1
-                    # always fsyncs each message, confirm writes each on both ends: fewer of them
+                    # always fsyncs each message: fewer of them
                     count = max(2, messages // 50) if variant.startswith("always") else messages
-                    if variant.endswith("+confirm"):
-                        count = max(2, messages // 10)
                     rates[(size, variant)].append(run_once(variant, count, size, Path(tmp), index))
         if servers is not None:
             servers.stop()

@@ -44,7 +44,7 @@ from zjournal.journal import entry as rec
 
 MAGIC = b"ZJRING1\0"
 FILE_HEADER_SIZE = 4096
-RING_BYTES = 2 << 20  # unconfirmed messages held per socket before the oldest go to the store
+RING_BYTES = 8 << 20  # unconfirmed messages held per socket before the oldest go to the store
 ALIGN = 64
 HEADER_SIZE = 32
 CAPACITY = 64 * 1024  # the largest message (encoded) an outbox holds; larger ones go to the store

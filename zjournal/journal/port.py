@@ -60,18 +60,36 @@ class SocketPort:
 
     # -- journaling --------------------------------------------------------
 
-    def log_held(self, slot: Slot, frames: list[bytes], settle: int = 0, envelope_size: int = 0) -> int:
+    def log_held(
+        self,
+        slot: Slot,
+        frames: list[bytes],
+        settle: int = 0,
+        envelope_size: int = 0,
+        keyed: SlotFile | None = None,
+        key: Any = None,
+    ) -> int:
         """Append one message into a socket's in-flight slot, settling ``settle`` (see zjournal.journal.inflight).
 
         The hot path of the sockets in ``process`` and ``interval`` mode: no
         store write at all when the slot held ``settle`` (the overwrite is its
         ack). What the slot held and is still pending goes to the store first.
         A record too large for a slot takes :meth:`log` instead.
+
+        ``keyed``: a confirm sender's message (``key``: its ``(origin, seq,
+        floor)``, or a confirm_wire.Header) into the inbound slot of that slot
+        file, its dedup key into the file's key ring, all under one taking of
+        the lock. Still no store write: every :data:`inflight.KEYS` keys the
+        ring goes to the store in one write. 0 when this journal holds the
+        message already (a resend; that drop is counted with a write, and
+        ``settle`` is settled).
         """
         ledger = self.ledger
         if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:  # a small single frame skips the checks
             ledger.check_size(frames)
             if not fits_slot(frames):
+                if keyed is not None:  # (rare) the store: key and entry in one write
+                    return self.log_confirmed(slot.name, slot.dcode, frames, key[0], key[1], key[2], settle=settle)
                 return self.log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
         created = _now()
         lock = ledger.lock
@@ -79,6 +97,14 @@ class SocketPort:
         try:
             if ledger.closed or ledger.background_error is not None:
                 ledger.check_open()
+            if keyed is not None:
+                seen = ledger.seen
+                origin = key[0]
+                seq = key[1]
+                if not seen.in_order(origin, seq) and seen.seen(origin, seq):  # (in order: new, no search)
+                    return self._drop_resend(keyed, settle)
+                if len(keyed.keys_unstored) >= inflight.KEYS:
+                    self._store_keys(keyed, key[2])  # before its ring is written over (StoreError: nothing journaled)
             entry_id = ledger.next_id
             if entry_id >= ledger.reserved:
                 ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
@@ -98,48 +124,15 @@ class SocketPort:
             ledger.next_id = entry_id + 1
             slot.write(entry_id, frames, created, envelope_size)  # interval mode: the maintainer sees the new id
             ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
+            if keyed is not None:
+                keyed.note_key(origin, seq)  # after the entry: a key never names a message not journaled
+                seen.remember(origin, seq)  # (in order, kept sorted: another socket may have added to it meanwhile)
             if observers:
                 ledger.emit("on_append", slot.name, slot.dcode, 1)
         finally:
             lock.release()
         if ledger.barrier is not None:  # durability="replicated": it moves once the engine has it
             ledger.barrier(entry_id)
-        return entry_id
-
-    def log_held_keyed(self, slots: SlotFile, frames: list[bytes], settle: int, key: Any) -> int:
-        """A confirm sender's message into the socket's inbound slot, its dedup key into the slot file's key ring.
-
-        No store write, as for a plain message; every :data:`inflight.KEYS`
-        keys the ring goes to the store in one write. 0 when this journal holds
-        the message already (a resend; that drop is counted with a write, and
-        ``settle`` is settled).
-        """
-        ledger = self.ledger
-        origin, seq, floor = key[:3]  # (a confirm_wire.Header, or a ConfirmKey)
-        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
-            ledger.check_size(frames)
-            if not fits_slot(frames):  # (rare) the store: key and entry in one write
-                inbound = slots.inbound
-                return self.log_confirmed(inbound.name, inbound.dcode, frames, origin, seq, floor, settle=settle)
-        seen = ledger.seen
-        lock = ledger.lock
-        lock.acquire()
-        try:
-            if not seen.in_order(origin, seq) and seen.seen(origin, seq):  # (in order: new, no search)
-                return self._drop_resend(slots, settle)
-            if len(slots.keys_unstored) >= inflight.KEYS:
-                if ledger.closed:
-                    ledger.check_open()
-                self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
-        finally:
-            lock.release()
-        entry_id = self.log_held(slots.inbound, frames, settle)  # (the socket's own slot: nobody else writes it)
-        lock.acquire()
-        try:
-            slots.note_key(origin, seq)  # after the entry: a key never names a message not journaled
-            seen.remember(origin, seq)  # (in order, kept sorted: another socket may have added to it meanwhile)
-        finally:
-            lock.release()
         return entry_id
 
     def _drop_resend(self, slots: SlotFile, settle: int) -> int:

@@ -119,6 +119,9 @@ class ConfirmSender:
         # the end, so what is due is always at the front (no scan of the whole window per tick).
         self._unconfirmed: dict[int, float] = {}
         self._ids: collections.deque[int] = collections.deque()  # unconfirmed ids ascending (confirmed ones lazily)
+        # The application's sends not yet in those two: appending here needs no lock (a deque's append and
+        # popleft are atomic), and whoever takes the mutex to read them moves these in first (_fold).
+        self._sent: collections.deque[tuple[int, float]] = collections.deque()
         self._mutex = threading.Lock()  # guards both between the application and the thread
         self._backlog: collections.deque[int] = collections.deque()  # pending from an earlier run, not resent yet
         # Confirmed ids the thread took in, for the application's next send to settle: settling there
@@ -151,6 +154,7 @@ class ConfirmSender:
     def floor(self, entry_id: int) -> int:
         """The lowest entry still waiting for its confirmation, ``entry_id`` included."""
         with self._mutex:
+            self._fold()
             ids, unconfirmed = self._ids, self._unconfirmed
             while ids and ids[0] not in unconfirmed:
                 ids.popleft()
@@ -207,9 +211,7 @@ class ConfirmSender:
         except BaseException:
             port.unlog(entry_id)
             raise
-        with self._mutex:
-            self._unconfirmed[entry_id] = now
-            self._ids.append(entry_id)
+        self._sent.append((entry_id, now))
         self.last_sent = entry_id
         return result
 
@@ -243,7 +245,16 @@ class ConfirmSender:
 
     def unconfirmed(self) -> int:
         with self._mutex:
+            self._fold()
             return len(self._unconfirmed)
+
+    def _fold(self) -> None:
+        """Move the application's latest sends into the unconfirmed ones (mutex held)."""
+        sent, unconfirmed, ids = self._sent, self._unconfirmed, self._ids
+        while sent:
+            entry_id, when = sent.popleft()
+            unconfirmed[entry_id] = when
+            ids.append(entry_id)
 
     # -- the background thread -----------------------------------------------
 
@@ -315,6 +326,7 @@ class ConfirmSender:
         sent_at: list[float] = []  # when each was last sent: its confirmation's round trip is from then
         confirmed = self._confirmed
         with self._mutex:
+            self._fold()
             take = self._unconfirmed.pop
             while confirmed:
                 try:
@@ -336,6 +348,7 @@ class ConfirmSender:
         now = time.monotonic()
         due = []
         with self._mutex:
+            self._fold()
             for i, sent in self._unconfirmed.items():  # oldest send first
                 if now - sent < self._timeout or len(due) >= 1000:
                     break

@@ -1590,7 +1590,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
     ) -> bool:
         """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
         state = self._s
-        entry_id = self._port.log_held_keyed(slots, frames, settle, header)
+        entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
         back = state.confirm_return
         if back is None:
             back = state.confirm_return = ConfirmReturn(self._port, self.context)
