@@ -292,10 +292,7 @@ class Journal:
             with ledger.lock:
                 ledger.check_open()
                 batch = ledger.batch()
-                entry_id = ledger.new_id(batch)
-                batch.put("entries", rec.encode_key(entry_id), value)
-                if blob_names:
-                    ledger.own_blobs(batch, entry_id, blob_names)
+                entry_id = ledger.put_new_entry(batch, value, blob_names)
                 ledger.commit(batch, [((name, dcode, rec.PENDING), 1)])
                 if blob_names:
                     ledger.blobs_committed(entry_id, blob_names)

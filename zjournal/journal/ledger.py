@@ -678,6 +678,18 @@ class Ledger:
         self.next_id = entry_id + 1
         return entry_id
 
+    def put_new_entry(self, batch: Any, value: bytes, blob_names: list[str] | None = None) -> int:
+        """Put ``value`` in ``batch`` as a new entry, naming its blob files; its id (lock held)."""
+        entry_id = self.next_id
+        if entry_id < self.reserved:
+            self.next_id = entry_id + 1  # (new_id, inlined: once per message on the store paths)
+        else:
+            self.new_id(batch)
+        batch.put("entries", rec.encode_key(entry_id), value)
+        if blob_names:
+            self.own_blobs(batch, entry_id, blob_names)
+        return entry_id
+
     def check_size(self, frames: list[bytes]) -> int:
         """The message's size; MessageTooLargeError for one over the journal's limit (lock not needed)."""
         size = sum(len(f) for f in frames)

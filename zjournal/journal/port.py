@@ -241,14 +241,7 @@ class SocketPort:
                 batch = ledger.batch()
                 changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
                 settled = self._settle_into(batch, settle, changes) if settle else False
-                entry_id = ledger.next_id
-                if entry_id < ledger.reserved:
-                    ledger.next_id = entry_id + 1
-                else:
-                    ledger.new_id(batch)
-                batch.put("entries", rec.encode_key(entry_id), value)
-                if blob_names:
-                    ledger.own_blobs(batch, entry_id, blob_names)
+                entry_id = ledger.put_new_entry(batch, value, blob_names)
                 ledger.commit(batch, changes)
                 if blob_names:
                     ledger.blobs_committed(entry_id, blob_names)
@@ -340,7 +333,6 @@ class SocketPort:
         now = time.time()
         encode, pending = rec.encode_record, rec.PENDING
         values = [encode(pending, attempts, now, name, dcode, frames, 0.0, "", size) for frames, size in messages]
-        key = rec.encode_key
         with ledger.lock:
             ledger.check_open()
             if ledger.slot_files:
@@ -360,15 +352,7 @@ class SocketPort:
                 if fresh is not None and not fresh[index]:
                     ids.append(0)  # a resend journaled here before
                     continue
-                entry_id = ledger.next_id
-                if entry_id < ledger.reserved:
-                    ledger.next_id = entry_id + 1
-                else:
-                    ledger.new_id(batch)
-                batch.put("entries", key(entry_id), value)
-                if blob_names and index in blob_names:
-                    ledger.own_blobs(batch, entry_id, blob_names[index])
-                ids.append(entry_id)
+                ids.append(ledger.put_new_entry(batch, value, blob_names.get(index) if blob_names else None))
             # The batch holds copies: a large message is not held a third time during the write.
             values.clear()
             value = b""
@@ -484,14 +468,7 @@ class SocketPort:
                     after.append(ledger.seen.drop(batch))
                 else:
                     changes.append(((name, dcode, rec.PENDING), 1))
-                    entry_id = ledger.next_id
-                    if entry_id < ledger.reserved:
-                        ledger.next_id = entry_id + 1
-                    else:
-                        ledger.new_id(batch)
-                    batch.put("entries", rec.encode_key(entry_id), value)
-                    if blob_names:
-                        ledger.own_blobs(batch, entry_id, blob_names)
+                    entry_id = ledger.put_new_entry(batch, value, blob_names)
                     after.append(ledger.seen.add(batch, origin, seq))
                 if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
                     forget = ledger.seen.forget_below(batch, origin, floor)
