@@ -195,8 +195,7 @@ class Prefetching:
         if stored or state.handed:
             self._port.log_many(self._jname, _IN, [], settle=stored)
             state.handed = []
-        key = (header.origin, header.seq, header.floor)
-        entry_id = self._port.log_held(slots.inbound, message, held, 0, slots, key)
+        entry_id = self._port.log_held(slots.inbound, message, held, 0, slots, header)
         state.deferred = []
         state.ahead_first = -1  # journaled with its attempt (as a slot's message is): nothing to count
         if entry_id:
