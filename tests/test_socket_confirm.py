@@ -127,7 +127,7 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
     for n in range(3):
         push.send(b"old-%d" % n)
     before = [peer.recv_multipart() for _ in range(3)]
-    push.close()
+    push.close(linger=0)  # (the default would wait for confirmations a plain peer never sends)
     first.close()
     again = open_journal()
     assert _pending_out(again) == 3
@@ -299,6 +299,143 @@ def test_a_plain_receiver_sees_the_header_frame_and_the_sender_keeps_its_entry(o
     assert frames[0].startswith(b"ZJC1") and frames[1:] == [b"order"]  # as the README says
     assert plain.recv_multipart()[1:] == [b"order"]  # never confirmed: sent again
     assert _pending_out(sender) == 1
+
+
+def _term_in_thread(context: zmq.Context) -> float | None:
+    """Seconds ``context.term()`` took, or None when it had not returned after 10 s."""
+    import threading
+
+    took: list[float] = []
+
+    def term() -> None:
+        start = time.monotonic()
+        context.term()
+        took.append(time.monotonic() - start)
+
+    thread = threading.Thread(target=term, daemon=True)
+    thread.start()
+    thread.join(10)
+    return took[0] if took else None
+
+
+def test_resends_stuck_for_a_peer_that_is_gone_do_not_hang_ctx_term(open_journal, tmp_path) -> None:
+    # Every message the application sent arrived (plain pyzmq's ctx.term() would return at once),
+    # but nobody confirmed them and the peer went away: the resends wait in libzmq's queue for it.
+    sender = open_journal(str(tmp_path / "a"))
+    ours, theirs = zmq.Context(), zmq.Context()
+    where = f"ipc://{tmp_path}/pipe"
+    plain = theirs.socket(zmq.PULL)
+    plain.bind(where)
+    push = sender.wrap(ours.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.3)
+    push.connect(where)
+    for i in range(20):
+        push.send(b"m%d" % i)
+    for _ in range(20):
+        plain.recv_multipart()
+    plain.close(linger=0)
+    theirs.term()
+    _wait(lambda: next(iter(sender.entries(name="out"))).attempts > 1, "a resend")
+    push.close()  # the default linger: -1, for ever
+    took = _term_in_thread(ours)
+    assert took is not None and took < 5  # bounded by confirm_timeout (0.3 s), not for ever
+    assert _pending_out(sender) == 20  # nothing lost: all still pending, for the next socket of the name
+
+
+def test_a_producer_that_closes_before_its_consumer_is_up_delivers_once_it_is(open_journal, tmp_path) -> None:
+    # As with plain pyzmq's linger: close() waits for the consumer's confirmations (confirm_timeout at most).
+    import threading
+
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    ours, theirs = zmq.Context(), zmq.Context()
+    where = f"ipc://{tmp_path}/pipe"
+    push = sender.wrap(ours.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=30)
+    push.connect(where)
+    for i in range(3):
+        push.send(b"m%d" % i)
+    got: list[bytes] = []
+
+    def consumer() -> None:
+        time.sleep(0.5)
+        pull = receiver.wrap(theirs.socket(zmq.PULL), name="in")
+        pull.bind(where)
+        got.extend(pull.recv() for _ in range(3))
+        pull.close()
+
+    thread = threading.Thread(target=consumer)
+    thread.start()
+    start = time.monotonic()
+    push.close()
+    took = time.monotonic() - start
+    thread.join(10)
+    assert got == [b"m0", b"m1", b"m2"]
+    assert 0.4 <= took < 10 and _pending_out(sender) == 0  # waited for the consumer, not confirm_timeout
+    assert _term_in_thread(ours) is not None
+    theirs.term()
+
+
+def test_a_receiver_closed_right_after_its_last_recv_still_confirms_everything(open_journal, tmp_path) -> None:
+    # Its last confirmations are sent at close; closed at once, libzmq would drop them, and the sender
+    # would resend everything this receiver journaled.
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    ours, theirs = zmq.Context(), zmq.Context()
+    where = f"ipc://{tmp_path}/pipe"
+    push = sender.wrap(ours.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)  # (no resend)
+    pull = receiver.wrap(theirs.socket(zmq.PULL), name="in")
+    pull.bind(where)
+    push.connect(where)
+    for i in range(100):
+        push.send(b"m%d" % i)
+    for _ in range(100):
+        pull.recv()
+    pull.close()
+    theirs.term()
+    _wait(lambda: _pending_out(sender) == 0, "every confirmation", timeout=5)
+    push.close()
+    ours.term()
+
+
+def test_a_producer_that_sends_and_closes_leaves_nothing_pending(open_journal, tmp_path) -> None:
+    # close() waits for the confirmations of what it sent (its linger, confirm_timeout at most): without
+    # that, its last messages stayed pending although the consumer had journaled them, and were resent.
+    import threading
+
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    ours, theirs = zmq.Context(), zmq.Context()
+    where = f"ipc://{tmp_path}/pipe"
+    pull = receiver.wrap(theirs.socket(zmq.PULL), name="in")
+    pull.bind(where)
+    got: list[bytes] = []
+    consumer = threading.Thread(target=lambda: got.extend(pull.recv() for _ in range(200)))
+    consumer.start()
+    push = sender.wrap(ours.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    for i in range(200):
+        push.send(b"m%d" % i)
+    push.close()
+    assert _pending_out(sender) == 0
+    consumer.join(10)
+    assert len(got) == 200
+    pull.close()
+    ours.term()
+    theirs.term()
+
+
+def test_close_with_linger_zero_does_not_wait_for_confirmations(open_journal, tmp_path, ctx, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    plain = ctx.socket(zmq.PULL)  # never confirms
+    where = endpoint()
+    plain.bind(where)
+    push.connect(where)
+    push.send(b"order")
+    plain.recv_multipart()
+    start = time.monotonic()
+    push.close(linger=0)
+    assert time.monotonic() - start < 2  # not confirm_timeout (60 s)
+    assert _pending_out(sender) == 1  # kept for the next socket of the name
 
 
 def test_inspect_shows_what_the_journal_received_from_confirm_senders(open_journal, journal_path, ctx, endpoint, cli):
@@ -632,7 +769,7 @@ def test_a_confirm_senders_counts_match_its_entries_while_open_closed_and_reopen
     listed = len(list(journal.entries(name="out", state="pending")))
     assert _pending_out(journal) == listed == 50
     assert journal.count() == 50 and journal.names() == ["out"]
-    push.close()  # its outbox goes to the store: the counts stay
+    push.close(linger=0)  # its outbox goes to the store: the counts stay (linger 0: no wait for confirmations)
     assert _pending_out(journal) == 50 and journal.names() == ["out"]
     journal.close()
     journal = open_journal()

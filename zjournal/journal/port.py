@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 _now = time.time
 _FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor in steps of this many ids
 _RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
+_KEYS = inflight.KEYS
 _NO_BLOBS: list[str] = []  # (never changed: the blob files of a message with none)
 #: what one fetch of entries to redeliver reads back at most (past its first entry)
 REDELIVERY_BYTES = 64 << 20
@@ -101,9 +102,10 @@ class SocketPort:
                 seen = ledger.seen
                 origin = key[0]
                 seq = key[1]
-                if not seen.in_order(origin, seq) and seen.seen(origin, seq):  # (in order: new, no search)
+                keys = seen.in_order_keys(origin, seq)
+                if keys is None and seen.seen(origin, seq):
                     return self._drop_resend(keyed, settle)
-                if len(keyed.keys_unstored) >= inflight.KEYS:
+                if len(keyed.keys_unstored) >= _KEYS:
                     self._store_keys(keyed, key[2])  # before its ring is written over (StoreError: nothing journaled)
             entry_id = ledger.next_id
             if entry_id >= ledger.reserved:
@@ -126,7 +128,10 @@ class SocketPort:
             ledger.slot_ring[entry_id & _RING_MASK] = slot  # journal.ack(id) and get(id) find it (see holding)
             if keyed is not None:
                 keyed.note_key(origin, seq)  # after the entry: a key never names a message not journaled
-                seen.remember(origin, seq)  # (in order, kept sorted: another socket may have added to it meanwhile)
+                if keys is not None:
+                    keys.append(seq)  # in order: what remember does, without a second lookup
+                else:
+                    seen.remember(origin, seq)  # (kept sorted)
             if observers:
                 ledger.emit("on_append", slot.name, slot.dcode, 1)
         finally:

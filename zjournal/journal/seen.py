@@ -126,13 +126,20 @@ class SeenIndex:
         i = bisect.bisect_left(seqs, seq)
         return i < len(seqs) and seqs[i] == seq
 
-    def in_order(self, origin: bytes, seq: int) -> bool:
-        """Whether ``seq`` is above every key of ``origin`` and its floor (so new: no search needed)."""
+    def in_order_keys(self, origin: bytes, seq: int) -> list[int] | None:
+        """``origin``'s kept sequences when ``seq`` is above all of them and its floor (so new: no search needed).
+
+        None when it is not (then :meth:`seen` decides). The receiving hot path
+        checks, journals, then appends ``seq`` to the list itself (under the
+        journal's lock): one lookup where ``remember`` would take another.
+        """
         known = self._origins.get(origin)
         if known is None:
-            return False
+            return None
         seqs = known.seqs
-        return seq > seqs[-1] if seqs else seq >= known.floor
+        if seqs:
+            return seqs if seq > seqs[-1] else None
+        return seqs if seq >= known.floor else None
 
     def floor(self, origin: bytes) -> int:
         known = self._origins.get(origin)

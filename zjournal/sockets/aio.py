@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -359,7 +360,8 @@ class _JournaledAsync:
                         event.future.cancel()
             self._clear_io_state()
         journal = self.journal
-        self._shadow_sock.close(linger)  # settles, then closes the handle through its owner
+        # Settles, then closes the handle through its owner; never waits for confirmations (the loop would stall).
+        self._shadow_sock._close(linger, handled=sys.exc_info()[1] is None)
         if journal is not None:
             port_of(journal).detach(self.journal_name, self)
         self._closed = True

@@ -59,6 +59,9 @@ _RETURN_BATCH = 4096
 # Longer than _RETURN_EVERY: each look is a GIL hand-over from a receiving thread that is busy.
 _HOLD_AT_MOST = 0.01
 _MAX_ENDPOINTS = 16  # a receiver's confirm sockets (one per sender endpoint) at most
+# How long a closing receiver's last confirmations may wait to reach their senders (ms): long enough
+# for a live sender on this host or network, short enough that a sender that is gone delays ctx.term() little.
+_LAST_CONFIRMS_LINGER = 500
 _MAX_QUEUED_CONFIRMS = 1_000_000  # past that a receiver drops confirmations (the senders resend)
 
 
@@ -132,6 +135,8 @@ class ConfirmSender:
         self._last_send = 0.0  # monotonic time of the application's last send
         self._sends = 0
         self._floor = 0  # the floor the last headers carried (see send)
+        # A resend went out: copies only the journal needs may sit in libzmq's queues (see linger_at_close).
+        self.resent = False
         for entry_id in port.pending_ids(name, _OUT):
             port.adopt(entry_id, name, _OUT)
             self._unconfirmed[entry_id] = 0.0
@@ -384,6 +389,7 @@ class ConfirmSender:
         if sock is None or sock.closed:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
         self._send_frames(sock, entry.frames, header, flags)
+        self.resent = True
         try:
             self._port.attempt(entry_id, None)
         except (UnknownEntryError, InvalidTransitionError):
@@ -391,6 +397,55 @@ class ConfirmSender:
         with self._mutex:
             if self._unconfirmed.pop(entry_id, None) is not None:
                 self._unconfirmed[entry_id] = time.monotonic()  # to the end: sent last
+
+    @property
+    def timeout(self) -> float:
+        """``confirm_timeout``: seconds before an unconfirmed message is sent again."""
+        return self._timeout
+
+    def wait_confirmed(self, seconds: float) -> None:
+        """Take in confirmations until nothing is unconfirmed or ``seconds`` passed (a closing socket's linger).
+
+        A producer that sends and closes would otherwise leave its last
+        messages pending although its consumer journaled them: the
+        confirmations arrive after the intake closed, and the next run
+        resends what needed no resend. Resends go on meanwhile. Errors end
+        the wait: what is unconfirmed stays pending, as it would anyway.
+        """
+        deadline = time.monotonic() + seconds
+        try:
+            while self.unconfirmed() and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if self._intake_lock.acquire(timeout=min(left, _TICK)):
+                    try:
+                        if self._intake.poll(min(left, _TICK) * 1000):
+                            self._take_confirms()
+                    finally:
+                        self._intake_lock.release()
+                if self._confirmed:
+                    self._settle_confirmed()
+                if not self.resends_in_thread:
+                    self.resend_due_here()
+        except (zmq.ZMQError, ZJournalError):
+            return
+
+    def linger_at_close(self, linger: int) -> int:
+        """The linger (ms) to close the data socket with, given the application's (-1: for ever).
+
+        The application's, as long as nothing was resent. A resend to a peer
+        that is gone waits in libzmq's queue for that peer, and with the
+        default linger ``ctx.term()`` would wait for it for ever, where plain
+        pyzmq, whose messages all arrived, returns. Those copies are only the
+        journal's business: every unconfirmed message stays pending and the
+        next socket of this name sends it again. So once a resend went out,
+        libzmq gets ``confirm_timeout`` at most to deliver what is queued.
+        """
+        if not self.resent:
+            return linger
+        bound = min(int(self._timeout * 1000), 2**31 - 1)
+        return bound if linger < 0 or linger > bound else linger
 
     def close(self) -> None:
         """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""
@@ -433,6 +488,7 @@ class ConfirmReturn:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._linger = 0  # what the confirm sockets close with (see close)
         if not port.durable_once_written():
             self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
             self._thread.start()
@@ -569,11 +625,18 @@ class ConfirmReturn:
 
     def _close_sockets(self) -> None:
         for s in self._sockets.values():
-            s.close(0)
+            s.close(self._linger)
         self._sockets.clear()
 
-    def close(self) -> None:
-        """Send what is queued, then stop."""
+    def close(self, linger: int = -1) -> None:
+        """Send what is queued, then stop.
+
+        The last confirmations get :data:`_LAST_CONFIRMS_LINGER` ms to reach
+        their senders (less if ``linger``, the receiving socket's, is shorter):
+        closed at once, libzmq would drop them, and every sender would resend
+        what a cleanly closed receiver had journaled.
+        """
+        self._linger = _LAST_CONFIRMS_LINGER if linger < 0 else min(linger, _LAST_CONFIRMS_LINGER)
         if self._thread is None:
             self._stop.set()
             self._held_wake.set()

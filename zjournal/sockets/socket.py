@@ -768,7 +768,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> bool:
         """Journal a whole inbound message of the fast paths in the socket's slot (False: a dropped resend)."""
         if len(frames) > 1 and frames[0].startswith(_HEADER_MAGIC):
-            return self._confirmed_in_the_slot(frames, settle)
+            return self._confirmed_in_the_slot(frames, settle, self._s)
         state = self._s
         state.settle_next = 0
         if killpoints.ARMED:
@@ -1059,8 +1059,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
             while got.more:
                 got = _base_recv(self, 0, False, track)
                 frames.append(got.bytes)
-        journal_it = self._confirmed_in_the_slot if state.fast_in is not None else self._inbound
-        if not journal_it(frames, settle):  # a resend held already: the next message instead
+        if state.fast_in is not None:
+            journaled = self._confirmed_in_the_slot(frames, settle, state)
+        else:
+            journaled = self._inbound(frames, settle)
+        if not journaled:  # a resend held already: the next message instead
             if state.redelivery is not None or state.local is not None:
                 return self.recv(flags, copy, track)
             frames = self._recv_multipart_live(flags, True, track)
@@ -1569,7 +1572,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         _send_frames(self, reply)  # libzmq's REP owes this request a reply: this is it
         return True
 
-    def _confirmed_in_the_slot(self, frames: list[bytes], settle: int) -> bool:
+    def _confirmed_in_the_slot(self, frames: list[bytes], settle: int, state: _State) -> bool:
         """The fast paths' message that starts with a confirm header: journaled in the slot (False: a dropped resend).
 
         As fast as a plain message: no store write. The slot's overwrite acks
@@ -1578,23 +1581,23 @@ class JournaledSocket(Prefetching, zmq.Socket):
         held, to go back with others (ConfirmReturn.hold).
         """
         header = confirm_wire.parse_header(frames[0])
-        slots = self._s.slots
+        slots = state.slots
         held = slots.inbound.entry_id
-        if header is None or (held and held != settle) or killpoints.ARMED:
+        if header is None or len(frames) < 2 or (held and held != settle) or killpoints.ARMED:
             return self._inbound(frames, settle)  # not a header after all, or the slot is taken: the general path
         del frames[0]
-        return self._journal_confirmed_in_the_slot(slots, frames, settle, header)
+        return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
 
     def _journal_confirmed_in_the_slot(
-        self, slots: SlotFile, frames: list[bytes], settle: int, header: confirm_wire.Header
+        self, slots: SlotFile, frames: list[bytes], settle: int, header: confirm_wire.Header, state: _State
     ) -> bool:
         """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
-        state = self._s
+        origin, seq, _floor, endpoint = header
         entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
         back = state.confirm_return
         if back is None:
             back = state.confirm_return = ConfirmReturn(self._port, self.context)
-        back.hold(header.endpoint, header.origin, header.seq)  # a resend is confirmed again
+        back.hold(endpoint, origin, seq)  # a resend is confirmed again
         state.last_id = state.settle_next = entry_id
         return entry_id != 0
 
@@ -1616,7 +1619,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             and not killpoints.ARMED
             and slots.inbound.entry_id in (0, settle)
         ):  # the slot, as on the fast paths (a DEALER that sends with confirm=True, say)
-            return self._journal_confirmed_in_the_slot(slots, frames, settle, header)
+            return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
         entry_id = self._port.log_confirmed(
             self._jname,
             _IN,
@@ -1726,23 +1729,36 @@ class JournaledSocket(Prefetching, zmq.Socket):
         happens while an exception propagates: closing then says nothing of
         whether that message was handled.
         """
-        self._close(linger, handled=sys.exc_info()[1] is None)
+        self._close(linger, handled=sys.exc_info()[1] is None, linger_for_confirms=True)
 
-    def _close(self, linger: int | None, handled: bool) -> None:
-        """close(); ``handled``: the last message handed over was handled (no exception is propagating)."""
+    def _close(self, linger: int | None, handled: bool, linger_for_confirms: bool = False) -> None:
+        """close(); ``handled``: the last message handed over was handled (no exception is propagating).
+
+        ``linger_for_confirms``: a confirm=True socket waits for the confirmations of
+        what it sent, as long as its linger allows and ``confirm_timeout`` at most
+        (never from the garbage collector, nor on an event loop).
+        """
         if self._closed:
             return
         journal = self._journal
         port = self._port
         state = self._s
+        own = linger  # the application's linger (ms; -1: for ever)
+        if own is None and (state.confirm is not None or state.confirm_return is not None) and not self.closed:
+            own = zmq.Socket.get(self, zmq.LINGER)
         if state.confirm is not None:
+            if linger_for_confirms and own and journal is not None and not journal.closed:
+                bound = state.confirm.timeout
+                state.confirm.wait_confirmed(bound if own < 0 else min(own / 1000, bound))
             state.confirm.close()  # what is unconfirmed stays pending: the next wrap resends it
+            if own is not None and state.confirm.linger_at_close(own) != own:
+                linger = state.confirm.linger_at_close(own)  # resends must not hold up ctx.term()
         if state.requests is not None:
             state.requests.close()  # a request awaiting its reply stays pending: the next REQ sends it
         if state.earlier is not None:
             state.earlier.close()
         if state.confirm_return is not None:
-            state.confirm_return.close()  # what was confirmed goes out first
+            state.confirm_return.close(-1 if own is None else own)  # what was confirmed goes out first
         if journal is not None:
             if not journal.closed:
                 self._settle_deferred(inbound=handled)
