@@ -438,6 +438,35 @@ def test_close_with_linger_zero_does_not_wait_for_confirmations(open_journal, tm
     assert _pending_out(sender) == 1  # kept for the next socket of the name
 
 
+def test_a_sender_that_never_got_a_confirmation_says_so_once(open_journal, tmp_path, ctx, endpoint, caplog) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
+    plain = ctx.socket(zmq.PULL)  # never confirms
+    where = endpoint()
+    plain.bind(where)
+    push.connect(where)
+    push.send(b"order")
+    for _ in range(4):  # sent, then sent again every 0.1 s
+        plain.recv_multipart()
+    said = [r for r in caplog.records if "nothing it sent was confirmed" in r.getMessage()]
+    assert len(said) == 1 and "'out'" in said[0].getMessage() and "journaled" in said[0].getMessage()
+
+
+def test_a_sender_whose_receiver_confirms_says_nothing(open_journal, tmp_path, ctx, endpoint, caplog) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    for n in range(5):
+        push.send(b"%d" % n)
+        pull.recv()
+        time.sleep(0.1)
+    assert not [r for r in caplog.records if "nothing it sent was confirmed" in r.getMessage()]
+
+
 def test_inspect_shows_what_the_journal_received_from_confirm_senders(open_journal, journal_path, ctx, endpoint, cli):
     import json
 

@@ -137,6 +137,8 @@ class ConfirmSender:
         self._floor = 0  # the floor the last headers carried (see send)
         # A resend went out: copies only the journal needs may sit in libzmq's queues (see linger_at_close).
         self.resent = False
+        self._ever_confirmed = False  # a receiver confirmed something: its peers are journaled (see _resend)
+        self._started = time.monotonic()
         for entry_id in port.pending_ids(name, _OUT):
             port.adopt(entry_id, name, _OUT)
             self._unconfirmed[entry_id] = 0.0
@@ -323,6 +325,7 @@ class ConfirmSender:
                 continue  # not a confirm message of this socket's: nothing is acked by it
             confirmed += got[1]
         if confirmed:
+            self._ever_confirmed = True
             self._confirmed.append(confirmed)
 
     def _settle_confirmed(self) -> None:
@@ -390,6 +393,15 @@ class ConfirmSender:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
         self._send_frames(sock, entry.frames, header, flags)
         self.resent = True
+        if not self._ever_confirmed and time.monotonic() - self._started >= 2 * self._timeout:
+            self._ever_confirmed = True  # (said once)
+            log.warning(
+                "journal socket %r: nothing it sent was confirmed in %.3g s, and it sends messages again: "
+                "is its receiver running, and journaled? A plain pyzmq receiver never confirms (and sees an "
+                "extra first frame, b'ZJC1...')",
+                self._name,
+                time.monotonic() - self._started,
+            )
         try:
             self._port.attempt(entry_id, None)
         except (UnknownEntryError, InvalidTransitionError):
