@@ -137,7 +137,8 @@ class ConfirmSender:
         self._floor = 0  # the floor the last headers carried (see send)
         # A resend went out: copies only the journal needs may sit in libzmq's queues (see linger_at_close).
         self.resent = False
-        self._ever_confirmed = False  # a receiver confirmed something: its peers are journaled (see _resend)
+        # Until a receiver confirms something, or the warning went: a resend after 2 x timeout says so (see _resend).
+        self._warn_if_unconfirmed = True
         self._started = time.monotonic()
         for entry_id in port.pending_ids(name, _OUT):
             port.adopt(entry_id, name, _OUT)
@@ -325,7 +326,7 @@ class ConfirmSender:
                 continue  # not a confirm message of this socket's: nothing is acked by it
             confirmed += got[1]
         if confirmed:
-            self._ever_confirmed = True
+            self._warn_if_unconfirmed = False
             self._confirmed.append(confirmed)
 
     def _settle_confirmed(self) -> None:
@@ -393,8 +394,8 @@ class ConfirmSender:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
         self._send_frames(sock, entry.frames, header, flags)
         self.resent = True
-        if not self._ever_confirmed and time.monotonic() - self._started >= 2 * self._timeout:
-            self._ever_confirmed = True  # (said once)
+        if self._warn_if_unconfirmed and time.monotonic() - self._started >= 2 * self._timeout:
+            self._warn_if_unconfirmed = False  # (said once)
             log.warning(
                 "journal socket %r: nothing it sent was confirmed in %.3g s, and it sends messages again: "
                 "is its receiver running, and journaled? A plain pyzmq receiver never confirms (and sees an "

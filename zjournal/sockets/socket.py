@@ -1751,7 +1751,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 bound = state.confirm.timeout
                 state.confirm.wait_confirmed(bound if own < 0 else min(own / 1000, bound))
             state.confirm.close()  # what is unconfirmed stays pending: the next wrap resends it
-            if own is not None and state.confirm.linger_at_close(own) != own:
+            if own is not None:
                 linger = state.confirm.linger_at_close(own)  # resends must not hold up ctx.term()
         if state.requests is not None:
             state.requests.close()  # a request awaiting its reply stays pending: the next REQ sends it
