@@ -188,6 +188,7 @@ class Ledger(BlobKeeping):
         # without retention (an acked entry must then be kept: a store write).
         self.slot_files: list[inflight.SlotFile | outbox.Outbox] = []  # outboxes: confirm senders' rings
         self.slot_ring: list[inflight.Slot | None] = [None] * inflight.RING_SIZE  # see holding()
+        self.handing: list[inflight.SlotFile] = []  # the slot files that recorded a hand-over (see handovers)
         self.slot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
         self.rare.use_slots = (
             path is not None
@@ -374,7 +375,8 @@ class Ledger(BlobKeeping):
         """
         if self.read_only:
             return self.rare.handover_view
-        return [inflight.Handover(f.inbound.name, *f.handed) for f in self.slot_files if f.handed is not None]
+        # Only prefetching sockets' files ever record one: no look at every socket's file per get().
+        return [inflight.Handover(f.inbound.name, *f.handed) for f in self.handing if f.handed is not None]
 
     def with_handovers(self, entry_id: int, raw: bytes, handovers: list[inflight.Handover]) -> bytes:
         """``raw``, or its record with the one attempt a hand-over not yet written counts."""
@@ -803,6 +805,7 @@ class Ledger(BlobKeeping):
                 for slots in self.slot_files:  # (after their records went: never a recorded file missing)
                     slots.close()
                 self.slot_files.clear()
+                self.handing.clear()
                 for counter in list(self.counts.lazy):  # (outboxes: their counts are the store's now)
                     self.counts.take_in(counter)
             except StoreError as e:  # the journal is still released; opening it again recovers
@@ -827,6 +830,7 @@ class Ledger(BlobKeeping):
         self.rare.forked_from = parent
         self.closed = True
         self.slot_files = []
+        self.handing = []
         self.slot_ring[:] = [None] * inflight.RING_SIZE
         self.lock = threading.Lock()
         for sock in list(self.sockets.values()):

@@ -733,6 +733,8 @@ class SocketPort:
         ledger = self.ledger
         if ledger.closed:
             ledger.check_open()
+        if slots.handed is None:
+            ledger.handing.append(slots)  # (readers look at these files only: Ledger.handovers)
         slots.mark_handed(first, through, acks_earlier)
 
     def redeliverable(
@@ -840,6 +842,8 @@ class SocketPort:
             ledger.forget_slot_file(slots.number)  # first: a crash now leaves a file nobody records, not the reverse
             slots.close()
             ledger.slot_files.remove(slots)
+            if slots in ledger.handing:
+                ledger.handing.remove(slots)
             if isinstance(slots, outbox.Outbox):
                 ledger.counts.take_in(slots)
 
