@@ -18,7 +18,9 @@ import zjournal
 from zjournal.journal import inflight
 
 
-def test_a_dropped_socket_is_closed_and_settled_so_term_returns(journal, journal_path, endpoint) -> None:
+def test_a_dropped_socket_is_closed_so_term_returns_and_its_message_in_hand_stays_pending(
+    journal, journal_path, endpoint
+) -> None:
     ctx = zmq.Context()
     addr = endpoint()
     push = ctx.socket(zmq.PUSH)
@@ -33,7 +35,8 @@ def test_a_dropped_socket_is_closed_and_settled_so_term_returns(journal, journal
 
     handle_one()
     assert inflight.slot_files(journal_path) == []  # its slot file went with it
-    assert journal.count() == 0  # handled, then closed: acked
+    # closed, never asked for the next message: back to the next socket, its close not counted
+    assert [(e.frames, e.attempts, e.close_returns) for e in journal.entries()] == [([b"job"], 1, 1)]
     push.close()
     done = threading.Event()
     threading.Thread(target=lambda: (ctx.term(), done.set()), daemon=True).start()
@@ -63,7 +66,8 @@ def test_ctx_destroy_settles_like_closing_each_socket(open_journal, endpoint, mo
     assert pull.recv() == b"sent"
     ctx.destroy(linger=0)
     assert push.closed and pull.closed
-    assert journal.count() == 0  # the sent one and the handled one, both settled
+    # the sent one is settled; the one in hand stays pending, a clean close counted
+    assert [(e.name, e.attempts, e.close_returns) for e in journal.entries()] == [("in", 1, 1)]
 
 
 @pytest.mark.parametrize("mode", ["process", "always"])
@@ -197,7 +201,8 @@ def test_tornado_future_sockets_stay_future_returning(journal, endpoint) -> None
         fctx.term()
 
     asyncio.run(main())
-    assert journal.count() == 0
+    # what ZeroMQ took is settled; the message in hand stays pending
+    assert [(e.name, e.frames) for e in journal.entries()] == [("in", [b"hello"])]
 
 
 def test_zmqstream_over_journaled_sockets(journal, endpoint) -> None:
@@ -296,11 +301,78 @@ def test_a_close_while_an_exception_propagates_leaves_the_message_in_hand_pendin
 
     with pytest.raises(RuntimeError):
         worker()
-    assert [(e.frames, e.attempts) for e in journal.entries(name="orders")] == [([b"order-1"], 1)]
+    # a failed hand-over: counted toward max_attempts, as a crash is
+    assert [(e.frames, e.attempts, e.close_returns) for e in journal.entries(name="orders")] == [([b"order-1"], 1, 0)]
     if how == "destroy":
         ctx = zmq.Context()
     pull = journal.wrap(ctx.socket(zmq.PULL), name="orders")  # the next socket of the name gets it back
     assert pull.recv() == b"order-1" and journal.get(pull.last_id).attempts == 2
-    pull.close()  # a clean close: handled this time
+    pull.ack()
+    pull.close()
     assert journal.count() == 0
     ctx.destroy(linger=0)
+
+
+@pytest.mark.parametrize("mode", ["process", "always", "interval"])
+def test_a_clean_close_leaves_the_message_in_hand_pending_and_max_attempts_does_not_count_it(
+    open_journal, endpoint, mode
+) -> None:
+    """A worker reads a message, then sees its stop flag and closes: the message is not done."""
+    journal = open_journal(durability=mode, max_attempts=2)
+    ctx = zmq.Context()
+    addr = endpoint()
+    push = ctx.socket(zmq.PUSH)
+    push.bind(addr)
+    for restart in range(4):  # more clean restarts than max_attempts allows failures
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="orders")
+        if restart == 0:
+            pull.connect(addr)
+            push.send(b"order-1")
+        assert pull.poll(2000), f"restart {restart}: the message in hand did not come back"
+        assert pull.recv() == b"order-1"
+        assert pull.last_attempts == restart + 1
+        pull.close()
+    [entry] = journal.entries(name="orders")
+    assert (entry.state, entry.attempts, entry.close_returns) == ("pending", 4, 4)
+    for _ in range(2):  # two failed hand-overs: these count
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="orders")
+        assert pull.poll(2000)
+        with pytest.raises(RuntimeError):
+            try:
+                assert pull.recv() == b"order-1"
+                raise RuntimeError("the handler failed")
+            finally:
+                pull.close()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="orders")
+    assert not pull.poll(300)  # dead now: max_attempts=2 failures
+    [entry] = journal.entries(name="orders")
+    assert entry.state == "dead" and entry.reason == (
+        "delivered 6 times, 4 of them ended by a clean close (max_attempts=2)"
+    )
+    pull.close()
+    push.close()
+    ctx.term()
+
+
+def test_a_journal_closed_under_its_sockets_returns_their_messages_in_hand(journal_path, endpoint) -> None:
+    journal = zjournal.open(journal_path, plugins=False)
+    ctx = zmq.Context()
+    work_addr, rep_addr = endpoint(), endpoint()
+    feed = ctx.socket(zmq.PUSH)
+    feed.bind(work_addr)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.connect(work_addr)
+    rep = journal.wrap(ctx.socket(zmq.REP), name="server")
+    rep.bind(rep_addr)
+    client = ctx.socket(zmq.REQ)
+    client.connect(rep_addr)
+    feed.send(b"w1")
+    client.send(b"q1")
+    assert pull.recv() == b"w1" and rep.recv() == b"q1"
+    journal.close()  # the service stops: its sockets still hold a message each
+    for sock in (pull, rep, feed, client):
+        sock.close(0)
+    ctx.term()
+    with zjournal.open(journal_path, plugins=False) as again:
+        left = sorted((e.name, e.frames, e.attempts, e.close_returns) for e in again.entries())
+    assert left == [("server", [b"q1"], 1, 1), ("work", [b"w1"], 1, 1)]

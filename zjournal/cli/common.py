@@ -178,6 +178,7 @@ def entry_record(entry: zjournal.Entry) -> dict[str, Any]:
         "updated": entry.updated or None,  # null: never changed since it was journaled
         "reason": entry.reason,
         "envelope_size": entry.envelope_size,
+        "close_returns": entry.close_returns,
         "frames": [base64.b64encode(f).decode("ascii") for f in entry.frames],
     }
 
@@ -196,6 +197,7 @@ def entry_from_json(obj: Any, where: str) -> zjournal.Entry:
             updated=float(obj.get("updated") or 0.0),
             reason=str(obj.get("reason", "")),
             envelope_size=int(obj.get("envelope_size", 0)),
+            close_returns=int(obj.get("close_returns", 0)),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise zjournal.InvalidArgumentError(f"{where}: not a zjournal entry ({e})") from None

@@ -76,7 +76,16 @@ def restore(ledger: Ledger, entries: Iterable[Entry], once: str | None = None) -
                     owned.append((entry_id, names))
                     ledger.own_blobs(batch, entry_id, names)
                 value = rec.encode_record(
-                    scode, e.attempts, e.created, e.name, dcode, frames, e.updated, e.reason, e.envelope_size
+                    scode,
+                    e.attempts,
+                    e.created,
+                    e.name,
+                    dcode,
+                    frames,
+                    e.updated,
+                    e.reason,
+                    e.envelope_size,
+                    e.close_returns,
                 )
                 batch.put("entries", rec.encode_key(entry_id), value)
                 changes.append(((e.name, dcode, scode), 1))
@@ -147,6 +156,8 @@ def _adoptable(entry_id: int, raw: bytes, acked: bool) -> list:
         problem = f"attempts {r[1]!r}"
     elif not isinstance(r[8], int) or not 0 <= r[8] <= len(r[5]):
         problem = f"an envelope of {r[8]!r} frames"
+    elif len(r) > 9 and (len(r) > 10 or not isinstance(r[9], int) or not 0 <= r[9] <= r[1]):
+        problem = f"close returns {r[9:]!r} for {r[1]} attempts"
     elif not isinstance(r[2], (int, float)) or not 1e-9 <= r[2] <= _LATEST:
         problem = f"created {r[2]!r}"
     if problem:
@@ -220,6 +231,8 @@ def _check_restorable(e: Entry, frames: list[bytes], number: int) -> None:
         problem = "an empty name"
     elif not isinstance(e.attempts, int) or not 0 <= e.attempts <= _MAX_ATTEMPTS:
         problem = f"attempts {e.attempts!r}"
+    elif not isinstance(e.close_returns, int) or not 0 <= e.close_returns <= e.attempts:
+        problem = f"close_returns {e.close_returns!r} for {e.attempts} attempts"
     elif not isinstance(e.envelope_size, int) or not 0 <= e.envelope_size <= len(frames):
         problem = f"an envelope of {e.envelope_size!r} frames in a message of {len(frames)}"
     else:

@@ -11,6 +11,7 @@ memory (rebuilt by one scan at open) so that :meth:`Journal.count` never scans.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -352,6 +353,7 @@ class Journal:
             if r[0] == rec.ACKED:
                 raise InvalidTransitionError(entry_id, State.ACKED, "nack")
             if r[0] == rec.DEAD:
+                del r[9:]  # (close_returns: none of a fresh count's attempts were ended by a close)
                 r[1] = 0
                 r[7] = ""
             ledger.rewrite(entry_id, r, rec.PENDING)
@@ -375,8 +377,9 @@ class Journal:
         """Record one more delivery of a pending entry, before handing it over.
 
         When the entry has already been delivered ``max_attempts`` times (the
-        argument, else the journal's), it goes ``dead`` instead; the returned
-        entry's ``state`` says which happened.
+        argument, else the journal's; hand-overs a clean close ended are not
+        counted, see Entry.close_returns), it goes ``dead`` instead; the
+        returned entry's ``state`` says which happened.
         """
         ledger = self._ledger
         ledger.check_open()
@@ -691,13 +694,22 @@ class Journal:
         return self._replication
 
     def close(self) -> None:
-        """Make everything durable and release the journal; idempotent."""
+        """Make everything durable and release the journal; idempotent.
+
+        Sockets still open keep what the application holds pending (the last
+        message handed over under ``next``, a REP's unanswered request): it
+        comes back to whoever wraps their names next.
+        """
+        self._close(clean=sys.exc_info()[1] is None)
+
+    def _close(self, clean: bool) -> None:
         ledger = self._ledger
         if ledger.closed:
             return
         for sock in list(ledger.sockets.values()):
             if not sock.closed:
-                sock._settle_deferred(inbound=False)  # what ZeroMQ already took is done
+                sock._settle_deferred()  # what ZeroMQ already took is done
+                sock._return_in_hand(clean)  # what the application holds stays pending
         if self._maintainer is not None:
             self._maintainer.stop()
         if self._replication is not None:
@@ -711,7 +723,7 @@ class Journal:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._close(clean=exc[1] is None)
 
     def __repr__(self) -> str:
         where = self.path or "(memory)"

@@ -52,6 +52,12 @@ class Entry:
     ``frames`` holds every frame, the routing envelope included; the first
     ``envelope_size`` of them are the envelope (ROUTER identities and the empty
     delimiter), available apart as :attr:`envelope` and :attr:`body`.
+
+    ``attempts`` counts hand-overs to the application; ``close_returns`` how
+    many of them ended with the socket closed cleanly before the message was
+    settled (it came back, as an unacked delivery does in RabbitMQ or
+    JetStream). ``max_attempts`` counts only the others: a clean restart is
+    not a failure of the message.
     """
 
     id: int
@@ -64,6 +70,7 @@ class Entry:
     updated: float = 0.0
     reason: str = ""
     envelope_size: int = 0
+    close_returns: int = 0
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +86,7 @@ class Entry:
 
 
 # Record positions: [state, attempts, created, name, direction, frames, updated, reason, envelope_size]
+# and, only when nonzero (most records never have it), close_returns at 9.
 _packer = msgpack.Packer(use_bin_type=True)
 _KEY = struct.Struct(">Q")
 
@@ -102,10 +110,27 @@ def encode_record(
     updated: float = 0.0,
     reason: str = "",
     envelope_size: int = 0,
+    close_returns: int = 0,
 ) -> bytes:
     if frames and len(frames[-1]) > _LARGE_FRAME:
-        return _encode_large(state, attempts, created, name, direction, frames, updated, reason, envelope_size)
+        return _encode_large(
+            state, attempts, created, name, direction, frames, updated, reason, envelope_size, close_returns
+        )
+    if close_returns:
+        return _packer.pack(
+            [state, attempts, created, name, direction, frames, updated, reason, envelope_size, close_returns]
+        )
     return _packer.pack([state, attempts, created, name, direction, frames, updated, reason, envelope_size])
+
+
+def close_returns(r: list) -> int:
+    """How many hand-overs of a decoded record ended with a clean close (position 9, absent when 0)."""
+    return r[9] if len(r) > 9 else 0
+
+
+def counted_attempts(r: list) -> int:
+    """The hand-overs of a decoded record that ``max_attempts`` counts (those a clean close did not end)."""
+    return r[1] - r[9] if len(r) > 9 else r[1]
 
 
 _LARGE_FRAME = 1 << 20
@@ -122,6 +147,7 @@ def _encode_large(
     updated: float,
     reason: str,
     envelope_size: int,
+    close_returns: int,
 ) -> bytes:
     """The same msgpack record, joined from pieces that refer to the frames.
 
@@ -130,13 +156,16 @@ def _encode_large(
     process; a join copies it once.
     """
     pack = _packer.pack
-    pieces = [_packer.pack_array_header(9), pack(state), pack(attempts), pack(created), pack(name), pack(direction)]
+    header = _packer.pack_array_header(10 if close_returns else 9)
+    pieces = [header, pack(state), pack(attempts), pack(created), pack(name), pack(direction)]
     pieces.append(_packer.pack_array_header(len(frames)))
     for frame in frames:
         n = len(frame)  # msgpack's bin 8, bin 16 and bin 32 headers
         header = _BIN8.pack(0xC4, n) if n < 0x100 else _BIN16.pack(0xC5, n) if n < 0x10000 else _BIN32.pack(0xC6, n)
         pieces += (header, frame)
     pieces += [pack(updated), pack(reason), pack(envelope_size)]
+    if close_returns:
+        pieces.append(pack(close_returns))
     return b"".join(pieces)
 
 
@@ -161,6 +190,7 @@ def entry_from_record(entry_id: int, rec: list, blobs: BlobFiles | None = None) 
         updated=rec[6],
         reason=rec[7],
         envelope_size=rec[8],
+        close_returns=rec[9] if len(rec) > 9 else 0,
     )
 
 

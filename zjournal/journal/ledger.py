@@ -80,8 +80,11 @@ class AttachedSocket(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def _settle_deferred(self, inbound: bool = True) -> None:
+    def _settle_deferred(self) -> None:
         """Settle what the socket deferred (the journal closes: what ZeroMQ already took is done)."""
+
+    def _return_in_hand(self, clean: bool) -> None:
+        """Leave the message the application holds pending (``clean``: its close not counted as a failure)."""
 
     def _abandon(self) -> None:
         """In a forked child: never touch the parent's journal again."""
@@ -131,6 +134,14 @@ class _Rare:
         self.blob_writes = False  # new large frames go to blob files (not in a replicated journal)
         self.blob_index: dict[bytes, list[str]] = {}  # entry key -> its blob files, for live entries with some
         self.blobs_unsynced: list[str] = []  # their records' deletion awaits an fsync (all modes but always)
+
+
+def dead_reason(r: list, limit: int) -> str:
+    """Why an entry with record ``r`` goes dead under ``max_attempts=limit``."""
+    returned = rec.close_returns(r)
+    if returned:
+        return f"delivered {r[1]} times, {returned} of them ended by a clean close (max_attempts={limit})"
+    return f"delivered {r[1]} times (max_attempts={limit})"
 
 
 class Ledger(BlobKeeping):
@@ -587,8 +598,8 @@ class Ledger(BlobKeeping):
         r = self.require_record(entry_id, "deliver")
         if r[0] != rec.PENDING:
             raise InvalidTransitionError(entry_id, rec.STATES_BY_CODE[r[0]], "deliver")
-        if limit is not None and r[1] >= limit:
-            r[7] = f"delivered {r[1]} times (max_attempts={limit})"
+        if limit is not None and rec.counted_attempts(r) >= limit:
+            r[7] = dead_reason(r, limit)
             self.rewrite(entry_id, r, rec.DEAD)
             if self.observers:
                 self.emit("on_dead", r[3], r[4], entry_id, r[7])

@@ -620,6 +620,29 @@ class SocketPort:
                 return
             self._settle_stored(entry_id)
 
+    def return_in_hand(self, entry_id: int) -> None:
+        """A socket closed cleanly holding ``entry_id`` unsettled: it stays pending, its close counted.
+
+        The hand-over still counts in ``attempts`` (``last_attempts`` says
+        so when it comes back), but not toward ``max_attempts``: closing is
+        not a failure of the message (see Entry.close_returns).
+        """
+        ledger = self.ledger
+        with ledger.lock:
+            ledger.inflight.pop(entry_id, None)
+            if ledger.closed:
+                return
+            r = ledger.load_for_update(entry_id)
+            if r is None or r[0] != rec.PENDING or rec.counted_attempts(r) <= 0:
+                return  # settled meanwhile, or never handed over: nothing to count
+            if len(r) > 9:
+                r[9] += 1
+            else:
+                r.append(1)
+            batch = ledger.batch()
+            batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+            ledger.commit(batch, [])
+
     def forget(self, entry_id: int) -> None:
         """No socket settles ``entry_id`` any more: it stays pending (until acked, or a restart)."""
         self.ledger.inflight.pop(entry_id, None)
@@ -758,7 +781,7 @@ class SocketPort:
             entry_id = rec.decode_key(key)
             if entry_id in ledger.inflight:
                 continue  # delivered in this process already and not settled
-            if max_attempts is not None and r[1] >= max_attempts:
+            if max_attempts is not None and rec.counted_attempts(r) >= max_attempts:
                 with ledger.lock:
                     ledger.check_open()
                     ledger.attempt(entry_id, max_attempts)  # goes dead, unless it changed meanwhile

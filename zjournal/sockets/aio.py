@@ -342,8 +342,11 @@ class _JournaledAsync:
             raise
         self.ack(entry_id)
 
-    def _settle_deferred(self, inbound: bool = True) -> None:
-        self._shadow_sock._settle_deferred(inbound)
+    def _settle_deferred(self) -> None:
+        self._shadow_sock._settle_deferred()
+
+    def _return_in_hand(self, clean: bool) -> None:
+        self._shadow_sock._return_in_hand(clean)
 
     def close(self, linger: int | None = None) -> None:
         if self._closed:
@@ -361,7 +364,7 @@ class _JournaledAsync:
             self._clear_io_state()
         journal = self.journal
         # Settles, then closes the handle through its owner; never waits for confirmations (the loop would stall).
-        self._shadow_sock._close(linger, handled=sys.exc_info()[1] is None)
+        self._shadow_sock._close(linger, clean=sys.exc_info()[1] is None)
         if journal is not None:
             port_of(journal).detach(self.journal_name, self)
         self._closed = True

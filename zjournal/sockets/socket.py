@@ -1696,15 +1696,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     # -- lifetime ----------------------------------------------------------
 
-    def _settle_deferred(self, inbound: bool = True) -> None:
-        """Settle what this socket was keeping to fold into a later write.
+    def _settle_deferred(self) -> None:
+        """Settle what this socket was keeping to fold into a later write (it closes, or its journal does).
 
-        ``inbound=False`` settles only what is done for certain (what ZeroMQ
-        took, prefetched messages the application asked past), not the last
-        message handed to the application: used when the journal closes under
-        an open socket (the application may still be handling that message),
-        and when the socket closes while an exception propagates (a ``with``
-        block or a ``finally`` that a failing handler left).
+        Only what is done for certain: what ZeroMQ took, and prefetched
+        messages the application asked past. Not the message in hand (see
+        :meth:`_return_in_hand`): closing is not asking for the next one.
         """
         if self._s.settle_sent:
             self._port.settle(self._s.settle_sent, self._s.slots)
@@ -1712,27 +1709,48 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if self._s.deferred:  # prefetched messages the application was done with
             self._port.log_many(self._jname, _IN, [], settle=self._s.deferred)
             self._s.deferred = []
-        if inbound and self._s.settle_next:
-            self._port.settle(self._s.settle_next, self._s.slots)
-            self._s.settle_next = 0
         if self._s.handed:  # hand-overs the slot file counted: the store counts them before it goes
             self._port.deliver_many(self._s.handed)
             self._s.handed = []
+
+    def _return_in_hand(self, clean: bool) -> None:
+        """The message in hand stays pending, for whoever wraps this name next (the socket or journal closes).
+
+        The message in hand: the last one handed over under the ``next``
+        policy, and a REP's request it has not answered. Nothing says the
+        application handled it (a worker may read a message, then see its
+        stop flag), so it is not acked, as an unacked delivery is not in
+        RabbitMQ or JetStream. ``clean`` (no exception propagates): the
+        return does not count toward ``max_attempts`` (Entry.close_returns).
+        """
+        state = self._s
+        in_hand = [state.settle_next]
+        if self._in_policy is AckPolicy.REPLY and self.type != zmq.REQ:
+            in_hand.append(state.awaiting_reply)  # (a REQ's own request is sent again by the next REQ)
+        for entry_id in in_hand:
+            if not entry_id:
+                continue
+            self._forget(entry_id)
+            try:
+                if clean:
+                    self._port.return_in_hand(entry_id)
+                else:
+                    self._port.forget(entry_id)
+            except StoreError as e:  # it stays pending all the same; only its close goes uncounted
+                log.warning("journal %s: socket %r closed: %s", self._journal.path, self._jname, e)
 
     def close(self, linger: int | None = None) -> None:
         """Close as pyzmq does, after settling what this socket settles itself.
 
         What it cannot settle (a request awaiting its reply, a message kept
-        pending, messages read ahead) stays pending and belongs to whoever
-        wraps this name next, in this process or after a restart. So does the
-        last message handed over under the ``next`` policy when the close
-        happens while an exception propagates: closing then says nothing of
-        whether that message was handled.
+        pending, messages read ahead, the message in hand) stays pending and
+        belongs to whoever wraps this name next, in this process or after a
+        restart.
         """
-        self._close(linger, handled=sys.exc_info()[1] is None, linger_for_confirms=True)
+        self._close(linger, clean=sys.exc_info()[1] is None, linger_for_confirms=True)
 
-    def _close(self, linger: int | None, handled: bool, linger_for_confirms: bool = False) -> None:
-        """close(); ``handled``: the last message handed over was handled (no exception is propagating).
+    def _close(self, linger: int | None, clean: bool, linger_for_confirms: bool = False) -> None:
+        """close(); ``clean``: no exception is propagating (see :meth:`_return_in_hand`).
 
         ``linger_for_confirms``: a confirm=True socket waits for the confirmations of
         what it sent, as long as its linger allows and ``confirm_timeout`` at most
@@ -1761,7 +1779,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             state.confirm_return.close(-1 if own is None else own)  # what was confirmed goes out first
         if journal is not None:
             if not journal.closed:
-                self._settle_deferred(inbound=handled)
+                self._settle_deferred()
+                self._return_in_hand(clean)
                 self._journal_what_is_kept()
                 if state.slots is not None:
                     port.close_slots(state.slots)  # what is still held stays pending, in the store
@@ -1810,7 +1829,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         # pyzmq closes a socket that is garbage collected; so does this, settling first.
         if not self._closed and self._journal is not None and self._s is not None:
             with contextlib.suppress(Exception):
-                self._close(None, handled=True)  # (a collection runs at any moment: what it interrupts is not ours)
+                self._close(None, clean=True)  # (a collection runs at any moment: what it interrupts is not ours)
 
     def __repr__(self) -> str:
         closed = " closed" if self._closed else ""
@@ -1829,7 +1848,7 @@ class _Forked:
     def close(self, linger: int | None = None) -> None:
         self._closed = True  # type: ignore[attr-defined]  # the parent closes the handle, not this child
 
-    def _close(self, linger: int | None, handled: bool) -> None:  # (what garbage collection calls)
+    def _close(self, linger: int | None, clean: bool) -> None:  # (what garbage collection calls)
         self.close(linger)
 
 
