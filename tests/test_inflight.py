@@ -63,8 +63,7 @@ def test_a_clean_close_leaves_no_slot_files_and_what_is_kept_stays_pending(
         assert frames == [b"kept"]
         raise RuntimeError("handling failed")
     assert pull.recv() == b"done"  # the kept one leaves its slot for the store, still pending
-    pull.ack()  # done with "done" (a close alone would leave it pending: it is in hand)
-    pull.close()
+    pull.close()  # done with "done"
     journal.close()
     assert _slot_files(journal_path) == []
     again = open_journal()
@@ -288,7 +287,6 @@ def test_a_socket_whose_slot_file_cannot_be_made_journals_in_the_store(journal, 
     push.send(b"m")
     assert pull.recv() == b"m"
     assert _in_store(journal, pull.last_id) and journal.count(state="pending") == 1
-    pull.ack()
     pull.close()
     journal.close()
     with zjournal.open(journal_path) as again:  # and the journal opens again as it is

@@ -179,9 +179,7 @@ def test_a_resend_the_receiver_journaled_before_is_dropped_and_confirmed_again_a
     sender.connect(where)
     sender.send_multipart(message(2, b"two"))
     sender.send_multipart(message(3, b"three"))
-    # two was in hand at the close: it comes back from the journal, and its resend is dropped
-    assert pull.recv_multipart() == [b"two"] and pull.last_attempts == 2
-    assert pull.recv_multipart() == [b"three"]
+    assert pull.recv_multipart() == [b"three"]  # two was handled (acked at close): its resend is dropped
     assert not pull.poll(200)
     assert [e.frames for e in receiver.entries(name="in")] == [[b"three"]]
 
@@ -802,7 +800,6 @@ def test_the_dedup_keys_of_a_slots_key_ring_outlive_a_clean_close(open_journal, 
     push.connect(where)
     push.send_multipart([wire.encode_header(ORIGIN, 3, 1, back), b"m3"])  # a resend of one journaled before
     push.send_multipart([wire.encode_header(ORIGIN, 6, 1, back), b"m6"])
-    assert pull.recv() == b"m5" and pull.last_attempts == 2  # in hand at the close: back from the journal
     assert pull.recv() == b"m6"
     assert not pull.poll(200)
     assert journal.info()["confirm"]["duplicates_dropped"] == 1

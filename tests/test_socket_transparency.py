@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import zmq
+import zmq.asyncio
 
 import zjournal
 
@@ -88,9 +89,9 @@ def test_push_pull_every_send_and_recv_variant(journal, ctx, endpoint) -> None:
 
     got = run_both(journal, ctx, endpoint, scenario)
     assert got[0] == ("bytes", b"plain") and got[1] == ("Frame", b"view")
-    # Each earlier message was acked by asking for the next; the last one was in hand when the
-    # scenario dropped its sockets (pyzmq closes a socket nobody holds): it stays pending.
-    assert [e.frames for e in journal.entries(direction="in")] == [[b"frame"]]
+    # Each earlier message was acked by asking for the next, and the last one when the scenario
+    # dropped its sockets: pyzmq closes a socket nobody holds, and closing settles it.
+    assert [e.frames for e in journal.entries(direction="in")] == []
 
 
 def test_req_rep_round_trip_and_efsm(journal, ctx, endpoint) -> None:
@@ -206,6 +207,27 @@ def test_closed_sockets_raise_pyzmqs_error(journal, ctx, endpoint) -> None:
         return out
 
     assert run_both(journal, ctx, endpoint, scenario)[1] == errno.ENOTSOCK
+
+
+def test_repr_is_pyzmqs_and_says_journaled(journal, ctx) -> None:
+    """Code that reads a socket's repr sees pyzmq's (the application's own class); a log still tells it is journaled."""
+
+    class Mine(zmq.Socket):
+        pass
+
+    actx = zmq.asyncio.Context()
+    cases = [
+        (ctx.socket(zmq.PUSH), "zmq.Socket(zmq.PUSH)"),
+        (ctx.socket(zmq.PULL, socket_class=Mine), f"{__name__}.Mine(zmq.PULL)"),
+        (actx.socket(zmq.DEALER), "zmq.asyncio.Socket(zmq.DEALER)"),
+    ]
+    for plain, shown in cases:
+        assert repr(plain).startswith(f"<{shown} at ")
+        sock = journal.wrap(plain, name="\x1b[2Jorders")
+        assert repr(sock) == f"<{shown} at {hex(id(sock))} journaled name='\\x1b[2Jorders'>"
+        sock.close()
+        assert repr(sock).endswith("journaled name='\\x1b[2Jorders' closed>")
+    actx.term()
 
 
 def test_sending_str_raises_pyzmqs_type_error(journal, ctx, endpoint) -> None:

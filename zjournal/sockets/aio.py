@@ -23,7 +23,7 @@ from zmq._future import _AsyncSocket
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.copies import copy_attributes
-from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket
+from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket, journaled_repr
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -380,8 +380,7 @@ class _JournaledAsync:
         return self._shadow_sock._s
 
     def __repr__(self) -> str:
-        closed = " closed" if self._closed else ""
-        return f"<zjournal.{type(self).__name__}(zmq.{self._type_name}) name={self.journal_name!r}{closed}>"
+        return journaled_repr(self, self.journal_name)
 
 
 class AsyncJournaledSocket(_JournaledAsync, zmq.asyncio.Socket):

@@ -96,6 +96,7 @@ class _State:
         "answering_python",
         "awaiting_reply",
         "behind",
+        "came_back",
         "confirm",
         "confirm_return",
         "deferred",
@@ -149,6 +150,7 @@ class _State:
         # Messages read and journaled that never reached the application (an asyncio recv cancelled
         # with its result set): (entry id, frames), handed over again first, as they are.
         self.returned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        self.came_back = 0  # the last of those handed over again (a clean close does not ack it)
         # ROUTER/REP: the last ids handed over by redelivery from an earlier run (their requester is gone)
         self.from_python: collections.deque[int] = collections.deque(maxlen=64)
         self.redelivery: Redelivery | None = None
@@ -850,7 +852,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
         else:
             state.last_id = entry_id  # (0: ephemeral)
             if entry_id and self._in_policy is AckPolicy.NEXT:
-                state.settle_next = entry_id
+                state.settle_next = state.came_back = entry_id
         if not state.returned:
             self._update_fast_paths()
         return frames
@@ -1701,7 +1703,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
         Only what is done for certain: what ZeroMQ took, and prefetched
         messages the application asked past. Not the message in hand (see
-        :meth:`_return_in_hand`): closing is not asking for the next one.
+        :meth:`_settle_handled` and :meth:`_return_in_hand`).
         """
         if self._s.settle_sent:
             self._port.settle(self._s.settle_sent, self._s.slots)
@@ -1713,14 +1715,30 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._port.deliver_many(self._s.handed)
             self._s.handed = []
 
-    def _return_in_hand(self, clean: bool) -> None:
-        """The message in hand stays pending, for whoever wraps this name next (the socket or journal closes).
+    def _settle_handled(self) -> None:
+        """A clean close: the last message handed over under ``next`` was handled, and is acked.
 
-        The message in hand: the last one handed over under the ``next``
-        policy, and a REP's request it has not answered. Nothing says the
-        application handled it (a worker may read a message, then see its
-        stop flag), so it is not acked, as an unacked delivery is not in
-        RabbitMQ or JetStream. ``clean`` (no exception propagates): the
+        As Kafka's consumer commits what it polled when it closes: a close
+        with no exception propagating ends the work on the message in hand
+        (and a service's clean restart repeats nothing). Except a message
+        that came back after a hand-over that never reached the application
+        (an asyncio recv cancelled with its result set): having failed to
+        arrive once, it is acked only on positive evidence, the next recv or
+        an ack, and otherwise stays pending (see :meth:`_return_in_hand`).
+        """
+        state = self._s
+        if state.settle_next and state.settle_next != state.came_back:
+            self._port.settle(state.settle_next, state.slots)
+            state.settle_next = 0
+
+    def _return_in_hand(self, clean: bool) -> None:
+        """What the application holds unsettled stays pending, for whoever wraps this name next.
+
+        That is: a REP's request it has not answered; the last message handed
+        over under ``next`` when the socket closes while an exception
+        propagates, when it came back once already (see :meth:`_settle_handled`),
+        or when the journal closes under the open socket (the application
+        may still be handling it). ``clean`` (no exception propagates): the
         return does not count toward ``max_attempts`` (Entry.close_returns).
         """
         state = self._s
@@ -1742,10 +1760,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def close(self, linger: int | None = None) -> None:
         """Close as pyzmq does, after settling what this socket settles itself.
 
-        What it cannot settle (a request awaiting its reply, a message kept
-        pending, messages read ahead, the message in hand) stays pending and
-        belongs to whoever wraps this name next, in this process or after a
-        restart.
+        A clean close (no exception propagating) acks the last message handed
+        over under ``next``, as asking for the next one would. What it cannot
+        settle (a request awaiting its reply, a message kept pending, messages
+        read ahead, the message in hand while an exception propagates) stays
+        pending and belongs to whoever wraps this name next, in this process or
+        after a restart.
         """
         self._close(linger, clean=sys.exc_info()[1] is None, linger_for_confirms=True)
 
@@ -1780,6 +1800,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if journal is not None:
             if not journal.closed:
                 self._settle_deferred()
+                if clean:
+                    self._settle_handled()
                 self._return_in_hand(clean)
                 self._journal_what_is_kept()
                 if state.slots is not None:
@@ -1832,8 +1854,19 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 self._close(None, clean=True)  # (a collection runs at any moment: what it interrupts is not ours)
 
     def __repr__(self) -> str:
-        closed = " closed" if self._closed else ""
-        return f"<zjournal.JournaledSocket(zmq.{self._type_name}) name={self._jname!r}{closed}>"
+        return journaled_repr(self, self._jname)
+
+
+def journaled_repr(sock: Any, journal_name: str) -> str:
+    """pyzmq's repr of the application's own socket class, saying that it is journaled and under which name.
+
+    Code (and tests) that read a socket's repr see what pyzmq shows them;
+    a log still tells a journaled socket from a plain one.
+    """
+    app_class = next(c for c in type(sock).__mro__ if c.__module__.partition(".")[0] != "zjournal")
+    shown = app_class.__dict__.get("_repr_cls") or f"{app_class.__module__}.{app_class.__name__}"
+    closed = " closed" if sock._closed else ""
+    return f"<{shown}(zmq.{sock._type_name}) at {hex(id(sock))} journaled name={journal_name!r}{closed}>"
 
 
 class _Forked:
