@@ -12,9 +12,8 @@ plugin: it opens one journal per test process and makes
 ``zmq.Context.socket`` return ``journal.wrap(...)`` of every socket pyzmq's
 tests create, sync, asyncio and tornado alike. Prints both runs' closing
 lines and keeps both logs; the journaled run should pass exactly as the plain
-one does, apart from ``test_socket.py::test_repr`` (the repr names zjournal's
-class, as pyzmq's own subclasses do). Not run in CI: it needs the network and
-several minutes.
+one does (a journaled socket's repr is pyzmq's, so even ``test_repr`` passes).
+Not run in CI: it needs the network and several minutes.
 """
 
 from __future__ import annotations
