@@ -54,10 +54,11 @@ class Entry:
     delimiter), available apart as :attr:`envelope` and :attr:`body`.
 
     ``attempts`` counts hand-overs to the application; ``close_returns`` how
-    many of them ended with the socket closed cleanly before the message was
-    settled (it came back, as an unacked delivery does in RabbitMQ or
-    JetStream). ``max_attempts`` counts only the others: a clean restart is
-    not a failure of the message.
+    many of them ended with a clean close that left the message pending (a
+    REP's unanswered request, a message back from a cancelled asyncio recv, a
+    journal closed under its sockets: it came back, as an unacked delivery
+    does in RabbitMQ or JetStream). ``max_attempts`` counts only the others:
+    a clean restart is not a failure of the message.
     """
 
     id: int
