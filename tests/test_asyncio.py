@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import zmq
@@ -108,29 +109,30 @@ def _pipe(journal, actx, endpoint, name="in"):
     return push, pull
 
 
+async def _recv_cancelled_as_it_arrives(push, receive, sent: bytes) -> None:
+    """``receive()`` under a 0.2 s timeout; ``sent`` arrives while the loop is busy past it: both due at once."""
+
+    async def consumer():
+        async with asyncio.timeout(0.2):
+            return await receive()
+
+    task = asyncio.create_task(consumer())
+    await asyncio.sleep(0)  # the task runs up to its awaited recv
+    push.send(sent)
+    time.sleep(0.3)  # the loop is busy: the timeout falls due while the message arrives
+    with pytest.raises(TimeoutError):
+        await task
+
+
 @pytest.mark.parametrize("method", ["recv", "recv_multipart", "recv_string", "recv_json", "recv_pyobj"])
 def test_a_recv_cancelled_as_its_message_arrives_hands_that_message_over_next(journal, actx, endpoint, method) -> None:
     """The timeout falls due in the same loop turn as the message arrives: the result is never seen."""
-    import time
-
     payloads = {"recv_json": b'{"n": 1}', "recv_pyobj": __import__("pickle").dumps({"n": 1})}
     sent = payloads.get(method, b"order-1")
 
     async def main() -> None:
         push, pull = _pipe(journal, actx, endpoint)
-
-        async def consumer():
-            try:
-                async with asyncio.timeout(0.2):
-                    return await getattr(pull, method)()
-            except TimeoutError:
-                return "timed out"
-
-        task = asyncio.create_task(consumer())
-        await asyncio.sleep(0.05)
-        push.send(sent)
-        time.sleep(0.3)  # the loop is busy: the timeout falls due while the message arrives
-        assert await task == "timed out"
+        await _recv_cancelled_as_it_arrives(push, getattr(pull, method), sent)
         push.send(b"order-2")
         assert await pull.recv_multipart() == [sent]  # handed over now, as it is
         assert await pull.recv_multipart() == [b"order-2"]
@@ -143,21 +145,10 @@ def test_a_recv_cancelled_as_its_message_arrives_hands_that_message_over_next(jo
 
 def test_a_message_that_came_back_after_a_cancelled_recv_is_not_acked_by_a_clean_close(journal, actx, endpoint) -> None:
     """Having failed to reach the application once, it is acked by the next recv or an ack, not a close."""
-    import time
 
     async def main() -> None:
         push, pull = _pipe(journal, actx, endpoint)
-
-        async def consumer():
-            async with asyncio.timeout(0.2):
-                return await pull.recv()
-
-        task = asyncio.create_task(consumer())
-        await asyncio.sleep(0.05)
-        push.send(b"order-1")
-        time.sleep(0.3)  # the loop is busy: the timeout falls due while the message arrives
-        with pytest.raises(TimeoutError):
-            await task
+        await _recv_cancelled_as_it_arrives(push, pull.recv, b"order-1")
         assert await asyncio.wait_for(pull.recv(), 2) == b"order-1"  # handed over now
         pull.close()  # no next recv, no ack: it stays pending
         again = journal.wrap(actx.socket(zmq.PULL), name="in")
@@ -173,7 +164,6 @@ def test_a_message_that_came_back_after_a_cancelled_recv_is_not_acked_by_a_clean
 def test_a_consumer_with_a_short_timeout_loses_nothing(journal, actx, endpoint) -> None:
     import random
     import threading
-    import time
 
     n = 400
     got: list[bytes] = []
