@@ -30,6 +30,14 @@ def _pending_out(journal: zjournal.Journal) -> int:
     return journal.count(name="out", state="pending", direction="out")
 
 
+def _as_sent(frames: list[bytes], at: int = 0) -> tuple[wire.Header, list[bytes]]:
+    """What a plain peer read from a confirm sender: the header, and the frames without it (either wire form)."""
+    frames = list(frames)
+    header = wire.take_header(frames, at)
+    assert header is not None, frames
+    return header, frames
+
+
 def test_frames_arrive_exactly_as_sent_and_every_entry_is_confirmed(open_journal, tmp_path, ctx, endpoint) -> None:
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))
@@ -59,6 +67,41 @@ def test_frames_arrive_exactly_as_sent_and_every_entry_is_confirmed(open_journal
     assert [e.frames for e in receiver.entries(name="in")] == [[b"p", b"q"]]
 
 
+@pytest.mark.parametrize("options", [{}, {"ack": "explicit"}, {"prefetch": 8}], ids=["next", "explicit", "prefetch"])
+def test_one_frame_messages_sent_merged_arrive_as_sent_by_every_way_of_receiving(
+    open_journal, tmp_path, ctx, endpoint, options
+) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in", **options)
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    large = b"L" * (wire.MERGE_LIMIT + 1)  # (sent as a header frame and the message)
+    sent = [b"one", b"", b"ZJC2 but the application's", large, b"five", b"six", b"seven"]
+    for body in sent:
+        push.send(body)
+    assert pull.poll(5000)
+    got = [
+        pull.recv(),
+        pull.recv(copy=False).bytes,
+        pull.recv_multipart()[0],
+        pull.recv_multipart(copy=False)[0].bytes,
+    ]
+    buf = bytearray(8)
+    got.append(bytes(buf[: pull.recv_into(buf)]))
+    got += [pull.recv(), pull.recv()]
+    assert got == [*sent[:4], b"five", b"six", b"seven"]
+    assert not pull.get(zmq.RCVMORE)
+    if options.get("ack") == "explicit":
+        for entry in receiver.entries(name="in", state="pending"):
+            receiver.ack(entry.id)
+    _wait(lambda: _pending_out(sender) == 0, "every confirmation")
+    journaled = [e.frames for e in receiver.entries(name="in")]
+    assert all(frames[0] in sent for frames in journaled)  # what is kept is the message, never its header
+
+
 def test_recv_into_gets_the_frames_as_sent_without_the_header(open_journal, tmp_path, ctx, endpoint) -> None:
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))
@@ -85,11 +128,10 @@ def test_an_unconfirmed_entry_is_sent_again_until_confirmed_even_by_an_idle_send
     push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
     push.connect(where)
     push.send(b"order-1")
-    first = peer.recv_multipart()
-    again = peer.recv_multipart()  # the application sent nothing more: the resend comes by itself
-    assert first[1:] == again[1:] == [b"order-1"]
-    header = wire.parse_header(first[0])
-    assert header is not None and wire.parse_header(again[0]).seq == header.seq == push.last_id
+    header, first = _as_sent(peer.recv_multipart())
+    header_again, again = _as_sent(peer.recv_multipart())  # the application sent nothing more: the resend comes
+    assert first == again == [b"order-1"]
+    assert header_again.seq == header.seq == push.last_id
     _wait(lambda: journal.get(header.seq).attempts >= 2, "the resend counted")  # attempts count the sends
     assert _pending_out(journal) == 1
     back = ctx.socket(zmq.PUSH)
@@ -108,7 +150,7 @@ def test_a_confirm_for_another_origin_or_a_malformed_one_acks_nothing(journal, c
     push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
     push.connect(where)
     push.send(b"m")
-    header = wire.parse_header(peer.recv_multipart()[0])
+    header, _ = _as_sent(peer.recv_multipart())
     back = ctx.socket(zmq.PUSH)
     back.connect(header.endpoint)
     back.send_multipart(wire.encode_confirms(b"\x01" * 16, [header.seq]))  # not this socket's origin
@@ -136,9 +178,9 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
     push.connect(where)
     push.send(b"new")
     after = [peer.recv_multipart() for _ in range(4)]
-    assert [m[1:] for m in after] == [[b"old-0"], [b"old-1"], [b"old-2"], [b"new"]]
-    old_headers = [wire.parse_header(m[0]) for m in before]
-    new_headers = [wire.parse_header(m[0]) for m in after[:3]]
+    assert [_as_sent(m)[1] for m in after] == [[b"old-0"], [b"old-1"], [b"old-2"], [b"new"]]
+    old_headers = [_as_sent(m)[0] for m in before]
+    new_headers = [_as_sent(m)[0] for m in after[:3]]
     assert [h.seq for h in new_headers] == [h.seq for h in old_headers]  # the same messages, by number
     assert {h.origin for h in new_headers} == {old_headers[0].origin}  # the same origin across restarts
 
@@ -288,7 +330,7 @@ def test_a_prefetching_receiver_takes_the_header_off_and_drops_resends(journal, 
     assert (confirm["senders"], confirm["dedup_keys"], confirm["duplicates_dropped"]) == (1, 3, 1)
 
 
-def test_a_plain_receiver_sees_the_header_frame_and_the_sender_keeps_its_entry(open_journal, tmp_path, ctx, endpoint):
+def test_a_plain_receiver_sees_the_header_and_the_sender_keeps_its_entries(open_journal, tmp_path, ctx, endpoint):
     sender = open_journal(str(tmp_path / "a"))
     push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)
     plain = ctx.socket(zmq.PULL)  # not journaled: it cannot confirm
@@ -296,10 +338,14 @@ def test_a_plain_receiver_sees_the_header_frame_and_the_sender_keeps_its_entry(o
     plain.bind(where)
     push.connect(where)
     push.send(b"order")
-    frames = plain.recv_multipart()
-    assert frames[0].startswith(b"ZJC1") and frames[1:] == [b"order"]  # as the README says
-    assert plain.recv_multipart()[1:] == [b"order"]  # never confirmed: sent again
-    assert _pending_out(sender) == 1
+    push.send_multipart([b"two", b"frames"])
+    (merged,) = plain.recv_multipart()  # as the README says: one frame, the header in front
+    assert merged.startswith(b"ZJC2") and merged.endswith(b"order")
+    header_frame, *rest = plain.recv_multipart()  # ... or an extra first frame
+    assert header_frame.startswith(b"ZJC1") and rest == [b"two", b"frames"]
+    again = [_as_sent(plain.recv_multipart())[1] for _ in range(2)]  # never confirmed: sent again
+    assert sorted(again) == [[b"order"], [b"two", b"frames"]]
+    assert _pending_out(sender) == 2
 
 
 class _TwoEnds(NamedTuple):
@@ -478,7 +524,7 @@ def test_a_sender_whose_receiver_confirmed_once_says_nothing(open_journal, tmp_p
     plain.bind(where)
     push.send(b"second")
     for _ in range(4):  # sent, then sent again every 0.1 s: past 0.2 s since the socket began
-        assert plain.recv_multipart()[1:] == [b"second"]
+        assert _as_sent(plain.recv_multipart())[1] == [b"second"]
     assert not [r for r in caplog.records if "nothing it sent was confirmed" in r.getMessage()]
     push.close(linger=0)
     plain.close(linger=0)
@@ -546,6 +592,10 @@ def test_dealer_to_router_and_back_both_confirmed_frames_as_sent(open_journal, t
     assert router.recv() == identity  # frame by frame too
     assert router.get(zmq.RCVMORE) and router.recv() == b"frame"
     assert router.recv() == b"by frame" and not router.get(zmq.RCVMORE)
+    dealer.send(b"merged")  # (one frame: its header in front)
+    dealer.send_multipart([b"", b"two"])  # (a header frame after the routing id)
+    assert [p.bytes for p in router.recv_multipart(copy=False)] == [identity, b"merged"]
+    assert [p.bytes for p in router.recv_multipart(copy=False)] == [identity, b"", b"two"]
     _wait(lambda: client_journal.count(name="client", state="pending", direction="out") == 0, "the client's confirms")
     _wait(lambda: server_journal.count(name="server", state="pending", direction="out") == 0, "the server's confirms")
     kept = [e for e in server_journal.entries(name="server", direction="in")]
@@ -592,7 +642,7 @@ def test_a_dealer_waiting_for_replies_resends_what_nobody_confirmed(journal, ctx
     got = 0
     while peer.poll(0):
         frames = peer.recv_multipart()
-        assert frames[2:] == [b"request"] and wire.parse_header(frames[1]) is not None
+        assert _as_sent(frames, at=1)[1] == [frames[0], b"request"]
         got += 1
     assert got >= 3  # sent once, resent while the application waited
     assert journal.get(dealer.last_id).attempts >= 3

@@ -35,11 +35,62 @@ def test_a_header_comes_back_as_it_was_made(seq: int, data, endpoint: str) -> No
         wire.encode_header(ORIGIN, 5, 1, b"tcp://" + b"h" * 300),  # too long
         wire.encode_header(ORIGIN, 0, 0, b"tcp://127.0.0.1:1"),  # sequence 0 is no entry
         wire.encode_header(ORIGIN, 5, 6, b"tcp://127.0.0.1:1"),  # a floor above the message
-        b"ZJC2" + wire.encode_header(ORIGIN, 5, 1, b"tcp://127.0.0.1:1")[4:],  # another version
+        b"ZJC2" + wire.encode_header(ORIGIN, 5, 1, b"tcp://127.0.0.1:1")[4:],  # the merged form's magic
     ],
 )
 def test_a_frame_that_is_not_a_well_formed_header_is_the_applications(frame: bytes) -> None:
     assert wire.parse_header(frame) is None
+
+
+@given(
+    seq=st.integers(min_value=1, max_value=2**64 - 1),
+    data=st.data(),
+    body=st.binary(max_size=64),
+    endpoint=st.sampled_from(["tcp://127.0.0.1:5555", "ipc:///tmp/zj-confirm", "inproc://zj-1"]),
+)
+def test_a_merged_frame_gives_back_its_header_and_the_applications_frame(seq: int, data, body, endpoint) -> None:
+    floor = data.draw(st.integers(min_value=0, max_value=seq))
+    frames = [wire.encode_merged(ORIGIN, seq, floor, endpoint.encode(), body)]
+    assert wire.take_header(frames) == wire.Header(ORIGIN, seq, floor, endpoint)
+    assert frames == [body]
+
+
+def test_take_header_takes_either_form_off_and_leaves_anything_else_alone() -> None:
+    header = wire.Header(ORIGIN, 5, 1, "tcp://127.0.0.1:1")
+    frames = [b"id", wire.encode_header(ORIGIN, 5, 1, b"tcp://127.0.0.1:1"), b"a", b"b"]
+    assert wire.take_header(frames, 1) == header and frames == [b"id", b"a", b"b"]
+    frames = [b"id", wire.encode_merged(ORIGIN, 5, 1, b"tcp://127.0.0.1:1", b"a")]
+    assert wire.take_header(frames, 1) == header and frames == [b"id", b"a"]
+    for frames in (
+        [wire.encode_header(ORIGIN, 5, 1, b"tcp://127.0.0.1:1")],  # a header frame with nothing after it
+        [wire.encode_merged(ORIGIN, 5, 1, b"tcp://127.0.0.1:1", b"a"), b"b"],  # a merged frame is a whole message
+        [b"plain", b"frames"],
+        [],
+    ):
+        before = list(frames)
+        assert wire.take_header(frames) is None and frames == before
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"ZJC2",
+        b"ZJC2" + b"x" * 30,  # too short for the fixed part
+        wire.encode_merged(ORIGIN, 5, 1, b"", b"body"),  # no endpoint
+        wire.encode_merged(ORIGIN, 5, 1, b"tcp://127.0.0.1:1", b"")[:-3],  # shorter than its endpoint says
+        wire.encode_merged(ORIGIN, 5, 1, b"http://example:80", b"body"),
+        wire.encode_merged(ORIGIN, 5, 1, b"tcp://\x1b[31mred", b"body"),
+        wire.encode_merged(ORIGIN, 5, 1, b"tcp://\xff\xfe", b"body"),
+        wire.encode_merged(ORIGIN, 5, 1, b"tcp://" + b"h" * 300, b"body"),
+        wire.encode_merged(ORIGIN, 0, 0, b"tcp://127.0.0.1:1", b"body"),
+        wire.encode_merged(ORIGIN, 5, 6, b"tcp://127.0.0.1:1", b"body"),
+        b"ZJC1" + wire.encode_merged(ORIGIN, 5, 1, b"tcp://127.0.0.1:1", b"body")[4:],  # the other form's magic
+    ],
+)
+def test_a_frame_that_is_not_a_well_formed_merged_one_is_the_applications(frame: bytes) -> None:
+    assert wire.parse_merged(frame) is None
+    frames = [frame]
+    assert wire.take_header(frames) is None and frames == [frame]
 
 
 @given(st.lists(st.integers(min_value=1, max_value=2**64 - 1), min_size=1, max_size=300))

@@ -4,8 +4,9 @@ Run:  python tools/bench [--json bench-results.json] [--repeat 3] [--only pushpu
 
 Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstring):
 
-* ``hotpath``: what one send / recv call costs, raw and journaled, in one
-  process (the figure to measure before and after a change to the per-message code);
+* ``hotpath``: what one send / recv call costs, raw, journaled and with
+  ``confirm=True``, in one process (the figure to measure before and after a
+  change to the per-message code);
 * ``pushpull``: PUSH->PULL throughput, 100-byte and 4 KiB messages, raw pyzmq
   and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode,
   and ``process+confirm`` (the sender with ``confirm=True``: end-to-end confirms);

@@ -682,10 +682,11 @@ def _as_bytes(frames: list[Any]) -> list[bytes]:
 
 def _without_header(frames: list[bytes]) -> tuple[confirm_wire.Header | None, list[bytes]]:
     """A confirm=True client's header (after its routing id) and the request without it."""
-    if len(frames) > 2 and type(frames[1]) is bytes and frames[1].startswith(confirm_wire.HEADER_MAGIC):
-        header = confirm_wire.parse_header(frames[1])
+    if len(frames) > 1 and type(frames[1]) is bytes and frames[1].startswith(confirm_wire.PREFIX):
+        rest = list(frames)
+        header = confirm_wire.take_header(rest, 1)
         if header is not None:
-            return header, [frames[0], *frames[2:]]
+            return header, rest
     return None, frames
 
 

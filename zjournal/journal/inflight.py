@@ -224,6 +224,21 @@ class SlotFile:
         _pack_key(self._mm, _KEYS_START + index * KEY_SLOT, crc, origin, seq)
         self.keys_unstored.append((origin, seq))
 
+    def hold_keyed(self, entry_id: int, data: bytes, created: float, origin: bytes, seq: int) -> None:
+        """``Slot.write`` of one frame into the inbound slot, then :meth:`note_key`, in one call (the confirm path)."""
+        slot = self.inbound
+        mm, start, size = self._mm, slot._start, len(data)
+        mm[start : start + size] = data  # the message first, the header last
+        _pack_header(mm, slot._base, _checksum(data, (entry_id << 9) & _MASK), size, entry_id, created, 0, _SINGLE)
+        slot.entry_id = entry_id
+        slot.frames = [data]
+        slot.created = created
+        slot.envelope_size = 0
+        index = self._key_index
+        self._key_index = (index + 1) % KEYS
+        _pack_key(mm, _KEYS_START + index * KEY_SLOT, _checksum(_pack_key_body(origin, seq), index + 1), origin, seq)
+        self.keys_unstored.append((origin, seq))
+
     def held(self) -> list[Slot]:
         """The slots holding an entry."""
         return [slot for slot in (self.inbound, self.outbound) if slot.entry_id]

@@ -140,6 +140,51 @@ class SocketPort:
             ledger.barrier(entry_id)
         return entry_id
 
+    def log_keyed(self, slots: SlotFile, data: bytes, settle: int, origin: bytes, seq: int, floor: int) -> int:
+        """:meth:`log_held` of a confirm sender's one-frame message into ``slots``' inbound slot, key and all.
+
+        The receiving hot path of ``confirm=True``: the commonest message (one
+        small frame, its sequence above every one kept for its origin, the slot
+        free or holding ``settle``) in one call, the message and its dedup key
+        in one write to the slot file. Anything else takes :meth:`log_held`.
+        0 when this journal holds the message already (a resend).
+        """
+        ledger = self.ledger
+        slot = slots.inbound
+        held = slot.entry_id
+        if len(data) > ledger.unchecked_size or (held and held != settle) or ledger.observers:
+            return self.log_held(slot, [data], settle, 0, slots, (origin, seq, floor))
+        created = _now()
+        lock = ledger.lock
+        lock.acquire()
+        try:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            keys = ledger.seen.in_order_keys(origin, seq)
+            if keys is None and ledger.seen.seen(origin, seq):
+                return self._drop_resend(slots, settle)
+            if len(slots.keys_unstored) >= _KEYS:
+                self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
+            entry_id = ledger.next_id
+            if entry_id >= ledger.reserved:
+                ledger.reserve_ids()
+            if not held:  # (else the overwrite below is the ack of what the slot held: the count stays put)
+                if settle and not ledger.settle_held(settle):
+                    self._settle_stored(settle)
+                ledger.counts.add(slot.counter_key, 1)
+            ledger.next_id = entry_id + 1
+            slots.hold_keyed(entry_id, data, created, origin, seq)  # the key after the entry, in the ring
+            ledger.slot_ring[entry_id & _RING_MASK] = slot
+            if keys is not None:
+                keys.append(seq)  # in order: what remember does, without a second lookup
+            else:
+                ledger.seen.remember(origin, seq)
+        finally:
+            lock.release()
+        if ledger.barrier is not None:
+            ledger.barrier(entry_id)
+        return entry_id
+
     def _drop_resend(self, slots: SlotFile, settle: int) -> int:
         """A resend this journal holds already: counted as dropped, ``settle`` settled, in one write (lock held)."""
         ledger = self.ledger

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
+import operator
 import struct
 from typing import Any
 
@@ -42,6 +44,7 @@ _KEY = b"seen:"
 _FLOOR = b"seen-floor:"
 _DROPPED = b"seen-dropped"  # how many resends were dropped as duplicates, ever
 _SEQ = struct.Struct(">Q")
+_origin_of = operator.itemgetter(0)
 
 
 def key(origin: bytes, seq: int) -> bytes:
@@ -186,8 +189,12 @@ class SeenIndex:
     def store_records(self, batch: Any, keys: list[tuple[bytes, int]]) -> Any:
         """Put records for keys already remembered (a key ring's, moved to the store) in ``batch``."""
         by_origin: dict[bytes, list[int]] = {}
-        for origin, seq in keys:
-            by_origin.setdefault(origin, []).append(seq)
+        for origin, run in itertools.groupby(keys, _origin_of):  # (a ring's keys are mostly one origin's)
+            seqs = by_origin.get(origin)
+            if seqs is None:
+                by_origin[origin] = [seq for _, seq in run]
+            else:
+                seqs += [seq for _, seq in run]
         records = []
         for origin, seqs in by_origin.items():
             batch.put("meta", key(origin, seqs[0]), b"" if len(seqs) == 1 else struct.pack(f">{len(seqs)}Q", *seqs))

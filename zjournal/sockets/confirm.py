@@ -48,6 +48,9 @@ _send = zmq.backend.Socket.send  # libzmq's send, without pyzmq's Python layer
 _monotonic = time.monotonic
 _HEADER_MAGIC = wire.HEADER_MAGIC
 _pack_header = wire.pack_fixed  # the header frame but its endpoint (wire.encode_header, inlined)
+_MERGED_MAGIC = wire.MERGED_MAGIC
+_MERGE_LIMIT = wire.MERGE_LIMIT
+_pack_merged = wire.pack_merged  # a merged frame's fixed part (wire.encode_merged, inlined)
 _TICK = 0.005  # seconds between looks at confirmations and resends
 _SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
 _TAKE_EVERY_MASK = 63  # while the application sends, every 64th send takes them in
@@ -153,6 +156,7 @@ class ConfirmSender:
         self._intake.bind(bind_to or "tcp://127.0.0.1:*")
         self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
         self._endpoint = self.endpoint.encode()
+        self._endpoint_size = len(self._endpoint)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"zjournal-confirm-{name}", daemon=True)
         self._thread.start()
@@ -179,18 +183,53 @@ class ConfirmSender:
                 return move()
         return self._journal_and_send(frames, flags & _NOBLOCK, move)
 
-    def send_bytes(self, data: bytes) -> None:
-        """``send(data)`` of one bytes frame, blocking (the common case: JournaledSocket.send)."""
-        self._journal_and_send([data], 0, None)
+    def send_bytes(self, sock: zmq.Socket, data: bytes) -> None:
+        """``sock.send(data)`` of one bytes frame, blocking: the common case (JournaledSocket.send).
+
+        What :meth:`_journal_and_send` does, its branches decided: the
+        message in the outbox, then one frame, its header in front (merged:
+        confirm_wire). This is the sending hot path of ``confirm=True``.
+        """
+        box = self._box
+        if box is None or len(data) > _MERGE_LIMIT:
+            self._journal_and_send([data], 0, None)
+            return
+        now = self._last_send = _monotonic()
+        sends = self._sends = self._sends + 1
+        if not sends & _TAKE_EVERY_MASK or self._confirmed or not self.resends_in_thread:
+            self._between_sends(now, sends)
+        port = self._port
+        entry_id = port.log_out(box, [data])
+        floor = self._floor
+        if not floor or not sends & _FLOOR_EVERY_MASK:
+            floor = self._floor = self.floor(entry_id)
+        frame = _pack_merged(_MERGED_MAGIC, self.origin, entry_id, floor, self._endpoint_size) + self._endpoint + data
+        lock = self.lock
+        lock.acquire()  # (not `with`: cheaper, and this runs once per message)
+        try:
+            if self._backlog:
+                self._send_backlog(0)
+            _send(sock, frame, 0)
+        except BaseException:
+            port.unlog(entry_id)
+            raise
+        finally:
+            lock.release()
+        self._sent.append((entry_id, now))
+        self.last_sent = entry_id
+
+    def _between_sends(self, now: float, sends: int) -> None:
+        """Every few sends: take in and settle confirmations; resend what is due (when the thread does not)."""
+        if not sends & _TAKE_EVERY_MASK or self._confirmed:
+            self._take_confirms_now()
+        if not self.resends_in_thread and now - self._resend_checked >= _TICK:
+            self.resend_due_here(now)
 
     def _journal_and_send(self, frames: list[bytes], noblock: int, move: Callable[[], Any] | None) -> Any:
         """Journal ``frames`` in the outbox, send them behind their header (``move``: the caller's send of them)."""
         now = self._last_send = _monotonic()
         sends = self._sends = self._sends + 1
-        if not sends & _TAKE_EVERY_MASK or self._confirmed:
-            self._take_confirms_now()
-        if not self.resends_in_thread and now - self._resend_checked >= _TICK:
-            self.resend_due_here(now)
+        self._between_sends(now, sends)
         port = self._port
         box = self._box
         if box is not None:
@@ -388,11 +427,14 @@ class ConfirmSender:
             with self._mutex:
                 self._unconfirmed.pop(entry_id, None)
             return
-        header = wire.encode_header(self.origin, entry_id, self.floor(entry_id), self._endpoint)
         sock = self._sock()
         if sock is None or sock.closed:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
-        self._send_frames(sock, entry.frames, header, flags)
+        frames, floor = entry.frames, self.floor(entry_id)
+        if len(frames) == 1 and len(frames[0]) <= _MERGE_LIMIT and not self._router:
+            zmq.Socket.send(sock, wire.encode_merged(self.origin, entry_id, floor, self._endpoint, frames[0]), flags)
+        else:
+            self._send_frames(sock, frames, wire.encode_header(self.origin, entry_id, floor, self._endpoint), flags)
         self.resent = True
         if self._warn_if_unconfirmed and time.monotonic() - self._started >= 2 * self._timeout:
             self._warn_if_unconfirmed = False  # (said once)
@@ -490,8 +532,12 @@ class ConfirmReturn:
         self._queue: collections.deque[tuple[str, bytes, list[int]]] = collections.deque()
         self._queued = 0
         # Confirmations for the next flush() (see hold): appended by the socket's thread, taken by
-        # whichever thread flushes (a deque's append and popleft need no lock between them).
-        self.held: collections.deque[tuple[str, bytes, int]] = collections.deque()
+        # whichever thread flushes (a deque's append and popleft need no lock between them). An item
+        # is a sequence of the same sender as the item before, or (endpoint, origin, seq) where the
+        # sender changes: most messages come from the sender of the one before.
+        self.held: collections.deque[int | tuple[str, bytes, int]] = collections.deque()
+        self._held_sender: tuple[str, bytes] = ("", b"")  # the sender of the last item held (socket's thread)
+        self._taken_sender: tuple[str, bytes] = ("", b"")  # ... of the last item taken (_sending held)
         self._sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
         self._sending = threading.Lock()  # the confirm sockets, between the socket's thread and the flusher
         self._flusher: threading.Thread | None = None
@@ -519,7 +565,12 @@ class ConfirmReturn:
             self.confirm_many(endpoint, origin, [seq])
             return
         held = self.held
-        held.append((endpoint, origin, seq))
+        sender = self._held_sender
+        if origin == sender[1] and endpoint == sender[0]:
+            held.append(seq)
+        else:
+            self._held_sender = (endpoint, origin)
+            held.append((endpoint, origin, seq))
         if not self._armed:
             self._arm_flusher()
         elif len(held) >= _RETURN_BATCH:
@@ -608,14 +659,23 @@ class ConfirmReturn:
         """One confirm message per sender for everything held (``_sending`` held)."""
         held, take = self.held, self.held.popleft
         by_sender: dict[tuple[str, bytes], list[int]] = {}
+        sender = self._taken_sender
+        seqs = by_sender[sender] = []
         for _ in range(len(held)):  # (what is appended meanwhile waits for the next flush)
-            endpoint, origin, seq = take()
-            seqs = by_sender.get((endpoint, origin))
+            item = take()
+            if item.__class__ is int:
+                seqs.append(item)
+                continue
+            endpoint, origin, seq = item
+            sender = (endpoint, origin)
+            seqs = by_sender.get(sender)
             if seqs is None:
-                by_sender[endpoint, origin] = [seq]
-            else:
-                seqs.append(seq)
+                seqs = by_sender[sender] = []
+            seqs.append(seq)
+        self._taken_sender = sender
         for (endpoint, origin), seqs in by_sender.items():
+            if not seqs:
+                continue
             self._send(endpoint, origin, seqs)
 
     def _flush_idle(self) -> None:

@@ -17,7 +17,13 @@ two frames::
 
     b"ZJK1" | origin (16 bytes)        sequences (u64 each, big-endian, concatenated)
 
-A frame that starts with the magic but is not a well-formed header (another
+A message of one frame of at most :data:`MERGE_LIMIT` bytes goes as one
+frame instead, the header in front (*merged*): a frame fewer to send and to
+receive, which is most of what confirms cost per message::
+
+    b"ZJC2" | origin | sequence | floor | endpoint length (u16) | endpoint | the application's frame
+
+A frame that starts with a magic but is not a well-formed header (another
 length, an endpoint that is not an address) is not a header: the message is
 handed over exactly as it came. All integers are big-endian.
 """
@@ -28,6 +34,9 @@ import struct
 from typing import NamedTuple
 
 HEADER_MAGIC = b"ZJC1"
+MERGED_MAGIC = b"ZJC2"
+PREFIX = b"ZJC"  # what both forms start with: one look on the receiving hot path
+MERGE_LIMIT = 16 * 1024  # one-frame messages up to this size go merged (larger: copying costs more than a frame)
 CONFIRM_MAGIC = b"ZJK1"
 ORIGIN_SIZE = 16
 MAX_ENDPOINT_BYTES = 256  # longer "endpoints" are not headers
@@ -60,16 +69,11 @@ def parse_header(frame: bytes) -> Header | None:
     # (Once per message received: module constants, and the endpoint checked once per sender.)
     endpoint = _endpoints.get(frame[_FIXED_SIZE:])  # a sender names the same endpoint in every message
     if endpoint is None:
-        if not _FIXED_SIZE < len(frame) <= _FIXED_SIZE + MAX_ENDPOINT_BYTES:
+        if len(frame) <= _FIXED_SIZE:
             return None
-        try:
-            endpoint = frame[_FIXED_SIZE:].decode()
-        except UnicodeDecodeError:
+        endpoint = _checked_endpoint(frame[_FIXED_SIZE:])
+        if endpoint is None:
             return None
-        if not is_address(endpoint):
-            return None
-        if len(_endpoints) < _MAX_KNOWN_ENDPOINTS:
-            _endpoints[frame[_FIXED_SIZE:]] = endpoint
     elif len(frame) <= _FIXED_SIZE:
         return None
     magic, origin, seq, floor = _unpack_fixed(frame)
@@ -78,10 +82,77 @@ def parse_header(frame: bytes) -> Header | None:
     return _new_tuple(Header, (origin, seq, floor, endpoint))
 
 
+def _checked_endpoint(raw: bytes) -> str | None:
+    """``raw`` as an endpoint a receiver may connect to (remembered), or None."""
+    if not 0 < len(raw) <= MAX_ENDPOINT_BYTES:
+        return None
+    try:
+        endpoint = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    if not is_address(endpoint):
+        return None
+    if len(_endpoints) < _MAX_KNOWN_ENDPOINTS:
+        _endpoints[raw] = endpoint
+    return endpoint
+
+
+def encode_merged(origin: bytes, seq: int, floor: int, endpoint: bytes, data: bytes) -> bytes:
+    """A one-frame message with its header in front (``endpoint`` already UTF-8)."""
+    return _MERGED.pack(MERGED_MAGIC, origin, seq, floor, len(endpoint)) + endpoint + data
+
+
+def parse_merged(frame: bytes) -> tuple[bytes, int, int, str, bytes] | None:
+    """``(origin, seq, floor, endpoint, the application's frame)`` of a merged frame, or None when it is not one."""
+    if len(frame) < _MERGED_SIZE:
+        return None
+    magic, origin, seq, floor, size = _unpack_merged(frame)
+    end = _MERGED_SIZE + size
+    if magic != MERGED_MAGIC or seq == 0 or floor > seq or len(frame) < end:
+        return None
+    raw = frame[_MERGED_SIZE:end]
+    endpoint = _endpoints.get(raw)
+    if endpoint is None:
+        endpoint = _checked_endpoint(raw)
+        if endpoint is None:
+            return None
+    return origin, seq, floor, endpoint, frame[end:]
+
+
+def take_header(frames: list[bytes], at: int = 0) -> Header | None:
+    """Take the confirm header of the message in ``frames`` off (in place), the header frame at ``at``.
+
+    Either form: a header frame before the application's frames, or a merged
+    frame (replaced by the application's frame). None, and ``frames``
+    unchanged, when the message carries no well-formed header.
+    """
+    if len(frames) <= at:
+        return None
+    first = frames[at]
+    if len(frames) > at + 1:
+        if not first.startswith(HEADER_MAGIC):
+            return None
+        header = parse_header(first)
+        if header is not None:
+            del frames[at]
+        return header
+    if not first.startswith(MERGED_MAGIC):
+        return None
+    merged = parse_merged(first)
+    if merged is None:
+        return None
+    frames[at] = merged[4]
+    return _new_tuple(Header, merged[:4])
+
+
 _unpack_fixed = _FIXED.unpack_from
 _FIXED_SIZE = _FIXED.size
 _new_tuple = tuple.__new__  # a Header without the Python-level __new__ of a NamedTuple
 pack_fixed = _FIXED.pack  # magic, origin, sequence, floor: a header without its endpoint
+_MERGED = struct.Struct(">4s16sQQH")
+_MERGED_SIZE = _MERGED.size
+_unpack_merged = _MERGED.unpack_from
+pack_merged = _MERGED.pack  # magic, origin, sequence, floor, endpoint length: a merged frame's fixed part
 _endpoints: dict[bytes, str] = {}  # endpoints seen in headers, already checked
 _MAX_KNOWN_ENDPOINTS = 4096
 

@@ -28,15 +28,14 @@ READ_AHEAD_BYTES = 4 << 20  # a read-ahead batch stops growing past this many by
 def _strip_headers(messages: list[list[bytes]]) -> list[confirm_wire.Header | None] | None:
     """Take the confirm header off each message that has one; None when none had (the common case)."""
     headers: list[confirm_wire.Header | None] | None = None
-    magic = confirm_wire.HEADER_MAGIC
+    prefix = confirm_wire.PREFIX
     for i, m in enumerate(messages):
-        if len(m) > 1 and m[0].startswith(magic):
-            header = confirm_wire.parse_header(m[0])
+        if m[0].startswith(prefix):
+            header = confirm_wire.take_header(m)
             if header is not None:
                 if headers is None:
                     headers = [None] * len(messages)
                 headers[i] = header
-                del m[0]
     return headers
 
 

@@ -62,6 +62,11 @@ log = logging.getLogger("zjournal")
 
 _IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
+_MERGED_MAGIC = confirm_wire.MERGED_MAGIC  # ... or its only frame, the header in front
+_CONFIRM_PREFIX = confirm_wire.PREFIX  # what both start with
+_parse_header = confirm_wire.parse_header
+_parse_merged = confirm_wire.parse_merged
+_take_header = confirm_wire.take_header
 RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
 CONFIRM_READ_AHEAD = 256  # messages a receiver of a confirm sender reads ahead and journals in one write
@@ -77,6 +82,19 @@ _POLLOUT = int(zmq.POLLOUT)
 _base_send = zmq.backend.Socket.send
 _base_recv = zmq.backend.Socket.recv
 _base_get = zmq.backend.Socket.get
+
+
+def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
+    """recv_multipart(copy=False)'s answer: the frames received (``parts``), a confirm header taken off.
+
+    ``frames`` are the bytes of ``parts`` (``Frame.bytes`` is made once and
+    kept), less a header frame, wherever it was (after a ROUTER's routing id,
+    say), or with a merged frame replaced by its message (a slice: a new Frame).
+    """
+    if len(frames) == len(parts) and all(frame is part.bytes for frame, part in zip(frames, parts, strict=True)):
+        return parts
+    received = {id(part.bytes): part for part in parts}
+    return [received.get(id(frame)) or zmq.Frame(frame) for frame in frames]
 
 
 def _send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -470,7 +488,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             and routing_id is None
             and group is None
         ):
-            confirm.send_bytes(data)  # confirm=True's common case: one bytes frame, blocking
+            confirm.send_bytes(self, data)  # confirm=True's common case: one bytes frame, blocking
             state.last_id = confirm.last_sent
             return None
         policy = self._out_policy
@@ -769,7 +787,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
     def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> bool:
         """Journal a whole inbound message of the fast paths in the socket's slot (False: a dropped resend)."""
-        if len(frames) > 1 and frames[0].startswith(_HEADER_MAGIC):
+        if frames[0].startswith(_CONFIRM_PREFIX):
             return self._confirmed_in_the_slot(frames, settle, self._s)
         state = self._s
         state.settle_next = 0
@@ -890,6 +908,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 state.rx = [data]
                 state.rx_settle = settle
                 state.rx_redelivered = 0
+            elif data.startswith(_CONFIRM_PREFIX):  # a confirm sender's message in one frame (or one like it)
+                return self._recv_merged(got, data, settle, flags, copy, track)
             elif killpoints.ARMED:
                 self._received_held(slot, [data], settle)
             else:
@@ -931,10 +951,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if state.redelivery is not None and local is None:
                 self._settle_now()
                 frame = self._recv_redelivering(flags, copy, track, whole=False)[0]
-                if not state.rx_redelivered and zmq.Socket.get(self, _RCVMORE):
+                if not state.rx_redelivered:
                     first = frame if copy else frame.bytes
-                    if first.startswith(_HEADER_MAGIC):
-                        return self._recv_confirmed_frame(zmq.Frame(first), 0, flags, copy, track, more=True)
+                    if first.startswith(_CONFIRM_PREFIX):  # a confirm sender's: read whole, its header off
+                        more = bool(zmq.Socket.get(self, _RCVMORE))
+                        if first.startswith(_HEADER_MAGIC if more else _MERGED_MAGIC):
+                            return self._recv_confirmed_frame(zmq.Frame(first), 0, flags, copy, track, more=more)
                 state.rx_settle = 0
                 state.rx = []
                 state.rx.append(frame if copy else frame.bytes)
@@ -946,7 +968,11 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 state.rx_origin = state.routed.origin_of(got)
             # A ROUTER's message is read whole at once: its confirm header, if any, follows the routing id.
             # So is a journaled REQ's request to a REP: it may be a resend answered already.
-            if (got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC))) or state.rx_origin is not None:
+            if (
+                (got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC)))
+                or state.rx_origin is not None
+                or (not got.more and got.bytes.startswith(_MERGED_MAGIC))
+            ):
                 return self._recv_confirmed_frame(got, settle, flags, copy, track)
             state.rx_settle = settle
             state.rx = []
@@ -995,7 +1021,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 frames.append(got.bytes)
                 parts.append(got)
             if self._received_held(slot, frames, settle):
-                return frames if copy else parts[len(parts) - len(frames) :]
+                return frames if copy else _frames_of(frames, parts)
             return self._recv_multipart_live(flags, copy, track)  # that was a resend held already
         if self._in_policy is not None:
             self._check_rep_turn()
@@ -1022,7 +1048,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 parts = self._recv_redelivering(flags, copy, track, whole=True)
                 frames = parts if copy else [p.bytes for p in parts]
                 if self._inbound(frames, 0):
-                    return frames if copy else parts[len(parts) - len(frames) :]
+                    return frames if copy else _frames_of(frames, parts)
                 if self._s.redelivery is None:  # a resend held already was dropped; redelivery is over
                     return self._recv_multipart_live(flags, copy, track)
         if self._prefetch:
@@ -1044,7 +1070,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 frames.append(got.bytes)
                 parts.append(got)
             if self._inbound(frames, settle):
-                return frames if copy else parts[len(parts) - len(frames) :]
+                return frames if copy else _frames_of(frames, parts)
 
     def _recv_confirmed_frame(
         self, first: zmq.Frame, settle: int, flags: int, copy: bool, track: bool, more: bool = False
@@ -1057,7 +1083,15 @@ class JournaledSocket(Prefetching, zmq.Socket):
         frames = [first.bytes]
         if more or first.more:
             got = _base_recv(self, 0, False, track)
-            frames.append(got.bytes)
+            body = got.bytes
+            if not got.more and state.fast_in is not None and not killpoints.ARMED:
+                # The common case, the header and one frame: into the slot, in one call.
+                header = _parse_header(frames[0])
+                if header is not None:
+                    if self._journal_confirmed_frame(state, body, settle, *header):
+                        return body if copy else got
+                    return self._recv_after_resend(flags, copy, track)
+            frames.append(body)
             while got.more:
                 got = _base_recv(self, 0, False, track)
                 frames.append(got.bytes)
@@ -1065,10 +1099,38 @@ class JournaledSocket(Prefetching, zmq.Socket):
             journaled = self._confirmed_in_the_slot(frames, settle, state)
         else:
             journaled = self._inbound(frames, settle)
-        if not journaled:  # a resend held already: the next message instead
-            if state.redelivery is not None or state.local is not None:
-                return self.recv(flags, copy, track)
-            frames = self._recv_multipart_live(flags, True, track)
+        if not journaled:
+            return self._recv_after_resend(flags, copy, track)
+        if len(frames) > 1:
+            state.serving = frames[1:]
+        return frames[0] if copy else zmq.Frame(frames[0])
+
+    def _recv_merged(self, got: zmq.Frame, data: bytes, settle: int, flags: int, copy: bool, track: bool) -> Any:
+        """recv()'s one frame that starts as a confirm header does: a merged message, journaled in the slot."""
+        state = self._s
+        merged = _parse_merged(data)
+        if merged is None or killpoints.ARMED:  # not a header after all, or a test's kill point: the long way
+            frames = [data]
+            if not self._received_held(state.fast_in, frames, settle):
+                return self._recv_after_resend(flags, copy, track)
+            body = frames[0]
+            return body if copy else got if body is data else zmq.Frame(body)
+        origin, seq, floor, endpoint, body = merged
+        # (_journal_confirmed_frame, inlined: this is the receiving hot path of confirm=True)
+        entry_id = state.last_id = state.settle_next = self._port.log_keyed(
+            state.slots, body, settle, origin, seq, floor
+        )
+        (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend: confirmed again
+        if entry_id:
+            return body if copy else zmq.Frame(body)
+        return self._recv_after_resend(flags, copy, track)
+
+    def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
+        """recv() read a resend this journal holds already (dropped): the next message instead."""
+        state = self._s
+        if state.redelivery is not None or state.local is not None:
+            return self.recv(flags, copy, track)
+        frames = self._recv_multipart_live(flags, True, track)
         if len(frames) > 1:
             state.serving = frames[1:]
         return frames[0] if copy else zmq.Frame(frames[0])
@@ -1174,9 +1236,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._port.count_ephemeral(self._jname)
             redelivery.inject_live(0, frames)  # ephemeral: never journaled, behind what is injected now
             return
-        header = confirm_wire.parse_header(frames[0]) if frames[0].startswith(_HEADER_MAGIC) else None
-        if header is not None and len(frames) > 1:
-            del frames[0]
+        header = _take_header(frames)
+        if header is not None:
             self._hold_confirmed_behind(frames, header)
             redelivery.exhausted = False
             return
@@ -1203,9 +1264,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
 
         ``later``: at this socket's next receive or poll (see ConfirmReturn.confirm_many).
         """
-        back = self._s.confirm_return
-        if back is None:
-            back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
+        back = self._s.confirm_return or self._new_confirm_return()
         if len(headers) == 1:
             header = headers[0]
             back.confirm_many(header.endpoint, header.origin, [header.seq], later)
@@ -1457,11 +1516,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
                     self._retire_redelivery()  # the held live messages come next, from Python
             return True
         at = 1 if self._router else 0  # a ROUTER's messages start with the sender's routing id
-        if len(frames) > at + 1 and frames[at].startswith(_HEADER_MAGIC):
-            header = confirm_wire.parse_header(frames[at])
+        if len(frames) > at and frames[at].startswith(_CONFIRM_PREFIX):
+            header = _take_header(frames, at)
             if header is not None:
                 self._s.rx_origin = None  # (a confirm sender is no REQ)
-                del frames[at]
                 return self._inbound_confirmed(frames, settle, header)
         stored = frames
         envelope_size = envelope_size_of(frames) if self._router else 0
@@ -1582,26 +1640,43 @@ class JournaledSocket(Prefetching, zmq.Socket):
         (the store takes a ring's keys in one write), and the confirmation is
         held, to go back with others (ConfirmReturn.hold).
         """
-        header = confirm_wire.parse_header(frames[0])
         slots = state.slots
         held = slots.inbound.entry_id
-        if header is None or len(frames) < 2 or (held and held != settle) or killpoints.ARMED:
-            return self._inbound(frames, settle)  # not a header after all, or the slot is taken: the general path
-        del frames[0]
+        if (held and held != settle) or killpoints.ARMED:
+            return self._inbound(frames, settle)  # the slot is taken: the general path
+        header = _take_header(frames)
+        if header is None:
+            return self._inbound(frames, settle)  # not a header after all
         return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
 
     def _journal_confirmed_in_the_slot(
         self, slots: SlotFile, frames: list[bytes], settle: int, header: confirm_wire.Header, state: _State
     ) -> bool:
         """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
-        origin, seq, _floor, endpoint = header
+        if len(frames) == 1:
+            return self._journal_confirmed_frame(state, frames[0], settle, *header) != 0
         entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
-        back = state.confirm_return
-        if back is None:
-            back = state.confirm_return = ConfirmReturn(self._port, self.context)
-        back.hold(endpoint, origin, seq)  # a resend is confirmed again
+        self._hold_confirmation(state, header)
         state.last_id = state.settle_next = entry_id
         return entry_id != 0
+
+    def _journal_confirmed_frame(
+        self, state: _State, data: bytes, settle: int, origin: bytes, seq: int, floor: int, endpoint: str
+    ) -> int:
+        """A confirm sender's one-frame message, its header off, into the slot (SocketPort.log_keyed); 0: a resend."""
+        entry_id = state.last_id = state.settle_next = self._port.log_keyed(
+            state.slots, data, settle, origin, seq, floor
+        )
+        (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend: confirmed again
+        return entry_id
+
+    def _hold_confirmation(self, state: _State, header: confirm_wire.Header) -> None:
+        (state.confirm_return or self._new_confirm_return()).hold(header.endpoint, header.origin, header.seq)
+
+    def _new_confirm_return(self) -> ConfirmReturn:
+        """This socket's ConfirmReturn, made at its first confirm message."""
+        back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
+        return back
 
     def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
         """A message of a confirm=True sender, its header off: journal it unless held already, confirm it.
