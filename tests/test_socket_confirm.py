@@ -102,6 +102,58 @@ def test_one_frame_messages_sent_merged_arrive_as_sent_by_every_way_of_receiving
     assert all(frames[0] in sent for frames in journaled)  # what is kept is the message, never its header
 
 
+def test_held_confirmations_reach_their_senders_once_while_another_thread_flushes(journal, ctx) -> None:
+    """ConfirmReturn.hold names a sender once per run of its messages; a flush from another thread loses none."""
+    import sys
+    import threading
+
+    from zjournal.journal.core import port_of
+    from zjournal.sockets.confirm import ConfirmReturn
+
+    intakes = [ctx.socket(zmq.PULL) for _ in range(2)]  # two senders' confirmation intakes
+    for intake in intakes:
+        intake.rcvhwm = 0
+        intake.bind("tcp://127.0.0.1:*")
+    endpoints = [intake.get(zmq.LAST_ENDPOINT).decode() for intake in intakes]
+    origins = [b"\x01" * 16, b"\x02" * 16]
+    back = ConfirmReturn(port_of(journal), ctx)
+    done = threading.Event()
+
+    def flushing() -> None:
+        while not done.is_set():
+            back.flush()
+            time.sleep(0)
+
+    flusher = threading.Thread(target=flushing)
+    expected: list[list[int]] = [[], []]
+    seq = 0
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # the two threads take turns as often as the interpreter lets them
+    try:
+        flusher.start()
+        for run in range(600):  # runs of one sender's messages, of 1 to 7, the sender changing between runs
+            who = (run * 7 // 3) % 2
+            for _ in range(run % 7 + 1):
+                seq += 1
+                back.hold(endpoints[who], origins[who], seq)
+                expected[who].append(seq)
+                if seq % 3 == 0:
+                    time.sleep(0)  # a flush may come in the middle of a run
+        done.set()
+        flusher.join()
+    finally:
+        sys.setswitchinterval(switching)
+    back.flush()
+    got: list[list[int]] = [[], []]
+    for who, intake in enumerate(intakes):
+        while len(got[who]) < len(expected[who]) and intake.poll(2000):
+            confirm = wire.parse_confirms(intake.recv_multipart())
+            assert confirm is not None and confirm[0] == origins[who]
+            got[who] += confirm[1]
+    back.close(linger=0)
+    assert got == expected
+
+
 def test_recv_into_gets_the_frames_as_sent_without_the_header(open_journal, tmp_path, ctx, endpoint) -> None:
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))
