@@ -376,11 +376,11 @@ class Shipper:
         return time.monotonic() - max(0.0, time.time() - min(created))
 
     def _fenced(self, reason: str) -> None:
-        self.state = "fenced"
-        self.last_error = reason
-        log.error("zjournal: %s; this journal takes no more appends or sends", reason)
         with self._ledger.lock:
-            self._ledger.fence(reason)
+            self._ledger.fence(reason)  # first: whoever sees the state "fenced" finds appends refused
+        self.last_error = reason
+        self.state = "fenced"
+        log.error("zjournal: %s; this journal takes no more appends or sends", reason)
 
     def _unreachable(self, reason: str) -> None:
         if self.state != "unreachable":
