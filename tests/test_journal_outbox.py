@@ -62,6 +62,16 @@ class OutboxMachine(RuleBasedStateMachine):
         for entry_id in chosen:
             del self.model[entry_id]
 
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def read_and_ack_one_by_id(self, data: st.DataObject) -> None:
+        entry_id = data.draw(st.sampled_from(sorted(self.model)))
+        entry = self.journal.get(entry_id)  # found through the ring of recent ids: the outbox's record, read back
+        assert (entry.frames, entry.state.value) == (self.model[entry_id], "pending")
+        if data.draw(st.booleans()):
+            self.journal.ack(entry_id)  # as an application may, instead of its confirmation
+            del self.model[entry_id]
+
     @rule()
     def close_and_reopen(self) -> None:
         self.port.close_slots(self.box)

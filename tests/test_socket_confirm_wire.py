@@ -51,6 +51,8 @@ def test_a_frame_that_is_not_a_well_formed_header_is_the_applications(frame: byt
 def test_a_merged_frame_gives_back_its_header_and_the_applications_frame(seq: int, data, body, endpoint) -> None:
     floor = data.draw(st.integers(min_value=0, max_value=seq))
     frames = [wire.encode_merged(ORIGIN, seq, floor, endpoint.encode(), body)]
+    pack, front, back = wire.merged_packer(ORIGIN, endpoint.encode())  # what a sender uses instead
+    assert pack(front, seq, floor, back) + body == frames[0]
     assert wire.take_header(frames) == wire.Header(ORIGIN, seq, floor, endpoint)
     assert frames == [body]
 

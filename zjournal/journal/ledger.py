@@ -198,7 +198,7 @@ class Ledger(BlobKeeping):
         # journals on disk whose durability a page-cache write meets, and
         # without retention (an acked entry must then be kept: a store write).
         self.slot_files: list[inflight.SlotFile | outbox.Outbox] = []  # outboxes: confirm senders' rings
-        self.slot_ring: list[inflight.Slot | None] = [None] * inflight.RING_SIZE  # see holding()
+        self.slot_ring: list[inflight.Slot | outbox.Outbox | None] = [None] * inflight.RING_SIZE  # see holding()
         self.handing: list[inflight.SlotFile] = []  # the slot files that recorded a hand-over (see handovers)
         self.slot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
         self.rare.use_slots = (
@@ -649,9 +649,11 @@ class Ledger(BlobKeeping):
     def holding(self, entry_id: int) -> inflight.Slot | None:
         """The slot holding ``entry_id`` if it was written there recently (see :meth:`find`)."""
         slot = self.slot_ring[entry_id & inflight.RING_MASK]
-        if slot is not None and slot.entry_id == entry_id and entry_id:  # 0 is an empty slot, never an entry
-            return slot
-        return None
+        if slot is None or not entry_id:  # (0 is an empty slot, never an entry)
+            return None
+        if slot.__class__ is outbox.Outbox:  # an outbox holds many: the cell of this one, if it still holds it
+            return slot.holding(entry_id)
+        return slot if slot.entry_id == entry_id else None
 
     def find(self, entry_id: int) -> tuple[inflight.Slot | None, bytes | None]:
         """Where an entry is: ``(its slot, None)``, ``(None, its store record)`` or ``(None, None)``.

@@ -52,7 +52,8 @@ SPILL_CHUNK = RING_BYTES // 16  # when the ring is full, this much of it goes to
 _FIXED = struct.Struct("<8sII")  # magic, key, name length
 MAX_NAME_BYTES = FILE_HEADER_SIZE - _FIXED.size
 _HEADER = struct.Struct("<IIQdBB")
-_ID_FIELD = struct.Struct("<Q")
+_ID_AT = FILE_HEADER_SIZE + 8  # a record's entry id field, from its offset in the ring
+_NO_ID = bytes(8)
 SINGLE, _LIST = 0, 1  # a record's kinds: one frame as it is, a msgpack list of frames
 _SINGLE = SINGLE
 _MASK = 0xFFFFFFFF
@@ -70,7 +71,11 @@ def fits(frames: list[bytes]) -> bool:
 
 
 class Cell:
-    """One record of an outbox: what the journal needs of a held entry (as zjournal.journal.inflight.Slot)."""
+    """One record of an outbox: what the journal needs of a held entry (as zjournal.journal.inflight.Slot).
+
+    Made when the journal asks for one (to spill, ack or read an entry), from
+    the record in the ring: a send makes none (see :attr:`Outbox.live`).
+    """
 
     __slots__ = ("_outbox", "created", "entry_id", "envelope_size", "frames", "offset")
 
@@ -99,7 +104,10 @@ class Cell:
 
     def clear(self) -> None:
         """The entry is settled, or in the store now: the record no longer holds it."""
-        self._outbox.clear(self)
+        if self.entry_id:
+            self._outbox.clear_many([self.entry_id])
+            self.entry_id = 0
+            self.frames = []
 
     def record(self) -> bytes:
         """The store record of the entry held (pending, sent once)."""
@@ -139,8 +147,10 @@ class Outbox:
         self.uncounted = 0  # appends less confirmations not in the journal's counters yet (Counters.lazy)
         # While the write position is below this, nothing is in the way of the next record (see in_the_way).
         self.clear_below = 0
-        self._order: collections.deque[Cell] = collections.deque()  # cells in ring order; cleared ones lazily
-        self.live: dict[int, Cell] = {}  # entry id -> the cell holding it
+        # Entry ids in ring order (cleared ones leave lazily), and where each live one's record is. Ints,
+        # not Cells: a send then allocates nothing the garbage collector tracks (the record has the rest).
+        self._order: collections.deque[int] = collections.deque()
+        self.live: dict[int, int] = {}  # entry id -> offset of its record in the ring
         self._writes = 0
         self._synced = 0
         self._closing = threading.Lock()  # sync() against close(), as a slot file's
@@ -148,10 +158,20 @@ class Outbox:
     # -- held entries (what the journal asks of a slot file) -----------------
 
     def held(self) -> list[Cell]:
-        return list(self.live.values())
+        return [self._cell(entry_id, offset) for entry_id, offset in self.live.items()]
 
     def holding(self, entry_id: int) -> Cell | None:
-        return self.live.get(entry_id)
+        offset = self.live.get(entry_id)
+        return None if offset is None else self._cell(entry_id, offset)
+
+    def _cell(self, entry_id: int, offset: int) -> Cell:
+        """The held entry whose record is at ``offset``, read back from the ring (written by :meth:`write`)."""
+        base = FILE_HEADER_SIZE + offset
+        _crc, size, _id, created, envelope_size, kind = _HEADER.unpack_from(self._mm, base)
+        message = self._mm[base + HEADER_SIZE : base + HEADER_SIZE + size]
+        frames = [message] if kind == _SINGLE else _frames_of(message)
+        assert _id == entry_id and frames is not None, "an outbox record changed under its entry"
+        return Cell(self, offset, entry_id, frames, created, envelope_size)
 
     # -- writing (journal lock held) -----------------------------------------
 
@@ -171,15 +191,15 @@ class Outbox:
         cells, oldest first, always lie from the write position on, then
         from the start up to it, and the first one out of range ends the look.
         """
-        order = self._order
-        while order and not order[0].entry_id:
+        order, live = self._order, self.live
+        while order and order[0] not in live:
             order.popleft()
         pos = self.pos
         if not order:
             self.clear_below = _LAST_SAFE
             return []
         wraps = pos + ((HEADER_SIZE + size + ALIGN - 1) & _ALIGN_MASK) > RING_BYTES
-        oldest = order[0].offset
+        oldest = live[order[0]]
         if not wraps and not pos <= oldest < pos + SPILL_CHUNK:
             # The common case: the oldest unconfirmed message is well ahead (or behind). Until the
             # write position comes within a chunk of it (or of the end), no look is needed: cells
@@ -190,18 +210,17 @@ class Outbox:
         start = 0 if wraps else pos
         end = start + SPILL_CHUNK  # (a record is always smaller than a chunk)
         found = []
-        for cell in order:
-            if not cell.entry_id:
+        for entry_id in order:
+            offset = live.get(entry_id)
+            if offset is None:
                 continue
-            if (wraps and cell.offset >= self.pos) or start <= cell.offset < end:
-                found.append(cell)
+            if (wraps and offset >= self.pos) or start <= offset < end:
+                found.append(self._cell(entry_id, offset))
                 continue
             break
         return found
 
-    def write(
-        self, entry_id: int, data: bytes, kind: int, frames: list[bytes], created: float, envelope_size: int
-    ) -> Cell:
+    def write(self, entry_id: int, data: bytes, kind: int, created: float, envelope_size: int) -> None:
         """Hold entry ``entry_id`` (``data`` from :meth:`encode`); what :meth:`in_the_way` named is gone first.
 
         The caller looked with :meth:`in_the_way` unless the write position is below :attr:`clear_below`.
@@ -215,30 +234,22 @@ class Outbox:
         seed = (((entry_id << 9) | (envelope_size << 1) | kind) ^ self._key) & _MASK
         _pack_header(mm, base, _checksum(data, seed), size, entry_id, created, envelope_size, kind)
         self.pos = offset + need
-        cell = Cell(self, offset, entry_id, frames, created, envelope_size)
-        self._order.append(cell)
-        self.live[entry_id] = cell
+        self._order.append(entry_id)
+        self.live[entry_id] = offset
         self._writes += 1
-        return cell
-
-    def clear(self, cell: Cell) -> None:
-        if cell.entry_id:
-            self.clear_many([cell.entry_id])
 
     def clear_many(self, entry_ids: list[int]) -> list[int]:
         """Clear the records of those entries this outbox holds; returns the others (in the store)."""
-        live, mm, pack = self.live, self._mm, _ID_FIELD.pack_into
+        take, mm = self.live.pop, self._mm
         elsewhere = []
         mapped = self.fd >= 0
         for entry_id in entry_ids:
-            cell = live.pop(entry_id, None)
-            if cell is None:
+            offset = take(entry_id, None)
+            if offset is None:
                 elsewhere.append(entry_id)
-                continue
-            if mapped:
-                pack(mm, FILE_HEADER_SIZE + 8 + cell.offset, 0)
-            cell.entry_id = 0
-            cell.frames = []
+            elif mapped:
+                at = _ID_AT + offset
+                mm[at : at + 8] = _NO_ID  # (entry id 0: a cleared record)
         self._writes += 1
         return elsewhere
 

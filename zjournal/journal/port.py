@@ -244,9 +244,9 @@ class SocketPort:
                 if in_the_way:
                     ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store
             ledger.next_id = entry_id + 1
-            cell = box.write(entry_id, data, kind, frames, created, envelope_size)
+            box.write(entry_id, data, kind, created, envelope_size)
             box.uncounted += 1  # (the journal's counters read it: Counters.lazy)
-            ledger.slot_ring[entry_id & _RING_MASK] = cell
+            ledger.slot_ring[entry_id & _RING_MASK] = box  # (Ledger.holding asks the box for the entry's cell)
             if ledger.observers:
                 ledger.emit("on_append", box.name, box.dcode, 1)
         finally:

@@ -48,9 +48,7 @@ _send = zmq.backend.Socket.send  # libzmq's send, without pyzmq's Python layer
 _monotonic = time.monotonic
 _HEADER_MAGIC = wire.HEADER_MAGIC
 _pack_header = wire.pack_fixed  # the header frame but its endpoint (wire.encode_header, inlined)
-_MERGED_MAGIC = wire.MERGED_MAGIC
 _MERGE_LIMIT = wire.MERGE_LIMIT
-_pack_merged = wire.pack_merged  # a merged frame's fixed part (wire.encode_merged, inlined)
 _TICK = 0.005  # seconds between looks at confirmations and resends
 _SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
 _TAKE_EVERY_MASK = 63  # while the application sends, every 64th send takes them in
@@ -156,7 +154,8 @@ class ConfirmSender:
         self._intake.bind(bind_to or "tcp://127.0.0.1:*")
         self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
         self._endpoint = self.endpoint.encode()
-        self._endpoint_size = len(self._endpoint)
+        # A merged frame's header: all but the sequence and floor are the same in every message.
+        self._pack_merged, self._merged_front, self._merged_back = wire.merged_packer(self.origin, self._endpoint)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"zjournal-confirm-{name}", daemon=True)
         self._thread.start()
@@ -203,7 +202,7 @@ class ConfirmSender:
         floor = self._floor
         if not floor or not sends & _FLOOR_EVERY_MASK:
             floor = self._floor = self.floor(entry_id)
-        frame = _pack_merged(_MERGED_MAGIC, self.origin, entry_id, floor, self._endpoint_size) + self._endpoint + data
+        frame = self._pack_merged(self._merged_front, entry_id, floor, self._merged_back) + data
         lock = self.lock
         lock.acquire()  # (not `with`: cheaper, and this runs once per message)
         try:

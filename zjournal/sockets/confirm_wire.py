@@ -31,6 +31,7 @@ handed over exactly as it came. All integers are big-endian.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 HEADER_MAGIC = b"ZJC1"
@@ -102,6 +103,17 @@ def encode_merged(origin: bytes, seq: int, floor: int, endpoint: bytes, data: by
     return _MERGED.pack(MERGED_MAGIC, origin, seq, floor, len(endpoint)) + endpoint + data
 
 
+def merged_packer(origin: bytes, endpoint: bytes) -> tuple[Callable[..., bytes], bytes, bytes]:
+    """For one sender's merged frames: ``(pack, front, back)``, such that
+    ``pack(front, seq, floor, back) + data == encode_merged(origin, seq, floor, endpoint, data)``.
+
+    One struct call per message: the parts that never change are packed once.
+    """
+    front = MERGED_MAGIC + origin
+    back = len(endpoint).to_bytes(2, "big") + endpoint  # (the u16 endpoint length, then the endpoint)
+    return struct.Struct(f">{len(front)}sQQ{len(back)}s").pack, front, back
+
+
 def parse_merged(frame: bytes) -> tuple[bytes, int, int, str, bytes] | None:
     """``(origin, seq, floor, endpoint, the application's frame)`` of a merged frame, or None when it is not one."""
     if len(frame) < _MERGED_SIZE:
@@ -152,7 +164,6 @@ pack_fixed = _FIXED.pack  # magic, origin, sequence, floor: a header without its
 _MERGED = struct.Struct(">4s16sQQH")
 _MERGED_SIZE = _MERGED.size
 _unpack_merged = _MERGED.unpack_from
-pack_merged = _MERGED.pack  # magic, origin, sequence, floor, endpoint length: a merged frame's fixed part
 _endpoints: dict[bytes, str] = {}  # endpoints seen in headers, already checked
 _MAX_KNOWN_ENDPOINTS = 4096
 

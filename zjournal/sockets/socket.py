@@ -909,7 +909,18 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 state.rx_settle = settle
                 state.rx_redelivered = 0
             elif data.startswith(_CONFIRM_PREFIX):  # a confirm sender's message in one frame (or one like it)
-                return self._recv_merged(got, data, settle, flags, copy, track)
+                merged = _parse_merged(data)
+                if merged is None or killpoints.ARMED:  # not a header after all, or a test's kill point
+                    return self._recv_merged(got, data, settle, flags, copy, track)
+                # Journaled in the slot with its dedup key, its confirmation held (_journal_confirmed_frame).
+                origin, seq, floor, endpoint, body = merged
+                entry_id = state.last_id = state.settle_next = self._port.log_keyed(
+                    state.slots, body, settle, origin, seq, floor
+                )
+                (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend too
+                if not entry_id:
+                    return self._recv_after_resend(flags, copy, track)  # held already: the next one instead
+                return body if copy else zmq.Frame(body)
             elif killpoints.ARMED:
                 self._received_held(slot, [data], settle)
             else:
@@ -1106,24 +1117,12 @@ class JournaledSocket(Prefetching, zmq.Socket):
         return frames[0] if copy else zmq.Frame(frames[0])
 
     def _recv_merged(self, got: zmq.Frame, data: bytes, settle: int, flags: int, copy: bool, track: bool) -> Any:
-        """recv()'s one frame that starts as a confirm header does: a merged message, journaled in the slot."""
-        state = self._s
-        merged = _parse_merged(data)
-        if merged is None or killpoints.ARMED:  # not a header after all, or a test's kill point: the long way
-            frames = [data]
-            if not self._received_held(state.fast_in, frames, settle):
-                return self._recv_after_resend(flags, copy, track)
-            body = frames[0]
-            return body if copy else got if body is data else zmq.Frame(body)
-        origin, seq, floor, endpoint, body = merged
-        # (_journal_confirmed_frame, inlined: this is the receiving hot path of confirm=True)
-        entry_id = state.last_id = state.settle_next = self._port.log_keyed(
-            state.slots, body, settle, origin, seq, floor
-        )
-        (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend: confirmed again
-        if entry_id:
-            return body if copy else zmq.Frame(body)
-        return self._recv_after_resend(flags, copy, track)
+        """recv()'s one frame that starts as a merged frame does but is not one (or a test's kill point is armed)."""
+        frames = [data]
+        if not self._received_held(self._s.fast_in, frames, settle):
+            return self._recv_after_resend(flags, copy, track)
+        body = frames[0]
+        return body if copy else got if body is data else zmq.Frame(body)
 
     def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
         """recv() read a resend this journal holds already (dropped): the next message instead."""
