@@ -75,5 +75,9 @@ def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path
     variants = {r["variant"] for r in report["scenarios"]["pushpull"]["rows"]}
     assert variants == {"raw", "process", "interval", "always", "process+confirm"}
     assert all(r["median"] > 0 for r in report["scenarios"]["pushpull"]["rows"])
-    assert {t["target"] for t in report["targets"]} >= {"zjournal.Queue (process) / zmq.proxy"}
+    assert {t["target"] for t in report["targets"]} >= {
+        "zjournal.Queue (process) / zmq.proxy",
+        "PUSH->PULL 100 B, confirm=True (process) / raw pyzmq",
+        "latency p50, confirm=True / without (pipe)",
+    }
     assert "| variant | p50 | p99 | p99.9 | p50 / raw |" in text and "## targets" in text

@@ -128,6 +128,11 @@ def targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         confirmed = _row(results["pushpull"], size=100, variant="process+confirm")
         if confirmed:
             add("PUSH->PULL 100 B, confirm=True (process) / raw pyzmq", confirmed["ratio_to_raw"], 0.15)
+    if "latency" in results:
+        pipe = _row(results["latency"], variant="pipe")
+        confirmed_pipe = _row(results["latency"], variant="pipe+confirm")
+        if pipe and confirmed_pipe:
+            add("latency p50, confirm=True / without (pipe)", confirmed_pipe["p50_us"] / pipe["p50_us"], 2.0, False)
     if "device" in results:
         queue = _row(results["device"], device="queue-process")
         if queue:
