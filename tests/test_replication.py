@@ -241,12 +241,27 @@ def test_the_cli_takes_over_and_lists_and_says_what_is_wrong_in_one_line(
         assert "Traceback" not in result.output
 
 
-def _stream_leader(url: str, alias: str) -> str:
-    engine = Engine(url, 5.0)
+def _stream_info(url: str, alias: str, timeout: float = 20.0):
+    """The stream's info, asked again while the cluster does not answer.
+
+    A stream of a cluster that has just formed may still be electing its
+    leader, and nobody answers for it then (CI saw a 5 s request time out).
+    """
+    engine = Engine(url, 2.0)
+    deadline = time.monotonic() + timeout
     try:
-        return engine.stream_info(alias).cluster.leader
+        while True:
+            try:
+                return engine.stream_info(alias)
+            except zjournal.ReplicationError:
+                if time.monotonic() > deadline:
+                    raise
     finally:
         engine.close()
+
+
+def _stream_leader(url: str, alias: str) -> str:
+    return _stream_info(url, alias).cluster.leader
 
 
 @pytest.mark.parametrize("victim", ["leader", "follower"])
@@ -465,11 +480,7 @@ def test_with_two_of_three_servers_down_local_traffic_goes_on_and_replicated_mov
         replicate_timeout=1.0,
     )
     _wait(lambda: async_journal.replication.state == "shipping" and sync_journal.replication.state == "shipping")
-    engine = Engine(nats_cluster.url, 5.0)
-    try:
-        assert [engine.stream_info(a).config.num_replicas for a in ("quorum-a", "quorum-s")] == [3, 3]
-    finally:
-        engine.close()
+    assert [_stream_info(nats_cluster.url, a).config.num_replicas for a in ("quorum-a", "quorum-s")] == [3, 3]
     for node in nats_cluster.nodes[1:]:
         node.kill()  # no quorum left: the engine takes nothing
     for n in range(20):
