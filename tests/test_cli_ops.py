@@ -122,6 +122,29 @@ def test_version_through_a_real_subprocess() -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"zjournal {zjournal.__version__}"
 
 
+def test_a_ctrl_c_while_the_command_starts_is_one_line_and_exit_130(sample_journal) -> None:
+    """Also in the first tenths of a second, while the command imports the library (no traceback then either)."""
+    import os
+    import signal
+    import time
+
+    command = os.path.join(os.path.dirname(sys.executable), "zjournal")  # the console script, as users run it
+    codes = []
+    for delay in (0.05, 0.15, 0.3, 0.6, 2.0):
+        proc = subprocess.Popen(
+            [command, "inspect", sample_journal, "--follow"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        text = err.decode()
+        assert "Traceback" not in text and len(text.splitlines()) <= 1, (delay, text)
+        # (killed by the signal itself only when it came before Python set up its own Ctrl-C handling)
+        assert proc.returncode in (130, -signal.SIGINT), (delay, proc.returncode, text)
+        codes.append(proc.returncode)
+    assert codes[-1] == 130
+
+
 @pytest.mark.parametrize(
     "command",
     [
