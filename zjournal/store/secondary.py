@@ -16,6 +16,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 from collections.abc import Iterator
 
 import rocksdict
@@ -36,6 +37,8 @@ from zjournal.store.rocks import check_journal_path, corruption_error, files_siz
 # Files of the owner's that the view must not share: its lock, its info logs, rocksdict's config,
 # zjournal's in-flight slot files (not RocksDB's; the journal reads them itself) and its log mark.
 _MORE_CATCH_UPS = 8  # catch-ups past the asked number while the owner's files keep changing (see _catch_up)
+_OPEN_SETTLE_SECONDS = 2.0  # opens tried again while the owner's files keep changing (see _open_settled)
+_REPLACED_BY_RENAME = {"CURRENT"}  # RocksDB writes it anew and renames it over the old one
 _PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", "blobs", MARK_NAME}
 
 
@@ -79,18 +82,10 @@ class SecondaryRocksStore(Store):
         self._shadow = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
         self._secondary = tempfile.mkdtemp(prefix=f"{_PREFIX}secondary-{os.getpid()}-")
         self._closed = False
+        self._linked: set[str] = set()  # names linked into the shadow
+        self._all_hard = True  # every linked file but CURRENT is a hard link (see _link_files)
         try:
-            self._link_files()
-            self._check_tables()
-            opts = rocksdict.Options(raw_mode=True)
-            opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
-            families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
-            self._db = rocksdict.Rdict(
-                self._shadow,
-                opts,
-                column_families=families,
-                access_type=rocksdict.AccessType.secondary(self._secondary),
-            )
+            self._db = self._open_settled()
             self._tables = {name: self._db.get_column_family(name) for name in TABLES}
             lost = lost_writes(self._db.latest_sequence_number(), mark)
             if lost is not None:
@@ -144,6 +139,44 @@ class SecondaryRocksStore(Store):
     def busy_in_background(self) -> bool:
         return False  # a secondary instance never flushes nor compacts
 
+    def _open_settled(self) -> rocksdict.Rdict:
+        """Link the owner's files and open them, again while files came or went meanwhile.
+
+        A live owner's flush or compaction deletes files: one linked a moment
+        ago may be gone when RocksDB reads it. RocksDB then reports corruption,
+        or skips what it cannot read (a view without some writes, even without
+        the journal's schema). Neither is damage, so an open counts once no
+        file of the owner's came or went while it ran, as a catch-up does
+        (see _catch_up). An owner that writes without pause may change its
+        files during every open: after :data:`_OPEN_SETTLE_SECONDS` the next
+        attempt is the last, and counts as it comes.
+        """
+        opts = rocksdict.Options(raw_mode=True)
+        opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
+        families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
+        deadline = time.monotonic() + _OPEN_SETTLE_SECONDS
+        while True:
+            last = time.monotonic() >= deadline
+            linked = self._link_files()
+            try:
+                self._check_tables()
+                db = rocksdict.Rdict(
+                    self._shadow,
+                    opts,
+                    column_families=families,
+                    access_type=rocksdict.AccessType.secondary(self._secondary),
+                )
+            except Exception:
+                if last or self._owner_files() == linked:
+                    raise  # not the owner's doing: damage (or an error of its own)
+                continue
+            if last or self._all_hard or self._owner_files() == linked:
+                # (Hard links: what it read cannot have gone meanwhile.) Tables open lazily: one made
+                # meanwhile, which the manifest it read may name, is linked before anything is read.
+                self._link_files()
+                return db
+            db.close()
+
     def _check_tables(self) -> None:
         """Open every table file once, read-only: a damaged one is reported now, as damage.
 
@@ -175,14 +208,32 @@ class SecondaryRocksStore(Store):
         return {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
 
     def _link_files(self) -> set[str]:
-        """Link the owner's files into the shadow; the names linked."""
+        """Link the owner's files into the shadow; the names the owner had.
+
+        Hard links where the filesystem lets us: a file the owner deletes (the
+        log a flush replaced, a compaction's inputs) stays readable until this
+        view's next catch-up, so an open or catch-up never finds a linked file
+        gone. CURRENT, which the owner replaces by a rename, and whatever cannot
+        be hard-linked (another filesystem, another user's file) are symlinks.
+        """
         wanted = self._owner_files()
-        present = {n for n in os.listdir(self._shadow) if os.path.islink(os.path.join(self._shadow, n))}
         source = os.path.abspath(self.path)  # the links live elsewhere: a relative target would dangle
-        for name in wanted - present:
-            os.symlink(os.path.join(source, name), os.path.join(self._shadow, name))
-        for name in present - wanted:
+        for name in wanted - self._linked:
+            target, link = os.path.join(source, name), os.path.join(self._shadow, name)
+            if name not in _REPLACED_BY_RENAME:
+                try:
+                    os.link(target, link, follow_symlinks=False)
+                    self._linked.add(name)
+                    continue
+                except FileNotFoundError:
+                    continue  # deleted since it was listed: the caller sees the files changed
+                except OSError:
+                    self._all_hard = False
+            os.symlink(target, link)
+            self._linked.add(name)
+        for name in self._linked - wanted:
             os.unlink(os.path.join(self._shadow, name))
+        self._linked &= wanted
         return wanted
 
     def refresh(self) -> None:
