@@ -453,12 +453,13 @@ BUSY_OWNER = r"""
 import sys, zjournal
 journal = zjournal.open(sys.argv[1], plugins=False)
 pad = b"x" * 200_000  # tables flushed and compacted away all the time
-print("ready", flush=True)
 n = 0
 while True:
     entry_id = journal.append("work", [b"%d" % n + pad], direction="in")
     if n % 3:
         journal.ack(entry_id)
+    elif n == 0:
+        print("ready", flush=True)  # one pending entry, for good
     n += 1
 """
 
@@ -466,7 +467,9 @@ while True:
 def test_a_view_never_takes_a_busy_owners_deleted_files_for_damage(tmp_path) -> None:
     """A flush or compaction of the owner deletes files the view just linked: that is not damage.
 
-    (Before views hard-linked the owner's files, about two opens in three here said the journal was damaged.)
+    Nor is a view that came out without some of the journal (its schema, say) while the owner's files changed:
+    it is opened again. (Before views hard-linked the owner's files, about two opens in three here said the
+    journal was damaged; before views checked what they opened, about one in fifteen said it was no journal.)
     """
     path = str(tmp_path / "busy.journal")
     owner = subprocess.Popen([sys.executable, "-c", BUSY_OWNER, path], stdout=subprocess.PIPE, text=True)
@@ -475,12 +478,9 @@ def test_a_view_never_takes_a_busy_owners_deleted_files_for_damage(tmp_path) -> 
         assert owner.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
-            try:
-                with zjournal.open(path, read_only=True, plugins=False) as view:
-                    view.count(state="pending")
-                opened += 1
-            except zjournal.NotAJournalError:
-                pass  # (a view that missed a table made and compacted away while it opened: rare, not damage)
+            with zjournal.open(path, read_only=True, plugins=False) as view:
+                assert view.count() > 0
+            opened += 1
     finally:
         owner.kill()
         owner.wait()

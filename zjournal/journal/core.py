@@ -797,7 +797,9 @@ def open(  # noqa: A001 - the public name the issues ask for
     # A view reads the owner's slot files before its store catches up (see Ledger.load_slot_records).
     slots = list(inflight.read_records(path)) if read_only else None
     store: Store = (
-        SecondaryRocksStore(path) if read_only else RocksStore(path, wal=mode is not Durability.NONE, recover=recover)
+        SecondaryRocksStore(path, sentinel=("meta", META_SCHEMA))
+        if read_only
+        else RocksStore(path, wal=mode is not Durability.NONE, recover=recover)
     )
     journal = Journal(
         store,

@@ -38,6 +38,8 @@ from zjournal.store.rocks import check_journal_path, corruption_error, files_siz
 # zjournal's in-flight slot files (not RocksDB's; the journal reads them itself) and its log mark.
 _MORE_CATCH_UPS = 8  # catch-ups past the asked number while the owner's files keep changing (see _catch_up)
 _OPEN_SETTLE_SECONDS = 2.0  # opens tried again while the owner's files keep changing (see _open_settled)
+_OPEN_ATTEMPTS = 3  # ... and at least this many times (an open of a large, busy journal can take seconds)
+_TOO_FAST = "its owner replaces its files faster than a view can read them; try again"
 _REPLACED_BY_RENAME = {"CURRENT"}  # RocksDB writes it anew and renames it over the old one
 _PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", "blobs", MARK_NAME}
 
@@ -68,8 +70,10 @@ def sweep_abandoned_views() -> None:
 class SecondaryRocksStore(Store):
     """Read-only, refreshable view of a journal directory (live or stopped)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, sentinel: tuple[str, bytes] | None = None) -> None:
+        """``sentinel``: a key every complete view of the journal has (its schema, say): see _open_settled."""
         self.path = path
+        self._sentinel = sentinel
         forking.check_can_open(path)
         if not os.path.exists(path):
             raise NotAJournalError(f"no journal at {path}", path=path)
@@ -148,15 +152,19 @@ class SecondaryRocksStore(Store):
         the journal's schema). Neither is damage, so an open counts once no
         file of the owner's came or went while it ran, as a catch-up does
         (see _catch_up). An owner that writes without pause may change its
-        files during every open: after :data:`_OPEN_SETTLE_SECONDS` the next
-        attempt is the last, and counts as it comes.
+        files during every open: after :data:`_OPEN_SETTLE_SECONDS` and
+        :data:`_OPEN_ATTEMPTS` attempts the next one is the last; if it fails
+        on a file gone, or comes out incomplete (see :meth:`_complete`), the
+        error says to try again rather than that the journal is damaged.
         """
         opts = rocksdict.Options(raw_mode=True)
         opts.set_wal_recovery_mode(rocksdict.DBRecoveryMode.tolerate_corrupted_tail_records())
         families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
         deadline = time.monotonic() + _OPEN_SETTLE_SECONDS
+        attempts = 0
         while True:
-            last = time.monotonic() >= deadline
+            attempts += 1
+            last = attempts >= _OPEN_ATTEMPTS and time.monotonic() >= deadline
             linked = self._link_files()
             try:
                 self._check_tables()
@@ -166,16 +174,44 @@ class SecondaryRocksStore(Store):
                     column_families=families,
                     access_type=rocksdict.AccessType.secondary(self._secondary),
                 )
-            except Exception:
-                if last or self._owner_files() == linked:
+            except Exception as e:
+                if self._owner_files() == linked:
                     raise  # not the owner's doing: damage (or an error of its own)
-                continue
+                if not last:
+                    continue
+                if "No such file" in str(e):  # a file linked, or named, and deleted meanwhile
+                    raise StoreError(_TOO_FAST) from e
+                raise
             if last or self._all_hard or self._owner_files() == linked:
                 # (Hard links: what it read cannot have gone meanwhile.) Tables open lazily: one made
-                # meanwhile, which the manifest it read may name, is linked before anything is read.
-                self._link_files()
-                return db
+                # meanwhile, which the manifest it read may name, is linked before anything is read;
+                # one made and deleted meanwhile cannot be, and the view is opened again.
+                self._link_files(prune=False)
+                if self._complete(db) or self._owner_files() == linked:
+                    return db  # (incomplete and not changing: the caller finds out what is missing)
+                if last:
+                    db.close()
+                    raise StoreError(_TOO_FAST)
             db.close()
+
+    def _complete(self, db: rocksdict.Rdict) -> bool:
+        """Whether an open view has every table its version names, and the sentinel key.
+
+        Against an owner that flushes and compacts without pause, an open
+        can come out short: a table made and compacted away while it ran is
+        named but gone (a secondary opens tables lazily, and reads one it
+        cannot open as empty), or the view misses data of a log the owner
+        deleted meanwhile (seen: a view of a live journal without its schema,
+        about one open in fifteen at 200 KB appends at full speed). Such a
+        view is opened again. (Catch-ups need no such look: see _catch_up.)
+        """
+        names = (os.path.basename(f["name"]) for f in db.live_files())
+        if not all(os.path.exists(os.path.join(self._shadow, name)) for name in names):
+            return False
+        if self._sentinel is None:
+            return True
+        table, key = self._sentinel
+        return db.get_column_family(table).get(key) is not None
 
     def _check_tables(self) -> None:
         """Open every table file once, read-only: a damaged one is reported now, as damage.
@@ -207,8 +243,11 @@ class SecondaryRocksStore(Store):
     def _owner_files(self) -> set[str]:
         return {n for n in os.listdir(self.path) if n not in _PRIVATE and not n.startswith("LOG.old")}
 
-    def _link_files(self) -> set[str]:
+    def _link_files(self, prune: bool = True) -> set[str]:
         """Link the owner's files into the shadow; the names the owner had.
+
+        ``prune``: unlink what the owner deleted (not while the view may still
+        read it: right after an open, whose version may name such files).
 
         Hard links where the filesystem lets us: a file the owner deletes (the
         log a flush replaced, a compaction's inputs) stays readable until this
@@ -231,9 +270,10 @@ class SecondaryRocksStore(Store):
                     self._all_hard = False
             os.symlink(target, link)
             self._linked.add(name)
-        for name in self._linked - wanted:
-            os.unlink(os.path.join(self._shadow, name))
-        self._linked &= wanted
+        if prune:
+            for name in self._linked - wanted:
+                os.unlink(os.path.join(self._shadow, name))
+            self._linked &= wanted
         return wanted
 
     def refresh(self) -> None:
