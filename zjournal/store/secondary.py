@@ -3,8 +3,8 @@
 It never writes to the journal directory. rocksdict rewrites
 ``rocksdict-config.json`` in whatever directory it opens, and a secondary
 instance still opens the primary's path, so the view opens a private *shadow*
-directory of symbolic links to the journal's files instead, and refreshes the
-links before each catch-up with the primary (new WAL, SST and MANIFEST files
+directory of links to the journal's files instead (hard links where it can:
+see _link_files), and refreshes the links before each catch-up with the primary (new WAL, SST and MANIFEST files
 appear as the owner writes). Works the same on a stopped journal.
 """
 
@@ -17,7 +17,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import rocksdict
 
@@ -39,6 +39,7 @@ from zjournal.store.rocks import check_journal_path, corruption_error, files_siz
 _MORE_CATCH_UPS = 8  # catch-ups past the asked number while the owner's files keep changing (see _catch_up)
 _OPEN_SETTLE_SECONDS = 2.0  # opens tried again while the owner's files keep changing (see _open_settled)
 _OPEN_ATTEMPTS = 3  # ... and at least this many times (an open of a large, busy journal can take seconds)
+_RELINKS = 5  # opens linking again while a table the manifest names was made after the link (see _relinking)
 _TOO_FAST = "its owner replaces its files faster than a view can read them; try again"
 _REPLACED_BY_RENAME = {"CURRENT"}  # RocksDB writes it anew and renames it over the old one
 _PRIVATE = {"LOCK", "LOG", "rocksdict-config.json", "inflight", "blobs", MARK_NAME}
@@ -168,11 +169,13 @@ class SecondaryRocksStore(Store):
             linked = self._link_files()
             try:
                 self._check_tables()
-                db = rocksdict.Rdict(
-                    self._shadow,
-                    opts,
-                    column_families=families,
-                    access_type=rocksdict.AccessType.secondary(self._secondary),
+                db = self._relinking(
+                    lambda: rocksdict.Rdict(
+                        self._shadow,
+                        opts,
+                        column_families=families,
+                        access_type=rocksdict.AccessType.secondary(self._secondary),
+                    )
                 )
             except Exception as e:
                 if self._owner_files() == linked:
@@ -226,14 +229,36 @@ class SecondaryRocksStore(Store):
         opts.set_max_open_files(-1)
         families = {name: rocksdict.Options(raw_mode=True) for name in TABLES}
         try:
-            check = rocksdict.Rdict(
-                self._shadow, opts, column_families=families, access_type=rocksdict.AccessType.read_only()
+            check = self._relinking(
+                lambda: rocksdict.Rdict(
+                    self._shadow, opts, column_families=families, access_type=rocksdict.AccessType.read_only()
+                )
             )
         except Exception as e:
             if "Corruption" in str(e):
                 raise
             return
         check.close()
+
+    def _relinking(self, open_db: Callable[[], rocksdict.Rdict]) -> rocksdict.Rdict:
+        """``open_db()``, again while it fails on a file missing from the shadow that the owner has made since.
+
+        The manifest is hard-linked, so the owner's appends to it show: an
+        open may read of a table made after the files were linked (seen in CI:
+        "No such file ... 000318.sst" while the owner compacted). Linking again
+        brings it in. Nothing new to link: the error stands (the caller judges it).
+        """
+        for _ in range(_RELINKS):
+            try:
+                return open_db()
+            except Exception as e:
+                if "No such file" not in str(e):
+                    raise
+                before = set(self._linked)
+                self._link_files(prune=False)
+                if self._linked == before:
+                    raise
+        return open_db()
 
     def abandon(self, parent: int) -> None:
         """In a forked child: never touch this view again (see zjournal.store.forking)."""
