@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -243,3 +244,119 @@ def test_sending_str_raises_pyzmqs_type_error(journal, ctx, endpoint) -> None:
         return out
 
     assert run_both(journal, ctx, endpoint, scenario)[-1] == b"after"
+
+
+def _frame_by_frame(sock: zmq.Socket) -> list[zmq.Frame]:
+    """pyzmq's own idiom: recv(copy=False) until a frame says no more parts follow."""
+    frames = [sock.recv(copy=False)]
+    while frames[-1].more:
+        frames.append(sock.recv(copy=False))
+    return frames
+
+
+def _told(frame: zmq.Frame) -> tuple[bytes, bool, int, str, str]:
+    """What pyzmq code reads off a received frame: bytes, more flag, and the connection's properties."""
+    return (frame.bytes, frame.more, frame.get(zmq.MORE), frame.get("Socket-Type"), frame["X-App"])
+
+
+# sender, receiver, confirm=True on the sender: every receiver a journal reads in a way of its own
+# (a REQ has no confirm=True: its reply confirms it)
+_CASES = [
+    (sender, receiver, confirm)
+    for sender, receiver in [
+        ("PUSH", "PULL"),
+        ("DEALER", "ROUTER"),
+        ("ROUTER", "DEALER"),
+        ("PAIR", "PAIR"),
+        ("REQ", "REP"),
+        ("DEALER", "DEALER"),
+    ]
+    for confirm in (False, True)
+    if not (confirm and sender == "REQ")
+]
+
+
+def _exchange(
+    open_journal, tmp_path, ctx, sender_type: str, receiver_type: str, journaled: bool, **receiver_options: Any
+) -> list[Any]:
+    """Two messages read frame by frame and one with recv_multipart, all copy=False: what their frames tell."""
+    confirm = receiver_options.pop("confirm", False)
+    sender = ctx.socket(getattr(zmq, sender_type))
+    receiver = ctx.socket(getattr(zmq, receiver_type))
+    sender.setsockopt(zmq.METADATA, b"X-App:orders")
+    sender.setsockopt(zmq.ROUTING_ID, b"sender")
+    receiver.setsockopt(zmq.ROUTING_ID, b"receiver")
+    if sender_type == "ROUTER":
+        sender.router_mandatory = True
+    if journaled:
+        sender = open_journal(str(tmp_path / "sender")).wrap(sender, name="out", confirm=confirm)
+        receiver = open_journal(str(tmp_path / "receiver")).wrap(receiver, name="in", **receiver_options)
+    port = receiver.bind_to_random_port("tcp://127.0.0.1")
+    sender.connect(f"tcp://127.0.0.1:{port}")
+    envelope = [b"receiver"] if sender_type == "ROUTER" else []
+    told = []
+    for message in ([b"a" * 100, b"b", b"c"], [b"one frame"]):
+        while True:  # a ROUTER can send once the connection is up
+            try:
+                sender.send_multipart(envelope + message)
+                break
+            except zmq.ZMQError as e:
+                assert e.errno == zmq.EHOSTUNREACH
+                time.sleep(0.01)
+        told.append([_told(frame) for frame in _frame_by_frame(receiver)])
+        if sender_type == "REQ":
+            receiver.send(b"reply")
+            sender.recv()
+    sender.send_multipart([*envelope, b"x", b"y"])
+    told.append([_told(frame) for frame in receiver.recv_multipart(copy=False)])
+    sender.close(0)
+    receiver.close(0)
+    return told
+
+
+@pytest.mark.parametrize(
+    ("sender_type", "receiver_type", "confirm"),
+    _CASES,
+    ids=[f"{s}->{r}{'-confirm' if c else ''}" for s, r, c in _CASES],
+)
+def test_frames_received_with_copy_false_tell_more_and_the_connections_properties(
+    open_journal, tmp_path, ctx, sender_type, receiver_type, confirm
+) -> None:
+    """A frame from recv(copy=False) says what libzmq's would: ``more`` (code looping on it reads
+    whole messages) and the peer's properties (Socket-Type, ZMTP metadata such as a CURVE User-Id),
+    also when the journal made the frame (a confirm header taken off, a message read whole)."""
+    expected = _exchange(open_journal, tmp_path, ctx, sender_type, receiver_type, journaled=False)
+    got = _exchange(open_journal, tmp_path, ctx, sender_type, receiver_type, journaled=True, confirm=confirm)
+    assert got == expected
+    assert expected[1][-1][1:] == (False, 0, sender_type, "orders")  # (what the comparison is about)
+
+
+@pytest.mark.parametrize("confirm", [False, True], ids=["plain", "confirm"])
+@pytest.mark.parametrize("options", [{"prefetch": 64}, {"ack": "explicit"}], ids=["prefetch", "explicit"])
+def test_frames_read_ahead_tell_more_and_the_connections_properties(
+    open_journal, tmp_path, ctx, options, confirm
+) -> None:
+    """The same for messages a receiver read ahead (``prefetch``, or ``ack="explicit"`` facing a confirm sender)."""
+    expected = _exchange(open_journal, tmp_path, ctx, "PUSH", "PULL", journaled=False)
+    got = _exchange(open_journal, tmp_path, ctx, "PUSH", "PULL", journaled=True, confirm=confirm, **options)
+    assert got == expected
+
+
+@pytest.mark.parametrize("kind", ["PULL", "DEALER", "PAIR", "REP"])
+def test_frames_redelivered_with_copy_false_tell_more_and_no_connection(journal, ctx, kind) -> None:
+    """Messages redelivered from the journal at startup, read frame by frame with copy=False: whole
+    messages by their ``more`` flags; they came over no connection, so a property raises pyzmq's EINVAL."""
+    messages = [[b"a", b"b", b"c"], [b"one frame"]]
+    for message in messages:
+        journal.append("in", message, direction="in")
+    sock = journal.wrap(ctx.socket(getattr(zmq, kind)), name="in")
+    sock.bind("tcp://127.0.0.1:*")
+    for message in messages:
+        frames = _frame_by_frame(sock)
+        assert [frame.bytes for frame in frames] == message
+        assert [frame.get(zmq.MORE) for frame in frames] == [1] * (len(message) - 1) + [0]
+        with pytest.raises(zmq.ZMQError) as info:
+            frames[0].get("Peer-Address")
+        assert info.value.errno == errno.EINVAL
+        if kind == "REP":
+            sock.send(b"done")

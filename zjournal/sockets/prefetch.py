@@ -18,6 +18,7 @@ from zjournal import killpoints
 from zjournal.errors import StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
+from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.policy import AckPolicy
 
 _IN = DIRECTION_CODES[Direction.IN]
@@ -92,6 +93,7 @@ class Prefetching:
                 self._wait_resending(flags)
             first = raw_recv(self, flags, False, track)
         messages = [self._rest_of(first, track)]
+        received = [first]  # each message's first frame: the connection's properties (copy=False hand-overs)
         size = sum(len(f) for f in messages[0])
         while len(messages) < self._prefetch and size < READ_AHEAD_BYTES:
             try:
@@ -99,6 +101,7 @@ class Prefetching:
             except zmq.Again:
                 break
             messages.append(self._rest_of(got, track))
+            received.append(got)
             size += sum(len(f) for f in messages[-1])
         if killpoints.ARMED:
             if state.deferred:
@@ -106,7 +109,7 @@ class Prefetching:
             killpoints.reached("recv:before-journal")
         headers = None if self._router else _strip_headers(messages)
         try:
-            self._journal_read_ahead(messages, headers)
+            self._journal_read_ahead(messages, headers, received=received)
         except StoreError:
             # Out of libzmq and not journaled: kept in hand, journaled by the next recv before anything
             # else is read (or pending at close), as a single message is (see JournaledSocket._keep_unjournaled).
@@ -120,26 +123,35 @@ class Prefetching:
         self._port.log_many(self._jname, _IN, [], settle=done, delivered=self._uncounted(done))
         state.deferred, state.handed = [], []
 
-    def _journal_read_ahead(self, messages: list[list[bytes]], headers: list[Any] | None, confirm: bool = True) -> bool:
+    def _journal_read_ahead(
+        self,
+        messages: list[list[bytes]],
+        headers: list[Any] | None,
+        confirm: bool = True,
+        received: list[zmq.Frame] | None = None,
+    ) -> bool:
         """Journal messages read ahead, with the acks due, in one write, and queue them for the application.
 
         Returns False: nothing is handed over here (for ``_journal_unjournaled``).
         ``confirm``: tell confirm senders (not at close: they resend, and are recognised).
+        ``received``: the first frame each message came in (None: kept from an earlier read).
         """
         state = self._s
+        if received is None:
+            received = [None] * len(messages)
         port = self._port
         done = state.deferred
         # Handed over since the last write and still pending (``explicit``): this write counts them.
         delivered = self._uncounted(done)
         if len(messages) == 1 and headers is not None and headers[0] is not None and self._fits_the_slot(done):
-            return self._journal_one_in_the_slot(messages[0], headers[0], done, confirm)
+            return self._journal_one_in_the_slot(messages[0], headers[0], done, confirm, received[0])
         track = self._in_policy is AckPolicy.NEXT
         classifier = self._classifier
         if classifier is None and headers is None:  # the common case: everything journaled, nothing dropped
             sized = [(m, envelope_size_of(m) if self._router else 0) for m in messages]
             ids = port.log_many(self._jname, _IN, sized, settle=done, track=track, delivered=delivered)
             state.deferred, state.handed = [], []
-            state.ahead.extend(zip(ids, messages, strict=True))
+            state.ahead.extend(zip(ids, messages, received, strict=True))
             state.ahead_first = ids[0]
             return False
         # A confirm sender's message is always journaled (its sender classified it); the others as classified.
@@ -159,9 +171,9 @@ class Prefetching:
             entry_id = id_of.get(i)
             if entry_id is None:
                 port.count_ephemeral(self._jname)
-                state.ahead.append((0, m))
+                state.ahead.append((0, m, received[i]))
             elif entry_id:
-                state.ahead.append((entry_id, m))
+                state.ahead.append((entry_id, m, received[i]))
             # else: a resend this journal holds already, dropped (and confirmed again below)
         if headers is not None and confirm:
             self._confirm_all([h for h in headers if h is not None])
@@ -177,7 +189,7 @@ class Prefetching:
         return not held or held in done
 
     def _journal_one_in_the_slot(
-        self, message: list[bytes], header: confirm_wire.Header, done: list[int], confirm: bool
+        self, message: list[bytes], header: confirm_wire.Header, done: list[int], confirm: bool, received: Any
     ) -> bool:
         """One confirm message at a time (a quiet stream): the slot and its key ring, no store write.
 
@@ -198,15 +210,18 @@ class Prefetching:
         state.deferred = []
         state.ahead_first = -1  # journaled with its attempt (as a slot's message is): nothing to count
         if entry_id:
-            state.ahead.append((entry_id, message))
+            state.ahead.append((entry_id, message, received))
         if confirm:
             self._confirm_all([header], later=True)  # once the application has it: see _fill, poll
         return False
 
     def _hand_over(self) -> list[bytes]:
-        """The next prefetched message for the application; the previous one is done."""
+        """The next prefetched message for the application; the previous one is done.
+
+        Its first frame as received (its connection's properties) goes to ``serving_from``.
+        """
         state = self._s
-        entry_id, frames = state.ahead.popleft()
+        entry_id, frames, state.serving_from = state.ahead.popleft()
         if entry_id and state.ahead_first >= 0:  # read ahead with attempts 0: this hand-over is counted
             slots = state.slots
             if slots is not None and state.ahead_first and not slots.inbound.entry_id:
@@ -236,7 +251,7 @@ class Prefetching:
             while not state.ahead:  # (a batch of resends held already leaves nothing to hand over)
                 self._fill(flags, track)
             frames = self._hand_over()
-        return frames if copy else [zmq.Frame(f) for f in frames]
+        return frames if copy else handed_all(frames, state.serving_from)
 
     def _recv_frame_prefetched(self, flags: int, copy: bool, track: bool) -> Any:
         state = self._s
@@ -251,4 +266,4 @@ class Prefetching:
             frame = state.serving.pop(0)
             if not state.serving:
                 state.serving = None
-        return frame if copy else zmq.Frame(frame)
+        return frame if copy else handed(frame, state.serving is not None, state.serving_from)

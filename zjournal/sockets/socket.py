@@ -30,6 +30,7 @@ from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire, pollhook
 from zjournal.sockets.confirm import ConfirmReturn, ConfirmSender, confirm_sender
+from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
 from zjournal.sockets.redelivery import (
@@ -94,7 +95,8 @@ def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
     if len(frames) == len(parts) and all(frame is part.bytes for frame, part in zip(frames, parts, strict=True)):
         return parts
     received = {id(part.bytes): part for part in parts}
-    return [received.get(id(frame)) or zmq.Frame(frame) for frame in frames]
+    last = len(frames) - 1
+    return [received.get(id(frame)) or handed(frame, index < last, parts[0]) for index, frame in enumerate(frames)]
 
 
 def _send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -139,6 +141,7 @@ class _State:
         "rx_redelivered",
         "rx_settle",
         "serving",
+        "serving_from",
         "settle_next",
         "settle_sent",
         "slots",
@@ -175,7 +178,8 @@ class _State:
         self.redelivered = (0, 0)  # (entry id, attempts) of the last entry handed over again (see last_attempts)
         self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
         # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
-        self.ahead: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+        # (and the first frame each came in, for copy=False hand-overs: zjournal.sockets.frames)
+        self.ahead: collections.deque[tuple[int, list[bytes], zmq.Frame | None]] = collections.deque()
         self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
         # Handed over since the last write, counted in the slot file only (see SocketPort.handed), and
         # the first entry of the batch read ahead (0: hand-overs are written one by one).
@@ -184,6 +188,7 @@ class _State:
         # ROUTER: live messages that overtook redelivered ones, handed over after them (entry id 0: ephemeral)
         self.behind: collections.deque[tuple[int, list[bytes]]] = collections.deque()
         self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
+        self.serving_from: zmq.Frame | None = None  # ... the frame their message came in (None: from the journal)
         self.slots: SlotFile | None = None  # in-flight slots (zjournal.journal.inflight), when the journal uses them
         # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
         self.fast_in: Slot | None = None
@@ -884,7 +889,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
         """Give out the first frame of a message held in Python; recv() gives the rest."""
         if len(frames) > 1:
             self._s.serving = frames[1:]
-        return frames[0] if copy else zmq.Frame(frames[0])
+            self._s.serving_from = None
+        return frames[0] if copy else handed(frames[0], len(frames) > 1)
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         state = self._s
@@ -920,7 +926,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend too
                 if not entry_id:
                     return self._recv_after_resend(flags, copy, track)  # held already: the next one instead
-                return body if copy else zmq.Frame(body)
+                return body if copy else handed(body, False, got)
             elif killpoints.ARMED:
                 self._received_held(slot, [data], settle)
             else:
@@ -947,7 +953,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             frame = state.serving.pop(0)
             if not state.serving:
                 state.serving = None
-            return frame if copy else zmq.Frame(frame)
+            return frame if copy else handed(frame, state.serving is not None, state.serving_from)
         if self._prefetch and state.rx is None and state.redelivery is None:
             return self._recv_frame_prefetched(flags, copy, track)
         if state.rx is None:  # the first frame of a message
@@ -958,7 +964,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 self._inbound(frames, 0)
                 if len(frames) > 1:
                     state.serving = frames[1:]
-                return frames[0] if copy else zmq.Frame(frames[0])
+                    state.serving_from = None
+                return frames[0] if copy else handed(frames[0], len(frames) > 1)
             if state.redelivery is not None and local is None:
                 self._settle_now()
                 frame = self._recv_redelivering(flags, copy, track, whole=False)[0]
@@ -967,7 +974,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
                     if first.startswith(_CONFIRM_PREFIX):  # a confirm sender's: read whole, its header off
                         more = bool(zmq.Socket.get(self, _RCVMORE))
                         if first.startswith(_HEADER_MAGIC if more else _MERGED_MAGIC):
-                            return self._recv_confirmed_frame(zmq.Frame(first), 0, flags, copy, track, more=more)
+                            received = frame if not copy else zmq.Frame(first)
+                            return self._recv_confirmed_frame(received, 0, flags, copy, track, more=more)
                 state.rx_settle = 0
                 state.rx = []
                 state.rx.append(frame if copy else frame.bytes)
@@ -1043,7 +1051,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
                 elif state.unjournaled is not None:
                     frames = self._journal_unjournaled()
                 if frames is not None:
-                    return frames if copy else [zmq.Frame(f) for f in frames]
+                    return frames if copy else handed_all(frames)
         if self._s.rx is not None or self._in_policy is None or self._s.local is not None:
             return super().recv_multipart(flags, copy, track)
         if isinstance(self._s.redelivery, SubRedelivery):
@@ -1051,7 +1059,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             self._s.rx_redelivered = 0
             frames = self._recv_sub_redelivering(flags, track)
             self._inbound(frames, 0)
-            return frames if copy else [zmq.Frame(f) for f in frames]
+            return frames if copy else handed_all(frames)
         if self._s.redelivery is not None:
             self._settle_now()
             while True:
@@ -1114,7 +1122,8 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return self._recv_after_resend(flags, copy, track)
         if len(frames) > 1:
             state.serving = frames[1:]
-        return frames[0] if copy else zmq.Frame(frames[0])
+            state.serving_from = first
+        return frames[0] if copy else handed(frames[0], len(frames) > 1, first)
 
     def _recv_merged(self, got: zmq.Frame, data: bytes, settle: int, flags: int, copy: bool, track: bool) -> Any:
         """recv()'s one frame that starts as a merged frame does but is not one (or a test's kill point is armed)."""
@@ -1122,17 +1131,19 @@ class JournaledSocket(Prefetching, zmq.Socket):
         if not self._received_held(self._s.fast_in, frames, settle):
             return self._recv_after_resend(flags, copy, track)
         body = frames[0]
-        return body if copy else got if body is data else zmq.Frame(body)
+        return body if copy else got if body is data else handed(body, False, got)
 
     def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
         """recv() read a resend this journal holds already (dropped): the next message instead."""
         state = self._s
         if state.redelivery is not None or state.local is not None:
             return self.recv(flags, copy, track)
-        frames = self._recv_multipart_live(flags, True, track)
+        frames = self._recv_multipart_live(flags, copy, track)
         if len(frames) > 1:
-            state.serving = frames[1:]
-        return frames[0] if copy else zmq.Frame(frames[0])
+            # (copy=False: frames as received, or made by _frames_of, each with its more flag and properties)
+            state.serving = frames[1:] if copy else [frame.bytes for frame in frames[1:]]
+            state.serving_from = None if copy else frames[0]
+        return frames[0]
 
     def _recv_redelivering(self, flags: int, copy: bool, track: bool, whole: bool) -> list[Any]:
         """Receive while re-injected entries are queued: recognise them, keep live ones behind them.
@@ -1409,7 +1420,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
             local.refill()
             if not local.active:
                 self._retire_redelivery()
-        return data if copy else zmq.Frame(data)
+        return data if copy else handed(data, local.current is not None)
 
     def get(self, option: int) -> Any:
         state = self._s
