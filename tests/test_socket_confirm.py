@@ -382,6 +382,26 @@ def test_a_prefetching_receiver_takes_the_header_off_and_drops_resends(journal, 
     assert (confirm["senders"], confirm["dedup_keys"], confirm["duplicates_dropped"]) == (1, 3, 1)
 
 
+def test_a_prefetching_router_takes_the_header_off_after_the_routing_id(open_journal, tmp_path, ctx, endpoint) -> None:
+    """A ROUTER that reads ahead (``prefetch``) hands over a confirm DEALER's messages as sent, and confirms them."""
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    dealer = sender.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True)
+    dealer.routing_id = b"client"
+    router = receiver.wrap(ctx.socket(zmq.ROUTER), name="in", prefetch=16)
+    where = endpoint()
+    router.bind(where)
+    dealer.connect(where)
+    sent = [[b"one"], [b"two", b"frames"], [b"", b"enveloped"], [b"ZJC2 but the application's"]]
+    for message in sent:
+        dealer.send_multipart(message)
+    got = [router.recv_multipart() for _ in sent]
+    assert got == [[b"client", *message] for message in sent]
+    _wait(lambda: _pending_out(sender) == 0, "every confirmation")
+    # a ROUTER's requests stay pending until answered: kept as received, never with a header
+    assert [e.frames for e in receiver.entries(name="in")] == got
+
+
 def test_a_plain_receiver_sees_the_header_and_the_sender_keeps_its_entries(open_journal, tmp_path, ctx, endpoint):
     sender = open_journal(str(tmp_path / "a"))
     push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)

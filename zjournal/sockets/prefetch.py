@@ -26,13 +26,14 @@ _NOBLOCK = int(zmq.NOBLOCK)
 READ_AHEAD_BYTES = 4 << 20  # a read-ahead batch stops growing past this many bytes of messages
 
 
-def _strip_headers(messages: list[list[bytes]]) -> list[confirm_wire.Header | None] | None:
-    """Take the confirm header off each message that has one; None when none had (the common case)."""
+def _strip_headers(messages: list[list[bytes]], at: int) -> list[confirm_wire.Header | None] | None:
+    """Take the confirm header off each message that has one (at frame ``at``: 1 after a ROUTER's
+    routing id); None when none had (the common case)."""
     headers: list[confirm_wire.Header | None] | None = None
     prefix = confirm_wire.PREFIX
     for i, m in enumerate(messages):
-        if m[0].startswith(prefix):
-            header = confirm_wire.take_header(m)
+        if len(m) > at and m[at].startswith(prefix):
+            header = confirm_wire.take_header(m, at)
             if header is not None:
                 if headers is None:
                     headers = [None] * len(messages)
@@ -107,7 +108,7 @@ class Prefetching:
             if state.deferred:
                 killpoints.reached("ack:before-write")
             killpoints.reached("recv:before-journal")
-        headers = None if self._router else _strip_headers(messages)
+        headers = _strip_headers(messages, 1 if self._router else 0)
         try:
             self._journal_read_ahead(messages, headers, received=received)
         except StoreError:
