@@ -6,6 +6,7 @@ format of zjournal.sockets.confirm_wire, as a journaled peer would.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ import zmq
 
 import zjournal
 from zjournal.sockets import confirm_wire as wire
+from zjournal.sockets.confirm import _ASLEEP_AFTER
 
 ORIGIN = b"\x07" * 16
 
@@ -944,3 +946,60 @@ def test_a_confirm_senders_counts_match_its_entries_while_open_closed_and_reopen
     journal.close()
     journal = open_journal()
     assert _pending_out(journal) == len(list(journal.entries(name="out"))) == 50
+
+
+def test_a_receiver_confirms_to_many_senders_without_losing_confirmations(open_journal, tmp_path, ctx) -> None:
+    """A hundred confirm senders into one PULL: every message confirmed once, long before any resend.
+
+    A receiver keeps a confirm socket per sender endpoint, the least recently
+    used closing past a bound; its last confirmations must still go (closed at
+    once, they were dropped, and beyond 16 senders thousands waited for a resend).
+    """
+    receiver = open_journal(str(tmp_path / "receiver"))
+    sender = open_journal(str(tmp_path / "senders"))
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind("tcp://127.0.0.1:*")
+    where = pull.get(zmq.LAST_ENDPOINT).decode()
+    pushes = [sender.wrap(ctx.socket(zmq.PUSH), name=f"out-{i}", confirm=True, confirm_timeout=60) for i in range(100)]
+    for push in pushes:
+        push.connect(where)
+    for round_ in range(3):
+        for i, push in enumerate(pushes):
+            push.send(b"%d/%d" % (i, round_))
+    received = {pull.recv() for _ in range(3 * len(pushes))}
+    assert len(received) == 3 * len(pushes)
+    _wait(lambda: sender.count(direction="out", state="pending") == 0, "every confirmation", timeout=20)
+    assert receiver.info()["confirm"]["duplicates_dropped"] == 0  # nothing was resent
+    for push in pushes:
+        push.close()
+
+
+def test_idle_confirm_senders_sleep(journal, ctx) -> None:
+    """A confirm socket's thread sleeps while there is nothing to take in or resend (it looked every 5 ms)."""
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind("tcp://127.0.0.1:*")
+    where = pull.get(zmq.LAST_ENDPOINT).decode()
+    pushes = [journal.wrap(ctx.socket(zmq.PUSH), name=f"out-{i}", confirm=True) for i in range(10)]
+    for push in pushes:
+        push.connect(where)
+        push.send(b"once")
+    for _ in pushes:
+        pull.recv()
+    _wait(lambda: journal.count(direction="out", state="pending") == 0, "every confirmation")
+    time.sleep(_ASLEEP_AFTER + 0.1)  # (it looks every tick for a while after a send, as while sending)
+    threads = [t for t in threading.enumerate() if t.name.startswith("zjournal-confirm-out-")]
+    assert len(threads) == len(pushes)
+
+    def switches() -> int:  # each wake-up of a sleeping thread is a context switch (Linux counts them)
+        total = 0
+        for thread in threads:
+            with open(f"/proc/self/task/{thread.native_id}/status") as status:
+                total += sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+        return total
+
+    before = switches()
+    time.sleep(1.0)
+    woke = switches() - before
+    assert woke <= 3 * len(pushes), f"{len(pushes)} idle confirm threads woke {woke} times in 1 s"
+    for push in pushes:
+        push.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -51,6 +52,12 @@ _pack_header = wire.pack_fixed  # the header frame but its endpoint (wire.encode
 _MERGE_LIMIT = wire.MERGE_LIMIT
 _TICK = 0.005  # seconds between looks at confirmations and resends
 _SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
+# An idle sender's thread sleeps until a confirmation comes, a resend is due, or close() wakes it; at most
+# this long (a safety net: never longer than confirm_timeout either, see ConfirmSender._idle_wait).
+_IDLE_WAIT_MAX = 1.0
+# ... but only once the application sent nothing for this long: a sender blocked by a slow receiver, or
+# pausing between bursts, may send again any moment, and the thread must not hold the intake then.
+_ASLEEP_AFTER = 1.0
 _TAKE_EVERY_MASK = 63  # while the application sends, every 64th send takes them in
 _FLOOR_EVERY_MASK = 63  # every 64th send works out the floor afresh
 _RETURN_EVERY = 0.002  # a receiver's confirmations wait at most this long
@@ -59,7 +66,9 @@ _RETURN_BATCH = 4096
 # them sooner (a batch full, or about to wait); this is for an application that stopped calling recv.
 # Longer than _RETURN_EVERY: each look is a GIL hand-over from a receiving thread that is busy.
 _HOLD_AT_MOST = 0.01
-_MAX_ENDPOINTS = 16  # a receiver's confirm sockets (one per sender endpoint) at most
+# A receiver's confirm sockets (one per sender endpoint) at most; past that the least recently used one
+# closes, its last confirmations still going (it lingers as a closing receiver's do).
+_MAX_ENDPOINTS = 64
 # How long a closing receiver's last confirmations may wait to reach their senders (ms): long enough
 # for a live sender on this host or network, short enough that a sender that is gone delays ctx.term() little.
 _LAST_CONFIRMS_LINGER = 500
@@ -154,6 +163,11 @@ class ConfirmSender:
         self._intake.bind(bind_to or "tcp://127.0.0.1:*")
         self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
         self._endpoint = self.endpoint.encode()
+        # close() wakes the thread from an idle sleep through this pipe (a pipe, not a ZeroMQ pair: nothing
+        # more in the application's context; the thread closes both ends when it ends).
+        self._wake_lock = threading.RLock()  # (re-entered if a garbage collection in the thread closes the socket)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         # A merged frame's header: all but the sequence and floor are the same in every message.
         self._pack_merged, self._merged_front, self._merged_back = wire.merged_packer(self.origin, self._endpoint)
         self._stop = threading.Event()
@@ -307,13 +321,20 @@ class ConfirmSender:
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._intake, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 if time.monotonic() - self._last_send > _SETTLE_IDLE:
-                    # The application is not sending: confirmations are taken and settled here.
+                    # The application is not sending: confirmations are taken and settled here. The
+                    # thread sleeps until one comes, a resend is due or close() wakes it: an idle socket
+                    # costs no CPU (a look every tick cost 2-3 % of a core per socket).
+                    wait = self._idle_wait()
                     with self._intake_lock:
-                        if poller.poll(_TICK * 1000):
+                        ready = dict(poller.poll(wait * 1000))
+                        if self._intake in ready:
                             self._take_confirms()
+                    if self._wake_r in ready:
+                        os.read(self._wake_r, 64)
                     if self._confirmed:
                         self._settle_confirmed()
                 else:
@@ -333,6 +354,37 @@ class ConfirmSender:
             log.error("journal socket %r: confirmations stopped: %s", self._name, e)
         finally:
             self._intake.close(0)
+            with self._wake_lock:
+                write_end, self._wake_w = self._wake_w, -1  # (first: a closed number may be reused at once)
+                os.close(self._wake_r)
+                os.close(write_end)
+
+    def _idle_wait(self) -> float:
+        """How long the idle thread may sleep (seconds): until the oldest unconfirmed message is due.
+
+        With nothing unconfirmed, ``confirm_timeout`` (at most
+        :data:`_IDLE_WAIT_MAX`): a message sent during the sleep is due
+        after it ends, so no resend is ever late by more than a tick.
+        """
+        now = time.monotonic()
+        if now - self._last_send < _ASLEEP_AFTER:
+            return _TICK
+        longest = min(self._timeout, _IDLE_WAIT_MAX)
+        if not self.resends_in_thread:
+            return longest  # its resends come from the application's calls
+        with self._mutex:
+            self._fold()
+            oldest = next(iter(self._unconfirmed.values()), None)  # (in the order of their last send)
+        if oldest is None:
+            return longest
+        return max(_TICK, min(longest, oldest + self._timeout - now))
+
+    def _wake_thread(self) -> None:
+        """Wake the thread from an idle sleep (it stops if ``_stop`` is set)."""
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # (full: a wake is waiting already)
+                    os.write(self._wake_w, b"w")
 
     def _take_confirms_now(self) -> None:
         """From the application's send, every few sends: take in and settle what came back.
@@ -504,6 +556,7 @@ class ConfirmSender:
     def close(self) -> None:
         """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""
         self._stop.set()
+        self._wake_thread()
         if self._thread is not threading.current_thread():
             self._thread.join()
         if self._confirmed:
@@ -545,7 +598,8 @@ class ConfirmReturn:
         self.duplicates = 0  # resends this socket dropped (already journaled)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # (interval mode) a full batch, or close: send now
+        self._arrived = threading.Event()  # (interval mode) the first confirmation for an idle thread
         self._linger = 0  # what the confirm sockets close with (see close)
         if not port.durable_once_written():
             self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
@@ -598,15 +652,22 @@ class ConfirmReturn:
                 self._send(endpoint, origin, seqs)
             return
         if self._queued < _MAX_QUEUED_CONFIRMS:
+            was_empty = not self._queue
             self._queue.append((endpoint, origin, seqs))
             self._queued += len(seqs)
+            if was_empty:
+                self._arrived.set()  # wakes an idle thread (which then gathers more)
             if self._queued >= _RETURN_BATCH:
-                self._wake.set()
+                self._wake.set()  # a full batch goes at once
 
     def _run(self) -> None:
         try:
             while True:
                 stopping = self._stop.is_set()
+                if not self._queue and not stopping:
+                    self._arrived.wait()  # nothing to confirm: asleep until confirm_many queues some (or close)
+                    self._arrived.clear()
+                    continue  # then gather more, as below
                 self._wake.wait(_RETURN_EVERY)
                 self._wake.clear()
                 if self._queue:
@@ -636,7 +697,8 @@ class ConfirmReturn:
         out = sockets.get(endpoint)
         if out is None:
             if len(sockets) >= _MAX_ENDPOINTS:
-                sockets.popitem(last=False)[1].close(0)
+                # (closed at once, libzmq would drop what was just queued on it: its sender resends it all)
+                sockets.popitem(last=False)[1].close(_LAST_CONFIRMS_LINGER)
             out = zmq.Context.socket(self._ctx, zmq.PUSH, socket_class=zmq.Socket)
             out.linger = 0
             out.connect(endpoint)  # a wire-checked tcp, ipc or inproc address
@@ -720,5 +782,6 @@ class ConfirmReturn:
             return
         self._stop.set()
         self._wake.set()
+        self._arrived.set()
         if self._thread is not threading.current_thread():
             self._thread.join()
