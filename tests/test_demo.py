@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from rich.console import Console
@@ -62,3 +63,6 @@ def test_the_pipeline_demo_loses_nothing_with_confirm() -> None:
     result = run_pipeline_demo(messages=1500, kills=3, console=Console(file=shown, width=120))
     assert result["sent"] == 1500 and result["handed"] == 1500 and result["lost"] == 0 and result["finished"]
     assert "journaled, confirm=True" in shown.getvalue() and "without confirms" in shown.getvalue()
+    # ... and it shows what confirms are for: without them, what waited in ZeroMQ's queues was lost
+    lost_without = re.search(r"without confirms (\d+) of 1500 were lost", shown.getvalue())
+    assert lost_without is not None and int(lost_without.group(1)) > 0

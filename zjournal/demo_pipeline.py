@@ -2,7 +2,8 @@
 
 A producer process sends numbered messages through a journaled PUSH to a
 consumer process (a journaled PULL, no option) that records every message it
-is handed. The consumer is killed with SIGKILL a few times mid-stream and
+is handed, and works a millisecond on each: slower than the producer, so that
+messages wait in ZeroMQ's queues. The consumer is killed with SIGKILL a few times mid-stream and
 restarted. Without confirms, what sat in ZeroMQ's queues when it died is
 lost; with ``confirm=True`` on the producer, nothing is. Both runs end with
 "lost": sent (send returned) minus handed over.
@@ -30,6 +31,10 @@ from rich.table import Table
 import zjournal
 
 _NAME = "orders"
+# Each message takes the consumer this long (its work): slower than the producer, so that messages wait in
+# ZeroMQ's queues when it is killed, as they do in front of any busy worker (a consumer that keeps up has
+# nothing queued most of the time, and a run without confirms then loses nothing to show).
+_WORK = 0.001
 
 
 def produce(journal_path: str, endpoint: str, count: int, sent: str, confirm: bool) -> None:
@@ -63,6 +68,7 @@ def consume(journal_path: str, endpoint: str, out: str) -> None:
         while True:
             f.write(pull.recv().decode() + "\n")
             f.flush()  # in the page cache: SIGKILL keeps it
+            time.sleep(_WORK)
 
 
 class _Process:
@@ -142,9 +148,10 @@ def run_pipeline_demo(messages: int = 4000, kills: int = 5, console: Console | N
     console = console or Console()
     console.rule("[bold]zjournal demo --pipeline: a PUSH -> PULL pipeline, the consumer killed with SIGKILL")
     console.print(
-        f"A producer sends {messages} numbered messages through a journaled PUSH; the consumer (a journaled "
-        f"PULL) is killed {kills} times mid-stream and restarted. Once without confirms, once with "
-        "confirm=True on the producer."
+        f"A producer sends {messages} numbered messages through a journaled PUSH, faster than the consumer (a "
+        f"journaled PULL, {_WORK * 1000:g} ms of work per message) handles them, so that they queue in ZeroMQ as "
+        f"in front of any busy worker; the consumer is killed {kills} times mid-stream and restarted. Once "
+        "without confirms, once with confirm=True on the producer."
     )
     results = {}
     with tempfile.TemporaryDirectory(prefix="zjdemo-pipeline") as tmp:
