@@ -6,6 +6,7 @@ format of zjournal.sockets.confirm_wire, as a journaled peer would.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import NamedTuple
@@ -990,16 +991,47 @@ def test_idle_confirm_senders_sleep(journal, ctx) -> None:
     threads = [t for t in threading.enumerate() if t.name.startswith("zjournal-confirm-out-")]
     assert len(threads) == len(pushes)
 
-    def switches() -> int:  # each wake-up of a sleeping thread is a context switch (Linux counts them)
-        total = 0
-        for thread in threads:
-            with open(f"/proc/self/task/{thread.native_id}/status") as status:
-                total += sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
-        return total
-
-    before = switches()
+    before = _context_switches(threads)
     time.sleep(1.0)
-    woke = switches() - before
+    woke = _context_switches(threads) - before
     assert woke <= 3 * len(pushes), f"{len(pushes)} idle confirm threads woke {woke} times in 1 s"
     for push in pushes:
         push.close()
+
+
+def _context_switches(threads: list[threading.Thread]) -> int:
+    """Each wake-up of a sleeping thread is a context switch (Linux counts them per thread)."""
+    total = 0
+    for thread in threads:
+        with open(f"/proc/self/task/{thread.native_id}/status") as status:
+            total += sum(int(line.split()[1]) for line in status if "ctxt_switches" in line)
+    return total
+
+
+def test_a_confirm_sender_facing_no_receiver_retries_its_resends_sparingly(open_journal, tmp_path, ctx) -> None:
+    """Resends that find the queue full (nobody takes them) are tried every 0.1 s, not every tick; they go once a
+    receiver comes."""
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    where = f"ipc://{tmp_path}/later"
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)
+    push.sndhwm = 1
+    push.connect(where)  # nobody bound yet
+    sent = set()
+    for k in range(3):
+        with contextlib.suppress(zmq.Again):
+            push.send(b"%d" % k, zmq.NOBLOCK)
+            sent.add(b"%d" % k)
+    assert sent
+    time.sleep(_ASLEEP_AFTER + 0.3)  # everything due for a resend, and the queue full
+    threads = [t for t in threading.enumerate() if t.name == "zjournal-confirm-out"]
+    before = _context_switches(threads)
+    time.sleep(1.0)
+    woke = _context_switches(threads) - before
+    assert len(threads) == 1 and woke <= 40, f"the confirm thread woke {woke} times in 1 s"
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind(where)
+    got = set()
+    while got != sent:
+        got.add(pull.recv())
+    _wait(lambda: _pending_out(sender) == 0, "every confirmation")
