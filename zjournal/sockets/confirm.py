@@ -55,9 +55,9 @@ _SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in co
 # An idle sender's thread sleeps until a confirmation comes, a resend is due, or close() wakes it; at most
 # this long (a safety net: never longer than confirm_timeout either, see ConfirmSender._idle_wait).
 _IDLE_WAIT_MAX = 1.0
-# ... but only once the application sent nothing for this long: a sender blocked by a slow receiver, or
-# pausing between bursts, may send again any moment, and the thread must not hold the intake then.
-_ASLEEP_AFTER = 1.0
+# ... but only once the application sent nothing for this long: a sender blocked a moment by a slow receiver,
+# or between two sends of a burst, takes its confirmations in itself (see _take_confirms_now).
+_ASLEEP_AFTER = 0.1
 # A resend that found the socket's queue full (its peers gone or slow) is tried again this much later, not
 # at every tick: a producer whose consumer is down cost ~1.5 % of a core per socket, looking every 5 ms.
 _RESEND_RETRY = 0.1
