@@ -108,7 +108,6 @@ def test_one_frame_messages_sent_merged_arrive_as_sent_by_every_way_of_receiving
 def test_held_confirmations_reach_their_senders_once_while_another_thread_flushes(journal, ctx) -> None:
     """ConfirmReturn.hold names a sender once per run of its messages; a flush from another thread loses none."""
     import sys
-    import threading
 
     from zjournal.journal.core import port_of
     from zjournal.sockets.confirm import ConfirmReturn
@@ -445,7 +444,6 @@ def _two_ends(open_journal, tmp_path) -> _TwoEnds:
 
 def _term_in_thread(context: zmq.Context) -> float | None:
     """Seconds ``context.term()`` took, or None when it had not returned after 10 s."""
-    import threading
 
     took: list[float] = []
 
@@ -483,7 +481,6 @@ def test_resends_stuck_for_a_peer_that_is_gone_do_not_hang_ctx_term(open_journal
 
 def test_a_producer_that_closes_before_its_consumer_is_up_delivers_once_it_is(open_journal, tmp_path) -> None:
     # As with plain pyzmq's linger: close() waits for the consumer's confirmations (confirm_timeout at most).
-    import threading
 
     sender, receiver, ours, theirs, where = _two_ends(open_journal, tmp_path)
     push = sender.wrap(ours.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=30)
@@ -533,7 +530,6 @@ def test_a_receiver_closed_right_after_its_last_recv_still_confirms_everything(o
 def test_a_producer_that_sends_and_closes_leaves_nothing_pending(open_journal, tmp_path) -> None:
     # close() waits for the confirmations of what it sent (its linger, confirm_timeout at most): without
     # that, its last messages stayed pending although the consumer had journaled them, and were resent.
-    import threading
 
     sender, receiver, ours, theirs, where = _two_ends(open_journal, tmp_path)
     pull = receiver.wrap(theirs.socket(zmq.PULL), name="in")
@@ -636,7 +632,6 @@ def test_inspect_shows_what_the_journal_received_from_confirm_senders(open_journ
 
 def test_a_dropped_confirm_socket_is_collected_and_its_thread_stops(journal, ctx, endpoint) -> None:
     import gc
-    import threading
     import weakref
 
     push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)

@@ -3,9 +3,9 @@
 A producer process sends numbered messages through a journaled PUSH to a
 consumer process (a journaled PULL, no option) that records every message it
 is handed, and works a millisecond on each: slower than the producer, so that
-messages wait in ZeroMQ's queues. The consumer is killed with SIGKILL a few times mid-stream and
-restarted. Without confirms, what sat in ZeroMQ's queues when it died is
-lost; with ``confirm=True`` on the producer, nothing is. Both runs end with
+messages wait in ZeroMQ's queues. The consumer is killed with SIGKILL a few
+times mid-stream and restarted. Without confirms, what sat in ZeroMQ's queues
+when it died is lost; with ``confirm=True`` on the producer, nothing is. Both runs end with
 "lost": sent (send returned) minus handed over.
 
 The two roles also run as scripts: ``python -m zjournal.demo_pipeline
