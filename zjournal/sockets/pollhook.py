@@ -40,9 +40,6 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     owing = []  # REQs awaiting a reply: libzmq's REQ_RELAXED would take a send, a REQ would not
     for sock, flags in sockets:
         if _journaled and isinstance(sock, _journaled) and sock._s is not None:
-            back = sock._s.confirm_return
-            if back is not None and back.held:
-                back.flush()  # the application is waiting: the confirmations held for it go now
             events = sock._python_events(flags)
             if events:
                 extra[sock] = events

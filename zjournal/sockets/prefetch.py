@@ -77,9 +77,6 @@ class Prefetching:
         if state.settle_next:
             state.deferred.append(state.settle_next)  # the app asks for the next one: the last is done
             state.settle_next = 0
-        back = state.confirm_return
-        if back is not None and back.held:
-            back.flush()  # the confirmations of the message before, held until the application had it
         raw_recv = zmq.Socket.recv
         try:
             first = raw_recv(self, flags | _NOBLOCK, False, track)
@@ -213,7 +210,7 @@ class Prefetching:
         if entry_id:
             state.ahead.append((entry_id, message, received))
         if confirm:
-            self._confirm_all([header], later=True)  # once the application has it: see _fill, poll
+            self._confirm_all([header], later=True)  # held, batched with the next ones (ConfirmReturn.hold)
         return False
 
     def _hand_over(self) -> list[bytes]:

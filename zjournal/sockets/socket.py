@@ -716,9 +716,6 @@ class JournaledSocket(Prefetching, zmq.Socket):
             state.rx_origin = origin_of(got)  # a journaled REQ's, to recognise its resends
             return got, 0  # (a REP's request is settled by its reply, never by the next recv)
         if not settle:
-            back = state.confirm_return
-            if back is not None and back.held:
-                back.flush()  # the confirmations held go before the wait (see ConfirmReturn.hold)
             if state.confirm is not None:
                 self._wait_resending(flags)
             return zmq.Socket.recv(self, flags, False, track), 0
@@ -729,7 +726,6 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
             self._port.settle(settle, self._s.slots)
-            self._flush_confirms()  # idle: the confirmations held go now (see ConfirmReturn.hold)
             if flags & _NOBLOCK:
                 raise
         if state.confirm is not None:
@@ -1272,7 +1268,7 @@ class JournaledSocket(Prefetching, zmq.Socket):
     def _confirm_all(self, headers: list[confirm_wire.Header], later: bool = False) -> None:
         """Tell the senders of these journaled confirm=True messages: one confirm message per sender.
 
-        ``later``: at this socket's next receive or poll (see ConfirmReturn.confirm_many).
+        ``later``: held, batched with the next ones (see ConfirmReturn.confirm_many).
         """
         back = self._s.confirm_return or self._new_confirm_return()
         if len(headers) == 1:
@@ -1477,18 +1473,10 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return flags & _POLLOUT  # libzmq's REP never saw the request: only the reply is possible
         return _POLLIN if flags & _POLLIN and self._holds_message() else 0
 
-    def _flush_confirms(self) -> None:
-        """Send the confirmations held until the application had its message (see ConfirmReturn.flush)."""
-        back = self._s.confirm_return
-        if back is not None and back.held:
-            back.flush()
-
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
         requests = None if self._s is None else self._s.requests
         if requests is not None and requests.outstanding:
             return requests.poll(timeout, flags)
-        if self._s is not None:
-            self._flush_confirms()
         if self._s is not None and self._s.answering_python:
             return flags & _POLLOUT
         events = self._python_events(flags)
