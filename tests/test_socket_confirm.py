@@ -858,6 +858,17 @@ def _confirmations(intake: zmq.Socket, want: int, timeout_ms: int = 5000) -> lis
     return messages
 
 
+def _plain_push_into_journaled_pull(journal, ctx, endpoint) -> tuple[zmq.Socket, bytes, zmq.Socket, zmq.Socket]:
+    """A journaled PULL fed by a plain PUSH that plays a confirm sender: ``(intake, its address, pull, push)``."""
+    intake, back = _confirm_intake(ctx)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(where)
+    return intake, back, pull, push
+
+
 def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(journal, ctx, endpoint) -> None:
     intake, back = _confirm_intake(ctx)
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
@@ -880,12 +891,7 @@ def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(jour
 
 
 def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(journal, ctx, endpoint) -> None:
-    intake, back = _confirm_intake(ctx)
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
-    where = endpoint()
-    pull.bind(where)
-    push = ctx.socket(zmq.PUSH)
-    push.connect(where)
+    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint)
     for seq, waits in ((1, True), (2, False)):
         push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
         assert pull.recv() == b"m%d" % seq
@@ -904,12 +910,7 @@ def test_a_receiver_answering_one_message_at_a_time_confirms_them_in_batches(jou
     message per message, in the way of the next one (both ends' I/O threads
     woken for it), which made a confirmed round trip 1.8x to 2.1x one without.
     """
-    intake, back = _confirm_intake(ctx)
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
-    where = endpoint()
-    pull.bind(where)
-    push = ctx.socket(zmq.PUSH)
-    push.connect(where)
+    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint)
     count = 60
     for seq in range(1, count + 1):
         push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])

@@ -3,8 +3,12 @@
 - ``socket``: :class:`JournaledSocket`, a real ``zmq.Socket`` that journals every whole message;
 - ``aio``: the asyncio (and tornado) variant; ``pollhook``: pollers see what sockets hold in Python;
 - ``wrapping``: ``Journal.wrap``/``context``/``replay`` (checks, names, contexts); ``copies``: socket classes;
-- ``policy``: ack policies and classifiers; ``redelivery``: pending entries back through a socket;
-- ``prefetch``: reading ahead in batches.
+- ``policy``: ack policies and classifiers; ``redelivery``: pending entries back through a socket,
+  ``redelivering``: a socket's receiving while they come;
+- ``prefetch``: reading ahead in batches; ``frames``: the ``zmq.Frame`` objects zjournal hands out;
+- ``confirm``: end-to-end confirms (``confirm=True``), ``confirm_wire`` their wire format,
+  ``confirm_inbound`` the receiving side of them;
+- ``requests``: a journaled REQ resends, a REP recognises the resend; ``requesters``: the same for a ROUTER.
 
 May import: ``zjournal.journal`` (its public API and ``journal.port``, the message
 path), ``zjournal.errors``, ``zjournal.plugins``, ``zjournal.killpoints``. Importing

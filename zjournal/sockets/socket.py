@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from zjournal import killpoints
-from zjournal.errors import InvalidArgumentError, StoreError, ZJournalError
+from zjournal.errors import InvalidArgumentError, StoreError
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire, pollhook
 from zjournal.sockets.confirm import ConfirmReturn, ConfirmSender, confirm_sender
+from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
+from zjournal.sockets.redelivering import Redelivering
 from zjournal.sockets.redelivery import (
     InprocRedelivery,
     LocalRedelivery,
@@ -65,12 +67,10 @@ _IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
 _MERGED_MAGIC = confirm_wire.MERGED_MAGIC  # ... or its only frame, the header in front
 _CONFIRM_PREFIX = confirm_wire.PREFIX  # what both start with
-_parse_header = confirm_wire.parse_header
 _parse_merged = confirm_wire.parse_merged
 _take_header = confirm_wire.take_header
 RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
-CONFIRM_READ_AHEAD = 256  # messages a receiver of a confirm sender reads ahead and journals in one write
 _OUT = DIRECTION_CODES[Direction.OUT]
 # Plain ints: pyzmq's constants are enums, and enum arithmetic is slow on the hot path.
 _RCVMORE = int(zmq.RCVMORE)
@@ -213,7 +213,7 @@ class _State:
         self.routed: RouterRequests | None = None
 
 
-class JournaledSocket(Prefetching, zmq.Socket):
+class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
@@ -1087,279 +1087,6 @@ class JournaledSocket(Prefetching, zmq.Socket):
             if self._inbound(frames, settle):
                 return frames if copy else _frames_of(frames, parts)
 
-    def _recv_confirmed_frame(
-        self, first: zmq.Frame, settle: int, flags: int, copy: bool, track: bool, more: bool = False
-    ) -> Any:
-        """recv() met a confirm header: read the whole message, journal it, give out its first frame.
-
-        ``more``: ``first`` is a copy of the frame read (its ``more`` flag lost), the rest is queued.
-        """
-        state = self._s
-        frames = [first.bytes]
-        if more or first.more:
-            got = _base_recv(self, 0, False, track)
-            body = got.bytes
-            if not got.more and state.fast_in is not None and not killpoints.ARMED:
-                # The common case, the header and one frame: into the slot, in one call.
-                header = _parse_header(frames[0])
-                if header is not None:
-                    if self._journal_confirmed_frame(state, body, settle, *header):
-                        return body if copy else got
-                    return self._recv_after_resend(flags, copy, track)
-            frames.append(body)
-            while got.more:
-                got = _base_recv(self, 0, False, track)
-                frames.append(got.bytes)
-        if state.fast_in is not None:
-            journaled = self._confirmed_in_the_slot(frames, settle, state)
-        else:
-            journaled = self._inbound(frames, settle)
-        if not journaled:
-            return self._recv_after_resend(flags, copy, track)
-        if len(frames) > 1:
-            state.serving = frames[1:]
-            state.serving_from = first
-        return frames[0] if copy else handed(frames[0], len(frames) > 1, first)
-
-    def _recv_merged(self, got: zmq.Frame, data: bytes, settle: int, flags: int, copy: bool, track: bool) -> Any:
-        """recv()'s one frame that starts as a merged frame does but is not one (or a test's kill point is armed)."""
-        frames = [data]
-        if not self._received_held(self._s.fast_in, frames, settle):
-            return self._recv_after_resend(flags, copy, track)
-        body = frames[0]
-        return body if copy else got if body is data else handed(body, False, got)
-
-    def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
-        """recv() read a resend this journal holds already (dropped): the next message instead."""
-        state = self._s
-        if state.redelivery is not None or state.local is not None:
-            return self.recv(flags, copy, track)
-        frames = self._recv_multipart_live(flags, copy, track)
-        if len(frames) > 1:
-            # (copy=False: frames as received, or made by _frames_of, each with its more flag and properties)
-            state.serving = frames[1:] if copy else [frame.bytes for frame in frames[1:]]
-            state.serving_from = None if copy else frames[0]
-        return frames[0]
-
-    def _recv_redelivering(self, flags: int, copy: bool, track: bool, whole: bool) -> list[Any]:
-        """Receive while re-injected entries are queued: recognise them, keep live ones behind them.
-
-        Returns the whole message (``whole``) or just its first frame, with
-        the tag frame stripped; sets ``_rx_redelivered`` for a re-injected one.
-        """
-        redelivery = self._s.redelivery
-        assert isinstance(redelivery, InprocRedelivery)
-        raw_recv = zmq.Socket.recv
-        raw_get = zmq.Socket.get
-        routed = self._s.routed
-        if not redelivery.active:
-            self._retire_redelivery()
-            frame = raw_recv(self, flags, False, track)
-            if routed is not None:
-                self._s.rx_origin = routed.origin_of(frame)
-            parts = [frame.bytes if copy else frame]
-            while whole and raw_get(self, _RCVMORE):
-                parts.append(raw_recv(self, flags, copy, track))
-            return parts
-        while True:
-            if routed is None:
-                parts = [raw_recv(self, flags, copy, track)]
-                entry_id = redelivery.recognise(parts[0] if copy else parts[0].bytes)
-            else:  # a ROUTER: its routing-id frame carries the connection's metadata (a journaled REQ's origin)
-                frame = raw_recv(self, flags, False, track)
-                parts = [frame.bytes if copy else frame]
-                entry_id = redelivery.recognise(frame.bytes)
-                if entry_id and routed.any_in_hand and self._came_live(routed, entry_id):
-                    while raw_get(self, _RCVMORE):
-                        raw_recv(self, flags, False, track)
-                    continue
-                if not entry_id:
-                    self._s.rx_origin = routed.origin_of(frame)
-            if entry_id:
-                self._s.rx_redelivered = entry_id
-                if redelivery.strips_first_frame:
-                    parts = [raw_recv(self, flags, copy, track)]
-                while whole and raw_get(self, _RCVMORE):
-                    parts.append(raw_recv(self, flags, copy, track))
-                return parts
-            if not redelivery.queued and not redelivery.exhausted:
-                redelivery.refill()  # older entries may be waiting in the journal: they come first
-            if self._router and redelivery.queued:
-                # A live request overtook the redelivered ones. A ROUTER answers it through the
-                # pipe its routing id names, so it can wait in Python behind them.
-                while raw_get(self, _RCVMORE):
-                    parts.append(raw_recv(self, flags, copy, track))
-                self._hold_in_python(parts if copy else [p.bytes for p in parts])
-                continue
-            if not (redelivery.reorders and redelivery.queued):
-                while whole and raw_get(self, _RCVMORE):
-                    parts.append(raw_recv(self, flags, copy, track))
-                return parts
-            # A live message overtook the redelivered ones: journal it and send it behind them.
-            while raw_get(self, _RCVMORE):
-                parts.append(raw_recv(self, flags, copy, track))
-            self._hold_behind(redelivery, parts if copy else [p.bytes for p in parts])
-
-    def _came_live(self, routed: RouterRequests, entry_id: int) -> bool:
-        """A redelivered ROUTER request whose copy came live first: that copy went to the application, this is acked."""
-        entry = self._port.load(entry_id)
-        if entry is None or not routed.came_live(entry):
-            return False
-        with contextlib.suppress(ZJournalError):
-            self._journal.ack(entry_id)
-        return True
-
-    def _recv_sub_redelivering(self, flags: int, track: bool) -> list[bytes]:
-        """Read a whole message while a SUB's re-injected entries are queued (matched by content)."""
-        redelivery = self._s.redelivery
-        assert isinstance(redelivery, SubRedelivery)
-        self._s.rx_redelivered = 0
-        redelivery.refill()  # learns the subscriptions first; injects nothing before one is known
-        while True:
-            frames = self._rest_of(zmq.Socket.recv(self, flags, False, track), track)
-            entry_id = redelivery.recognise_message(frames)
-            if entry_id:
-                self._s.rx_redelivered = entry_id
-                return frames
-            if not redelivery.queued:
-                redelivery.refill()  # older entries may be waiting in the journal: they come first
-            if not redelivery.queued:
-                if not redelivery.active:
-                    self._retire_redelivery()
-                return frames
-            # A live message overtook the redelivered ones: journal it and send it behind them.
-            self._hold_behind(redelivery, frames)
-
-    def _hold_behind(self, redelivery: InprocRedelivery, frames: list[bytes]) -> None:
-        """A live message arrived before the redelivered ones: journal it, to come after all of them.
-
-        It is journaled as a pending entry never handed over (attempts 0) and
-        not re-injected now: its id is above every older pending entry, so the
-        redelivery's next window fetch finds it in its place, after them, once.
-        """
-        classifier = self._classifier
-        if classifier is not None and not classifier(frames):
-            self._port.count_ephemeral(self._jname)
-            redelivery.inject_live(0, frames)  # ephemeral: never journaled, behind what is injected now
-            return
-        header = _take_header(frames)
-        if header is not None:
-            self._hold_confirmed_behind(frames, header)
-            redelivery.exhausted = False
-            return
-        try:
-            self._port.log(self._jname, _IN, frames, track=False, attempts=0)
-        except StoreError:
-            self._keep_unjournaled(frames, 0, JournaledSocket._journal_behind)
-            raise
-        redelivery.exhausted = False  # there is something to fetch again
-
-    def _hold_confirmed_behind(self, frames: list[bytes], header: confirm_wire.Header) -> None:
-        """A confirm sender's live message during redelivery: journaled (unless held already), confirmed."""
-        self._port.log_confirmed(
-            self._jname, _IN, frames, header.origin, header.seq, header.floor, track=False, attempts=0
-        )
-        self._confirm_received(header)
-
-    def _confirm_received(self, header: confirm_wire.Header) -> None:
-        """Tell the sender of a confirm=True message that this journal holds it (soon, batched)."""
-        self._confirm_all([header])
-
-    def _confirm_all(self, headers: list[confirm_wire.Header], later: bool = False) -> None:
-        """Tell the senders of these journaled confirm=True messages: one confirm message per sender.
-
-        ``later``: held, batched with the next ones (see ConfirmReturn.confirm_many).
-        """
-        back = self._s.confirm_return or self._new_confirm_return()
-        if len(headers) == 1:
-            header = headers[0]
-            back.confirm_many(header.endpoint, header.origin, [header.seq], later)
-        else:
-            by_sender: dict[tuple[str, bytes], list[int]] = {}
-            for header in headers:
-                by_sender.setdefault((header.endpoint, header.origin), []).append(header.seq)
-            for (endpoint, origin), seqs in by_sender.items():
-                back.confirm_many(endpoint, origin, seqs)
-        if not self._prefetch and self._can_read_ahead():
-            # A confirm sender streams to an ``explicit`` socket (whose entries the slot cannot hold):
-            # from now on read what is queued and journal it, dedup keys included, one write per batch
-            # (prefetch), not one write per message.
-            self._prefetch = CONFIRM_READ_AHEAD
-            self._update_fast_paths()
-
-    def _can_read_ahead(self) -> bool:
-        """Whether reading ahead keeps this socket's behaviour (as ``prefetch=`` would) and is cheaper."""
-        return (
-            self._in_policy is AckPolicy.EXPLICIT  # (``next`` takes the slot: as fast, and no store write at all)
-            and not self._is_rep
-            and not self._router
-            and self._s.slots is not None  # hand-overs recorded in the slot file, not one write each
-        )
-
-    def _journal_behind(self, frames: list[bytes], settle: int) -> bool:
-        redelivery = self._s.redelivery
-        if not isinstance(redelivery, InprocRedelivery):
-            return self._journal_new(frames, settle)  # redelivery ended meanwhile: it is next
-        self._hold_behind(redelivery, frames)
-        return False
-
-    def _hold_in_python(self, frames: list[bytes]) -> None:
-        """Journal a live ROUTER message that arrived before the redelivered ones, to hand over after them."""
-        state = self._s
-        origin, state.rx_origin = state.rx_origin, None
-        classifier = self._classifier
-        if classifier is not None and not classifier(frames[1:]):
-            self._port.count_ephemeral(self._jname)
-            state.behind.append((0, frames))
-            return
-        stored, envelope_size = frames, envelope_size_of(frames)
-        key = None
-        if origin is not None and state.routed is not None:
-            key = RouterRequests.key_of(origin, frames, envelope_size)
-            if self._copy_of_request(key, frames, envelope_size):
-                return
-            stored, envelope_size = with_origin(origin, frames, envelope_size)
-        # In flight (tracked) so that fetching redeliverable entries skips it; attempts 0 until handed over.
-        try:
-            entry_id = self._port.log(self._jname, _IN, stored, track=True, attempts=0, envelope_size=envelope_size)
-        except StoreError:
-            self._keep_unjournaled(frames, 0, JournaledSocket._journal_in_python)
-            raise
-        state.behind.append((entry_id, frames))
-        if key is not None and state.routed is not None:
-            state.routed.handed(entry_id, key, frames[0])  # in hand from now: a copy of it is not handed over
-
-    def _journal_in_python(self, frames: list[bytes], settle: int) -> bool:
-        if self._s.redelivery is None:
-            return self._journal_new(frames, settle)
-        self._hold_in_python(frames)
-        return False
-
-    def _retire_redelivery(self) -> None:
-        """Redelivery is over: drop the private peer and go back to the fast path.
-
-        Live messages held behind the redelivered ones are then served from
-        Python first (pollers see them through the poll hook).
-        """
-        state = self._s
-        redelivery = state.redelivery
-        state.redelivery = None
-        state.local = None
-        if isinstance(redelivery, InprocRedelivery):
-            with contextlib.suppress(zmq.ZMQError):
-                zmq.Socket.disconnect(self, redelivery.endpoint)
-        if redelivery is not None:
-            redelivery.close()
-        if state.behind:
-            local = LocalRedelivery(self)
-            local.exhausted = True  # only these: everything older was redelivered already
-            for entry_id, frames in state.behind:
-                local.messages.append((entry_id, frames))
-                local.queued.append(entry_id)
-            state.behind.clear()
-            state.redelivery = state.local = local
-        self._update_fast_paths()
-
     def recv_into(self, buffer: Any, /, *, nbytes: int = 0, flags: int = 0) -> int:
         if self._in_policy is None:  # a REQ's reply: acks the request, not journaled
             return self._recv_reply(
@@ -1629,117 +1356,6 @@ class JournaledSocket(Prefetching, zmq.Socket):
             return False
         _send_frames(self, reply)  # libzmq's REP owes this request a reply: this is it
         return True
-
-    def _confirmed_in_the_slot(self, frames: list[bytes], settle: int, state: _State) -> bool:
-        """The fast paths' message that starts with a confirm header: journaled in the slot (False: a dropped resend).
-
-        As fast as a plain message: no store write. The slot's overwrite acks
-        the message before, the dedup key goes to the slot file's key ring
-        (the store takes a ring's keys in one write), and the confirmation is
-        held, to go back with others (ConfirmReturn.hold).
-        """
-        slots = state.slots
-        held = slots.inbound.entry_id
-        if (held and held != settle) or killpoints.ARMED:
-            return self._inbound(frames, settle)  # the slot is taken: the general path
-        header = _take_header(frames)
-        if header is None:
-            return self._inbound(frames, settle)  # not a header after all
-        return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
-
-    def _journal_confirmed_in_the_slot(
-        self, slots: SlotFile, frames: list[bytes], settle: int, header: confirm_wire.Header, state: _State
-    ) -> bool:
-        """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
-        if len(frames) == 1:
-            return self._journal_confirmed_frame(state, frames[0], settle, *header) != 0
-        entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
-        self._hold_confirmation(state, header)
-        state.last_id = state.settle_next = entry_id
-        return entry_id != 0
-
-    def _journal_confirmed_frame(
-        self, state: _State, data: bytes, settle: int, origin: bytes, seq: int, floor: int, endpoint: str
-    ) -> int:
-        """A confirm sender's one-frame message, its header off, into the slot (SocketPort.log_keyed); 0: a resend."""
-        entry_id = state.last_id = state.settle_next = self._port.log_keyed(
-            state.slots, data, settle, origin, seq, floor
-        )
-        (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend: confirmed again
-        return entry_id
-
-    def _hold_confirmation(self, state: _State, header: confirm_wire.Header) -> None:
-        (state.confirm_return or self._new_confirm_return()).hold(header.endpoint, header.origin, header.seq)
-
-    def _new_confirm_return(self) -> ConfirmReturn:
-        """This socket's ConfirmReturn, made at its first confirm message."""
-        back = self._s.confirm_return = ConfirmReturn(self._port, self.context)
-        return back
-
-    def _inbound_confirmed(self, frames: list[bytes], settle: int, header: confirm_wire.Header) -> bool:
-        """A message of a confirm=True sender, its header off: journal it unless held already, confirm it.
-
-        In the socket's slot with its key in the key ring when the slot is free
-        (``next``); else in the store with its dedup key, in one write. A store
-        error leaves it unconfirmed: its sender sends it again.
-        """
-        state = self._s
-        policy = self._in_policy
-        slots = state.slots
-        if (
-            slots is not None
-            and policy is AckPolicy.NEXT
-            and not self._router
-            and self._handler is None
-            and not killpoints.ARMED
-            and slots.inbound.entry_id in (0, settle)
-        ):  # the slot, as on the fast paths (a DEALER that sends with confirm=True, say)
-            return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
-        entry_id = self._port.log_confirmed(
-            self._jname,
-            _IN,
-            frames,
-            header.origin,
-            header.seq,
-            header.floor,
-            settle=settle,
-            track=policy is not AckPolicy.EXPLICIT,
-            envelope_size=envelope_size_of(frames) if self._router else 0,
-        )
-        self._confirm_received(header)  # a resend is confirmed again
-        if not entry_id:
-            state.settle_next = 0
-            return False
-        state.last_id = entry_id
-        if policy is AckPolicy.NEXT:
-            state.settle_next = entry_id
-        elif policy is AckPolicy.REPLY:
-            state.awaiting_reply = entry_id
-        else:
-            state.settle_next = 0
-        if self._handler is not None:
-            self._handler.on_inbound(self, entry_id, frames)
-        return True
-
-    def _redelivered(self, entry_id: int, requester_gone: bool = False) -> None:
-        """Hand over a re-injected entry: attempts + 1, then the ack policy as for a new one."""
-        policy = self._in_policy
-        entry = self._port.deliver(entry_id, track=policy is not AckPolicy.EXPLICIT)
-        if entry is None:
-            return
-        self._s.redelivered = (entry_id, entry.attempts)
-        if requester_gone:
-            self._s.from_python.append(entry_id)
-            redelivery = self._s.redelivery
-            if self._s.routed is not None and isinstance(redelivery, InprocRedelivery):
-                self._s.routed.redelivered(entry, redelivery.token)  # the application answers the peer
-        self._s.last_id = entry_id
-        if policy is AckPolicy.NEXT:
-            self._s.settle_next = entry_id
-        elif policy is AckPolicy.REPLY:
-            self._s.awaiting_reply = entry_id
-        if self._handler is not None:
-            self._handler.on_inbound(self, entry_id, entry.frames)
 
     def _settle_reply(self) -> None:
         entry_id = self._s.awaiting_reply
