@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -374,3 +376,57 @@ def test_a_journal_closed_under_its_sockets_returns_their_messages_in_hand(journ
     with zjournal.open(journal_path, plugins=False) as again:
         left = sorted((e.name, e.frames, e.attempts, e.close_returns) for e in again.entries())
     assert left == [("server", [b"q1"], 1, 1), ("work", [b"w1"], 1, 1)]
+
+
+# A program that ends without closing anything, its sockets busy with confirm=True traffic to the last moment.
+EXIT_WITHOUT_CLOSE = r"""
+import sys, zmq, zjournal
+where, durability = sys.argv[1], sys.argv[2]
+ctx = zmq.Context()
+sender = zjournal.open(where + "/out", durability=durability, fsync_interval=2, plugins=False)
+receiver = zjournal.open(where + "/in", durability=durability, fsync_interval=2, plugins=False)
+push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+pull.bind("tcp://127.0.0.1:*")
+push.connect(pull.get(zmq.LAST_ENDPOINT).decode())
+for round in range(30):
+    for i in range(200):
+        push.send(b"%d-%d" % (round, i))
+    for i in range(200):
+        assert pull.recv() == b"%d-%d" % (round, i)
+print("received", 30 * 200, flush=True)
+"""
+
+
+@pytest.mark.parametrize("durability", ["process", "interval"])
+def test_a_program_that_exits_without_closing_its_confirm_sockets_exits(tmp_path, durability) -> None:
+    """Until 2026-12-05 such a program hung at exit about one run in three.
+
+    Python froze zjournal's daemon threads at exit, one of them holding a
+    lock, and the garbage collector's close of the socket then waited for
+    that lock for ever. zjournal.exiting stops those threads first. Eight
+    runs at once: on the code before, one of them or more hangs in most
+    tries. Nothing the journals accepted is lost either way.
+    """
+    runs = []
+    for n in range(8):
+        where = tmp_path / f"run-{n}"
+        where.mkdir()
+        runs.append((where, _spawn("-c", EXIT_WITHOUT_CLOSE, str(where), durability)))
+    for where, proc in runs:
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError("a program that did not close its journaled sockets hangs at exit") from None
+        assert proc.returncode == 0 and "received 6000" in out, err[-2000:]
+        with zjournal.open(str(where / "in"), plugins=False) as receiver:
+            assert receiver.count(name="in") <= 1  # the last one, in hand, at most: everything else handled
+        with zjournal.open(str(where / "out"), plugins=False) as sender:
+            # What was not confirmed before the exit stays pending, to be sent again; nothing else is left
+            assert sender.count(name="out", state="dead") == 0
+
+
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from zjournal import exiting
 from zjournal.errors import JournalClosedError
 from zjournal.journal.durability import Durability
 from zjournal.journal.ledger import Ledger, log
@@ -24,11 +25,17 @@ class Maintainer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zjournal-maintainer", daemon=True)
         self._thread.start()
+        exiting.stop_at_exit(self)
 
     def stop(self) -> None:
         """Stop and wait for the thread (before the journal closes its store)."""
         self._stop.set()
         self._thread.join()
+
+    def stop_thread(self, wait: float) -> None:
+        """At interpreter exit (zjournal.exiting): no more background fsyncs; the journal stays open."""
+        self._stop.set()
+        self._thread.join(wait)
 
     def _run(self) -> None:
         ledger = self._ledger

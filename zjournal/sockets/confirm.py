@@ -34,6 +34,7 @@ from typing import Any
 
 import zmq
 
+from zjournal import exiting
 from zjournal.errors import InvalidArgumentError, InvalidTransitionError, StoreError, UnknownEntryError, ZJournalError
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.journal.port import SocketPort
@@ -178,6 +179,7 @@ class ConfirmSender:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"zjournal-confirm-{name}", daemon=True)
         self._thread.start()
+        exiting.stop_at_exit(self)
 
     # -- the application's sends -------------------------------------------
 
@@ -562,12 +564,16 @@ class ConfirmSender:
         bound = min(int(self._timeout * 1000), 2**31 - 1)
         return bound if linger < 0 or linger > bound else linger
 
-    def close(self) -> None:
-        """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""
+    def stop_thread(self, wait: float) -> None:
+        """Stop the thread (at interpreter exit: zjournal.exiting); :meth:`close` does the rest."""
         self._stop.set()
         self._wake_thread()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(wait)
+
+    def close(self) -> None:
+        """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""
+        self.stop_thread(None)
         if self._confirmed:
             with contextlib.suppress(ZJournalError):  # (the journal closed first: they stay pending)
                 self._settle_confirmed()
@@ -613,6 +619,7 @@ class ConfirmReturn:
         if not port.durable_once_written():
             self._thread = threading.Thread(target=self._run, name="zjournal-confirm-return", daemon=True)
             self._thread.start()
+        exiting.stop_at_exit(self)  # (the flusher thread starts at the first confirmation held)
 
     def hold(self, endpoint: str, origin: bytes, seq: int) -> None:
         """``(origin, seq)`` is journaled here: tell its sender soon, in one confirm message with others.
@@ -771,6 +778,16 @@ class ConfirmReturn:
         for s in self._sockets.values():
             s.close(self._linger)
         self._sockets.clear()
+
+    def stop_thread(self, wait: float) -> None:
+        """Stop the threads (at interpreter exit: zjournal.exiting); :meth:`close` sends what is still held."""
+        self._linger = _LAST_CONFIRMS_LINGER
+        self._stop.set()
+        for event in (self._held_wake, self._wake, self._arrived):
+            event.set()
+        for thread in (self._flusher, self._thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(wait)
 
     def close(self, linger: int = -1) -> None:
         """Send what is queued, then stop.

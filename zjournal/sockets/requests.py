@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from zjournal import exiting
 from zjournal.errors import InvalidArgumentError, InvalidTransitionError, UnknownEntryError, ZJournalError
 from zjournal.journal.entry import Entry
 
@@ -424,6 +425,7 @@ class EarlierRequests:
         if self._thread is None and not self._stop.is_set():
             self._thread = threading.Thread(target=self._run, name="zjournal-earlier-requests", daemon=True)
             self._thread.start()
+            exiting.stop_at_exit(self)
 
     def take(self, entry_id: int) -> bool:
         """``journal.replay`` sends ``entry_id`` through the REQ itself: this stops sending it (False: not here)."""
@@ -435,10 +437,14 @@ class EarlierRequests:
 
     def close(self) -> None:
         """Stop; what was not answered stays pending for the next REQ of this name."""
+        self.stop_thread(2)
+
+    def stop_thread(self, wait: float) -> None:
+        """Stop the thread (also at interpreter exit: zjournal.exiting)."""
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
+            thread.join(timeout=wait)
 
     def _run(self) -> None:
         try:
