@@ -1010,7 +1010,9 @@ def test_idle_confirm_senders_sleep(journal, ctx) -> None:
     before = _context_switches(threads)
     time.sleep(1.0)
     woke = _context_switches(threads) - before
-    assert woke <= 3 * len(pushes), f"{len(pushes)} idle confirm threads woke {woke} times in 1 s"
+    # Each sleeps up to 1 s and may switch a few times more when it wakes (24-39 in all, alone): a thread
+    # that looked every 5 ms switched 200 times a second (the code before: 2,041 in all)
+    assert woke <= 8 * len(pushes), f"{len(pushes)} idle confirm threads woke {woke} times in 1 s"
     for push in pushes:
         push.close()
 
