@@ -160,9 +160,13 @@ class SocketPort:
         try:
             if ledger.closed or ledger.background_error is not None:
                 ledger.check_open()
-            keys = ledger.seen.in_order_keys(origin, seq)
-            if keys is None and ledger.seen.seen(origin, seq):
-                return self._drop_resend(slots, settle)
+            # SeenIndex.in_order_keys, inlined: the sequence is above every one kept for its origin
+            known = ledger.seen.by_origin.get(origin)
+            keys = None if known is None else known.seqs
+            if keys is None or not (seq > keys[-1] if keys else seq >= known.floor):
+                keys = None
+                if ledger.seen.seen(origin, seq):
+                    return self._drop_resend(slots, settle)
             if len(slots.keys_unstored) >= _KEYS:
                 self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
             entry_id = ledger.next_id
@@ -220,9 +224,9 @@ class SocketPort:
     def log_out(self, box: Outbox, frames: list[bytes], envelope_size: int = 0) -> int:
         """Append a confirm sender's message into its outbox (see zjournal.journal.outbox): pending, sent once.
 
-        The hot path of ``confirm=True``: no store write unless the ring is
-        full of unconfirmed messages (then a chunk of them goes to the store
-        in one write). A message too large for the ring takes :meth:`log`.
+        No store write unless the ring is full of unconfirmed messages (then
+        a chunk of them goes to the store in one write). A message too large
+        for the ring takes :meth:`log`.
         """
         ledger = self.ledger
         if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
@@ -230,6 +234,17 @@ class SocketPort:
             if not outbox.fits(frames):
                 return self.log(box.name, box.dcode, frames, track=True, attempts=1, envelope_size=envelope_size)
         data, kind = (frames[0], outbox.SINGLE) if len(frames) == 1 else box.encode(frames)
+        return self._hold_out(box, data, kind, envelope_size)
+
+    def log_out_one(self, box: Outbox, data: bytes) -> int:
+        """:meth:`log_out` of one bytes frame without an envelope: the hot path of ``confirm=True``."""
+        if len(data) > self.ledger.unchecked_size:
+            return self.log_out(box, [data])
+        return self._hold_out(box, data, outbox.SINGLE, 0)
+
+    def _hold_out(self, box: Outbox, data: bytes, kind: int, envelope_size: int) -> int:
+        """Write an encoded message into ``box`` as a new entry (its size already checked)."""
+        ledger = self.ledger
         created = _now()
         lock = ledger.lock
         lock.acquire()

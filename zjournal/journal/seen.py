@@ -78,7 +78,8 @@ class SeenIndex:
     """
 
     def __init__(self) -> None:
-        self._origins: dict[bytes, _Origin] = {}
+        # origin -> what is kept of it (read, not changed, by the receiving hot path: SocketPort.log_keyed)
+        self.by_origin: dict[bytes, _Origin] = {}
         self.dropped = 0
 
     def load(self, store: Store) -> None:
@@ -106,7 +107,7 @@ class SeenIndex:
                     known.insert(seq)
         for known in origins.values():
             heapq.heapify(known.records)
-        self._origins = origins
+        self.by_origin = origins
         raw = store.get("meta", _DROPPED)
         self.dropped = _SEQ.unpack(raw)[0] if raw is not None and len(raw) == _SEQ.size else 0
 
@@ -122,7 +123,7 @@ class SeenIndex:
 
     def seen(self, origin: bytes, seq: int) -> bool:
         """Whether ``(origin, seq)`` was committed as journaled here (and not forgotten)."""
-        known = self._origins.get(origin)
+        known = self.by_origin.get(origin)
         if known is None:
             return False
         seqs = known.seqs
@@ -136,7 +137,7 @@ class SeenIndex:
         checks, journals, then appends ``seq`` to the list itself (under the
         journal's lock): one lookup where ``remember`` would take another.
         """
-        known = self._origins.get(origin)
+        known = self.by_origin.get(origin)
         if known is None:
             return None
         seqs = known.seqs
@@ -145,7 +146,7 @@ class SeenIndex:
         return seqs if seq >= known.floor else None
 
     def floor(self, origin: bytes) -> int:
-        known = self._origins.get(origin)
+        known = self.by_origin.get(origin)
         return 0 if known is None else known.floor
 
     def add(self, batch: Any, origin: bytes, seq: int) -> Any:
@@ -158,7 +159,7 @@ class SeenIndex:
         Sequences known already, or below the floor (nothing resends those),
         are left out: a record's first sequence is then never another's.
         """
-        known = self._origins.get(origin)
+        known = self.by_origin.get(origin)
         floor = 0 if known is None else known.floor
         new = [seq for seq in seqs if seq >= floor and not self.seen(origin, seq)]
         if not new:
@@ -168,7 +169,7 @@ class SeenIndex:
         record = (max(new), first)
 
         def committed() -> None:
-            known = self._origins.setdefault(origin, _Origin())
+            known = self.by_origin.setdefault(origin, _Origin())
             heapq.heappush(known.records, record)
             for seq in new:
                 if seq >= known.floor:  # (the floor may have passed it meanwhile: nothing will resend it)
@@ -180,9 +181,9 @@ class SeenIndex:
 
     def remember(self, origin: bytes, seq: int) -> None:
         """Know ``(origin, seq)`` as journaled now: its key is durable elsewhere (a slot file's key ring)."""
-        known = self._origins.get(origin)
+        known = self.by_origin.get(origin)
         if known is None:
-            known = self._origins[origin] = _Origin()
+            known = self.by_origin[origin] = _Origin()
         if seq >= known.floor:
             known.insert(seq)
 
@@ -202,14 +203,14 @@ class SeenIndex:
 
         def committed() -> None:
             for origin, record in records:
-                known = self._origins.setdefault(origin, _Origin())
+                known = self.by_origin.setdefault(origin, _Origin())
                 heapq.heappush(known.records, record)
 
         return committed
 
     def forget_below(self, batch: Any, origin: bytes, floor: int) -> Any:
         """Delete ``origin``'s records wholly below ``floor`` (the sender's), in ``batch``; None if nothing changes."""
-        known = self._origins.get(origin)
+        known = self.by_origin.get(origin)
         if known is None or floor <= known.floor:
             return None
         records = known.records
@@ -230,7 +231,7 @@ class SeenIndex:
 
     def origins(self) -> dict[bytes, tuple[int, int]]:
         """``origin -> (floor, keys kept)``, for inspection."""
-        return {origin: (known.floor, len(known.seqs)) for origin, known in self._origins.items()}
+        return {origin: (known.floor, len(known.seqs)) for origin, known in self.by_origin.items()}
 
 
 def _nothing() -> None:

@@ -67,7 +67,6 @@ _IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
 _MERGED_MAGIC = confirm_wire.MERGED_MAGIC  # ... or its only frame, the header in front
 _CONFIRM_PREFIX = confirm_wire.PREFIX  # what both start with
-_parse_merged = confirm_wire.parse_merged
 _take_header = confirm_wire.take_header
 RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
@@ -128,6 +127,7 @@ class _State:
         "handed",
         "last_id",
         "local",
+        "parse_merged",
         "redelivered",
         "redelivery",
         "rep_held",
@@ -196,6 +196,7 @@ class _State:
         self.fast_confirm: ConfirmSender | None = None  # confirm=True, when its common case applies
         self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
+        self.parse_merged = confirm_wire.merged_parser()  # a confirm sender's one-frame message, header off
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
         # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
         self.requests: RequestResends | None = None
@@ -911,7 +912,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
                 state.rx_settle = settle
                 state.rx_redelivered = 0
             elif data.startswith(_CONFIRM_PREFIX):  # a confirm sender's message in one frame (or one like it)
-                merged = _parse_merged(data)
+                merged = state.parse_merged(data)
                 if merged is None or killpoints.ARMED:  # not a header after all, or a test's kill point
                     return self._recv_merged(got, data, settle, flags, copy, track)
                 # Journaled in the slot with its dedup key, its confirmation held (_journal_confirmed_frame).
