@@ -138,14 +138,18 @@ class ConfirmSender:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self.origin = port.secret(f"confirm-origin:{name}")
-        # entry id -> when last sent (monotonic), in the order of that time: a resend moves an id to
-        # the end, so what is due is always at the front (no scan of the whole window per tick).
+        # The unconfirmed entries, in two parts. Sent once by the application: entry id -> when (monotonic),
+        # in the order sent, which is the ids' order; the application's thread adds to it without a lock
+        # (one dict store: atomic), the others take from it under the mutex. And their ids in that order
+        # (_order; ids no longer there leave lazily from its front): the oldest is always first, so
+        # the floor and the next resend due are found without a scan.
+        self._sent_at: dict[int, float] = {}
+        self._order: collections.deque[int] = collections.deque()
+        # Sent again, or pending from an earlier run: entry id -> when last sent, in the order of that
+        # time (a resend moves an id to the end, so what is due is at the front), and their ids ascending.
         self._unconfirmed: dict[int, float] = {}
-        self._ids: collections.deque[int] = collections.deque()  # unconfirmed ids ascending (confirmed ones lazily)
-        # The application's sends not yet in those two: appending here needs no lock (a deque's append and
-        # popleft are atomic), and whoever takes the mutex to read them moves these in first (_fold).
-        self._sent: collections.deque[tuple[int, float]] = collections.deque()
-        self._mutex = threading.Lock()  # guards both between the application and the thread
+        self._ids: collections.deque[int] = collections.deque()
+        self._mutex = threading.Lock()  # guards them between the application and the thread (see above)
         self._backlog: collections.deque[int] = collections.deque()  # pending from an earlier run, not resent yet
         # Confirmed ids the thread took in, for the application's next send to settle: settling there
         # spares the two threads a tug of war over the GIL. The thread settles them itself when the
@@ -190,12 +194,28 @@ class ConfirmSender:
     def floor(self, entry_id: int) -> int:
         """The lowest entry still waiting for its confirmation, ``entry_id`` included."""
         with self._mutex:
-            self._fold()
+            first = self._first_sent()
             ids, unconfirmed = self._ids, self._unconfirmed
             while ids and ids[0] not in unconfirmed:
                 ids.popleft()
-            first = ids[0] if ids else entry_id
-        return min(first, entry_id)
+            if ids and (first is None or ids[0] < first):
+                first = ids[0]
+        return entry_id if first is None else min(first, entry_id)
+
+    def _first_sent(self) -> int | None:
+        """The oldest entry sent once and unconfirmed, or None (mutex held): the front of ``_order``."""
+        order, sent_at = self._order, self._sent_at
+        while order:
+            entry_id = order[0]
+            if entry_id in sent_at:
+                return entry_id
+            order.popleft()  # confirmed, or sent again since (then in _unconfirmed)
+        return None
+
+    def _sending(self, entry_id: int, now: float) -> None:
+        """The application sends ``entry_id`` (before it goes: a confirmation may come back at once)."""
+        self._sent_at[entry_id] = now
+        self._order.append(entry_id)  # (after: an id in _order is in _sent_at until taken from it)
 
     def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
         """Journal ``frames`` (pending until confirmed), then send their header and let ``move`` send them."""
@@ -228,6 +248,8 @@ class ConfirmSender:
         if not floor or not sends & _FLOOR_EVERY_MASK:
             floor = self._floor = self.floor(entry_id)
         frame = self._pack_merged(self._merged_front, entry_id, floor, self._merged_back) + data
+        self._sent_at[entry_id] = now  # (_sending, inlined)
+        self._order.append(entry_id)
         lock = self.lock
         lock.acquire()  # (not `with`: cheaper, and this runs once per message)
         try:
@@ -235,11 +257,11 @@ class ConfirmSender:
                 self._send_backlog(0)
             _send(sock, frame, 0)
         except BaseException:
+            self._sent_at.pop(entry_id, None)
             port.unlog(entry_id)
             raise
         finally:
             lock.release()
-        self._sent.append((entry_id, now))
         self.last_sent = entry_id
 
     def _between_sends(self, now: float, sends: int) -> None:
@@ -267,6 +289,7 @@ class ConfirmSender:
         header = _pack_header(_HEADER_MAGIC, self.origin, entry_id, floor) + self._endpoint
         sock = self._sock()
         result = None
+        self._sending(entry_id, now)
         try:
             with self.lock:
                 if self._backlog:
@@ -280,9 +303,9 @@ class ConfirmSender:
                     _send(sock, header, _SNDMORE | noblock)
                     result = move()
         except BaseException:
+            self._sent_at.pop(entry_id, None)
             port.unlog(entry_id)
             raise
-        self._sent.append((entry_id, now))
         self.last_sent = entry_id
         return result
 
@@ -316,16 +339,7 @@ class ConfirmSender:
 
     def unconfirmed(self) -> int:
         with self._mutex:
-            self._fold()
-            return len(self._unconfirmed)
-
-    def _fold(self) -> None:
-        """Move the application's latest sends into the unconfirmed ones (mutex held)."""
-        sent, unconfirmed, ids = self._sent, self._unconfirmed, self._ids
-        while sent:
-            entry_id, when = sent.popleft()
-            unconfirmed[entry_id] = when
-            ids.append(entry_id)
+            return len(self._sent_at) + len(self._unconfirmed)
 
     # -- the background thread -----------------------------------------------
 
@@ -384,8 +398,12 @@ class ConfirmSender:
         if not self.resends_in_thread:
             return longest  # its resends come from the application's calls
         with self._mutex:
-            self._fold()
             oldest = next(iter(self._unconfirmed.values()), None)  # (in the order of their last send)
+            first = self._first_sent()
+            if first is not None:
+                sent = self._sent_at.get(first)
+                if sent is not None and (oldest is None or sent < oldest):
+                    oldest = sent
         if oldest is None:
             return longest
         due = max(oldest + self._timeout, self._resend_paused_until)
@@ -437,19 +455,20 @@ class ConfirmSender:
         sent_at: list[float] = []  # when each was last sent: its confirmation's round trip is from then
         confirmed = self._confirmed
         with self._mutex:
-            self._fold()
-            take = self._unconfirmed.pop
+            take, take_resent = self._sent_at.pop, self._unconfirmed.pop
             while confirmed:
                 try:
                     ids = confirmed.popleft()
                 except IndexError:
                     break
                 times = [take(i, None) for i in ids]
-                if None in times:  # confirmed twice (a resend), or settled meanwhile: only the others
+                if None in times:  # sent again, or confirmed twice (a resend), or settled meanwhile
+                    times = [take_resent(i, None) if t is None else t for i, t in zip(ids, times, strict=True)]
                     ids = [i for i, t in zip(ids, times, strict=True) if t is not None]
                     times = [t for t in times if t is not None]
                 mine += ids
                 sent_at += times
+            self._first_sent()  # (the confirmed ids leave _order's front)
         if mine:
             now = time.monotonic()
             self._port.settle_many(self._name, _OUT, mine, self._box)
@@ -461,11 +480,24 @@ class ConfirmSender:
             return
         due = []
         with self._mutex:
-            self._fold()
             for i, sent in self._unconfirmed.items():  # oldest send first
                 if now - sent < self._timeout or len(due) >= 1000:
                     break
                 due.append(i)
+            # Then those sent once, oldest first (their ids' order). Indexed, not iterated: the
+            # application's thread may append meanwhile.
+            order, sent_at = self._order, self._sent_at
+            self._first_sent()
+            at = 0
+            while at < len(order) and len(due) < 1000:
+                entry_id = order[at]
+                at += 1
+                sent = sent_at.get(entry_id)
+                if sent is None:
+                    continue  # confirmed, or sent again (in _unconfirmed)
+                if now - sent < self._timeout:
+                    break
+                due.append(entry_id)
         for entry_id in due:
             if self._stop.is_set() or not self.lock.acquire(blocking=False):
                 return  # the application is using the socket: later
@@ -483,15 +515,13 @@ class ConfirmSender:
         """Send an unconfirmed entry again (lock held); past ``max_attempts`` it goes dead instead."""
         entry = self._port.load(entry_id)
         if entry is None or entry.state.value != "pending":
-            with self._mutex:
-                self._unconfirmed.pop(entry_id, None)
+            self._forget(entry_id)
             return
         limit = self._max_attempts
         if limit is not None and entry.attempts >= limit:
             with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # unless confirmed meanwhile
                 self._port.attempt(entry_id, limit)  # a dead letter now, its reason recorded
-            with self._mutex:
-                self._unconfirmed.pop(entry_id, None)
+            self._forget(entry_id)
             return
         sock = self._sock()
         if sock is None or sock.closed:
@@ -516,8 +546,17 @@ class ConfirmSender:
         except (UnknownEntryError, InvalidTransitionError):
             return  # confirmed meanwhile (acked, gone): nothing to count
         with self._mutex:
-            if self._unconfirmed.pop(entry_id, None) is not None:
+            if self._sent_at.pop(entry_id, None) is not None:  # sent again for the first time
+                self._ids.append(entry_id)  # (ascending: resends go oldest first, each after those before)
+                self._unconfirmed[entry_id] = time.monotonic()
+            elif self._unconfirmed.pop(entry_id, None) is not None:
                 self._unconfirmed[entry_id] = time.monotonic()  # to the end: sent last
+
+    def _forget(self, entry_id: int) -> None:
+        """``entry_id`` waits for no confirmation any more (settled or dead meanwhile)."""
+        with self._mutex:
+            self._sent_at.pop(entry_id, None)
+            self._unconfirmed.pop(entry_id, None)
 
     @property
     def timeout(self) -> float:
