@@ -494,3 +494,42 @@ def test_with_two_of_three_servers_down_local_traffic_goes_on_and_replicated_mov
     with pytest.raises(zjournal.ReplicationError):
         push.send(b"must-save")
     assert pull.poll(100) == 0 and sync_journal.count(state="pending") == 1  # not moved, not lost
+
+
+EXIT_WITHOUT_CLOSE = """
+import sys, zmq, zjournal
+url, where, alias = sys.argv[1:]
+ctx = zmq.Context()
+sender = zjournal.open(where + "/out", replicate=url, replicate_as=alias + "-out", plugins=False)
+receiver = zjournal.open(where + "/in", replicate=url, replicate_as=alias + "-in", plugins=False)
+push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+pull.bind("tcp://127.0.0.1:*")
+push.connect(pull.last_endpoint)
+for i in range(500):
+    push.send(b"m%d" % i)
+print("received", sum(1 for _ in range(500) if pull.recv()), flush=True)
+"""  # and it ends with journals, sockets and context open: the garbage collector and atexit close them
+
+
+def test_a_program_that_exits_with_its_replicated_journals_open_exits(tmp_path, nats_node, alias) -> None:
+    # Their shippers and engine loop run in threads of their own (as confirm sockets' do: test_socket_lifecycle)
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", EXIT_WITHOUT_CLOSE, nats_node, str(tmp_path / f"run-{n}"), f"{alias}-{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for n, proc in enumerate(runs):
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError("a program that left its replicated journals open hangs at exit") from None
+        assert proc.returncode == 0 and "received 500" in out, err[-2000:]
+        with zjournal.open(str(tmp_path / f"run-{n}" / "in"), plugins=False) as receiver:
+            assert receiver.count(name="in") <= 1  # the message in hand at most
