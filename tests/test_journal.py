@@ -235,6 +235,20 @@ def test_sync_compact_and_size(journal: Journal) -> None:
     assert "pending" in repr(journal)
 
 
+def test_pending_attempts_counts_pending_entries_by_attempts(journal: Journal) -> None:
+    ids = {n: journal.append("a", [b"m%d" % n], direction="in") for n in range(6)}
+    other = journal.append("b", [b"other"], direction="out")
+    for n, times in ((1, 1), (2, 2), (3, 2), (4, 1)):
+        for _ in range(times):
+            journal.attempt(ids[n])
+    journal.ack(ids[4])  # acked and dead entries are not pending: not counted
+    journal.dead(ids[5], "poison")
+    journal.attempt(other)
+    assert journal.pending_attempts() == {0: 1, 1: 2, 2: 2}
+    assert journal.pending_attempts("a") == {0: 1, 1: 1, 2: 2}
+    assert journal.pending_attempts("nobody") == {}
+
+
 def test_oldest_pending_skips_dead_letters_and_sees_one_revived(journal) -> None:
     dead = [journal.append("s", [b"poison-%d" % i], direction="in") for i in range(50)]
     for entry_id in dead:

@@ -137,6 +137,7 @@ JOURNAL_METHODS = {
     "nack": "entry_id",
     "names": "",
     "oldest_pending": "",
+    "pending_attempts": "name",
     "purge": "state before",
     "record_replay": "entry_ids endpoint socket_type run",
     "refresh": "",

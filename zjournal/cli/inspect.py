@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import fcntl
 import json
 import os
@@ -60,12 +59,8 @@ def summary(journal: zjournal.Journal, path: str) -> dict[str, Any]:
                 s: journal.count(name=name, state=s, direction=direction) for s in ("pending", "acked", "dead")
             }
         names[name] = row
-    attempts: collections.Counter[int] = collections.Counter()
-    oldest = None
-    for entry in journal.entries(state="pending"):
-        if oldest is None:
-            oldest = entry
-        attempts[entry.attempts] += 1
+    attempts = journal.pending_attempts()
+    oldest = journal.oldest_pending()
     info = journal.info()
     now = time.time()
     return {
@@ -88,7 +83,7 @@ def summary(journal: zjournal.Journal, path: str) -> dict[str, Any]:
             "created": oldest.created,
             "age_seconds": round(now - oldest.created, 3),
         },
-        "pending_attempts": {str(k): attempts[k] for k in sorted(attempts)},
+        "pending_attempts": {str(k): n for k, n in attempts.items()},
         "replays": journal.replays(),
         "confirm": info["confirm"],
     }

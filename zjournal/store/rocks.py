@@ -217,10 +217,11 @@ def iterate(cf: rocksdict.Rdict, start: bytes, path: str) -> Iterator[tuple[byte
 
 
 def _drain(it: rocksdict.RdictIter, path: str) -> Iterator[tuple[bytes, bytes]]:
+    valid, key, value, advance = it.valid, it.key, it.value, it.next  # (a scan at open reads every entry)
     try:
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
+        while valid():
+            yield key(), value()
+            advance()
         it.status()
     except Exception as e:
         if "Corruption" in str(e) or "checksum" in str(e):
