@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,6 +45,21 @@ def ctx() -> Iterator[zmq.Context]:
     context = zmq.Context()
     yield context
     context.destroy(linger=0)
+
+
+@pytest.fixture
+def exited() -> Callable[[subprocess.Popen, str], tuple[str, str]]:
+    """Waits up to 30 s for a process to exit: its stdout and stderr. One still running is killed and fails the test."""
+
+    def wait(proc: subprocess.Popen, hang: str) -> tuple[str, str]:
+        try:
+            return proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise AssertionError(hang) from None
+
+    return wait
 
 
 _endpoints = itertools.count()

@@ -512,7 +512,7 @@ print("received", sum(1 for _ in range(500) if pull.recv()), flush=True)
 """  # and it ends with journals, sockets and context open: the garbage collector and atexit close them
 
 
-def test_a_program_that_exits_with_its_replicated_journals_open_exits(tmp_path, nats_node, alias) -> None:
+def test_a_program_that_exits_with_its_replicated_journals_open_exits(tmp_path, nats_node, alias, exited) -> None:
     # Their shippers and engine loop run in threads of their own (as confirm sockets' do: test_socket_lifecycle)
     runs = [
         subprocess.Popen(
@@ -524,12 +524,7 @@ def test_a_program_that_exits_with_its_replicated_journals_open_exits(tmp_path, 
         for n in range(4)
     ]
     for n, proc in enumerate(runs):
-        try:
-            out, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise AssertionError("a program that left its replicated journals open hangs at exit") from None
+        out, err = exited(proc, "a program that left its replicated journals open hangs at exit")
         assert proc.returncode == 0 and "received 500" in out, err[-2000:]
         with zjournal.open(str(tmp_path / f"run-{n}" / "in"), plugins=False) as receiver:
             assert receiver.count(name="in") <= 1  # the message in hand at most

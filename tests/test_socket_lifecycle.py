@@ -399,7 +399,7 @@ print("received", 30 * 200, flush=True)
 
 
 @pytest.mark.parametrize("durability", ["process", "interval"])
-def test_a_program_that_exits_without_closing_its_confirm_sockets_exits(tmp_path, durability) -> None:
+def test_a_program_that_exits_without_closing_its_confirm_sockets_exits(tmp_path, durability, exited) -> None:
     """Until 2026-12-05 such a program hung at exit about one run in three.
 
     Python froze zjournal's daemon threads at exit, one of them holding a
@@ -414,12 +414,7 @@ def test_a_program_that_exits_without_closing_its_confirm_sockets_exits(tmp_path
         where.mkdir()
         runs.append((where, _spawn("-c", EXIT_WITHOUT_CLOSE, str(where), durability)))
     for where, proc in runs:
-        try:
-            out, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise AssertionError("a program that did not close its journaled sockets hangs at exit") from None
+        out, err = exited(proc, "a program that did not close its journaled sockets hangs at exit")
         assert proc.returncode == 0 and "received 6000" in out, err[-2000:]
         with zjournal.open(str(where / "in"), plugins=False) as receiver:
             assert receiver.count(name="in") <= 1  # the last one, in hand, at most: everything else handled
