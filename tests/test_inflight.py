@@ -138,6 +138,44 @@ def test_a_read_only_view_sees_the_message_being_handled(journal, journal_path, 
     assert [e.frames for e in view.entries()] == [[b"next"]]
 
 
+def test_a_view_counts_again_only_when_the_journal_changed(journal, pipe, open_journal, monkeypatch) -> None:
+    from zjournal.journal.ledger import Ledger
+
+    view = open_journal(read_only=True)
+    counted = []
+    count_entries = Ledger.count_entries
+
+    def counting(ledger: Ledger) -> None:
+        counted.append(ledger)
+        count_entries(ledger)
+
+    monkeypatch.setattr(Ledger, "count_entries", counting)
+    push, pull = pipe
+
+    def refreshed() -> tuple[int, int]:
+        """(times the view counted its entries so far, pending entries it sees)."""
+        view.refresh()
+        return sum(1 for ledger in counted if ledger is view._ledger), view.count(state="pending")
+
+    assert refreshed() == (1, 0)
+    assert refreshed() == (1, 0)  # nothing changed: no count
+    first = journal.append("orders", [b"o"], direction="in")
+    assert refreshed() == (2, 1)  # a store write
+    assert refreshed() == (2, 1)
+    push.send(b"one")
+    assert pull.recv() == b"one"
+    assert refreshed() == (3, 2)  # a slot changed, the store did not
+    assert refreshed() == (3, 2)
+    push.send(b"two")
+    assert pull.recv() == b"two"  # overwrites the slot: the ack of "one"
+    assert refreshed() == (4, 2)
+    journal.ack(first)
+    assert refreshed() == (5, 1)
+    journal.compact()  # the owner's files change, its data does not
+    assert refreshed()[1] == 1
+    assert [e.frames for e in view.entries(state="pending")] == [[b"two"]]
+
+
 def test_a_torn_slot_is_skipped(tmp_path: Path) -> None:
     path = str(tmp_path / "j")
     os.makedirs(path)

@@ -505,7 +505,15 @@ class Journal:
             ledger.reserved = ledger.rare.reserved_on_disk = ledger.meta_int(META_SEQ, 1)
             if slots is not None:
                 ledger.load_slot_records(slots)
-            ledger.count_entries()
+            # Counting scans every entry (a second per million): not again when nothing changed since
+            # the last count (an idle journal under `inspect --follow`, a scrape of a stuck backlog).
+            store_version = getattr(ledger.store, "version", None)
+            version = None if store_version is None else store_version()
+            if version is not None:
+                version = (version, ledger.slot_view, ledger.rare.handover_view)
+            if version is None or version != ledger.rare.view_version:
+                ledger.count_entries()
+                ledger.rare.view_version = version
 
     def info(self) -> dict[str, Any]:
         """What the journal says about itself: schema, recorded durability, creation time, size, confirms.

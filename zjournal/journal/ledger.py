@@ -111,6 +111,7 @@ class _Rare:
         "spill_sync",
         "sync_each_write",
         "use_slots",
+        "view_version",
     )
 
     def __init__(self) -> None:
@@ -126,6 +127,8 @@ class _Rare:
         self.pending_floor_lowered = 0  # how often an entry turned pending below it
         # read-only: the owner's prefetch hand-overs at the last refresh (see Ledger.handovers)
         self.handover_view: list[tuple[str, int, int]] = []
+        # read-only: what the view's counters were counted from (see Journal.refresh); None: count again
+        self.view_version: tuple[Any, ...] | None = None
         # confirm=True senders of this process: entries confirmed, seconds from send to confirmation in
         # all, the longest (see SocketPort.confirmed)
         self.confirm_latency: list[float] = [0, 0.0, 0.0]

@@ -88,6 +88,7 @@ class SecondaryRocksStore(Store):
         self._secondary = tempfile.mkdtemp(prefix=f"{_PREFIX}secondary-{os.getpid()}-")
         self._closed = False
         self._linked: set[str] = set()  # names linked into the shadow
+        self._settled = False  # the last catch-up ended with the owner's files unchanged (see version)
         self._all_hard = True  # every linked file but CURRENT is a hard link (see _link_files)
         try:
             self._db = self._open_settled()
@@ -319,13 +320,28 @@ class SecondaryRocksStore(Store):
         """
         self._check_open()
         try:
+            self._settled = False
             for round_ in range(times + _MORE_CATCH_UPS):
                 linked = self._link_files()
                 self._db.try_catch_up_with_primary()
                 if round_ + 1 >= times and self._owner_files() == linked:
+                    self._settled = True
                     break
         except Exception as e:
             raise StoreError(f"cannot catch up with journal {self.path}: {e}") from e
+
+    def version(self) -> tuple[int, frozenset[str]] | None:
+        """What this view has read: its last sequence number and the owner's files; None when unsure.
+
+        Every write of the owner's takes a new sequence number, and a flush or
+        compaction changes its files: the same version twice is the same data.
+        None after a catch-up that ended while the owner's files kept changing
+        (it may have skipped a log that a later catch-up reads as a table).
+        """
+        self._check_open()
+        if not self._settled:
+            return None
+        return self._db.latest_sequence_number(), frozenset(self._linked)
 
     def _check_open(self) -> None:
         if self._closed:
