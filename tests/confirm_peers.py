@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 import zmq
 
 import zjournal
+from zjournal.crashlog import append_whole_lines, whole_lines
 
 SENDER, RECEIVER = os.environ.get("ZJ_CONFIRM_KINDS", "push,pull").split(",")
 TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "dealer": zmq.DEALER, "router": zmq.ROUTER}
@@ -34,11 +34,10 @@ def receive(path: str, endpoint: str, out: str) -> None:
     pull = journal.wrap(raw, name="in")
     pull.bind(endpoint)
     print("ready", flush=True)
-    with open(out, "a") as f:
-        while True:
-            number = pull.recv_multipart()[-1].decode()  # (a ROUTER's message starts with a routing id)
-            f.write(f"{number} {pull.last_attempts}\n")
-            f.flush()  # in the page cache: a SIGKILL keeps it
+    log = append_whole_lines(out)
+    while True:
+        number = pull.recv_multipart()[-1]  # (a ROUTER's message starts with a routing id)
+        os.write(log, b"%s %d\n" % (number, pull.last_attempts))  # in the page cache: a SIGKILL keeps it
 
 
 def send(path: str, endpoints: str, count: int, sent: str, tag: str = "") -> None:
@@ -48,16 +47,15 @@ def send(path: str, endpoints: str, count: int, sent: str, tag: str = "") -> Non
     for endpoint in endpoints.split(","):
         push.connect(endpoint)
     envelope = [b"receiver"] if SENDER == "router" else []
-    done = Path(sent).read_text().split() if os.path.exists(sent) else []
+    done = whole_lines(sent)
     first = int(done[-1][len(tag) :]) + 1 if done else 0
     print("ready", flush=True)
-    with open(sent, "a") as f:
-        for n in range(first, count):
-            push.send_multipart([*envelope, f"{tag}{n}".encode()])
-            f.write(f"{tag}{n}\n")
-            f.flush()
-            if n % 50 == 0:
-                time.sleep(0.005)  # a stream that lasts long enough for kills to land in it
+    log = append_whole_lines(sent)
+    for n in range(first, count):
+        push.send_multipart([*envelope, f"{tag}{n}".encode()])
+        os.write(log, f"{tag}{n}\n".encode())
+        if n % 50 == 0:
+            time.sleep(0.005)  # a stream that lasts long enough for kills to land in it
     while journal.count(name="out", state="pending", direction="out"):
         if SENDER == "push":
             time.sleep(0.01)

@@ -13,6 +13,7 @@ import pytest
 import zmq
 
 import zjournal
+from zjournal.crashlog import whole_lines
 from zjournal.journal import inflight
 from zjournal.journal.entry import encode_key
 
@@ -425,8 +426,8 @@ def test_a_view_of_a_live_journal_never_misses_an_entry_pending_all_along(tmp_pa
             started = time.time()
             view.refresh()
             listed = {e.id for e in view.entries(name="work", state="pending")}
-            with open(log) as f:  # the owner may be mid-line: a torn "2720 17" is no entry kept before started
-                kept = [int(line.split()[0]) for line in f if line.endswith("\n") and float(line.split()[1]) < started]
+            # (whole lines: the owner may be writing one, and "2720 17" is no entry kept before started)
+            kept = [int(line.split()[0]) for line in whole_lines(log) if float(line.split()[1]) < started]
             assert not [i for i in kept if i not in listed]
             views += 1
         view.close()

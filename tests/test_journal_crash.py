@@ -17,11 +17,13 @@ import time
 from pathlib import Path
 
 import zjournal
+from zjournal.crashlog import whole_lines
 
 CHILD = r"""
 import os, sys, zjournal
+from zjournal.crashlog import append_whole_lines
 journal = zjournal.open(sys.argv[1], durability=sys.argv[3])
-log = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+log = append_whole_lines(sys.argv[2])
 os.write(log, b"ready\n")
 i = 0
 while True:
@@ -58,7 +60,7 @@ def expected_states(log: Path) -> tuple[dict[int, tuple[str, bytes]], int | None
     """id -> (last logged state, random frame); and the last id logged."""
     states: dict[int, tuple[str, bytes]] = {}
     last = None
-    for line in log.read_text().splitlines():
+    for line in whole_lines(log):
         parts = line.split()
         if parts[0] == "append":
             entry_id = int(parts[1])

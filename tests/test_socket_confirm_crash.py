@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from zjournal.crashlog import whole_lines
+
 PEERS = str(Path(__file__).with_name("confirm_peers.py"))
 
 
@@ -85,8 +87,8 @@ def test_kills_of_the_receiver_and_the_sender_lose_nothing_sent(tmp_path: Path, 
     sender.start()
     assert sender.line(timeout=30) == "confirmed"
     receiver.kill()
-    returned = sent.read_text().split()
-    lines = [line.split() for line in out.read_text().splitlines()]
+    returned = whole_lines(sent)
+    lines = [line.split() for line in whole_lines(out)]
     handed = [number for number, _attempts in lines]
     assert len(returned) == 3000 and returned == [str(n) for n in range(3000)]
     missing = set(returned) - set(handed)
@@ -100,7 +102,7 @@ def test_kills_of_the_receiver_and_the_sender_lose_nothing_sent(tmp_path: Path, 
 
 
 def _handed(out: Path) -> list[str]:
-    return [line.split()[0] for line in out.read_text().splitlines()] if out.exists() else []
+    return [line.split()[0] for line in whole_lines(out)]
 
 
 def test_one_sender_two_receivers_each_killed_lose_nothing_sent(tmp_path: Path, peers) -> None:
@@ -118,7 +120,7 @@ def test_one_sender_two_receivers_each_killed_lose_nothing_sent(tmp_path: Path, 
         receiver.kill()
         receiver.start()
     assert sender.line(timeout=30) == "confirmed"
-    returned = (tmp_path / "sent").read_text().split()
+    returned = whole_lines(tmp_path / "sent")
     handed = _handed(outs[0]) + _handed(outs[1])
     assert len(returned) == 3000
     missing = set(returned) - set(handed)
@@ -146,7 +148,7 @@ def test_two_senders_into_one_receiver_are_deduplicated_apart(tmp_path: Path, pe
         receiver.start()
     for sender in senders:
         assert sender.line(timeout=30) == "confirmed"
-    returned = (tmp_path / "sent-0").read_text().split() + (tmp_path / "sent-1").read_text().split()
+    returned = whole_lines(tmp_path / "sent-0") + whole_lines(tmp_path / "sent-1")
     handed = _handed(out)
     assert len(returned) == 3000
     assert not set(returned) - set(handed)

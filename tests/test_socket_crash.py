@@ -13,15 +13,17 @@ import pytest
 import zmq
 
 import zjournal
+from zjournal.crashlog import whole_lines
 
 CONSUMER = r"""
 import os, signal, sys, zmq, zjournal
+from zjournal.crashlog import append_whole_lines
 path, addr, log, max_attempts = sys.argv[1:5]
 journal = zjournal.open(path, max_attempts=int(max_attempts))
 ctx = zmq.Context()
 pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
 pull.bind(addr)
-out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+out = append_whole_lines(log)
 os.write(out, b"ready\n")
 while True:
     frames = pull.recv_multipart()
@@ -42,7 +44,7 @@ class Consumer:
         self.runs = 0
 
     def lines(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
+        return whole_lines(self.log)
 
     def start(self) -> None:
         before = self.lines().count("ready")

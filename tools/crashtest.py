@@ -66,7 +66,9 @@ def role_worker(workdir: Path, index: int) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.REP)
     sock.connect(f"ipc://{workdir}/back")
-    out = os.open(workdir / f"worker-{index}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    from zjournal.crashlog import append_whole_lines  # (a kill may have torn the last line)
+
+    out = append_whole_lines(workdir / f"worker-{index}.log")
     signal.signal(signal.SIGTERM, lambda *_: (os.fsync(out), os._exit(0)))
     print("ready", flush=True)
     count = 0
@@ -119,7 +121,9 @@ def role_consumer(workdir: Path) -> None:
     ctx = zmq.Context()
     pull = journal.wrap(ctx.socket(zmq.PULL), name="pipeline")  # no option: it confirms by itself
     pull.bind(f"ipc://{workdir}/pipe")
-    out = os.open(workdir / "consumer.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    from zjournal.crashlog import append_whole_lines  # (a kill may have torn the last line)
+
+    out = append_whole_lines(workdir / "consumer.log")
     signal.signal(signal.SIGTERM, lambda *_: (os.fsync(out), os._exit(0)))
     print("ready", flush=True)
     count = 0

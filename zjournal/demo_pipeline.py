@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 import zjournal
+from zjournal.crashlog import append_whole_lines, whole_lines
 
 _NAME = "orders"
 # Each message takes the consumer this long (its work): slower than the producer, so that messages wait in
@@ -42,13 +43,12 @@ def produce(journal_path: str, endpoint: str, count: int, sent: str, confirm: bo
     push = journal.wrap(zmq.Context.instance().socket(zmq.PUSH), name=_NAME, confirm=confirm, **_timeout(confirm))
     push.connect(endpoint)
     print("ready", flush=True)
-    with open(sent, "a") as f:
-        for n in range(count):
-            push.send(b"%d" % n)
-            f.write(f"{n}\n")
-            f.flush()
-            if n % 20 == 0:
-                time.sleep(0.01)  # about 2,000 a second: long enough for the kills to land mid-stream
+    log = append_whole_lines(sent)
+    for n in range(count):
+        push.send(b"%d" % n)
+        os.write(log, b"%d\n" % n)
+        if n % 20 == 0:
+            time.sleep(0.01)  # about 2,000 a second: long enough for the kills to land mid-stream
     while confirm and journal.count(name=_NAME, state="pending", direction="out"):
         time.sleep(0.01)
     print("done", flush=True)
@@ -64,11 +64,10 @@ def consume(journal_path: str, endpoint: str, out: str) -> None:
     pull = journal.wrap(zmq.Context.instance().socket(zmq.PULL), name=_NAME)
     pull.bind(endpoint)
     print("ready", flush=True)
-    with open(out, "a") as f:
-        while True:
-            f.write(pull.recv().decode() + "\n")
-            f.flush()  # in the page cache: SIGKILL keeps it
-            time.sleep(_WORK)
+    log = append_whole_lines(out)  # (a line the last kill tore is cut off: see zjournal.crashlog)
+    while True:
+        os.write(log, pull.recv() + b"\n")  # in the page cache: SIGKILL keeps it
+        time.sleep(_WORK)
 
 
 class _Process:
@@ -106,7 +105,7 @@ def _read_lines(stream, lines: queue.Queue[str]) -> None:
 
 
 def _lines(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
+    return whole_lines(path)
 
 
 def run_once(workdir: Path, confirm: bool, messages: int, kills: int) -> dict[str, int]:
