@@ -156,7 +156,8 @@ def test_a_view_counts_again_only_when_the_journal_changed(journal, pipe, open_j
     def refreshed() -> tuple[int, int]:
         """(times the view counted its entries so far, pending entries it sees)."""
         view.refresh()
-        return sum(1 for ledger in counted if ledger is view._ledger), view.count(state="pending")
+        pending = view.count(state="pending")  # (a view counts when asked)
+        return sum(1 for ledger in counted if ledger is view._ledger), pending
 
     assert refreshed() == (1, 0)
     assert refreshed() == (1, 0)  # nothing changed: no count
@@ -175,6 +176,43 @@ def test_a_view_counts_again_only_when_the_journal_changed(journal, pipe, open_j
     journal.compact()  # the owner's files change, its data does not
     assert refreshed()[1] == 1
     assert [e.frames for e in view.entries(state="pending")] == [[b"two"]]
+
+
+def test_a_follower_reads_only_what_is_new_and_counts_nothing(journal, pipe, open_journal, monkeypatch) -> None:
+    """`inspect --follow`: each refresh reads the entries after the last one seen, no count, no full scan."""
+    from zjournal.journal.ledger import Ledger
+
+    first = [journal.append("orders", [b"o%d" % i], direction="in") for i in range(5)]
+    view = open_journal(read_only=True)
+    counted = []
+    count_entries = Ledger.count_entries
+    monkeypatch.setattr(Ledger, "count_entries", lambda ledger: counted.append(ledger) or count_entries(ledger))
+    scanned_from = []
+    scan = view._ledger.store.scan
+    store = view._ledger.store
+    monkeypatch.setattr(store, "scan", lambda table, start=b"": scanned_from.append(start) or scan(table, start))
+    push, pull = pipe
+    seen = first[-1]
+    for round_ in range(3):
+        more = journal.append("orders", [b"r%d" % round_], direction="in")
+        push.send(b"m%d" % round_)
+        assert pull.recv() == b"m%d" % round_  # (held in the PULL's slot, not in the store)
+        view.refresh()
+        new = list(view.entries(after=seen))
+        assert [e.frames for e in new] == [[b"r%d" % round_], [b"m%d" % round_]]
+        assert new[0].id == more
+        seen = new[-1].id
+    assert counted == []  # followed through three changes: never counted
+    assert len(scanned_from) == 3 and all(start > encode_key(first[-1]) for start in scanned_from)
+    assert view.count(state="pending") == 5 + 3 + 1  # asked: counted now, once
+    assert view.count(name="orders") == 8
+    assert len(counted) == 1
+    assert list(view.entries(after=seen)) == []
+    assert [e.id for e in view.entries(after=first[2], name="orders")][:2] == first[3:5]
+    assert list(view.entries(after=2**64 - 1)) == []
+    for bad in (-1, "3", 1.5, True):
+        with pytest.raises(zjournal.InvalidArgumentError):
+            view.entries(after=bad)
 
 
 def test_a_torn_slot_is_skipped(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ JOURNAL_METHODS = {
     "count": "name state direction",
     "count_ephemeral": "name",
     "dead": "entry_id reason",
-    "entries": "name state direction",
+    "entries": "name state direction after",
     "expire": "now",
     "get": "entry_id",
     "info": "",

@@ -148,9 +148,7 @@ def matching(
     min_attempts: int,
     after_id: int = 0,
 ) -> Iterator[zjournal.Entry]:
-    for entry in journal.entries(name=name, state=state, direction=direction):
-        if entry.id <= after_id:
-            continue
+    for entry in journal.entries(name=name, state=state, direction=direction, after=after_id):
         if since is not None and entry.created < since:
             continue
         if until is not None and entry.created > until:

@@ -24,6 +24,7 @@ from zjournal.journal.counters import Counters
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Direction, Entry, State
 from zjournal.journal.ledger import (
+    MAX_ID,
     META_CREATED,
     META_DURABILITY,
     META_SCHEMA,
@@ -221,7 +222,14 @@ class Journal:
 
     @property
     def _counts(self) -> Counters:
-        return self._ledger.counts
+        """The counters; a view whose journal changed since its last count counts first (see :meth:`refresh`)."""
+        ledger = self._ledger
+        if ledger.rare.counts_stale:
+            with ledger.lock:
+                if ledger.rare.counts_stale:
+                    ledger.count_entries()
+                    ledger.rare.counts_stale = False
+        return ledger.counts
 
     # -- observers (plugins) -----------------------------------------------
 
@@ -405,15 +413,23 @@ class Journal:
         name: str | None = None,
         state: str | State | None = None,
         direction: str | Direction | None = None,
+        after: int = 0,
     ) -> Iterator[Entry]:
         """Entries matching every filter given, oldest first.
 
-        The iteration reads a consistent snapshot taken at its start.
+        ``after``: only entries with a higher id; the read starts there (a
+        follower that saw up to id N asks for ``after=N``: the cost is what is
+        new, not the whole journal). The iteration reads a consistent
+        snapshot taken at its start.
         """
         self._ledger.check_open()
         scode = rec.parse_state(state)
         dcode = rec.parse_direction(direction)
-        return self._ledger.select(name, scode, dcode)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise InvalidArgumentError(f"after is an entry id (an int >= 0), not {after!r}")
+        if after >= MAX_ID:
+            return iter(())
+        return self._ledger.select(name, scode, dcode, after)
 
     def pending_attempts(self, name: str | None = None) -> dict[int, int]:
         """How many pending entries (of ``name``, or all) have each number of attempts, fewest first.
@@ -474,7 +490,7 @@ class Journal:
         self._ledger.check_open()
         scode = rec.parse_state(state)
         dcode = rec.parse_direction(direction)
-        return self._ledger.counts.count(name, dcode, scode)
+        return self._counts.count(name, dcode, scode)
 
     def count_ephemeral(self, name: str | None = None) -> int:
         """How many ephemeral messages passed (never written to disk) since the journal opened."""
@@ -486,14 +502,18 @@ class Journal:
     def names(self) -> list[str]:
         """The names (streams) that have entries, sorted."""
         self._ledger.check_open()
-        return self._ledger.counts.names()
+        return self._counts.names()
 
     def size_on_disk(self) -> int:
         self._ledger.check_open()
         return self._ledger.store.size_on_disk()
 
     def refresh(self) -> None:
-        """Read-only journals: catch up with what the journal's owner wrote since opening."""
+        """Read-only journals: catch up with what the journal's owner wrote since opening.
+
+        Nothing is counted here: the next count asked for (:meth:`count`,
+        :meth:`names`) counts again if the journal changed since the last one.
+        """
         ledger = self._ledger
         ledger.check_open()
         refresh = getattr(ledger.store, "refresh", None)
@@ -505,15 +525,22 @@ class Journal:
             ledger.reserved = ledger.rare.reserved_on_disk = ledger.meta_int(META_SEQ, 1)
             if slots is not None:
                 ledger.load_slot_records(slots)
-            # Counting scans every entry (a second per million): not again when nothing changed since
-            # the last count (an idle journal under `inspect --follow`, a scrape of a stuck backlog).
+            # Counting scans every entry (a second per million): only when a count is asked for (not for
+            # `inspect --follow`, which lists what is new), and not again when nothing changed since the
+            # last count (a scrape of a stuck backlog).
             store_version = getattr(ledger.store, "version", None)
             version = None if store_version is None else store_version()
             if version is not None:
                 version = (version, ledger.slot_view, ledger.rare.handover_view)
-            if version is None or version != ledger.rare.view_version:
-                ledger.count_entries()
-                ledger.rare.view_version = version
+            rare = ledger.rare
+            if version is None or version != rare.view_version:
+                rare.counts_stale = True
+                rare.view_version = version
+                # What the count would also set, without it: the ids handed out lie below the reserved
+                # ones, and an entry may have turned pending again below the oldest pending one seen.
+                ledger.next_id = max(ledger.next_id, ledger.reserved)
+                rare.pending_floor = ledger.floor
+                rare.pending_floor_lowered = 0
 
     def info(self) -> dict[str, Any]:
         """What the journal says about itself: schema, recorded durability, creation time, size, confirms.

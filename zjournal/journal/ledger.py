@@ -102,6 +102,7 @@ class _Rare:
         "blobs",
         "blobs_unsynced",
         "confirm_latency",
+        "counts_stale",
         "forked_from",
         "handover_view",
         "pending_floor",
@@ -129,6 +130,7 @@ class _Rare:
         self.handover_view: list[tuple[str, int, int]] = []
         # read-only: what the view's counters were counted from (see Journal.refresh); None: count again
         self.view_version: tuple[Any, ...] | None = None
+        self.counts_stale = False  # read-only: the journal changed since the counters were counted
         # confirm=True senders of this process: entries confirmed, seconds from send to confirmation in
         # all, the longest (see SocketPort.confirmed)
         self.confirm_latency: list[float] = [0, 0.0, 0.0]
@@ -746,8 +748,10 @@ class Ledger(BlobKeeping):
         with self.lock:
             return sorted((slot.entry_id, slot.record()) for slot in self.held_slots()), self.next_id
 
-    def scan_with_slots(self) -> Iterator[tuple[int, bytes]]:
+    def scan_with_slots(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
         """``(id, record)`` of every entry from the floor up, store and slots merged, in id order (lock not held).
+
+        ``after``: only the entries with a higher id (the scan starts there, not at the floor).
 
         The slots are read first, then the store: an entry only ever moves
         from a slot to the store, so every entry live when the slots were read
@@ -759,8 +763,10 @@ class Ledger(BlobKeeping):
         held, unissued = self.slot_records()
         handovers = self.handovers()
         bound = min(held[0][0], unissued) if held else unissued
-        first = True
-        for key, stored in self.store.scan("entries", rec.encode_key(self.floor)):
+        first = not after  # (the first id from a later start says nothing about the floor)
+        if after:
+            held = [item for item in held if item[0] > after]
+        for key, stored in self.store.scan("entries", rec.encode_key(max(self.floor, after + 1))):
             entry_id = rec.decode_key(key)
             value = self.with_handovers(entry_id, stored, handovers) if handovers else stored
             if first:
@@ -775,9 +781,9 @@ class Ledger(BlobKeeping):
             yield entry_id, value
         yield from held
 
-    def select(self, name: str | None, scode: int | None, dcode: int | None) -> Iterator[Entry]:
-        """The entries matching every filter that is not None, oldest first (lock not held)."""
-        for entry_id, r in self.select_records(name, scode, dcode):
+    def select(self, name: str | None, scode: int | None, dcode: int | None, after: int = 0) -> Iterator[Entry]:
+        """The entries matching every filter that is not None, ids above ``after``, oldest first (lock not held)."""
+        for entry_id, r in self.select_records(name, scode, dcode, after):
             try:
                 found = rec.entry_from_record(entry_id, r, self.rare.blobs)
             except blobs.BlobGoneError:
@@ -786,9 +792,11 @@ class Ledger(BlobKeeping):
                 raise
             yield found
 
-    def select_records(self, name: str | None, scode: int | None, dcode: int | None) -> Iterator[tuple[int, list]]:
+    def select_records(
+        self, name: str | None, scode: int | None, dcode: int | None, after: int = 0
+    ) -> Iterator[tuple[int, list]]:
         """``(id, record)`` of the entries :meth:`select` yields, their blob files not read (lock not held)."""
-        for entry_id, value in self.scan_with_slots():
+        for entry_id, value in self.scan_with_slots(after):
             r = rec.decode_record(value)
             if (scode is None or r[0] == scode) and (dcode is None or r[4] == dcode) and (name is None or r[3] == name):
                 yield entry_id, r
