@@ -215,6 +215,29 @@ def test_a_follower_reads_only_what_is_new_and_counts_nothing(journal, pipe, ope
             view.entries(after=bad)
 
 
+def test_a_view_opens_without_counting_until_a_count_is_asked_for(journal, pipe, open_journal, monkeypatch) -> None:
+    """`inspect --id N` of a journal of a million entries: the open reads no entry it is not asked for."""
+    from zjournal.journal.ledger import Ledger
+
+    ids = [journal.append("orders", [b"o%d" % i], direction="in") for i in range(4)]
+    journal.ack(ids[0])
+    push, pull = pipe
+    push.send(b"in hand")
+    assert pull.recv() == b"in hand"
+    counted = []
+    count_entries = Ledger.count_entries
+    monkeypatch.setattr(Ledger, "count_entries", lambda ledger: counted.append(ledger) or count_entries(ledger))
+    view = open_journal(read_only=True)
+    assert view.get(ids[2]).frames == [b"o2"]
+    assert view.get(ids[0]) is None
+    assert [e.frames for e in view.entries(after=ids[2])] == [[b"o3"], [b"in hand"]]
+    assert view.oldest_pending().id == ids[1]
+    assert counted == []
+    assert view.count(state="pending") == 4 and view.names() == ["orders", "work"]
+    assert view.count(name="work") == 1
+    assert len(counted) == 1
+
+
 def test_a_torn_slot_is_skipped(tmp_path: Path) -> None:
     path = str(tmp_path / "j")
     os.makedirs(path)

@@ -260,7 +260,13 @@ class Ledger(BlobKeeping):
         self.seen.load(store)  # first: keys in slot files' key rings are added to what the store has
         if self.path is not None:
             self.load_slot_records(slots_read_first)
-        self.count_entries()
+        if self.read_only:
+            # A view counts when a count is asked for (Journal._counts): `inspect --limit`, `--follow`
+            # or a get need no scan of every entry. Until then its floor is the one recorded.
+            self.rare.counts_stale = True
+            self.rare.pending_floor = self.floor
+        else:
+            self.count_entries()
         if self.path is not None:
             self.rare.blobs = blobs.BlobFiles(self.path, sync=self.durability is not Durability.NONE)
         if self.read_only:
