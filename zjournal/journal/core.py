@@ -228,7 +228,6 @@ class Journal:
             with ledger.lock:
                 if ledger.rare.counts_stale:
                     ledger.count_entries()
-                    ledger.rare.counts_stale = False
         return ledger.counts
 
     # -- observers (plugins) -----------------------------------------------
@@ -534,13 +533,8 @@ class Journal:
                 version = (version, ledger.slot_view, ledger.rare.handover_view)
             rare = ledger.rare
             if version is None or version != rare.view_version:
-                rare.counts_stale = True
                 rare.view_version = version
-                # What the count would also set, without it: the ids handed out lie below the reserved
-                # ones, and an entry may have turned pending again below the oldest pending one seen.
-                ledger.next_id = max(ledger.next_id, ledger.reserved)
-                rare.pending_floor = ledger.floor
-                rare.pending_floor_lowered = 0
+                ledger.count_later()
 
     def info(self) -> dict[str, Any]:
         """What the journal says about itself: schema, recorded durability, creation time, size, confirms.

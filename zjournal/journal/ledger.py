@@ -261,10 +261,7 @@ class Ledger(BlobKeeping):
         if self.path is not None:
             self.load_slot_records(slots_read_first)
         if self.read_only:
-            # A view counts when a count is asked for (Journal._counts): `inspect --limit`, `--follow`
-            # or a get need no scan of every entry. Until then its floor is the one recorded.
-            self.rare.counts_stale = True
-            self.rare.pending_floor = self.floor
+            self.count_later()  # `inspect --id`, `--follow` or a get need no scan of every entry
         else:
             self.count_entries()
         if self.path is not None:
@@ -432,6 +429,18 @@ class Ledger(BlobKeeping):
                     r[1] = 1
                     batch.put("entries", key, rec.encode_record(*r))
 
+    def count_later(self) -> None:
+        """A view: count at the first count asked for (Journal._counts), not now; set what the count also sets.
+
+        The ids handed out lie below the reserved ones, and an entry may have
+        turned pending again below the oldest pending one seen (the floor is
+        the one recorded, or the last count's).
+        """
+        self.rare.counts_stale = True
+        self.next_id = max(self.next_id, self.reserved)
+        self.rare.pending_floor = self.floor
+        self.rare.pending_floor_lowered = 0
+
     def count_entries(self) -> None:
         """Rebuild the counters, the id sequence and the floor in one scan."""
         last_id = 0
@@ -454,6 +463,7 @@ class Ledger(BlobKeeping):
         self.floor = first_id if first_id is not None else self.next_id
         self.rare.pending_floor = self.floor  # oldest_pending() moves it up past what is not pending
         self.rare.pending_floor_lowered = 0
+        self.rare.counts_stale = False
 
     def _initialise(self) -> None:
         batch = self.store.batch()
