@@ -131,32 +131,43 @@ def parse_merged(frame: bytes) -> tuple[bytes, int, int, str, bytes] | None:
     return origin, seq, floor, endpoint, frame[end:]
 
 
-def merged_parser() -> Callable[[bytes], tuple[bytes, int, int, str, bytes] | None]:
-    """:func:`parse_merged` for one receiving socket, quicker for the sender it saw last.
+class LastSender:
+    """The sender of the last merged frame a receiving socket read: its next frames are compared, not parsed.
 
-    A sender's merged frames differ only in sequence and floor: its magic,
-    origin, endpoint length and endpoint are compared with the last sender's
-    (two ``startswith``), not parsed and looked up again. Anything else takes
-    :func:`parse_merged`, and a well-formed frame becomes the one compared with.
+    A sender's merged frames differ only in sequence and floor: its magic
+    and origin (``front``), its endpoint length and endpoint (``back``) are
+    compared with two ``startswith``, not parsed and looked up again.
+    ``JournaledSocket.recv`` does :meth:`parse` inline (the hottest code of
+    the project); :meth:`parse` is the reference its tests hold it to.
     """
-    front = back = b""  # the last sender's magic and origin; its endpoint length and endpoint
-    origin, endpoint, end = b"", "", 0  # end: where the application's frame starts (0: no sender yet)
 
-    def parse(frame: bytes) -> tuple[bytes, int, int, str, bytes] | None:
-        nonlocal front, back, origin, endpoint, end
-        if end and frame.startswith(front) and frame.startswith(back, _SEQ_FLOOR_END):  # (so at least `end` long)
-            seq, floor = _unpack_seq_floor(frame, _ORIGIN_END)
-            if seq == 0 or floor > seq:
-                return None
-            return origin, seq, floor, endpoint, frame[end:]
+    __slots__ = ("back", "end", "endpoint", "front", "origin")
+
+    def __init__(self) -> None:
+        self.front = self.back = b""
+        self.origin = b""
+        self.endpoint = ""
+        self.end = 0  # where the application's frame starts (0: no sender yet)
+
+    def learn(self, frame: bytes) -> bool:
+        """Parse ``frame`` in full; when it is a merged frame its sender becomes the last one (else nothing changes)."""
         merged = parse_merged(frame)
-        if merged is not None:
-            origin, endpoint = merged[0], merged[3]
-            end = len(frame) - len(merged[4])
-            front, back = frame[:_ORIGIN_END], frame[_SEQ_FLOOR_END:end]
-        return merged
+        if merged is None:
+            return False
+        self.origin, self.endpoint = merged[0], merged[3]
+        self.end = end = len(frame) - len(merged[4])
+        self.front, self.back = frame[:ORIGIN_END], frame[SEQ_FLOOR_END:end]
+        return True
 
-    return parse
+    def parse(self, frame: bytes) -> tuple[bytes, int, int, str, bytes] | None:
+        """What :func:`parse_merged` answers for ``frame``, compared with the last sender's first."""
+        known = self.end and frame.startswith(self.front) and frame.startswith(self.back, SEQ_FLOOR_END)
+        if not known and not self.learn(frame):
+            return None
+        seq, floor = unpack_seq_floor(frame, ORIGIN_END)  # (startswith(back) at SEQ_FLOOR_END: long enough)
+        if seq == 0 or floor > seq:
+            return None
+        return self.origin, seq, floor, self.endpoint, frame[self.end :]
 
 
 def take_header(frames: list[bytes], at: int = 0) -> Header | None:
@@ -192,9 +203,9 @@ pack_fixed = _FIXED.pack  # magic, origin, sequence, floor: a header without its
 _MERGED = struct.Struct(">4s16sQQH")
 _MERGED_SIZE = _MERGED.size
 _unpack_merged = _MERGED.unpack_from
-_ORIGIN_END = len(MERGED_MAGIC) + ORIGIN_SIZE  # where a merged frame's sequence starts
-_SEQ_FLOOR_END = _ORIGIN_END + 16  # ... and where its endpoint length starts
-_unpack_seq_floor = struct.Struct(">QQ").unpack_from
+ORIGIN_END = len(MERGED_MAGIC) + ORIGIN_SIZE  # where a merged frame's sequence starts
+SEQ_FLOOR_END = ORIGIN_END + 16  # ... and where its endpoint length starts
+unpack_seq_floor = struct.Struct(">QQ").unpack_from  # a merged frame's sequence and floor, from ORIGIN_END
 _endpoints: dict[bytes, str] = {}  # endpoints seen in headers, already checked
 _MAX_KNOWN_ENDPOINTS = 4096
 

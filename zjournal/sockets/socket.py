@@ -67,6 +67,8 @@ _IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
 _MERGED_MAGIC = confirm_wire.MERGED_MAGIC  # ... or its only frame, the header in front
 _CONFIRM_PREFIX = confirm_wire.PREFIX  # what both start with
+_ORIGIN_END, _SEQ_FLOOR_END = confirm_wire.ORIGIN_END, confirm_wire.SEQ_FLOOR_END  # a merged frame's fixed parts
+_unpack_seq_floor = confirm_wire.unpack_seq_floor
 _take_header = confirm_wire.take_header
 RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
@@ -126,8 +128,8 @@ class _State:
         "from_python",
         "handed",
         "last_id",
+        "last_sender",
         "local",
-        "parse_merged",
         "redelivered",
         "redelivery",
         "rep_held",
@@ -196,7 +198,7 @@ class _State:
         self.fast_confirm: ConfirmSender | None = None  # confirm=True, when its common case applies
         self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
-        self.parse_merged = confirm_wire.merged_parser()  # a confirm sender's one-frame message, header off
+        self.last_sender = confirm_wire.LastSender()  # whose merged frame was read last (recv: header off)
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
         # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
         self.requests: RequestResends | None = None
@@ -912,15 +914,23 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
                 state.rx_settle = settle
                 state.rx_redelivered = 0
             elif data.startswith(_CONFIRM_PREFIX):  # a confirm sender's message in one frame (or one like it)
-                merged = state.parse_merged(data)
-                if merged is None or killpoints.ARMED:  # not a header after all, or a test's kill point
+                # LastSender.parse, inlined: the sender heard last is compared, not parsed; another is learnt.
+                last = state.last_sender
+                if (
+                    last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END)
+                ) or last.learn(data):
+                    seq, floor = _unpack_seq_floor(data, _ORIGIN_END)
+                else:
+                    seq = floor = 0
+                if not seq or floor > seq or killpoints.ARMED:  # not a header after all, or a test's kill point
                     return self._recv_merged(got, data, settle, flags, copy, track)
                 # Journaled in the slot with its dedup key, its confirmation held (_journal_confirmed_frame).
-                origin, seq, floor, endpoint, body = merged
+                body = data[last.end :]
+                origin = last.origin
                 entry_id = state.last_id = state.settle_next = self._port.log_keyed(
                     state.slots, body, settle, origin, seq, floor
                 )
-                (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend too
+                (state.confirm_return or self._new_confirm_return()).hold(last.endpoint, origin, seq)  # a resend too
                 if not entry_id:
                     return self._recv_after_resend(flags, copy, track)  # held already: the next one instead
                 return body if copy else handed(body, False, got)
