@@ -173,15 +173,34 @@ def _damaged_sst_journal(tmp_path, where: float) -> str:
 
 @pytest.mark.parametrize("where", [0.0, 0.3, 0.6, 0.9])  # data blocks first, index and metadata last
 def test_a_damaged_table_file_is_reported_as_damage_by_every_reader(tmp_path, where) -> None:
+    """At open (the table's index or metadata), or at the first read of a damaged data block.
+
+    (A clean close records the counts: the next open reads no entry, so a data
+    block is first read by the owner's entries() or redelivery, never skipped.)
+    """
     path = _damaged_sst_journal(tmp_path, where)
-    with pytest.raises(zjournal.JournalCorruptError) as owner:  # never "locked by another process"
-        zjournal.open(path, plugins=False)
+    with pytest.raises(zjournal.JournalCorruptError) as owner, zjournal.open(path, plugins=False) as j:
+        list(j.entries())  # never "locked by another process", never fewer entries
     assert owner.value.file and owner.value.file.startswith(path)
     with pytest.raises(zjournal.JournalCorruptError) as view, zjournal.open(path, read_only=True) as v:
         list(v.entries())  # never "no entries"
     assert path in str(view.value) and "zjournal-view" not in str(view.value)
     done = subprocess.run([sys.executable, "-m", "zjournal.cli", "inspect", path], capture_output=True, text=True)
     assert done.returncode == 1 and "is damaged" in done.stderr and "zjournal-view" not in done.stderr
+
+
+def test_a_damaged_data_block_stops_the_redelivery_that_reads_it(tmp_path) -> None:
+    """After a clean close the open reads no entry: the wrapped socket's redelivery meets the damage, names it."""
+    path = _damaged_sst_journal(tmp_path, 0.0)
+    ctx = zmq.Context()
+    try:
+        with zjournal.open(path, plugins=False) as j:
+            with pytest.raises(zjournal.JournalCorruptError) as damage:
+                j.wrap(ctx.socket(zmq.PULL), name="orders")
+            assert damage.value.file and damage.value.file.startswith(path)
+            assert "zjournal recover" in str(damage.value)
+    finally:
+        ctx.destroy(0)
 
 
 def test_reopening_keeps_at_most_three_info_logs(tmp_path) -> None:

@@ -6,9 +6,10 @@ Each step runs in a fresh process and reports its peak RSS (VmHWM: ru_maxrss
 would carry over the parent's peak through fork and exec):
 a baseline (zjournal imported, an empty journal open); a journaled PULL
 receiving ``--entries`` messages with ``ack="explicit"`` (so every one stays
-pending); a restart that opens the journal (counting the entries) and has the
-first 10,000 redelivered through a wrapped PULL. Pending entries live on
-disk: RSS should not grow with their number.
+pending); a restart that opens the journal (after a clean close: the counts
+that close recorded, no scan) and has the first 10,000 redelivered through a
+wrapped PULL; then an open after a kill -9, which counts every entry. Pending
+entries live on disk: RSS should not grow with their number.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ elif step == "restart":
     result["redelivered"] = 10_000
     pull.close(0)
     journal.close()
+elif step == "open-and-kill":
+    zjournal.open(path)
+    os.kill(os.getpid(), 9)
+elif step == "open-after-kill":
+    started = time.perf_counter()
+    journal = zjournal.open(path)
+    result["open_seconds"] = round(time.perf_counter() - started, 2)
+    result["pending"] = journal.count(state="pending")
+    journal.close()
 with open("/proc/self/status") as status:  # this process's own peak (Linux)
     peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 result["peak_rss_mib"] = round(peak_kib / 1024, 1)
@@ -66,13 +76,13 @@ print(json.dumps(result))
 """
 
 
-def step(name: str, path: str, count: int, size: int) -> dict:
+def step(name: str, path: str, count: int, size: int, returncode: int = 0) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", STEP, name, path, str(count), str(size)], capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
+    if done.returncode != returncode:
         raise SystemExit(f"step {name} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout)
+    return json.loads(done.stdout) if returncode == 0 else {}
 
 
 def run(entries: Sequence[int] = (100_000, 1_000_000), size: int = 100) -> dict[str, Any]:
@@ -84,6 +94,10 @@ def run(entries: Sequence[int] = (100_000, 1_000_000), size: int = 100) -> dict[
             path = str(Path(tmp) / f"mem-{count}.journal")
             receive = step("receive", path, count, size)
             restart = step("restart", path, count, size)
+            step("open-and-kill", path, count, size, returncode=-9)
+            after_kill = step("open-after-kill", path, count, size)
+            if not restart["pending"] == after_kill["pending"] == count:
+                raise SystemExit(f"pending {restart['pending']} and {after_kill['pending']}, not {count}")
             rows.append(
                 {
                     "pending": count,
@@ -92,6 +106,7 @@ def run(entries: Sequence[int] = (100_000, 1_000_000), size: int = 100) -> dict[
                     "receive_seconds": receive["seconds"],
                     "restart_rss_mib": restart["peak_rss_mib"],
                     "open_seconds": restart["open_seconds"],
+                    "open_after_kill_seconds": after_kill["open_seconds"],
                     "bytes_per_entry": receive["bytes_on_disk"] / count,
                 }
             )
@@ -110,6 +125,7 @@ def markdown(result: dict[str, Any]) -> str:
             r["restart_rss_mib"],
             f"{r['bytes_per_entry']:.0f}",
             r["open_seconds"],
+            r["open_after_kill_seconds"],
         )
         for r in result["rows"]
     ]
@@ -119,6 +135,7 @@ def markdown(result: dict[str, Any]) -> str:
         "receiving them (MiB)",
         "restart, redeliver 10,000 (MiB)",
         "bytes on disk / entry",
-        "open + count (s)",
+        "open after a clean close (s)",
+        "open after kill -9: counts every entry (s)",
     )
     return table(headers, rows)

@@ -72,6 +72,31 @@ class Counters:
         """How many counters are held: one per (name, direction, state) that has entries."""
         return len(self._by_key)
 
+    def recorded(self) -> list[list[Any]]:
+        """Every counter as ``[name, direction code, state code, count]`` (what :meth:`from_recorded` takes)."""
+        assert not self.lazy, "a lazy counter is taken in first"
+        return [[name, dcode, scode, n] for (name, dcode, scode), n in self._by_key.items()]
+
+    @classmethod
+    def from_recorded(cls, recorded: Any) -> Counters:
+        """Counters from :meth:`recorded`'s list; ValueError when it is not one (a damaged record)."""
+        counts = cls()
+        try:
+            for name, dcode, scode, n in recorded:
+                if (
+                    type(name) is not str
+                    or dcode not in _DIRECTIONS
+                    or scode not in _STATES
+                    or type(n) is not int
+                    or n <= 0
+                    or (name, dcode, scode) in counts._by_key
+                ):
+                    raise ValueError(f"not a counter: {[name, dcode, scode, n]!r}")
+                counts.add((name, dcode, scode), n)
+        except TypeError as e:
+            raise ValueError(f"not a list of counters: {e}") from e
+        return counts
+
     def names(self) -> list[str]:
         """The names that have entries, sorted."""
         if not self.lazy:

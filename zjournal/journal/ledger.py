@@ -41,7 +41,7 @@ from zjournal.errors import (
     StoreError,
     UnknownEntryError,
 )
-from zjournal.journal import blobs, inflight, outbox
+from zjournal.journal import blobs, closecounts, inflight, outbox
 from zjournal.journal import entry as rec
 from zjournal.journal.blobkeeping import BlobKeeping
 from zjournal.journal.counters import CounterKey, Counters
@@ -263,13 +263,14 @@ class Ledger(BlobKeeping):
         if self.read_only:
             self.count_later()  # `inspect --id`, `--follow` or a get need no scan of every entry
         else:
-            self.count_entries()
+            self.count_entries()  # (from what the last clean close recorded, when nothing changed since)
         if self.path is not None:
             self.rare.blobs = blobs.BlobFiles(self.path, sync=self.durability is not Durability.NONE)
         if self.read_only:
             return
         batch = store.batch()
         batch.put("meta", META_DURABILITY, msgpack.packb(self.durability.value))
+        closecounts.forget(batch)
         store.write(batch, sync=True)
         if self.rare.blobs is not None:
             self.rare.blob_writes = True
@@ -442,7 +443,15 @@ class Ledger(BlobKeeping):
         self.rare.pending_floor_lowered = 0
 
     def count_entries(self) -> None:
-        """Rebuild the counters, the id sequence and the floor in one scan."""
+        """Rebuild the counters, the id sequence and the floor: as the last clean close left them, or in one scan."""
+        closed = closecounts.recorded(self.store)
+        if closed is not None:
+            self.counts = closed.counts
+            self.next_id = max(self.reserved, closed.next_id)
+            self.floor = self.rare.pending_floor = closed.floor
+            self.rare.pending_floor_lowered = 0
+            self.rare.counts_stale = False
+            return
         last_id = 0
         first_id = None
         tally: dict[CounterKey, int] = {}  # counted here, then added once per key: Counters.add per entry costs more
@@ -464,6 +473,17 @@ class Ledger(BlobKeeping):
         self.rare.pending_floor = self.floor  # oldest_pending() moves it up past what is not pending
         self.rare.pending_floor_lowered = 0
         self.rare.counts_stale = False
+
+    def _record_counts(self) -> None:
+        """The last write of a clean close: the counters, for the next open to take instead of a scan."""
+        batch = self.store.batch()
+        try:
+            if not closecounts.record(self.store, batch, self.counts, self.next_id, self.floor):
+                return
+        except Exception as e:  # (never a reason for a close to fail: the next open counts)
+            log.warning("journal %s: the counts were not recorded at close: %s", self.path, e)
+            return
+        self.store.write(batch, sync=self.durability is not Durability.NONE)
 
     def _initialise(self) -> None:
         batch = self.store.batch()
@@ -854,6 +874,7 @@ class Ledger(BlobKeeping):
                 self.handing.clear()
                 for counter in list(self.counts.lazy):  # (outboxes: their counts are the store's now)
                     self.counts.take_in(counter)
+                self._record_counts()
             except StoreError as e:  # the journal is still released; opening it again recovers
                 failure = e
         try:

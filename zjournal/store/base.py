@@ -75,6 +75,15 @@ class Store(abc.ABC):
     def compact(self) -> None:
         """Reclaim the space of deleted keys (a no-op where there is none)."""
 
+    def sequence(self) -> int | None:
+        """The number of the last write this store holds, when it numbers them (None otherwise).
+
+        Each key a batch puts or deletes takes the next number, and the number
+        survives a close and an open: the same number, with nothing written
+        since, is the same data.
+        """
+        return None
+
     def owner_alive(self) -> bool:
         """Whether a process holds the journal open as its owner (this one, for a store opened to own it).
 

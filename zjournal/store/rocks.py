@@ -449,6 +449,14 @@ class RocksStore(Store):
             self._check_usable()
         return files_size(self.path)
 
+    def sequence(self) -> int | None:
+        if self._closed:
+            self._check_usable()
+        try:
+            return self._db.latest_sequence_number()
+        except Exception:  # (a database being opened again after a failed write): unsure
+            return None
+
     def close(self) -> None:
         if self._closed:
             return

@@ -392,6 +392,11 @@ class SecondaryRocksStore(Store):
         self._check_open()
         return files_size(self.path)
 
+    def sequence(self) -> int | None:
+        """The owner's last write this view has read; None when unsure (see :meth:`version`)."""
+        version = self.version()
+        return None if version is None else version[0]
+
     def _remove_dirs(self) -> None:
         shutil.rmtree(self._shadow, ignore_errors=True)
         shutil.rmtree(self._secondary, ignore_errors=True)
