@@ -296,6 +296,29 @@ def test_a_listing_stops_at_its_default_limit_and_says_how_many_more(big_journal
         assert done.returncode == 2 and done.stdout == "" and len(done.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("limit", [None, 5])
+def test_follow_starts_with_the_newest_entries_as_tail_does(big_journal, limit) -> None:
+    """Not every entry of a large journal first: the newest --limit (default 100), then what arrives."""
+    args = [] if limit is None else ["--limit", str(limit)]
+    follower = subprocess.Popen(
+        [*ZJOURNAL, "inspect", big_journal, "--follow", "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        shown = limit or 100
+        ids = [json.loads(follower.stdout.readline())["id"] for _ in range(shown)]
+        assert ids == list(range(251 - shown, 251))
+        assert follower.stderr.readline().strip() == f"{250 - shown} earlier not shown — use --all for all"
+        with zjournal.open(big_journal) as j:  # the owner comes back and appends
+            new = j.append("orders", [b"late"], direction="in")
+        assert json.loads(follower.stdout.readline())["id"] == new
+    finally:
+        follower.kill()
+        follower.wait(10)
+
+
 def test_piped_output_is_plain_and_a_closed_pipe_ends_quietly(big_journal) -> None:
     for args in (["inspect", big_journal], ["inspect", big_journal, "--all"], ["export", big_journal]):
         done = subprocess.run([*ZJOURNAL, *args], capture_output=True, text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import json
 import os
@@ -309,7 +310,9 @@ def register(app: typer.Typer) -> None:
             help="How to show frames: auto, json, text, msgpack, hex, or a plugin's.",
         ),
         as_json: bool = typer.Option(False, "--json", help="JSON for scripts (documented fields)."),
-        follow: bool = typer.Option(False, "--follow", help="Keep printing entries as they arrive."),
+        follow: bool = typer.Option(
+            False, "--follow", help="The newest --limit entries (default 100), then each one as it arrives."
+        ),
         source: str = typer.Option(
             None, "--from", metavar="URL", help="Show the copy a NATS JetStream engine holds (nats://HOST:PORT)."
         ),
@@ -355,9 +358,21 @@ def register(app: typer.Typer) -> None:
                 raise fail("--all lists every entry, --limit N at most N: give one. (see zjournal inspect --help)", 2)
             limit = None if every else limit or _DEFAULT_LIMIT
             listing_out = Listing(as_json, dead=state == "dead", how=how)
+            found = matching(journal, name, state, direction, since_t, until_t, min_attempts)
+            if follow and limit:  # as tail -f: the newest entries, then what arrives
+                newest: collections.deque[int] = collections.deque(maxlen=limit)  # ids: frames may be large
+                earlier = 0
+                for entry in found:
+                    earlier += len(newest) == limit
+                    newest.append(entry.id)
+                if earlier:
+                    err_console.print(f"{earlier} earlier not shown — use --all for all")
+                found = iter(())  # (read again from the first of them: only the tail)
+                if newest:
+                    found = matching(journal, name, state, direction, since_t, until_t, min_attempts, newest[0] - 1)
             last = 0
             more = False
-            for entry in matching(journal, name, state, direction, since_t, until_t, min_attempts):
+            for entry in found:
                 if limit and listing_out.shown >= limit and not follow:
                     more = True
                     break
