@@ -319,6 +319,31 @@ def test_follow_starts_with_the_newest_entries_as_tail_does(big_journal, limit) 
         follower.wait(10)
 
 
+def test_follow_with_filters_that_match_nothing_yet_shows_only_what_matches_later(big_journal) -> None:
+    follower = subprocess.Popen(
+        [*ZJOURNAL, "inspect", big_journal, "--follow", "--state", "DEAD", "--direction", "in"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout.readline().strip() == "no entries match"  # (the first look is done)
+        with zjournal.open(big_journal) as j:
+            j.append("orders", [b"pending"], direction="in")
+            j.dead(j.append("replies", [b"out"], direction="out"), "not in")
+            poison = j.append("orders", [b"poison"], direction="in")
+            j.dead(poison, "bad")
+            j.dead(3, "an old one")  # (read already: a follower shows what arrives)
+            last = j.append("orders", [b"last"], direction="in")
+            j.dead(last, "bad too")
+        lines = [follower.stdout.readline().split() for _ in range(3)]
+        assert lines[0][:4] == ["id", "name", "dir", "state"]
+        shown = [(int(line[0]), line[2], line[3]) for line in lines[1:]]
+        assert shown == [(poison, "in", "dead"), (last, "in", "dead")]
+    finally:
+        follower.kill()
+        follower.wait(10)
+
+
 def test_piped_output_is_plain_and_a_closed_pipe_ends_quietly(big_journal) -> None:
     for args in (["inspect", big_journal], ["inspect", big_journal, "--all"], ["export", big_journal]):
         done = subprocess.run([*ZJOURNAL, *args], capture_output=True, text=True)

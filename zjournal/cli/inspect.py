@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import rich.markup
@@ -139,24 +140,38 @@ def print_summary(data: dict[str, Any]) -> None:
         )
 
 
-def matching(
-    journal: zjournal.Journal,
-    name: str | None,
-    state: str | None,
-    direction: str | None,
-    since: float | None,
-    until: float | None,
-    min_attempts: int,
-    after_id: int = 0,
-) -> Iterator[zjournal.Entry]:
-    for entry in journal.entries(name=name, state=state, direction=direction, after=after_id):
-        if since is not None and entry.created < since:
-            continue
-        if until is not None and entry.created > until:
-            continue
-        if entry.attempts < min_attempts:
-            continue
-        yield entry
+@dataclass(frozen=True)
+class EntryFilter:
+    """The listing's filters: ``select`` reads the journal with them, ``wants`` tests one entry."""
+
+    name: str | None
+    state: str | None
+    direction: str | None
+    since: float | None
+    until: float | None
+    min_attempts: int
+
+    def select(self, journal: zjournal.Journal, after_id: int = 0) -> Iterator[zjournal.Entry]:
+        """Matching entries above ``after_id``, oldest first (name, state and direction read by the journal)."""
+        for entry in journal.entries(name=self.name, state=self.state, direction=self.direction, after=after_id):
+            if self._wants_time_and_attempts(entry):
+                yield entry
+
+    def wants(self, entry: zjournal.Entry) -> bool:
+        """Whether ``entry`` matches (state and direction as the journal parsed them in a first select)."""
+        return (
+            (self.name is None or entry.name == self.name)
+            and (self.state is None or entry.state == zjournal.State(self.state.lower()))
+            and (self.direction is None or entry.direction == zjournal.Direction(self.direction.lower()))
+            and self._wants_time_and_attempts(entry)
+        )
+
+    def _wants_time_and_attempts(self, entry: zjournal.Entry) -> bool:
+        return (
+            (self.since is None or entry.created >= self.since)
+            and (self.until is None or entry.created <= self.until)
+            and entry.attempts >= self.min_attempts
+        )
 
 
 def aligned(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -358,7 +373,8 @@ def register(app: typer.Typer) -> None:
                 raise fail("--all lists every entry, --limit N at most N: give one. (see zjournal inspect --help)", 2)
             limit = None if every else limit or _DEFAULT_LIMIT
             listing_out = Listing(as_json, dead=state == "dead", how=how)
-            found = matching(journal, name, state, direction, since_t, until_t, min_attempts)
+            filters = EntryFilter(name, state, direction, since_t, until_t, min_attempts)
+            found = filters.select(journal)
             if follow and limit:  # as tail -f: the newest entries, then what arrives
                 newest: collections.deque[int] = collections.deque(maxlen=limit)  # ids: frames may be large
                 earlier = 0
@@ -369,7 +385,7 @@ def register(app: typer.Typer) -> None:
                     err_console.print(f"{earlier} earlier not shown — use --all for all")
                 found = iter(())  # (read again from the first of them: only the tail)
                 if newest:
-                    found = matching(journal, name, state, direction, since_t, until_t, min_attempts, newest[0] - 1)
+                    found = filters.select(journal, newest[0] - 1)
             last = 0
             more = False
             for entry in found:
@@ -389,8 +405,11 @@ def register(app: typer.Typer) -> None:
             if not follow:
                 return
             while True:
+                # Every entry after the last one read, matching or not: the next look starts after it, so
+                # a filter that matches little never has the same entries read again at each look.
+                for entry in journal.entries(after=last):
+                    last = entry.id
+                    if filters.wants(entry):
+                        listing_out.print(entry)
                 time.sleep(0.5)
                 journal.refresh()
-                for entry in matching(journal, name, state, direction, since_t, until_t, min_attempts, last):
-                    listing_out.print(entry)
-                    last = entry.id
