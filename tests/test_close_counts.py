@@ -123,11 +123,11 @@ def test_any_write_after_the_close_makes_the_record_stale(tmp_path, durability):
         msgpack.packb([1, None, 1000, 1, [["a", 9, 0, 1]]]),
     ],
 )
-def test_a_damaged_record_is_ignored_and_the_entries_counted(tmp_path, caplog, value):
+def test_a_damaged_record_is_ignored_and_the_entries_counted(tmp_path, value):
     path = str(tmp_path / "j")
     _fill(path)
     _forge(path, [], value=value)
-    with caplog.at_level(logging.WARNING, logger="zjournal"), zjournal.open(path) as journal:
+    with zjournal.open(path) as journal:
         assert _nonzero(_counts_by_key(journal)) == _entries_by_key(journal)
         assert journal.count(state="pending") == 18
 

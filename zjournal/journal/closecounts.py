@@ -29,25 +29,24 @@ _VERSION = 1
 
 
 @dataclass(frozen=True)
-class ClosedCounts:
-    """What a clean close recorded: the counters, the first id not handed out, the floor."""
+class EntryCounts:
+    """A journal's counters, the first id not handed out, and the floor (no entry below it)."""
 
     counts: Counters
     next_id: int
     floor: int
 
 
-def record(store: Store, batch: Batch, counts: Counters, next_id: int, floor: int) -> bool:
-    """Put the record into ``batch``, which must hold nothing else and be the store's last write before it closes.
-
-    False (nothing put) when the store does not number its writes.
-    """
+def record(store: Store, found: EntryCounts, *, sync: bool) -> None:
+    """Write the record: the store's last write before it closes (nothing when the store numbers no writes)."""
     sequence = store.sequence()
-    if sequence is None or len(batch):
-        return False
-    value = [_VERSION, sequence + 1, next_id, floor, counts.recorded()]  # (+1: the number this write takes)
+    if sequence is None:
+        return
+    # A write of one key: it takes the number after the store's last.
+    value = [_VERSION, sequence + 1, found.next_id, found.floor, found.counts.recorded()]
+    batch = store.batch()
     batch.put("meta", META_COUNTS, msgpack.packb(value))
-    return True
+    store.write(batch, sync=sync)
 
 
 def forget(batch: Batch) -> None:
@@ -55,7 +54,7 @@ def forget(batch: Batch) -> None:
     batch.delete("meta", META_COUNTS)
 
 
-def recorded(store: Store) -> ClosedCounts | None:
+def recorded(store: Store) -> EntryCounts | None:
     """The record of the last clean close, when nothing was written since; None otherwise."""
     raw = store.get("meta", META_COUNTS)
     if raw is None:
@@ -69,7 +68,7 @@ def recorded(store: Store) -> ClosedCounts | None:
             return None  # written to since that close
         if type(next_id) is not int or type(floor) is not int or not 1 <= floor <= next_id:
             raise ValueError(f"ids {next_id!r}, floor {floor!r}")
-        return ClosedCounts(Counters.from_recorded(counters), next_id, floor)
+        return EntryCounts(Counters.from_recorded(counters), next_id, floor)
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         log.warning("journal: the counts recorded at its last close cannot be read (%s): counting the entries", e)
         return None

@@ -444,14 +444,16 @@ class Ledger(BlobKeeping):
 
     def count_entries(self) -> None:
         """Rebuild the counters, the id sequence and the floor: as the last clean close left them, or in one scan."""
-        closed = closecounts.recorded(self.store)
-        if closed is not None:
-            self.counts = closed.counts
-            self.next_id = max(self.reserved, closed.next_id)
-            self.floor = self.rare.pending_floor = closed.floor
-            self.rare.pending_floor_lowered = 0
-            self.rare.counts_stale = False
-            return
+        found = closecounts.recorded(self.store) or self._scan_counts()
+        self.counts = found.counts
+        self.next_id = max(self.reserved, found.next_id)
+        self.floor = found.floor
+        self.rare.pending_floor = self.floor  # oldest_pending() moves it up past what is not pending
+        self.rare.pending_floor_lowered = 0
+        self.rare.counts_stale = False
+
+    def _scan_counts(self) -> closecounts.EntryCounts:
+        """Count every entry, in the store and in slot files."""
         last_id = 0
         first_id = None
         tally: dict[CounterKey, int] = {}  # counted here, then added once per key: Counters.add per entry costs more
@@ -467,23 +469,16 @@ class Ledger(BlobKeeping):
         counts = Counters()
         for key, n in tally.items():
             counts.add(key, n)
-        self.counts = counts
-        self.next_id = max(self.reserved, last_id + 1)
-        self.floor = first_id if first_id is not None else self.next_id
-        self.rare.pending_floor = self.floor  # oldest_pending() moves it up past what is not pending
-        self.rare.pending_floor_lowered = 0
-        self.rare.counts_stale = False
+        next_id = max(self.reserved, last_id + 1)
+        return closecounts.EntryCounts(counts, next_id, first_id if first_id is not None else next_id)
 
     def _record_counts(self) -> None:
         """The last write of a clean close: the counters, for the next open to take instead of a scan."""
-        batch = self.store.batch()
+        found = closecounts.EntryCounts(self.counts, self.next_id, self.floor)
         try:
-            if not closecounts.record(self.store, batch, self.counts, self.next_id, self.floor):
-                return
+            closecounts.record(self.store, found, sync=self.durability is not Durability.NONE)
         except Exception as e:  # (never a reason for a close to fail: the next open counts)
             log.warning("journal %s: the counts were not recorded at close: %s", self.path, e)
-            return
-        self.store.write(batch, sync=self.durability is not Durability.NONE)
 
     def _initialise(self) -> None:
         batch = self.store.batch()
