@@ -327,6 +327,29 @@ def test_interval_mode_syncs_the_slot_files(open_journal, ctx, monkeypatch) -> N
     assert synced.wait(5)  # the background thread fsynced the slot that changed
 
 
+def test_a_new_slot_file_is_on_disk_with_its_header_before_the_store_records_it(
+    open_journal, journal_path, ctx, monkeypatch
+) -> None:
+    # The record outlives a power cut once the log is fsynced; a file whose header was still only in
+    # the page cache would then read as zeros: a false alarm ("no longer a slot file") at the next open.
+    synced: list[tuple[int, bytes, bool]] = []
+    real_sync = inflight.SlotFile.sync
+
+    def sync_and_look(self: inflight.SlotFile) -> None:
+        real_sync(self)
+        recorded = journal._store.get("meta", b"slot-file:%d" % self.number) is not None
+        synced.append((self.number, os.pread(self.fd, 64, 0), recorded))
+
+    monkeypatch.setattr(inflight.SlotFile, "sync", sync_and_look)
+    journal = open_journal(durability="interval", fsync_interval=3600)  # (no background fsync meanwhile)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    assert synced, "the new slot file was never fsynced"
+    number, header, recorded = synced[0]
+    assert not recorded and header.startswith(inflight._MAGIC)
+    assert journal._store.get("meta", b"slot-file:%d" % number) is not None
+    pull.close()
+
+
 def test_always_mode_and_retention_keep_every_entry_in_the_store(open_journal, ctx, tmp_path) -> None:
     for n, options in enumerate(({"durability": "always"}, {"retention": 60})):
         journal = open_journal(str(tmp_path / f"j{n}"), **options)

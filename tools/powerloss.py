@@ -110,8 +110,10 @@ def snapshot():
 real_sync = store.sync
 def sync_and_snapshot():
     with lock:
-        before = wal_sizes()  # everything written before the fsync started is durable once it returns
+        # Everything written before the fsync started is durable once it returns. The number first,
+        # as above: sizes taken first would miss appends that the number taken after counts.
         before_seq = store._db.latest_sequence_number()
+        before = wal_sizes()
         real_sync()
         durable_wal.update(before)
         durable_seq[0] = max(durable_seq[0], before_seq)
@@ -122,8 +124,11 @@ def write(batch, *, sync=False):
     real_write(batch, sync=sync)
     if sync:  # a synced write: the log is durable up to here
         with lock:
+            # The number before the sizes: the main thread may append in between, and the sizes must
+            # hold every write the number counts (RocksDB publishes a number after its log write).
+            seq = store._db.latest_sequence_number()
             durable_wal.update(wal_sizes())
-            durable_seq[0] = max(durable_seq[0], store._db.latest_sequence_number())
+            durable_seq[0] = max(durable_seq[0], seq)
             snapshot()
 store.write = write
 if mode in ("slots", "spill"):

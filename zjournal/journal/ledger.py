@@ -359,18 +359,23 @@ class Ledger(BlobKeeping):
                 )
             store.recovered.append(what)
 
-    def record_slot_file(self, number: int) -> None:
+    def record_slot_file(self, slots: inflight.SlotFile | outbox.Outbox) -> None:
         """A socket's new slot file exists (lock held): record it (see META_SLOT_FILE).
 
         Where a power cut must find what was written (``interval``, ``always``),
-        the file's directory entry is made durable first: a record that outlives
-        its file would be a false alarm.
+        the file's header and its directory entry are made durable first: a
+        record that outlives its file, or a file whose header is still zeros,
+        would be a false alarm at the next open.
         """
         if self.durability in (Durability.INTERVAL, Durability.ALWAYS):
             assert self.path is not None
+            try:
+                slots.sync()
+            except OSError as e:
+                raise StoreError(f"cannot sync the in-flight slot file {slots.path}: {e}") from e
             inflight.sync_directory(self.path)
         batch = self.batch()
-        batch.put("meta", META_SLOT_FILE + str(number).encode(), b"")
+        batch.put("meta", META_SLOT_FILE + str(slots.number).encode(), b"")
         self.store.write(batch, sync=self.durability is Durability.ALWAYS)
 
     def forget_slot_file(self, number: int) -> None:

@@ -903,7 +903,7 @@ class SocketPort:
             if slots is not None:
                 slots.number = ledger.rare.slot_file_number
                 try:
-                    ledger.record_slot_file(slots.number)
+                    ledger.record_slot_file(slots)
                 except StoreError as e:  # the socket journals in the store instead: slower, as safe
                     slots.close()
                     log.warning("journal %s: socket %r journals without an in-flight slot: %s", ledger.path, name, e)
