@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -158,3 +159,101 @@ def test_kill_9_of_the_device_loses_nothing_a_confirm_client_sent(tmp_path: Path
     lost = set(sent) - set(processed)
     assert not lost, f"{len(lost)} of {len(sent)} requests never reached a worker, e.g. {sorted(lost)[:3]}"
     assert left_unconfirmed == 0
+
+
+def test_a_reply_to_a_request_of_an_earlier_run_never_reaches_another_client(tmp_path: Path) -> None:
+    """libzmq names a ROUTER's peers with the same routing ids in every process (its counter starts
+    from an unseeded rand()): after a restart, an envelope the earlier run journaled names whichever
+    client took that id now. Its reply must not go there."""
+    sockets = tempfile.mkdtemp(prefix="zjd")
+    front, back = f"ipc://{sockets}/f", f"ipc://{sockets}/b"
+    path = str(tmp_path / "device.journal")
+    ctx = zmq.Context()
+    try:
+        device = start_device(path, front, back)
+        gone = ctx.socket(zmq.REQ)  # a plain client whose request is journaled, then it goes away
+        gone.connect(front)
+        gone.send(b"from the client that left")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with zjournal.open(path, read_only=True, plugins=False) as view:
+                if view.count(state="pending") == 1:
+                    break
+            time.sleep(0.02)
+        device.send_signal(signal.SIGKILL)
+        device.wait(10)
+        gone.close(0)
+
+        device = start_device(path, front, back)
+        client = ctx.socket(zmq.REQ)  # the first to connect to the new run: it gets the same routing id
+        client.connect(front)
+        client.send(b"from the client still here")
+        worker = ctx.socket(zmq.REP)
+        worker.connect(back)
+        handled = []
+        for _ in range(2):  # the earlier run's request first (replays go first), then this one
+            assert worker.poll(10_000)
+            handled.append(worker.recv())
+            worker.send(b"re: " + handled[-1])
+        assert handled == [b"from the client that left", b"from the client still here"]
+        assert client.poll(10_000)
+        assert client.recv() == b"re: from the client still here"
+        device.send_signal(signal.SIGKILL)
+        device.wait(10)
+    finally:
+        ctx.destroy(0)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_a_client_answered_just_before_the_device_died_gets_the_right_reply_next(tmp_path: Path) -> None:
+    """The device passed a reply on and died before acking its request: the restart handles it again,
+    and that second reply must not pass for the answer to the client's next request."""
+    sockets = tempfile.mkdtemp(prefix="zjd")
+    front, back = f"ipc://{sockets}/f", f"ipc://{sockets}/b"
+    path = str(tmp_path / "device.journal")
+    ctx = zmq.Context()
+    stop = threading.Event()
+    handled: list[bytes] = []
+
+    def worker() -> None:
+        rep = ctx.socket(zmq.REP)
+        rep.connect(back)
+        while not stop.is_set():
+            if rep.poll(20):
+                handled.append(rep.recv())
+                rep.send(b"re: " + handled[-1])
+        rep.close(0)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    client_journal = zjournal.open(str(tmp_path / "client.journal"))
+    client = None
+    try:
+        dying = subprocess.Popen(
+            [sys.executable, "-m", "zjournal.cli", "device", path, "--frontend", front, "--backend", back],
+            env={**os.environ, "ZJOURNAL_KILL_POINT": "device:before-ack"},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert dying.stdout is not None and dying.stdout.readline().strip() == "ready"
+        # A journaled REQ: when the kill takes the reply with it, the client resends after the restart.
+        client = client_journal.wrap(ctx.socket(zmq.REQ), "client")
+        client.connect(front)
+        client.send(b"one")
+        assert dying.wait(20) == -signal.SIGKILL  # after passing the reply on, before the ack
+        device = start_device(path, front, back)
+        client.setsockopt(zmq.RCVTIMEO, 10_000)
+        assert client.recv() == b"re: one"
+        client.send(b"two")
+        assert client.recv() == b"re: two"
+        assert handled.count(b"one") >= 2  # the restart handled it again (at least once)
+        device.send_signal(signal.SIGKILL)
+        device.wait(10)
+    finally:
+        stop.set()
+        thread.join(5)
+        if client is not None:
+            client.close()
+        client_journal.close()
+        ctx.destroy(0)
+        shutil.rmtree(sockets, ignore_errors=True)

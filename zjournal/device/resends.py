@@ -9,7 +9,8 @@ the same origin with the same body is that request again. It gets no second
 entry and no second forward; the reply goes to where the latest copy came
 from (a reconnected client has a new routing id, a correlated resend a new
 request id). A reply that reached nobody (the client's connection was gone:
-ROUTER_MANDATORY says so) is kept for the resend that follows.
+ROUTER_MANDATORY says so, or the request came in an earlier run, whose
+routing ids name other peers now) is kept for the resend that follows.
 """
 
 from __future__ import annotations
