@@ -317,6 +317,31 @@ def test_replay_outbound_through_a_journaled_req_waits_for_the_reply(journal_pat
     assert [e.frames for e in j.entries(name="client")] == [[b"unanswered-2"]]  # resent, not journaled again
 
 
+def test_replay_into_a_router_sends_only_what_still_names_its_peer(journal_path, open_journal, ctx, endpoint) -> None:
+    addr = endpoint()
+    router = ctx.socket(zmq.ROUTER)
+    router.bind(addr)
+    stranger = ctx.socket(zmq.DEALER)  # a peer whose routing id libzmq makes up
+    named = ctx.socket(zmq.DEALER)
+    named.setsockopt(zmq.ROUTING_ID, b"worker-7")  # a peer that chose its own
+    for peer in (stranger, named):
+        peer.connect(addr)
+        peer.send(b"hello")
+    made_up = next(rid for rid, _ in (router.recv_multipart() for _ in range(2)) if rid != b"worker-7")
+    # An earlier run journaled replies under the same ids (libzmq hands them out alike in every process).
+    with zjournal.open(journal_path) as j:
+        earlier = j.append("replies", [made_up, b"for a peer of an earlier run"], direction="out", envelope_size=1)
+        j.append("replies", [b"worker-7", b"for the peer that named itself"], direction="out", envelope_size=1)
+    j = open_journal()
+    this_run = j.append("replies", [made_up, b"journaled in this run"], direction="out", envelope_size=1)
+    assert j.replay("replies", into=router) == 2
+    assert named.recv_multipart() == [b"for the peer that named itself"]
+    assert stranger.recv_multipart() == [b"journaled in this run"]
+    assert stranger.poll(300) == 0  # not the earlier run's reply: that id may have named someone else
+    assert [e.id for e in j.entries(name="replies", state="pending")] == [earlier]
+    assert j.get(this_run) is None
+
+
 def test_nothing_pending_means_no_private_peer(journal, ctx) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL), name="fresh")
     assert pull._s.redelivery is None

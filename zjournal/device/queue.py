@@ -19,7 +19,6 @@ import math
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
 from zjournal.sockets.requests import digest_of, origin_of, split_origin, with_origin
+from zjournal.sockets.routing import made_by_libzmq
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -148,7 +148,7 @@ class Queue:
         self._ephemeral_ids = itertools.count(1)
         self._replay_cursor = 0
         self._replay_until = 0
-        self._journaled_here_from = 0  # entries from here on were journaled by this process
+        self._first_id_this_open = 0
         self._replay_done = False
         self._stop_requested = threading.Event()
         self._drain_timeout = 5.0
@@ -206,7 +206,7 @@ class Queue:
     def run(self) -> StopReport:
         """Move messages until a stop is requested and the drain is over; return the report."""
         self._replay_until = self._port.first_unissued()  # pending entries older than this run
-        self._journaled_here_from = _first_id_in_this_process(self.journal, self.name, self._replay_until)
+        self._first_id_this_open = self._port.first_id_this_open()
         frontend, backend = self.frontend, self.backend
         poller = zmq.Poller()
         poller.register(backend, zmq.POLLIN)
@@ -621,9 +621,9 @@ class Queue:
             latest = resends.envelope_for(entry_id)
             if latest is not None:  # a copy came later (a reconnected client, a correlated resend)
                 reply = [*latest, *reply[len(envelope) :]]
-            elif entry_id < self._journaled_here_from and made_by_libzmq(envelope[0]):
-                # Journaled before this journal was opened, perhaps by another process: libzmq gives
-                # a ROUTER's peers the same ids in every process, so this id may name another client.
+            elif entry_id < self._first_id_this_open and made_by_libzmq(envelope[0]):
+                # Journaled before this journal was opened (zjournal.sockets.routing): the id may
+                # name another client now.
                 resends.reached_nobody(entry_id, reply[len(envelope) :])
                 resends.done(entry_id)
                 self.stats.replies += 1
@@ -665,26 +665,6 @@ class Queue:
         except ZJournalError:
             pass  # removed by an operator meanwhile
         self.stats.late += 1
-
-
-# For each open journal, by device name: the first entry id a device journaled through it.
-_FIRST_IDS: weakref.WeakKeyDictionary[Journal, dict[str, int]] = weakref.WeakKeyDictionary()
-
-
-def _first_id_in_this_process(journal: Journal, name: str, first_unissued: int) -> int:
-    """Entries below this id may come from another process (the journal was opened again since)."""
-    return _FIRST_IDS.setdefault(journal, {}).setdefault(name, first_unissued)
-
-
-def made_by_libzmq(routing_id: bytes) -> bool:
-    """Whether a ROUTER made this routing id up (a zero byte, then a counter) rather than its peer choosing it.
-
-    libzmq starts that counter from ``rand()`` unseeded: every process hands
-    out the same ids in the same order, so such an id means nothing to the
-    next run. An id a peer chose (``ZMQ_ROUTING_ID``; never a zero byte
-    first) names that peer in any run.
-    """
-    return routing_id[:1] == b"\x00"
 
 
 def _kept(frame: zmq.Frame) -> bytes | zmq.Frame:

@@ -264,6 +264,8 @@ class Ledger(BlobKeeping):
             self.count_later()  # `inspect --id`, `--follow` or a get need no scan of every entry
         else:
             self.count_entries()  # (from what the last clean close recorded, when nothing changed since)
+        # Every id an earlier open handed out lies below: ids are reserved in the store before use.
+        self.first_id_this_open = self.next_id
         if self.path is not None:
             self.rare.blobs = blobs.BlobFiles(self.path, sync=self.durability is not Durability.NONE)
         if self.read_only:

@@ -853,6 +853,10 @@ class SocketPort:
                 return found, True
         return found, False
 
+    def first_id_this_open(self) -> int:
+        """Entries below this id were journaled before this journal was opened (perhaps by another process)."""
+        return self.ledger.first_id_this_open
+
     def first_unissued(self) -> int:
         """The id the next appended entry gets: every entry journaled so far has a lower one."""
         return self.ledger.next_id

@@ -21,6 +21,7 @@ from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets.aio import AsyncJournaledSocket
 from zjournal.sockets.copies import journaled_copy
 from zjournal.sockets.policy import AckPolicy
+from zjournal.sockets.routing import still_names_its_peer
 from zjournal.sockets.socket import JournaledSocket
 
 if TYPE_CHECKING:
@@ -150,9 +151,12 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
         into._shadow_sock if hasattr(into, "_shadow_sock") and isinstance(into._shadow_sock, JournaledSocket) else into
     )
     cutoff = None if older_than is None else time.time() - older_than
+    routed = into.type == zmq.ROUTER
     for entry in list(journal.entries(name=name, state="pending", direction="out")):
         if cutoff is not None and (entry.updated or entry.created) > cutoff:
             continue
+        if routed and not still_names_its_peer(port, entry.id, entry.envelope):
+            continue  # its routing id may name another peer now: it stays pending (zjournal.sockets.routing)
         if isinstance(target, JournaledSocket) and target._s.confirm is not None:
             if entry.name == target._jname and target._journal is journal:
                 continue  # a confirm sender's own unconfirmed entries: it resends them itself
