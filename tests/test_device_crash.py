@@ -221,7 +221,7 @@ def test_a_client_answered_just_before_the_device_died_gets_the_right_reply_next
         while not stop.is_set():
             if rep.poll(20):
                 handled.append(rep.recv())
-                rep.send(b"re: " + handled[-1])
+                rep.send(b"re: %s #%d" % (handled[-1], len(handled)))  # (each handling answers differently)
         rep.close(0)
 
     thread = threading.Thread(target=worker)
@@ -243,10 +243,15 @@ def test_a_client_answered_just_before_the_device_died_gets_the_right_reply_next
         assert dying.wait(20) == -signal.SIGKILL  # after passing the reply on, before the ack
         device = start_device(path, front, back)
         client.setsockopt(zmq.RCVTIMEO, 10_000)
-        assert client.recv() == b"re: one"
+        assert client.recv().startswith(b"re: one #")
         client.send(b"two")
-        assert client.recv() == b"re: two"
+        assert client.recv() == b"re: two #%d" % len(handled)
         assert handled.count(b"one") >= 2  # the restart handled it again (at least once)
+        # The same body again is a new request: handled now, not answered with the reply the restart
+        # kept for a resend that never came (the client had its reply).
+        client.send(b"one")
+        assert client.recv() == b"re: one #%d" % len(handled)
+        assert handled[-1] == b"one"
         device.send_signal(signal.SIGKILL)
         device.wait(10)
     finally:

@@ -11,6 +11,7 @@ import zmq
 import zmq.asyncio
 
 import zjournal
+from zjournal.sockets.requests import _send_whole
 
 
 @pytest.fixture
@@ -114,6 +115,32 @@ def test_a_restarted_router_answers_a_resend_with_the_reply_to_its_redelivered_r
     assert body == b"order 7"
     restarted.send_multipart([rid, b"", b"done again"])
     assert req.recv() == b"done again"
+
+
+def test_a_client_that_had_its_reply_gets_the_same_body_handled_anew_after_a_restart(
+    open_journal, ctx, tmp_path, ipc
+) -> None:
+    address = ipc()
+    server_journal, router = _router(open_journal, ctx, tmp_path, address)
+    req = _req(open_journal, ctx, tmp_path, address)
+    req.send(b"status")
+    rid, _, _ = router.recv_multipart()
+    server_journal.close()  # the server dies after its reply left, before the reply's ack was written
+    _send_whole(router, [rid, b"", b"status at 1"])
+    router.close(linger=1000)
+    assert req.recv() == b"status at 1"
+    restarted_journal, restarted = _router(open_journal, ctx, tmp_path, address)
+    restarted.setsockopt(zmq.RCVTIMEO, 2000)
+    rid, _, body = restarted.recv_multipart()  # redelivered from its journal
+    assert body == b"status"
+    restarted.send_multipart([rid, b"", b"status at 2"])  # reaches nobody; kept for a resend
+    req.send(b"status")  # a new request with the same body: its first send, no request id
+    rid, _, body = restarted.recv_multipart()
+    assert body == b"status"  # handed to the application, not answered with "status at 2"
+    restarted.send_multipart([rid, b"", b"status at 3"])
+    assert req.recv() == b"status at 3"
+    assert restarted.resends_recognised == 0
+    assert restarted_journal.count(name="server", state="pending", direction="in") == 0
 
 
 def test_requests_of_two_clients_across_a_restart_are_each_handled_once(open_journal, ctx, tmp_path, ipc) -> None:

@@ -36,7 +36,7 @@ from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
-from zjournal.sockets.requests import digest_of, origin_of, split_origin, with_origin
+from zjournal.sockets.requests import carries_request_id, digest_of, origin_of, split_origin, with_origin
 from zjournal.sockets.routing import made_by_libzmq
 
 if TYPE_CHECKING:
@@ -402,7 +402,7 @@ class Queue:
         if resends.copy_of_pending(origin, body, frames[:size]):
             self.stats.resends_recognised = resends.recognised
             return True
-        reply = resends.reply_for_copy(origin, body)
+        reply = resends.reply_for_copy(origin, body) if carries_request_id(frames[:size]) else None
         if reply is None:
             return False
         self._pass_on([*frames[:size], *reply])

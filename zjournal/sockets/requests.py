@@ -127,6 +127,18 @@ def split_origin(frames: list[bytes], size: int) -> tuple[bytes | None, list[byt
     return None, frames, size
 
 
+def carries_request_id(envelope: list[bytes]) -> bool:
+    """Whether a request's ROUTER envelope ends with a ``REQ_CORRELATE`` request id before the delimiter.
+
+    A journaled REQ sends every resend with one, and a first send without one
+    (unless correlation stayed on: replies came on several connections). Only
+    a copy with one may be answered from a kept reply: a REQ that had its reply
+    (a server killed between the reply and its ack) sends the same body again
+    as a new request, which must be handled, not answered from the past.
+    """
+    return len(envelope) >= 3 and envelope[-1] == b"" and len(envelope[-2]) == 4
+
+
 def digest_of(frames: list[bytes]) -> bytes:
     """A request's body, in 16 bytes (frame boundaries count)."""
     h = hashlib.blake2b(digest_size=16)
@@ -476,7 +488,9 @@ class EarlierRequests:
         entry = self._port.load(entry_id)
         if entry is None or entry.state.value != "pending":
             return True
-        envelope: list[bytes] = [b""]
+        # With a request id from the first send: each is a resend, which may be answered from a kept reply.
+        self._request_id = (self._request_id + 1) & 0xFFFFFFFF
+        envelope = [self._request_id.to_bytes(4, "little"), b""]
         sent_at = None
         while not self._stop.is_set():
             if entry_id in self._taken:
@@ -488,7 +502,7 @@ class EarlierRequests:
                     return True  # settled meanwhile
                 if attempt.state.value == "dead":
                     return True
-                if sent_at is not None:  # a resend: correlated, so that a late reply to the first is dropped
+                if sent_at is not None:  # a new request id: a late reply to the send before is dropped
                     self._request_id = (self._request_id + 1) & 0xFFFFFFFF
                     envelope = [self._request_id.to_bytes(4, "little"), b""]
                 try:
@@ -518,6 +532,7 @@ __all__ = [
     "EarlierRequests",
     "RequestResends",
     "announce_origin",
+    "carries_request_id",
     "check_resend_after",
     "digest_of",
     "origin_frame",

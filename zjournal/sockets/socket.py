@@ -49,6 +49,7 @@ from zjournal.sockets.requests import (
     EarlierRequests,
     RequestResends,
     announce_origin,
+    carries_request_id,
     check_resend_after,
     origin_frame,
     origin_in,
@@ -1320,7 +1321,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
         assert routed is not None
         if routed.copy_in_hand(key, frames[:envelope_size]):
             return True
-        reply = routed.answered_to_nobody(key)
+        reply = routed.answered_to_nobody(key) if carries_request_id(frames[:envelope_size]) else None
         if reply is None:
             return False
         _send_frames(self, [*frames[:envelope_size], *reply])
