@@ -1053,3 +1053,32 @@ def test_a_confirm_sender_facing_no_receiver_retries_its_resends_sparingly(open_
     while got != sent:
         got.add(pull.recv())
     _wait(lambda: _pending_out(sender) == 0, "every confirmation")
+
+
+def test_a_router_sender_resends_no_earlier_message_whose_routing_id_libzmq_made(
+    open_journal, journal_path, ctx, endpoint, caplog
+) -> None:
+    # libzmq hands out the same routing ids in every process: the earlier process's peer 006b8b4567
+    # is, in this one, whoever connected first (zjournal.sockets.routing).
+    with zjournal.open(journal_path) as j:
+        made_up = j.append(
+            "server", [b"\x00k\x8bEg", b"to an earlier peer"], direction="out", attempts=1, envelope_size=1
+        )
+        j.append(
+            "server", [b"worker-7", b"to the peer that named itself"], direction="out", attempts=1, envelope_size=1
+        )
+    journal = open_journal()
+    with caplog.at_level("WARNING", logger="zjournal"):
+        router = journal.wrap(ctx.socket(zmq.ROUTER), name="server", confirm=True, confirm_timeout=0.2)
+    assert "1 unconfirmed messages of ROUTER 'server'" in caplog.text
+    where = endpoint()
+    router.bind(where)
+    named = ctx.socket(zmq.DEALER)
+    named.setsockopt(zmq.ROUTING_ID, b"worker-7")
+    named.connect(where)
+    deadline = time.monotonic() + 10
+    while not named.poll(0) and time.monotonic() < deadline:
+        router.poll(50)  # (a ROUTER's resends come from the application's waits)
+    assert named.recv_multipart()[-1] == b"to the peer that named itself"
+    entry = journal.get(made_up)
+    assert entry is not None and entry.state == "pending" and entry.attempts == 1  # never sent again

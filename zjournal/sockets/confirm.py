@@ -41,6 +41,7 @@ from zjournal.errors import InvalidArgumentError, InvalidTransitionError, StoreE
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire as wire
+from zjournal.sockets.routing import still_names_its_peer
 
 log = logging.getLogger("zjournal")
 
@@ -164,11 +165,22 @@ class ConfirmSender:
         # Until a receiver confirms something, or the warning went: a resend after 2 x timeout says so (see _resend).
         self._warn_if_unconfirmed = True
         self._started = time.monotonic()
+        stale_routes = 0
         for entry_id in port.pending_ids(name, _OUT):
+            if self._router and not self._still_routable(port, entry_id):
+                stale_routes += 1
+                continue
             port.adopt(entry_id, name, _OUT)
             self._unconfirmed[entry_id] = 0.0
             self._ids.append(entry_id)
             self._backlog.append(entry_id)
+        if stale_routes:
+            log.warning(
+                "zjournal: %d unconfirmed messages of ROUTER %r from before this journal was opened are not "
+                "resent (their routing ids may name other peers now); they stay pending",
+                stale_routes,
+                name,
+            )
         # The ring the unconfirmed messages wait in (no store write per message); None: the store.
         self._box = port.open_outbox(name)
         self._intake = zmq.Context.socket(sock.context, zmq.PULL, socket_class=zmq.Socket)
@@ -308,6 +320,12 @@ class ConfirmSender:
             raise
         self.last_sent = entry_id
         return result
+
+    @staticmethod
+    def _still_routable(port: SocketPort, entry_id: int) -> bool:
+        """Whether an earlier run's entry of this ROUTER names its peer still (zjournal.sockets.routing)."""
+        entry = port.load(entry_id)
+        return entry is not None and still_names_its_peer(port, entry_id, entry.envelope)
 
     def _send_backlog(self, noblock: int) -> None:
         """An earlier run's unconfirmed messages go first, in order (lock held)."""
