@@ -13,22 +13,38 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import zmq
 
 import zjournal
 
 
-def start_device(path: str, front: str, back: str) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zjournal.cli", "device", path, "--frontend", front, "--backend", back],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
+@pytest.fixture
+def start_device():
+    """Starts ``zjournal device`` processes; any still running at the end is killed, a failed test's too."""
+    started: list[subprocess.Popen] = []
+
+    def start(path: str, front: str, back: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zjournal.cli", "device", path, "--frontend", front, "--backend", back],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
-def test_kill_9_of_the_device_loses_no_accepted_request(tmp_path: Path) -> None:
+def test_kill_9_of_the_device_loses_no_accepted_request(tmp_path: Path, start_device) -> None:
     sockets = tempfile.mkdtemp(prefix="zjd")  # ipc paths must stay short
     front, back = f"ipc://{sockets}/f", f"ipc://{sockets}/b"
     path = str(tmp_path / "device.journal")
@@ -93,7 +109,7 @@ def test_kill_9_of_the_device_loses_no_accepted_request(tmp_path: Path) -> None:
     assert leftover <= set(processed)  # at most answered-but-not-yet-acked ones, all processed
 
 
-def test_kill_9_of_the_device_loses_nothing_a_confirm_client_sent(tmp_path: Path) -> None:
+def test_kill_9_of_the_device_loses_nothing_a_confirm_client_sent(tmp_path: Path, start_device) -> None:
     """client (confirm=True) -> device -> workers, the device killed four times: every send that returned is served."""
     sockets = tempfile.mkdtemp(prefix="zjd")
     front, back = f"ipc://{sockets}/f", f"ipc://{sockets}/b"
@@ -161,7 +177,7 @@ def test_kill_9_of_the_device_loses_nothing_a_confirm_client_sent(tmp_path: Path
     assert left_unconfirmed == 0
 
 
-def test_a_reply_to_a_request_of_an_earlier_run_never_reaches_another_client(tmp_path: Path) -> None:
+def test_a_reply_to_a_request_of_an_earlier_run_never_reaches_another_client(tmp_path: Path, start_device) -> None:
     """libzmq names a ROUTER's peers with the same routing ids in every process (its counter starts
     from an unseeded rand()): after a restart, an envelope the earlier run journaled names whichever
     client took that id now. Its reply must not go there."""
@@ -205,7 +221,7 @@ def test_a_reply_to_a_request_of_an_earlier_run_never_reaches_another_client(tmp
         shutil.rmtree(sockets, ignore_errors=True)
 
 
-def test_a_client_answered_just_before_the_device_died_gets_the_right_reply_next(tmp_path: Path) -> None:
+def test_a_client_answered_just_before_the_device_died_gets_the_right_reply_next(tmp_path: Path, start_device) -> None:
     """The device passed a reply on and died before acking its request: the restart handles it again,
     and that second reply must not pass for the answer to the client's next request."""
     sockets = tempfile.mkdtemp(prefix="zjd")
@@ -229,13 +245,7 @@ def test_a_client_answered_just_before_the_device_died_gets_the_right_reply_next
     client_journal = zjournal.open(str(tmp_path / "client.journal"))
     client = None
     try:
-        dying = subprocess.Popen(
-            [sys.executable, "-m", "zjournal.cli", "device", path, "--frontend", front, "--backend", back],
-            env={**os.environ, "ZJOURNAL_KILL_POINT": "device:before-ack"},
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert dying.stdout is not None and dying.stdout.readline().strip() == "ready"
+        dying = start_device(path, front, back, env={**os.environ, "ZJOURNAL_KILL_POINT": "device:before-ack"})
         # A journaled REQ: when the kill takes the reply with it, the client resends after the restart.
         client = client_journal.wrap(ctx.socket(zmq.REQ), "client")
         client.connect(front)
