@@ -37,7 +37,7 @@ from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
 from zjournal.sockets.requests import carries_request_id, digest_of, origin_of, split_origin, with_origin
-from zjournal.sockets.routing import made_by_libzmq
+from zjournal.sockets.routing import still_names_its_peer
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
@@ -148,7 +148,7 @@ class Queue:
         self._ephemeral_ids = itertools.count(1)
         self._replay_cursor = 0
         self._replay_until = 0
-        self._first_id_this_open = 0
+        self._first_id_this_open = port.first_id_this_open()  # (see zjournal.sockets.routing)
         self._replay_done = False
         self._stop_requested = threading.Event()
         self._drain_timeout = 5.0
@@ -206,7 +206,6 @@ class Queue:
     def run(self) -> StopReport:
         """Move messages until a stop is requested and the drain is over; return the report."""
         self._replay_until = self._port.first_unissued()  # pending entries older than this run
-        self._first_id_this_open = self._port.first_id_this_open()
         frontend, backend = self.frontend, self.backend
         poller = zmq.Poller()
         poller.register(backend, zmq.POLLIN)
@@ -621,14 +620,9 @@ class Queue:
             latest = resends.envelope_for(entry_id)
             if latest is not None:  # a copy came later (a reconnected client, a correlated resend)
                 reply = [*latest, *reply[len(envelope) :]]
-            elif entry_id < self._first_id_this_open and made_by_libzmq(envelope[0]):
-                # Journaled before this journal was opened (zjournal.sockets.routing): the id may
-                # name another client now.
-                resends.reached_nobody(entry_id, reply[len(envelope) :])
-                resends.done(entry_id)
-                self.stats.replies += 1
-                continue
-            if not self._pass_on(reply):
+            # An id journaled before this journal was opened may name another client now (routing).
+            routable = latest is not None or still_names_its_peer(self._first_id_this_open, entry_id, envelope)
+            if not (routable and self._pass_on(reply)):
                 resends.reached_nobody(entry_id, reply[len(latest if latest is not None else envelope) :])
             resends.done(entry_id)
             self.stats.replies += 1

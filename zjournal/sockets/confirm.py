@@ -325,7 +325,7 @@ class ConfirmSender:
     def _still_routable(port: SocketPort, entry_id: int) -> bool:
         """Whether an earlier run's entry of this ROUTER names its peer still (zjournal.sockets.routing)."""
         entry = port.load(entry_id)
-        return entry is not None and still_names_its_peer(port, entry_id, entry.envelope)
+        return entry is not None and still_names_its_peer(port.first_id_this_open(), entry_id, entry.envelope)
 
     def _send_backlog(self, noblock: int) -> None:
         """An earlier run's unconfirmed messages go first, in order (lock held)."""

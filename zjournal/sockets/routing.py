@@ -11,20 +11,18 @@ first) names that peer in any run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from zjournal.journal.port import SocketPort
-
 
 def made_by_libzmq(routing_id: bytes) -> bool:
     """Whether a ROUTER made this routing id up rather than its peer choosing it."""
     return routing_id[:1] == b"\x00"
 
 
-def still_names_its_peer(port: SocketPort, entry_id: int, envelope: list[bytes]) -> bool:
-    """Whether the routing id first in ``envelope`` (of entry ``entry_id``) names the peer it came from."""
-    return not (envelope and entry_id < port.first_id_this_open() and made_by_libzmq(envelope[0]))
+def still_names_its_peer(first_id_this_open: int, entry_id: int, envelope: list[bytes]) -> bool:
+    """Whether the routing id first in ``envelope`` (of entry ``entry_id``) names the peer it came from.
+
+    ``first_id_this_open``: ``SocketPort.first_id_this_open()`` of the entry's journal.
+    """
+    return not (envelope and entry_id < first_id_this_open and made_by_libzmq(envelope[0]))
 
 
 __all__ = ["made_by_libzmq", "still_names_its_peer"]

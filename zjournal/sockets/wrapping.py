@@ -152,10 +152,11 @@ def replay_outbound(journal: Journal, name: str, into: Any, older_than: float | 
     )
     cutoff = None if older_than is None else time.time() - older_than
     routed = into.type == zmq.ROUTER
+    first_id_this_open = port.first_id_this_open()
     for entry in list(journal.entries(name=name, state="pending", direction="out")):
         if cutoff is not None and (entry.updated or entry.created) > cutoff:
             continue
-        if routed and not still_names_its_peer(port, entry.id, entry.envelope):
+        if routed and not still_names_its_peer(first_id_this_open, entry.id, entry.envelope):
             continue  # its routing id may name another peer now: it stays pending (zjournal.sockets.routing)
         if isinstance(target, JournaledSocket) and target._s.confirm is not None:
             if entry.name == target._jname and target._journal is journal:
