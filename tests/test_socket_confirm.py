@@ -280,6 +280,46 @@ def test_a_resend_the_receiver_journaled_before_is_dropped_and_confirmed_again_a
     assert [e.frames for e in receiver.entries(name="in")] == [[b"three"]]
 
 
+def test_whatever_follows_a_merged_frame_arrives_as_sent(open_journal, tmp_path, ctx, endpoint) -> None:
+    """After a merged frame recv copies the next frame without its more flag; anything but the same sender's
+    merged frame is asked about: several frames, a plain frame, another sender's, a header frame."""
+    receiver = open_journal(str(tmp_path / "in"))
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    senders = [open_journal(str(tmp_path / name)) for name in ("a", "b")]
+    first, second = (journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True) for journal in senders)
+    plain = ctx.socket(zmq.PUSH)
+    for sock in (first, second, plain):
+        sock.connect(where)
+    other = wire.encode_merged(ORIGIN, 9, 1, b"inproc://elsewhere", b"x")  # a merged frame of no sender heard
+    steps = [
+        (first, [b"m1"]),
+        (plain, [b"a", b"b", b"c"]),
+        (first, [b"m2"]),
+        (plain, [b"single"]),
+        (first, [b"m3"]),
+        (first, [b"p", b"q"]),  # a header frame, then the message
+        (first, [b"m4"]),
+        (second, [b"n1"]),
+        (first, [b"m5"]),
+        (plain, [other, b"tail"]),
+        (first, [b"m6"]),
+    ]
+    for sock, frames in steps:
+        if len(frames) == 1 and sock is not plain:
+            sock.send(frames[0])  # merged (send_multipart sends a header frame)
+        else:
+            sock.send_multipart(frames)
+        assert pull.poll(5000)  # queued before recv: the path taken while messages flow
+        got = [pull.recv()]
+        while pull.get(zmq.RCVMORE):
+            got.append(pull.recv())
+        assert got == frames
+    for journal in senders:
+        _wait(lambda journal=journal: _pending_out(journal) == 0, "every confirmation")
+
+
 def test_a_frame_that_only_looks_like_a_header_is_the_applications(journal, ctx, endpoint) -> None:
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
     where = endpoint()

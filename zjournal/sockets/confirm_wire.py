@@ -23,6 +23,12 @@ receive, which is most of what confirms cost per message::
 
     b"ZJC2" | origin | sequence | floor | endpoint length (u16) | endpoint | the application's frame
 
+A merged frame is always a whole message: a receiver that read one from a
+sender takes the next frame that starts as that sender's did (magic, origin,
+endpoint) as a whole message too, without asking libzmq for its more flag
+(a peer that sends a copy of such a frame before more frames has its own
+message split in two, nobody else's).
+
 A frame that starts with a magic but is not a well-formed header (another
 length, an endpoint that is not an address) is not a header: the message is
 handed over exactly as it came. All integers are big-endian.

@@ -131,6 +131,7 @@ class _State:
         "last_id",
         "last_sender",
         "local",
+        "merged_next",
         "redelivered",
         "redelivery",
         "rep_held",
@@ -200,6 +201,7 @@ class _State:
         self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
         self.last_sender = confirm_wire.LastSender()  # whose merged frame was read last (recv: header off)
+        self.merged_next = False  # the last message was a merged frame: recv copies the next, no zmq.Frame
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
         # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
         self.requests: RequestResends | None = None
@@ -899,17 +901,35 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             # The common case, inlined (this is the hottest code of the project).
             # While messages flow the previous message's ack rides with this one.
             settle = state.settle_next
+            got = None
             if settle:
                 try:
-                    got = _base_recv(self, flags | _NOBLOCK, False, track)
+                    if state.merged_next and copy:
+                        data = _base_recv(self, flags | _NOBLOCK, True, False)
+                    else:
+                        got = _base_recv(self, flags | _NOBLOCK, False, track)
                 except zmq.Again:
                     got, settle = self._recv_first(flags, track)  # idle: the ack goes now, then we wait
             else:
                 got = _base_recv(self, flags, False, track)
-            data = got.bytes
-            if got.more:  # frame by frame: journaled when the last one is read
+            if got is None:
+                last = state.last_sender
+                # Copied, without its more flag (a zmq.Frame costs more): the last message was a merged frame,
+                # and the next one is expected from the same sender. A sender merges only a message of one
+                # frame (confirm_wire), so its merged frame is a whole message; anything else asks libzmq.
+                known = last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END)
+                more = False
+                if not known:
+                    state.merged_next = False
+                    more = _base_get(self, _RCVMORE)
+            else:
+                data = got.bytes
+                more = got.more
+                known = False
+            if more:  # frame by frame: journaled when the last one is read
                 if data.startswith(_HEADER_MAGIC):
-                    return self._recv_confirmed_frame(got, settle, flags, copy, track)
+                    first = zmq.Frame(data) if got is None else got
+                    return self._recv_confirmed_frame(first, settle, flags, copy, track, more=True)
                 state.settle_next = 0
                 state.rx = [data]
                 state.rx_settle = settle
@@ -918,13 +938,17 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
                 # LastSender.parse, inlined: the sender heard last is compared, not parsed; another is learnt.
                 last = state.last_sender
                 if (
-                    last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END)
-                ) or last.learn(data):
+                    known
+                    or (last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END))
+                    or last.learn(data)
+                ):
                     seq, floor = _unpack_seq_floor(data, _ORIGIN_END)
                 else:
                     seq = floor = 0
                 if not seq or floor > seq or killpoints.ARMED:  # not a header after all, or a test's kill point
+                    state.merged_next = False
                     return self._recv_merged(got, data, settle, flags, copy, track)
+                state.merged_next = True
                 # Journaled in the slot with its dedup key, its confirmation held (_journal_confirmed_frame).
                 body = data[last.end :]
                 origin = last.origin
