@@ -1121,4 +1121,6 @@ def test_a_router_sender_resends_no_earlier_message_whose_routing_id_libzmq_made
         router.poll(50)  # (a ROUTER's resends come from the application's waits)
     assert named.recv_multipart()[-1] == b"to the peer that named itself"
     entry = journal.get(made_up)
-    assert entry is not None and entry.state == "pending" and entry.attempts == 1  # never sent again
+    assert entry is not None and entry.state == "dead" and entry.attempts == 1  # never sent again
+    assert "earlier process" in entry.reason
+    assert journal.count(name="server", state="dead", direction="out") == 1

@@ -372,14 +372,7 @@ class Journal:
         ledger.check_open()
         with ledger.lock:
             ledger.check_open()
-            r = ledger.require_record(entry_id, "mark dead")
-            ledger.inflight.pop(entry_id, None)
-            if r[0] == rec.ACKED:
-                raise InvalidTransitionError(entry_id, State.ACKED, "mark dead")
-            r[7] = str(reason)
-            ledger.rewrite(entry_id, r, rec.DEAD)
-            if ledger.observers:
-                ledger.emit("on_dead", r[3], r[4], entry_id, r[7])
+            ledger.dead(entry_id, reason)
 
     def attempt(self, entry_id: int, max_attempts: int | None = None) -> Entry:
         """Record one more delivery of a pending entry, before handing it over.

@@ -642,6 +642,17 @@ class Ledger(BlobKeeping):
             self.rare.pending_floor = entry_id  # a dead letter revived below the oldest pending one
             self.rare.pending_floor_lowered += 1
 
+    def dead(self, entry_id: int, reason: str) -> None:
+        """Make an entry a dead letter with ``reason`` (lock held; see Journal.dead)."""
+        r = self.require_record(entry_id, "mark dead")
+        self.inflight.pop(entry_id, None)
+        if r[0] == rec.ACKED:
+            raise InvalidTransitionError(entry_id, rec.State.ACKED, "mark dead")
+        r[7] = str(reason)
+        self.rewrite(entry_id, r, rec.DEAD)
+        if self.observers:
+            self.emit("on_dead", r[3], r[4], entry_id, r[7])
+
     def attempt(self, entry_id: int, limit: int | None) -> Entry:
         """One more delivery of a pending entry, or ``dead`` once it had ``limit`` (see Journal.attempt)."""
         r = self.require_record(entry_id, "deliver")

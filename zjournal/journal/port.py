@@ -609,6 +609,13 @@ class SocketPort:
             ledger.check_open()
             return ledger.attempt(entry_id, limit)
 
+    def dead(self, entry_id: int, reason: str) -> None:
+        """Make a pending entry a dead letter with ``reason`` (see Journal.dead)."""
+        ledger = self.ledger
+        with ledger.lock:
+            ledger.check_open()
+            ledger.dead(entry_id, reason)
+
     def load(self, entry_id: int) -> Entry | None:
         """An entry, wherever it is (a resend reads its frames)."""
         r = self.ledger.load_record(entry_id)

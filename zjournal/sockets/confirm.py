@@ -87,6 +87,8 @@ _MAX_QUEUED_CONFIRMS = 1_000_000  # past that a receiver drops confirmations (th
 
 # Socket types that may send with confirm=True, and why the others may not.
 _SENDERS = (zmq.PUSH, zmq.DEALER, zmq.ROUTER, zmq.PAIR)
+# Why a ROUTER's unconfirmed message from an earlier process is not resent (zjournal.sockets.routing)
+STALE_ROUTE_REASON = "not resent: libzmq made up its routing id in an earlier process (it may name another peer now)"
 _REFUSED = {
     zmq.PUB: "a PUB does not know its subscribers, so nobody could confirm (use PUSH, or DEALER/ROUTER)",
     zmq.XPUB: "an XPUB does not know which subscribers took a message, so nobody could confirm",
@@ -168,6 +170,9 @@ class ConfirmSender:
         stale_routes = 0
         for entry_id in port.pending_ids(name, _OUT):
             if self._router and not self._still_routable(port, entry_id):
+                # Never deliverable by this socket: a dead letter (alerts, metrics, `replay --state dead`),
+                # not an entry that looks as if it waits for a resend.
+                port.dead(entry_id, STALE_ROUTE_REASON)
                 stale_routes += 1
                 continue
             port.adopt(entry_id, name, _OUT)
@@ -177,7 +182,7 @@ class ConfirmSender:
         if stale_routes:
             log.warning(
                 "zjournal: %d unconfirmed messages of ROUTER %r from before this journal was opened are not "
-                "resent (their routing ids may name other peers now); they stay pending",
+                "resent (their routing ids may name other peers now); they are dead letters",
                 stale_routes,
                 name,
             )
