@@ -2,7 +2,7 @@
 
 A mixin of :class:`zjournal.JournaledSocket`. A receiving socket reads up to
 N messages already queued in libzmq, journals them in one store write with
-the acks that are due, and hands them out one by one from ``_State.ahead``.
+the acks that are due, and hands them out one by one from ``SocketState.ahead``.
 Pollers see the prefetched messages through ``zjournal.sockets.pollhook``. Since
 in-flight slots the default path is faster for ``next`` receivers; this
 batches the store writes of ``explicit`` ones.

@@ -13,10 +13,8 @@ its last frame is read.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,7 +27,8 @@ from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire, pollhook
-from zjournal.sockets.confirm import ConfirmReturn, ConfirmSender, confirm_sender
+from zjournal.sockets.closing import Closing
+from zjournal.sockets.confirm import confirm_sender
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
@@ -43,24 +42,21 @@ from zjournal.sockets.redelivery import (
     as_bytes,
     redelivery_for,
 )
-from zjournal.sockets.requesters import InHand, RouterRequests
+from zjournal.sockets.replying import Replying, send_frames
+from zjournal.sockets.requesters import RouterRequests
 from zjournal.sockets.requests import (
     AnsweredToNobody,
-    EarlierRequests,
-    RequestResends,
-    announce_origin,
-    carries_request_id,
     check_resend_after,
     origin_frame,
-    origin_in,
     origin_of,
     split_origin,
     with_origin,
 )
+from zjournal.sockets.state import SocketState
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
-    from zjournal.journal.inflight import Slot, SlotFile
+    from zjournal.journal.inflight import Slot
 
 log = logging.getLogger("zjournal")
 
@@ -101,125 +97,7 @@ def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
     return [received.get(id(frame)) or handed(frame, index < last, parts[0]) for index, frame in enumerate(frames)]
 
 
-def _send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
-    """libzmq's send of a whole message, not journaled (an answer zjournal gives for the application)."""
-    for frame in frames[:-1]:
-        _base_send(sock, frame, _SNDMORE)
-    _base_send(sock, frames[-1], 0)
-
-
-class _State:
-    """The per-message state of a journaled socket."""
-
-    __slots__ = (
-        "ahead",
-        "ahead_first",
-        "answering",
-        "answering_python",
-        "awaiting_reply",
-        "behind",
-        "came_back",
-        "confirm",
-        "confirm_return",
-        "deferred",
-        "earlier",
-        "fast_confirm",
-        "fast_in",
-        "fast_out",
-        "from_python",
-        "handed",
-        "last_id",
-        "last_sender",
-        "local",
-        "merged_next",
-        "redelivered",
-        "redelivery",
-        "rep_held",
-        "replies",
-        "reply_parts",
-        "requests",
-        "returned",
-        "routed",
-        "rx",
-        "rx_origin",
-        "rx_redelivered",
-        "rx_settle",
-        "serving",
-        "serving_from",
-        "settle_next",
-        "settle_sent",
-        "slots",
-        "tx",
-        "tx_parts",
-        "unjournaled",
-    )
-
-    def __init__(self) -> None:
-        self.settle_next = 0  # inbound entry acked when the next message is asked for
-        self.settle_sent = 0  # outbound entry acked at the next append (ZeroMQ took it)
-        self.awaiting_reply = 0  # REQ: request acked by its reply; REP: request acked by our reply
-        # REP: the request in hand was served from Python (redelivered: its requester is gone), so
-        # libzmq's REP never saw it and the reply must not reach libzmq either.
-        self.answering_python = False
-        self.last_id = 0
-        self.rx: list[bytes] | None = None  # frames of the inbound message being read frame by frame
-        self.rx_redelivered = 0  # entry id of the inbound message being read, if re-injected
-        self.rx_settle = 0  # entry to settle with the message being read frame by frame
-        self.tx: list[bytes] | None = None  # frames of the outbound message being sent frame by frame
-        # ... and what to hand libzmq for each, with its flags: kept until the last frame is journaled
-        self.tx_parts: list[tuple[Any, int]] = []
-        # An inbound message read from libzmq whose journaling raised StoreError: (frames, entry to
-        # settle, how to journal it again). Kept, and journaled and handed over by the next recv.
-        # (None for the frames: a batch read ahead, see Prefetching._fill.)
-        self.unjournaled: tuple[list[bytes] | None, int, Callable[[Any, Any, int], bool]] | None = None
-        # Messages read and journaled that never reached the application (an asyncio recv cancelled
-        # with its result set): (entry id, frames), handed over again first, as they are.
-        self.returned: collections.deque[tuple[int, list[bytes]]] = collections.deque()
-        self.came_back = 0  # the last of those handed over again (a clean close does not ack it)
-        # ROUTER/REP: the last ids handed over by redelivery from an earlier run (their requester is gone)
-        self.from_python: collections.deque[int] = collections.deque(maxlen=64)
-        self.redelivery: Redelivery | None = None
-        self.redelivered = (0, 0)  # (entry id, attempts) of the last entry handed over again (see last_attempts)
-        self.local: LocalRedelivery | None = None  # the same object, when it serves from Python
-        # prefetch: messages read ahead and journaled, waiting to be handed over (entry id 0: ephemeral)
-        # (and the first frame each came in, for copy=False hand-overs: zjournal.sockets.frames)
-        self.ahead: collections.deque[tuple[int, list[bytes], zmq.Frame | None]] = collections.deque()
-        self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
-        # Handed over since the last write, counted in the slot file only (see SocketPort.handed), and
-        # the first entry of the batch read ahead (0: hand-overs are written one by one).
-        self.handed: list[int] = []
-        self.ahead_first = 0
-        # ROUTER: live messages that overtook redelivered ones, handed over after them (entry id 0: ephemeral)
-        self.behind: collections.deque[tuple[int, list[bytes]]] = collections.deque()
-        self.serving: list[bytes] | None = None  # frames still to give out by frame-by-frame recv()
-        self.serving_from: zmq.Frame | None = None  # ... the frame their message came in (None: from the journal)
-        self.slots: SlotFile | None = None  # in-flight slots (zjournal.journal.inflight), when the journal uses them
-        # The slot of the common case, when it applies (see _update_fast_paths): None sends everything the long way.
-        self.fast_in: Slot | None = None
-        self.fast_out: Slot | None = None
-        self.fast_confirm: ConfirmSender | None = None  # confirm=True, when its common case applies
-        self.confirm: ConfirmSender | None = None  # confirm=True: sends wait for the receiver's confirmation
-        self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
-        self.last_sender = confirm_wire.LastSender()  # whose merged frame was read last (recv: header off)
-        self.merged_next = False  # the last message was a merged frame: recv copies the next, no zmq.Frame
-        # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
-        # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
-        self.requests: RequestResends | None = None
-        self.earlier: EarlierRequests | None = None
-        # REP: the requester's origin of the message being read (None: a plain REQ, or inproc), and
-        # replies to requests served from Python, for their resends; the reply being sent to nobody.
-        self.rx_origin: bytes | None = None
-        self.replies: AnsweredToNobody | None = None
-        self.reply_parts: list[bytes] = []
-        # REP: (origin, body) of the journaled REQ's request the application is answering, and whether
-        # a request read ahead after a reply waits in Python (libzmq's REP owes it the next reply).
-        self.answering: tuple[bytes, list[bytes]] | None = None
-        self.rep_held = False
-        # ROUTER: its journaled REQ clients' requests in hand, to recognise their resends
-        self.routed: RouterRequests | None = None
-
-
-class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
+class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
@@ -242,7 +120,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
     _is_rep: bool = False
     # Everything that changes per message lives in a plain object: setting an
     # attribute on a pyzmq socket goes through its (slow) option-aware __setattr__.
-    _s: _State = None  # type: ignore[assignment]
+    _s: SocketState = None  # type: ignore[assignment]
 
     # -- construction ------------------------------------------------------
 
@@ -260,7 +138,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
         resend_after: float | None = DEFAULT_RESEND_AFTER,
     ) -> None:
         socket_type = self.type
-        self._s = _State()
+        self._s = SocketState()
         self._journal = journal
         self._port = port = port_of(journal)
         self._origin = origin
@@ -294,19 +172,6 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             self._s.routed = RouterRequests()
         self._s.slots = port.open_slots(name)
         self._update_fast_paths()
-
-    def _setup_requests(self, port: SocketPort, name: str, resend_after: float | None) -> None:
-        """A REQ: resends of its requests, its origin in every handshake, and what an earlier REQ left."""
-        origin = port.secret(f"request-origin:{name}")
-        announce_origin(self, origin)
-        self._s.requests = RequestResends(self, port, resend_after, self._max_attempts)
-        if resend_after is None:
-            return  # no resends: what is pending waits for journal.replay / zjournal replay
-        earlier = port.pending_ids(name, _OUT)
-        if earlier:
-            for entry_id in earlier:
-                port.adopt(entry_id, name, _OUT)  # settled by their replies (replay leaves them alone)
-            self._s.earlier = EarlierRequests(self.context, port, earlier, origin, resend_after, self._max_attempts)
 
     def connect(self, addr: str) -> Any:
         result = super().connect(addr)
@@ -504,22 +369,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             return None
         policy = self._out_policy
         if policy is None:  # a REP's reply: not journaled, but it acks the request
-            if state.answering_python:
-                return self._reply_to_nobody(data, flags, copy, track)
-            if state.rep_held and not state.reply_parts:
-                raise zmq.ZMQError(zmq.EFSM)  # a request read ahead waits for the application first
-            answering = state.answering
-            if answering is not None:
-                state.reply_parts.append(as_bytes(data))
-            result = super().send(data, flags, copy, track, routing_id, group)
-            if not flags & _SNDMORE:
-                if state.awaiting_reply:
-                    self._settle_reply()
-                if answering is not None:
-                    reply, state.reply_parts = state.reply_parts, []
-                    state.answering = None
-                    self._answer_queued_copies(answering, reply)
-            return result
+            return self._send_reply(data, flags, copy, track, routing_id, group)
         if flags & _SNDMORE and routing_id is None and group is None:
             return self._send_more(data, flags, copy, track)
         try:
@@ -619,7 +469,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             raise
         state.settle_sent = entry_id
         if answered is not None and answered.also_to is not None:
-            _send_frames(self, answered.also_to)
+            send_frames(self, answered.also_to)
         return result
 
     def _send_whole(self, frames: list[bytes], flags: int, move: Callable[[], Any]) -> Any:
@@ -647,7 +497,7 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
                 self._port.unlog(entry_id)
             raise
         if answered is not None and answered.also_to is not None:
-            _send_frames(self, answered.also_to)
+            send_frames(self, answered.also_to)
         if entry_id:
             self._sent(entry_id)
         if requests is not None:
@@ -683,18 +533,6 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             )
         state.last_id = entry_id
         return entry_id
-
-    def _answering(self, routed: RouterRequests, frames: list[bytes]) -> InHand | None:
-        """A ROUTER's reply to a journaled REQ's request in hand: that request is settled now, before it moves.
-
-        (Not at the next recv, as the ``next`` policy would: a kill in between
-        would redeliver a request whose requester has its reply.)
-        """
-        answered = routed.answer(frames)
-        if answered is not None and self._s.settle_next == answered.entry_id:
-            self._s.settle_next = 0
-            self._port.settle(answered.entry_id, self._s.slots)
-        return answered
 
     def _sent(self, entry_id: int) -> None:
         policy = self._out_policy
@@ -760,29 +598,6 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             confirm.resend_due_here()
             if deadline is not None and time.monotonic() >= deadline:
                 raise zmq.Again()
-
-    def _recv_reply(self, flags: int, receive: Callable[[], Any]) -> Any:
-        """A frame of a REQ's reply: waits resending what is due first; the whole reply acks the request."""
-        state = self._s
-        requests = state.requests
-        if requests is not None and requests.outstanding and not requests.mid_reply:
-            requests.wait(flags)
-        got = receive()
-        if _base_get(self, _RCVMORE):
-            if requests is not None:
-                requests.mid_reply = True
-            return got
-        if state.awaiting_reply:
-            self._settle_reply()
-        if requests is not None:
-            requests.replied()
-        return got
-
-    def _check_rep_turn(self) -> None:
-        """A REP answering a request served from Python must reply before it receives again (libzmq's EFSM)."""
-        state = self._s
-        if state.answering_python and state.rx is None:
-            raise zmq.ZMQError(zmq.EFSM)
 
     def _settle_now(self) -> None:
         settle = self._s.settle_next
@@ -1335,249 +1150,6 @@ class JournaledSocket(ConfirmInbound, Redelivering, Prefetching, zmq.Socket):
             self._handler.on_inbound(self, entry_id, frames)
         return True
 
-    def _copy_of_request(self, key: tuple[bytes, bytes], frames: list[bytes], envelope_size: int) -> bool:
-        """A ROUTER: whether this journaled REQ's request is a copy of one in hand, or answered from a kept reply.
-
-        Neither is journaled or handed over; the previous message's ack
-        (``settle_next``) waits for the next append.
-        """
-        routed = self._s.routed
-        assert routed is not None
-        if routed.copy_in_hand(key, frames[:envelope_size]):
-            return True
-        reply = routed.answered_to_nobody(key) if carries_request_id(frames[:envelope_size]) else None
-        if reply is None:
-            return False
-        _send_frames(self, [*frames[:envelope_size], *reply])
-        return True
-
-    def _answer_queued_copies(self, answered: tuple[bytes, list[bytes]], reply: list[bytes]) -> None:
-        """A REP replied to a journaled REQ's request: copies of it queued already get this reply too.
-
-        A copy goes out beside the original when the REQ's connection broke
-        with the original still in its pipe (libzmq sends it on the new
-        connection) and the REQ resent it. What is queued the moment the reply
-        left was sent before anyone could have had that reply, so a request
-        from the same origin with the same body then is that copy. Anything
-        else read here is journaled and held for the application's next recv.
-        """
-        state = self._s
-        origin, body = answered
-        while _base_get(self, _EVENTS) & _POLLIN:
-            first = _base_recv(self, _NOBLOCK, False, False)
-            frames = self._rest_of(first, False)
-            from_origin = origin_of(first)
-            if from_origin == origin and frames == body:
-                _send_frames(self, reply)
-                if state.replies is not None:
-                    state.replies.answered += 1
-                continue
-            state.rx_origin = from_origin
-            try:
-                handed = self._inbound(frames, 0)  # (a resend answered from the cache: False, read on)
-            except StoreError:
-                state.rep_held = True  # kept unjournaled: the next recv journals and hands it over
-                return
-            if handed:
-                state.returned.append((state.last_id, frames))
-                state.rep_held = True
-                self._update_fast_paths()
-                return
-
-    def _answered_already(self, origin: bytes, frames: list[bytes]) -> bool:
-        """A REP: the resend of a request it answered to nobody gets that reply now, without the application."""
-        replies = self._s.replies
-        reply = None if replies is None else replies.take(origin, frames)
-        if reply is None:
-            return False
-        _send_frames(self, reply)  # libzmq's REP owes this request a reply: this is it
-        return True
-
-    def _settle_reply(self) -> None:
-        entry_id = self._s.awaiting_reply
-        self._s.awaiting_reply = 0
-        if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
-            self._port.settle(entry_id, self._s.slots)
-
-    def _reply_to_nobody(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
-        """A REP's reply to a request served from Python: it acks the request, and is kept for its resend.
-
-        The requester's pipe is gone; a journaled REQ sends the request again
-        (zjournal.sockets.requests), and gets this reply then.
-        """
-        state = self._s
-        state.reply_parts.append(as_bytes(data))  # pyzmq's TypeError for what is not bytes-like
-        if not flags & _SNDMORE:
-            reply, state.reply_parts = state.reply_parts, []
-            state.answering_python = False
-            if state.awaiting_reply:
-                self._keep_reply(state.awaiting_reply, reply)
-                self._settle_reply()
-        return None if copy and not track else zmq.MessageTracker()
-
-    def _keep_reply(self, entry_id: int, reply: list[bytes]) -> None:
-        entry = self._port.load(entry_id)
-        origin = None if entry is None else origin_in(entry)
-        if origin is not None and self._s.replies is not None:
-            self._s.replies.keep(origin, entry.frames[entry.envelope_size :], reply)
-
-    # -- lifetime ----------------------------------------------------------
-
-    def _settle_deferred(self) -> None:
-        """Settle what this socket was keeping to fold into a later write (it closes, or its journal does).
-
-        Only what is done for certain: what ZeroMQ took, and prefetched
-        messages the application asked past. Not the message in hand (see
-        :meth:`_settle_handled` and :meth:`_return_in_hand`).
-        """
-        if self._s.settle_sent:
-            self._port.settle(self._s.settle_sent, self._s.slots)
-            self._s.settle_sent = 0
-        if self._s.deferred:  # prefetched messages the application was done with
-            self._port.log_many(self._jname, _IN, [], settle=self._s.deferred)
-            self._s.deferred = []
-        if self._s.handed:  # hand-overs the slot file counted: the store counts them before it goes
-            self._port.deliver_many(self._s.handed)
-            self._s.handed = []
-
-    def _settle_handled(self) -> None:
-        """A clean close: the last message handed over under ``next`` was handled, and is acked.
-
-        As Kafka's consumer commits what it polled when it closes: a close
-        with no exception propagating ends the work on the message in hand
-        (and a service's clean restart repeats nothing). Except a message
-        that came back after a hand-over that never reached the application
-        (an asyncio recv cancelled with its result set): having failed to
-        arrive once, it is acked only on positive evidence, the next recv or
-        an ack, and otherwise stays pending (see :meth:`_return_in_hand`).
-        """
-        state = self._s
-        if state.settle_next and state.settle_next != state.came_back:
-            self._port.settle(state.settle_next, state.slots)
-            state.settle_next = 0
-
-    def _return_in_hand(self, clean: bool) -> None:
-        """What the application holds unsettled stays pending, for whoever wraps this name next.
-
-        That is: a REP's request it has not answered; the last message handed
-        over under ``next`` when the socket closes while an exception
-        propagates, when it came back once already (see :meth:`_settle_handled`),
-        or when the journal closes under the open socket (the application
-        may still be handling it). ``clean`` (no exception propagates): the
-        return does not count toward ``max_attempts`` (Entry.close_returns).
-        """
-        state = self._s
-        in_hand = [state.settle_next]
-        if self._in_policy is AckPolicy.REPLY and self.type != zmq.REQ:
-            in_hand.append(state.awaiting_reply)  # (a REQ's own request is sent again by the next REQ)
-        for entry_id in in_hand:
-            if not entry_id:
-                continue
-            self._forget(entry_id)
-            try:
-                if clean:
-                    self._port.return_in_hand(entry_id)
-                else:
-                    self._port.forget(entry_id)
-            except StoreError as e:  # it stays pending all the same; only its close goes uncounted
-                log.warning("journal %s: socket %r closed: %s", self._journal.path, self._jname, e)
-
-    def close(self, linger: int | None = None) -> None:
-        """Close as pyzmq does, after settling what this socket settles itself.
-
-        A clean close (no exception propagating) acks the last message handed
-        over under ``next``, as asking for the next one would. What it cannot
-        settle (a request awaiting its reply, a message kept pending, messages
-        read ahead, the message in hand while an exception propagates) stays
-        pending and belongs to whoever wraps this name next, in this process or
-        after a restart.
-        """
-        self._close(linger, clean=sys.exc_info()[1] is None, linger_for_confirms=True)
-
-    def _close(self, linger: int | None, clean: bool, linger_for_confirms: bool = False) -> None:
-        """close(); ``clean``: no exception is propagating (see :meth:`_return_in_hand`).
-
-        ``linger_for_confirms``: a confirm=True socket waits for the confirmations of
-        what it sent, as long as its linger allows and ``confirm_timeout`` at most
-        (never from the garbage collector, nor on an event loop).
-        """
-        if self._closed:
-            return
-        journal = self._journal
-        port = self._port
-        state = self._s
-        own = linger  # the application's linger (ms; -1: for ever)
-        if own is None and (state.confirm is not None or state.confirm_return is not None) and not self.closed:
-            own = zmq.Socket.get(self, zmq.LINGER)
-        if state.confirm is not None:
-            if linger_for_confirms and own and journal is not None and not journal.closed:
-                bound = state.confirm.timeout
-                state.confirm.wait_confirmed(bound if own < 0 else min(own / 1000, bound))
-            state.confirm.close()  # what is unconfirmed stays pending: the next wrap resends it
-            if own is not None:
-                linger = state.confirm.linger_at_close(own)  # resends must not hold up ctx.term()
-        if state.requests is not None:
-            state.requests.close()  # a request awaiting its reply stays pending: the next REQ sends it
-        if state.earlier is not None:
-            state.earlier.close()
-        if state.confirm_return is not None:
-            state.confirm_return.close(-1 if own is None else own)  # what was confirmed goes out first
-        if journal is not None:
-            if not journal.closed:
-                self._settle_deferred()
-                if clean:
-                    self._settle_handled()
-                self._return_in_hand(clean)
-                self._journal_what_is_kept()
-                if state.slots is not None:
-                    port.close_slots(state.slots)  # what is still held stays pending, in the store
-                port.release(self._jname)
-            state.slots = None
-            self._update_fast_paths()
-            port.detach(self._jname, self)
-        if state.redelivery is not None:
-            state.redelivery.close()
-        state.ahead.clear()
-        state.returned.clear()
-        if self.context is not None:
-            self.context._rm_socket(self)
-        origin = self._origin
-        if origin is None:
-            super().close(linger)
-            return
-        if not origin.closed:
-            origin.close(linger)  # the owner of the handle closes it
-        self._closed = True  # the handle is gone: never zmq_close it twice
-
-    def _journal_what_is_kept(self) -> None:
-        """A message whose journaling failed is journaled now, pending, never handed over."""
-        kept = self._s.unjournaled
-        if kept is None:
-            return
-        self._s.unjournaled = None
-        try:
-            if kept[0] is None:  # a batch read ahead: journaled pending, handed over to nobody
-                kept[2](self, None, 0, confirm=False)
-            else:
-                self._port.log(self._jname, _IN, kept[0], track=False, attempts=0)
-        except StoreError as e:  # the store still fails: there is nowhere left to keep it
-            log.error(
-                "journal %s: socket %r closed holding messages it could not journal: %s",
-                self._journal.path,
-                self._jname,
-                e,
-            )
-
-    def _abandon(self) -> None:
-        """In a child forked from the journal's process: refuse all use, touch nothing (not even libzmq)."""
-        self.__class__ = _forked_class(type(self))
-
-    def __del__(self) -> None:
-        # pyzmq closes a socket that is garbage collected; so does this, settling first.
-        if not self._closed and self._journal is not None and self._s is not None:
-            with contextlib.suppress(Exception):
-                self._close(None, clean=True)  # (a collection runs at any moment: what it interrupts is not ours)
-
     def __repr__(self) -> str:
         return journaled_repr(self, self._jname)
 
@@ -1592,32 +1164,6 @@ def journaled_repr(sock: Any, journal_name: str) -> str:
     shown = app_class.__dict__.get("_repr_cls") or f"{app_class.__module__}.{app_class.__name__}"
     closed = " closed" if sock._closed else ""
     return f"<{shown}(zmq.{sock._type_name}) at {hex(id(sock))} journaled name={journal_name!r}{closed}>"
-
-
-class _Forked:
-    """A journaled socket inherited by a forked child: libzmq must not be used there, nor the journal."""
-
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise self._port.forked_error()  # type: ignore[attr-defined]
-
-    send = send_multipart = recv = recv_multipart = recv_into = poll = _refuse
-    get = set = getsockopt = setsockopt = bind = connect = unbind = disconnect = _refuse
-
-    def close(self, linger: int | None = None) -> None:
-        self._closed = True  # type: ignore[attr-defined]  # the parent closes the handle, not this child
-
-    def _close(self, linger: int | None, clean: bool) -> None:  # (what garbage collection calls)
-        self.close(linger)
-
-
-_forked_classes: dict[type, type] = {}
-
-
-def _forked_class(cls: type) -> type:
-    forked = _forked_classes.get(cls)
-    if forked is None:
-        forked = _forked_classes[cls] = type(f"Forked{cls.__name__}", (_Forked, cls), {})
-    return forked
 
 
 # zmq.Poller and zmq.select see what journaled sockets hold in Python (zjournal.sockets.pollhook).
