@@ -110,7 +110,7 @@ def test_held_confirmations_reach_their_senders_once_while_another_thread_flushe
     import sys
 
     from zjournal.journal.core import port_of
-    from zjournal.sockets.confirm import ConfirmReturn
+    from zjournal.sockets.confirm_return import ConfirmReturn
 
     intakes = [ctx.socket(zmq.PULL) for _ in range(2)]  # two senders' confirmation intakes
     for intake in intakes:

@@ -34,7 +34,7 @@ from zjournal.journal.blobs import BLOB_SIZE
 from zjournal.journal.core import port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.sockets import confirm_wire
-from zjournal.sockets.confirm import ConfirmReturn
+from zjournal.sockets.confirm_return import ConfirmReturn
 from zjournal.sockets.policy import compile_classifier
 from zjournal.sockets.requests import carries_request_id, digest_of, origin_of, split_origin, with_origin
 from zjournal.sockets.routing import still_names_its_peer

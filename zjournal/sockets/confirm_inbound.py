@@ -5,7 +5,7 @@ Every journaled receiving socket understands a ``confirm=True`` sender's
 header (zjournal.sockets.confirm_wire) without an option: the header comes
 off before the application sees anything, the message is journaled with its
 dedup key (a resend this journal holds is dropped), and its confirmation is
-held by the socket's :class:`~zjournal.sockets.confirm.ConfirmReturn`, to go
+held by the socket's :class:`~zjournal.sockets.confirm_return.ConfirmReturn`, to go
 back in a batch. The commonest case, one frame into a free slot, is inlined
 in ``JournaledSocket.recv``; what is here is everything else.
 """
@@ -19,7 +19,7 @@ import zmq
 from zjournal import killpoints
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
-from zjournal.sockets.confirm import ConfirmReturn
+from zjournal.sockets.confirm_return import ConfirmReturn
 from zjournal.sockets.frames import handed
 from zjournal.sockets.policy import AckPolicy
 

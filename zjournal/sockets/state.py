@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     import zmq
 
     from zjournal.journal.inflight import Slot, SlotFile
-    from zjournal.sockets.confirm import ConfirmReturn, ConfirmSender
+    from zjournal.sockets.confirm import ConfirmSender
+    from zjournal.sockets.confirm_return import ConfirmReturn
     from zjournal.sockets.redelivery import LocalRedelivery, Redelivery
     from zjournal.sockets.requesters import RouterRequests
     from zjournal.sockets.requests import AnsweredToNobody, EarlierRequests, RequestResends
