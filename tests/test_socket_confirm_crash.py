@@ -153,3 +153,51 @@ def test_two_senders_into_one_receiver_are_deduplicated_apart(tmp_path: Path, pe
     assert len(returned) == 3000
     assert not set(returned) - set(handed)
     assert len(handed) - len(set(handed)) <= kills  # the same sequence numbers from two origins are not duplicates
+
+
+_ROUTER_THEN_KILLED = """
+import sys, time, zmq, zjournal
+journal = zjournal.open(sys.argv[1])
+ctx = zmq.Context()
+router = journal.wrap(ctx.socket(zmq.ROUTER), name="server", confirm=True)
+router.bind(sys.argv[2])
+client = ctx.socket(zmq.DEALER)  # plain: it never confirms, and its routing id is libzmq's
+client.connect(sys.argv[2])
+client.send(b"hello")
+peer, _ = router.recv_multipart()
+router.send_multipart([peer, b"reply-1"])
+router.send_multipart([peer, b"reply-2"])
+print("sent", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_routers_unconfirmed_replies_to_made_up_ids_are_dead_letters_after_it(
+    tmp_path: Path, open_journal
+) -> None:
+    import zmq
+
+    path = str(tmp_path / "j")
+    endpoint = f"ipc://{tmp_path}/server"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ROUTER_THEN_KILLED, path, endpoint], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "sent"
+    finally:
+        proc.kill()  # SIGKILL: the replies sit unconfirmed in the outbox
+        proc.wait()
+    ctx = zmq.Context()
+    try:
+        journal = open_journal(path)
+        assert journal.count(name="server", state="pending", direction="out") == 2
+        router = journal.wrap(ctx.socket(zmq.ROUTER), name="server", confirm=True)
+        router.close(0)
+        journal.close()
+        again = open_journal(path)  # and so they stay, in the store, whatever the outbox file held
+        dead = list(again.entries(name="server", state="dead"))
+        assert [e.frames[1:] for e in dead] == [[b"reply-1"], [b"reply-2"]]
+        assert all("earlier process" in e.reason for e in dead)
+        assert again.count(name="server", state="pending", direction="out") == 0
+    finally:
+        ctx.destroy(linger=0)
