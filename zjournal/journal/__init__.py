@@ -3,7 +3,8 @@
 - ``core``: :class:`Journal`, the public face, and :func:`open`;
 - ``ledger``: the journal's state and the primitives every change goes through (``slotkeeping``: its
   slot files at rest, ``blobkeeping``: its blob files);
-- ``port``: the socket port, the one interface of the layer above (sockets, the device);
+- ``port``: the socket port, the one interface of the layer above (sockets, the device;
+  ``confirm_port``: its paths of end-to-end confirms);
 - ``entry``: entry records and their encoding; ``inflight``: the sockets' in-flight slot files;
 - ``counters``, ``durability``, ``admin`` (purge, import, replay records), ``maintenance``.
 

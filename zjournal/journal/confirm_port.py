@@ -1,0 +1,331 @@
+"""The journal's message path for end-to-end confirms: a sender's outbox, a receiver's dedup keys.
+
+A mixin of :class:`zjournal.journal.port.SocketPort` (the sockets reach it as
+the port), kept apart so that ``port.py`` reads as the path every journaled
+socket takes. A ``confirm=True`` sender journals into its outbox
+(zjournal.journal.outbox) and settles what its receivers confirmed; a
+receiver journals a confirm sender's message with its dedup key
+(zjournal.journal.seen), drops a resend it holds, and makes what it confirms
+as durable as the journal promises before the confirmation goes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from zjournal.journal import entry as rec
+from zjournal.journal import inflight, outbox
+from zjournal.journal.durability import Durability
+
+if TYPE_CHECKING:
+    from zjournal.journal.counters import CounterKey
+    from zjournal.journal.inflight import SlotFile
+    from zjournal.journal.ledger import Ledger
+    from zjournal.journal.outbox import Outbox
+
+#: a confirm sender's message as the receiving journal keys it: ``(origin, seq, floor)`` (zjournal.journal.seen)
+ConfirmKey = tuple[bytes, int, int]
+
+_now = time.time
+_FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor in steps of this many ids
+_RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
+_KEYS = inflight.KEYS
+_NO_BLOBS: list[str] = []  # (never changed: the blob files of a message with none)
+
+
+class ConfirmPort:
+    """The confirm paths of a socket port (see the module docstring)."""
+
+    __slots__ = ()
+    ledger: Ledger
+    log: Any
+    log_held: Any
+    _open_slot_file: Any
+    _settle_into: Any
+    _settle_stored: Any
+
+    def log_keyed(self, slots: SlotFile, data: bytes, settle: int, origin: bytes, seq: int, floor: int) -> int:
+        """:meth:`log_held` of a confirm sender's one-frame message into ``slots``' inbound slot, key and all.
+
+        The receiving hot path of ``confirm=True``: the commonest message (one
+        small frame, its sequence above every one kept for its origin, the slot
+        free or holding ``settle``) in one call, the message and its dedup key
+        in one write to the slot file. Anything else takes :meth:`log_held`.
+        0 when this journal holds the message already (a resend).
+        """
+        ledger = self.ledger
+        slot = slots.inbound
+        held = slot.entry_id
+        if len(data) > ledger.unchecked_size or (held and held != settle) or ledger.observers:
+            return self.log_held(slot, [data], settle, 0, slots, (origin, seq, floor))
+        created = _now()
+        lock = ledger.lock
+        lock.acquire()
+        try:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            # SeenIndex.in_order_keys, inlined: the sequence is above every one kept for its origin
+            known = ledger.seen.by_origin.get(origin)
+            keys = None if known is None else known.seqs
+            if keys is None or not (seq > keys[-1] if keys else seq >= known.floor):
+                keys = None
+                if ledger.seen.seen(origin, seq):
+                    return self._drop_resend(slots, settle)
+            if len(slots.keys_unstored) >= _KEYS:
+                self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
+            entry_id = ledger.next_id
+            if entry_id >= ledger.reserved:
+                ledger.reserve_ids()
+            if not held:  # (else the overwrite below is the ack of what the slot held: the count stays put)
+                if settle and not ledger.settle_held(settle):
+                    self._settle_stored(settle)
+                ledger.counts.add(slot.counter_key, 1)
+            ledger.next_id = entry_id + 1
+            slots.hold_keyed(entry_id, data, created, origin, seq)  # the key after the entry, in the ring
+            ledger.slot_ring[entry_id & _RING_MASK] = slot
+            if keys is not None:
+                keys.append(seq)  # in order: what remember does, without a second lookup
+            else:
+                ledger.seen.remember(origin, seq)
+        finally:
+            lock.release()
+        if ledger.barrier is not None:
+            ledger.barrier(entry_id)
+        return entry_id
+
+    def _drop_resend(self, slots: SlotFile, settle: int) -> int:
+        """A resend this journal holds already: counted as dropped, ``settle`` settled, in one write (lock held)."""
+        ledger = self.ledger
+        ledger.check_open()
+        batch = ledger.batch()
+        changes: list[tuple[CounterKey, int]] = []
+        settled = bool(settle) and not ledger.settle_held(settle, slots)
+        if settled:
+            settled = self._settle_into(batch, settle, changes)  # (the message before: asking for this acks it)
+        done = ledger.seen.drop(batch)
+        ledger.commit(batch, changes)
+        done()
+        if settled:
+            ledger.inflight.pop(settle, None)
+        return 0
+
+    def _store_keys(self, slots: SlotFile, floor: int) -> None:
+        """Move a key ring's keys to the store (lock held)."""
+        ledger = self.ledger
+        keys = slots.keys_unstored
+        batch = ledger.batch()
+        after = [ledger.seen.store_records(batch, keys)]
+        origin = keys[-1][0]
+        if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:
+            forget = ledger.seen.forget_below(batch, origin, floor)
+            if forget is not None:
+                after.append(forget)
+        ledger.commit(batch, [])
+        for committed in after:
+            committed()
+        slots.keys_unstored = []
+
+    def log_out(self, box: Outbox, frames: list[bytes], envelope_size: int = 0) -> int:
+        """Append a confirm sender's message into its outbox (see zjournal.journal.outbox): pending, sent once.
+
+        No store write unless the ring is full of unconfirmed messages (then
+        a chunk of them goes to the store in one write). A message too large
+        for the ring takes :meth:`log`.
+        """
+        ledger = self.ledger
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
+            ledger.check_size(frames)
+            if not outbox.fits(frames):
+                return self.log(box.name, box.dcode, frames, track=True, attempts=1, envelope_size=envelope_size)
+        data, kind = (frames[0], outbox.SINGLE) if len(frames) == 1 else box.encode(frames)
+        return self._hold_out(box, data, kind, envelope_size)
+
+    def log_out_one(self, box: Outbox, data: bytes) -> int:
+        """:meth:`log_out` of one bytes frame without an envelope: the hot path of ``confirm=True``."""
+        if len(data) > self.ledger.unchecked_size:
+            return self.log_out(box, [data])
+        return self._hold_out(box, data, outbox.SINGLE, 0)
+
+    def _hold_out(self, box: Outbox, data: bytes, kind: int, envelope_size: int) -> int:
+        """Write an encoded message into ``box`` as a new entry (its size already checked)."""
+        ledger = self.ledger
+        created = _now()
+        lock = ledger.lock
+        lock.acquire()
+        try:
+            if ledger.closed or ledger.background_error is not None:
+                ledger.check_open()
+            entry_id = ledger.next_id
+            if entry_id >= ledger.reserved:
+                ledger.reserve_ids()
+            if box.pos >= box.clear_below:
+                in_the_way = box.in_the_way(len(data))
+                if in_the_way:
+                    ledger.spill_held(in_the_way)  # unconfirmed for a whole ring: they wait in the store
+            ledger.next_id = entry_id + 1
+            box.write(entry_id, data, kind, created, envelope_size)
+            box.uncounted += 1  # (the journal's counters read it: Counters.lazy)
+            ledger.slot_ring[entry_id & _RING_MASK] = box  # (Ledger.holding asks the box for the entry's cell)
+            if ledger.observers:
+                ledger.emit("on_append", box.name, box.dcode, 1)
+        finally:
+            lock.release()
+        if ledger.barrier is not None:  # durability="replicated": it moves once the engine has it
+            ledger.barrier(entry_id)
+        return entry_id
+
+    def open_outbox(self, name: str) -> Outbox | None:
+        """An outbox for a new confirm sender; None when this journal does not use slots (it logs to the store)."""
+        return self._open_slot_file(name, outbox.Outbox)
+
+    def _keys_into(self, batch: Any, keys: Sequence[ConfirmKey | None], after: list[Any]) -> list[bool]:
+        """Put the dedup keys of new confirm messages into ``batch``; which messages are new (lock held).
+
+        A key already committed, or twice in this batch, is a resend: the
+        message it names is journaled here (or is, by this very batch). What
+        to run once the write returned goes to ``after``
+        (zjournal.journal.seen: memory changes only after the write).
+        """
+        seen = self.ledger.seen
+        fresh: list[bool] = []
+        new: dict[bytes, list[int]] = {}  # origin -> its sequences journaled by this batch
+        in_batch: set[tuple[bytes, int]] = set()
+        floors: dict[bytes, int] = {}
+        dropped = 0
+        for k in keys:
+            if k is None:
+                fresh.append(True)
+                continue
+            origin, seq, floor = k
+            if (origin, seq) in in_batch or seen.seen(origin, seq):
+                fresh.append(False)
+                dropped += 1
+                continue
+            in_batch.add((origin, seq))
+            fresh.append(True)
+            seqs = new.get(origin)
+            if seqs is None:
+                new[origin] = [seq]
+                floors[origin] = floor
+            else:
+                seqs.append(seq)
+                if floor > floors[origin]:
+                    floors[origin] = floor
+        for origin, seqs in new.items():
+            after.append(seen.add_many(batch, origin, seqs))
+        if dropped:
+            after.append(seen.drop(batch, dropped))
+        for origin, floor in floors.items():
+            if floor >= seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
+                forget = seen.forget_below(batch, origin, floor)
+                if forget is not None:
+                    after.append(forget)
+        return fresh
+
+    def log_confirmed(
+        self,
+        name: str,
+        dcode: int,
+        frames: list[bytes],
+        origin: bytes,
+        seq: int,
+        floor: int,
+        *,
+        settle: int = 0,
+        track: bool = True,
+        attempts: int = 1,
+        envelope_size: int = 0,
+    ) -> int:
+        """Append a message a confirming sender numbered ``(origin, seq)``, with its dedup key, in one write.
+
+        0 when this journal holds that message already (a resend): nothing is
+        written then but the ack of ``settle``. The key and the entry commit
+        together, so a message is never taken for a duplicate unless it was
+        journaled (zjournal.journal.seen). ``floor``: the sender's, below which
+        its keys are forgotten.
+        """
+        ledger = self.ledger
+        blob_names = _NO_BLOBS
+        if len(frames) > 1 or len(frames[0]) > ledger.unchecked_size:
+            frames, blob_names = ledger.checked(frames)
+        value = rec.encode_record(rec.PENDING, attempts, time.time(), name, dcode, frames, 0.0, "", envelope_size)
+        try:
+            with ledger.lock:
+                if ledger.closed or ledger.background_error is not None:
+                    ledger.check_open()
+                if settle and ledger.settle_held(settle):
+                    settle = 0
+                batch = ledger.batch()
+                changes: list[tuple[CounterKey, int]] = []
+                settled = self._settle_into(batch, settle, changes) if settle else False
+                duplicate = ledger.seen.seen(origin, seq)
+                after: list[Any] = []
+                if duplicate:
+                    after.append(ledger.seen.drop(batch))
+                else:
+                    changes.append(((name, dcode, rec.PENDING), 1))
+                    entry_id = ledger.put_new_entry(batch, value, blob_names)
+                    after.append(ledger.seen.add(batch, origin, seq))
+                if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
+                    forget = ledger.seen.forget_below(batch, origin, floor)
+                    if forget is not None:
+                        after.append(forget)
+                if len(batch):
+                    ledger.commit(batch, changes)
+                if blob_names:
+                    if duplicate:
+                        ledger.discard_blobs(blob_names)  # a resend: the entry journaled before has its own
+                    else:
+                        ledger.blobs_committed(entry_id, blob_names)
+                for committed in after:
+                    committed()
+                if settled:
+                    known = ledger.inflight.pop(settle)
+                if not duplicate and track:
+                    ledger.inflight[entry_id] = (name, dcode)
+                if ledger.observers:
+                    if not duplicate:
+                        ledger.emit("on_append", name, dcode, 1)
+                    if settled:
+                        ledger.emit("on_ack", known[0], known[1], 1)
+        except BaseException:
+            if blob_names:
+                ledger.discard_blobs_unless_owned(blob_names)
+            raise
+        if duplicate:
+            return 0
+        if ledger.barrier is not None:
+            ledger.barrier(entry_id)
+        return entry_id
+
+    def confirm_endpoint(self) -> str | None:
+        """Where confirm senders bind for confirmations (``open(..., confirm_endpoint=)``); None: a loopback port."""
+        return self.ledger.confirm_endpoint
+
+    def confirmed(self, count: int, seconds: float, worst: float) -> None:
+        """``count`` entries of a confirm sender were confirmed, ``seconds`` after their sends in all."""
+        latency = self.ledger.rare.confirm_latency
+        latency[0] += count
+        latency[1] += seconds
+        if worst > latency[2]:
+            latency[2] = worst
+
+    def durable_once_written(self) -> bool:
+        """Whether a write that returned is as durable as this journal promises (no fsync to wait for)."""
+        return self.ledger.durability is not Durability.INTERVAL
+
+    def make_durable(self) -> None:
+        """Before a confirm goes out: what the store holds survives what this durability mode promises.
+
+        ``process`` and ``always``: a write that returned is durable enough;
+        ``interval``: fsynced now (once per batch of confirms), the store and the
+        slot files both: a confirm sender's message may be journaled in a slot,
+        its dedup key in the slot file's key ring.
+        """
+        ledger = self.ledger
+        if ledger.durability is Durability.INTERVAL:
+            ledger.store.sync()
+            for slots in list(ledger.slot_files):
+                slots.sync_if_changed()
