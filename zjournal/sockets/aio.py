@@ -23,12 +23,11 @@ from zmq._future import _AsyncSocket
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.copies import copy_attributes
+from zjournal.sockets.libzmq import RCVMORE
 from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket, journaled_repr
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
-
-_RCVMORE = int(zmq.RCVMORE)
 
 
 class _Handover:
@@ -244,7 +243,7 @@ class _JournaledAsync:
         if kind == "recv_multipart":
             frames = [f if isinstance(f, bytes) else f.bytes for f in result]
         else:
-            if shadow.get(_RCVMORE):
+            if shadow.get(RCVMORE):
                 self._zj_midmessage = True
                 return None
             if self._zj_midmessage:  # the last frame of a message read frame by frame

@@ -39,15 +39,13 @@ from zjournal.errors import InvalidArgumentError, InvalidTransitionError, StoreE
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire as wire
+from zjournal.sockets.libzmq import NOBLOCK, SNDMORE, base_send
 from zjournal.sockets.routing import still_names_its_peer
 
 log = logging.getLogger("zjournal")
 
 DEFAULT_CONFIRM_TIMEOUT = 5.0  # seconds before an unconfirmed message is sent again
 _OUT = DIRECTION_CODES[Direction.OUT]
-_SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
-_send = zmq.backend.Socket.send  # libzmq's send, without pyzmq's Python layer
 _monotonic = time.monotonic
 _HEADER_MAGIC = wire.HEADER_MAGIC
 _pack_header = wire.pack_fixed  # the header frame but its endpoint (wire.encode_header, inlined)
@@ -220,13 +218,13 @@ class ConfirmSender:
 
     def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
         """Journal ``frames`` (pending until confirmed), then send their header and let ``move`` send them."""
-        if flags & _NOBLOCK and not zmq.Socket.get(self._sock(), zmq.EVENTS) & zmq.POLLOUT:
+        if flags & NOBLOCK and not zmq.Socket.get(self._sock(), zmq.EVENTS) & zmq.POLLOUT:
             raise zmq.Again()  # would not be taken: journal nothing
         if classifier is not None and not classifier(frames):
             self._port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
             with self.lock:
                 return move()
-        return self._journal_and_send(frames, flags & _NOBLOCK, move)
+        return self._journal_and_send(frames, flags & NOBLOCK, move)
 
     def send_bytes(self, sock: zmq.Socket, data: bytes) -> None:
         """``sock.send(data)`` of one bytes frame, blocking: the common case (JournaledSocket.send).
@@ -256,7 +254,7 @@ class ConfirmSender:
         try:
             if self._backlog:
                 self._send_backlog(0)
-            _send(sock, frame, 0)
+            base_send(sock, frame, 0)
         except BaseException:
             self._sent_at.pop(entry_id, None)
             port.unlog(entry_id)
@@ -298,10 +296,10 @@ class ConfirmSender:
                 if self._router:
                     self._send_frames(sock, frames, header, noblock)
                 elif move is None:
-                    _send(sock, header, _SNDMORE)
-                    _send(sock, frames[0], 0)
+                    base_send(sock, header, SNDMORE)
+                    base_send(sock, frames[0], 0)
                 else:
-                    _send(sock, header, _SNDMORE | noblock)
+                    base_send(sock, header, SNDMORE | noblock)
                     result = move()
         except BaseException:
             self._sent_at.pop(entry_id, None)
@@ -327,11 +325,11 @@ class ConfirmSender:
         send = zmq.Socket.send
         rest = frames
         if self._router:
-            send(sock, frames[0], _SNDMORE | flags)  # a ROUTER drops a message whose peer is gone
+            send(sock, frames[0], SNDMORE | flags)  # a ROUTER drops a message whose peer is gone
             rest = frames[1:]
-        send(sock, header, _SNDMORE | flags)
+        send(sock, header, SNDMORE | flags)
         for frame in rest[:-1]:
-            send(sock, frame, _SNDMORE | flags)
+            send(sock, frame, SNDMORE | flags)
         send(sock, rest[-1], flags)
 
     def resend_due_here(self, now: float | None = None) -> None:
@@ -445,7 +443,7 @@ class ConfirmSender:
         confirmed: list[int] = []
         for _ in range(1000):
             try:
-                frames = self._intake.recv_multipart(_NOBLOCK)
+                frames = self._intake.recv_multipart(NOBLOCK)
             except zmq.Again:
                 break
             got = wire.parse_confirms(frames)
@@ -511,7 +509,7 @@ class ConfirmSender:
             try:
                 if self._backlog and self._backlog[0] == entry_id:
                     self._backlog.popleft()
-                self._resend(entry_id, _NOBLOCK)
+                self._resend(entry_id, NOBLOCK)
             except zmq.Again:
                 self._resend_paused_until = time.monotonic() + _RESEND_RETRY
                 return  # the peers are full or gone: later

@@ -21,13 +21,13 @@ from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm_return import ConfirmReturn
 from zjournal.sockets.frames import handed
+from zjournal.sockets.libzmq import base_recv
 from zjournal.sockets.policy import AckPolicy
 
 if TYPE_CHECKING:
     from zjournal.journal.inflight import SlotFile
 
 _IN = DIRECTION_CODES[Direction.IN]
-_base_recv = zmq.backend.Socket.recv  # libzmq's own recv, below pyzmq's Python layer
 _parse_header = confirm_wire.parse_header
 _take_header = confirm_wire.take_header
 CONFIRM_READ_AHEAD = 256  # messages a receiver of a confirm sender reads ahead and journals in one write
@@ -61,7 +61,7 @@ class ConfirmInbound:
         state = self._s
         frames = [first.bytes]
         if more or first.more:
-            got = _base_recv(self, 0, False, track)
+            got = base_recv(self, 0, False, track)
             body = got.bytes
             if not got.more and state.fast_in is not None and not killpoints.ARMED:
                 # The common case, the header and one frame: into the slot, in one call.
@@ -72,7 +72,7 @@ class ConfirmInbound:
                     return self._recv_after_resend(flags, copy, track)
             frames.append(body)
             while got.more:
-                got = _base_recv(self, 0, False, track)
+                got = base_recv(self, 0, False, track)
                 frames.append(got.bytes)
         if state.fast_in is not None:
             journaled = self._confirmed_in_the_slot(frames, settle, state)

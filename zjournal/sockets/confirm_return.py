@@ -22,10 +22,10 @@ from zjournal import exiting
 from zjournal.errors import ZJournalError
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire as wire
+from zjournal.sockets.libzmq import NOBLOCK
 
 log = logging.getLogger("zjournal")
 
-_NOBLOCK = int(zmq.NOBLOCK)
 
 _RETURN_EVERY = 0.002  # a receiver's confirmations wait at most this long
 _RETURN_BATCH = 4096
@@ -185,7 +185,7 @@ class ConfirmReturn:
             sockets.move_to_end(endpoint)
         for start in range(0, len(seqs), wire.MAX_CONFIRMS):
             try:
-                out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), _NOBLOCK)
+                out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), NOBLOCK)
             except zmq.Again:
                 break  # that sender is not reachable now: it resends, and is confirmed then
 

@@ -18,10 +18,11 @@ from typing import Any
 import zmq
 import zmq.sugar.poll
 
+from zjournal.sockets.libzmq import POLLOUT
+
 _libzmq_poll = zmq.backend.zmq_poll
 _journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
 _RESEND_TICK_MS = 20  # as zjournal.sockets.socket.RESEND_TICK_MS
-_POLLOUT = int(zmq.POLLOUT)
 
 
 def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
@@ -47,7 +48,7 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
                 replaced = True  # libzmq's view of this REP does not apply: it never saw the request
                 flags = 0
             elif sock._s.rep_held:
-                flags &= ~_POLLOUT  # libzmq's REP owes a request held in Python its reply
+                flags &= ~POLLOUT  # libzmq's REP owes a request held in Python its reply
             confirm = sock._s.confirm
             if confirm is not None and not confirm.resends_in_thread:
                 resending.append(confirm)
@@ -55,7 +56,7 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
             if requests is not None and requests.outstanding:
                 resending.append(requests)
                 owing.append(sock)
-                flags &= ~_POLLOUT
+                flags &= ~POLLOUT
         asked.append((sock, flags))
     if resending and not extra and not replaced and timeout:
         return _poll_resending(asked, timeout, resending)

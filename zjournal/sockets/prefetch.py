@@ -19,10 +19,10 @@ from zjournal.errors import StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.frames import handed, handed_all
+from zjournal.sockets.libzmq import NOBLOCK
 from zjournal.sockets.policy import AckPolicy
 
 _IN = DIRECTION_CODES[Direction.IN]
-_NOBLOCK = int(zmq.NOBLOCK)
 READ_AHEAD_BYTES = 4 << 20  # a read-ahead batch stops growing past this many bytes of messages
 
 
@@ -79,13 +79,13 @@ class Prefetching:
             state.settle_next = 0
         raw_recv = zmq.Socket.recv
         try:
-            first = raw_recv(self, flags | _NOBLOCK, False, track)
+            first = raw_recv(self, flags | NOBLOCK, False, track)
         except zmq.Again:
             if state.deferred or state.handed:
                 if killpoints.ARMED:
                     killpoints.reached("ack:before-write")
                 self._write_acks()  # idle: the acks go now
-            if flags & _NOBLOCK:
+            if flags & NOBLOCK:
                 raise
             if state.confirm is not None:
                 self._wait_resending(flags)
@@ -95,7 +95,7 @@ class Prefetching:
         size = sum(len(f) for f in messages[0])
         while len(messages) < self._prefetch and size < READ_AHEAD_BYTES:
             try:
-                got = raw_recv(self, _NOBLOCK, False, track)
+                got = raw_recv(self, NOBLOCK, False, track)
             except zmq.Again:
                 break
             messages.append(self._rest_of(got, track))

@@ -18,13 +18,13 @@ import zmq
 from zjournal.errors import StoreError, ZJournalError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
+from zjournal.sockets.libzmq import RCVMORE
 from zjournal.sockets.policy import AckPolicy
 from zjournal.sockets.redelivery import InprocRedelivery, LocalRedelivery, SubRedelivery
 from zjournal.sockets.requesters import RouterRequests
 from zjournal.sockets.requests import with_origin
 
 _IN = DIRECTION_CODES[Direction.IN]
-_RCVMORE = int(zmq.RCVMORE)
 _take_header = confirm_wire.take_header
 
 
@@ -63,7 +63,7 @@ class Redelivering:
             if routed is not None:
                 self._s.rx_origin = routed.origin_of(frame)
             parts = [frame.bytes if copy else frame]
-            while whole and raw_get(self, _RCVMORE):
+            while whole and raw_get(self, RCVMORE):
                 parts.append(raw_recv(self, flags, copy, track))
             return parts
         while True:
@@ -75,7 +75,7 @@ class Redelivering:
                 parts = [frame.bytes if copy else frame]
                 entry_id = redelivery.recognise(frame.bytes)
                 if entry_id and routed.any_in_hand and self._came_live(routed, entry_id):
-                    while raw_get(self, _RCVMORE):
+                    while raw_get(self, RCVMORE):
                         raw_recv(self, flags, False, track)
                     continue
                 if not entry_id:
@@ -84,7 +84,7 @@ class Redelivering:
                 self._s.rx_redelivered = entry_id
                 if redelivery.strips_first_frame:
                     parts = [raw_recv(self, flags, copy, track)]
-                while whole and raw_get(self, _RCVMORE):
+                while whole and raw_get(self, RCVMORE):
                     parts.append(raw_recv(self, flags, copy, track))
                 return parts
             if not redelivery.queued and not redelivery.exhausted:
@@ -92,16 +92,16 @@ class Redelivering:
             if self._router and redelivery.queued:
                 # A live request overtook the redelivered ones. A ROUTER answers it through the
                 # pipe its routing id names, so it can wait in Python behind them.
-                while raw_get(self, _RCVMORE):
+                while raw_get(self, RCVMORE):
                     parts.append(raw_recv(self, flags, copy, track))
                 self._hold_in_python(parts if copy else [p.bytes for p in parts])
                 continue
             if not (redelivery.reorders and redelivery.queued):
-                while whole and raw_get(self, _RCVMORE):
+                while whole and raw_get(self, RCVMORE):
                     parts.append(raw_recv(self, flags, copy, track))
                 return parts
             # A live message overtook the redelivered ones: journal it and send it behind them.
-            while raw_get(self, _RCVMORE):
+            while raw_get(self, RCVMORE):
                 parts.append(raw_recv(self, flags, copy, track))
             self._hold_behind(redelivery, parts if copy else [p.bytes for p in parts])
 

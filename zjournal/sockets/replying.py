@@ -18,6 +18,7 @@ import zmq
 
 from zjournal.errors import StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction
+from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, RCVMORE, SNDMORE, base_get, base_recv, base_send
 from zjournal.sockets.policy import AckPolicy
 from zjournal.sockets.redelivery import as_bytes
 from zjournal.sockets.requests import (
@@ -34,21 +35,13 @@ if TYPE_CHECKING:
     from zjournal.sockets.requesters import InHand, RouterRequests
 
 _OUT = DIRECTION_CODES[Direction.OUT]
-_RCVMORE = int(zmq.RCVMORE)
-_SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_base_send = zmq.backend.Socket.send
-_base_recv = zmq.backend.Socket.recv
-_base_get = zmq.backend.Socket.get
 
 
 def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
     """libzmq's send of a whole message, not journaled (an answer zjournal gives for the application)."""
     for frame in frames[:-1]:
-        _base_send(sock, frame, _SNDMORE)
-    _base_send(sock, frames[-1], 0)
+        base_send(sock, frame, SNDMORE)
+    base_send(sock, frames[-1], 0)
 
 
 class Replying:
@@ -77,7 +70,7 @@ class Replying:
         if answering is not None:
             state.reply_parts.append(as_bytes(data))
         result = zmq.Socket.send(self, data, flags, copy, track, routing_id, group)  # type: ignore[arg-type]
-        if not flags & _SNDMORE:
+        if not flags & SNDMORE:
             if state.awaiting_reply:
                 self._settle_reply()
             if answering is not None:
@@ -118,7 +111,7 @@ class Replying:
         if requests is not None and requests.outstanding and not requests.mid_reply:
             requests.wait(flags)
         got = receive()
-        if _base_get(self, _RCVMORE):
+        if base_get(self, RCVMORE):
             if requests is not None:
                 requests.mid_reply = True
             return got
@@ -162,8 +155,8 @@ class Replying:
         """
         state = self._s
         origin, body = answered
-        while _base_get(self, _EVENTS) & _POLLIN:
-            first = _base_recv(self, _NOBLOCK, False, False)
+        while base_get(self, EVENTS) & POLLIN:
+            first = base_recv(self, NOBLOCK, False, False)
             frames = self._rest_of(first, False)
             from_origin = origin_of(first)
             if from_origin == origin and frames == body:
@@ -206,7 +199,7 @@ class Replying:
         """
         state = self._s
         state.reply_parts.append(as_bytes(data))  # pyzmq's TypeError for what is not bytes-like
-        if not flags & _SNDMORE:
+        if not flags & SNDMORE:
             reply, state.reply_parts = state.reply_parts, []
             state.answering_python = False
             if state.awaiting_reply:

@@ -54,6 +54,7 @@ from zmq.utils.monitor import parse_monitor_message
 from zjournal import exiting
 from zjournal.errors import InvalidArgumentError, InvalidTransitionError, UnknownEntryError, ZJournalError
 from zjournal.journal.entry import Entry
+from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, RCVTIMEO, SNDMORE, base_get
 
 if TYPE_CHECKING:
     from zjournal.journal.port import SocketPort
@@ -63,16 +64,10 @@ log = logging.getLogger("zjournal")
 ORIGIN_PROPERTY = "X-Zj-Origin"  # the ZMTP metadata property naming a journaled REQ
 ORIGIN_MAGIC = b"\x00zjo1"  # a REP entry's envelope frame: this, then the requester's origin
 _ORIGIN_FRAME_SIZE = len(ORIGIN_MAGIC) + 16
-_SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
-_POLLIN = int(zmq.POLLIN)
-_EVENTS = int(zmq.EVENTS)
-_RCVTIMEO = int(zmq.RCVTIMEO)
 _CONNECTED = int(zmq.EVENT_CONNECTED | zmq.EVENT_ACCEPTED)
 _DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
 _monitor_ids = iter(range(1, 1 << 62))
 _libzmq_poll = zmq.backend.zmq_poll
-_get = zmq.backend.Socket.get  # libzmq's getsockopt, a plain int (pyzmq's Python layer makes enums: slow)
 TICK_MS = 20  # a REQ waiting for its reply looks at resends this often
 CACHE_SIZE = 1024  # replies kept for resends of requests answered to nobody
 CACHE_SECONDS = 600.0
@@ -152,7 +147,7 @@ def _send_whole(sock: zmq.Socket, frames: list[bytes], flags: int = 0) -> None:
     """libzmq's send of a whole message, below the journaling overrides."""
     send = zmq.backend.Socket.send
     for frame in frames[:-1]:
-        send(sock, frame, _SNDMORE | flags)
+        send(sock, frame, SNDMORE | flags)
     send(sock, frames[-1], flags)
 
 
@@ -171,12 +166,12 @@ class _Monitor:
     def closed_since(self) -> bool:
         """Whether a connection closed since the last look."""
         pair = self.pair
-        if not _get(pair, _EVENTS) & _POLLIN:
+        if not base_get(pair, EVENTS) & POLLIN:
             return False  # the common case: nothing happened (no exception raised to learn it)
         closed = False
         while True:
             try:
-                parts = self.pair.recv_multipart(_NOBLOCK)
+                parts = self.pair.recv_multipart(NOBLOCK)
             except zmq.ZMQError:
                 return closed
             try:
@@ -271,7 +266,7 @@ class RequestResends:
             zmq.Socket.set(self._sock, zmq.REQ_CORRELATE, 1)
             self._correlating = True
         try:
-            _send_whole(self._sock, frames, _NOBLOCK)
+            _send_whole(self._sock, frames, NOBLOCK)
         except zmq.Again:
             return  # no peer takes it now: the next tick tries again
         self._sent_at = time.monotonic()
@@ -294,11 +289,11 @@ class RequestResends:
 
     def wait(self, flags: int) -> None:
         """Before a blocking receive of the reply: wait, resending what is due; keeps ``RCVTIMEO``."""
-        if flags & _NOBLOCK:
-            if not _get(self._sock, _EVENTS) & _POLLIN:  # (a resend with the reply there would make it stale)
+        if flags & NOBLOCK:
+            if not base_get(self._sock, EVENTS) & POLLIN:  # (a resend with the reply there would make it stale)
                 self.resend_due_here()
             return
-        timeout = _get(self._sock, _RCVTIMEO)
+        timeout = base_get(self._sock, RCVTIMEO)
         if self._ready_within(None if timeout < 0 else timeout):
             return
         raise zmq.Again()
@@ -311,7 +306,7 @@ class RequestResends:
         """
         sock = self._sock
         monitor = self._monitor
-        asked = [(sock, _POLLIN)] if monitor is None else [(sock, _POLLIN), (monitor.pair, _POLLIN)]
+        asked = [(sock, POLLIN)] if monitor is None else [(sock, POLLIN), (monitor.pair, POLLIN)]
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
             now = time.monotonic()
@@ -332,7 +327,7 @@ class RequestResends:
 
     def poll(self, timeout: int | None, flags: int) -> int:
         """``sock.poll`` while the reply is owed: never POLLOUT (as a REQ); resends what falls due meanwhile."""
-        if not flags & _POLLIN:  # a REQ owing a reply is never writable: it waits the time out (resending)
+        if not flags & POLLIN:  # a REQ owing a reply is never writable: it waits the time out (resending)
             deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout / 1000
             while True:
                 self.resend_due_here()
@@ -340,9 +335,9 @@ class RequestResends:
                 if left <= 0:
                     return 0
                 time.sleep(left)
-        if _get(self._sock, _EVENTS) & _POLLIN:
-            return _POLLIN
-        return _POLLIN if self._ready_within(None if timeout is None or timeout < 0 else timeout) else 0
+        if base_get(self._sock, EVENTS) & POLLIN:
+            return POLLIN
+        return POLLIN if self._ready_within(None if timeout is None or timeout < 0 else timeout) else 0
 
     def close(self) -> None:
         if self._monitor is not None:
@@ -506,7 +501,7 @@ class EarlierRequests:
                     self._request_id = (self._request_id + 1) & 0xFFFFFFFF
                     envelope = [self._request_id.to_bytes(4, "little"), b""]
                 try:
-                    _send_whole(dealer, [*envelope, *entry.frames], _NOBLOCK)
+                    _send_whole(dealer, [*envelope, *entry.frames], NOBLOCK)
                 except zmq.Again:
                     pass  # no peer yet: sent on the next turn
                 else:

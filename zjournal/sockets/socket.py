@@ -31,6 +31,7 @@ from zjournal.sockets.closing import Closing
 from zjournal.sockets.confirm import confirm_sender
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frames import handed, handed_all
+from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, POLLOUT, RCVMORE, SNDMORE, base_get, base_recv, base_send
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
 from zjournal.sockets.redelivering import Redelivering
@@ -71,16 +72,7 @@ RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks 
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
 _OUT = DIRECTION_CODES[Direction.OUT]
 # Plain ints: pyzmq's constants are enums, and enum arithmetic is slow on the hot path.
-_RCVMORE = int(zmq.RCVMORE)
-_SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_POLLOUT = int(zmq.POLLOUT)
 # libzmq's own send/recv, below pyzmq's Python layer (whose send only adds routing_id/group handling)
-_base_send = zmq.backend.Socket.send
-_base_recv = zmq.backend.Socket.recv
-_base_get = zmq.backend.Socket.get
 
 
 def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
@@ -347,7 +339,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if killpoints.ARMED:
                 killpoints.reached("send:after-journal")
             try:
-                result = _base_send(self, data, 0, copy, track)
+                result = base_send(self, data, 0, copy, track)
             except BaseException:
                 self._port.unlog(entry_id)
                 raise
@@ -370,7 +362,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         policy = self._out_policy
         if policy is None:  # a REP's reply: not journaled, but it acks the request
             return self._send_reply(data, flags, copy, track, routing_id, group)
-        if flags & _SNDMORE and routing_id is None and group is None:
+        if flags & SNDMORE and routing_id is None and group is None:
             return self._send_more(data, flags, copy, track)
         try:
             frame = as_bytes(data)
@@ -412,7 +404,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if state.requests is not None:
                 state.requests.check_turn()
             # libzmq decides at the first frame whether a message can be queued: so does this.
-            if flags & _NOBLOCK and not zmq.Socket.get(self, _EVENTS) & _POLLOUT:
+            if flags & NOBLOCK and not zmq.Socket.get(self, EVENTS) & POLLOUT:
                 raise zmq.Again()
             state.tx = []
             state.tx_parts = []
@@ -445,7 +437,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         def move() -> Any:
             raw_send = zmq.Socket.send
             for part in parts[:-1]:
-                raw_send(self, part, _SNDMORE | flags, copy, track)
+                raw_send(self, part, SNDMORE | flags, copy, track)
             return raw_send(self, parts[-1], flags, copy, track)
 
         return self._send_whole(frames, flags, move)
@@ -462,8 +454,8 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             killpoints.reached("send:after-journal")
         try:
             for frame in frames[:-1]:
-                _base_send(self, frame, _SNDMORE, copy, track)
-            result = _base_send(self, frames[-1], 0, copy, track)
+                base_send(self, frame, SNDMORE, copy, track)
+            result = base_send(self, frames[-1], 0, copy, track)
         except BaseException:
             self._port.unlog(entry_id)
             raise
@@ -508,7 +500,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
 
     def _journal_out(self, frames: list[bytes], flags: int) -> int:
         """Journal an outbound message before it moves; 0 when it is ephemeral."""
-        if flags & _NOBLOCK and not zmq.Socket.get(self, _EVENTS) & _POLLOUT:
+        if flags & NOBLOCK and not zmq.Socket.get(self, EVENTS) & POLLOUT:
             raise zmq.Again()  # would not be taken: journal nothing
         classifier = self._classifier
         if classifier is not None and not classifier(frames[1:] if self._router else frames):
@@ -564,13 +556,13 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
                 self._wait_resending(flags)
             return zmq.Socket.recv(self, flags, False, track), 0
         try:
-            return zmq.Socket.recv(self, flags | _NOBLOCK, False, track), settle
+            return zmq.Socket.recv(self, flags | NOBLOCK, False, track), settle
         except zmq.Again:
             state.settle_next = 0
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
             self._port.settle(settle, self._s.slots)
-            if flags & _NOBLOCK:
+            if flags & NOBLOCK:
                 raise
         if state.confirm is not None:
             self._wait_resending(flags)
@@ -585,7 +577,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         ``zmq.Again`` when it runs out, as libzmq would.
         """
         confirm = self._s.confirm
-        if confirm is None or confirm.resends_in_thread or flags & _NOBLOCK:
+        if confirm is None or confirm.resends_in_thread or flags & NOBLOCK:
             return
         timeout = zmq.Socket.get(self, zmq.RCVTIMEO)
         deadline = None if timeout < 0 else time.monotonic() + timeout / 1000
@@ -593,7 +585,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             wait = RESEND_TICK_MS
             if deadline is not None:
                 wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
-            if _libzmq_poll([(self, _POLLIN)], wait):
+            if _libzmq_poll([(self, POLLIN)], wait):
                 return
             confirm.resend_due_here()
             if deadline is not None and time.monotonic() >= deadline:
@@ -720,13 +712,13 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if settle:
                 try:
                     if state.merged_next and copy:
-                        data = _base_recv(self, flags | _NOBLOCK, True, False)
+                        data = base_recv(self, flags | NOBLOCK, True, False)
                     else:
-                        got = _base_recv(self, flags | _NOBLOCK, False, track)
+                        got = base_recv(self, flags | NOBLOCK, False, track)
                 except zmq.Again:
                     got, settle = self._recv_first(flags, track)  # idle: the ack goes now, then we wait
             else:
-                got = _base_recv(self, flags, False, track)
+                got = base_recv(self, flags, False, track)
             if got is None:
                 last = state.last_sender
                 # Copied, without its more flag (a zmq.Frame costs more): the last message was a merged frame,
@@ -736,7 +728,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
                 more = False
                 if not known:
                     state.merged_next = False
-                    more = _base_get(self, _RCVMORE)
+                    more = base_get(self, RCVMORE)
             else:
                 data = got.bytes
                 more = got.more
@@ -819,14 +811,14 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
                 if not state.rx_redelivered:
                     first = frame if copy else frame.bytes
                     if first.startswith(_CONFIRM_PREFIX):  # a confirm sender's: read whole, its header off
-                        more = bool(zmq.Socket.get(self, _RCVMORE))
+                        more = bool(zmq.Socket.get(self, RCVMORE))
                         if first.startswith(_HEADER_MAGIC if more else _MERGED_MAGIC):
                             received = frame if not copy else zmq.Frame(first)
                             return self._recv_confirmed_frame(received, 0, flags, copy, track, more=more)
                 state.rx_settle = 0
                 state.rx = []
                 state.rx.append(frame if copy else frame.bytes)
-                if not zmq.Socket.get(self, _RCVMORE):
+                if not zmq.Socket.get(self, RCVMORE):
                     self._complete_rx()
                 return frame
             got, settle = self._recv_first(flags, track)  # may raise: nothing started
@@ -875,15 +867,15 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             settle = state.settle_next
             if settle:
                 try:
-                    got = _base_recv(self, flags | _NOBLOCK, False, track)
+                    got = base_recv(self, flags | NOBLOCK, False, track)
                 except zmq.Again:
                     got, settle = self._recv_first(flags, track)
             else:
-                got = _base_recv(self, flags, False, track)
+                got = base_recv(self, flags, False, track)
             frames = [got.bytes]
             parts = [got]
             while got.more:
-                got = _base_recv(self, flags, False, track)
+                got = base_recv(self, flags, False, track)
                 frames.append(got.bytes)
                 parts.append(got)
             if self._received_held(slot, frames, settle):
@@ -999,15 +991,15 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
     def get(self, option: int) -> Any:
         state = self._s
         local = None if state is None else state.local
-        if option == _RCVMORE:
+        if option == RCVMORE:
             if local is not None and local.current is not None:
                 return 1
             if state is not None and state.serving:
                 return 1
-        if option == _EVENTS and state is not None:
+        if option == EVENTS and state is not None:
             if state.requests is not None and state.requests.outstanding:
-                return super().get(option) & ~_POLLOUT  # REQ_RELAXED would take one: a REQ would not
-            held = self._python_events(_POLLIN | _POLLOUT)
+                return super().get(option) & ~POLLOUT  # REQ_RELAXED would take one: a REQ would not
+            held = self._python_events(POLLIN | POLLOUT)
             if state.answering_python:
                 return held
             if state.rep_held:
@@ -1048,18 +1040,18 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         if state is None:
             return 0
         if state.answering_python:
-            return flags & _POLLOUT  # libzmq's REP never saw the request: only the reply is possible
-        return _POLLIN if flags & _POLLIN and self._holds_message() else 0
+            return flags & POLLOUT  # libzmq's REP never saw the request: only the reply is possible
+        return POLLIN if flags & POLLIN and self._holds_message() else 0
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
         requests = None if self._s is None else self._s.requests
         if requests is not None and requests.outstanding:
             return requests.poll(timeout, flags)
         if self._s is not None and self._s.answering_python:
-            return flags & _POLLOUT
+            return flags & POLLOUT
         events = self._python_events(flags)
         if self._s is not None and self._s.rep_held:
-            flags &= ~_POLLOUT  # libzmq's REP owes the request held in Python its reply: not writable
+            flags &= ~POLLOUT  # libzmq's REP owes the request held in Python its reply: not writable
         if events:
             rest = flags & ~events
             return events | (super().poll(0, rest) if rest else 0)

@@ -20,14 +20,13 @@ from zjournal.errors import InvalidArgumentError, JournalClosedError
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets.aio import AsyncJournaledSocket
 from zjournal.sockets.copies import journaled_copy
+from zjournal.sockets.libzmq import SNDMORE
 from zjournal.sockets.policy import AckPolicy
 from zjournal.sockets.routing import still_names_its_peer
 from zjournal.sockets.socket import JournaledSocket
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
-
-_SNDMORE = int(zmq.SNDMORE)
 
 
 def _default_name(journal: Journal, socket_type: int) -> str:
@@ -135,7 +134,7 @@ def _send_raw(sock: zmq.Socket, frames: list[bytes]) -> None:
     """Send a whole message without the journaling overrides of a JournaledSocket."""
     raw_send = zmq.Socket.send  # pyzmq's own send: it does not call back into the subclass
     for frame in frames[:-1]:
-        raw_send(sock, frame, _SNDMORE)
+        raw_send(sock, frame, SNDMORE)
     raw_send(sock, frames[-1])
 
 
