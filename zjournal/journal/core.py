@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from zjournal.errors import InvalidArgumentError, InvalidTransitionError, JournalOpenError, UnknownEntryError
+from zjournal.errors import InvalidArgumentError, InvalidTransitionError, UnknownEntryError, ZJournalError
 from zjournal.journal import admin, inflight
 from zjournal.journal import entry as rec
 from zjournal.journal.counters import Counters
@@ -85,7 +85,7 @@ def register_socket_layer(layer: SocketLayer) -> None:
 
 def socket_layer() -> SocketLayer:
     if _socket_layer is None:  # only if zjournal.journal was loaded without the zjournal package
-        raise JournalOpenError("no socket layer: import zjournal (it registers zjournal.sockets)")
+        raise ZJournalError("no socket layer: import zjournal (it registers zjournal.sockets)")
     return _socket_layer
 
 
@@ -110,7 +110,7 @@ def register_replication_layer(layer: ReplicationLayer) -> None:
 
 def replication_layer() -> ReplicationLayer:
     if _replication_layer is None:
-        raise JournalOpenError("no replication layer: import zjournal (it registers zjournal.replication)")
+        raise ZJournalError("no replication layer: import zjournal (it registers zjournal.replication)")
     return _replication_layer
 
 
