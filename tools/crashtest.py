@@ -105,8 +105,7 @@ def role_producer(workdir: Path, rate: float) -> None:
             seq += 1
             next_send += interval
         time.sleep(max(0.0, min(next_send - time.monotonic(), 0.01)))
-    while journal.count(name="pipeline", state="pending", direction="out"):
-        time.sleep(0.01)  # stopping: done once every message is confirmed
+    push.wait_confirmed()  # stopping: done once every message is confirmed
     (workdir / "producer.next").write_text(str(seq))
     push.close()
     journal.close()

@@ -49,8 +49,8 @@ def produce(journal_path: str, endpoint: str, count: int, sent: str, confirm: bo
         os.write(log, b"%d\n" % n)
         if n % 20 == 0:
             time.sleep(0.01)  # about 2,000 a second: long enough for the kills to land mid-stream
-    while confirm and journal.count(name=_NAME, state="pending", direction="out"):
-        time.sleep(0.01)
+    if confirm:
+        push.wait_confirmed()  # until the consumer's journal has every message
     print("done", flush=True)
     time.sleep(3600)  # until the demo kills it: a clean close is not what this shows
 

@@ -20,8 +20,10 @@ import zmq
 import zmq.asyncio
 from zmq._future import _AsyncSocket
 
+from zjournal.errors import ZJournalError
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets import pollhook
+from zjournal.sockets.confirm import sender_of, wait_seconds
 from zjournal.sockets.copies import copy_attributes
 from zjournal.sockets.libzmq import RCVMORE
 from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket, journaled_repr
@@ -317,6 +319,22 @@ class _JournaledAsync:
     @property
     def resent(self) -> int:
         return self._shadow_sock.resent
+
+    async def wait_confirmed(self, timeout: float | None = None) -> bool:
+        """JournaledSocket.wait_confirmed for the event loop: it looks every tick, and sleeps between looks."""
+        sender = sender_of(self, self._s)
+        seconds = wait_seconds(timeout)
+        deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
+        tick = RESEND_TICK_MS / 1000
+        try:
+            while sender.look() and not self._closed:  # (closed by another task: the wait ends)
+                left = tick if deadline is None else deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                await asyncio.sleep(min(tick, left))
+        except (zmq.ZMQError, ZJournalError):
+            pass  # as the blocking wait: the context or the journal closed; what is unconfirmed stays pending
+        return sender.all_confirmed()
 
     @property
     def resends_recognised(self) -> int:

@@ -92,6 +92,24 @@ def confirm_sender(
     return ConfirmSender(sock, port, name, float(timeout), max_attempts, port.confirm_endpoint())
 
 
+def wait_seconds(timeout: Any) -> float | None:
+    """``sock.wait_confirmed(timeout)``'s timeout checked: None (no limit) or seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < 1e9:
+        raise InvalidArgumentError(f"wait_confirmed's timeout is None or seconds >= 0, not {timeout!r}")
+    return float(timeout)
+
+
+def sender_of(sock: Any, state: Any) -> ConfirmSender:
+    """The confirm side of a journaled socket for ``wait_confirmed``; InvalidArgumentError, ENOTSOCK when closed."""
+    if sock.closed or state is None:
+        raise zmq.ZMQError(zmq.ENOTSOCK)
+    if state.confirm is None:
+        raise InvalidArgumentError("wait_confirmed is for sockets wrapped with confirm=True")
+    return state.confirm
+
+
 class ConfirmSender:
     """The confirm side of one sending socket (see the module docstring)."""
 
@@ -149,6 +167,9 @@ class ConfirmSender:
         # Until a receiver confirms something, or the warning went: a resend after 2 x timeout says so (see _resend).
         self._warn_if_unconfirmed = True
         self._started = time.monotonic()
+        # Entries this sender made dead letters since the application last asked (wait_confirmed): a wait
+        # then answers False, as RabbitMQ's waitForConfirms does after a nack (guarded by the mutex).
+        self._dead_letters = 0
         stale_routes = 0
         for entry_id in port.pending_ids(name, _OUT):
             if self._router and not self._still_routable(port, entry_id):
@@ -162,6 +183,7 @@ class ConfirmSender:
             self._ids.append(entry_id)
             self._backlog.append(entry_id)
         if stale_routes:
+            self._dead_letters = stale_routes
             log.warning(
                 "zjournal: %d unconfirmed messages of ROUTER %r from before this journal was opened are not "
                 "resent (their routing ids may name other peers now); they are dead letters",
@@ -346,6 +368,22 @@ class ConfirmSender:
         with self._mutex:
             return len(self._sent_at) + len(self._unconfirmed)
 
+    def all_confirmed(self) -> bool:
+        """Nothing unconfirmed, and no dead letter made since the last time this was asked (it starts over)."""
+        with self._mutex:
+            dead, self._dead_letters = self._dead_letters, 0
+            return not dead and not self._sent_at and not self._unconfirmed
+
+    def look(self) -> int:
+        """Without waiting: take in and settle confirmations, resend what is due here; the number unconfirmed.
+
+        An event loop's wait (``await sock.wait_confirmed()``) asks this between its sleeps.
+        """
+        self._take_confirms_now()
+        if not self.resends_in_thread:
+            self.resend_due_here()
+        return self.unconfirmed()
+
     # -- the background thread -----------------------------------------------
 
     def _run(self) -> None:
@@ -526,6 +564,8 @@ class ConfirmSender:
         if limit is not None and entry.attempts >= limit:
             with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # unless confirmed meanwhile
                 self._port.attempt(entry_id, limit)  # a dead letter now, its reason recorded
+                with self._mutex:
+                    self._dead_letters += 1
             self._forget(entry_id)
             return
         sock = self._sock()
@@ -568,21 +608,23 @@ class ConfirmSender:
         """``confirm_timeout``: seconds before an unconfirmed message is sent again."""
         return self._timeout
 
-    def wait_confirmed(self, seconds: float) -> None:
-        """Take in confirmations until nothing is unconfirmed or ``seconds`` passed (a closing socket's linger).
+    def wait_confirmed(self, seconds: float | None) -> bool:
+        """Take in confirmations until nothing is unconfirmed or ``seconds`` passed (None: no limit).
 
-        A producer that sends and closes would otherwise leave its last
-        messages pending although its consumer journaled them: the
+        The application's ``sock.wait_confirmed()``, and a closing socket's
+        linger: a producer that sends and closes would otherwise leave its
+        last messages pending although its consumer journaled them (the
         confirmations arrive after the intake closed, and the next run
-        resends what needed no resend. Resends go on meanwhile. Errors end
+        resends what needed no resend). Resends go on meanwhile. Errors end
         the wait: what is unconfirmed stays pending, as it would anyway.
+        Returns :meth:`all_confirmed`.
         """
-        deadline = time.monotonic() + seconds
+        deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while self.unconfirmed() and self._thread.is_alive():
-                left = deadline - time.monotonic()
+                left = _TICK if deadline is None else deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    break
                 if self._intake_lock.acquire(timeout=min(left, _TICK)):
                     try:
                         if self._intake.poll(min(left, _TICK) * 1000):
@@ -594,7 +636,8 @@ class ConfirmSender:
                 if not self.resends_in_thread:
                     self.resend_due_here()
         except (zmq.ZMQError, ZJournalError):
-            return
+            pass
+        return self.all_confirmed()
 
     def linger_at_close(self, linger: int) -> int:
         """The linger (ms) to close the data socket with, given the application's (-1: for ever).
@@ -612,8 +655,8 @@ class ConfirmSender:
         bound = min(int(self._timeout * 1000), 2**31 - 1)
         return bound if linger < 0 or linger > bound else linger
 
-    def stop_thread(self, wait: float) -> None:
-        """Stop the thread (at interpreter exit: zjournal.exiting); :meth:`close` does the rest."""
+    def stop_thread(self, wait: float | None) -> None:
+        """Stop the thread, waiting ``wait`` seconds at most (None: until it ends); :meth:`close` does the rest."""
         self._stop.set()
         self._wake_thread()
         if self._thread is not threading.current_thread():

@@ -28,7 +28,7 @@ from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire, pollhook
 from zjournal.sockets.closing import Closing
-from zjournal.sockets.confirm import confirm_sender
+from zjournal.sockets.confirm import confirm_sender, sender_of, wait_seconds
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, POLLOUT, RCVMORE, SNDMORE, base_get, base_recv, base_send
@@ -94,7 +94,8 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
     :meth:`receiving` and :attr:`journal_name` (and :attr:`last_attempts`,
-    :attr:`resent`, :attr:`resends_recognised`).
+    :attr:`resent`, :attr:`resends_recognised`, and :meth:`wait_confirmed`
+    for ``confirm=True`` senders).
     """
 
     # Declared on the class: pyzmq turns unknown instance attributes into socket options.
@@ -242,6 +243,18 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         if not state.last_id:
             return 0
         return attempts if entry_id == state.last_id else 1
+
+    def wait_confirmed(self, timeout: float | None = None) -> bool:
+        """Wait until receiving journals confirmed every message this socket sent (``confirm=True``).
+
+        Takes in confirmations and resends what is due meanwhile. True when
+        nothing is left unconfirmed and no message became a dead letter
+        (``max_attempts``) since the last call; False when ``timeout`` seconds
+        passed first (None: no limit) or a message became a dead letter —
+        RabbitMQ's ``waitForConfirms``, JetStream's ``publish_async_completed``.
+        Whatever is unconfirmed stays pending and is resent, either way.
+        """
+        return sender_of(self, self._s).wait_confirmed(wait_seconds(timeout))
 
     # -- acknowledgement ---------------------------------------------------
 

@@ -1,0 +1,208 @@
+"""``sock.wait_confirmed(timeout)``: a confirm=True sender waits until receiving journals confirmed what it sent.
+
+As RabbitMQ's ``waitForConfirms`` and JetStream's ``publish_async_completed``:
+True once nothing is unconfirmed and nothing became a dead letter since the
+last call, False at the timeout; what is unconfirmed stays pending either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import zmq
+import zmq.asyncio
+
+import zjournal
+
+
+def _pending_out(journal: zjournal.Journal, name: str = "out") -> int:
+    return journal.count(name=name, state="pending", direction="out")
+
+
+def _receive_later(sock: zmq.Socket, count: int, delay: float) -> tuple[threading.Thread, list[bytes]]:
+    """A thread that starts receiving ``count`` messages on ``sock`` after ``delay`` seconds."""
+    got: list[bytes] = []
+
+    def run() -> None:
+        time.sleep(delay)
+        for _ in range(count):
+            got.append(sock.recv())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, got
+
+
+def test_it_returns_once_the_receiving_journal_confirmed_everything(open_journal, tmp_path, ctx, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    for n in range(200):
+        push.send(b"%d" % n)
+    reader, got = _receive_later(pull, 200, delay=0.3)  # nothing is journaled over there before it reads
+    started = time.monotonic()
+    assert push.wait_confirmed(10) is True
+    waited = time.monotonic() - started
+    reader.join(5)
+    assert got == [b"%d" % n for n in range(200)]
+    assert _pending_out(sender) == 0
+    assert 0.25 < waited < 5  # it waited for the reader, and no longer than the confirmations took
+
+
+def test_at_its_timeout_it_answers_false_and_everything_stays_pending(open_journal, tmp_path, ctx, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
+    where = endpoint()
+    push.connect(where)  # nobody bound yet
+    for n in range(5):
+        push.send(b"%d" % n)
+    started = time.monotonic()
+    assert push.wait_confirmed(0.3) is False
+    assert 0.29 < time.monotonic() - started < 3
+    assert _pending_out(sender) == 5
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind(where)
+    assert sorted(pull.recv() for _ in range(5)) == [b"%d" % n for n in range(5)]
+    assert push.wait_confirmed() is True  # no limit: until the last confirmation
+    assert _pending_out(sender) == 0
+
+
+def test_a_dead_letter_makes_the_next_answer_false_and_the_one_after_starts_over(
+    open_journal, tmp_path, ctx, endpoint
+) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.05, max_attempts=2)
+    push.connect(endpoint())  # nobody ever confirms
+    for n in range(3):
+        push.send(b"%d" % n)
+    started = time.monotonic()
+    assert push.wait_confirmed(10) is False  # each one sent twice, then a dead letter: nothing left to wait for
+    assert time.monotonic() - started < 5
+    assert sender.count(name="out", state="dead") == 3
+    assert _pending_out(sender) == 0
+    assert push.wait_confirmed(0) is True  # nothing unconfirmed, and no dead letter since the last call
+
+
+def test_a_dealer_waits_for_a_journaled_router(open_journal, tmp_path, ctx, endpoint) -> None:
+    client = open_journal(str(tmp_path / "client"))
+    server = open_journal(str(tmp_path / "server"))
+    dealer = client.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.1)
+    router = server.wrap(ctx.socket(zmq.ROUTER), name="in")
+    where = endpoint()
+    router.bind(where)
+    dealer.connect(where)
+    for n in range(20):
+        dealer.send_multipart([b"", b"%d" % n])
+    got: list[list[bytes]] = []
+    reader = threading.Thread(target=lambda: got.extend(router.recv_multipart() for _ in range(20)), daemon=True)
+    reader.start()
+    assert dealer.wait_confirmed(10) is True
+    reader.join(5)
+    assert [frames[1:] for frames in got] == [[b"", b"%d" % n] for n in range(20)]
+    assert _pending_out(client) == 0
+
+
+@pytest.mark.parametrize("timeout", [-1, "1", True, float("nan"), float("inf")])
+def test_a_timeout_that_is_no_number_of_seconds_is_refused(journal, ctx, endpoint, timeout) -> None:
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    with pytest.raises(zjournal.InvalidArgumentError, match="timeout"):
+        push.wait_confirmed(timeout)
+
+
+def test_only_confirm_senders_wait_and_a_closed_one_says_so(journal, ctx) -> None:
+    plain = journal.wrap(ctx.socket(zmq.PUSH), name="plain")
+    with pytest.raises(zjournal.InvalidArgumentError, match="confirm=True"):
+        plain.wait_confirmed(1)
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    push.close(0)
+    with pytest.raises(zmq.ZMQError) as raised:
+        push.wait_confirmed(1)
+    assert raised.value.errno == zmq.ENOTSOCK
+
+
+def test_asyncio_waits_without_stalling_the_event_loop(open_journal, tmp_path, endpoint) -> None:
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+
+    async def main() -> tuple[bool, bool, int, list[bytes]]:
+        actx = zmq.asyncio.Context()
+        try:
+            push = sender.wrap(actx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
+            pull = receiver.wrap(actx.socket(zmq.PULL), name="in")
+            where = endpoint()
+            push.connect(where)
+            for n in range(50):
+                await push.send(b"%d" % n)
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+
+            beat = asyncio.create_task(ticker())
+            early = await push.wait_confirmed(0.3)  # nobody bound: False, and the loop ran meanwhile
+            ticked = ticks
+            pull.bind(where)
+            got = [await pull.recv() for _ in range(50)]
+            late = await push.wait_confirmed(10)
+            beat.cancel()
+            push.close()
+            pull.close()
+            return early, late, ticked, got
+        finally:
+            actx.destroy(linger=0)
+
+    early, late, ticked, got = asyncio.run(main())
+    assert early is False and late is True
+    assert ticked >= 10  # the other task kept running while the wait went on
+    assert sorted(got) == sorted(b"%d" % n for n in range(50))
+    assert _pending_out(sender) == 0
+
+
+def test_an_asyncio_dealer_resends_from_its_wait(open_journal, tmp_path) -> None:
+    client = open_journal(str(tmp_path / "client"))
+    server = open_journal(str(tmp_path / "server"))
+
+    async def main() -> tuple[bool, list[bytes]]:
+        actx = zmq.asyncio.Context()
+        try:
+            where = f"ipc://{tmp_path}/peer.ipc"  # (ipc: an inproc peer that goes is never connected again)
+            dropper = actx.socket(zmq.ROUTER)  # takes the first copy and never confirms it
+            dropper.bind(where)
+            dealer = client.wrap(actx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.1)
+            dealer.connect(where)
+            await dealer.send(b"hello")
+            await dropper.recv_multipart()
+            dropper.close(0)
+            router = server.wrap(actx.socket(zmq.ROUTER), name="in")
+            router.bind(where)  # the dealer reconnects here; only a resend can bring the message
+
+            got: list[bytes] = []
+
+            async def serve() -> None:
+                while True:
+                    got.append((await router.recv_multipart())[-1])
+
+            serving = asyncio.create_task(serve())
+            confirmed = await dealer.wait_confirmed(10)
+            serving.cancel()
+            dealer.close()
+            router.close()
+            return confirmed, got
+        finally:
+            actx.destroy(linger=0)
+
+    confirmed, got = asyncio.run(main())
+    assert confirmed is True
+    assert got == [b"hello"]  # the resend, handed over once
+    assert _pending_out(client) == 0
