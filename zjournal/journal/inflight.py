@@ -42,7 +42,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgpack
 
@@ -99,6 +99,29 @@ def fits_slot(frames: list[bytes]) -> bool:
 
 def _seed(entry_id: int, envelope_size: int, kind: int) -> int:
     return ((entry_id << 9) | (envelope_size << 1) | kind) & _MASK
+
+
+class Held(Protocol):
+    """An entry held outside the store: a :class:`Slot`, or a cell of a confirm sender's outbox (outbox.Cell)."""
+
+    entry_id: int
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dcode(self) -> int: ...
+
+    @property
+    def counter_key(self) -> tuple[str, int, int]: ...
+
+    def record(self) -> bytes:
+        """The store record of the entry held (pending)."""
+        ...
+
+    def clear(self) -> None:
+        """The entry is settled, or in the store now."""
+        ...
 
 
 class Slot:

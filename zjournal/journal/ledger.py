@@ -537,20 +537,20 @@ class Ledger(SlotKeeping, BlobKeeping):
             self.spill(slot)
         return None if raw is None else rec.decode_record(raw)
 
-    def held_slots(self) -> list[inflight.Slot]:
+    def held_slots(self) -> list[inflight.Held]:
         """The slots holding an entry (a journal has a slot file per live socket: a short list)."""
         return [slot for f in self.slot_files for slot in f.held()]
 
-    def holding(self, entry_id: int) -> inflight.Slot | None:
+    def holding(self, entry_id: int) -> inflight.Held | None:
         """The slot holding ``entry_id`` if it was written there recently (see :meth:`find`)."""
         slot = self.slot_ring[entry_id & inflight.RING_MASK]
         if slot is None or not entry_id:  # (0 is an empty slot, never an entry)
             return None
-        if slot.__class__ is outbox.Outbox:  # an outbox holds many: the cell of this one, if it still holds it
+        if isinstance(slot, outbox.Outbox):  # an outbox holds many: the cell of this one, if it still holds it
             return slot.holding(entry_id)
         return slot if slot.entry_id == entry_id else None
 
-    def find(self, entry_id: int) -> tuple[inflight.Slot | None, bytes | None]:
+    def find(self, entry_id: int) -> tuple[inflight.Held | None, bytes | None]:
         """Where an entry is: ``(its slot, None)``, ``(None, its store record)`` or ``(None, None)``.
 
         Every slot write puts its slot in a ring cell chosen by the entry's
@@ -571,7 +571,7 @@ class Ledger(SlotKeeping, BlobKeeping):
                 return slot, None
         return None, None
 
-    def spill(self, slot: inflight.Slot) -> None:
+    def spill(self, slot: inflight.Held) -> None:
         """Move the entry a slot holds to the store; it stays pending.
 
         It becomes an ordinary in-flight entry: its socket (a REQ awaiting the

@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import msgpack
 
@@ -238,7 +238,7 @@ class Outbox:
         self.live[entry_id] = offset
         self._writes += 1
 
-    def clear_many(self, entry_ids: list[int]) -> list[int]:
+    def clear_many(self, entry_ids: Sequence[int]) -> list[int]:
         """Clear the records of those entries this outbox holds; returns the others (in the store)."""
         take, mm = self.live.pop, self._mm
         elsewhere = []

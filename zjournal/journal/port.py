@@ -639,15 +639,15 @@ class SocketPort(ConfirmPort):
                     ledger.counts.lazy.append(slots)  # it counts its own messages
         return slots
 
-    def close_slots(self, slots: SlotFile) -> None:
+    def close_slots(self, slots: SlotFile | outbox.Outbox) -> None:
         """A socket closes: what its slots still hold goes to the store (pending), the file goes."""
         ledger = self.ledger
         with ledger.lock:
             if ledger.closed:
                 return  # the journal's close took care of it
             ledger.spill_held(slots.held())
-            if slots.keys_unstored:
-                self._store_keys(slots, 0)  # the dedup keys of its key ring outlive the file
+            if not isinstance(slots, outbox.Outbox) and slots.keys_unstored:
+                self._store_keys(slots, 0)  # the dedup keys of its key ring outlive the file (an outbox has none)
             ledger.forget_slot_file(slots.number)  # first: a crash now leaves a file nobody records, not the reverse
             slots.close()
             ledger.slot_files.remove(slots)
