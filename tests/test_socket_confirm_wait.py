@@ -206,3 +206,33 @@ def test_an_asyncio_dealer_resends_from_its_wait(open_journal, tmp_path) -> None
     assert confirmed is True
     assert got == [b"hello"]  # the resend, handed over once
     assert _pending_out(client) == 0
+
+
+def test_a_tornado_future_socket_waits_as_an_asyncio_one(open_journal, tmp_path, endpoint) -> None:
+    from zmq.eventloop import future
+
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+
+    async def main() -> tuple[bool, bool]:
+        fctx = future.Context()
+        try:
+            push = sender.wrap(fctx.socket(zmq.PUSH), name="out", confirm=True)
+            pull = receiver.wrap(fctx.socket(zmq.PULL), name="in")
+            where = endpoint()
+            pull.bind(where)
+            push.connect(where)
+            for n in range(10):
+                await push.send(b"%d" % n)
+            early = await push.wait_confirmed(0.2)  # nothing read, so nothing journaled over there yet
+            for _ in range(10):
+                await pull.recv()
+            late = await push.wait_confirmed(10)
+            push.close()
+            pull.close()
+            return early, late
+        finally:
+            fctx.destroy(linger=0)
+
+    assert asyncio.run(main()) == (False, True)
+    assert _pending_out(sender) == 0
