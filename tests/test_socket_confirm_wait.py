@@ -36,14 +36,21 @@ def _receive_later(sock: zmq.Socket, count: int, delay: float) -> tuple[threadin
     return thread, got
 
 
+def _connected(
+    ctx: zmq.Context, sender: zjournal.Journal, receiver: zjournal.Journal, where: str
+) -> tuple[zmq.Socket, zmq.Socket]:
+    """A confirm=True PUSH of ``sender`` connected to a journaled PULL of ``receiver`` bound at ``where``."""
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.bind(where)
+    push.connect(where)
+    return push, pull
+
+
 def test_it_returns_once_the_receiving_journal_confirmed_everything(open_journal, tmp_path, ctx, endpoint) -> None:
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))
-    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
-    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
-    where = endpoint()
-    pull.bind(where)
-    push.connect(where)
+    push, pull = _connected(ctx, sender, receiver, endpoint())
     for n in range(200):
         push.send(b"%d" % n)
     reader, got = _receive_later(pull, 200, delay=0.3)  # nothing is journaled over there before it reads
@@ -217,11 +224,7 @@ def test_a_tornado_future_socket_waits_as_an_asyncio_one(open_journal, tmp_path,
     async def main() -> tuple[bool, bool]:
         fctx = future.Context()
         try:
-            push = sender.wrap(fctx.socket(zmq.PUSH), name="out", confirm=True)
-            pull = receiver.wrap(fctx.socket(zmq.PULL), name="in")
-            where = endpoint()
-            pull.bind(where)
-            push.connect(where)
+            push, pull = _connected(fctx, sender, receiver, endpoint())
             for n in range(10):
                 await push.send(b"%d" % n)
             early = await push.wait_confirmed(0.2)  # nothing read, so nothing journaled over there yet
