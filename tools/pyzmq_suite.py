@@ -1,6 +1,6 @@
 """Run pyzmq's own test suite twice: on plain pyzmq, and with every socket journaled.
 
-Run:  python tools/pyzmq_suite.py [--keep DIR] [-- extra pytest args]
+Run:  python tools/pyzmq_suite.py [--keep DIR] [--confirm] [-- extra pytest args]
 
 Makes a virtual environment of its own in the work directory (zjournal from
 this checkout, the installed pyzmq's version, and what pyzmq's tests need:
@@ -13,6 +13,9 @@ plugin: it opens one journal per test process and makes
 tests create, sync, asyncio and tornado alike. Prints both runs' closing
 lines and keeps both logs; the journaled run should pass exactly as the plain
 one does (a journaled socket's repr is pyzmq's, so even ``test_repr`` passes).
+``--confirm`` runs only the journaled run, with every PUSH, DEALER, ROUTER and
+PAIR on ``confirm=True`` and a journal per test (see the README's confirms
+section for what differs there, and why).
 Not run in CI: it needs the network and several minutes.
 """
 
@@ -28,10 +31,15 @@ from pathlib import Path
 
 PLUGIN = '''
 """pytest plugin: every socket made through a zmq.Context is journaled (tools/pyzmq_suite.py)."""
-import atexit, os, shutil, tempfile
+import atexit, os, shutil, sys, tempfile
 import zmq
 import zjournal
 
+# ZJOURNAL_SUITE_CONFIRM=1 (--confirm): PUSH, DEALER, ROUTER and PAIR send with confirm=True, and
+# each test has a journal of its own: with one per process, a socket of a later test wrapped under
+# the same default name would resend the earlier test's unconfirmed messages (as it should).
+CONFIRM = os.environ.get("ZJOURNAL_SUITE_CONFIRM") == "1"
+_SENDERS = (zmq.PUSH, zmq.DEALER, zmq.ROUTER, zmq.PAIR)
 _plain_socket = zmq.Context.socket
 _journals = {}  # pid -> journal: a forked child (multiprocessing) opens one of its own
 
@@ -48,7 +56,14 @@ def _journal():
 
 def _journaled_socket(self, socket_type, socket_class=None, **kwargs):
     sock = _plain_socket(self, socket_type, socket_class=socket_class, **kwargs)
-    return _journal().wrap(sock)
+    if sys._getframe(1).f_globals.get("__name__", "").startswith("zjournal"):
+        return sock  # zjournal's own sockets (a confirm sender's intake, a receiver's confirm return)
+    return _journal().wrap(sock, confirm=CONFIRM and sock.type in _SENDERS)
+
+
+def pytest_runtest_setup(item):
+    if CONFIRM:
+        _journals.pop(os.getpid(), None)  # the next socket opens a new journal (see CONFIRM)
 
 
 zmq.Context.socket = _journaled_socket
@@ -67,6 +82,11 @@ def closing_line(output: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", help="work here instead of in a temporary directory")
+    parser.add_argument(
+        "--confirm",
+        action="store_true",
+        help="journaled run only, PUSH/DEALER/ROUTER/PAIR with confirm=True, one journal per test",
+    )
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = parser.parse_args()
     import zmq
@@ -105,9 +125,12 @@ def main() -> int:
         tar.extractall(where, members=members, filter="data")
     root = where / top
     (root / "zjournal_everywhere.py").write_text(PLUGIN)
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(root), "ZJOURNAL_SUITE_CONFIRM": "1" if args.confirm else "0"}
     base = [str(python), "-m", "pytest", "tests", "-q", "-m", "not large", "-p", "no:cacheprovider", *args.pytest_args]
-    for label, extra in (("plain", []), ("journaled", ["-p", "zjournal_everywhere"])):
+    runs = [("plain", []), ("journaled", ["-p", "zjournal_everywhere"])]
+    if args.confirm:
+        runs = [("confirm", ["-p", "zjournal_everywhere"])]
+    for label, extra in runs:
         done = subprocess.run([*base, *extra], cwd=root, env=env, capture_output=True, text=True)
         (where / f"{label}.log").write_text(done.stdout + done.stderr)
         print(f"{label:>9}: {closing_line(done.stdout)}   (log: {where / f'{label}.log'})", flush=True)
