@@ -48,6 +48,27 @@ def ctx() -> Iterator[zmq.Context]:
 
 
 @pytest.fixture
+def confirm_intake() -> Iterator[Callable[[bytes], tuple[zmq.Socket, bytes]]]:
+    """Make a confirm sender's intake for an origin: ``(socket, its address for headers)``, closed after the test.
+
+    zjournal's real one (zjournal.sockets.confirm_channel): receivers send
+    confirmations only to the intake of the origin a header names.
+    """
+    from zjournal.sockets import confirm_channel
+
+    made: list[zmq.Socket] = []
+
+    def make(origin: bytes) -> tuple[zmq.Socket, bytes]:
+        intake = confirm_channel.open_intake(origin, "tcp://127.0.0.1:*")
+        made.append(intake)
+        return intake, intake.get(zmq.LAST_ENDPOINT)
+
+    yield make
+    for intake in made:
+        intake.close(0)
+
+
+@pytest.fixture
 def exited() -> Callable[[subprocess.Popen, str], tuple[str, str]]:
     """Waits up to 30 s for a process to exit: its stdout and stderr. One still running is killed and fails the test."""
 

@@ -291,17 +291,16 @@ def test_confirm_clients_are_confirmed_once_the_device_journaled_their_requests(
     assert journal.count(name="queue", state="pending") == 0
 
 
-def test_a_resend_of_a_journaled_request_is_not_queued_twice(journal, ctx, device) -> None:
+def test_a_resend_of_a_journaled_request_is_not_queued_twice(journal, ctx, device, confirm_intake) -> None:
     from zjournal.sockets import confirm_wire as wire
 
     fe, be, front, _back = device
     queue = zjournal.Queue(fe, be, journal)
     queue.start()
-    sink = ctx.socket(zmq.PULL)
-    sink_port = sink.bind_to_random_port("tcp://127.0.0.1")
+    sink, sink_address = confirm_intake(b"\x05" * 16)
     client = ctx.socket(zmq.DEALER)  # plays a confirm=True client, speaking the wire format
     client.connect(front)
-    header = wire.encode_header(b"\x05" * 16, 7, 7, f"tcp://127.0.0.1:{sink_port}".encode())
+    header = wire.encode_header(b"\x05" * 16, 7, 7, sink_address)
     for _ in range(3):  # sent, then resent twice
         client.send_multipart([header, b"", b"once"])
     origin, seqs = wire.parse_confirms(sink.recv_multipart())

@@ -15,6 +15,7 @@ import pytest
 import zmq
 
 import zjournal
+from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.confirm import _ASLEEP_AFTER
 
@@ -105,19 +106,17 @@ def test_one_frame_messages_sent_merged_arrive_as_sent_by_every_way_of_receiving
     assert all(frames[0] in sent for frames in journaled)  # what is kept is the message, never its header
 
 
-def test_held_confirmations_reach_their_senders_once_while_another_thread_flushes(journal, ctx) -> None:
+def test_held_confirmations_reach_their_senders_once_while_another_thread_flushes(journal, ctx, confirm_intake) -> None:
     """ConfirmReturn.hold names a sender once per run of its messages; a flush from another thread loses none."""
     import sys
 
     from zjournal.journal.core import port_of
     from zjournal.sockets.confirm_return import ConfirmReturn
 
-    intakes = [ctx.socket(zmq.PULL) for _ in range(2)]  # two senders' confirmation intakes
-    for intake in intakes:
-        intake.rcvhwm = 0
-        intake.bind("tcp://127.0.0.1:*")
-    endpoints = [intake.get(zmq.LAST_ENDPOINT).decode() for intake in intakes]
     origins = [b"\x01" * 16, b"\x02" * 16]
+    made = [confirm_intake(origin) for origin in origins]  # two senders' confirmation intakes
+    intakes = [intake for intake, _ in made]
+    endpoints = [address.decode() for _, address in made]
     back = ConfirmReturn(port_of(journal), ctx)
     done = threading.Event()
 
@@ -188,8 +187,7 @@ def test_an_unconfirmed_entry_is_sent_again_until_confirmed_even_by_an_idle_send
     assert header_again.seq == header.seq == push.last_id
     _wait(lambda: journal.get(header.seq).attempts >= 2, "the resend counted")  # attempts count the sends
     assert _pending_out(journal) == 1
-    back = ctx.socket(zmq.PUSH)
-    back.connect(header.endpoint)
+    back = confirm_channel.open_return(ctx, header.origin, header.endpoint)
     back.send_multipart(wire.encode_confirms(header.origin, [header.seq]))
     _wait(lambda: _pending_out(journal) == 0, "the confirmation")
     while peer.poll(300):  # resends already in the pipe; then none
@@ -205,13 +203,52 @@ def test_a_confirm_for_another_origin_or_a_malformed_one_acks_nothing(journal, c
     push.connect(where)
     push.send(b"m")
     header, _ = _as_sent(peer.recv_multipart())
-    back = ctx.socket(zmq.PUSH)
-    back.connect(header.endpoint)
+    back = confirm_channel.open_return(ctx, header.origin, header.endpoint)  # (past the handshake)
     back.send_multipart(wire.encode_confirms(b"\x01" * 16, [header.seq]))  # not this socket's origin
     back.send_multipart([b"ZJK1" + header.origin, b"short"])
     back.send_multipart([b"garbage"])
     time.sleep(0.2)
     assert _pending_out(journal) == 1
+
+
+def test_an_intake_hears_only_confirm_sockets_of_its_own_origin(ctx) -> None:
+    """The CURVE handshake of the confirm channel: a plain socket, or one meant for another sender, gets nothing in."""
+    mine, other = b"\x01" * 16, b"\x02" * 16
+    intake = confirm_channel.open_intake(mine, "tcp://127.0.0.1:*")
+    address = intake.get(zmq.LAST_ENDPOINT).decode()
+    plain = ctx.socket(zmq.PUSH)
+    plain.connect(address)
+    wrong = confirm_channel.open_return(ctx, other, address)  # a receiver's socket for another sender
+    right = confirm_channel.open_return(ctx, mine, address)
+    try:
+        plain.send(b"plain")
+        wrong.send(b"other origin")
+        right.send(b"mine")
+        assert intake.poll(5000) and intake.recv() == b"mine"
+        assert not intake.poll(500)
+    finally:
+        for sock in (plain, wrong, right, intake):
+            sock.close(0)
+
+
+def test_confirms_flow_where_the_applications_context_runs_a_zap_authenticator(journal, ctx, endpoint) -> None:
+    """zmq.auth refuses CURVE peers it was not told about: the intakes are not in the application's context."""
+    from zmq.auth.thread import ThreadAuthenticator
+
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    try:
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+        push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+        where = endpoint()
+        pull.bind(where)
+        push.connect(where)
+        push.send(b"m")
+        assert pull.recv() == b"m"
+        assert push.wait_confirmed(5)
+        assert _pending_out(journal) == 0
+    finally:
+        auth.stop()
 
 
 def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal, journal_path, ctx, endpoint) -> None:
@@ -240,11 +277,10 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
 
 
 def test_a_resend_the_receiver_journaled_before_is_dropped_and_confirmed_again_after_its_restart(
-    open_journal, journal_path, ctx, endpoint
+    open_journal, journal_path, ctx, endpoint, confirm_intake
 ) -> None:
-    confirms = ctx.socket(zmq.PULL)  # plays the sender's confirmation intake
-    confirms.bind("tcp://127.0.0.1:*")
-    intake = confirms.get(zmq.LAST_ENDPOINT).decode()
+    confirms, address = confirm_intake(ORIGIN)  # plays the sender's confirmation intake
+    intake = address.decode()
     sender = ctx.socket(zmq.PUSH)
 
     def message(seq: int, body: bytes) -> list[bytes]:
@@ -292,7 +328,7 @@ def test_whatever_follows_a_merged_frame_arrives_as_sent(open_journal, tmp_path,
     plain = ctx.socket(zmq.PUSH)
     for sock in (first, second, plain):
         sock.connect(where)
-    other = wire.encode_merged(ORIGIN, 9, 1, b"inproc://elsewhere", b"x")  # a merged frame of no sender heard
+    other = wire.encode_merged(ORIGIN, 9, 1, b"ipc://elsewhere", b"x")  # a merged frame of no sender heard
     steps = [
         (first, [b"m1"]),
         (plain, [b"a", b"b", b"c"]),
@@ -405,10 +441,8 @@ def test_asyncio_sockets_confirm_on_both_ends(open_journal, tmp_path, endpoint) 
         actx.destroy(linger=0)
 
 
-def test_a_prefetching_receiver_takes_the_header_off_and_drops_resends(journal, ctx, endpoint) -> None:
-    confirms = ctx.socket(zmq.PULL)
-    confirms.bind("tcp://127.0.0.1:*")
-    intake = confirms.get(zmq.LAST_ENDPOINT)
+def test_a_prefetching_receiver_takes_the_header_off_and_drops_resends(journal, ctx, endpoint, confirm_intake) -> None:
+    _confirms, intake = confirm_intake(ORIGIN)
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in", prefetch=16)
     where = endpoint()
     pull.bind(where)
@@ -846,7 +880,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_a_quiet_streams_keys_survive_a_kill_in_the_slot_files_key_ring(tmp_path, ctx) -> None:
+def test_a_quiet_streams_keys_survive_a_kill_in_the_slot_files_key_ring(tmp_path, ctx, confirm_intake) -> None:
     """One message at a time goes to the slot, its key to the slot file's ring (moved to the store every 512)."""
     import signal
     import subprocess
@@ -858,8 +892,7 @@ def test_a_quiet_streams_keys_survive_a_kill_in_the_slot_files_key_ring(tmp_path
         [sys.executable, "-c", QUIET_RECEIVER, path, where, str(count)], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout.readline().strip() == "ready"
-    sink = ctx.socket(zmq.PULL)
-    back = f"tcp://127.0.0.1:{sink.bind_to_random_port('tcp://127.0.0.1')}".encode()
+    _sink, back = confirm_intake(ORIGIN)
     push = ctx.socket(zmq.PUSH)
     push.connect(where)
     for seq in range(1, count + 1):
@@ -881,13 +914,6 @@ def test_a_quiet_streams_keys_survive_a_kill_in_the_slot_files_key_ring(tmp_path
         journal.close()
 
 
-def _confirm_intake(ctx) -> tuple[zmq.Socket, bytes]:
-    """A plain PULL playing a confirm sender's intake, and its address for headers."""
-    intake = ctx.socket(zmq.PULL)
-    intake.bind("tcp://127.0.0.1:*")
-    return intake, intake.get(zmq.LAST_ENDPOINT)
-
-
 def _confirmations(intake: zmq.Socket, want: int, timeout_ms: int = 5000) -> list[list[int]]:
     """The sequences of each confirm message until ``want`` are in (or the timeout)."""
     messages: list[list[int]] = []
@@ -898,9 +924,11 @@ def _confirmations(intake: zmq.Socket, want: int, timeout_ms: int = 5000) -> lis
     return messages
 
 
-def _plain_push_into_journaled_pull(journal, ctx, endpoint) -> tuple[zmq.Socket, bytes, zmq.Socket, zmq.Socket]:
+def _plain_push_into_journaled_pull(
+    journal, ctx, endpoint, confirm_intake
+) -> tuple[zmq.Socket, bytes, zmq.Socket, zmq.Socket]:
     """A journaled PULL fed by a plain PUSH that plays a confirm sender: ``(intake, its address, pull, push)``."""
-    intake, back = _confirm_intake(ctx)
+    intake, back = confirm_intake(ORIGIN)
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
     where = endpoint()
     pull.bind(where)
@@ -909,8 +937,10 @@ def _plain_push_into_journaled_pull(journal, ctx, endpoint) -> tuple[zmq.Socket,
     return intake, back, pull, push
 
 
-def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(journal, ctx, endpoint) -> None:
-    intake, back = _confirm_intake(ctx)
+def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(
+    journal, ctx, endpoint, confirm_intake
+) -> None:
+    intake, back = confirm_intake(ORIGIN)
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
     pull.rcvhwm = 0
     where = endpoint()
@@ -930,8 +960,10 @@ def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(jour
     assert journal.count(name="in", state="pending") == 1  # the one in hand
 
 
-def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(journal, ctx, endpoint) -> None:
-    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint)
+def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(
+    journal, ctx, endpoint, confirm_intake
+) -> None:
+    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint, confirm_intake)
     for seq, waits in ((1, True), (2, False)):
         push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
         assert pull.recv() == b"m%d" % seq
@@ -943,14 +975,16 @@ def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(jo
         assert time.monotonic() - started < 1.0  # from the receiver's thread, within milliseconds
 
 
-def test_a_receiver_answering_one_message_at_a_time_confirms_them_in_batches(journal, ctx, endpoint) -> None:
+def test_a_receiver_answering_one_message_at_a_time_confirms_them_in_batches(
+    journal, ctx, endpoint, confirm_intake
+) -> None:
     """A request/reply exchange: the receiver waits after each message, and does not confirm each on its own.
 
     Until 2026-12-05 a receiver about to wait sent what it held: a confirm
     message per message, in the way of the next one (both ends' I/O threads
     woken for it), which made a confirmed round trip 1.8x to 2.1x one without.
     """
-    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint)
+    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint, confirm_intake)
     count = 60
     for seq in range(1, count + 1):
         push.send_multipart([wire.encode_header(ORIGIN, seq, 1, back), b"m%d" % seq])
@@ -961,8 +995,8 @@ def test_a_receiver_answering_one_message_at_a_time_confirms_them_in_batches(jou
     assert len(messages) <= count // 3  # (the code before: 60)
 
 
-def test_the_dedup_keys_of_a_slots_key_ring_outlive_a_clean_close(open_journal, ctx, endpoint) -> None:
-    _intake, back = _confirm_intake(ctx)  # (kept open: confirmations go somewhere)
+def test_the_dedup_keys_of_a_slots_key_ring_outlive_a_clean_close(open_journal, ctx, endpoint, confirm_intake) -> None:
+    _intake, back = confirm_intake(ORIGIN)  # (kept open: confirmations go somewhere)
     push = ctx.socket(zmq.PUSH)
     journal = open_journal()
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in")

@@ -201,3 +201,47 @@ def test_a_killed_routers_unconfirmed_replies_to_made_up_ids_are_dead_letters_af
         assert again.count(name="server", state="pending", direction="out") == 0
     finally:
         ctx.destroy(linger=0)
+
+
+_SEND_ONE_AND_HANG = """
+import sys, time, zmq, zjournal
+journal = zjournal.open(sys.argv[1], plugins=False)
+push = journal.wrap(zmq.Context.instance().socket(zmq.PUSH), name="out", confirm=True)
+push.connect(sys.argv[2])
+push.send(b"payload")
+print(push._s.confirm.endpoint, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_senders_confirmations_never_reach_whatever_binds_its_address_next(tmp_path: Path) -> None:
+    """The receiver still owes the dead sender a confirmation; a stranger that takes the port gets nothing."""
+    import zmq
+
+    import zjournal
+
+    ctx = zmq.Context()
+    receiver = zjournal.open(str(tmp_path / "r"), plugins=False)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = f"ipc://{tmp_path}/data"
+    pull.bind(where)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SEND_ONE_AND_HANG, str(tmp_path / "s"), where], stdout=subprocess.PIPE, text=True
+    )
+    stranger = ctx.socket(zmq.PULL)  # a program that knows nothing of zjournal
+    try:
+        intake = child.stdout.readline().strip()
+        assert intake.startswith("tcp://127.0.0.1:")
+        assert pull.poll(10_000)  # the message is in the receiver's queue, not yet journaled
+        child.kill()
+        child.wait()
+        assert pull.recv() == b"payload"  # journaled now: its confirmation is owed to the dead sender
+        stranger.bind(intake)  # the dead sender's port, free again
+        assert not stranger.poll(1500)  # libzmq reconnected to it, and refused to deliver at the handshake
+    finally:
+        child.kill()
+        child.wait()
+        stranger.close(0)
+        pull.close(0)
+        receiver.close()
+        ctx.term()

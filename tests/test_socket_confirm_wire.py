@@ -14,7 +14,7 @@ ORIGIN = bytes(range(16))
 @given(
     seq=st.integers(min_value=1, max_value=2**64 - 1),
     data=st.data(),
-    endpoint=st.sampled_from(["tcp://127.0.0.1:5555", "ipc:///tmp/zj-confirm", "inproc://zj-1", "tcp://[::1]:7"]),
+    endpoint=st.sampled_from(["tcp://127.0.0.1:5555", "ipc:///tmp/zj-confirm", "ipc://@zj-1", "tcp://[::1]:7"]),
 )
 def test_a_header_comes_back_as_it_was_made(seq: int, data, endpoint: str) -> None:
     floor = data.draw(st.integers(min_value=0, max_value=seq))
@@ -46,7 +46,7 @@ def test_a_frame_that_is_not_a_well_formed_header_is_the_applications(frame: byt
     seq=st.integers(min_value=1, max_value=2**64 - 1),
     data=st.data(),
     body=st.binary(max_size=64),
-    endpoint=st.sampled_from(["tcp://127.0.0.1:5555", "ipc:///tmp/zj-confirm", "inproc://zj-1"]),
+    endpoint=st.sampled_from(["tcp://127.0.0.1:5555", "ipc:///tmp/zj-confirm", "ipc://@zj-1"]),
 )
 def test_a_merged_frame_gives_back_its_header_and_the_applications_frame(seq: int, data, body, endpoint) -> None:
     floor = data.draw(st.integers(min_value=0, max_value=seq))
@@ -95,7 +95,7 @@ def test_a_frame_that_is_not_a_well_formed_merged_one_is_the_applications(frame:
     assert wire.take_header(frames) is None and frames == [frame]
 
 
-_SENDERS = [(ORIGIN, b"tcp://127.0.0.1:1"), (ORIGIN, b"tcp://127.0.0.1:12"), (bytes(range(16)), b"inproc://zj")]
+_SENDERS = [(ORIGIN, b"tcp://127.0.0.1:1"), (ORIGIN, b"tcp://127.0.0.1:12"), (bytes(range(16)), b"ipc://zj")]
 
 
 @st.composite

@@ -38,6 +38,7 @@ from zjournal import exiting
 from zjournal.errors import InvalidArgumentError, InvalidTransitionError, StoreError, UnknownEntryError, ZJournalError
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.journal.port import SocketPort
+from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.libzmq import NOBLOCK, SNDMORE, base_send
 from zjournal.sockets.routing import still_names_its_peer
@@ -89,6 +90,7 @@ def confirm_sender(
         timeout = DEFAULT_CONFIRM_TIMEOUT
     if not isinstance(timeout, (int, float)) or not 0 < timeout < 1e9:
         raise InvalidArgumentError(f"confirm_timeout must be > 0 seconds, not {timeout!r}")
+    confirm_channel.require_curve()
     return ConfirmSender(sock, port, name, float(timeout), max_attempts, port.confirm_endpoint())
 
 
@@ -192,10 +194,8 @@ class ConfirmSender:
             )
         # The ring the unconfirmed messages wait in (no store write per message); None: the store.
         self._box = port.open_outbox(name)
-        self._intake = zmq.Context.socket(sock.context, zmq.PULL, socket_class=zmq.Socket)
-        self._intake.linger = 0
-        self._intake.rcvhwm = 100_000  # confirm messages waiting between two looks (each names many ids)
-        self._intake.bind(bind_to or "tcp://127.0.0.1:*")
+        # (in zjournal's own context, reachable only by receivers of this origin: confirm_channel)
+        self._intake = confirm_channel.open_intake(self.origin, bind_to or "tcp://127.0.0.1:*")
         self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
         self._endpoint = self.endpoint.encode()
         # close() wakes the thread from an idle sleep through this pipe (a pipe, not a ZeroMQ pair: nothing

@@ -15,12 +15,14 @@ import itertools
 import logging
 import operator
 import threading
+import time
 
 import zmq
 
 from zjournal import exiting
 from zjournal.errors import ZJournalError
 from zjournal.journal.port import SocketPort
+from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.libzmq import NOBLOCK
 
@@ -34,9 +36,12 @@ _RETURN_BATCH = 4096
 # put a confirm message, and the wakes of both I/O threads it costs, on every message's way (pipe+confirm
 # round trip p50 222 -> 163 µs). Longer than _RETURN_EVERY: each look is a GIL hand-over from a busy receiver.
 _HOLD_AT_MOST = 0.01
-# A receiver's confirm sockets (one per sender endpoint) at most; past that the least recently used one
+# A receiver's confirm sockets (one per sender) at most; past that the least recently used one
 # closes, its last confirmations still going (it lingers as a closing receiver's do).
 _MAX_ENDPOINTS = 64
+# A confirm socket that sent nothing for this long (s) closes: its sender may be gone, and libzmq would
+# reconnect to that address for as long as the socket lives. A sender still there is connected to again.
+_IDLE_CLOSE = 10.0
 # How long a closing receiver's last confirmations may wait to reach their senders (ms): long enough
 # for a live sender on this host or network, short enough that a sender that is gone delays ctx.term() little.
 _LAST_CONFIRMS_LINGER = 500
@@ -66,7 +71,8 @@ class ConfirmReturn:
         self.held: collections.deque[int | tuple[str, bytes, int]] = collections.deque()
         self._held_sender: tuple[str, bytes] = ("", b"")  # the sender of the last item held (socket's thread)
         self._taken_sender: tuple[str, bytes] = ("", b"")  # ... of the last item taken (_sending held)
-        self._sockets: collections.OrderedDict[str, zmq.Socket] = collections.OrderedDict()
+        # (endpoint, origin) -> its confirm socket and when it last sent (monotonic), least recently used first
+        self._sockets: collections.OrderedDict[tuple[str, bytes], tuple[zmq.Socket, float]] = collections.OrderedDict()
         self._sending = threading.Lock()  # the confirm sockets, between the socket's thread and the flusher
         self._flusher: threading.Thread | None = None
         self._held_wake = threading.Event()
@@ -143,7 +149,9 @@ class ConfirmReturn:
             while True:
                 stopping = self._stop.is_set()
                 if not self._queue and not stopping:
-                    self._arrived.wait()  # nothing to confirm: asleep until confirm_many queues some (or close)
+                    # nothing to confirm: asleep until confirm_many queues some (or close)
+                    if not self._arrived.wait(_IDLE_CLOSE if self._sockets else None):
+                        self._close_idle(time.monotonic())
                     self._arrived.clear()
                     continue  # then gather more, as below
                 self._wake.wait(_RETURN_EVERY)
@@ -172,17 +180,20 @@ class ConfirmReturn:
 
     def _send(self, endpoint: str, origin: bytes, seqs: list[int]) -> None:
         sockets = self._sockets
-        out = sockets.get(endpoint)
-        if out is None:
+        sender = (endpoint, origin)
+        now = time.monotonic()
+        known = sockets.get(sender)
+        if known is None:
+            self._close_idle(now)
             if len(sockets) >= _MAX_ENDPOINTS:
                 # (closed at once, libzmq would drop what was just queued on it: its sender resends it all)
-                sockets.popitem(last=False)[1].close(_LAST_CONFIRMS_LINGER)
-            out = zmq.Context.socket(self._ctx, zmq.PUSH, socket_class=zmq.Socket)
-            out.linger = 0
-            out.connect(endpoint)  # a wire-checked tcp, ipc or inproc address
-            sockets[endpoint] = out
-        elif len(sockets) > 1:
-            sockets.move_to_end(endpoint)
+                sockets.popitem(last=False)[1][0].close(_LAST_CONFIRMS_LINGER)
+            out = confirm_channel.open_return(self._ctx, origin, endpoint)
+        else:
+            out = known[0]
+            if len(sockets) > 1:
+                sockets.move_to_end(sender)
+        sockets[sender] = (out, now)
         for start in range(0, len(seqs), wire.MAX_CONFIRMS):
             try:
                 out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), NOBLOCK)
@@ -225,7 +236,10 @@ class ConfirmReturn:
         """Held confirmations go from here within :data:`_HOLD_AT_MOST` of the first one held."""
         try:
             while not self._stop.is_set():
-                self._held_wake.wait()
+                if not self._held_wake.wait(_IDLE_CLOSE if self._sockets else None):
+                    with self._sending:
+                        self._close_idle(time.monotonic())
+                    continue
                 self._held_wake.clear()
                 while True:
                     if self._stop.wait(_HOLD_AT_MOST):
@@ -239,8 +253,18 @@ class ConfirmReturn:
         except (zmq.ContextTerminated, zmq.ZMQError):
             pass  # closing: the senders resend what was not confirmed
 
+    def _close_idle(self, now: float) -> None:
+        """Close the confirm sockets that sent nothing for :data:`_IDLE_CLOSE` (the oldest are first)."""
+        sockets = self._sockets
+        while sockets:
+            sender, (out, used) = next(iter(sockets.items()))
+            if now - used < _IDLE_CLOSE:
+                return
+            del sockets[sender]
+            out.close(0)  # (what it still holds never reached a sender that is gone: it resends)
+
     def _close_sockets(self) -> None:
-        for s in self._sockets.values():
+        for s, _ in self._sockets.values():
             s.close(self._linger)
         self._sockets.clear()
 

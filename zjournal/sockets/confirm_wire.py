@@ -9,7 +9,9 @@ application's frames::
 restarts), ``sequence`` is the message's entry id there, ``floor`` the lowest
 sequence the sender still waits a confirmation for (the receiver forgets
 what is below: zjournal.journal.seen), and the endpoint is where the
-receiver sends confirmations (a tcp, ipc or inproc address the sender bound).
+receiver sends confirmations (a tcp or ipc address the sender bound; never
+inproc, which skips the handshake that keeps confirmations from strangers:
+zjournal.sockets.confirm_channel).
 
 A journaled receiver removes the header before the application sees the
 message, journals the message, and sends back *confirm messages* in batches,
@@ -51,7 +53,7 @@ MAX_CONFIRMS = 65536  # sequences per confirm message at most
 
 _FIXED = struct.Struct(">4s16sQQ")
 _SEQ = struct.Struct(">Q")
-_SCHEMES = ("tcp://", "ipc://", "inproc://")
+_SCHEMES = ("tcp://", "ipc://")
 
 
 class Header(NamedTuple):
@@ -67,7 +69,7 @@ def encode_header(origin: bytes, seq: int, floor: int, endpoint: bytes) -> bytes
 
 
 def is_address(endpoint: str) -> bool:
-    """A tcp, ipc or inproc address a receiver may connect to (nothing else is ever connected)."""
+    """A tcp or ipc address a receiver may connect to (nothing else is ever connected)."""
     return endpoint.startswith(_SCHEMES) and endpoint.isprintable() and len(endpoint) > len("ipc://")
 
 
