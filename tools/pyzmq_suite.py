@@ -56,8 +56,10 @@ def _journal():
 
 def _journaled_socket(self, socket_type, socket_class=None, **kwargs):
     sock = _plain_socket(self, socket_type, socket_class=socket_class, **kwargs)
-    if sys._getframe(1).f_globals.get("__name__", "").startswith("zjournal"):
-        return sock  # zjournal's own sockets (a confirm sender's intake, a receiver's confirm return)
+    if sys._getframe(1).f_globals.get("__name__", "").startswith(("zjournal", "zmq.utils.garbage")):
+        # zjournal's own sockets (a confirm sender's intake, a receiver's confirm return), and those of
+        # pyzmq's zero-copy garbage collector: internals, which no application would wrap
+        return sock
     return _journal().wrap(sock, confirm=CONFIRM and sock.type in _SENDERS)
 
 
