@@ -35,11 +35,8 @@ from zjournal.errors import InvalidArgumentError
 _KEY_PERSON = b"zjournal-confirm"  # (blake2b's personalisation: these keys are derived for nothing else)
 
 _context_lock = threading.Lock()
-_context: tuple[int, zmq.Context] | None = None  # (pid, context): a forked child makes its own
-# A forked child's copies of its parent's context: never collected there (destroying one would touch
-# the parent's libzmq state, which a child must not).
-_inherited: list[zmq.Context] = []
-_client_keys: tuple[int, bytes, bytes] | None = None  # (pid, public, secret) of this process's confirm sockets
+# (pid, context): a forked child makes its own (pyzmq never destroys a parent's context in a child)
+_context: tuple[int, zmq.Context] | None = None
 
 
 def require_curve() -> None:
@@ -60,20 +57,14 @@ def _intake_context() -> zmq.Context:
     global _context
     with _context_lock:
         if _context is None or _context[0] != os.getpid():
-            if _context is not None:
-                _inherited.append(_context[1])
             _context = (os.getpid(), zmq.Context(1))
         return _context[1]
 
 
+@functools.cache
 def _return_keys() -> tuple[bytes, bytes]:
-    """The CURVE client keypair of this process's confirm sockets (its value does not matter)."""
-    global _client_keys
-    with _context_lock:
-        if _client_keys is None or _client_keys[0] != os.getpid():
-            public, secret = zmq.curve_keypair()
-            _client_keys = (os.getpid(), public, secret)
-        return _client_keys[1], _client_keys[2]
+    """The CURVE client keypair of confirm sockets (any will do: intakes check only the server key)."""
+    return zmq.curve_keypair()
 
 
 def open_intake(origin: bytes, bind_to: str) -> zmq.Socket:
