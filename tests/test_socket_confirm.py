@@ -7,6 +7,7 @@ format of zjournal.sockets.confirm_wire, as a journaled peer would.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import threading
 import time
 from typing import NamedTuple
@@ -15,6 +16,7 @@ import pytest
 import zmq
 
 import zjournal
+from zjournal.journal import inflight
 from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.confirm import _ASLEEP_AFTER
@@ -273,7 +275,77 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
     old_headers = [_as_sent(m)[0] for m in before]
     new_headers = [_as_sent(m)[0] for m in after[:3]]
     assert [h.seq for h in new_headers] == [h.seq for h in old_headers]  # the same messages, by number
-    assert {h.origin for h in new_headers} == {old_headers[0].origin}  # the same origin across restarts
+    assert {h.origin for h in new_headers} == {old_headers[0].origin}  # each under the run that first sent it
+    new_run = _as_sent(after[3])[0].origin  # a new message: this run's origin, of the same stream
+    assert new_run != old_headers[0].origin and wire.stream_of(new_run) == wire.stream_of(old_headers[0].origin)
+
+
+def test_a_restarted_senders_earlier_run_is_deduplicated_and_confirmed_to_its_new_intake(
+    open_journal, journal_path, tmp_path, ctx, endpoint
+) -> None:
+    """Run 1's messages reach a journaled receiver, but their confirmations find run 1 gone; run 2 resends them."""
+    plain = ctx.socket(zmq.PULL)
+    where = endpoint()
+    plain.bind(where)
+    first = open_journal()
+    push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    for n in range(3):
+        push.send(b"old-%d" % n)
+    run_one = [plain.recv_multipart() for _ in range(3)]  # the frames as they went, headers and all
+    push.close(linger=0)
+    first.close()
+    receiver = open_journal(str(tmp_path / "receiver"))
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    to_receiver = endpoint()
+    pull.bind(to_receiver)
+    replayer = ctx.socket(zmq.PUSH)  # delivers run 1's messages as they went (its intake is closed now)
+    replayer.connect(to_receiver)
+    for frames in run_one:
+        replayer.send_multipart(frames)
+    assert [pull.recv() for _ in range(3)] == [b"old-0", b"old-1", b"old-2"]
+    again = open_journal()
+    push = again.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(to_receiver)
+    push.send(b"new")
+    assert pull.recv() == b"new"  # run 1's resends went first and were dropped: journaled here already
+    assert push.wait_confirmed(10)  # their confirmations, under run 1's origin, reached run 2's intake
+    assert receiver.info()["confirm"]["duplicates_dropped"] == 3
+    assert _pending_out(again) == 0
+
+
+def test_new_messages_of_a_sender_whose_journal_went_back_in_time_are_never_taken_for_resends(
+    open_journal, tmp_path, ctx, endpoint
+) -> None:
+    """A journal restored from a copy hands out the ids of its lost messages again: its new messages are new."""
+    receiver = open_journal(str(tmp_path / "receiver"))
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.rcvtimeo = 5000
+    where = endpoint()
+    pull.bind(where)
+    path = tmp_path / "sender"
+    sender = open_journal(str(path))
+    sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True).close()  # (its stream is in the journal now)
+    sender.close()
+    shutil.copytree(path, tmp_path / "copy")  # a backup, or the state a power loss takes the disk back to
+
+    def run(label: bytes) -> list[bytes]:
+        sender = open_journal(str(path))
+        push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+        push.connect(where)
+        for n in range(50):
+            push.send(b"%s-%d" % (label, n))
+        got = [pull.recv() for _ in range(50)]
+        assert push.wait_confirmed(10)
+        push.close()
+        sender.close()
+        return got
+
+    assert run(b"first") == [b"first-%d" % n for n in range(50)]
+    shutil.rmtree(path)
+    shutil.copytree(tmp_path / "copy", path)
+    assert run(b"second") == [b"second-%d" % n for n in range(50)]  # the same ids as the first run's
+    assert receiver.info()["confirm"]["duplicates_dropped"] == 0
 
 
 def test_a_resend_the_receiver_journaled_before_is_dropped_and_confirmed_again_after_its_restart(
@@ -314,6 +386,40 @@ def test_a_resend_the_receiver_journaled_before_is_dropped_and_confirmed_again_a
     assert pull.recv_multipart() == [b"three"]  # two was handled (acked at close): its resend is dropped
     assert not pull.poll(200)
     assert [e.frames for e in receiver.entries(name="in")] == [[b"three"]]
+
+
+def test_a_receiver_forgets_a_restarted_senders_earlier_runs_once_its_floor_passed_them(
+    open_journal, tmp_path, ctx, endpoint
+) -> None:
+    """Each wrap of a sender is a run (zjournal.journal.seen): a receiver keeps nothing per restart of its senders."""
+    receiver_path = str(tmp_path / "receiver")
+    receiver = open_journal(receiver_path)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.rcvtimeo = 5000
+    where = endpoint()
+    pull.bind(where)
+    sender = open_journal()
+
+    def run(count: int) -> None:
+        push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+        push.connect(where)
+        for n in range(count):
+            push.send(b"%d" % n)
+            assert pull.recv() == b"%d" % n
+            if n % 256 == 255:
+                assert push.wait_confirmed(10)  # (the floor its headers carry moves on)
+        assert push.wait_confirmed(10)
+        push.close()
+
+    for _ in range(3):
+        run(100)
+    assert len(receiver._ledger.seen.origins()) == 3  # three runs of one sender, their keys kept
+    run(inflight.KEYS + 500)  # the receiver's key ring goes to the store: its floor passed the earlier runs
+    assert len(receiver._ledger.seen.origins()) == 1
+    assert receiver.info()["confirm"]["senders"] == 1
+    pull.close()
+    receiver.close()
+    assert len(open_journal(receiver_path)._ledger.seen.origins()) == 1  # gone from the store too
 
 
 def test_whatever_follows_a_merged_frame_arrives_as_sent(open_journal, tmp_path, ctx, endpoint) -> None:

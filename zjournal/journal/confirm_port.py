@@ -11,12 +11,15 @@ as durable as the journal promises before the confirmation goes.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from zjournal.journal import entry as rec
-from zjournal.journal import inflight, outbox
+from zjournal.journal import inflight, outbox, seen
 from zjournal.journal.durability import Durability
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ _FORGET_EVERY = 1024  # a receiver forgets a sender's dedup keys below its floor
 _RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
 _KEYS = inflight.KEYS
 _NO_BLOBS: list[str] = []  # (never changed: the blob files of a message with none)
+_RUNS = b"confirm-runs:"  # + a socket name: the runs of its confirm sender whose entries may be resent
 
 
 class ConfirmPort:
@@ -116,16 +120,42 @@ class ConfirmPort:
         ledger = self.ledger
         keys = slots.keys_unstored
         batch = ledger.batch()
-        after = [ledger.seen.store_records(batch, keys)]
+        after = []
         origin = keys[-1][0]
         if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:
             forget = ledger.seen.forget_below(batch, origin, floor)
             if forget is not None:
                 after.append(forget)
+                keys = seen.at_or_above(keys, origin, floor)  # (the others are forgotten: no record for them)
+        after.insert(0, ledger.seen.store_records(batch, keys))
         ledger.commit(batch, [])
         for committed in after:
             committed()
         slots.keys_unstored = []
+
+    def begin_run(self, name: str, origin: bytes, pending: Sequence[int]) -> list[tuple[int, bytes]]:
+        """``name``'s confirm sender sends its new messages as ``origin`` from now on (zjournal.journal.seen).
+
+        Records ``(first id, origin)`` of this run, fsynced before any of its
+        messages goes; keeps the earlier runs that ``pending`` (ids ascending)
+        has entries of. Returns those runs, first ids ascending, this one
+        last: an entry's run is the last one whose first id is not above it;
+        an entry below the first is older than runs (its origin: the stream's
+        own). A record that cannot be read counts as none: those entries are
+        resent under the stream's origin, a possible duplicate, never a loss.
+        """
+        ledger = self.ledger
+        key = _RUNS + name.encode()
+        with ledger.lock:
+            ledger.check_open()
+            first = ledger.next_id  # every id this run hands out is at least this
+            runs = [run for run in _decode_runs(ledger.store.get("meta", key)) if run[0] < first]
+            kept = [run for i, run in enumerate(runs) if _has_between(pending, run[0], _next_first(runs, i, first))]
+            kept.append((first, origin))
+            batch = ledger.batch()
+            batch.put("meta", key, msgpack.packb([[at, run] for at, run in kept]))
+            ledger.store.write(batch, sync=True)
+        return kept
 
     def log_out(self, box: Outbox, frames: list[bytes], envelope_size: int = 0) -> int:
         """Append a confirm sender's message into its outbox (see zjournal.journal.outbox): pending, sent once.
@@ -329,3 +359,27 @@ class ConfirmPort:
             ledger.store.sync()
             for slots in list(ledger.slot_files):
                 slots.sync_if_changed()
+
+
+def _decode_runs(raw: bytes | None) -> list[tuple[int, bytes]]:
+    """A runs record (:meth:`ConfirmPort.begin_run`), checked as input from disk: [] when it is not one."""
+    if raw is None:
+        return []
+    try:
+        runs = [(at, run) for at, run in msgpack.unpackb(raw)]
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return []
+    for at, run in runs:
+        if type(at) is not int or at < 0 or type(run) is not bytes or len(run) != 16:
+            return []
+    return runs if runs == sorted(runs) else []
+
+
+def _next_first(runs: list[tuple[int, bytes]], i: int, last: int) -> int:
+    return runs[i + 1][0] if i + 1 < len(runs) else last
+
+
+def _has_between(ids: Sequence[int], low: int, high: int) -> bool:
+    """Whether sorted ``ids`` has one in ``[low, high)``."""
+    i = bisect.bisect_left(ids, low)
+    return i < len(ids) and ids[i] < high

@@ -556,7 +556,7 @@ class Journal:
         origins = self._ledger.seen.origins()
         count, total, worst = self._ledger.rare.confirm_latency
         return {
-            "senders": len(origins),
+            "senders": self._ledger.seen.senders(),
             "dedup_keys": sum(kept for _floor, kept in origins.values()),
             "duplicates_dropped": self._ledger.seen.dropped,
             "confirmed": int(count),

@@ -1,8 +1,15 @@
 """Which confirm-carrying messages a journal has journaled: the receiving side's deduplication record.
 
-A sender with ``confirm=True`` numbers its messages: an *origin* (16 bytes,
-the same for one journal and stream across restarts) and a *sequence* (its
-entry id). It resends what no receiver confirmed. A receiver drops a resend
+A sender with ``confirm=True`` numbers its messages: an *origin* (16 bytes)
+and a *sequence* (its entry id). An origin is a *stream* (its first
+:data:`STREAM_SIZE` bytes: one journal's socket name, the same across
+restarts) and a *run* (the rest: drawn afresh each time the socket is
+wrapped). A message keeps the origin of the run that first sent it, resends
+after a restart included, so a resend is known; a new message never takes
+a key an earlier run used, even when the sender's journal went back in time
+(restored from a copy, or a power loss in ``process`` mode took back its
+last id reservations): such a journal hands out its ids again, and they
+must not look like messages seen. It resends what no receiver confirmed. A receiver drops a resend
 it journaled before (its confirmation was lost, or the sender restarted
 before it arrived) and confirms it again. The rule this module keeps: **a
 message is reported as seen only if its key was committed to the store**
@@ -11,7 +18,10 @@ never loses a message this journal did not hold.
 
 Bounded: every message also carries the sender's *floor*, the lowest
 sequence it still waits a confirmation for. Nothing below it is ever resent,
-so the keys below it are deleted (:meth:`SeenIndex.forget_below`). A message
+so the keys below it are deleted (:meth:`SeenIndex.forget_below`), those of
+the stream's earlier runs too (the floor is the stream's: sequences are its
+journal's entry ids), and an earlier run with none left is forgotten whole:
+a receiver keeps nothing per restart of its senders. A message
 below the floor that arrives anyway (it was in a pipe when the floor moved)
 is unknown, and taken as new: a possible duplicate, never a loss. And at
 most :data:`WINDOW` keys are kept per origin: past that the oldest go, with
@@ -38,6 +48,7 @@ from typing import Any
 from zjournal.store.base import Store
 
 ORIGIN_SIZE = 16
+STREAM_SIZE = 8  # an origin's first bytes: its stream (the rest: the run)
 WINDOW = 1_000_000  # keys kept per origin at most (a sender's unconfirmed window is far smaller)
 
 _KEY = b"seen:"
@@ -49,6 +60,11 @@ _origin_of = operator.itemgetter(0)
 
 def key(origin: bytes, seq: int) -> bytes:
     return _KEY + origin + _SEQ.pack(seq)
+
+
+def stream_of(origin: bytes) -> bytes:
+    """The stream an origin is a run of (see the module docstring)."""
+    return origin[:STREAM_SIZE]
 
 
 class _Origin:
@@ -80,7 +96,16 @@ class SeenIndex:
     def __init__(self) -> None:
         # origin -> what is kept of it (read, not changed, by the receiving hot path: SocketPort.log_keyed)
         self.by_origin: dict[bytes, _Origin] = {}
+        self.by_stream: dict[bytes, set[bytes]] = {}  # stream -> its runs' origins in by_origin
         self.dropped = 0
+
+    def _known(self, origin: bytes) -> _Origin:
+        """What is kept of ``origin``, made (and its stream told) if nothing was."""
+        known = self.by_origin.get(origin)
+        if known is None:
+            known = self.by_origin[origin] = _Origin()
+            self.by_stream.setdefault(stream_of(origin), set()).add(origin)
+        return known
 
     def load(self, store: Store) -> None:
         """Read every record and floor of the store (a scan of the ``seen`` part of ``meta``)."""
@@ -108,6 +133,9 @@ class SeenIndex:
         for known in origins.values():
             heapq.heapify(known.records)
         self.by_origin = origins
+        self.by_stream = {}
+        for origin in origins:
+            self.by_stream.setdefault(stream_of(origin), set()).add(origin)
         raw = store.get("meta", _DROPPED)
         self.dropped = _SEQ.unpack(raw)[0] if raw is not None and len(raw) == _SEQ.size else 0
 
@@ -169,7 +197,7 @@ class SeenIndex:
         record = (max(new), first)
 
         def committed() -> None:
-            known = self.by_origin.setdefault(origin, _Origin())
+            known = self._known(origin)
             heapq.heappush(known.records, record)
             for seq in new:
                 if seq >= known.floor:  # (the floor may have passed it meanwhile: nothing will resend it)
@@ -181,9 +209,7 @@ class SeenIndex:
 
     def remember(self, origin: bytes, seq: int) -> None:
         """Know ``(origin, seq)`` as journaled now: its key is durable elsewhere (a slot file's key ring)."""
-        known = self.by_origin.get(origin)
-        if known is None:
-            known = self.by_origin[origin] = _Origin()
+        known = self.by_origin.get(origin) or self._known(origin)
         if seq >= known.floor:
             known.insert(seq)
 
@@ -203,13 +229,34 @@ class SeenIndex:
 
         def committed() -> None:
             for origin, record in records:
-                known = self.by_origin.setdefault(origin, _Origin())
-                heapq.heappush(known.records, record)
+                heapq.heappush(self._known(origin).records, record)
 
         return committed
 
     def forget_below(self, batch: Any, origin: bytes, floor: int) -> Any:
-        """Delete ``origin``'s records wholly below ``floor`` (the sender's), in ``batch``; None if nothing changes."""
+        """Delete the records of ``origin``'s stream wholly below ``floor`` (the sender's), in ``batch``.
+
+        ``origin``'s own and those of the stream's earlier runs (the floor is
+        the stream's); an earlier run left with nothing at or above it is
+        forgotten whole. Returns what to run after the write; None if nothing changes.
+        """
+        changes = []
+        for run in sorted(self.by_stream.get(stream_of(origin), ())):
+            if run != origin:
+                changes.append(self._forget_run_below(batch, run, floor, whole=True))
+        changes.append(self._forget_run_below(batch, origin, floor, whole=False))
+        done = [change for change in changes if change is not None]
+        if not done:
+            return None
+
+        def committed() -> None:
+            for change in done:
+                change()
+
+        return committed
+
+    def _forget_run_below(self, batch: Any, origin: bytes, floor: int, whole: bool) -> Any:
+        """:meth:`forget_below` of one origin; ``whole``: forget it entirely if nothing is left at or above."""
         known = self.by_origin.get(origin)
         if known is None or floor <= known.floor:
             return None
@@ -220,18 +267,40 @@ class SeenIndex:
             gone.append(heapq.heappop(records))
         for _last, first in gone:
             batch.delete("meta", key(origin, first))
-        batch.put("meta", _FLOOR + origin, _SEQ.pack(floor))
+        # (seqs not in records yet are in a slot file's key ring: they keep the run, and its floor)
+        whole = whole and not records and (not known.seqs or known.seqs[-1] < floor)
+        if whole:
+            batch.delete("meta", _FLOOR + origin)
+        else:
+            batch.put("meta", _FLOOR + origin, _SEQ.pack(floor))
 
         def committed() -> None:
-            if floor > known.floor:
+            if whole and not known.records and self.by_origin.get(origin) is known:
+                del self.by_origin[origin]
+                runs = self.by_stream.get(stream_of(origin))
+                if runs is not None:
+                    runs.discard(origin)
+                    if not runs:
+                        del self.by_stream[stream_of(origin)]
+            elif floor > known.floor:
                 known.floor = floor
                 del known.seqs[: bisect.bisect_left(known.seqs, floor)]
 
         return committed
 
+    def senders(self) -> int:
+        """How many senders' streams have keys or a floor kept here."""
+        return len(self.by_stream)
+
     def origins(self) -> dict[bytes, tuple[int, int]]:
         """``origin -> (floor, keys kept)``, for inspection."""
         return {origin: (known.floor, len(known.seqs)) for origin, known in self.by_origin.items()}
+
+
+def at_or_above(keys: list[tuple[bytes, int]], origin: bytes, floor: int) -> list[tuple[bytes, int]]:
+    """``keys`` but those of ``origin``'s stream below ``floor`` (what :meth:`SeenIndex.forget_below` forgets)."""
+    stream = stream_of(origin)
+    return [k for k in keys if k[1] >= floor or not k[0].startswith(stream)]
 
 
 def _nothing() -> None:

@@ -22,6 +22,7 @@ and the resend only ever tries it (never waiting behind the application).
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import logging
@@ -142,7 +143,11 @@ class ConfirmSender:
         self._name = name
         self._timeout = timeout
         self._max_attempts = max_attempts
-        self.origin = port.secret(f"confirm-origin:{name}")
+        # The stream's own origin (messages older than runs went out with it), and this run's: new messages
+        # never take a key an earlier run used, even if this journal went back in time (zjournal.journal.seen).
+        self._stream_origin = port.secret(f"confirm-origin:{name}")
+        self.stream = wire.stream_of(self._stream_origin)
+        self.origin = self.stream + os.urandom(wire.ORIGIN_SIZE - wire.STREAM_SIZE)
         # The unconfirmed entries, in two parts. Sent once by the application: entry id -> when (monotonic),
         # in the order sent, which is the ids' order; the application's thread adds to it without a lock
         # (one dict store: atomic), the others take from it under the mutex. And their ids in that order
@@ -184,6 +189,11 @@ class ConfirmSender:
             self._unconfirmed[entry_id] = 0.0
             self._ids.append(entry_id)
             self._backlog.append(entry_id)
+        # Recorded before anything is sent: a resend goes out under the run that first sent it (_origin_of).
+        runs = port.begin_run(name, self.origin, list(self._ids))
+        self._run_first = runs[-1][0]
+        self._earlier_firsts = [first for first, _origin in runs[:-1]]
+        self._earlier_origins = [origin for _first, origin in runs[:-1]]
         if stale_routes:
             self._dead_letters = stale_routes
             log.warning(
@@ -329,6 +339,13 @@ class ConfirmSender:
             raise
         self.last_sent = entry_id
         return result
+
+    def _origin_of(self, entry_id: int) -> bytes:
+        """The origin ``entry_id`` first went out with: its run's, or the stream's for one older than runs."""
+        if entry_id >= self._run_first:
+            return self.origin
+        run = bisect.bisect_right(self._earlier_firsts, entry_id) - 1
+        return self._earlier_origins[run] if run >= 0 else self._stream_origin
 
     @staticmethod
     def _still_routable(port: SocketPort, entry_id: int) -> bool:
@@ -485,8 +502,8 @@ class ConfirmSender:
             except zmq.Again:
                 break
             got = wire.parse_confirms(frames)
-            if got is None or got[0] != self.origin:
-                continue  # not a confirm message of this socket's: nothing is acked by it
+            if got is None or not got[0].startswith(self.stream):
+                continue  # not a confirm message of this socket's (any run of its stream): nothing is acked by it
             confirmed += got[1]
         if confirmed:
             self._warn_if_unconfirmed = False
@@ -571,11 +588,11 @@ class ConfirmSender:
         sock = self._sock()
         if sock is None or sock.closed:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
-        frames, floor = entry.frames, self.floor(entry_id)
+        frames, floor, origin = entry.frames, self.floor(entry_id), self._origin_of(entry_id)
         if len(frames) == 1 and len(frames[0]) <= _MERGE_LIMIT and not self._router:
-            zmq.Socket.send(sock, wire.encode_merged(self.origin, entry_id, floor, self._endpoint, frames[0]), flags)
+            zmq.Socket.send(sock, wire.encode_merged(origin, entry_id, floor, self._endpoint, frames[0]), flags)
         else:
-            self._send_frames(sock, frames, wire.encode_header(self.origin, entry_id, floor, self._endpoint), flags)
+            self._send_frames(sock, frames, wire.encode_header(origin, entry_id, floor, self._endpoint), flags)
         self.resent = True
         if self._warn_if_unconfirmed and time.monotonic() - self._started >= 2 * self._timeout:
             self._warn_if_unconfirmed = False  # (said once)

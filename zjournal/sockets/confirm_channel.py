@@ -5,8 +5,10 @@ A receiver sends confirmations to the endpoint named in a message's header
 a kill -9 the port or path is free, libzmq keeps reconnecting to it, and
 whatever program binds it next would receive confirm messages it never
 asked for. So the channel runs CURVE with a server key derived from the
-sender's origin. A receiver's confirm socket completes its handshake only
-with the intake of that origin. Anyone else gets nothing: a plain ZeroMQ
+sender's stream (an origin's first bytes: zjournal.sockets.confirm_wire,
+the same for every run of a sender, so one intake hears the confirmations
+of its earlier runs' messages too). A receiver's confirm socket completes
+its handshake only with the intake of that stream. Anyone else gets nothing: a plain ZeroMQ
 socket, another sender's intake, or a program that is not ZeroMQ at all.
 libzmq drops the connection at the handshake, and the sender resends what
 was not confirmed.
@@ -31,6 +33,7 @@ import zmq
 from zmq.utils import z85
 
 from zjournal.errors import InvalidArgumentError
+from zjournal.sockets.confirm_wire import stream_of
 
 _KEY_PERSON = b"zjournal-confirm"  # (blake2b's personalisation: these keys are derived for nothing else)
 
@@ -46,9 +49,9 @@ def require_curve() -> None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _server_keys(origin: bytes) -> tuple[bytes, bytes]:
-    """``(public, secret)``, Z85, of the intake of ``origin`` (a sender's stream)."""
-    secret = z85.encode(hashlib.blake2b(origin, digest_size=32, person=_KEY_PERSON).digest())
+def _server_keys(stream: bytes) -> tuple[bytes, bytes]:
+    """``(public, secret)``, Z85, of the intake of a sender's ``stream``."""
+    secret = z85.encode(hashlib.blake2b(stream, digest_size=32, person=_KEY_PERSON).digest())
     return zmq.curve_public(secret), secret
 
 
@@ -68,9 +71,9 @@ def _return_keys() -> tuple[bytes, bytes]:
 
 
 def open_intake(origin: bytes, bind_to: str) -> zmq.Socket:
-    """A PULL bound to ``bind_to`` that only ``origin``'s receivers can reach (linger 0)."""
+    """A PULL bound to ``bind_to`` that only receivers of ``origin``'s stream can reach (linger 0)."""
     require_curve()
-    public, secret = _server_keys(origin)
+    public, secret = _server_keys(stream_of(origin))
     intake = _intake_context().socket(zmq.PULL, socket_class=zmq.Socket)
     intake.linger = 0
     intake.rcvhwm = 100_000  # confirm messages waiting between two looks (each names many ids)
@@ -86,11 +89,11 @@ def open_intake(origin: bytes, bind_to: str) -> zmq.Socket:
 
 
 def open_return(ctx: zmq.Context, origin: bytes, endpoint: str) -> zmq.Socket:
-    """A PUSH in ``ctx`` connected to ``origin``'s intake at ``endpoint``; it delivers to nothing else."""
+    """A PUSH in ``ctx`` connected to the intake of ``origin``'s stream at ``endpoint``; it delivers to nothing else."""
     public, secret = _return_keys()
     out = zmq.Context.socket(ctx, zmq.PUSH, socket_class=zmq.Socket)
     out.linger = 0
-    out.curve_serverkey = _server_keys(origin)[0]
+    out.curve_serverkey = _server_keys(stream_of(origin))[0]
     out.curve_publickey = public
     out.curve_secretkey = secret
     # A sender that is gone is retried ever more slowly, not every 100 ms for as long as the socket lives.

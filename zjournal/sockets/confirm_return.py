@@ -71,7 +71,7 @@ class ConfirmReturn:
         self.held: collections.deque[int | tuple[str, bytes, int]] = collections.deque()
         self._held_sender: tuple[str, bytes] = ("", b"")  # the sender of the last item held (socket's thread)
         self._taken_sender: tuple[str, bytes] = ("", b"")  # ... of the last item taken (_sending held)
-        # (endpoint, origin) -> its confirm socket and when it last sent (monotonic), least recently used first
+        # (endpoint, stream) -> its confirm socket and when it last sent (monotonic), least recently used first
         self._sockets: collections.OrderedDict[tuple[str, bytes], tuple[zmq.Socket, float]] = collections.OrderedDict()
         self._sending = threading.Lock()  # the confirm sockets, between the socket's thread and the flusher
         self._flusher: threading.Thread | None = None
@@ -180,7 +180,7 @@ class ConfirmReturn:
 
     def _send(self, endpoint: str, origin: bytes, seqs: list[int]) -> None:
         sockets = self._sockets
-        sender = (endpoint, origin)
+        sender = (endpoint, wire.stream_of(origin))  # (one socket for every run of a sender)
         now = time.monotonic()
         known = sockets.get(sender)
         if known is None:

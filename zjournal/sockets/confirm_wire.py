@@ -5,8 +5,10 @@ application's frames::
 
     b"ZJC1" | origin (16 bytes) | sequence (u64) | floor (u64) | confirm endpoint (UTF-8)
 
-``origin`` names the sender's journal and stream (the same across its
-restarts), ``sequence`` is the message's entry id there, ``floor`` the lowest
+``origin`` names the sender: its first 8 bytes the *stream* (its journal and
+socket name, the same across restarts), the last 8 the *run* (new each time
+the socket is wrapped; a resend keeps the run that first sent the message:
+zjournal.journal.seen). ``sequence`` is the message's entry id there, ``floor`` the lowest
 sequence the sender still waits a confirmation for (the receiver forgets
 what is below: zjournal.journal.seen), and the endpoint is where the
 receiver sends confirmations (a tcp or ipc address the sender bound; never
@@ -42,12 +44,16 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from zjournal.journal import seen
+
 HEADER_MAGIC = b"ZJC1"
 MERGED_MAGIC = b"ZJC2"
 PREFIX = b"ZJC"  # what both forms start with: one look on the receiving hot path
 MERGE_LIMIT = 16 * 1024  # one-frame messages up to this size go merged (larger: copying costs more than a frame)
 CONFIRM_MAGIC = b"ZJK1"
-ORIGIN_SIZE = 16
+ORIGIN_SIZE = seen.ORIGIN_SIZE
+STREAM_SIZE = seen.STREAM_SIZE  # an origin's stream: the same across a sender's restarts (the rest: its run)
+stream_of = seen.stream_of
 MAX_ENDPOINT_BYTES = 256  # longer "endpoints" are not headers
 MAX_CONFIRMS = 65536  # sequences per confirm message at most
 
