@@ -598,8 +598,8 @@ class ConfirmSender:
             self._warn_if_unconfirmed = False  # (said once)
             log.warning(
                 "journal socket %r: nothing it sent was confirmed in %.3g s, and it sends messages again: "
-                "is its receiver running, and journaled? A plain pyzmq receiver never confirms (and sees an "
-                "extra first frame, b'ZJC1...')",
+                "is its receiver running, and journaled? A plain pyzmq receiver never confirms (and sees a header, "
+                "b'ZJC1...' or b'ZJC2...'), nor does a zjournal older than this one's confirm channel (2026-12-06)",
                 self._name,
                 time.monotonic() - self._started,
             )
