@@ -1081,6 +1081,65 @@ def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(
         assert time.monotonic() - started < 1.0  # from the receiver's thread, within milliseconds
 
 
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_once(
+    open_journal, tmp_path, endpoint, monkeypatch, flavour
+) -> None:
+    """A sender waiting for each confirmation (wait_confirmed after each send) hears in ms, not at the hold's end."""
+    import asyncio
+
+    import zmq.asyncio
+
+    from zjournal.sockets import confirm_return
+
+    monkeypatch.setattr(confirm_return, "_HOLD_AT_MOST", 30.0)  # held until the receiver waits, at least
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    where = endpoint()
+    if flavour == "sync":
+        ctx = zmq.Context()
+        push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+        pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+        pull.bind(where)
+        push.connect(where)
+        push.send(b"one")
+        assert pull.recv() == b"one"
+        assert not push.wait_confirmed(0.5)  # held: the receiver is not waiting for anything
+        consumer = threading.Thread(target=lambda: pull.poll(0) or pull.recv())  # waits for the next one
+        consumer.start()
+        try:
+            assert push.wait_confirmed(5)
+        finally:
+            push.send(b"two")  # (what the consumer waits for)
+            consumer.join()
+            push.close(linger=0)
+            pull.close()
+            ctx.destroy(linger=0)
+        return
+
+    async def main() -> tuple[bool, bool]:
+        actx = zmq.asyncio.Context()
+        try:
+            push = sender.wrap(actx.socket(zmq.PUSH), name="out", confirm=True)
+            pull = receiver.wrap(actx.socket(zmq.PULL), name="in")
+            pull.bind(where)
+            push.connect(where)
+            await push.send(b"one")
+            assert await pull.recv() == b"one"
+            held = await push.wait_confirmed(0.5)
+            waiting = asyncio.ensure_future(pull.recv())  # waits for the next one
+            confirmed = await push.wait_confirmed(5)
+            await push.send(b"two")
+            assert await waiting == b"two"
+            push.close(linger=0)
+            pull.close()
+            return held, confirmed
+        finally:
+            actx.destroy(linger=0)
+
+    assert asyncio.run(main()) == (False, True)
+
+
 def test_a_receiver_answering_one_message_at_a_time_confirms_them_in_batches(
     journal, ctx, endpoint, confirm_intake
 ) -> None:

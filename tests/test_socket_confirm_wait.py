@@ -176,6 +176,39 @@ def test_asyncio_waits_without_stalling_the_event_loop(open_journal, tmp_path, e
     assert _pending_out(sender) == 0
 
 
+def test_an_asyncio_wait_returns_when_the_confirmations_come_not_at_its_next_look(
+    open_journal, tmp_path, endpoint, monkeypatch
+) -> None:
+    """The sender's thread wakes the wait: with looks a minute apart, it still returns within seconds."""
+    from zjournal.sockets import aio
+
+    monkeypatch.setattr(aio, "RESEND_TICK_MS", 60_000)
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+
+    async def main() -> list[bool]:
+        actx = zmq.asyncio.Context()
+        try:
+            push = sender.wrap(actx.socket(zmq.PUSH), name="out", confirm=True)
+            pull = receiver.wrap(actx.socket(zmq.PULL), name="in")
+            where = endpoint()
+            pull.bind(where)
+            push.connect(where)
+            waits = []
+            for n in range(3):  # publisher-confirm style: each message confirmed before the next
+                await push.send(b"%d" % n)
+                assert await pull.recv() == b"%d" % n
+                waits.append(await asyncio.wait_for(push.wait_confirmed(), 5))
+            push.close()
+            pull.close()
+            return waits
+        finally:
+            actx.destroy(linger=0)
+
+    assert asyncio.run(main()) == [True, True, True]
+    assert _pending_out(sender) == 0
+
+
 def test_an_asyncio_dealer_resends_from_its_wait(open_journal, tmp_path) -> None:
     client = open_journal(str(tmp_path / "client"))
     server = open_journal(str(tmp_path / "server"))

@@ -25,7 +25,7 @@ from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.confirm import sender_of, wait_seconds
 from zjournal.sockets.copies import copy_attributes
-from zjournal.sockets.libzmq import RCVMORE
+from zjournal.sockets.libzmq import POLLIN, RCVMORE
 from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket, journaled_repr
 
 if TYPE_CHECKING:
@@ -152,6 +152,15 @@ class _JournaledAsync:
                 future._zj_call = (args, dict(kwargs or {}))
         self._zj_arm_resends()
         return super()._add_recv_event(kind, args=args, kwargs=kwargs, future=future)
+
+    def _add_io_state(self, state: int) -> None:
+        # (pyzmq adds POLLIN when a recv must wait: nothing queued, so confirmations held go sooner)
+        if state & POLLIN:
+            shadow = self._shadow_sock._s
+            back = None if shadow is None else shadow.confirm_return
+            if back is not None:
+                back.soon()
+        super()._add_io_state(state)  # type: ignore[misc]
 
     def _handle_recv(self) -> None:
         self._zj_reading = True
@@ -321,19 +330,36 @@ class _JournaledAsync:
         return self._shadow_sock.resent
 
     async def wait_confirmed(self, timeout: float | None = None) -> bool:
-        """JournaledSocket.wait_confirmed for the event loop: it looks every tick, and sleeps between looks."""
+        """JournaledSocket.wait_confirmed for the event loop: it looks every tick, and sleeps between looks.
+
+        A sleep ends early when the sender's thread settled confirmations, so a
+        wait returns as soon as the last one came, not at the next tick.
+        """
         sender = sender_of(self, self._s)
         seconds = wait_seconds(timeout)
-        deadline = None if seconds is None else asyncio.get_running_loop().time() + seconds
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
         tick = RESEND_TICK_MS / 1000
+        settled = asyncio.Event()
+
+        def wake() -> None:  # (from the sender's thread, or this loop's own look)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(settled.set)
+
+        sender.settled_hook = wake
         try:
             while sender.look() and not self._closed:  # (closed by another task: the wait ends)
-                left = tick if deadline is None else deadline - asyncio.get_running_loop().time()
+                left = tick if deadline is None else deadline - loop.time()
                 if left <= 0:
                     break
-                await asyncio.sleep(min(tick, left))
+                settled.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(settled.wait(), min(tick, left))
         except (zmq.ZMQError, ZJournalError):
             pass  # as the blocking wait: the context or the journal closed; what is unconfirmed stays pending
+        finally:
+            if sender.settled_hook is wake:
+                sender.settled_hook = None
         return sender.all_confirmed()
 
     @property

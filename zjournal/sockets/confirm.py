@@ -174,6 +174,9 @@ class ConfirmSender:
         # Until a receiver confirms something, or the warning went: a resend after 2 x timeout says so (see _resend).
         self._warn_if_unconfirmed = True
         self._started = time.monotonic()
+        # An event loop's wait_confirmed, told (from whichever thread) each time confirmations were settled;
+        # while it is set the thread takes confirmations in as they come (see _run).
+        self.settled_hook: Callable[[], None] | None = None
         # Entries this sender made dead letters since the application last asked (wait_confirmed): a wait
         # then answers False, as RabbitMQ's waitForConfirms does after a nack (guarded by the mutex).
         self._dead_letters = 0
@@ -409,8 +412,9 @@ class ConfirmSender:
         poller.register(self._wake_r, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if time.monotonic() - self._last_send > _SETTLE_IDLE:
-                    # The application is not sending: confirmations are taken and settled here. The
+                if self.settled_hook is not None or time.monotonic() - self._last_send > _SETTLE_IDLE:
+                    # The application is not sending, or an event loop waits for confirmations (its
+                    # thread cannot wait on the intake): they are taken and settled here. The
                     # thread sleeps until one comes, a resend is due or close() wakes it: an idle socket
                     # costs no CPU (a look every tick cost 2-3 % of a core per socket).
                     wait = self._idle_wait()
@@ -533,6 +537,9 @@ class ConfirmSender:
             now = time.monotonic()
             self._port.settle_many(self._name, _OUT, mine, self._box)
             self._port.confirmed(len(mine), now * len(mine) - sum(sent_at), now - min(sent_at))
+            hook = self.settled_hook
+            if hook is not None:
+                hook()
 
     def _resend_due(self) -> None:
         now = time.monotonic()

@@ -36,6 +36,10 @@ _RETURN_BATCH = 4096
 # put a confirm message, and the wakes of both I/O threads it costs, on every message's way (pipe+confirm
 # round trip p50 222 -> 163 µs). Longer than _RETURN_EVERY: each look is a GIL hand-over from a busy receiver.
 _HOLD_AT_MOST = 0.01
+# ... and this long once the socket waits for its next message (ConfirmReturn.soon): a sender waiting for
+# its confirmation (wait_confirmed after each send) hears in ~2 ms, not 10; a reply to what was received
+# still goes first, and a request/reply exchange costs a confirm message per 2 ms, not per message.
+_HOLD_WHEN_IDLE = 0.002
 # A receiver's confirm sockets (one per sender) at most; past that the least recently used one
 # closes, its last confirmations still going (it lingers as a closing receiver's do).
 _MAX_ENDPOINTS = 64
@@ -76,6 +80,7 @@ class ConfirmReturn:
         self._sending = threading.Lock()  # the confirm sockets, between the socket's thread and the flusher
         self._flusher: threading.Thread | None = None
         self._held_wake = threading.Event()
+        self._hurry = threading.Event()  # the socket waits for its next message: what is held goes sooner
         self._armed = False  # the flusher will look (see _flush_idle)
         self.duplicates = 0  # resends this socket dropped (already journaled)
         self._thread: threading.Thread | None = None
@@ -112,6 +117,11 @@ class ConfirmReturn:
             self._arm_flusher()
         elif len(held) >= _RETURN_BATCH:
             self.flush()
+
+    def soon(self) -> None:
+        """The socket found nothing queued and waits: what it holds goes within :data:`_HOLD_WHEN_IDLE`."""
+        if self._armed and not self._hurry.is_set():
+            self._hurry.set()
 
     def _arm_flusher(self) -> None:
         """Held confirmations go within :data:`_HOLD_AT_MOST` at the latest."""
@@ -242,8 +252,11 @@ class ConfirmReturn:
                     continue
                 self._held_wake.clear()
                 while True:
-                    if self._stop.wait(_HOLD_AT_MOST):
+                    if self._hurry.wait(_HOLD_AT_MOST) and not self._stop.is_set():
+                        self._stop.wait(_HOLD_WHEN_IDLE)  # (a reply to what was received goes first)
+                    if self._stop.is_set():
                         return
+                    self._hurry.clear()
                     if self.held:
                         self.flush()
                     self._armed = False
@@ -272,7 +285,7 @@ class ConfirmReturn:
         """Stop the threads (at interpreter exit: zjournal.exiting); :meth:`close` sends what is still held."""
         self._linger = _LAST_CONFIRMS_LINGER
         self._stop.set()
-        for event in (self._held_wake, self._wake, self._arrived):
+        for event in (self._held_wake, self._hurry, self._wake, self._arrived):
             event.set()
         for thread in (self._flusher, self._thread):
             if thread is not None and thread is not threading.current_thread():
@@ -290,6 +303,7 @@ class ConfirmReturn:
         if self._thread is None:
             self._stop.set()
             self._held_wake.set()
+            self._hurry.set()
             if self._flusher is not None and self._flusher is not threading.current_thread():
                 self._flusher.join()
             with contextlib.suppress(zmq.ZMQError):

@@ -349,6 +349,8 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if killpoints.ARMED:
                 killpoints.reached("ack:before-write")
             self._port.settle(settle, self._s.slots)
+            if state.confirm_return is not None:
+                state.confirm_return.soon()  # (nothing queued: confirmations held go sooner)
             if flags & NOBLOCK:
                 raise
         if state.confirm is not None:
