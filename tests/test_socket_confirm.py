@@ -297,6 +297,7 @@ def test_a_restarted_senders_earlier_run_is_deduplicated_and_confirmed_to_its_ne
     first.close()
     receiver = open_journal(str(tmp_path / "receiver"))
     pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.rcvtimeo = 5000
     to_receiver = endpoint()
     pull.bind(to_receiver)
     replayer = ctx.socket(zmq.PUSH)  # delivers run 1's messages as they went (its intake is closed now)
@@ -1083,7 +1084,7 @@ def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(
 
 @pytest.mark.parametrize("flavour", ["sync", "asyncio"])
 def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_once(
-    open_journal, tmp_path, endpoint, monkeypatch, flavour
+    open_journal, tmp_path, ctx, endpoint, monkeypatch, flavour
 ) -> None:
     """A sender waiting for each confirmation (wait_confirmed after each send) hears in ms, not at the hold's end."""
     import asyncio
@@ -1097,7 +1098,6 @@ def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_on
     receiver = open_journal(str(tmp_path / "b"))
     where = endpoint()
     if flavour == "sync":
-        ctx = zmq.Context()
         push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
         pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
         pull.bind(where)
@@ -1114,7 +1114,6 @@ def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_on
             consumer.join()
             push.close(linger=0)
             pull.close()
-            ctx.destroy(linger=0)
         return
 
     async def main() -> tuple[bool, bool]:

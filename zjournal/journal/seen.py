@@ -7,9 +7,11 @@ restarts) and a *run* (the rest: drawn afresh each time the socket is
 wrapped). A message keeps the origin of the run that first sent it, resends
 after a restart included, so a resend is known; a new message never takes
 a key an earlier run used, even when the sender's journal went back in time
-(restored from a copy, or a power loss in ``process`` mode took back its
-last id reservations): such a journal hands out its ids again, and they
-must not look like messages seen. It resends what no receiver confirmed. A receiver drops a resend
+(restored from a copy, or a power cut in ``process`` or ``interval`` mode
+took back its last id reservations): such a journal hands out its ids
+again, and they must not look like messages seen.
+
+The sender resends what no receiver confirmed. A receiver drops a resend
 it journaled before (its confirmation was lost, or the sender restarted
 before it arrived) and confirms it again. The rule this module keeps: **a
 message is reported as seen only if its key was committed to the store**
@@ -209,7 +211,7 @@ class SeenIndex:
 
     def remember(self, origin: bytes, seq: int) -> None:
         """Know ``(origin, seq)`` as journaled now: its key is durable elsewhere (a slot file's key ring)."""
-        known = self.by_origin.get(origin) or self._known(origin)
+        known = self._known(origin)
         if seq >= known.floor:
             known.insert(seq)
 

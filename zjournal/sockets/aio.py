@@ -160,7 +160,7 @@ class _JournaledAsync:
             back = None if shadow is None else shadow.confirm_return
             if back is not None:
                 back.soon()
-        super()._add_io_state(state)  # type: ignore[misc]
+        super()._add_io_state(state)
 
     def _handle_recv(self) -> None:
         self._zj_reading = True
