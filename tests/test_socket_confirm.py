@@ -1082,7 +1082,7 @@ def test_a_lone_message_is_confirmed_within_milliseconds_without_another_call(
         assert time.monotonic() - started < 1.0  # from the receiver's thread, within milliseconds
 
 
-@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+@pytest.mark.parametrize("flavour", ["sync", "poller", "asyncio"])
 def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_once(
     open_journal, tmp_path, ctx, endpoint, monkeypatch, flavour
 ) -> None:
@@ -1097,7 +1097,7 @@ def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_on
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))
     where = endpoint()
-    if flavour == "sync":
+    if flavour != "asyncio":
         push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
         pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
         pull.bind(where)
@@ -1105,7 +1105,12 @@ def test_a_receiver_that_waits_for_its_next_message_confirms_what_it_holds_at_on
         push.send(b"one")
         assert pull.recv() == b"one"
         assert not push.wait_confirmed(0.5)  # held: the receiver is not waiting for anything
-        consumer = threading.Thread(target=lambda: pull.poll(0) or pull.recv())  # waits for the next one
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        if flavour == "poller":  # waits for the next one in a poller, as an event loop of pyzmq code does
+            consumer = threading.Thread(target=lambda: poller.poll(10_000) and pull.recv())
+        else:  # ... or in recv
+            consumer = threading.Thread(target=pull.recv)
         consumer.start()
         try:
             assert push.wait_confirmed(5)

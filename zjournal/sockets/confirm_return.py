@@ -36,9 +36,8 @@ _RETURN_BATCH = 4096
 # put a confirm message, and the wakes of both I/O threads it costs, on every message's way (pipe+confirm
 # round trip p50 222 -> 163 µs). Longer than _RETURN_EVERY: each look is a GIL hand-over from a busy receiver.
 _HOLD_AT_MOST = 0.01
-# ... and this long once the socket waits for its next message (ConfirmReturn.soon): a sender waiting for
-# its confirmation (wait_confirmed after each send) hears in ~2 ms, not 10; a reply to what was received
-# still goes first, and a request/reply exchange costs a confirm message per 2 ms, not per message.
+# ... and this long once the socket waits for its next message (ConfirmReturn.soon) and none came meanwhile:
+# a sender waiting for its confirmation (wait_confirmed after each send) hears in ~2 ms, not 10 (see _hold).
 _HOLD_WHEN_IDLE = 0.002
 # A receiver's confirm sockets (one per sender) at most; past that the least recently used one
 # closes, its last confirmations still going (it lingers as a closing receiver's do).
@@ -117,6 +116,11 @@ class ConfirmReturn:
             self._arm_flusher()
         elif len(held) >= _RETURN_BATCH:
             self.flush()
+
+    @property
+    def holding(self) -> bool:
+        """Whether confirmations wait to be sent (the flusher will send them)."""
+        return self._armed
 
     def soon(self) -> None:
         """The socket found nothing queued and waits: what it holds goes within :data:`_HOLD_WHEN_IDLE`."""
@@ -252,11 +256,9 @@ class ConfirmReturn:
                     continue
                 self._held_wake.clear()
                 while True:
-                    if self._hurry.wait(_HOLD_AT_MOST) and not self._stop.is_set():
-                        self._stop.wait(_HOLD_WHEN_IDLE)  # (a reply to what was received goes first)
+                    self._hold()
                     if self._stop.is_set():
                         return
-                    self._hurry.clear()
                     if self.held:
                         self.flush()
                     self._armed = False
@@ -265,6 +267,25 @@ class ConfirmReturn:
                     self._armed = True
         except (zmq.ContextTerminated, zmq.ZMQError):
             pass  # closing: the senders resend what was not confirmed
+
+    def _hold(self) -> None:
+        """Wait :data:`_HOLD_AT_MOST`, or less: :data:`_HOLD_WHEN_IDLE` once the socket waits and nothing came since.
+
+        A sender that waits for its confirmation sends nothing more until it
+        has it: the receiver waits, and nothing comes. In a request/reply
+        exchange the receiver waits after each message too, but the next one
+        comes within the round trip: those confirmations keep to the full
+        hold, and go in batches.
+        """
+        deadline = time.monotonic() + _HOLD_AT_MOST
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._hurry.wait(left):
+                return
+            self._hurry.clear()
+            quiet = len(self.held)
+            if self._stop.wait(_HOLD_WHEN_IDLE) or len(self.held) == quiet:
+                return  # (a reply to what was received went first; nothing came since: the sender waits)
 
     def _close_idle(self, now: float) -> None:
         """Close the confirm sockets that sent nothing for :data:`_IDLE_CLOSE` (the oldest are first)."""

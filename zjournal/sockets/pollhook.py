@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 import zmq.sugar.poll
 
-from zjournal.sockets.libzmq import POLLOUT
+from zjournal.sockets.libzmq import EVENTS, POLLIN, POLLOUT, base_get
 
 _libzmq_poll = zmq.backend.zmq_poll
 _journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
@@ -49,6 +49,10 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
                 flags = 0
             elif sock._s.rep_held:
                 flags &= ~POLLOUT  # libzmq's REP owes a request held in Python its reply
+            back = sock._s.confirm_return
+            # The poll waits for this socket's next message (nothing queued): what it holds goes sooner.
+            if back is not None and back.holding and timeout and flags & POLLIN and not events:
+                _soon_if_nothing_queued(sock, back)
             confirm = sock._s.confirm
             if confirm is not None and not confirm.resends_in_thread:
                 resending.append(confirm)
@@ -66,6 +70,11 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     for sock, events in extra.items():
         ready[sock] = ready.get(sock, 0) | events
     return [(sock, events) for sock, events in ready.items() if events]
+
+
+def _soon_if_nothing_queued(sock: Any, back: Any) -> None:
+    if not base_get(sock, EVENTS) & POLLIN:
+        back.soon()
 
 
 def _poll_resending(sockets: list[tuple[Any, int]], timeout: int, resending: list[Any]) -> list[tuple[Any, int]]:
