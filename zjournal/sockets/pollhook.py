@@ -51,8 +51,9 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
                 flags &= ~POLLOUT  # libzmq's REP owes a request held in Python its reply
             back = sock._s.confirm_return
             # The poll waits for this socket's next message (nothing queued): what it holds goes sooner.
-            if back is not None and back.holding and timeout and flags & POLLIN and not events:
-                _soon_if_nothing_queued(sock, back)
+            waits = timeout and flags & POLLIN and not events
+            if back is not None and back.holding and waits and not base_get(sock, EVENTS) & POLLIN:
+                back.soon()
             confirm = sock._s.confirm
             if confirm is not None and not confirm.resends_in_thread:
                 resending.append(confirm)
@@ -70,11 +71,6 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     for sock, events in extra.items():
         ready[sock] = ready.get(sock, 0) | events
     return [(sock, events) for sock, events in ready.items() if events]
-
-
-def _soon_if_nothing_queued(sock: Any, back: Any) -> None:
-    if not base_get(sock, EVENTS) & POLLIN:
-        back.soon()
 
 
 def _poll_resending(sockets: list[tuple[Any, int]], timeout: int, resending: list[Any]) -> list[tuple[Any, int]]:
