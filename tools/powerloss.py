@@ -1,4 +1,4 @@
-"""Power-loss simulation for the ``interval`` and ``always`` durability modes and in-flight slots.
+"""Power-loss simulation for the ``interval`` and ``always`` durability modes, in-flight slots and confirms.
 
 Run:  python tools/powerloss.py [--seconds 3] [--interval-ms 20] [--json out.json]
 
@@ -32,6 +32,14 @@ power cut could leave: a moved message that is neither in the durable log
 nor still in its durable slot is lost in that state (the ``lost`` column;
 any makes the run fail). This is the order "the store record is durable
 before the slot overwrite is".
+
+``confirm`` (``interval``, a journaled PULL with explicit acks, fed by a
+``confirm=True`` sender in a process of its own, whose host keeps its
+power): the receiver's power goes out, a new receiver opens the last image
+on the same endpoint, the sender stops and waits for its confirmations.
+Every message sent must be acked by the worker before the cut or after it
+(the ``lost`` column counts those that were not; any makes the run fail):
+a confirmation must never go out for a message the image could lack.
 
 What this does not model: a disk that lies about fsync, or a torn write inside
 a RocksDB file (``tests/test_faults.py`` covers torn and damaged files).
@@ -131,21 +139,25 @@ def write(batch, *, sync=False):
             durable_seq[0] = max(durable_seq[0], seq)
             snapshot()
 store.write = write
-if mode in ("slots", "spill"):
+if mode in ("slots", "spill", "confirm"):
     # A journaled PULL: each message sits in its in-flight slot until the next one is asked for.
     # 'slots': the image copies the slot file while the socket keeps writing it, so torn slots are
     # likely: opening the image must reject them, never read garbage. 'spill': every 50th message is
     # kept pending (its handler fails), so it moves from its slot to the store when the next one comes.
+    # 'confirm': the PULL receives from a confirm sender in another process (the harness checks).
     import zmq
     real_slot_sync = inflight.SlotFile.sync
     def slot_sync_and_snapshot(self):
         with lock:
+            # confirm: the file as it was before the fdatasync began (all of it durable once it returns),
+            # no more: a confirmation sent for a message the image lacks is then a message lost.
+            before = os.pread(self.fd, os.fstat(self.fd).st_size, 0) if mode == "confirm" else None
             real_slot_sync(self)
             if mode == "slots":  # copied while the socket may be writing it
                 with open(self.path, "rb") as f:
                     durable_slots[os.path.basename(self.path)] = f.read()
             else:
-                durable_slots[os.path.basename(self.path)] = os.pread(self.fd, os.fstat(self.fd).st_size, 0)
+                durable_slots[os.path.basename(self.path)] = before or os.pread(self.fd, os.fstat(self.fd).st_size, 0)
             snapshot()
     inflight.SlotFile.sync = slot_sync_and_snapshot
     real_spill = journal._ledger.spill
@@ -157,6 +169,20 @@ if mode in ("slots", "spill"):
             spilled.append((entry_id, log_name, size))
     journal._ledger.spill = spill
     ctx = zmq.Context()
+    if mode == "confirm":
+        # A worker that acks each message once it has received 1,000 more (explicit acks, a lag): what it
+        # did not ack must come back after the cut. "acking" is logged before the ack: never counted late.
+        import collections
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="p", ack="explicit")
+        pull.bind(sys.argv[6])
+        print("ready", flush=True)
+        unacked = collections.deque()
+        while True:
+            unacked.append((pull.recv(), pull.last_id))
+            if len(unacked) > 1000:
+                body, entry_id = unacked.popleft()
+                os.write(out, b"acking %s\n" % body)
+                pull.ack(entry_id)
     pull = journal.wrap(ctx.socket(zmq.PULL), name="p")
     pull.bind("inproc://p")
     push = ctx.socket(zmq.PUSH)
@@ -182,6 +208,100 @@ while True:
     os.write(out, b"%d %d %.6f\n" % (i, entry_id, time.time()))
     i += 1
 """
+
+
+# 'confirm': a confirm sender in a process of its own (its host keeps its power). It sends numbered
+# messages as fast as it can until the harness creates the stop file, then waits for every message to
+# be confirmed and prints: how many sends returned, whether all were confirmed, how many are pending.
+SENDER = r"""
+import os, sys, zmq, zjournal
+path, endpoint, stop = sys.argv[1:4]
+journal = zjournal.open(path)
+ctx = zmq.Context()
+push = journal.wrap(ctx.socket(zmq.PUSH), name="s", confirm=True, confirm_timeout=0.5)
+push.connect(endpoint)
+print("ready", flush=True)
+sent = 0
+while sent % 256 or not os.path.exists(stop):
+    push.send(b"%08d" % sent)
+    sent += 1
+confirmed = push.wait_confirmed(timeout=60)
+print(sent, int(confirmed), journal.count(name="s", state="pending", direction="out"), flush=True)
+push.close()
+journal.close()
+ctx.term()
+"""
+
+
+def _acked(log: Path) -> list[int]:
+    """The numbers of the messages the writer's worker was acking, from its log (a torn last line: not whole)."""
+    *whole, _torn = log.read_text().split("\n")
+    return [int(line.split()[1]) for line in whole]
+
+
+def run_confirm(seconds: float, interval_ms: float, workdir: Path, rng: random.Random) -> dict:
+    """The receiver of a confirm sender loses its power; a new one starts from the image; nothing is lost.
+
+    Every message whose ``send`` returned must be acked by the worker before
+    the cut, or reach the worker that opens the image after it (the image's
+    pending entries, then the sender's resends of what it was not told is
+    journaled). A confirmation sent for a message the image lacks would lose
+    it: the sender never resends a confirmed message.
+    """
+    path, image, log = workdir / "confirm.journal", workdir / "confirm.image", workdir / "confirm.log"
+    endpoint, stop = f"ipc://{workdir}/confirm.ipc", workdir / "confirm.stop"
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(image), str(log), "confirm", str(interval_ms), endpoint],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER, str(workdir / "sender.journal"), endpoint, str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sender.stdout is not None and sender.stdout.readline().strip() == "ready"
+    time.sleep(rng.uniform(seconds / 2, seconds))
+    receiver.send_signal(signal.SIGKILL)  # the receiver's host loses its power
+    receiver.wait()
+    before = _acked(log)
+    import zmq
+
+    import zjournal
+
+    if not image.exists():
+        image = image.with_name(image.name + ".old")
+    after: list[int] = []
+    ctx = zmq.Context()
+    with zjournal.open(str(image), durability="interval", fsync_interval=interval_ms) as journal:
+        pull = journal.wrap(ctx.socket(zmq.PULL), name="p", ack="explicit")
+        pull.bind(endpoint)
+        pull.rcvtimeo = 300
+        stop.touch()  # the sender sends no more, and waits for its confirmations
+        while True:
+            try:
+                after.append(int(pull.recv()))
+                pull.ack()
+            except zmq.Again:
+                if sender.poll() is not None:
+                    break
+        pull.close()
+    ctx.term()
+    sent, confirmed, pending = (int(word) for word in sender.stdout.read().split())
+    delivered = set(before) | set(after)
+    lost = [n for n in range(sent) if n not in delivered]
+    return {
+        "mode": "confirm",
+        "returned": sent,
+        "kept": len(delivered),
+        "lost": len(lost),
+        "duplicates": len(before) + len(after) - len(delivered),
+        "after_restart": len(after),
+        "all_confirmed": bool(confirmed) and pending == 0,
+        "lost_window_ms": 0.0,
+        "interval_ms": interval_ms,
+    }
 
 
 def run_mode(mode: str, seconds: float, interval_ms: float, workdir: Path, rng: random.Random) -> dict:
@@ -278,10 +398,11 @@ def main() -> None:
     results = []
     try:
         for round_ in range(args.rounds):
+            roundir = workdir / f"r{round_}"
+            roundir.mkdir(exist_ok=True)
             for mode in ("interval", "always", "slots", "spill"):
-                roundir = workdir / f"r{round_}"
-                roundir.mkdir(exist_ok=True)
                 results.append(run_mode(mode, args.seconds, args.interval_ms, roundir, rng))
+            results.append(run_confirm(args.seconds, args.interval_ms, roundir, rng))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
@@ -295,8 +416,10 @@ def main() -> None:
         print(f"| {r['mode']} | {r['returned']} | {r['kept']} | {r['lost']} | {window} | {garbage} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    # always: nothing that returned may be lost; spill: no power-cut state may lose a durable message.
-    must_keep = sum(r["lost"] for r in results if r["mode"] in ("always", "spill"))
+    # always: nothing that returned may be lost; spill: no power-cut state may lose a durable message;
+    # confirm: every message sent reaches an application, before the cut or after it, all confirmed.
+    must_keep = sum(r["lost"] for r in results if r["mode"] in ("always", "spill", "confirm"))
+    must_keep += sum(not r["all_confirmed"] for r in results if r["mode"] == "confirm")
     garbage = sum(r.get("garbage", 0) for r in results)
     sys.exit(1 if must_keep or garbage else 0)
 
