@@ -33,13 +33,21 @@ nor still in its durable slot is lost in that state (the ``lost`` column;
 any makes the run fail). This is the order "the store record is durable
 before the slot overwrite is".
 
-``confirm`` (``interval``, a journaled PULL with explicit acks, fed by a
+``confirm-receiver`` (``interval``, a journaled PULL with explicit acks, fed by a
 ``confirm=True`` sender in a process of its own, whose host keeps its
 power): the receiver's power goes out, a new receiver opens the last image
 on the same endpoint, the sender stops and waits for its confirmations.
 Every message sent must be acked by the worker before the cut or after it
 (the ``lost`` column counts those that were not; any makes the run fail):
 a confirmation must never go out for a message the image could lack.
+
+``confirm-sender`` (``interval``, the confirm sender loses its power; its
+receiver, slower than it, keeps its own): the restarted sender opens the
+last image, resends what it holds unconfirmed and sends 1,000 new messages.
+Those sent after the image was taken may be lost with the sender's ZeroMQ
+queue (``lost``, and how long before the cut the oldest returned); any sent
+before it, or after the restart, that does not arrive fails the run
+(``lost_after_durable`` in the JSON).
 
 What this does not model: a disk that lies about fsync, or a torn write inside
 a RocksDB file (``tests/test_faults.py`` covers torn and damaged files).
@@ -77,6 +85,7 @@ def wal_sizes():
 durable_wal = wal_sizes()  # opening ends with a synced write
 durable_seq = [store._db.latest_sequence_number()]  # the store's sequence number those bytes reach
 durable_slots = {}
+durable_at = {}  # confirm-sender: when the durable copy of each outbox was read
 lock = threading.RLock()  # fsyncs come from the maintainer thread and from the application's
 # spill mode: entries moved from a slot to the store, with the log and the size that hold them.
 # At every image each must be in the durable log or still in its durable slot: in neither, a power
@@ -114,6 +123,8 @@ def snapshot():
         if os.path.exists(image):
             os.rename(image, image + ".old")
         os.rename(tmp, image)
+        if mode == "confirm-sender":  # every send that returned before this time is in the image
+            os.write(out, b"image %.6f\n" % min(durable_at.values(), default=0.0))
 
 real_sync = store.sync
 def sync_and_snapshot():
@@ -139,27 +150,38 @@ def write(batch, *, sync=False):
             durable_seq[0] = max(durable_seq[0], seq)
             snapshot()
 store.write = write
-if mode in ("slots", "spill", "confirm"):
+if mode in ("slots", "spill", "confirm-receiver", "confirm-sender"):
     # A journaled PULL: each message sits in its in-flight slot until the next one is asked for.
     # 'slots': the image copies the slot file while the socket keeps writing it, so torn slots are
     # likely: opening the image must reject them, never read garbage. 'spill': every 50th message is
     # kept pending (its handler fails), so it moves from its slot to the store when the next one comes.
-    # 'confirm': the PULL receives from a confirm sender in another process (the harness checks).
+    # 'confirm-*': a confirm sender and its receiver in two processes, this one losing its power.
     import zmq
-    real_slot_sync = inflight.SlotFile.sync
-    def slot_sync_and_snapshot(self):
-        with lock:
-            # confirm: the file as it was before the fdatasync began (all of it durable once it returns),
-            # no more: a confirmation sent for a message the image lacks is then a message lost.
-            before = os.pread(self.fd, os.fstat(self.fd).st_size, 0) if mode == "confirm" else None
-            real_slot_sync(self)
-            if mode == "slots":  # copied while the socket may be writing it
-                with open(self.path, "rb") as f:
-                    durable_slots[os.path.basename(self.path)] = f.read()
-            else:
-                durable_slots[os.path.basename(self.path)] = before or os.pread(self.fd, os.fstat(self.fd).st_size, 0)
-            snapshot()
-    inflight.SlotFile.sync = slot_sync_and_snapshot
+    from zjournal.journal import outbox
+    exact = mode.startswith("confirm")
+
+    def sync_and_snapshot(real_sync):
+        def sync(self):
+            with lock:
+                # confirm-*: the file as it was before the fdatasync began (all of it durable once it
+                # returns), no more: then a confirmation of a message the image lacks is a loss.
+                read_at = time.time()
+                before = os.pread(self.fd, os.fstat(self.fd).st_size, 0) if exact and self.fd >= 0 else None
+                if before is not None and isinstance(self, outbox.Outbox):
+                    durable_at[os.path.basename(self.path)] = read_at
+                real_sync(self)
+                if mode == "slots":  # copied while the socket may be writing it
+                    with open(self.path, "rb") as f:
+                        durable_slots[os.path.basename(self.path)] = f.read()
+                elif before is not None or self.fd >= 0:
+                    durable_slots[os.path.basename(self.path)] = before or os.pread(
+                        self.fd, os.fstat(self.fd).st_size, 0
+                    )
+                snapshot()
+        return sync
+
+    inflight.SlotFile.sync = sync_and_snapshot(inflight.SlotFile.sync)
+    outbox.Outbox.sync = sync_and_snapshot(outbox.Outbox.sync)  # a confirm sender's unconfirmed messages
     real_spill = journal._ledger.spill
     def spill(slot):
         entry_id = slot.entry_id
@@ -169,7 +191,19 @@ if mode in ("slots", "spill", "confirm"):
             spilled.append((entry_id, log_name, size))
     journal._ledger.spill = spill
     ctx = zmq.Context()
-    if mode == "confirm":
+    if mode == "confirm-sender":
+        # No high-water mark: what the slow receiver has not taken waits in this process's ZeroMQ queue
+        # (lost with the power, the image holds it) and, once the outbox is full, in the store.
+        push = journal.wrap(ctx.socket(zmq.PUSH), name="s", confirm=True, confirm_timeout=0.5)
+        push.sndhwm = 0
+        push.connect(sys.argv[6])
+        print("ready", flush=True)
+        i = 0
+        while True:
+            push.send(b"old%08d" % i)
+            os.write(out, b"%d %.6f\n" % (i, time.time()))
+            i += 1
+    if mode == "confirm-receiver":
         # A worker that acks each message once it has received 1,000 more (explicit acks, a lag): what it
         # did not ack must come back after the cut. "acking" is logged before the ack: never counted late.
         import collections
@@ -239,7 +273,7 @@ def _acked(log: Path) -> list[int]:
     return [int(line.split()[1]) for line in whole]
 
 
-def run_confirm(seconds: float, interval_ms: float, workdir: Path, rng: random.Random) -> dict:
+def run_confirm_receiver(seconds: float, interval_ms: float, workdir: Path, rng: random.Random) -> dict:
     """The receiver of a confirm sender loses its power; a new one starts from the image; nothing is lost.
 
     Every message whose ``send`` returned must be acked by the worker before
@@ -251,7 +285,7 @@ def run_confirm(seconds: float, interval_ms: float, workdir: Path, rng: random.R
     path, image, log = workdir / "confirm.journal", workdir / "confirm.image", workdir / "confirm.log"
     endpoint, stop = f"ipc://{workdir}/confirm.ipc", workdir / "confirm.stop"
     receiver = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(image), str(log), "confirm", str(interval_ms), endpoint],
+        [sys.executable, "-c", WRITER, str(path), str(image), str(log), "confirm-receiver", str(interval_ms), endpoint],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -292,7 +326,7 @@ def run_confirm(seconds: float, interval_ms: float, workdir: Path, rng: random.R
     delivered = set(before) | set(after)
     lost = [n for n in range(sent) if n not in delivered]
     return {
-        "mode": "confirm",
+        "mode": "confirm-receiver",
         "returned": sent,
         "kept": len(delivered),
         "lost": len(lost),
@@ -300,6 +334,123 @@ def run_confirm(seconds: float, interval_ms: float, workdir: Path, rng: random.R
         "after_restart": len(after),
         "all_confirmed": bool(confirmed) and pending == 0,
         "lost_window_ms": 0.0,
+        "interval_ms": interval_ms,
+    }
+
+
+# 'confirm-sender': the receiver (its host keeps its power) logs every message it is handed, until
+# the stop file exists and nothing came for 300 ms; slower than the sender while the slow file exists.
+RECEIVER = r"""
+import os, sys, time, zmq, zjournal
+path, endpoint, log, stop, slow_file = sys.argv[1:6]
+journal = zjournal.open(path)
+ctx = zmq.Context()
+pull = journal.wrap(ctx.socket(zmq.PULL), name="r")
+pull.rcvtimeo = 300
+pull.bind(endpoint)
+print("ready", flush=True)
+slow, n = True, 0
+with open(log, "wb") as out:
+    while True:
+        try:
+            out.write(pull.recv() + b"\n")
+        except zmq.Again:
+            if os.path.exists(stop):
+                break
+            continue
+        n += 1
+        if n % 1000 == 0:
+            slow = os.path.exists(slow_file)
+        if slow and n % 10 == 0:
+            time.sleep(0.001)
+pull.close()
+journal.close()
+ctx.term()
+"""
+
+# 'confirm-sender': the sender after the power cut, from the image: it resends what the image holds
+# unconfirmed, sends 1,000 new messages and waits for every confirmation.
+RESTARTED = r"""
+import sys, zmq, zjournal
+path, endpoint = sys.argv[1:3]
+journal = zjournal.open(path, durability="interval")
+ctx = zmq.Context()
+push = journal.wrap(ctx.socket(zmq.PUSH), name="s", confirm=True, confirm_timeout=0.5)
+push.connect(endpoint)
+for i in range(1000):
+    push.send(b"new%08d" % i)
+confirmed = push.wait_confirmed(timeout=60)
+print(int(confirmed), journal.count(name="s", state="pending", direction="out"), flush=True)
+push.close()
+journal.close()
+ctx.term()
+"""
+
+
+def run_confirm_sender(seconds: float, interval_ms: float, workdir: Path, rng: random.Random) -> dict:
+    """A confirm sender loses its power and restarts from the image; what the image holds is not lost.
+
+    Its receiver is slower than it, so messages wait in the sender's ZeroMQ
+    queue and go with the power. Those sent after the last image was taken
+    may be lost (the ``interval`` window, as for appends); every one sent
+    before must arrive (the image holds it unconfirmed: resent), and so
+    must the 1,000 messages the restarted sender sends: its ids may repeat
+    ids it handed out before the cut (the image lost their reservation), and
+    the receiver must not take them for resends of those.
+    """
+    path, image, log = workdir / "sender.journal", workdir / "sender.image", workdir / "sender.log"
+    endpoint, stop, got = f"ipc://{workdir}/sender.ipc", workdir / "sender.stop", workdir / "received.log"
+    slow = workdir / "receiver.slow"
+    slow.touch()
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, str(workdir / "receiver.journal"), endpoint, str(got), str(stop), str(slow)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+    sender = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(image), str(log), "confirm-sender", str(interval_ms), endpoint],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sender.stdout is not None and sender.stdout.readline().strip() == "ready"
+    time.sleep(rng.uniform(seconds / 2, seconds))
+    sender.send_signal(signal.SIGKILL)  # the sender's host loses its power
+    killed_at = time.time()
+    sender.wait()
+    slow.unlink()  # the receiver takes the backlog at full speed
+    *whole, _torn = log.read_text().split("\n")
+    sent = [(int(first), float(at)) for first, at in (line.split() for line in whole) if first != "image"]
+    images = [float(at) for first, at in (line.split() for line in whole) if first == "image"]
+    image_at = images[-1] if images else 0.0  # (a kill between an image's renames leaves the one before)
+    import zjournal
+
+    if not image.exists():
+        image = image.with_name(image.name + ".old")
+    with zjournal.open(str(image)) as journal:
+        held = {bytes(e.frames[0]) for e in journal.entries(name="s", state="pending")}
+    restarted = subprocess.run(
+        [sys.executable, "-c", RESTARTED, str(image), endpoint], capture_output=True, text=True, timeout=120
+    )
+    confirmed, pending = (int(word) for word in restarted.stdout.split())
+    stop.touch()
+    receiver.wait(timeout=60)
+    delivered = got.read_bytes().split(b"\n")[:-1]
+    arrived = set(delivered)
+    lost_old = [(seq, at) for seq, at in sent if b"old%08d" % seq not in arrived]
+    lost_new = [i for i in range(1000) if b"new%08d" % i not in arrived]
+    return {
+        "mode": "confirm-sender",
+        "returned": len(sent) + 1000,
+        "kept": len(held),
+        "lost": len(lost_old) + len(lost_new),
+        # sent before the image was taken (so in it), or after the restart: none of them may be lost
+        "lost_after_durable": sum(at < image_at for _, at in lost_old) + len(lost_new),
+        "image_age_ms": round((killed_at - image_at) * 1000, 1),
+        "duplicates": len(delivered) - len(arrived),
+        "all_confirmed": bool(confirmed) and pending == 0,
+        # how long before the power cut the oldest lost send had returned
+        "lost_window_ms": round((killed_at - min(at for _, at in lost_old)) * 1000, 1) if lost_old else 0.0,
         "interval_ms": interval_ms,
     }
 
@@ -402,7 +553,8 @@ def main() -> None:
             roundir.mkdir(exist_ok=True)
             for mode in ("interval", "always", "slots", "spill"):
                 results.append(run_mode(mode, args.seconds, args.interval_ms, roundir, rng))
-            results.append(run_confirm(args.seconds, args.interval_ms, roundir, rng))
+            results.append(run_confirm_receiver(args.seconds, args.interval_ms, roundir, rng))
+            results.append(run_confirm_sender(args.seconds, args.interval_ms, roundir, rng))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
@@ -417,9 +569,11 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     # always: nothing that returned may be lost; spill: no power-cut state may lose a durable message;
-    # confirm: every message sent reaches an application, before the cut or after it, all confirmed.
-    must_keep = sum(r["lost"] for r in results if r["mode"] in ("always", "spill", "confirm"))
-    must_keep += sum(not r["all_confirmed"] for r in results if r["mode"] == "confirm")
+    # confirm-receiver: every message sent is acked before the cut or after it, all confirmed;
+    # confirm-sender: every message the image holds, and every one sent after the restart, arrives.
+    must_keep = sum(r["lost"] for r in results if r["mode"] in ("always", "spill", "confirm-receiver"))
+    must_keep += sum(r.get("lost_after_durable", 0) for r in results)
+    must_keep += sum(not r.get("all_confirmed", True) for r in results)
     garbage = sum(r.get("garbage", 0) for r in results)
     sys.exit(1 if must_keep or garbage else 0)
 
