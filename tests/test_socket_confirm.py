@@ -423,6 +423,36 @@ def test_a_receiver_forgets_a_restarted_senders_earlier_runs_once_its_floor_pass
     assert len(open_journal(receiver_path)._ledger.seen.origins()) == 1  # gone from the store too
 
 
+def test_a_receiver_of_several_senders_forgets_each_ones_keys_below_its_own_floor(
+    open_journal, tmp_path, ctx, endpoint
+) -> None:
+    """A key ring holds every sender's keys, interleaved: storing it forgets below each sender's floor.
+
+    (It once applied only the floor of the message that filled the ring: with
+    two senders taking turns, always the same one, and the other's keys grew
+    without bound.)
+    """
+    receiver = open_journal(str(tmp_path / "receiver"))
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.rcvtimeo = 5000
+    where = endpoint()
+    pull.bind(where)
+    senders = [open_journal(str(tmp_path / name)).wrap(ctx.socket(zmq.PUSH), confirm=True) for name in "ab"]
+    for push in senders:
+        push.connect(where)
+    per_sender = 4 * inflight.KEYS
+    for n in range(per_sender):
+        for push in senders:  # one message each in turn, each received before the next is sent
+            push.send(b"%d" % n)
+            assert pull.recv() == b"%d" % n
+        if n % 256 == 255:
+            assert all(push.wait_confirmed(10) for push in senders)  # (the floors their headers carry move on)
+    kept = {origin: len(known.seqs) for origin, known in receiver._ledger.seen.by_origin.items()}
+    assert len(kept) == 2
+    assert max(kept.values()) < 2 * inflight.KEYS, kept  # each sender's: its floor applied
+    assert receiver.info()["confirm"]["dedup_keys"] < 4 * inflight.KEYS
+
+
 def test_whatever_follows_a_merged_frame_arrives_as_sent(open_journal, tmp_path, ctx, endpoint) -> None:
     """After a merged frame recv copies the next frame without its more flag; anything but the same sender's
     merged frame is asked about: several frames, a plain frame, another sender's, a header frame."""

@@ -78,7 +78,9 @@ class ConfirmPort:
                 if ledger.seen.seen(origin, seq):
                     return self._drop_resend(slots, settle)
             if len(slots.keys_unstored) >= _KEYS:
-                self._store_keys(slots, floor)  # before its ring is written over (StoreError: nothing journaled)
+                self._store_keys(slots)  # before its ring is written over (StoreError: nothing journaled)
+                if keys is not None and ledger.seen.by_origin.get(origin) is not known:
+                    keys = None  # its run was just forgotten whole (another run's floor): remember() makes it anew
             entry_id = ledger.next_id
             if entry_id >= ledger.reserved:
                 ledger.reserve_ids()
@@ -91,8 +93,10 @@ class ConfirmPort:
             ledger.slot_ring[entry_id & _RING_MASK] = slot
             if keys is not None:
                 keys.append(seq)  # in order: what remember does, without a second lookup
+                if floor > known.heard:  # (known: keys is its seqs)
+                    known.heard = floor
             else:
-                ledger.seen.remember(origin, seq)
+                ledger.seen.remember(origin, seq, floor)
         finally:
             lock.release()
         if ledger.barrier is not None:
@@ -115,19 +119,20 @@ class ConfirmPort:
             ledger.inflight.pop(settle, None)
         return 0
 
-    def _store_keys(self, slots: SlotFile, floor: int) -> None:
-        """Move a key ring's keys to the store (lock held)."""
+    def _store_keys(self, slots: SlotFile) -> None:
+        """Move a key ring's keys to the store (lock held), forgetting each sender's keys below its floor."""
         ledger = self.ledger
+        index = ledger.seen
         keys = slots.keys_unstored
         batch = ledger.batch()
         after = []
-        origin = keys[-1][0]
-        if floor >= ledger.seen.floor(origin) + _FORGET_EVERY:
-            forget = ledger.seen.forget_below(batch, origin, floor)
-            if forget is not None:
-                after.append(forget)
-                keys = seen.at_or_above(keys, origin, floor)  # (the others are forgotten: no record for them)
-        after.insert(0, ledger.seen.store_records(batch, keys))
+        for origin, floor in index.heard_floors(keys).items():
+            if floor >= index.floor(origin) + _FORGET_EVERY:  # keys kept a little longer: safe
+                forget = index.forget_below(batch, origin, floor)
+                if forget is not None:
+                    after.append(forget)
+                    keys = seen.at_or_above(keys, origin, floor)  # (the others are forgotten: no record for them)
+        after.insert(0, index.store_records(batch, keys))
         ledger.commit(batch, [])
         for committed in after:
             committed()

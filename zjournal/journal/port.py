@@ -105,7 +105,8 @@ class SocketPort(ConfirmPort):
                 if keys is None and seen.seen(origin, seq):
                     return self._drop_resend(keyed, settle)
                 if len(keyed.keys_unstored) >= _KEYS:
-                    self._store_keys(keyed, key[2])  # before its ring is written over (StoreError: nothing journaled)
+                    self._store_keys(keyed)  # before its ring is written over (StoreError: nothing journaled)
+                    keys = seen.in_order_keys(origin, seq)  # (its run may have been forgotten whole just now)
             entry_id = ledger.next_id
             if entry_id >= ledger.reserved:
                 ledger.reserve_ids()  # a meta write once per block of ids, before anything else changes
@@ -129,8 +130,9 @@ class SocketPort(ConfirmPort):
                 keyed.note_key(origin, seq)  # after the entry: a key never names a message not journaled
                 if keys is not None:
                     keys.append(seq)  # in order: what remember does, without a second lookup
+                    seen.hear(origin, key[2])
                 else:
-                    seen.remember(origin, seq)  # (kept sorted)
+                    seen.remember(origin, seq, key[2])  # (kept sorted)
             if observers:
                 ledger.emit("on_append", slot.name, slot.dcode, 1)
         finally:
@@ -647,7 +649,7 @@ class SocketPort(ConfirmPort):
                 return  # the journal's close took care of it
             ledger.spill_held(slots.held())
             if not isinstance(slots, outbox.Outbox) and slots.keys_unstored:
-                self._store_keys(slots, 0)  # the dedup keys of its key ring outlive the file (an outbox has none)
+                self._store_keys(slots)  # the dedup keys of its key ring outlive the file (an outbox has none)
             ledger.forget_slot_file(slots.number)  # first: a crash now leaves a file nobody records, not the reverse
             slots.close()
             ledger.slot_files.remove(slots)

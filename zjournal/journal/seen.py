@@ -70,10 +70,11 @@ def stream_of(origin: bytes) -> bytes:
 
 
 class _Origin:
-    __slots__ = ("floor", "records", "seqs")
+    __slots__ = ("floor", "heard", "records", "seqs")
 
     def __init__(self) -> None:
         self.floor = 0  # every sequence below it is settled at the sender (never resent)
+        self.heard = 0  # the highest floor its sender announced (in memory: the next forget applies it)
         self.seqs: list[int] = []  # committed sequences at or above the floor, sorted
         self.records: list[tuple[int, int]] = []  # a heap of (last, first) sequence of each record in the store
 
@@ -209,11 +210,32 @@ class SeenIndex:
 
         return committed
 
-    def remember(self, origin: bytes, seq: int) -> None:
-        """Know ``(origin, seq)`` as journaled now: its key is durable elsewhere (a slot file's key ring)."""
+    def remember(self, origin: bytes, seq: int, floor: int) -> None:
+        """Know ``(origin, seq)`` as journaled now: its key is durable elsewhere (a slot file's key ring).
+
+        ``floor``: the one its message announced (:meth:`heard_floors`).
+        """
         known = self._known(origin)
         if seq >= known.floor:
             known.insert(seq)
+        if floor > known.heard:
+            known.heard = floor
+
+    def hear(self, origin: bytes, floor: int) -> None:
+        """The sender of ``origin`` announced ``floor`` (a message whose key is in a key ring)."""
+        known = self.by_origin.get(origin)
+        if known is not None and floor > known.heard:
+            known.heard = floor
+
+    def heard_floors(self, keys: list[tuple[bytes, int]]) -> dict[bytes, int]:
+        """The highest floor each origin of ``keys`` announced: what to forget below when a key ring is stored.
+
+        Each sender's own: a ring holds the keys of every sender of the
+        socket, interleaved, and each one's floor applies to its stream only.
+        """
+        origins = {origin for origin, _seq in keys}
+        by_origin = self.by_origin
+        return {origin: by_origin[origin].heard for origin in origins if origin in by_origin}
 
     def store_records(self, batch: Any, keys: list[tuple[bytes, int]]) -> Any:
         """Put records for keys already remembered (a key ring's, moved to the store) in ``batch``."""
