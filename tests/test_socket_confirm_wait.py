@@ -63,6 +63,35 @@ def test_it_returns_once_the_receiving_journal_confirmed_everything(open_journal
     assert 0.25 < waited < 5  # it waited for the reader, and no longer than the confirmations took
 
 
+def test_once_it_returns_true_the_journal_counts_nothing_pending(
+    open_journal, tmp_path, ctx, endpoint, monkeypatch
+) -> None:
+    """The sender's thread may be acking confirmed entries in the journal when the application waits:
+    those are still unconfirmed to the wait (it once returned True while the journal counted them pending)."""
+    from zjournal.journal.port import SocketPort
+
+    acking = threading.Event()
+    real_settle_many = SocketPort.settle_many
+
+    def slow_in_the_thread(self, *args, **kwargs):  # the real ack, late when the sender's thread makes it
+        if threading.current_thread() is not threading.main_thread():
+            acking.set()
+            time.sleep(0.5)
+        return real_settle_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(SocketPort, "settle_many", slow_in_the_thread)
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push, pull = _connected(ctx, sender, receiver, endpoint())
+    for n in range(20):
+        push.send(b"%d" % n)
+    for n in range(20):
+        assert pull.recv() == b"%d" % n
+    assert acking.wait(10)  # the application sends nothing: the thread took the confirmations in and acks them
+    assert push.wait_confirmed(10) is True
+    assert _pending_out(sender) == 0
+
+
 def test_at_its_timeout_it_answers_false_and_everything_stays_pending(open_journal, tmp_path, ctx, endpoint) -> None:
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))

@@ -165,6 +165,9 @@ class ConfirmSender:
         # spares the two threads a tug of war over the GIL. The thread settles them itself when the
         # application sends nothing for a while.
         self._confirmed: collections.deque[list[int]] = collections.deque()
+        # Confirmed ids taken from the maps above but not acked in the journal yet (guarded by the mutex):
+        # still unconfirmed to a wait, so that once it returns the journal counts none of them pending.
+        self._settling = 0
         self._intake_lock = threading.Lock()  # whichever thread reads the intake socket holds it
         self._last_send = 0.0  # monotonic time of the application's last send
         self._sends = 0
@@ -386,13 +389,13 @@ class ConfirmSender:
 
     def unconfirmed(self) -> int:
         with self._mutex:
-            return len(self._sent_at) + len(self._unconfirmed)
+            return len(self._sent_at) + len(self._unconfirmed) + self._settling
 
     def all_confirmed(self) -> bool:
         """Nothing unconfirmed, and no dead letter made since the last time this was asked (it starts over)."""
         with self._mutex:
             dead, self._dead_letters = self._dead_letters, 0
-            return not dead and not self._sent_at and not self._unconfirmed
+            return not dead and not self._sent_at and not self._unconfirmed and not self._settling
 
     def look(self) -> int:
         """Without waiting: take in and settle confirmations, resend what is due here; the number unconfirmed.
@@ -533,9 +536,14 @@ class ConfirmSender:
                 mine += ids
                 sent_at += times
             self._first_sent()  # (the confirmed ids leave _order's front)
+            self._settling += len(mine)
         if mine:
             now = time.monotonic()
-            self._port.settle_many(self._name, _OUT, mine, self._box)
+            try:
+                self._port.settle_many(self._name, _OUT, mine, self._box)
+            finally:
+                with self._mutex:
+                    self._settling -= len(mine)
             self._port.confirmed(len(mine), now * len(mine) - sum(sent_at), now - min(sent_at))
             hook = self.settled_hook
             if hook is not None:
