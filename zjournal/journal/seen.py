@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import operator
 import struct
 from typing import Any
@@ -58,6 +57,7 @@ _FLOOR = b"seen-floor:"
 _DROPPED = b"seen-dropped"  # how many resends were dropped as duplicates, ever
 _SEQ = struct.Struct(">Q")
 _origin_of = operator.itemgetter(0)
+_seq_of = operator.itemgetter(1)
 
 
 def key(origin: bytes, seq: int) -> bytes:
@@ -233,19 +233,23 @@ class SeenIndex:
         Each sender's own: a ring holds the keys of every sender of the
         socket, interleaved, and each one's floor applies to its stream only.
         """
-        origins = {origin for origin, _seq in keys}
+        origins = set(map(_origin_of, keys))
         by_origin = self.by_origin
         return {origin: by_origin[origin].heard for origin in origins if origin in by_origin}
 
     def store_records(self, batch: Any, keys: list[tuple[bytes, int]]) -> Any:
         """Put records for keys already remembered (a key ring's, moved to the store) in ``batch``."""
-        by_origin: dict[bytes, list[int]] = {}
-        for origin, run in itertools.groupby(keys, _origin_of):  # (a ring's keys are mostly one origin's)
-            seqs = by_origin.get(origin)
-            if seqs is None:
-                by_origin[origin] = [seq for _, seq in run]
-            else:
-                seqs += [seq for _, seq in run]
+        by_origin: dict[bytes, list[int]]
+        if keys and keys[0][0] == keys[-1][0] and len(set(map(_origin_of, keys))) == 1:  # one sender's: the common case
+            by_origin = {keys[0][0]: list(map(_seq_of, keys))}
+        else:  # several senders' keys, interleaved as they took turns
+            by_origin = {}
+            for origin, seq in keys:
+                seqs = by_origin.get(origin)
+                if seqs is None:
+                    by_origin[origin] = [seq]
+                else:
+                    seqs.append(seq)
         records = []
         for origin, seqs in by_origin.items():
             batch.put("meta", key(origin, seqs[0]), b"" if len(seqs) == 1 else struct.pack(f">{len(seqs)}Q", *seqs))

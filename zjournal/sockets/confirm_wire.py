@@ -56,6 +56,7 @@ STREAM_SIZE = seen.STREAM_SIZE  # an origin's stream: the same across a sender's
 stream_of = seen.stream_of
 MAX_ENDPOINT_BYTES = 256  # longer "endpoints" are not headers
 MAX_CONFIRMS = 65536  # sequences per confirm message at most
+_SENDERS_KEPT = 64  # senders a receiving socket compares frames with before it parses one (LastSender)
 
 _FIXED = struct.Struct(">4s16sQQ")
 _SEQ = struct.Struct(">Q")
@@ -150,18 +151,22 @@ class LastSender:
 
     A sender's merged frames differ only in sequence and floor: its magic
     and origin (``front``), its endpoint length and endpoint (``back``) are
-    compared with two ``startswith``, not parsed and looked up again.
-    ``JournaledSocket.recv`` does :meth:`parse` inline (the hottest code of
-    the project); :meth:`parse` is the reference its tests hold it to.
+    compared with two ``startswith``, not parsed and looked up again. The
+    senders heard before are kept too (:meth:`switch`, up to
+    :data:`_SENDERS_KEPT`): when several take turns, a frame of another one
+    costs a lookup, not a parse. ``JournaledSocket.recv`` does :meth:`parse`
+    inline (the hottest code of the project); :meth:`parse` is the reference
+    its tests hold it to.
     """
 
-    __slots__ = ("back", "end", "endpoint", "front", "origin")
+    __slots__ = ("back", "end", "endpoint", "front", "heard", "origin")
 
     def __init__(self) -> None:
         self.front = self.back = b""
         self.origin = b""
         self.endpoint = ""
         self.end = 0  # where the application's frame starts (0: no sender yet)
+        self.heard: dict[bytes, tuple[bytes, bytes, str, int]] = {}  # front -> back, origin, endpoint, end
 
     def learn(self, frame: bytes) -> bool:
         """Parse ``frame`` in full; when it is a merged frame its sender becomes the last one (else nothing changes)."""
@@ -171,12 +176,26 @@ class LastSender:
         self.origin, self.endpoint = merged[0], merged[3]
         self.end = end = len(frame) - len(merged[4])
         self.front, self.back = frame[:ORIGIN_END], frame[SEQ_FLOOR_END:end]
+        heard = self.heard
+        if len(heard) >= _SENDERS_KEPT:
+            heard.clear()  # (senders come and go: their runs change at each restart)
+        heard[self.front] = (self.back, self.origin, self.endpoint, end)
+        return True
+
+    def switch(self, frame: bytes) -> bool:
+        """Whether ``frame`` is a merged frame of a sender heard before (then it is the last one): no parse."""
+        front = frame[:ORIGIN_END]
+        sender = self.heard.get(front)
+        if sender is None or not frame.startswith(sender[0], SEQ_FLOOR_END):
+            return False
+        self.front = front
+        self.back, self.origin, self.endpoint, self.end = sender
         return True
 
     def parse(self, frame: bytes) -> tuple[bytes, int, int, str, bytes] | None:
         """What :func:`parse_merged` answers for ``frame``, compared with the last sender's first."""
         known = self.end and frame.startswith(self.front) and frame.startswith(self.back, SEQ_FLOOR_END)
-        if not known and not self.learn(frame):
+        if not known and not self.switch(frame) and not self.learn(frame):
             return None
         seq, floor = unpack_seq_floor(frame, ORIGIN_END)  # (startswith(back) at SEQ_FLOOR_END: long enough)
         if seq == 0 or floor > seq:

@@ -511,9 +511,12 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if got is None:
                 last = state.last_sender
                 # Copied, without its more flag (a zmq.Frame costs more): the last message was a merged frame,
-                # and the next one is expected from the same sender. A sender merges only a message of one
-                # frame (confirm_wire), so its merged frame is a whole message; anything else asks libzmq.
-                known = last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END)
+                # and the next one is expected from the same sender, or another one heard before (senders
+                # taking turns). A sender merges only a message of one frame (confirm_wire), so its merged
+                # frame is a whole message; anything else asks libzmq.
+                known = (
+                    last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END)
+                ) or last.switch(data)
                 more = False
                 if not known:
                     state.merged_next = False
@@ -536,6 +539,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
                 if (
                     known
                     or (last.end and data.startswith(last.front) and data.startswith(last.back, _SEQ_FLOOR_END))
+                    or last.switch(data)
                     or last.learn(data)
                 ):
                     seq, floor = _unpack_seq_floor(data, _ORIGIN_END)
