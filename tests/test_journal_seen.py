@@ -126,6 +126,34 @@ def test_keys_below_the_floor_leave_the_store(tmp_path) -> None:
     store.close()
 
 
+def test_runs_not_heard_from_for_the_idle_time_are_forgotten_whole_unless_busy(tmp_path) -> None:
+    """A sender that went for good leaves nothing behind (keys and floor, memory and store)."""
+    store = RocksStore(str(tmp_path / "j"))
+    index = SeenIndex()
+    gone, in_a_ring, heard = b"g" * 16, b"r" * 16, b"h" * 16
+    for origin in (gone, in_a_ring, heard):
+        batch = store.batch()
+        done = index.add_many(batch, origin, [5, 6, 7])
+        store.write(batch)
+        done()
+        batch = store.batch()
+        index.forget_below(batch, origin, 6)()  # (a floor record too)
+        store.write(batch)
+    now = index.by_origin[heard].active + seen.IDLE_FORGET
+    index.by_origin[heard].active = now - 1  # heard from a second ago
+    assert index.idle_check_due(now) and not index.idle_check_due(now + 1)  # a look once a minute at most
+    batch = store.batch()
+    forget = index.forget_idle(batch, now, busy={in_a_ring})  # (its keys in a key ring not stored yet)
+    store.write(batch)
+    forget()
+    assert set(index.origins()) == {in_a_ring, heard}
+    reloaded = SeenIndex()
+    reloaded.load(store)
+    assert set(reloaded.origins()) == {in_a_ring, heard}
+    assert reloaded.seen(heard, 7) and not reloaded.seen(gone, 7)
+    store.close()
+
+
 def test_a_foreign_key_in_the_seen_range_is_never_taken_as_seen(tmp_path) -> None:
     store = RocksStore(str(tmp_path / "j"))
     batch = store.batch()

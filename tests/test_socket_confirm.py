@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 import zjournal
-from zjournal.journal import inflight
+from zjournal.journal import inflight, seen
 from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.confirm import _ASLEEP_AFTER
@@ -451,6 +451,40 @@ def test_a_receiver_of_several_senders_forgets_each_ones_keys_below_its_own_floo
     assert len(kept) == 2
     assert max(kept.values()) < 2 * inflight.KEYS, kept  # each sender's: its floor applied
     assert receiver.info()["confirm"]["dedup_keys"] < 4 * inflight.KEYS
+
+
+def test_a_receiver_forgets_a_sender_that_went_for_good(open_journal, tmp_path, ctx, endpoint, monkeypatch) -> None:
+    """A sender that stops leaves the keys of its last unconfirmed window: they go once it was not heard from
+    for seen.IDLE_FORGET (24 h; here 0.3 s), at the next write of keys, while other senders go on."""
+    monkeypatch.setattr(seen, "IDLE_FORGET", 0.3)
+    monkeypatch.setattr(seen, "IDLE_CHECK_EVERY", 0.0)
+    receiver_path = str(tmp_path / "receiver")
+    receiver = open_journal(receiver_path)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.rcvtimeo = 5000
+    where = endpoint()
+    pull.bind(where)
+    gone, staying = (open_journal(str(tmp_path / name)).wrap(ctx.socket(zmq.PUSH), confirm=True) for name in "ab")
+    for push in (gone, staying):
+        push.connect(where)
+
+    def send(push: zmq.Socket, count: int) -> None:
+        for n in range(count):
+            push.send(b"%d" % n)
+            assert pull.recv() == b"%d" % n
+
+    send(gone, 50)
+    assert gone.wait_confirmed(10)
+    gone.close()
+    send(staying, inflight.KEYS)  # the key ring goes to the store: the gone sender's keys with it
+    assert len(receiver._ledger.seen.origins()) == 2
+    time.sleep(0.5)
+    send(staying, inflight.KEYS)  # the next write of keys: the gone sender was not heard from for 0.5 s
+    assert len(receiver._ledger.seen.origins()) == 1
+    assert receiver.info()["confirm"]["senders"] == 1
+    pull.close()
+    receiver.close()
+    assert len(open_journal(receiver_path)._ledger.seen.origins()) == 1  # gone from the store too
 
 
 def test_whatever_follows_a_merged_frame_arrives_as_sent(open_journal, tmp_path, ctx, endpoint) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -133,6 +133,7 @@ class ConfirmPort:
                     after.append(forget)
                     keys = seen.at_or_above(keys, origin, floor)  # (the others are forgotten: no record for them)
         after.insert(0, index.store_records(batch, keys))
+        self._forget_idle_senders(batch, after)
         ledger.commit(batch, [])
         for committed in after:
             committed()
@@ -257,7 +258,25 @@ class ConfirmPort:
                 forget = seen.forget_below(batch, origin, floor)
                 if forget is not None:
                     after.append(forget)
+        self._forget_idle_senders(batch, after, new)
         return fresh
+
+    def _forget_idle_senders(self, batch: Any, after: list[Any], heard: Collection[bytes] = ()) -> None:
+        """Forget, in ``batch``, the runs no sender was heard from for ``seen.IDLE_FORGET`` (lock held).
+
+        ``heard``: origins whose keys this batch writes. A look costs a pass
+        over every run kept: it is made once a minute at most, when a write
+        of dedup keys goes anyway.
+        """
+        index = self.ledger.seen
+        now = time.time()
+        if not index.idle_check_due(now):
+            return
+        busy = {origin for slots in self.ledger.slot_files for origin, _seq in slots.keys_unstored}
+        busy.update(heard)
+        forget = index.forget_idle(batch, now, busy)
+        if forget is not None:
+            after.append(forget)
 
     def log_confirmed(
         self,
@@ -307,6 +326,7 @@ class ConfirmPort:
                     forget = ledger.seen.forget_below(batch, origin, floor)
                     if forget is not None:
                         after.append(forget)
+                self._forget_idle_senders(batch, after, (origin,))
                 if len(batch):
                     ledger.commit(batch, changes)
                 if blob_names:

@@ -27,7 +27,10 @@ a receiver keeps nothing per restart of its senders. A message
 below the floor that arrives anyway (it was in a pipe when the floor moved)
 is unknown, and taken as new: a possible duplicate, never a loss. And at
 most :data:`WINDOW` keys are kept per origin: past that the oldest go, with
-the same consequence.
+the same consequence. A run whose keys were last written
+:data:`IDLE_FORGET` ago is forgotten whole (:meth:`SeenIndex.forget_idle`):
+a sender that went for good never announces the floor that would free its
+last keys.
 
 Keys live in the store's ``meta`` table, one record per origin per write:
 ``seen:`` + origin + the first sequence of the write (8 bytes, big-endian),
@@ -44,6 +47,8 @@ import bisect
 import heapq
 import operator
 import struct
+import time
+from collections.abc import Collection
 from typing import Any
 
 from zjournal.store.base import Store
@@ -51,6 +56,10 @@ from zjournal.store.base import Store
 ORIGIN_SIZE = 16
 STREAM_SIZE = 8  # an origin's first bytes: its stream (the rest: the run)
 WINDOW = 1_000_000  # keys kept per origin at most (a sender's unconfirmed window is far smaller)
+# A run not heard from for this long is forgotten whole (SeenIndex.forget_idle): a sender that went for good
+# leaves nothing behind, and one that comes back later has its resends taken as new (possible duplicates).
+IDLE_FORGET = 24 * 3600.0
+IDLE_CHECK_EVERY = 60.0  # seconds between looks for idle runs (each look goes over every run kept)
 
 _KEY = b"seen:"
 _FLOOR = b"seen-floor:"
@@ -70,9 +79,10 @@ def stream_of(origin: bytes) -> bytes:
 
 
 class _Origin:
-    __slots__ = ("floor", "heard", "records", "seqs")
+    __slots__ = ("active", "floor", "heard", "records", "seqs")
 
     def __init__(self) -> None:
+        self.active = time.time()  # when its keys were last written (or this journal opened): forget_idle
         self.floor = 0  # every sequence below it is settled at the sender (never resent)
         self.heard = 0  # the highest floor its sender announced (in memory: the next forget applies it)
         self.seqs: list[int] = []  # committed sequences at or above the floor, sorted
@@ -101,6 +111,7 @@ class SeenIndex:
         self.by_origin: dict[bytes, _Origin] = {}
         self.by_stream: dict[bytes, set[bytes]] = {}  # stream -> its runs' origins in by_origin
         self.dropped = 0
+        self._idle_checked = time.time()
 
     def _known(self, origin: bytes) -> _Origin:
         """What is kept of ``origin``, made (and its stream told) if nothing was."""
@@ -201,6 +212,7 @@ class SeenIndex:
 
         def committed() -> None:
             known = self._known(origin)
+            known.active = time.time()
             heapq.heappush(known.records, record)
             for seq in new:
                 if seq >= known.floor:  # (the floor may have passed it meanwhile: nothing will resend it)
@@ -256,10 +268,55 @@ class SeenIndex:
             records.append((origin, (max(seqs), seqs[0])))
 
         def committed() -> None:
+            now = time.time()
             for origin, record in records:
-                heapq.heappush(self._known(origin).records, record)
+                known = self._known(origin)
+                known.active = now
+                heapq.heappush(known.records, record)
 
         return committed
+
+    def idle_check_due(self, now: float) -> bool:
+        """Whether :meth:`forget_idle` should look now (at most every :data:`IDLE_CHECK_EVERY` seconds)."""
+        if now - self._idle_checked < IDLE_CHECK_EVERY:
+            return False
+        self._idle_checked = now
+        return True
+
+    def forget_idle(self, batch: Any, now: float, busy: Collection[bytes]) -> Any:
+        """Forget whole, in ``batch``, the runs whose keys were last written :data:`IDLE_FORGET` seconds ago.
+
+        Their sender sent nothing since, not even a resend (a sender resends
+        what is unconfirmed every ``confirm_timeout``): it is gone, or down
+        for that long. ``busy``: origins with keys in a key ring not stored
+        yet (heard from since). Returns what to run after the write; None if
+        nothing goes.
+        """
+        before = now - IDLE_FORGET
+        idle = [(o, k) for o, k in self.by_origin.items() if k.active < before and o not in busy]
+        if not idle:
+            return None
+        for origin, known in idle:
+            for _last, first in known.records:
+                batch.delete("meta", key(origin, first))
+            batch.delete("meta", _FLOOR + origin)
+
+        def committed() -> None:
+            for origin, known in idle:
+                self._drop(origin, known)
+
+        return committed
+
+    def _drop(self, origin: bytes, known: _Origin) -> None:
+        """Forget ``origin`` in memory (its records went in a write), unless it was made anew meanwhile."""
+        if self.by_origin.get(origin) is not known:
+            return
+        del self.by_origin[origin]
+        runs = self.by_stream.get(stream_of(origin))
+        if runs is not None:
+            runs.discard(origin)
+            if not runs:
+                del self.by_stream[stream_of(origin)]
 
     def forget_below(self, batch: Any, origin: bytes, floor: int) -> Any:
         """Delete the records of ``origin``'s stream wholly below ``floor`` (the sender's), in ``batch``.
@@ -303,13 +360,8 @@ class SeenIndex:
             batch.put("meta", _FLOOR + origin, _SEQ.pack(floor))
 
         def committed() -> None:
-            if whole and not known.records and self.by_origin.get(origin) is known:
-                del self.by_origin[origin]
-                runs = self.by_stream.get(stream_of(origin))
-                if runs is not None:
-                    runs.discard(origin)
-                    if not runs:
-                        del self.by_stream[stream_of(origin)]
+            if whole and not known.records:
+                self._drop(origin, known)
             elif floor > known.floor:
                 known.floor = floor
                 del known.seqs[: bisect.bisect_left(known.seqs, floor)]
