@@ -73,11 +73,11 @@ def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path
     import json
 
     out = tmp_path / "bench.json"
-    text = run(
-        "bench", "--quick", "--repeat", "1", "--only", "hotpath,pushpull,latency,device,memory", "--json", str(out)
-    )
+    scenarios = "hotpath,pushpull,fanin,latency,device,memory"
+    text = run("bench", "--quick", "--repeat", "1", "--only", scenarios, "--json", str(out))
     report = json.loads(out.read_text())
-    assert set(report["scenarios"]) == {"hotpath", "pushpull", "latency", "device", "memory"}
+    assert set(report["scenarios"]) == set(scenarios.split(","))
+    assert [r["senders"] for r in report["scenarios"]["fanin"]["rows"]] == [1, 4]
     variants = {r["variant"] for r in report["scenarios"]["pushpull"]["rows"]}
     assert variants == {"raw", "process", "interval", "always", "process+confirm"}
     assert all(r["median"] > 0 for r in report["scenarios"]["pushpull"]["rows"])
@@ -85,5 +85,6 @@ def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path
         "zjournal.Queue (process) / zmq.proxy",
         "PUSH->PULL 100 B, confirm=True (process) / raw pyzmq",
         "latency p50, confirm=True / without (pipe)",
+        "receiver CPU per message, 4 confirm senders / 1",
     }
     assert "| variant | p50 | p99 | p99.9 | p50 / raw |" in text and "## targets" in text

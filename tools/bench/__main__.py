@@ -10,6 +10,8 @@ Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstrin
 * ``pushpull``: PUSH->PULL throughput, 100-byte and 4 KiB messages, raw pyzmq
   and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode,
   and ``process+confirm`` (the sender with ``confirm=True``: end-to-end confirms);
+* ``fanin``: 1, 4 and 16 ``confirm=True`` senders into one journaled PULL: the
+  receiver's CPU per message must not grow with its senders;
 * ``latency``: REQ->REP round trips, p50 / p99 / p99.9;
 * ``device``: ``zmq.proxy`` against ``zjournal.Queue`` under pipelining clients;
 * ``peers``: Redis Streams (AOF everysec and always) and persist-queue, every
@@ -43,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scenario modules, for spawned processes too
 
 import device
+import fanin
 import hotpath
 import latency
 import memory
@@ -51,7 +54,7 @@ import pushpull
 import scaling
 from common import table
 
-SCENARIOS = ("hotpath", "pushpull", "latency", "device", "peers", "memory", "scaling")
+SCENARIOS = ("hotpath", "pushpull", "fanin", "latency", "device", "peers", "memory", "scaling")
 
 
 def machine() -> dict[str, Any]:
@@ -89,6 +92,9 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
             messages=20_000 if quick else args.messages,
             repeat=args.repeat,
         )
+    if name == "fanin":
+        senders = (1, 4) if quick else (1, 4, 16)
+        return fanin.run(senders=senders, messages=8_000 if quick else 160_000, repeat=args.repeat)
     if name == "latency":
         return latency.run(requests=2_000 if quick else 20_000, repeat=args.repeat)
     if name == "device":
@@ -128,6 +134,10 @@ def targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         confirmed = _row(results["pushpull"], size=100, variant="process+confirm")
         if confirmed:
             add("PUSH->PULL 100 B, confirm=True (process) / raw pyzmq", confirmed["ratio_to_raw"], 0.15)
+    if "fanin" in results:
+        most = results["fanin"]["rows"][-1]
+        # A receiver's cost per message must not grow with its senders (zjournal.sockets.confirm_wire.LastSender).
+        add(f"receiver CPU per message, {most['senders']} confirm senders / 1", most["cpu_ratio_to_first"], 1.5, False)
     if "latency" in results:
         pipe = _row(results["latency"], variant="pipe")
         confirmed_pipe = _row(results["latency"], variant="pipe+confirm")
@@ -172,6 +182,7 @@ def main() -> None:
     modules = {
         "hotpath": hotpath,
         "pushpull": pushpull,
+        "fanin": fanin,
         "latency": latency,
         "device": device,
         "peers": peers,

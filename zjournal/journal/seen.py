@@ -252,7 +252,7 @@ class SeenIndex:
     def store_records(self, batch: Any, keys: list[tuple[bytes, int]]) -> Any:
         """Put records for keys already remembered (a key ring's, moved to the store) in ``batch``."""
         by_origin: dict[bytes, list[int]]
-        if keys and keys[0][0] == keys[-1][0] and len(set(map(_origin_of, keys))) == 1:  # one sender's: the common case
+        if len(set(map(_origin_of, keys))) == 1:  # one sender's: the common case
             by_origin = {keys[0][0]: list(map(_seq_of, keys))}
         else:  # several senders' keys, interleaved as they took turns
             by_origin = {}
