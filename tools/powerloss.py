@@ -267,6 +267,13 @@ ctx.term()
 """
 
 
+def _started(script: str, *args: str) -> subprocess.Popen:
+    """``script`` run in a new Python process with ``args``, once it printed "ready"."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
 def _acked(log: Path) -> list[int]:
     """The numbers of the messages the writer's worker was acking, from its log (a torn last line: not whole)."""
     *whole, _torn = log.read_text().split("\n")
@@ -284,18 +291,8 @@ def run_confirm_receiver(seconds: float, interval_ms: float, workdir: Path, rng:
     """
     path, image, log = workdir / "confirm.journal", workdir / "confirm.image", workdir / "confirm.log"
     endpoint, stop = f"ipc://{workdir}/confirm.ipc", workdir / "confirm.stop"
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(image), str(log), "confirm-receiver", str(interval_ms), endpoint],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
-    sender = subprocess.Popen(
-        [sys.executable, "-c", SENDER, str(workdir / "sender.journal"), endpoint, str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sender.stdout is not None and sender.stdout.readline().strip() == "ready"
+    receiver = _started(WRITER, str(path), str(image), str(log), "confirm-receiver", str(interval_ms), endpoint)
+    sender = _started(SENDER, str(workdir / "sender.journal"), endpoint, str(stop))
     time.sleep(rng.uniform(seconds / 2, seconds))
     receiver.send_signal(signal.SIGKILL)  # the receiver's host loses its power
     receiver.wait()
@@ -402,18 +399,8 @@ def run_confirm_sender(seconds: float, interval_ms: float, workdir: Path, rng: r
     endpoint, stop, got = f"ipc://{workdir}/sender.ipc", workdir / "sender.stop", workdir / "received.log"
     slow = workdir / "receiver.slow"
     slow.touch()
-    receiver = subprocess.Popen(
-        [sys.executable, "-c", RECEIVER, str(workdir / "receiver.journal"), endpoint, str(got), str(stop), str(slow)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
-    sender = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(image), str(log), "confirm-sender", str(interval_ms), endpoint],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sender.stdout is not None and sender.stdout.readline().strip() == "ready"
+    receiver = _started(RECEIVER, str(workdir / "receiver.journal"), endpoint, str(got), str(stop), str(slow))
+    sender = _started(WRITER, str(path), str(image), str(log), "confirm-sender", str(interval_ms), endpoint)
     time.sleep(rng.uniform(seconds / 2, seconds))
     sender.send_signal(signal.SIGKILL)  # the sender's host loses its power
     killed_at = time.time()
@@ -457,12 +444,7 @@ def run_confirm_sender(seconds: float, interval_ms: float, workdir: Path, rng: r
 
 def run_mode(mode: str, seconds: float, interval_ms: float, workdir: Path, rng: random.Random) -> dict:
     path, image, log = workdir / f"{mode}.journal", workdir / f"{mode}.image", workdir / f"{mode}.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(image), str(log), mode, str(interval_ms)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc = _started(WRITER, str(path), str(image), str(log), mode, str(interval_ms))
     time.sleep(rng.uniform(seconds / 2, seconds))
     proc.send_signal(signal.SIGKILL)  # the power goes out
     killed_at = time.time()
