@@ -253,7 +253,12 @@ def test_confirms_flow_where_the_applications_context_runs_a_zap_authenticator(j
         auth.stop()
 
 
-def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal, journal_path, ctx, endpoint) -> None:
+def _a_first_run_to_a_plain_peer(open_journal, ctx, endpoint) -> tuple[zmq.Socket, str, list[list[bytes]]]:
+    """A confirm PUSH of the default journal sends old-0..2 to a plain PULL, then closes with its journal.
+
+    Returns the PULL, its endpoint and the frames as they went (headers and
+    all): the three stay pending, since a plain peer never confirms.
+    """
     peer = ctx.socket(zmq.PULL)
     where = endpoint()
     peer.bind(where)
@@ -262,9 +267,14 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
     push.connect(where)
     for n in range(3):
         push.send(b"old-%d" % n)
-    before = [peer.recv_multipart() for _ in range(3)]
+    frames = [peer.recv_multipart() for _ in range(3)]
     push.close(linger=0)  # (the default would wait for confirmations a plain peer never sends)
     first.close()
+    return peer, where, frames
+
+
+def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal, journal_path, ctx, endpoint) -> None:
+    peer, where, before = _a_first_run_to_a_plain_peer(open_journal, ctx, endpoint)
     again = open_journal()
     assert _pending_out(again) == 3
     push = again.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
@@ -284,17 +294,7 @@ def test_a_restarted_senders_earlier_run_is_deduplicated_and_confirmed_to_its_ne
     open_journal, journal_path, tmp_path, ctx, endpoint
 ) -> None:
     """Run 1's messages reach a journaled receiver, but their confirmations find run 1 gone; run 2 resends them."""
-    plain = ctx.socket(zmq.PULL)
-    where = endpoint()
-    plain.bind(where)
-    first = open_journal()
-    push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
-    push.connect(where)
-    for n in range(3):
-        push.send(b"old-%d" % n)
-    run_one = [plain.recv_multipart() for _ in range(3)]  # the frames as they went, headers and all
-    push.close(linger=0)
-    first.close()
+    _plain, _where, run_one = _a_first_run_to_a_plain_peer(open_journal, ctx, endpoint)
     receiver = open_journal(str(tmp_path / "receiver"))
     pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
     pull.rcvtimeo = 5000
