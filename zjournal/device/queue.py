@@ -309,9 +309,25 @@ class Queue:
         try:
             self._port.check_size(frames)
         except MessageTooLargeError as e:
-            self._drops.dropped(report.REQUEST_TOO_LARGE, str(e))
-            return False
+            return self._fits_without_header(frames, e)
         return True
+
+    def _fits_without_header(self, frames: list[bytes], error: MessageTooLargeError) -> bool:
+        """A request too large as it came: a confirm=True client's may fit once its header is off.
+
+        If it does not, its client is told (refused: it makes the request a
+        dead letter rather than send it again for ever).
+        """
+        header, body = _without_header(frames)
+        if header is not None:
+            try:
+                self._port.check_size(body)
+                return True
+            except MessageTooLargeError as e:
+                error = e
+            self._confirm_return().refuse(header.endpoint, header.origin, header.seq, str(error))
+        self._drops.dropped(report.REQUEST_TOO_LARGE, str(error))
+        return False
 
     def _journal_requests(self, arrived: list[tuple[list[bytes], bytes | None]]) -> None:
         """Journal the durable requests in one write and queue everything for the backend.
@@ -410,15 +426,18 @@ class Queue:
 
     def _confirm(self, headers: list[confirm_wire.Header]) -> None:
         """Tell confirm=True clients their requests are journaled here (resends included: confirmed again)."""
-        back = self._confirms
-        if back is None:
-            back = self._confirms = ConfirmReturn(self._port, self.frontend.context)
+        back = self._confirm_return()
         by_sender: dict[tuple[str, bytes], list[int]] = {}
         for header in headers:
             by_sender.setdefault((header.endpoint, header.origin), []).append(header.seq)
         for (endpoint, origin), seqs in by_sender.items():
             back.confirm_many(endpoint, origin, seqs)
         self.stats.confirmed += len(headers)
+
+    def _confirm_return(self) -> ConfirmReturn:
+        if self._confirms is None:
+            self._confirms = ConfirmReturn(self._port, self.frontend.context)
+        return self._confirms
 
     def _fetch_replays(self) -> None:
         """Queue pending requests from before this run for the backend, a window at a time."""

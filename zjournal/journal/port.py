@@ -391,6 +391,10 @@ class SocketPort(ConfirmPort):
         """Raise MessageTooLargeError for a message over the journal's limit."""
         self.ledger.check_size(frames)
 
+    @property
+    def max_message_size(self) -> int:
+        return self.ledger.max_message_size
+
     # -- settling ----------------------------------------------------------
 
     def settle(self, entry_id: int, slots: SlotFile | None = None) -> None:

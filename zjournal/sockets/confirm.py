@@ -164,7 +164,8 @@ class ConfirmSender:
         # Confirmed ids the thread took in, for the application's next send to settle: settling there
         # spares the two threads a tug of war over the GIL. The thread settles them itself when the
         # application sends nothing for a while.
-        self._confirmed: collections.deque[list[int]] = collections.deque()
+        # (A receiver's refusal is an item too: (ids, reason), made dead letters there.)
+        self._confirmed: collections.deque[list[int] | tuple[list[int], str]] = collections.deque()
         # Confirmed ids taken from the maps above but not acked in the journal yet (guarded by the mutex):
         # still unconfirmed to a wait, so that once it returns the journal counts none of them pending.
         self._settling = 0
@@ -509,7 +510,13 @@ class ConfirmSender:
             except zmq.Again:
                 break
             got = wire.parse_confirms(frames)
-            if got is None or not got[0].startswith(self.stream):
+            if got is None:
+                refusal = wire.parse_refusal(frames)
+                if refusal is not None and refusal[0].startswith(self.stream):
+                    self._warn_if_unconfirmed = False
+                    self._confirmed.append((refusal[1], refusal[2]))  # (settled as dead letters: _settle_confirmed)
+                continue
+            if not got[0].startswith(self.stream):
                 continue  # not a confirm message of this socket's (any run of its stream): nothing is acked by it
             confirmed += got[1]
         if confirmed:
@@ -520,6 +527,7 @@ class ConfirmSender:
         """Ack what the receivers confirmed (from either thread: each list is taken by one)."""
         mine: list[int] = []
         sent_at: list[float] = []  # when each was last sent: its confirmation's round trip is from then
+        refused: list[tuple[list[int], str]] = []
         confirmed = self._confirmed
         with self._mutex:
             take, take_resent = self._sent_at.pop, self._unconfirmed.pop
@@ -528,6 +536,12 @@ class ConfirmSender:
                     ids = confirmed.popleft()
                 except IndexError:
                     break
+                if ids.__class__ is tuple:  # a refusal: (ids, reason)
+                    ids, reason = ids
+                    ids = [i for i in ids if take(i, None) is not None or take_resent(i, None) is not None]
+                    refused.append((ids, reason))
+                    self._settling += len(ids)
+                    continue
                 times = [take(i, None) for i in ids]
                 if None in times:  # sent again, or confirmed twice (a resend), or settled meanwhile
                     times = [take_resent(i, None) if t is None else t for i, t in zip(ids, times, strict=True)]
@@ -545,9 +559,33 @@ class ConfirmSender:
                 with self._mutex:
                     self._settling -= len(mine)
             self._port.confirmed(len(mine), now * len(mine) - sum(sent_at), now - min(sent_at))
+        if refused:
+            self._settle_refused(refused)
+        if mine or refused:
             hook = self.settled_hook
             if hook is not None:
                 hook()
+
+    def _settle_refused(self, refused: list[tuple[list[int], str]]) -> None:
+        """Make what receivers refused dead letters, with their reason (the ids are out of the maps already)."""
+        for ids, reason in refused:
+            dead = 0
+            try:
+                for entry_id in ids:
+                    with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # settled meanwhile
+                        self._port.dead(entry_id, f"refused by the receiving journal: {reason}")
+                        dead += 1
+            finally:
+                with self._mutex:
+                    self._settling -= len(ids)
+                    self._dead_letters += dead
+            if dead:
+                log.warning(
+                    "journal socket %r: %d message(s) refused by a receiver, now dead letters: %s",
+                    self._name,
+                    dead,
+                    reason,
+                )
 
     def _resend_due(self) -> None:
         now = time.monotonic()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from zjournal import killpoints
+from zjournal.errors import MessageTooLargeError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm_return import ConfirmReturn
@@ -107,10 +108,23 @@ class ConfirmInbound:
 
     def _hold_confirmed_behind(self, frames: list[bytes], header: confirm_wire.Header) -> None:
         """A confirm sender's live message during redelivery: journaled (unless held already), confirmed."""
-        self._port.log_confirmed(
-            self._jname, _IN, frames, header.origin, header.seq, header.floor, track=False, attempts=0
-        )
+        try:
+            self._port.log_confirmed(
+                self._jname, _IN, frames, header.origin, header.seq, header.floor, track=False, attempts=0
+            )
+        except MessageTooLargeError as e:
+            self._refuse(header.endpoint, header.origin, header.seq, e)
+            raise
         self._confirm_received(header)
+
+    def _refuse(self, endpoint: str, origin: bytes, seq: int, error: MessageTooLargeError) -> None:
+        """A confirm sender's message this journal will never take: its sender is told, and stops sending it.
+
+        (It makes it a dead letter with ``error``'s text, as a RabbitMQ
+        publisher gets a ``basic.nack``. Resent, it would be refused again
+        every ``confirm_timeout``, an error in the application's ``recv`` each time.)
+        """
+        (self._s.confirm_return or self._new_confirm_return()).refuse(endpoint, origin, seq, str(error))
 
     def _confirm_received(self, header: confirm_wire.Header) -> None:
         """Tell the sender of a confirm=True message that this journal holds it (soon, batched)."""
@@ -170,7 +184,11 @@ class ConfirmInbound:
         """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
         if len(frames) == 1:
             return self._journal_confirmed_frame(state, frames[0], settle, *header) != 0
-        entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
+        try:
+            entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
+        except MessageTooLargeError as e:
+            self._refuse(header.endpoint, header.origin, header.seq, e)
+            raise
         self._hold_confirmation(state, header)
         state.last_id = state.settle_next = entry_id
         return entry_id != 0
@@ -179,9 +197,13 @@ class ConfirmInbound:
         self, state: Any, data: bytes, settle: int, origin: bytes, seq: int, floor: int, endpoint: str
     ) -> int:
         """A confirm sender's one-frame message, its header off, into the slot (SocketPort.log_keyed); 0: a resend."""
-        entry_id = state.last_id = state.settle_next = self._port.log_keyed(
-            state.slots, data, settle, origin, seq, floor
-        )
+        try:
+            entry_id = state.last_id = state.settle_next = self._port.log_keyed(
+                state.slots, data, settle, origin, seq, floor
+            )
+        except MessageTooLargeError as e:
+            self._refuse(endpoint, origin, seq, e)
+            raise
         (state.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)  # a resend: confirmed again
         return entry_id
 
@@ -212,17 +234,21 @@ class ConfirmInbound:
             and slots.inbound.entry_id in (0, settle)
         ):  # the slot, as on the fast paths (a DEALER that sends with confirm=True, say)
             return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
-        entry_id = self._port.log_confirmed(
-            self._jname,
-            _IN,
-            frames,
-            header.origin,
-            header.seq,
-            header.floor,
-            settle=settle,
-            track=policy is not AckPolicy.EXPLICIT,
-            envelope_size=envelope_size_of(frames) if self._router else 0,
-        )
+        try:
+            entry_id = self._port.log_confirmed(
+                self._jname,
+                _IN,
+                frames,
+                header.origin,
+                header.seq,
+                header.floor,
+                settle=settle,
+                track=policy is not AckPolicy.EXPLICIT,
+                envelope_size=envelope_size_of(frames) if self._router else 0,
+            )
+        except MessageTooLargeError as e:
+            self._refuse(header.endpoint, header.origin, header.seq, e)
+            raise
         self._confirm_received(header)  # a resend is confirmed again
         if not entry_id:
             state.settle_next = 0

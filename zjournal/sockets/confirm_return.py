@@ -81,7 +81,6 @@ class ConfirmReturn:
         self._held_wake = threading.Event()
         self._hurry = threading.Event()  # the socket waits for its next message: what is held goes sooner
         self._armed = False  # the flusher will look (see _flush_idle)
-        self.duplicates = 0  # resends this socket dropped (already journaled)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # (interval mode) a full batch, or close: send now
@@ -165,7 +164,8 @@ class ConfirmReturn:
                 if not self._queue and not stopping:
                     # nothing to confirm: asleep until confirm_many queues some (or close)
                     if not self._arrived.wait(_IDLE_CLOSE if self._sockets else None):
-                        self._close_idle(time.monotonic())
+                        with self._sending:
+                            self._close_idle(time.monotonic())
                     self._arrived.clear()
                     continue  # then gather more, as below
                 self._wake.wait(_RETURN_EVERY)
@@ -189,10 +189,20 @@ class ConfirmReturn:
             self._queued -= len(seqs)
             by_sender.setdefault((endpoint, origin), []).extend(seqs)
         self._port.make_durable()  # interval mode: fsynced before anyone is told
-        for (endpoint, origin), seqs in by_sender.items():
-            self._send(endpoint, origin, seqs)
+        with self._sending:  # (a refusal goes from the socket's thread meanwhile)
+            for (endpoint, origin), seqs in by_sender.items():
+                self._send(endpoint, origin, seqs)
 
     def _send(self, endpoint: str, origin: bytes, seqs: list[int]) -> None:
+        out = self._socket_for(endpoint, origin)
+        for start in range(0, len(seqs), wire.MAX_CONFIRMS):
+            try:
+                out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), NOBLOCK)
+            except zmq.Again:
+                break  # that sender is not reachable now: it resends, and is confirmed then
+
+    def _socket_for(self, endpoint: str, origin: bytes) -> zmq.Socket:
+        """The confirm socket to a sender's endpoint, opened at its first use (``_sending`` held)."""
         sockets = self._sockets
         sender = (endpoint, wire.stream_of(origin))  # (one socket for every run of a sender)
         now = time.monotonic()
@@ -208,11 +218,19 @@ class ConfirmReturn:
             if len(sockets) > 1:
                 sockets.move_to_end(sender)
         sockets[sender] = (out, now)
-        for start in range(0, len(seqs), wire.MAX_CONFIRMS):
-            try:
-                out.send_multipart(wire.encode_confirms(origin, seqs[start : start + wire.MAX_CONFIRMS]), NOBLOCK)
-            except zmq.Again:
-                break  # that sender is not reachable now: it resends, and is confirmed then
+        return out
+
+    def refuse(self, endpoint: str, origin: bytes, seq: int, reason: str) -> None:
+        """``(origin, seq)`` will never be journaled here (``reason``): tell its sender now.
+
+        Its sender makes the message a dead letter instead of sending it
+        again every ``confirm_timeout`` for ever, each time refused again.
+        Not held, nor fsynced first: nothing was written.
+        """
+        refusal = wire.encode_refusal(origin, [seq], reason)
+        # (zmq.Again: that sender is not reachable now; its resend is refused again)
+        with self._sending, contextlib.suppress(zmq.Again):
+            self._socket_for(endpoint, origin).send_multipart(refusal, NOBLOCK)
 
     def flush(self) -> None:
         """Send the confirmations held (see :meth:`hold`)."""

@@ -21,6 +21,13 @@ two frames::
 
     b"ZJK1" | origin (16 bytes)        sequences (u64 each, big-endian, concatenated)
 
+A message the receiving journal will never take (larger than its
+``max_message_size``) is *refused* instead, three frames, at once: the
+sender makes it a dead letter with the reason, rather than resend it for
+ever (RabbitMQ's ``basic.nack`` to a publisher)::
+
+    b"ZJN1" | origin (16 bytes)        sequences        reason (UTF-8, at most 512 bytes)
+
 A message of one frame of at most :data:`MERGE_LIMIT` bytes goes as one
 frame instead, the header in front (*merged*): a frame fewer to send and to
 receive, which is most of what confirms cost per message::
@@ -51,6 +58,8 @@ MERGED_MAGIC = b"ZJC2"
 PREFIX = b"ZJC"  # what both forms start with: one look on the receiving hot path
 MERGE_LIMIT = 16 * 1024  # one-frame messages up to this size go merged (larger: copying costs more than a frame)
 CONFIRM_MAGIC = b"ZJK1"
+REFUSAL_MAGIC = b"ZJN1"
+MAX_REASON_BYTES = 512
 ORIGIN_SIZE = seen.ORIGIN_SIZE
 STREAM_SIZE = seen.STREAM_SIZE  # an origin's stream: the same across a sender's restarts (the rest: its run)
 stream_of = seen.stream_of
@@ -249,12 +258,36 @@ def encode_confirms(origin: bytes, seqs: list[int]) -> list[bytes]:
 
 
 def parse_confirms(frames: list[bytes]) -> tuple[bytes, list[int]] | None:
-    """``(origin, sequences)`` of a confirm message, or None for anything else (dropped by the sender)."""
+    """``(origin, sequences)`` of a confirm message, or None for anything else (a refusal included)."""
     if len(frames) != 2:
         return None
-    head, body = frames
-    if len(head) != len(CONFIRM_MAGIC) + ORIGIN_SIZE or not head.startswith(CONFIRM_MAGIC):
+    return _origin_and_seqs(CONFIRM_MAGIC, frames[0], frames[1])
+
+
+def encode_refusal(origin: bytes, seqs: list[int], reason: str) -> list[bytes]:
+    """A refusal of up to :data:`MAX_CONFIRMS` sequences of ``origin``, and why (cut to :data:`MAX_REASON_BYTES`)."""
+    why = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode()  # (not cut inside a character)
+    return [REFUSAL_MAGIC + origin, struct.pack(f">{len(seqs)}Q", *seqs), why]
+
+
+def parse_refusal(frames: list[bytes]) -> tuple[bytes, list[int], str] | None:
+    """``(origin, sequences, reason)`` of a refusal, or None for anything else.
+
+    The reason comes from a peer and ends up in dead letters that ``zjournal
+    inspect`` prints: only its printable characters are kept.
+    """
+    if len(frames) != 3 or len(frames[2]) > MAX_REASON_BYTES:
+        return None
+    got = _origin_and_seqs(REFUSAL_MAGIC, frames[0], frames[1])
+    if got is None:
+        return None
+    reason = "".join(c for c in frames[2].decode(errors="replace") if c.isprintable())
+    return got[0], got[1], reason
+
+
+def _origin_and_seqs(magic: bytes, head: bytes, body: bytes) -> tuple[bytes, list[int]] | None:
+    if len(head) != len(magic) + ORIGIN_SIZE or not head.startswith(magic):
         return None
     if not body or len(body) % _SEQ.size or len(body) > MAX_CONFIRMS * _SEQ.size:
         return None
-    return head[len(CONFIRM_MAGIC) :], list(struct.unpack(f">{len(body) // _SEQ.size}Q", body))
+    return head[len(magic) :], list(struct.unpack(f">{len(body) // _SEQ.size}Q", body))

@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 
 from zjournal import killpoints
-from zjournal.errors import StoreError
+from zjournal.errors import MessageTooLargeError, StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.frames import handed, handed_all
@@ -69,6 +69,7 @@ class Prefetching:
     _classifier: Any
     _in_policy: Any
     _confirm_all: Any  # JournaledSocket: tell confirm=True senders their messages are journaled
+    _refuse: Any  # JournaledSocket: tell a confirm=True sender its message is too large for this journal
     _wait_resending: Any  # JournaledSocket: a blocking wait that resends (confirm DEALER, ROUTER, PAIR)
 
     def _fill(self, flags: int, track: bool) -> None:
@@ -77,6 +78,9 @@ class Prefetching:
         if state.settle_next:
             state.deferred.append(state.settle_next)  # the app asks for the next one: the last is done
             state.settle_next = 0
+        if state.too_large is not None:  # in its place, once what came before it was handed over
+            error, state.too_large = state.too_large, None
+            raise error
         raw_recv = zmq.Socket.recv
         try:
             first = raw_recv(self, flags | NOBLOCK, False, track)
@@ -90,17 +94,11 @@ class Prefetching:
             if state.confirm is not None:
                 self._wait_resending(flags)
             first = raw_recv(self, flags, False, track)
-        messages = [self._rest_of(first, track)]
-        received = [first]  # each message's first frame: the connection's properties (copy=False hand-overs)
-        size = sum(len(f) for f in messages[0])
-        while len(messages) < self._prefetch and size < READ_AHEAD_BYTES:
-            try:
-                got = raw_recv(self, NOBLOCK, False, track)
-            except zmq.Again:
-                break
-            messages.append(self._rest_of(got, track))
-            received.append(got)
-            size += sum(len(f) for f in messages[-1])
+        messages, received, too_large = self._read_ahead(first, track)
+        if too_large is not None:
+            if not messages:
+                raise too_large
+            state.too_large = too_large
         if killpoints.ARMED:
             if state.deferred:
                 killpoints.reached("ack:before-write")
@@ -113,6 +111,52 @@ class Prefetching:
             # else is read (or pending at close), as a single message is (see JournaledSocket._keep_unjournaled).
             state.unjournaled = (None, 0, _KeptBatch(messages, headers))
             raise
+
+    def _read_ahead(
+        self, first: zmq.Frame, track: bool
+    ) -> tuple[list[list[bytes]], list[zmq.Frame], MessageTooLargeError | None]:
+        """The messages queued from ``first`` on, up to ``prefetch`` (or :data:`READ_AHEAD_BYTES`), with the
+        first frame each came in (its connection's properties, for copy=False hand-overs).
+
+        A message too large for the journal ends the batch: not among the
+        messages, its error in third place (journaling the batch with it
+        would refuse them all, and they are out of libzmq already).
+        """
+        raw_recv = zmq.Socket.recv
+        limit = self._port.max_message_size
+        messages: list[list[bytes]] = []
+        received: list[zmq.Frame] = []
+        size = 0
+        got = first
+        while True:
+            message = self._rest_of(got, track)
+            message_size = sum(len(f) for f in message)
+            if message_size > limit:
+                error = self._too_large(message, limit)
+                if error is not None:
+                    return messages, received, error
+            messages.append(message)
+            received.append(got)
+            size += message_size
+            if len(messages) >= self._prefetch or size >= READ_AHEAD_BYTES:
+                return messages, received, None
+            try:
+                got = raw_recv(self, NOBLOCK, False, track)
+            except zmq.Again:
+                return messages, received, None
+
+    def _too_large(self, message: list[bytes], limit: int) -> MessageTooLargeError | None:
+        """The error of a message read ahead that the journal cannot take, None if it fits without its
+        confirm header. A confirm sender is told (refused: it makes the message a dead letter)."""
+        body = list(message)
+        header = confirm_wire.take_header(body, 1 if self._router else 0)
+        size = sum(len(f) for f in body)
+        if size <= limit:
+            return None
+        error = MessageTooLargeError(size, limit)
+        if header is not None:
+            self._refuse(header.endpoint, header.origin, header.seq, error)
+        return error
 
     def _write_acks(self) -> None:
         """Write the acks and hand-overs waiting for the next write (StoreError: they keep waiting)."""

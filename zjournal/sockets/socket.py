@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from zjournal import killpoints
-from zjournal.errors import InvalidArgumentError, StoreError
+from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
@@ -552,9 +552,13 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
                 # Journaled in the slot with its dedup key, its confirmation held (_journal_confirmed_frame).
                 body = data[last.end :]
                 origin = last.origin
-                entry_id = state.last_id = state.settle_next = self._port.log_keyed(
-                    state.slots, body, settle, origin, seq, floor
-                )
+                try:
+                    entry_id = state.last_id = state.settle_next = self._port.log_keyed(
+                        state.slots, body, settle, origin, seq, floor
+                    )
+                except MessageTooLargeError as e:
+                    self._refuse(last.endpoint, origin, seq, e)
+                    raise
                 (state.confirm_return or self._new_confirm_return()).hold(last.endpoint, origin, seq)  # a resend too
                 if not entry_id:
                     return self._recv_after_resend(flags, copy, track)  # held already: the next one instead

@@ -16,6 +16,7 @@ from zjournal.sockets import confirm_wire
 if TYPE_CHECKING:
     import zmq
 
+    from zjournal.errors import MessageTooLargeError
     from zjournal.journal.inflight import Slot, SlotFile
     from zjournal.sockets.confirm import ConfirmSender
     from zjournal.sockets.confirm_return import ConfirmReturn
@@ -65,6 +66,7 @@ class SocketState:
         "settle_next",
         "settle_sent",
         "slots",
+        "too_large",
         "tx",
         "tx_parts",
         "unjournaled",
@@ -101,6 +103,8 @@ class SocketState:
         # (and the first frame each came in, for copy=False hand-overs: zjournal.sockets.frames)
         self.ahead: collections.deque[tuple[int, list[bytes], zmq.Frame | None]] = collections.deque()
         self.deferred: list[int] = []  # handed over and done, their acks to ride with the next write
+        # A message read ahead too large to journal: it ended its batch, and recv raises this in its place.
+        self.too_large: MessageTooLargeError | None = None
         # Handed over since the last write, counted in the slot file only (see SocketPort.handed), and
         # the first entry of the batch read ahead (0: hand-overs are written one by one).
         self.handed: list[int] = []
