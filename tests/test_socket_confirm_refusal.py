@@ -9,10 +9,14 @@ again every ``confirm_timeout`` for ever, each time refused again.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import zmq
+import zmq.utils.monitor
 
 import zjournal
 from zjournal.sockets import confirm_wire as wire
@@ -150,3 +154,74 @@ def test_a_refusal_carries_its_reason_and_only_printable_characters_of_it() -> N
     assert wire.parse_refusal([*frames[:2], b"x" * (wire.MAX_REASON_BYTES + 1)]) is None
     long_reason = wire.encode_refusal(origin, [1], "é" * wire.MAX_REASON_BYTES)[2]
     assert len(long_reason) <= wire.MAX_REASON_BYTES and long_reason.decode() == "é" * (wire.MAX_REASON_BYTES // 2)
+
+
+def _forwarded(worker: zmq.Socket) -> list[bytes] | None:
+    try:
+        return worker.recv_multipart()
+    except zmq.Again:
+        return None
+
+
+def _frame_limit_holds_for_plain_clients_not_for_a_confirm_header(ctx, front: str, worker: zmq.Socket, journal) -> None:
+    """A confirm client's request of LIMIT - 10 bytes in one frame, its header merged in front, goes through;
+    a plain client's frame over the limit is refused by libzmq (the client disconnected, nothing forwarded)."""
+    client = journal.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=TIMEOUT)
+    client.connect(front)
+    plain = ctx.socket(zmq.DEALER)
+    monitor = plain.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    plain.connect(front)
+    worker.rcvtimeo = 3000
+    client.send(b"c" * (LIMIT - 10))
+    got = _forwarded(worker)
+    assert got is not None and got[-1] == b"c" * (LIMIT - 10)
+    assert client.wait_confirmed(timeout=5) is True
+    plain.send(b"p" * (LIMIT + wire.MAX_HEADER_BYTES + 1))
+    monitor.rcvtimeo = 5000
+    assert zmq.utils.monitor.recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED  # by libzmq
+    worker.rcvtimeo = 500
+    assert _forwarded(worker) is None
+    plain.disable_monitor()
+    monitor.close(0)
+    plain.close(0)
+
+
+def test_the_devices_frame_limit_lets_a_confirm_clients_merged_header_through(open_journal, tmp_path, ctx) -> None:
+    device_journal = open_journal(str(tmp_path / "d"), max_message_size=LIMIT)
+    front, back = f"ipc://{tmp_path}/f", f"ipc://{tmp_path}/b"  # (not inproc: libzmq limits frames it decodes)
+    frontend, backend = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    backend.bind(back)
+    queue = zjournal.Queue(frontend, backend, device_journal)
+    frontend.bind(front)  # after the Queue set MAXMSGSIZE: libzmq applies it to endpoints bound afterwards
+    queue.start()
+    worker = ctx.socket(zmq.DEALER)
+    worker.connect(back)
+    try:
+        _frame_limit_holds_for_plain_clients_not_for_a_confirm_header(
+            ctx, front, worker, open_journal(str(tmp_path / "c"))
+        )
+    finally:
+        worker.close(0)
+        queue.stop(drain_timeout=1)
+
+
+def test_the_device_command_limits_frames_on_its_frontend(open_journal, tmp_path, ctx) -> None:
+    """``zjournal device --max-message-size`` sets the frame limit before it binds (set after, libzmq ignores it)."""
+    front, back = f"ipc://{tmp_path}/f", f"ipc://{tmp_path}/b"
+    command = [sys.executable, "-m", "zjournal.cli", "device", str(tmp_path / "d"), "--frontend", front]
+    proc = subprocess.Popen(
+        [*command, "--backend", back, "--max-message-size", str(LIMIT), "--drain-timeout", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker = ctx.socket(zmq.DEALER)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        worker.connect(back)
+        _frame_limit_holds_for_plain_clients_not_for_a_confirm_header(
+            ctx, front, worker, open_journal(str(tmp_path / "c"))
+        )
+    finally:
+        worker.close(0)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)

@@ -166,7 +166,7 @@ def register(app: typer.Typer) -> None:
         """
         import zmq
 
-        from zjournal.device import check_settings
+        from zjournal.device import check_settings, frontend_frame_limit
 
         check_settings(redeliver_after=redeliver_after, max_attempts=max_attempts)
         if not name:
@@ -184,6 +184,8 @@ def register(app: typer.Typer) -> None:
             if keys is not None:  # clients and workers then need the certificate's public key
                 keys.apply(front)
                 keys.apply(back)
+            # (before the bind: libzmq applies it to endpoints bound afterwards; the Queue sets it too late)
+            front.setsockopt(zmq.MAXMSGSIZE, frontend_frame_limit(max_message_size))
             front.bind(frontend)
             back.bind(backend)
             with open_for_change(path, max_message_size=max_message_size) as journal:

@@ -121,7 +121,7 @@ class Queue:
         self._redeliver_after = redeliver_after
         # libzmq refuses (and disconnects) a peer whose frame is over the journal's limit before
         # reading it into memory; a message over it in total is dropped here.
-        frontend.setsockopt(zmq.MAXMSGSIZE, min(journal.max_message_size, 2**63 - 1))
+        frontend.setsockopt(zmq.MAXMSGSIZE, frontend_frame_limit(journal.max_message_size))
         # A reply to a client that is gone raises (and is dropped) rather than vanishing: the device
         # then keeps it for that client's resend (zjournal.device.resends).
         frontend.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -701,6 +701,17 @@ def _zero_copy(frames: list[bytes]) -> list[Any]:
 def _as_bytes(frames: list[Any]) -> list[bytes]:
     """The frames a classifier is given: bytes, as plain pyzmq would have received them."""
     return [f if type(f) is bytes else bytes(f) for f in frames]
+
+
+def frontend_frame_limit(max_message_size: int) -> int:
+    """The frontend's MAXMSGSIZE for a journal's ``max_message_size``.
+
+    A confirm=True client's header may be merged into its request's frame:
+    libzmq allows it that much more (the device measures the request
+    without it, :meth:`Queue._acceptable`). libzmq applies the option to
+    endpoints bound (or connected) after it is set.
+    """
+    return min(max_message_size + confirm_wire.MAX_HEADER_BYTES, 2**63 - 1)
 
 
 def _without_header(frames: list[bytes]) -> tuple[confirm_wire.Header | None, list[bytes]]:

@@ -244,6 +244,9 @@ _new_tuple = tuple.__new__  # a Header without the Python-level __new__ of a Nam
 pack_fixed = _FIXED.pack  # magic, origin, sequence, floor: a header without its endpoint
 _MERGED = struct.Struct(">4s16sQQH")
 _MERGED_SIZE = _MERGED.size
+# The most a header adds to a message (merged, with the longest endpoint; a header frame adds less): a
+# receiver that limits frames (libzmq's MAXMSGSIZE) allows this much more for a confirm sender's frame.
+MAX_HEADER_BYTES = _MERGED_SIZE + MAX_ENDPOINT_BYTES
 _unpack_merged = _MERGED.unpack_from
 ORIGIN_END = len(MERGED_MAGIC) + ORIGIN_SIZE  # where a merged frame's sequence starts
 SEQ_FLOOR_END = ORIGIN_END + 16  # ... and where its endpoint length starts
