@@ -85,6 +85,23 @@ def test_a_message_too_large_for_the_receiving_journal_becomes_the_senders_dead_
     assert receiver.count(name="in", state="dead") == 0
 
 
+def test_a_router_refuses_a_confirm_dealers_message_too_large_for_its_journal(open_journal, tmp_path, ctx, endpoint):
+    sender = open_journal(str(tmp_path / "s"))
+    receiver = open_journal(str(tmp_path / "r"), max_message_size=LIMIT)
+    dealer = sender.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=TIMEOUT)
+    router = receiver.wrap(ctx.socket(zmq.ROUTER), name="in")
+    where = endpoint()
+    router.bind(where)
+    dealer.connect(where)
+    dealer.send_multipart([BIG])
+    dealer.send_multipart([b"small"])
+    got = _receive(router, 2, multipart=True)
+    assert isinstance(got[0], zjournal.MessageTooLargeError) and got[1][1:] == [b"small"]
+    assert dealer.wait_confirmed(timeout=5) is False
+    assert [e.frames for e in sender.entries(name="out", state="dead")] == [[BIG]]
+    assert _nothing_more_comes(router)
+
+
 def test_a_plain_senders_message_too_large_in_a_batch_read_ahead_takes_nothing_else_with_it(
     open_journal, tmp_path, ctx, endpoint
 ) -> None:
