@@ -9,7 +9,8 @@ python tests/confirm_peers.py send JOURNAL ENDPOINT COUNT SENT
     and prints "confirmed"
 
 ZJ_CONFIRM_KINDS (environment): the sender's and the receiver's socket types, "push,pull" by
-default; "dealer,router" and "router,dealer" (the DEALER with the routing id b"receiver") too.
+default; "dealer,router" and "router,dealer" (the DEALER with the routing id b"receiver") too;
+"+poll" after the receiver's type: it waits in a zmq.Poller before each recv.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import zjournal
 from zjournal.crashlog import append_whole_lines, whole_lines
 
 SENDER, RECEIVER = os.environ.get("ZJ_CONFIRM_KINDS", "push,pull").split(",")
+RECEIVER, _, HOW = RECEIVER.partition("+")
 TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "dealer": zmq.DEALER, "router": zmq.ROUTER}
 
 
@@ -36,7 +38,11 @@ def receive(path: str, endpoint: str, out: str) -> None:
     pull.bind(endpoint)
     print("ready", flush=True)
     log = append_whole_lines(out)
+    poller = zmq.Poller()
+    poller.register(pull, zmq.POLLIN)
     while True:
+        if HOW == "poll" and not poller.poll(10_000):
+            continue
         number = pull.recv_multipart()[-1]  # (a ROUTER's message starts with a routing id)
         os.write(log, b"%s %d\n" % (number, pull.last_attempts))  # in the page cache: a SIGKILL keeps it
 

@@ -8,7 +8,9 @@ is ``process`` with the receiver wrapped with ``prefetch=64`` (opt-in);
 ``process+replicate`` both journals with ``replicate=`` to a local NATS
 JetStream server the run starts (tests/natsserver.py, from the test extra); a
 ``:recv`` suffix (``process:recv``) journals the receiver only, to see what
-one journaled consumer can take. Each repetition runs
+one journaled consumer can take; an ``@poll`` suffix (``process+confirm@poll``)
+has the receiver wait in a ``zmq.Poller`` before each ``recv``, as a service
+serving several sockets does. Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
 the median msg/s per variant and its ratio to raw pyzmq of the same size from
 the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
@@ -30,12 +32,13 @@ import zmq
 from common import NATS_ENV, rate, run_pair, start_nats, summary, table
 
 # Also runnable: "process+prefetch" (the receiver with prefetch=64), "process+replicate" (both journals shipped to
-# NATS JetStream) and a ":recv" suffix (receiver journaled only).
+# NATS JetStream), a ":recv" suffix (receiver journaled only) and an "@poll" one (the receiver polls before each recv).
 VARIANTS = ("raw", "process", "interval", "always", "process+confirm")
 _streams = itertools.count()
 
 
 def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
+    variant = variant.partition("@")[0]  # ("@poll": how the receiver waits, see _receiver)
     sock = ctx.socket(kind)
     sock.sndhwm = sock.rcvhwm = 10_000
     if variant == "raw":
@@ -78,8 +81,15 @@ def _receiver(variant: str, addr: str, path: str, count: int, result) -> None:
     result.put("bound")
     sock.recv()
     start = time.perf_counter()
-    for _ in range(count - 1):
-        sock.recv()
+    if variant.endswith("@poll"):
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        for _ in range(count - 1):
+            poller.poll()
+            sock.recv()
+    else:
+        for _ in range(count - 1):
+            sock.recv()
     elapsed = time.perf_counter() - start
     sock.close()
     if journal is not None:

@@ -103,7 +103,21 @@ class ConfirmPort:
             ledger.barrier(entry_id)
         return entry_id
 
-    def _drop_resend(self, slots: SlotFile, settle: int) -> int:
+    def holds(self, origin: bytes, seq: int) -> bool:
+        """Whether this journal holds the confirm message ``(origin, seq)``: a resend of it is dropped."""
+        ledger = self.ledger
+        known = ledger.seen.by_origin.get(origin)
+        if known is not None and known.seqs and seq > known.seqs[-1]:
+            return False  # above every key kept, the common case: new (a look without the lock misses keys at worst)
+        with ledger.lock:
+            return ledger.seen.seen(origin, seq)
+
+    def drop_resend(self) -> None:
+        """Count a resend this journal holds already as dropped (a poll found it: nothing to settle)."""
+        with self.ledger.lock:
+            self._drop_resend(None, 0)
+
+    def _drop_resend(self, slots: SlotFile | None, settle: int) -> int:
         """A resend this journal holds already: counted as dropped, ``settle`` settled, in one write (lock held)."""
         ledger = self.ledger
         ledger.check_open()

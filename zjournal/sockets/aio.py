@@ -418,6 +418,11 @@ class _JournaledAsync:
     def _python_events(self, flags: int) -> int:  # for zjournal.sockets.pollhook, as JournaledSocket's
         return self._shadow_sock._python_events(flags)
 
+    def _readable_after_resends(self) -> bool:  # for zjournal.sockets.pollhook, as JournaledSocket's
+        # Reported as libzmq sees it: this socket's recv waits, then reads without blocking, so a resend
+        # dropped there never blocks the event loop (and reading here would race its pending recvs).
+        return True
+
     @property
     def _s(self) -> Any:
         return self._shadow_sock._s

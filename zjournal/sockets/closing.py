@@ -18,6 +18,7 @@ import zmq
 
 from zjournal.errors import StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction
+from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.policy import AckPolicy
 
 log = logging.getLogger("zjournal")
@@ -173,6 +174,8 @@ class Closing:
         if kept is None:
             return
         self._s.unjournaled = None
+        if kept[2] is ConfirmInbound._journal_peeked:
+            return  # read by a poll, never received: gone, as libzmq drops what nobody read (confirm senders resend)
         try:
             if kept[0] is None:  # a batch read ahead: journaled pending, handed over to nobody
                 kept[2](self, None, 0, confirm=False)

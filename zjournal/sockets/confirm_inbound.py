@@ -22,7 +22,7 @@ from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm_return import ConfirmReturn
 from zjournal.sockets.frames import handed
-from zjournal.sockets.libzmq import base_recv
+from zjournal.sockets.libzmq import NOBLOCK, base_recv
 from zjournal.sockets.policy import AckPolicy
 
 if TYPE_CHECKING:
@@ -50,6 +50,8 @@ class ConfirmInbound:
     _received_held: Any
     _recv_multipart_live: Any
     _update_fast_paths: Any
+    _holds_message: Any
+    _read_ahead_at_poll: Any  # Prefetching
     recv: Any
 
     def _recv_confirmed_frame(
@@ -93,6 +95,79 @@ class ConfirmInbound:
             return self._recv_after_resend(flags, copy, track)
         body = frames[0]
         return body if copy else got if body is data else handed(body, False, got)
+
+    def _readable_after_resends(self) -> bool:
+        """libzmq has a message queued: whether one is left for the application once the resends this
+        journal holds already are dropped (for zjournal.sockets.pollhook).
+
+        A poll must not report a socket readable for a resend the
+        application never sees: a blocking ``recv`` after it would wait for
+        the next message. So the poll reads the next message: a resend held
+        already is dropped (counted, confirmed again) and the one after it
+        read; another is kept whole for the next ``recv``, which journals it
+        as it would have (``state.peeked``; one of several frames is held as
+        an unjournaled one is). A socket that reads ahead reads ahead now.
+        Others (a REP, a message half read, a redelivery under way) are
+        reported as libzmq sees them.
+        """
+        state = self._s
+        if state.fast_in is None or state.rx is not None or state.serving is not None or state.peeked is not None:
+            return self._readable_off_the_fast_path()
+        while True:
+            try:
+                got = base_recv(self, NOBLOCK, False, False)
+            except zmq.Again:
+                return False  # only resends held already were queued
+            if not got.more:  # the common case: one frame, merged with its header if a confirm sender's
+                data = got.bytes
+                last = state.last_sender
+                if not data.startswith(confirm_wire.PREFIX) or not (
+                    (
+                        last.end
+                        and data.startswith(last.front)
+                        and data.startswith(last.back, confirm_wire.SEQ_FLOOR_END)
+                    )
+                    or last.switch(data)
+                    or last.learn(data)
+                ):
+                    state.peeked = got  # not a confirm sender's
+                    return True
+                seq = confirm_wire.unpack_seq_floor(data, confirm_wire.ORIGIN_END)[0]
+                if not self._dropped_if_held(last.endpoint, last.origin, seq):
+                    state.peeked = got
+                    return True
+                continue
+            frames = [got.bytes]
+            while got.more:  # (the rest is there: a message is queued whole)
+                got = base_recv(self, 0, False, False)
+                frames.append(got.bytes)
+            header = _take_header(list(frames)) if frames[0].startswith(confirm_wire.PREFIX) else None
+            if header is None or not self._dropped_if_held(header.endpoint, header.origin, header.seq):
+                state.unjournaled = (frames, 0, ConfirmInbound._journal_peeked)
+                self._update_fast_paths()
+                return True
+
+    def _readable_off_the_fast_path(self) -> bool:
+        """:meth:`_readable_after_resends` of a socket that holds a message, reads ahead, or is reported as is."""
+        state = self._s
+        if self._holds_message():
+            return True
+        if state.rx is not None or state.serving is not None or state.redelivery is not None or self._is_rep:
+            return True
+        return self._read_ahead_at_poll() if self._prefetch else True
+
+    def _dropped_if_held(self, endpoint: str, origin: bytes, seq: int) -> bool:
+        """Whether the journal holds ``(origin, seq)`` already: then its resend is dropped, counted, confirmed again."""
+        if not self._port.holds(origin, seq):
+            return False
+        self._port.drop_resend()
+        (self._s.confirm_return or self._new_confirm_return()).hold(endpoint, origin, seq)
+        return True
+
+    def _journal_peeked(self, frames: list[bytes], _settle: int) -> bool:
+        """A message of several frames a poll read: journaled by the recv that takes it, which acks the one before."""
+        settle, self._s.settle_next = self._s.settle_next, 0
+        return self._inbound(frames, settle)
 
     def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
         """recv() read a resend this journal holds already (dropped): the next message instead."""

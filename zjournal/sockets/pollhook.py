@@ -32,8 +32,49 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     module's global name, so replacing that one name (see
     :func:`install`) makes both see what libzmq cannot (see
     ``JournaledSocket._python_events``): such a socket is reported at once,
-    with whatever libzmq says is ready now.
+    with whatever libzmq says is ready now. And not what libzmq holds but
+    the application will never get: a resend its journal holds already
+    (:func:`_without_dropped_resends`); the poll then waits on.
     """
+    started = time.monotonic() if timeout > 0 else 0.0
+    while True:
+        ready = _poll_once(sockets, timeout)
+        kept = _without_dropped_resends(ready) if _journaled else ready
+        if kept is ready or kept:
+            return kept
+        if timeout >= 0:  # (everything reported was resends, dropped: the rest of the timeout)
+            timeout = int((started + timeout / 1000 - time.monotonic()) * 1000) if timeout else 0
+            if timeout <= 0:
+                return []
+            started = time.monotonic()
+
+
+def _without_dropped_resends(ready: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
+    """``ready`` without the POLLIN of journaled sockets whose queued messages were all resends held already.
+
+    Only sockets that heard a confirm=True sender are looked at (a resend
+    comes from no other); ``ready`` itself when nothing changes.
+    """
+    kept = ready
+    for i, (sock, events) in enumerate(ready):
+        if (
+            events & POLLIN
+            and isinstance(sock, _journaled)
+            and sock._s is not None
+            and sock._s.confirm_return is not None
+            and not sock._readable_after_resends()
+        ):
+            if kept is ready:
+                kept = ready[:i]
+            if events & ~POLLIN:
+                kept.append((sock, events & ~POLLIN))
+        elif kept is not ready:
+            kept.append((sock, events))
+    return kept
+
+
+def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, int]]:
+    """One poll: libzmq's, with the events of journaled sockets libzmq cannot see."""
     extra: dict[Any, int] = {}  # events libzmq cannot see
     asked = []
     replaced = False

@@ -72,10 +72,14 @@ class Prefetching:
     _refuse: Any  # JournaledSocket: tell a confirm=True sender its message is too large for this journal
     _wait_resending: Any  # JournaledSocket: a blocking wait that resends (confirm DEALER, ROUTER, PAIR)
 
-    def _fill(self, flags: int, track: bool) -> None:
-        """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write."""
+    def _fill(self, flags: int, track: bool, asked: bool = True) -> None:
+        """Read up to ``prefetch`` queued messages and journal them, with the acks due, in one write.
+
+        ``asked``: the application asks for its next message (else a poll
+        looks): the one in hand is done.
+        """
         state = self._s
-        if state.settle_next:
+        if state.settle_next and asked:
             state.deferred.append(state.settle_next)  # the app asks for the next one: the last is done
             state.settle_next = 0
         if state.too_large is not None:  # in its place, once what came before it was handed over
@@ -111,6 +115,22 @@ class Prefetching:
             # else is read (or pending at close), as a single message is (see JournaledSocket._keep_unjournaled).
             state.unjournaled = (None, 0, _KeptBatch(messages, headers))
             raise
+
+    def _read_ahead_at_poll(self) -> bool:
+        """A poll found messages queued: read them ahead now (resends held already dropped); whether any is left.
+
+        (See ConfirmInbound._readable_after_resends. The message in hand is not done: the next recv says so.)
+        """
+        state = self._s
+        try:
+            self._fill(NOBLOCK, False, asked=False)
+        except zmq.Again:
+            return False  # nothing queued after all
+        except MessageTooLargeError as e:
+            state.too_large = e  # the next recv raises it
+        except StoreError:
+            return True  # kept in hand (state.unjournaled): the next recv journals it
+        return bool(state.ahead) or state.too_large is not None  # (none: only resends held already came)
 
     def _read_ahead(
         self, first: zmq.Frame, track: bool

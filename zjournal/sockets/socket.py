@@ -334,6 +334,9 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         """
         state = self._s
         settle = state.settle_next
+        if state.peeked is not None:  # a poll read it (_readable_after_resends)
+            got, state.peeked = state.peeked, None
+            return got, settle
         if self._is_rep:
             got = zmq.Socket.recv(self, flags, False, track)
             state.rx_origin = origin_of(got)  # a journaled REQ's, to recognise its resends
@@ -497,8 +500,10 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             # The common case, inlined (this is the hottest code of the project).
             # While messages flow the previous message's ack rides with this one.
             settle = state.settle_next
-            got = None
-            if settle:
+            got = state.peeked
+            if got is not None:  # a poll read it (_readable_after_resends)
+                state.peeked = None
+            elif settle:
                 try:
                     if state.merged_next and copy:
                         data = base_recv(self, flags | NOBLOCK, True, False)
@@ -662,7 +667,9 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         if slot is not None and state.rx is None and state.serving is None:
             # recv's first-frame logic, inlined here too on purpose: a call is ~5% of this path.
             settle = state.settle_next
-            if settle:
+            if state.peeked is not None:  # a poll read it (_readable_after_resends)
+                got, state.peeked = state.peeked, None
+            elif settle:
                 try:
                     got = base_recv(self, flags | NOBLOCK, False, track)
                 except zmq.Again:
@@ -748,6 +755,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             or bool(self._prefetch)
             or bool(state.returned)
             or state.unjournaled is not None
+            or state.peeked is not None
         )
 
     def _recv_into_from_python(self, buffer: Any, nbytes: int, flags: int) -> int:
@@ -827,6 +835,8 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         if state is None:
             return False
         if state.ahead or state.serving or state.returned or state.unjournaled is not None:
+            return True
+        if state.peeked is not None or state.too_large is not None:
             return True
         local = state.local
         return local is not None and local.has_message()

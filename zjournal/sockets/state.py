@@ -49,6 +49,7 @@ class SocketState:
         "last_sender",
         "local",
         "merged_next",
+        "peeked",
         "redelivered",
         "redelivery",
         "rep_held",
@@ -122,6 +123,10 @@ class SocketState:
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
         self.last_sender = confirm_wire.LastSender()  # whose merged frame was read last (recv: header off)
         self.merged_next = False  # the last message was a merged frame: recv copies the next, no zmq.Frame
+        # A whole one-frame message a poll read from libzmq to see that it is not a resend held already
+        # (zjournal.sockets.pollhook): the next recv takes it instead of reading libzmq. Out of libzmq and
+        # not journaled yet, it is as durable as it was in libzmq's queue.
+        self.peeked: zmq.Frame | None = None
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
         # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
         self.requests: RequestResends | None = None

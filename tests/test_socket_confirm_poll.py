@@ -1,0 +1,120 @@
+"""Pollers and the resends a receiving journal drops: a poll reports only what the application will get.
+
+A resend of a message the journal holds already is dropped (and confirmed
+again). libzmq holds it until it is read, so a poller asking libzmq alone
+reported the socket readable, and a blocking ``recv`` after that poll waited
+for the next message. The sender is played by a plain PUSH speaking the wire
+format (zjournal.sockets.confirm_wire), so that the resend is exactly a resend.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import zmq
+
+from zjournal.sockets import confirm_wire as wire
+
+ORIGIN = b"\x05" * 16
+
+
+@pytest.fixture
+def resending_peer(open_journal, ctx, endpoint, confirm_intake):
+    """A journaled PULL (ack as given) and ``send(seq, body)``: a confirm sender's merged frame into it."""
+
+    def make(**options):
+        _confirms, address = confirm_intake(ORIGIN)
+        pull = open_journal().wrap(ctx.socket(zmq.PULL), name="in", **options)
+        where = endpoint()
+        pull.bind(where)
+        push = ctx.socket(zmq.PUSH)
+        push.connect(where)
+
+        def send(seq: int, body: bytes) -> None:
+            push.send(wire.encode_merged(ORIGIN, seq, 1, address, body))
+
+        return pull, send
+
+    return make
+
+
+@pytest.mark.parametrize("how", ["Poller", "select", "sock.poll"])
+@pytest.mark.parametrize("ack", ["next", "explicit"])
+def test_a_poll_does_not_report_a_resend_held_already_and_waits_for_a_real_message(resending_peer, how, ack) -> None:
+    pull, send = resending_peer(ack=ack)
+    send(1, b"one")
+    assert pull.recv() == b"one"
+    if ack == "explicit":
+        pull.ack()
+    send(1, b"one")  # its confirmation was lost: sent again
+    time.sleep(0.1)  # queued in libzmq
+
+    def poll(timeout_ms: int) -> bool:
+        if how == "Poller":
+            poller = zmq.Poller()
+            poller.register(pull, zmq.POLLIN)
+            return bool(poller.poll(timeout_ms))
+        if how == "select":
+            return bool(zmq.select([pull], [], [], timeout_ms / 1000)[0])
+        return bool(pull.poll(timeout_ms))
+
+    started = time.monotonic()
+    assert not poll(300)  # the resend is not the application's
+    assert time.monotonic() - started >= 0.25  # and the poll waited its timeout for a real message
+    send(2, b"two")
+    assert poll(5000)
+    pull.rcvtimeo = 1000
+    assert pull.recv() == b"two"  # at once, not after the next message
+
+
+@pytest.mark.parametrize("ack", ["next", "explicit"])
+def test_a_poll_acks_nothing_and_the_next_recv_gets_the_message_it_read(resending_peer, ack) -> None:
+    """The poll reads what is queued to look past resends; the message in hand is done only at the next recv."""
+    pull, send = resending_peer(ack=ack)
+    journal = pull.journal
+    send(1, b"one")
+    assert pull.recv() == b"one"
+    send(2, b"two")
+    send(3, b"three")
+    time.sleep(0.1)
+    assert pull.poll(1000) and pull.poll(0)  # (a second look reads nothing more)
+    assert [e.frames[-1] for e in journal.entries(name="in", state="pending")][:1] == [b"one"]  # not acked
+    assert pull.recv() == b"two" and pull.last_attempts == 1
+    assert pull.recv_multipart() == [b"three"]
+    pending = [e.frames for e in journal.entries(name="in", state="pending")]
+    assert pending == ([[b"three"]] if ack == "next" else [[b"one"], [b"two"], [b"three"]])
+
+
+def test_a_poll_looks_past_resends_of_several_frames_and_keeps_plain_messages_for_recv(
+    open_journal, ctx, endpoint, confirm_intake
+) -> None:
+    _confirms, address = confirm_intake(ORIGIN)
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push = ctx.socket(zmq.PUSH)
+    push.connect(where)
+
+    def send_frames(seq: int, *frames: bytes) -> None:
+        push.send_multipart([wire.encode_header(ORIGIN, seq, 1, address), *frames])
+
+    send_frames(1, b"a", b"b")
+    assert pull.recv_multipart() == [b"a", b"b"]
+    send_frames(1, b"a", b"b")  # a resend of a message of two frames
+    time.sleep(0.1)
+    assert not pull.poll(200)
+    push.send(b"plain")  # not a confirm sender's: kept for recv as it came
+    assert pull.poll(5000)
+    buffer = bytearray(10)
+    assert pull.recv_into(buffer) == 5 and bytes(buffer[:5]) == b"plain"
+    send_frames(2, b"c", b"d")
+    assert pull.poll(5000)
+    assert pull.recv() == b"c" and pull.get(zmq.RCVMORE) and pull.recv() == b"d"  # frame by frame, as sent
+    assert journal.info()["confirm"]["duplicates_dropped"] == 1
+    assert [e.frames for e in journal.entries(name="in", state="pending")] == [[b"c", b"d"]]
+    push.send(b"left for close")
+    assert pull.poll(5000)
+    pull.close()  # (what a poll read and nobody received goes as libzmq's queue would: nothing hangs)
+    push.close(0)
