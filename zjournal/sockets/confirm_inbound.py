@@ -166,7 +166,9 @@ class ConfirmInbound:
 
     def _journal_peeked(self, frames: list[bytes], _settle: int) -> bool:
         """A message of several frames a poll read: journaled by the recv that takes it, which acks the one before."""
-        settle, self._s.settle_next = self._s.settle_next, 0
+        state = self._s
+        settle, state.settle_next = state.settle_next, 0
+        state.rx_redelivered = 0  # (a live message: JournaledSocket._journal_new)
         return self._inbound(frames, settle)
 
     def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
