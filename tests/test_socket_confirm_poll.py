@@ -118,3 +118,91 @@ def test_a_poll_looks_past_resends_of_several_frames_and_keeps_plain_messages_fo
     assert pull.poll(5000)
     pull.close()  # (what a poll read and nobody received goes as libzmq's queue would: nothing hangs)
     push.close(0)
+
+
+@pytest.fixture
+def routing_peer(open_journal, ctx, endpoint, confirm_intake):
+    """A journaled ROUTER, a plain DEALER that speaks the wire format into it, and ``send(seq, body)``."""
+    _confirms, address = confirm_intake(ORIGIN)
+    router = open_journal().wrap(ctx.socket(zmq.ROUTER), name="in")
+    where = endpoint()
+    router.bind(where)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(where)
+
+    def send(seq: int, body: bytes) -> None:
+        dealer.send(wire.encode_merged(ORIGIN, seq, 1, address, body))
+
+    return router, dealer, send
+
+
+@pytest.mark.parametrize("how", ["Poller", "sock.poll"])
+def test_a_router_polled_does_not_report_a_resend_held_already(routing_peer, how) -> None:
+    """The general receive path (a ROUTER's), as the fast path above: the poll drops the resend and waits."""
+    router, _dealer, send = routing_peer
+    send(1, b"one")
+    rid, body = router.recv_multipart()
+    assert body == b"one"
+    send(1, b"one")  # its confirmation was lost: sent again
+    time.sleep(0.1)
+
+    def poll(timeout_ms: int) -> bool:
+        if how == "Poller":
+            poller = zmq.Poller()
+            poller.register(router, zmq.POLLIN)
+            return bool(poller.poll(timeout_ms))
+        return bool(router.poll(timeout_ms))
+
+    started = time.monotonic()
+    assert not poll(300)
+    assert time.monotonic() - started >= 0.25
+    send(2, b"two")
+    assert poll(5000)
+    router.rcvtimeo = 1000
+    assert router.recv_multipart() == [rid, b"two"]
+    assert router.journal.info()["confirm"]["duplicates_dropped"] == 1
+
+
+def test_a_router_polled_keeps_the_message_it_read_whole_for_recv(routing_peer) -> None:
+    """What the poll read is the next recv's, frame by frame or whole, journaled by it and not before."""
+    router, dealer, send = routing_peer
+    journal = router.journal
+    send(1, b"one")
+    assert router.poll(5000) and router.poll(0)  # (a second look reads nothing more)
+    assert journal.count(name="in", state="pending") == 0  # not journaled by the poll
+    rid = router.recv()
+    assert router.get(zmq.RCVMORE) and router.recv() == b"one" and not router.get(zmq.RCVMORE)
+    assert [e.frames[-1] for e in journal.entries(name="in", state="pending")] == [b"one"]
+    dealer.send_multipart([b"plain", b"frames"])  # not a confirm sender's: kept as it came
+    assert router.poll(5000)
+    assert router.recv_multipart() == [rid, b"plain", b"frames"]
+    dealer.send(b"left for close")
+    assert router.poll(5000)
+    router.close()  # (what a poll read and nobody received goes as libzmq's queue would)
+
+
+def test_a_journaled_reqs_resend_read_by_a_poll_is_still_recognised(
+    open_journal, ctx, tmp_path, confirm_intake
+) -> None:
+    """A ROUTER that also serves journaled REQs: the poll keeps the origin their connection announced."""
+    _confirms, address = confirm_intake(ORIGIN)
+    where = f"ipc://{tmp_path}/router"  # (a REQ's origin travels as connection metadata: not over inproc)
+    router = open_journal(str(tmp_path / "server")).wrap(ctx.socket(zmq.ROUTER), name="in")
+    router.bind(where)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(where)
+    dealer.send(wire.encode_merged(ORIGIN, 1, 1, address, b"one"))  # the ROUTER hears a confirm sender
+    assert router.recv_multipart()[1:] == [b"one"]
+    req = open_journal(str(tmp_path / "client")).wrap(ctx.socket(zmq.REQ), "client", resend_after=1.0)
+    req.connect(where)
+    req.send(b"slow")
+    assert router.poll(5000)
+    rid, empty, body = router.recv_multipart()
+    assert (empty, body) == (b"", b"slow")
+    assert req.poll(1300) == 0 and req.resent == 1  # a copy goes out while the client waits
+    assert router.poll(2000)  # it reads the copy
+    with pytest.raises(zmq.Again):
+        router.recv_multipart(zmq.NOBLOCK)  # recognised as the request in hand: not handed over again
+    assert router.resends_recognised == 1
+    router.send_multipart([rid, b"", b"answer"])
+    assert req.poll(2000) and req.recv() == b"answer"

@@ -211,3 +211,42 @@ def test_reads_while_the_store_cannot_be_opened_again_raise_store_error_or_answe
     for what, answer in result["reads"].items():  # never InvalidArgumentError ("unknown table")
         assert answer in ({"get": "x", "count": 1, "entries": 1}[what], "StoreError"), (what, answer)
     assert result["after"] and result["count"] == 2
+
+
+POLLED = (
+    _PRELUDE
+    + r"""
+from zjournal.sockets import confirm_channel, confirm_wire as wire
+origin = b"\x05" * 16
+j = zjournal.open(path, plugins=False)
+ctx = zmq.Context()
+intake = confirm_channel.open_intake(origin, "tcp://127.0.0.1:*")
+back = intake.get(zmq.LAST_ENDPOINT)
+router = j.wrap(ctx.socket(zmq.ROUTER), name="in", ack="explicit")  # (a store write per message)
+router.bind("inproc://r")
+dealer = ctx.socket(zmq.DEALER); dealer.connect("inproc://r")
+send = lambda seq: dealer.send(wire.encode_merged(origin, seq, 1, back, b"m%d" % seq))
+send(1)
+router.recv_multipart()
+router.ack()
+send(2)
+assert router.poll(5000)   # the poll reads m2 whole, its header off
+disk_full()
+errors = 0
+try:
+    router.recv_multipart()
+except zjournal.StoreError:
+    errors += 1
+space_back()
+got = router.recv_multipart()[1].decode()
+send(2)                    # its confirmation was lost: sent again
+print(json.dumps({"errors": errors, "got": got, "resend_handed": bool(router.poll(500)),
+                  "dropped": j.info()["confirm"]["duplicates_dropped"]}))
+"""
+)
+
+
+def test_a_confirm_senders_message_a_poll_read_keeps_its_dedup_key_when_journaling_it_fails(tmp_path) -> None:
+    """Journaled once space is back, with its key: the sender's resend of it is dropped, not handed over again."""
+    result = run_child(POLLED, tmp_path / "j.journal")
+    assert result == {"errors": 1, "got": "m2", "resend_handed": False, "dropped": 1}

@@ -89,7 +89,10 @@ class SocketPort(ConfirmPort):
             ledger.check_size(frames)
             if not fits_slot(frames):
                 if keyed is not None:  # (rare) the store: key and entry in one write
-                    return self.log_confirmed(slot.name, slot.dcode, frames, key[0], key[1], key[2], settle=settle)
+                    origin_seq_floor = key[:3]
+                    return self.log_confirmed(
+                        slot.name, slot.dcode, frames, *origin_seq_floor, settle=settle, envelope_size=envelope_size
+                    )
                 return self.log(slot.name, slot.dcode, frames, settle=settle, envelope_size=envelope_size)
         created = _now()
         lock = ledger.lock

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from zjournal import killpoints
-from zjournal.errors import MessageTooLargeError
+from zjournal.errors import MessageTooLargeError, StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.sockets import confirm_wire
 from zjournal.sockets.confirm_return import ConfirmReturn
@@ -137,24 +137,62 @@ class ConfirmInbound:
                     state.peeked = got
                     return True
                 continue
-            frames = [got.bytes]
-            while got.more:  # (the rest is there: a message is queued whole)
-                got = base_recv(self, 0, False, False)
-                frames.append(got.bytes)
-            header = _take_header(list(frames)) if frames[0].startswith(confirm_wire.PREFIX) else None
-            if header is None or not self._dropped_if_held(header.endpoint, header.origin, header.seq):
-                state.unjournaled = (frames, 0, ConfirmInbound._journal_peeked)
-                self._update_fast_paths()
+            if self._kept_whole(got):
                 return True
 
     def _readable_off_the_fast_path(self) -> bool:
-        """:meth:`_readable_after_resends` of a socket that holds a message, reads ahead, or is reported as is."""
+        """:meth:`_readable_after_resends` of a socket off the inline fast path (a ROUTER, say).
+
+        Its next message is read whole, as above; a socket that holds a
+        message or reads ahead, a REP, a message half read or a redelivery
+        under way is reported as is.
+        """
         state = self._s
         if self._holds_message():
             return True
-        if state.rx is not None or state.serving is not None or state.redelivery is not None or self._is_rep:
+        if (
+            state.rx is not None
+            or state.serving is not None
+            or state.redelivery is not None
+            or state.local is not None
+            or self._is_rep
+        ):
             return True
-        return self._read_ahead_at_poll() if self._prefetch else True
+        if self._prefetch:
+            return self._read_ahead_at_poll()
+        while True:
+            try:
+                got = base_recv(self, NOBLOCK, False, False)
+            except zmq.Again:
+                return False  # only resends held already were queued
+            if self._kept_whole(got):
+                return True
+
+    def _kept_whole(self, got: zmq.Frame) -> bool:
+        """A poll read ``got``: the rest of its message read, dropped if a resend held already, else kept.
+
+        Kept as an unjournaled message is, for the next ``recv`` to journal
+        as it would have (:meth:`_journal_peeked`).
+        """
+        state = self._s
+        first = got
+        frames = [got.bytes]
+        while got.more:  # (the rest is there: a message is queued whole)
+            got = base_recv(self, 0, False, False)
+            frames.append(got.bytes)
+        at = 1 if self._router else 0  # (after a ROUTER's routing id)
+        if len(frames) > at and frames[at].startswith(confirm_wire.PREFIX):
+            header = _take_header(frames, at)  # (off now: the recv journals it without parsing it again)
+            if header is not None:
+                if self._dropped_if_held(header.endpoint, header.origin, header.seq):
+                    return False
+                state.peeked_header = header
+        if state.routed is not None:
+            state.rx_origin = state.routed.origin_of(first)  # a journaled REQ's, as _recv_multipart_live reads it
+        state.unjournaled = (frames, 0, ConfirmInbound._journal_peeked)
+        if state.fast_in is not None:
+            self._update_fast_paths()  # (off: the next recv takes what is kept)
+        return True
 
     def _dropped_if_held(self, endpoint: str, origin: bytes, seq: int) -> bool:
         """Whether the journal holds ``(origin, seq)`` already: then its resend is dropped, counted, confirmed again."""
@@ -165,11 +203,24 @@ class ConfirmInbound:
         return True
 
     def _journal_peeked(self, frames: list[bytes], _settle: int) -> bool:
-        """A message of several frames a poll read: journaled by the recv that takes it, which acks the one before."""
+        """A message a poll read whole (:meth:`_kept_whole`): journaled by the recv that takes it, which acks the
+        one before."""
         state = self._s
         settle, state.settle_next = state.settle_next, 0
         state.rx_redelivered = 0  # (a live message: JournaledSocket._journal_new)
-        return self._inbound(frames, settle)
+        header = state.peeked_header
+        if header is None:
+            return self._inbound(frames, settle)
+        state.peeked_header = None
+        if killpoints.ARMED:  # (as JournaledSocket._inbound)
+            if settle:
+                killpoints.reached("ack:before-write")
+            killpoints.reached("recv:before-journal")
+        try:
+            return self._inbound_confirmed(frames, settle, header)
+        except StoreError:
+            state.peeked_header = header  # (its frames are kept for the next recv: _journal_unjournaled)
+            raise
 
     def _recv_after_resend(self, flags: int, copy: bool, track: bool) -> Any:
         """recv() read a resend this journal holds already (dropped): the next message instead."""
@@ -256,13 +307,22 @@ class ConfirmInbound:
         return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
 
     def _journal_confirmed_in_the_slot(
-        self, slots: SlotFile, frames: list[bytes], settle: int, header: confirm_wire.Header, state: Any
+        self,
+        slots: SlotFile,
+        frames: list[bytes],
+        settle: int,
+        header: confirm_wire.Header,
+        state: Any,
+        envelope_size: int = 0,
     ) -> bool:
-        """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend."""
+        """A confirm sender's message, its header off, into the free (or settled) inbound slot; False: a resend.
+
+        ``envelope_size``: a ROUTER's (its routing id first, for replay and redelivery).
+        """
         if len(frames) == 1:
             return self._journal_confirmed_frame(state, frames[0], settle, *header) != 0
         try:
-            entry_id = self._port.log_held(slots.inbound, frames, settle, 0, slots, header)
+            entry_id = self._port.log_held(slots.inbound, frames, settle, envelope_size, slots, header)
         except MessageTooLargeError as e:
             self._refuse(header.endpoint, header.origin, header.seq, e)
             raise
@@ -305,12 +365,12 @@ class ConfirmInbound:
         if (
             slots is not None
             and policy is AckPolicy.NEXT
-            and not self._router
             and self._handler is None
             and not killpoints.ARMED
             and slots.inbound.entry_id in (0, settle)
-        ):  # the slot, as on the fast paths (a DEALER that sends with confirm=True, say)
-            return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state)
+        ):  # the slot, as on the fast paths (a ROUTER, or a DEALER that sends with confirm=True, say)
+            envelope_size = envelope_size_of(frames) if self._router else 0
+            return self._journal_confirmed_in_the_slot(slots, frames, settle, header, state, envelope_size)
         try:
             entry_id = self._port.log_confirmed(
                 self._jname,

@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 import zmq.sugar.poll
 
-from zjournal.sockets.libzmq import EVENTS, POLLIN, POLLOUT, base_get
+from zjournal.sockets.libzmq import POLLIN, POLLOUT
 
 _libzmq_poll = zmq.backend.zmq_poll
 _journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
@@ -80,8 +80,10 @@ def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, 
     replaced = False
     resending = []  # confirm senders and REQs whose resends come from this thread's calls
     owing = []  # REQs awaiting a reply: libzmq's REQ_RELAXED would take a send, a REQ would not
+    hurry = []  # receivers holding confirmations, if this poll waits
     for sock, flags in sockets:
         if _journaled and isinstance(sock, _journaled) and sock._s is not None:
+            flags = int(flags)  # (a zmq.PollEvent: each & of an enum costs a Python call)
             events = sock._python_events(flags)
             if events:
                 extra[sock] = events
@@ -91,10 +93,8 @@ def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, 
             elif sock._s.rep_held:
                 flags &= ~POLLOUT  # libzmq's REP owes a request held in Python its reply
             back = sock._s.confirm_return
-            # The poll waits for this socket's next message (nothing queued): what it holds goes sooner.
-            waits = timeout and flags & POLLIN and not events
-            if back is not None and back.holding and waits and not base_get(sock, EVENTS) & POLLIN:
-                back.soon()
+            if back is not None and back.holding and timeout and flags & POLLIN and not events:
+                hurry.append(back)
             confirm = sock._s.confirm
             if confirm is not None and not confirm.resends_in_thread:
                 resending.append(confirm)
@@ -104,6 +104,15 @@ def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, 
                 owing.append(sock)
                 flags &= ~POLLOUT
         asked.append((sock, flags))
+    if hurry and not extra:
+        # If the poll waits for these sockets' next messages (nothing is ready now), what they hold
+        # goes sooner. One poll that does not wait tells (not a getsockopt(EVENTS) per socket: a
+        # syscall each): while messages flow, it is the only one.
+        ready = _libzmq_poll(asked, 0)
+        if ready:
+            return ready
+        for back in hurry:
+            back.soon()
     if resending and not extra and not replaced and timeout:
         return _poll_resending(asked, timeout, resending)
     if not extra and not replaced:

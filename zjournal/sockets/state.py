@@ -50,6 +50,7 @@ class SocketState:
         "local",
         "merged_next",
         "peeked",
+        "peeked_header",
         "redelivered",
         "redelivery",
         "rep_held",
@@ -127,6 +128,8 @@ class SocketState:
         # (zjournal.sockets.pollhook): the next recv takes it instead of reading libzmq. Out of libzmq and
         # not journaled yet, it is as durable as it was in libzmq's queue.
         self.peeked: zmq.Frame | None = None
+        # The confirm header a poll took off a message of several frames it read (kept as state.unjournaled).
+        self.peeked_header: confirm_wire.Header | None = None
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
         # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
         self.requests: RequestResends | None = None
