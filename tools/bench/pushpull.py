@@ -10,7 +10,10 @@ JetStream server the run starts (tests/natsserver.py, from the test extra); a
 ``:recv`` suffix (``process:recv``) journals the receiver only, to see what
 one journaled consumer can take; an ``@poll`` suffix (``process+confirm@poll``)
 has the receiver wait in a ``zmq.Poller`` before each ``recv``, as a service
-serving several sockets does. Each repetition runs
+serving several sockets does; a ``/router`` suffix (``process+confirm/router``)
+sends from a DEALER to a ROUTER instead (a plain ROUTER may drop the last
+messages of a DEALER that disconnects: the rate is then that of those
+received, which stop the run after 2 s of silence). Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
 the median msg/s per variant and its ratio to raw pyzmq of the same size from
 the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
@@ -37,8 +40,14 @@ VARIANTS = ("raw", "process", "interval", "always", "process+confirm")
 _streams = itertools.count()
 
 
-def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
-    variant = variant.partition("@")[0]  # ("@poll": how the receiver waits, see _receiver)
+def _kinds(variant: str) -> tuple[int, int]:
+    """The sender's and the receiver's socket types of a variant."""
+    return (zmq.DEALER, zmq.ROUTER) if variant.endswith("/router") else (zmq.PUSH, zmq.PULL)
+
+
+def _make(sends: bool, variant: str, ctx: zmq.Context, path: str, name: str):
+    kind = _kinds(variant)[0 if sends else 1]
+    variant = variant.partition("/")[0].partition("@")[0]  # ("@poll": how the receiver waits, see _receiver)
     sock = ctx.socket(kind)
     sock.sndhwm = sock.rcvhwm = 10_000
     if variant == "raw":
@@ -46,7 +55,7 @@ def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
     import zjournal
 
     variant, _, only = variant.partition(":")
-    if only == "recv" and kind == zmq.PUSH:
+    if only == "recv" and sends:
         return sock, None  # ":recv": only the receiver is journaled
     durability, _, option = variant.partition("+")
     replicate = {}
@@ -54,15 +63,15 @@ def _make(kind: int, variant: str, ctx: zmq.Context, path: str, name: str):
         replicate = {"replicate": os.environ[NATS_ENV], "replicate_as": f"bench-{os.getpid()}-{next(_streams)}"}
     journal = zjournal.open(path, durability=durability, fsync_interval=10, **replicate)
     # "+prefetch": the receiver reads up to 64 queued messages per journal write (opt-in)
-    prefetch = 64 if option == "prefetch" and kind == zmq.PULL else 0
+    prefetch = 64 if option == "prefetch" and not sends else 0
     # "+confirm": the sender's entries stay pending until the receiving journal confirms them
-    confirm = option == "confirm" and kind == zmq.PUSH
+    confirm = option == "confirm" and sends
     return journal.wrap(sock, name=name, prefetch=prefetch, confirm=confirm), journal
 
 
 def _sender(variant: str, addr: str, path: str, count: int, size: int, ready) -> None:
     ctx = zmq.Context()
-    sock, journal = _make(zmq.PUSH, variant, ctx, path, "bench-out")
+    sock, journal = _make(True, variant, ctx, path, "bench-out")
     sock.connect(addr)
     ready.wait()
     payload = b"x" * size
@@ -76,9 +85,15 @@ def _sender(variant: str, addr: str, path: str, count: int, size: int, ready) ->
 
 def _receiver(variant: str, addr: str, path: str, count: int, result) -> None:
     ctx = zmq.Context()
-    sock, journal = _make(zmq.PULL, variant, ctx, path, "bench-in")
+    sock, journal = _make(False, variant, ctx, path, "bench-in")
     sock.bind(addr)
     result.put("bound")
+    if variant.endswith("/router"):
+        sock.recv_multipart()
+        received, elapsed = _receive_routed(sock, count, polls="@poll" in variant)
+        _close(sock, journal, ctx)
+        result.put((received - 1) / elapsed)
+        return
     sock.recv()
     start = time.perf_counter()
     if variant.endswith("@poll"):
@@ -91,11 +106,34 @@ def _receiver(variant: str, addr: str, path: str, count: int, result) -> None:
         for _ in range(count - 1):
             sock.recv()
     elapsed = time.perf_counter() - start
+    _close(sock, journal, ctx)
+    result.put((count - 1) / elapsed)
+
+
+def _close(sock: zmq.Socket, journal: Any, ctx: zmq.Context) -> None:
     sock.close()
     if journal is not None:
         journal.close()
     ctx.term()
-    result.put((count - 1) / elapsed)
+
+
+def _receive_routed(sock: zmq.Socket, count: int, polls: bool) -> tuple[int, float]:
+    """A ROUTER's part of a run after its first message: how many it received in all, and in how long."""
+    sock.rcvtimeo = 2000
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    start = last = time.perf_counter()
+    received = 1
+    while received < count:
+        if polls and not poller.poll(2000):
+            break
+        try:
+            sock.recv_multipart()
+        except zmq.Again:
+            break  # (a plain ROUTER dropped the last ones: the silence at the end does not count)
+        received += 1
+        last = time.perf_counter()
+    return received, last - start
 
 
 def run_once(variant: str, count: int, size: int, workdir: Path, index: int) -> float:
@@ -119,7 +157,7 @@ def run(
     messages: int = 200_000,
     repeat: int = 3,
 ) -> dict[str, Any]:
-    """Every variant at every size, ``repeat`` times in turn; msg/s summaries and ratios to raw."""
+    """Every variant at every size, ``repeat`` times in turn; msg/s summaries and ratios to raw (of its sockets)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="zjournal-bench-") as tmp:
         servers = _nats_for(variants, Path(tmp))
@@ -136,12 +174,12 @@ def run(
             servers.stop()
     for (size, variant), values in rates.items():
         row = {"size": size, "variant": variant, **summary(values)}
-        raw = rates.get((size, "raw"))
+        raw = rates.get((size, "raw/router" if variant.endswith("/router") else "raw"))  # (the same sockets)
         if raw:
             row["ratio_to_raw"] = row["median"] / statistics.median(raw)
         rows.append(row)
     return {
-        "title": f"PUSH->PULL, sender and receiver in separate processes (ipc), median of {repeat}",
+        "title": f"PUSH->PULL (/router: DEALER->ROUTER), sender and receiver in separate processes, median of {repeat}",
         "unit": "msg/s",
         "messages": messages,
         "rows": rows,
