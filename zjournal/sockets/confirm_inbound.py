@@ -256,7 +256,7 @@ class ConfirmInbound:
 
     def _confirm_received(self, header: confirm_wire.Header) -> None:
         """Tell the sender of a confirm=True message that this journal holds it (soon, batched)."""
-        self._confirm_all([header])
+        self._confirm_all([header], later=True)
 
     def _confirm_all(self, headers: list[confirm_wire.Header], later: bool = False) -> None:
         """Tell the senders of these journaled confirm=True messages: one confirm message per sender.
