@@ -1419,3 +1419,29 @@ def test_a_router_sender_resends_no_earlier_message_whose_routing_id_libzmq_made
     assert entry is not None and entry.state == "dead" and entry.attempts == 1  # never sent again
     assert "earlier process" in entry.reason
     assert journal.count(name="server", state="dead", direction="out") == 1
+
+
+def test_recv_multipart_of_a_merged_stream_gives_every_message_as_sent(journal, ctx, endpoint, confirm_intake) -> None:
+    """recv_multipart takes recv's inline path once a merged frame came: every shape still comes whole, once."""
+    intake, back, pull, push = _plain_push_into_journaled_pull(journal, ctx, endpoint, confirm_intake)
+    plain = ctx.socket(zmq.PUSH)
+    plain.connect(pull.get(zmq.LAST_ENDPOINT).decode())
+    sent = [
+        wire.encode_merged(ORIGIN, 1, 1, back, b"m1"),
+        wire.encode_merged(ORIGIN, 2, 1, back, b"m2"),
+        [wire.encode_header(ORIGIN, 3, 1, back), b"a", b"b"],
+        wire.encode_merged(ORIGIN, 2, 1, back, b"m2"),  # a resend: dropped
+        wire.encode_merged(ORIGIN, 4, 1, back, b""),
+        wire.encode_merged(ORIGIN, 5, 1, back, b"m5"),
+    ]
+    for message in sent:
+        push.send_multipart(message if isinstance(message, list) else [message])
+    assert [pull.recv_multipart() for _ in range(5)] == [[b"m1"], [b"m2"], [b"a", b"b"], [b""], [b"m5"]]
+    plain.send_multipart([b"plain", b"two"])
+    assert pull.recv_multipart() == [b"plain", b"two"]
+    plain.send(b"plain one")
+    assert pull.recv_multipart() == [b"plain one"]
+    assert journal.info()["confirm"]["duplicates_dropped"] == 1
+    assert sorted(s for m in _confirmations(intake, 6) for s in m) == [1, 2, 2, 3, 4, 5]
+    assert [e.frames for e in journal.entries(name="in", state="pending")] == [[b"plain one"]]
+    plain.close(0)

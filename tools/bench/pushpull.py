@@ -10,8 +10,8 @@ JetStream server the run starts (tests/natsserver.py, from the test extra); a
 ``:recv`` suffix (``process:recv``) journals the receiver only, to see what
 one journaled consumer can take; an ``@poll`` suffix (``process+confirm@poll``)
 has the receiver wait in a ``zmq.Poller`` before each ``recv``, as a service
-serving several sockets does; a ``/router`` suffix (``process+confirm/router``)
-sends from a DEALER to a ROUTER instead (a plain ROUTER may drop the last
+serving several sockets does (``@multipart``: it reads with ``recv_multipart``);
+a ``/router`` suffix (``process+confirm/router``) sends from a DEALER to a ROUTER instead (a plain ROUTER may drop the last
 messages of a DEALER that disconnects: the rate is then that of those
 received, which stop the run after 2 s of silence). Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
@@ -35,7 +35,8 @@ import zmq
 from common import NATS_ENV, rate, run_pair, start_nats, summary, table
 
 # Also runnable: "process+prefetch" (the receiver with prefetch=64), "process+replicate" (both journals shipped to
-# NATS JetStream), a ":recv" suffix (receiver journaled only) and an "@poll" one (the receiver polls before each recv).
+# NATS JetStream), a ":recv" suffix (receiver journaled only), "@poll" (the receiver polls before each recv) or
+# "@multipart" (it reads with recv_multipart), and "/router" (DEALER->ROUTER).
 VARIANTS = ("raw", "process", "interval", "always", "process+confirm")
 _streams = itertools.count()
 
@@ -102,6 +103,9 @@ def _receiver(variant: str, addr: str, path: str, count: int, result) -> None:
         for _ in range(count - 1):
             poller.poll()
             sock.recv()
+    elif variant.endswith("@multipart"):
+        for _ in range(count - 1):
+            sock.recv_multipart()
     else:
         for _ in range(count - 1):
             sock.recv()

@@ -181,13 +181,14 @@ class ConfirmInbound:
             got = base_recv(self, 0, False, False)
             frames.append(got.bytes)
         at = 1 if self._router else 0  # (after a ROUTER's routing id)
+        header = None
         if len(frames) > at and frames[at].startswith(confirm_wire.PREFIX):
             header = _take_header(frames, at)  # (off now: the recv journals it without parsing it again)
             if header is not None:
                 if self._dropped_if_held(header.endpoint, header.origin, header.seq):
                     return False
                 state.peeked_header = header
-        if state.routed is not None:
+        if header is None and state.routed is not None:
             state.rx_origin = state.routed.origin_of(first)  # a journaled REQ's, as _recv_multipart_live reads it
         state.unjournaled = (frames, 0, ConfirmInbound._journal_peeked)
         if state.fast_in is not None:
@@ -301,6 +302,12 @@ class ConfirmInbound:
         held = slots.inbound.entry_id
         if (held and held != settle) or killpoints.ARMED:
             return self._inbound(frames, settle)  # the slot is taken: the general path
+        if len(frames) == 1:  # a merged frame (recv_multipart's common case): its sender compared, not parsed
+            merged = state.last_sender.parse(frames[0])
+            if merged is not None:
+                origin, seq, floor, endpoint, frames[0] = merged
+                state.merged_next = True  # (recv_multipart takes recv's path for the next ones)
+                return self._journal_confirmed_frame(state, frames[0], settle, origin, seq, floor, endpoint) != 0
         header = _take_header(frames)
         if header is None:
             return self._inbound(frames, settle)  # not a header after all

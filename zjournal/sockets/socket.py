@@ -665,6 +665,13 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         state = self._s
         slot = state.fast_in
         if slot is not None and state.rx is None and state.serving is None:
+            if state.merged_next and copy:
+                # A confirm sender's stream of one-frame messages: recv's inline path reads and journals it
+                # without a zmq.Frame or a parse of the header. (A message of several frames comes frame by frame.)
+                parts = [self.recv(flags)]
+                while state.rx is not None or state.serving is not None:
+                    parts.append(self.recv(flags))
+                return parts
             # recv's first-frame logic, inlined here too on purpose: a call is ~5% of this path.
             settle = state.settle_next
             if state.peeked is not None:  # a poll read it (_readable_after_resends)
