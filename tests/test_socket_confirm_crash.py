@@ -65,7 +65,9 @@ def peers(tmp_path: Path):
             peer.kill()
 
 
-@pytest.mark.parametrize("kinds", ["push,pull", "push,pull+poll", "dealer,router", "dealer,router+poll", "router,dealer"])
+@pytest.mark.parametrize(
+    "kinds", ["push,pull", "push,pull+poll", "dealer,router", "dealer,router+poll", "router,dealer"]
+)
 def test_kills_of_the_receiver_and_the_sender_lose_nothing_sent(tmp_path: Path, peers, kinds, monkeypatch) -> None:
     monkeypatch.setenv("ZJ_CONFIRM_KINDS", kinds)  # the peers' socket types (tests/confirm_peers.py)
     endpoint = f"ipc://{tmp_path}/data"

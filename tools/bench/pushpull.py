@@ -11,9 +11,10 @@ JetStream server the run starts (tests/natsserver.py, from the test extra); a
 one journaled consumer can take; an ``@poll`` suffix (``process+confirm@poll``)
 has the receiver wait in a ``zmq.Poller`` before each ``recv``, as a service
 serving several sockets does (``@multipart``: it reads with ``recv_multipart``);
-a ``/router`` suffix (``process+confirm/router``) sends from a DEALER to a ROUTER instead (a plain ROUTER may drop the last
-messages of a DEALER that disconnects: the rate is then that of those
-received, which stop the run after 2 s of silence). Each repetition runs
+a ``/router`` suffix (``process+confirm/router``) sends from a DEALER to a
+ROUTER instead (a plain ROUTER may drop the last messages of a DEALER that
+disconnects: the rate is then that of those received, which stop the run
+after 2 s of silence). Each repetition runs
 every variant once, in turn, so machine noise hits them alike; the table gives
 the median msg/s per variant and its ratio to raw pyzmq of the same size from
 the same run. ``always`` moves a fiftieth of the messages (it fsyncs each).
