@@ -1445,3 +1445,28 @@ def test_recv_multipart_of_a_merged_stream_gives_every_message_as_sent(journal, 
     assert sorted(s for m in _confirmations(intake, 6) for s in m) == [1, 2, 2, 3, 4, 5]
     assert [e.frames for e in journal.entries(name="in", state="pending")] == [[b"plain one"]]
     plain.close(0)
+
+
+def test_send_multipart_of_one_frame_is_merged_with_its_header_as_send_does(open_journal, tmp_path, ctx, endpoint):
+    """One frame on the wire, not two; the journaled receiver gets it as sent, and confirms it."""
+    sender = open_journal(str(tmp_path / "a"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    plain = ctx.socket(zmq.PULL)
+    where = endpoint()
+    plain.bind(where)
+    push.connect(where)
+    push.send_multipart([b"one frame"])
+    [frame] = plain.recv_multipart()  # (a plain receiver sees the merged frame)
+    assert frame.startswith(wire.MERGED_MAGIC) and frame.endswith(b"one frame")
+    push.close(linger=0)
+    plain.close()
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    push.send_multipart([b"two"])
+    assert sorted(pull.recv_multipart() for _ in range(2)) == [[b"one frame"], [b"two"]]  # (the first, resent)
+    assert push.wait_confirmed(5)
+    assert sender.count(name="out", state="pending", direction="out") == 0

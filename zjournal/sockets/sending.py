@@ -142,6 +142,11 @@ class Sending:
         slot = state.fast_out
         if slot is not None and not flags and parts and all(type(p) is bytes for p in parts):
             return self._send_held(slot, parts, copy, track)
+        confirm = state.fast_confirm
+        if confirm is not None and len(parts) == 1 and not flags and type(parts[0]) is bytes and copy and not track:
+            confirm.send_bytes(self, parts[0])  # one frame: as send() sends it (merged with its header)
+            state.last_id = confirm.last_sent
+            return None
         try:
             frames = [as_bytes(p) for p in parts]
         except TypeError:
