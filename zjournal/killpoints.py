@@ -56,3 +56,11 @@ def reached(name: str) -> None:
     _seen += 1
     if _seen >= _target[1]:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def before_journaling_received(acks: bool) -> None:
+    """A received message is about to be journaled, with the ack of the one before folded in if ``acks``:
+    one write, so both windows are reached at once."""
+    if acks:
+        reached("ack:before-write")
+    reached("recv:before-journal")

@@ -213,10 +213,8 @@ class ConfirmInbound:
         if header is None:
             return self._inbound(frames, settle)
         state.peeked_header = None
-        if killpoints.ARMED:  # (as JournaledSocket._inbound)
-            if settle:
-                killpoints.reached("ack:before-write")
-            killpoints.reached("recv:before-journal")
+        if killpoints.ARMED:
+            killpoints.before_journaling_received(bool(settle))
         try:
             return self._inbound_confirmed(frames, settle, header)
         except StoreError:

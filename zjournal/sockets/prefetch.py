@@ -104,9 +104,7 @@ class Prefetching:
                 raise too_large
             state.too_large = too_large
         if killpoints.ARMED:
-            if state.deferred:
-                killpoints.reached("ack:before-write")
-            killpoints.reached("recv:before-journal")
+            killpoints.before_journaling_received(bool(state.deferred))
         headers = _strip_headers(messages, 1 if self._router else 0)
         try:
             self._journal_read_ahead(messages, headers, received=received)

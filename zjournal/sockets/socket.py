@@ -398,9 +398,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         state = self._s
         state.settle_next = 0
         if killpoints.ARMED:
-            if settle:
-                killpoints.reached("ack:before-write")
-            killpoints.reached("recv:before-journal")
+            killpoints.before_journaling_received(bool(settle))
         try:
             state.settle_next = state.last_id = self._port.log_held(slot, frames, settle)
         except StoreError:
@@ -878,10 +876,8 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         dropped; the application gets the next message instead. A confirm header
         is taken off ``frames`` in place: the caller hands over what is left.
         """
-        if killpoints.ARMED:  # a folded ack and the new append are one write: both windows at once
-            if settle:
-                killpoints.reached("ack:before-write")
-            killpoints.reached("recv:before-journal")
+        if killpoints.ARMED:
+            killpoints.before_journaling_received(bool(settle))
         port = self._port
         if self._s.rx_redelivered:
             if settle:
