@@ -16,6 +16,7 @@ from test_socket_confirm_crash import Peer
 
 PEERS = str(Path(__file__).with_name("reqrep_peers.py"))
 REQUESTS = 200
+STREAMED = 400  # a confirm=True DEALER's messages, in the test of a ROUTER serving it and a REQ at once
 
 
 class ReqRepPeer(Peer):
@@ -117,3 +118,50 @@ def test_a_killed_device_never_hangs_a_blocking_req_client(tmp_path: Path, peers
     kills = _kill_while_serving(device, client, handled, random.Random(23))
     assert kills >= 3
     _check(client, handled, replies, kills)
+
+
+def test_a_killed_router_serving_req_clients_and_confirm_dealers_at_once_loses_nothing(
+    tmp_path: Path, peers, monkeypatch
+) -> None:
+    """One journaled ROUTER, two kinds of peers: a journaled REQ (its requests resent until answered) and a
+    confirm=True DEALER (its messages resent until the ROUTER's journal confirms them), the ROUTER killed
+    several times and the DEALER once."""
+    from test_socket_confirm_crash import PEERS as CONFIRM_PEERS
+    from test_socket_confirm_crash import Peer as ConfirmPeer
+
+    from zjournal.crashlog import whole_lines
+
+    monkeypatch.setenv("ZJ_CONFIRM_KINDS", "dealer,router")  # (tests/confirm_peers.py: its DEALER sender)
+    endpoint = f"ipc://{tmp_path}/rt"
+    handled, replies, sent = tmp_path / "handled", tmp_path / "replies", tmp_path / "sent"
+    server = peers("router", str(tmp_path / "sj"), endpoint, str(handled), "0.005")
+    client = peers("client", str(tmp_path / "cj"), endpoint, str(REQUESTS), str(replies))
+    dealer = ConfirmPeer("send", str(tmp_path / "dj"), endpoint, str(STREAMED), str(sent), "d")
+    assert CONFIRM_PEERS.endswith("confirm_peers.py")
+    try:
+        server.start()
+        dealer.start()
+        rng = random.Random(31)
+        time.sleep(rng.uniform(0.05, 0.2))
+        dealer.kill()
+        dealer.start()
+        client.start()
+        kills = _kill_while_serving(server, client, handled, rng)
+        assert kills >= 3
+        assert dealer.line(timeout=60) == "confirmed"
+        server.kill()  # (all handed over already: what it handled is all there is)
+        counts = _handled(handled)
+        requests = collections.Counter({k: v for k, v in counts.items() if not k.startswith(b"d")})
+        streamed = collections.Counter({k: v for k, v in counts.items() if k.startswith(b"d")})
+        handled.write_bytes(b"".join(b"%s\n" % k for k, v in requests.items() for _ in range(v)))
+        _check(client, handled, replies, kills)
+        returned = [line.encode() for line in whole_lines(sent)]
+        assert returned == [b"d%d" % n for n in range(STREAMED)]  # (the DEALER's own log: after each send returned)
+        missing = set(returned) - set(streamed)
+        assert not missing, f"{len(missing)} confirmed messages never handed over, e.g. {sorted(missing)[:5]}"
+        duplicates = sum(c - 1 for c in streamed.values())
+        print(f"{STREAMED} streamed, {duplicates} handed over twice")
+        assert duplicates <= 2 * (kills + 1), (duplicates, kills)
+    finally:
+        if dealer.proc is not None and dealer.proc.poll() is None:
+            dealer.kill()
