@@ -184,10 +184,12 @@ class ConfirmInbound:
         header = None
         if len(frames) > at and frames[at].startswith(confirm_wire.PREFIX):
             header = _take_header(frames, at)  # (off now: the recv journals it without parsing it again)
-            if header is not None:
-                if self._dropped_if_held(header.endpoint, header.origin, header.seq):
-                    return False
-                state.peeked_header = header
+            if header is not None and self._dropped_if_held(header.endpoint, header.origin, header.seq):
+                return False
+        if state.frame_limit is not None and self._dropped_over_frame_limit(frames, header):
+            return False
+        if header is not None:
+            state.peeked_header = header
         if header is None and state.routed is not None:
             state.rx_origin = state.routed.origin_of(first)  # a journaled REQ's, as _recv_multipart_live reads it
         state.unjournaled = (frames, 0, ConfirmInbound._journal_peeked)
@@ -365,6 +367,8 @@ class ConfirmInbound:
         error leaves it unconfirmed: its sender sends it again.
         """
         state = self._s
+        if state.frame_limit is not None and self._dropped_over_frame_limit(frames, header):
+            return False  # (the ack of the message before waits for the next one's write)
         policy = self._in_policy
         slots = state.slots
         if (

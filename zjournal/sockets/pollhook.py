@@ -52,8 +52,9 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
 def _without_dropped_resends(ready: list[tuple[Any, int]]) -> list[tuple[Any, int]]:
     """``ready`` without the POLLIN of journaled sockets whose queued messages were all resends held already.
 
-    Only sockets that heard a confirm=True sender are looked at (a resend
-    comes from no other); ``ready`` itself when nothing changes.
+    Nor messages it drops for a frame over its MAXMSGSIZE (zjournal.sockets.frame_limit).
+    Only sockets that heard a confirm=True sender (a resend comes from no
+    other) or hold such a limit are looked at; ``ready`` itself when nothing changes.
     """
     kept = ready
     for i, (sock, events) in enumerate(ready):
@@ -61,7 +62,7 @@ def _without_dropped_resends(ready: list[tuple[Any, int]]) -> list[tuple[Any, in
             events & POLLIN
             and isinstance(sock, _journaled)
             and sock._s is not None
-            and sock._s.confirm_return is not None
+            and (sock._s.confirm_return is not None or sock._s.frame_limit is not None)
             and not sock._readable_after_resends()
         ):
             if kept is ready:

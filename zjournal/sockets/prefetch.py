@@ -70,6 +70,7 @@ class Prefetching:
     _in_policy: Any
     _confirm_all: Any  # JournaledSocket: tell confirm=True senders their messages are journaled
     _refuse: Any  # JournaledSocket: tell a confirm=True sender its message is too large for this journal
+    _dropped_over_frame_limit: Any  # FrameLimit: a frame over MAXMSGSIZE (zjournal.sockets.frame_limit)
     _wait_resending: Any  # JournaledSocket: a blocking wait that resends (confirm DEALER, ROUTER, PAIR)
 
     def _fill(self, flags: int, track: bool, asked: bool = True) -> None:
@@ -103,6 +104,8 @@ class Prefetching:
             if not messages:
                 raise too_large
             state.too_large = too_large
+        if not messages:
+            return  # all over the socket's MAXMSGSIZE, dropped (the acks due ride with the next write)
         if killpoints.ARMED:
             killpoints.before_journaling_received(bool(state.deferred))
         headers = _strip_headers(messages, 1 if self._router else 0)
@@ -153,15 +156,22 @@ class Prefetching:
                 error = self._too_large(message, limit)
                 if error is not None:
                     return messages, received, error
-            messages.append(message)
-            received.append(got)
-            size += message_size
+            if self._s.frame_limit is None or not self._over_frame_limit_read_ahead(message):
+                messages.append(message)
+                received.append(got)
+                size += message_size
             if len(messages) >= self._prefetch or size >= READ_AHEAD_BYTES:
                 return messages, received, None
             try:
                 got = raw_recv(self, NOBLOCK, False, track)
             except zmq.Again:
                 return messages, received, None
+
+    def _over_frame_limit_read_ahead(self, message: list[bytes]) -> bool:
+        """Whether a message read ahead has a frame over the socket's MAXMSGSIZE, its header off (then dropped)."""
+        body = list(message)
+        header = confirm_wire.take_header(body, 1 if self._router else 0)
+        return self._dropped_over_frame_limit(body, header)
 
     def _too_large(self, message: list[bytes], limit: int) -> MessageTooLargeError | None:
         """The error of a message read ahead that the journal cannot take, None if it fits without its

@@ -148,6 +148,8 @@ class Redelivering:
             redelivery.inject_live(0, frames)  # ephemeral: never journaled, behind what is injected now
             return
         header = _take_header(frames)
+        if self._s.frame_limit is not None and self._dropped_over_frame_limit(frames, header):
+            return
         if header is not None:
             self._hold_confirmed_behind(frames, header)
             redelivery.exhausted = False

@@ -30,6 +30,7 @@ from zjournal.sockets import confirm_wire, pollhook
 from zjournal.sockets.closing import Closing
 from zjournal.sockets.confirm import confirm_sender, sender_of, wait_seconds
 from zjournal.sockets.confirm_inbound import ConfirmInbound
+from zjournal.sockets.frame_limit import FrameLimit
 from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, POLLOUT, RCVMORE, base_get, base_recv
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
@@ -70,6 +71,7 @@ _ORIGIN_END, _SEQ_FLOOR_END = confirm_wire.ORIGIN_END, confirm_wire.SEQ_FLOOR_EN
 _unpack_seq_floor = confirm_wire.unpack_seq_floor
 _take_header = confirm_wire.take_header
 RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
+_MAXMSGSIZE = zmq.MAXMSGSIZE  # held to the application's frames (zjournal.sockets.frame_limit)
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
 
 
@@ -87,7 +89,7 @@ def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
     return [received.get(id(frame)) or handed(frame, index < last, parts[0]) for index, frame in enumerate(frames)]
 
 
-class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetching, Sending, zmq.Socket):
+class JournaledSocket(Closing, Replying, ConfirmInbound, FrameLimit, Redelivering, Prefetching, Sending, zmq.Socket):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
@@ -162,6 +164,10 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
         elif self._router and self._in_policy is not None:
             self._s.routed = RouterRequests()
         self._s.slots = port.open_slots(name)
+        if self._loosens_frames():
+            limit = zmq.Socket.get(self, zmq.MAXMSGSIZE)
+            if limit >= 0:  # set before it was wrapped: from now on (libzmq: for endpoints bound or connected later)
+                self._limit_frames(limit)
         self._update_fast_paths()
 
     def connect(self, addr: str) -> Any:
@@ -193,6 +199,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             and state.redelivery is None
             and state.unjournaled is None
             and not state.returned
+            and state.frame_limit is None  # (the limit is held on the general path: zjournal.sockets.frame_limit)
             and (state.confirm is None or state.confirm.resends_in_thread)  # waits resend (see _wait_resending)
             else None
         )
@@ -629,6 +636,7 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if (
                 (got.more and (self._router or got.bytes.startswith(_HEADER_MAGIC)))
                 or state.rx_origin is not None
+                or state.frame_limit is not None  # (a message over it is dropped whole: zjournal.sockets.frame_limit)
                 or (not got.more and got.bytes.startswith(_MERGED_MAGIC))
             ):
                 return self._recv_confirmed_frame(got, settle, flags, copy, track)
@@ -806,6 +814,8 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
                 return 1
             if state is not None and state.serving:
                 return 1
+        if option == _MAXMSGSIZE and self._loosens_frames():
+            return self._frame_limit_option()
         if option == EVENTS and state is not None:
             if state.requests is not None and state.requests.outstanding:
                 return super().get(option) & ~POLLOUT  # REQ_RELAXED would take one: a REQ would not
@@ -821,8 +831,11 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
     getsockopt = get
 
     def set(self, option: int, optval: Any) -> None:
-        super().set(option, optval)
         state = self._s
+        if option == _MAXMSGSIZE and self._loosens_frames():
+            self._limit_frames(int(optval))
+            return
+        super().set(option, optval)
         if state is not None and isinstance(state.redelivery, SubRedelivery):
             if option == zmq.SUBSCRIBE:
                 state.redelivery.subscribed(as_bytes(optval))
@@ -899,6 +912,9 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, Redelivering, Prefetchi
             if header is not None:
                 self._s.rx_origin = None  # (a confirm sender is no REQ)
                 return self._inbound_confirmed(frames, settle, header)
+        if self._s.frame_limit is not None and self._dropped_over_frame_limit(frames, None):
+            self._s.rx_origin = None
+            return False  # (the ack of the message before waits for the next one's write)
         stored = frames
         envelope_size = envelope_size_of(frames) if self._router else 0
         origin = self._s.rx_origin

@@ -43,6 +43,7 @@ class SocketState:
         "fast_confirm",
         "fast_in",
         "fast_out",
+        "frame_limit",
         "from_python",
         "handed",
         "last_id",
@@ -72,6 +73,7 @@ class SocketState:
         "tx",
         "tx_parts",
         "unjournaled",
+        "warned_frame_limit",
     )
 
     def __init__(self) -> None:
@@ -124,6 +126,9 @@ class SocketState:
         self.confirm_return: ConfirmReturn | None = None  # confirmations of what this socket received
         self.last_sender = confirm_wire.LastSender()  # whose merged frame was read last (recv: header off)
         self.merged_next = False  # the last message was a merged frame: recv copies the next, no zmq.Frame
+        # MAXMSGSIZE as the application set it (None: none); libzmq's is a header more (zjournal.sockets.frame_limit)
+        self.frame_limit: int | None = None
+        self.warned_frame_limit = False
         # A whole one-frame message a poll read from libzmq to see that it is not a resend held already
         # (zjournal.sockets.pollhook): the next recv takes it instead of reading libzmq. Out of libzmq and
         # not journaled yet, it is as durable as it was in libzmq's queue.
