@@ -159,3 +159,43 @@ def test_an_asyncio_receiver_holds_its_maxmsgsize_too(open_journal, tmp_path) ->
             ctx.destroy(linger=0)
 
     assert asyncio.run(run()) == [b"a" * LIMIT, b"b"]
+
+
+def test_over_inproc_a_frame_larger_than_libzmqs_own_limit_arrives_as_with_plain_pyzmq(
+    open_journal, tmp_path, ctx, endpoint
+) -> None:
+    """libzmq checks no frame that comes over inproc: only one within the header's allowance is dropped."""
+    receiver = open_journal(str(tmp_path / "r"))
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.maxmsgsize = LIMIT
+    where = endpoint()
+    pull.bind(where)
+    pull.rcvtimeo = 5000
+    push = ctx.socket(zmq.PUSH)
+    push.connect(where)
+    huge = b"h" * (LIMIT + confirm_wire.MAX_HEADER_BYTES + 1)
+    for message in (b"x" * (LIMIT + 1), huge, b"ok"):
+        push.send(message)
+    assert [pull.recv(), pull.recv()] == [huge, b"ok"]
+
+
+def test_live_messages_over_the_limit_during_a_redelivery_are_dropped_too(
+    journal_path, open_journal, ctx, tmp_path
+) -> None:
+    """A live message that overtakes redelivered ones is journaled behind them (Redelivering._hold_behind)."""
+    from test_socket_redelivery import leave_pending
+
+    pending = 1000  # more than a redelivery window: live messages come in while it lasts
+    leave_pending(journal_path, "in", [[b"old%05d" % i] for i in range(pending)])
+    journal = open_journal()
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    pull.maxmsgsize = LIMIT
+    pull.bind(_ipc(tmp_path))
+    push = ctx.socket(zmq.PUSH)
+    push.connect(_ipc(tmp_path))
+    got = [pull.recv() for _ in range(3)]
+    for message in (b"new0", b"x" * (LIMIT + 1), b"new1"):
+        push.send(message)
+    while pull.poll(500):
+        got.append(pull.recv())
+    assert got == [b"old%05d" % i for i in range(pending)] + [b"new0", b"new1"]

@@ -11,7 +11,9 @@ that much more, reports the application's own limit when asked, and holds
 the frames it receives to that limit itself: a message with a larger frame,
 header off, is dropped as libzmq would have dropped it, and a confirm
 sender is told (refused: it makes the message a dead letter, rather than
-sending it again for ever).
+sending it again for ever). A frame larger than libzmq's own limit can only
+have come over inproc, which libzmq does not check: it is handed over, as
+libzmq would.
 
 A socket with such a limit takes the general receive path (the inline one
 has no room for the check): the common case of every other socket pays
@@ -72,8 +74,8 @@ class FrameLimit:
         if limit is None:
             return False
         largest = max(len(frame) for frame in frames)
-        if largest <= limit:
-            return False
+        if largest <= limit or largest > libzmq_limit(limit):
+            return False  # (larger than libzmq's limit: it came over inproc, where libzmq checks nothing)
         reason = f"a frame of {largest:,} bytes is larger than the receiving socket's MAXMSGSIZE ({limit:,} bytes)"
         if header is not None:
             back = self._s.confirm_return or self._new_confirm_return()
