@@ -127,6 +127,42 @@ def test_a_dead_letter_makes_the_next_answer_false_and_the_one_after_starts_over
     assert push.wait_confirmed(0) is True  # nothing unconfirmed, and no dead letter since the last call
 
 
+def _wait_for(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("asked_meanwhile", [False, True], ids=["not-asked", "asked-meanwhile"])
+def test_a_dead_letter_confirmed_after_all_is_acked_and_no_dead_letter_any_more(
+    open_journal, tmp_path, ctx, endpoint, asked_meanwhile
+) -> None:
+    """max_attempts ran out while the messages waited in a slow receiver's queue: its confirmations, when
+    it reads them at last, ack them (delivered: a replay of the dead letters would send them twice)."""
+    sender = open_journal(str(tmp_path / "a"))
+    receiver = open_journal(str(tmp_path / "b"))
+    push = sender.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.05, max_attempts=2)
+    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
+    where = endpoint()
+    pull.bind(where)
+    push.connect(where)
+    for n in range(3):
+        push.send(b"%d" % n)
+    assert _wait_for(lambda: sender.count(name="out", state="dead") == 3)  # queued at the receiver, unread
+    if asked_meanwhile:
+        assert push.wait_confirmed(0) is False  # told of the dead letters
+    pull.rcvtimeo = 5000
+    assert [pull.recv() for _ in range(3)] == [b"0", b"1", b"2"]  # the resends queued behind: dropped
+    assert pull.poll(300) == 0
+    assert _wait_for(lambda: sender.count(name="out", state="dead") == 0)
+    assert _pending_out(sender) == 0
+    assert sender.info()["confirm"]["confirmed"] == 3
+    assert push.wait_confirmed(0) is True  # no dead letter left to tell of, whether it was told of them or not
+
+
 def test_a_dealer_waits_for_a_journaled_router(open_journal, tmp_path, ctx, endpoint) -> None:
     client = open_journal(str(tmp_path / "client"))
     server = open_journal(str(tmp_path / "server"))

@@ -338,12 +338,7 @@ class Journal:
             ledger.inflight.pop(entry_id, None)
             if r[0] == rec.ACKED:
                 return False
-            if ledger.retention > 0:
-                ledger.rewrite(entry_id, r, rec.ACKED)
-            else:
-                ledger.remove(entry_id, r)
-            if ledger.observers:
-                ledger.emit("on_ack", r[3], r[4], 1)
+            ledger.acknowledge(entry_id, r)
             return True
 
     def nack(self, entry_id: int) -> None:

@@ -495,6 +495,7 @@ class Ledger(SlotKeeping, BlobKeeping):
             raise InvalidTransitionError(entry_id, rec.STATES_BY_CODE[r[0]], "deliver")
         if limit is not None and rec.counted_attempts(r) >= limit:
             r[7] = dead_reason(r, limit)
+            self.inflight.pop(entry_id, None)  # (as dead() does: a socket's settle must not delete a dead letter)
             self.rewrite(entry_id, r, rec.DEAD)
             if self.observers:
                 self.emit("on_dead", r[3], r[4], entry_id, r[7])
@@ -504,6 +505,15 @@ class Ledger(SlotKeeping, BlobKeeping):
             if self.observers:
                 self.emit("on_redelivery", r[3], r[4], entry_id, r[1])
         return rec.entry_from_record(entry_id, r, self.rare.blobs)
+
+    def acknowledge(self, entry_id: int, r: list) -> None:
+        """Ack an entry (pending or dead) whose record is ``r`` (lock held): acked under retention, else gone."""
+        if self.retention > 0:
+            self.rewrite(entry_id, r, rec.ACKED)
+        else:
+            self.remove(entry_id, r)
+        if self.observers:
+            self.emit("on_ack", r[3], r[4], 1)
 
     def remove(self, entry_id: int, r: list) -> None:
         """Delete an entry whose record is ``r``."""

@@ -355,6 +355,20 @@ class SocketPort(ConfirmPort):
             ledger.check_open()
             return ledger.attempt(entry_id, limit)
 
+    def ack_dead(self, entry_ids: Sequence[int]) -> set[int]:
+        """Ack those of these entries that are dead letters (a receiver confirmed them after all); which."""
+        ledger = self.ledger
+        acked: set[int] = set()
+        with ledger.lock:
+            if ledger.closed:
+                return acked
+            for entry_id in entry_ids:
+                r = ledger.load_for_update(entry_id)
+                if r is not None and r[0] == rec.DEAD:
+                    ledger.acknowledge(entry_id, r)
+                    acked.add(entry_id)
+        return acked
+
     def dead(self, entry_id: int, reason: str) -> None:
         """Make a pending entry a dead letter with ``reason`` (see Journal.dead)."""
         ledger = self.ledger

@@ -63,6 +63,8 @@ _ASLEEP_AFTER = 0.1
 # A resend that found the socket's queue full (its peers gone or slow) is tried again this much later, not
 # at every tick: a producer whose consumer is down cost ~1.5 % of a core per socket, looking every 5 ms.
 _RESEND_RETRY = 0.1
+# Entries max_attempts made dead letters, remembered (the newest) for a confirmation that comes after all.
+_EXPIRED_KEPT = 65_536
 # While the application sends, every 256th send takes them in: a look that finds none costs ~3.5 µs (pyzmq's
 # zmq.Again), and they come every few ms (_HOLD_AT_MOST), so looking every 64th cost 0.05 µs per send.
 _TAKE_EVERY_MASK = 255
@@ -184,6 +186,10 @@ class ConfirmSender:
         # Entries this sender made dead letters since the application last asked (wait_confirmed): a wait
         # then answers False, as RabbitMQ's waitForConfirms does after a nack (guarded by the mutex).
         self._dead_letters = 0
+        # Entries this run made dead letters at max_attempts (insertion-ordered, the newest kept): a
+        # confirmation that still comes for one (it waited in a slow receiver's queue all along) acks it.
+        self._expired: dict[int, float] = {}  # entry id -> when last sent (monotonic)
+        self._expired_unreported: set[int] = set()  # ... those among _dead_letters (no wait told of them yet)
         stale_routes = 0
         for entry_id in port.pending_ids(name, _OUT):
             if self._router and not self._still_routable(port, entry_id):
@@ -396,6 +402,7 @@ class ConfirmSender:
         """Nothing unconfirmed, and no dead letter made since the last time this was asked (it starts over)."""
         with self._mutex:
             dead, self._dead_letters = self._dead_letters, 0
+            self._expired_unreported.clear()
             return not dead and not self._sent_at and not self._unconfirmed and not self._settling
 
     def look(self) -> int:
@@ -528,6 +535,7 @@ class ConfirmSender:
         mine: list[int] = []
         sent_at: list[float] = []  # when each was last sent: its confirmation's round trip is from then
         refused: list[tuple[list[int], str]] = []
+        late: list[int] = []  # dead letters at max_attempts, confirmed after all
         confirmed = self._confirmed
         with self._mutex:
             take, take_resent = self._sent_at.pop, self._unconfirmed.pop
@@ -545,6 +553,8 @@ class ConfirmSender:
                 times = [take(i, None) for i in ids]
                 if None in times:  # sent again, or confirmed twice (a resend), or settled meanwhile
                     times = [take_resent(i, None) if t is None else t for i, t in zip(ids, times, strict=True)]
+                    if self._expired:
+                        late += [i for i, t in zip(ids, times, strict=True) if t is None and i in self._expired]
                     ids = [i for i, t in zip(ids, times, strict=True) if t is not None]
                     times = [t for t in times if t is not None]
                 mine += ids
@@ -561,10 +571,32 @@ class ConfirmSender:
             self._port.confirmed(len(mine), now * len(mine) - sum(sent_at), now - min(sent_at))
         if refused:
             self._settle_refused(refused)
-        if mine or refused:
+        if late:
+            self._settle_late(late)
+        if mine or refused or late:
             hook = self.settled_hook
             if hook is not None:
                 hook()
+
+    def _settle_late(self, late: list[int]) -> None:
+        """Ack dead letters a receiver confirmed after all: the message reached its journal (it was queued
+        longer than ``max_attempts`` sends took), so it is no dead letter, and a replay would send it twice."""
+        acked = self._port.ack_dead(late)
+        with self._mutex:
+            sent_at = [self._expired.pop(entry_id, 0.0) for entry_id in late]
+            sent_at = [sent for entry_id, sent in zip(late, sent_at, strict=True) if entry_id in acked]
+            unreported = acked & self._expired_unreported  # (a wait that was told of the others said so already)
+            self._expired_unreported -= unreported
+            self._dead_letters -= len(unreported)
+        if acked:
+            now = time.monotonic()
+            self._port.confirmed(len(acked), now * len(acked) - sum(sent_at), now - min(sent_at))
+            log.info(
+                "journal socket %r: %d dead letter(s) confirmed by a receiver after all (they waited in its queue "
+                "longer than max_attempts sends took): acked",
+                self._name,
+                len(acked),
+            )
 
     def _settle_refused(self, refused: list[tuple[list[int], str]]) -> None:
         """Make what receivers refused dead letters, with their reason (the ids are out of the maps already)."""
@@ -636,6 +668,13 @@ class ConfirmSender:
                 self._port.attempt(entry_id, limit)  # a dead letter now, its reason recorded
                 with self._mutex:
                     self._dead_letters += 1
+                    sent = self._unconfirmed.get(entry_id) or self._sent_at.get(entry_id) or time.monotonic()
+                    self._expired[entry_id] = sent
+                    self._expired_unreported.add(entry_id)
+                    if len(self._expired) > _EXPIRED_KEPT:
+                        oldest = next(iter(self._expired))
+                        del self._expired[oldest]
+                        self._expired_unreported.discard(oldest)
             self._forget(entry_id)
             return
         sock = self._sock()
