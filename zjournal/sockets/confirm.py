@@ -581,6 +581,7 @@ class ConfirmSender:
     def _settle_late(self, late: list[int]) -> None:
         """Ack dead letters a receiver confirmed after all: the message reached its journal (it was queued
         longer than ``max_attempts`` sends took), so it is no dead letter, and a replay would send it twice."""
+        late = list(dict.fromkeys(late))  # (confirmed twice in one go: its original and a resend)
         acked = self._port.ack_dead(late)
         with self._mutex:
             sent_at = [self._expired.pop(entry_id, 0.0) for entry_id in late]
