@@ -266,3 +266,26 @@ def test_recv_into_refuses_a_buffer_it_cannot_write_as_pyzmq_does(journal, ctx, 
     b.send(b"still there")
     buf = bytearray(20)
     assert a.recv_into(buf) == 11 and bytes(buf[:11]) == b"still there"
+
+
+def test_a_request_max_attempts_made_a_dead_letter_is_acked_by_its_late_reply(open_journal, ctx, endpoint) -> None:
+    """The counts stay true: before 2026-12-07 the reply deleted the dead letter as if it were pending (the
+    pending count went to -1, and the journal's counters could not be read at its next open)."""
+    journal = open_journal(max_attempts=2)
+    where = endpoint()
+    server = ctx.socket(zmq.ROUTER)  # plain: it answers late
+    server.bind(where)
+    req = journal.wrap(ctx.socket(zmq.REQ), name="client", resend_after=0.05)
+    req.connect(where)
+    req.send(b"hello")
+    copy = server.recv_multipart()
+    req.poll(500)  # the REQ resends from its own calls: sent twice, then a dead letter
+    assert journal.count(name="client", state="dead") == 1
+    while server.poll(100):
+        copy = server.recv_multipart()  # the last copy: a reply to an earlier one is stale
+    server.send_multipart([*copy[:-1], b"late"])
+    req.rcvtimeo = 5000
+    assert req.recv() == b"late"  # the application waited, as with a plain REQ
+    assert journal.count(name="client", state="dead") == 0
+    assert journal.count(name="client", state="pending") == 0
+    assert list(journal.entries(name="client")) == []

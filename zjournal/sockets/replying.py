@@ -190,6 +190,10 @@ class Replying:
         self._s.awaiting_reply = 0
         if self._out_policy is not AckPolicy.EXPLICIT and self._in_policy is not AckPolicy.EXPLICIT:
             self._port.settle(entry_id, self._s.slots)
+            requests = self._s.requests
+            if requests is not None and requests.gave_up:
+                # A REQ's request that max_attempts made a dead letter was answered after all: no dead letter.
+                self._port.ack_dead([entry_id])
 
     def _reply_to_nobody(self, data: Any, flags: int, copy: bool, track: bool) -> Any:
         """A REP's reply to a request served from Python: it acks the request, and is kept for its resend.
