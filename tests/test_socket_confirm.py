@@ -1099,13 +1099,23 @@ def _plain_push_into_journaled_pull(
     journal, ctx, endpoint, confirm_intake
 ) -> tuple[zmq.Socket, bytes, zmq.Socket, zmq.Socket]:
     """A journaled PULL fed by a plain PUSH that plays a confirm sender: ``(intake, its address, pull, push)``."""
+    return _plain_sender_into_journaled(journal, ctx, endpoint, confirm_intake, zmq.PUSH, zmq.PULL)
+
+
+def _plain_sender_into_journaled(
+    journal, ctx, endpoint, confirm_intake, sending: int, receiving: int, hwm: int | None = None, **options
+) -> tuple[zmq.Socket, bytes, zmq.Socket, zmq.Socket]:
+    """A journaled socket (``options`` as given) fed by a plain one that plays a confirm sender:
+    ``(intake, its address, receiver, sender)``; ``hwm``: both ends' high-water mark."""
     intake, back = confirm_intake(ORIGIN)
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
+    receiver = journal.wrap(ctx.socket(receiving), name="in", **options)
+    sender = ctx.socket(sending)
+    if hwm is not None:
+        receiver.rcvhwm = sender.sndhwm = hwm
     where = endpoint()
-    pull.bind(where)
-    push = ctx.socket(zmq.PUSH)
-    push.connect(where)
-    return intake, back, pull, push
+    receiver.bind(where)
+    sender.connect(where)
+    return intake, back, receiver, sender
 
 
 @pytest.mark.parametrize(
@@ -1115,15 +1125,10 @@ def test_a_stream_is_confirmed_in_batches_not_a_confirm_message_per_message(
     journal, ctx, endpoint, confirm_intake, kinds, ack
 ) -> None:
     """(A ROUTER sent a confirm message per message until 2026-12-07, and took the store: a fifth of a PULL's speed.)"""
-    intake, back = confirm_intake(ORIGIN)
     sending, receiving = (getattr(zmq, kind.upper()) for kind in kinds.split(","))
-    receiver = journal.wrap(ctx.socket(receiving), name="in", ack=ack)
-    receiver.rcvhwm = 0
-    where = endpoint()
-    receiver.bind(where)
-    sender = ctx.socket(sending)
-    sender.sndhwm = 0
-    sender.connect(where)
+    intake, back, receiver, sender = _plain_sender_into_journaled(
+        journal, ctx, endpoint, confirm_intake, sending, receiving, hwm=0, ack=ack
+    )
 
     def body() -> bytes:
         return receiver.recv_multipart()[-1]  # (after a ROUTER's routing id)
@@ -1144,12 +1149,9 @@ def test_a_routers_confirmed_message_too_large_for_its_slot_keeps_its_routing_id
     journal, ctx, endpoint, confirm_intake
 ) -> None:
     """The store takes it (with its dedup key): redelivered, it still names its peer."""
-    intake, back = confirm_intake(ORIGIN)
-    router = journal.wrap(ctx.socket(zmq.ROUTER), name="in")
-    where = endpoint()
-    router.bind(where)
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.connect(where)
+    intake, back, router, dealer = _plain_sender_into_journaled(
+        journal, ctx, endpoint, confirm_intake, zmq.DEALER, zmq.ROUTER
+    )
     big = b"x" * 200_000
     dealer.send_multipart([wire.encode_header(ORIGIN, 1, 1, back), big])
     peer, got = router.recv_multipart()

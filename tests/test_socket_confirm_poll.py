@@ -21,44 +21,51 @@ ORIGIN = b"\x05" * 16
 
 @pytest.fixture
 def resending_peer(open_journal, ctx, endpoint, confirm_intake):
-    """A journaled PULL (ack as given) and ``send(seq, body)``: a confirm sender's merged frame into it."""
+    """A journaled PULL or ROUTER (options as given), the plain PUSH or DEALER that plays a confirm sender into
+    it, and ``send(seq, body)``: that sender's merged frame."""
 
-    def make(**options):
+    def make(receiving: int = zmq.PULL, **options):
         _confirms, address = confirm_intake(ORIGIN)
-        pull = open_journal().wrap(ctx.socket(zmq.PULL), name="in", **options)
+        sock = open_journal().wrap(ctx.socket(receiving), name="in", **options)
         where = endpoint()
-        pull.bind(where)
-        push = ctx.socket(zmq.PUSH)
-        push.connect(where)
+        sock.bind(where)
+        peer = ctx.socket(zmq.DEALER if receiving == zmq.ROUTER else zmq.PUSH)
+        peer.connect(where)
 
         def send(seq: int, body: bytes) -> None:
-            push.send(wire.encode_merged(ORIGIN, seq, 1, address, body))
+            peer.send(wire.encode_merged(ORIGIN, seq, 1, address, body))
 
-        return pull, send
+        return sock, peer, send
 
     return make
+
+
+def _poll_by(how: str, sock: zmq.Socket):
+    """``poll(timeout_ms) -> bool`` of ``sock`` the way ``how`` names: a zmq.Poller, zmq.select or sock.poll."""
+
+    def poll(timeout_ms: int) -> bool:
+        if how == "Poller":
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            return bool(poller.poll(timeout_ms))
+        if how == "select":
+            return bool(zmq.select([sock], [], [], timeout_ms / 1000)[0])
+        return bool(sock.poll(timeout_ms))
+
+    return poll
 
 
 @pytest.mark.parametrize("how", ["Poller", "select", "sock.poll"])
 @pytest.mark.parametrize("ack", ["next", "explicit"])
 def test_a_poll_does_not_report_a_resend_held_already_and_waits_for_a_real_message(resending_peer, how, ack) -> None:
-    pull, send = resending_peer(ack=ack)
+    pull, _push, send = resending_peer(ack=ack)
     send(1, b"one")
     assert pull.recv() == b"one"
     if ack == "explicit":
         pull.ack()
     send(1, b"one")  # its confirmation was lost: sent again
     time.sleep(0.1)  # queued in libzmq
-
-    def poll(timeout_ms: int) -> bool:
-        if how == "Poller":
-            poller = zmq.Poller()
-            poller.register(pull, zmq.POLLIN)
-            return bool(poller.poll(timeout_ms))
-        if how == "select":
-            return bool(zmq.select([pull], [], [], timeout_ms / 1000)[0])
-        return bool(pull.poll(timeout_ms))
-
+    poll = _poll_by(how, pull)
     started = time.monotonic()
     assert not poll(300)  # the resend is not the application's
     assert time.monotonic() - started >= 0.25  # and the poll waited its timeout for a real message
@@ -71,7 +78,7 @@ def test_a_poll_does_not_report_a_resend_held_already_and_waits_for_a_real_messa
 @pytest.mark.parametrize("ack", ["next", "explicit"])
 def test_a_poll_acks_nothing_and_the_next_recv_gets_the_message_it_read(resending_peer, ack) -> None:
     """The poll reads what is queued to look past resends; the message in hand is done only at the next recv."""
-    pull, send = resending_peer(ack=ack)
+    pull, _push, send = resending_peer(ack=ack)
     journal = pull.journal
     send(1, b"one")
     assert pull.recv() == b"one"
@@ -121,19 +128,9 @@ def test_a_poll_looks_past_resends_of_several_frames_and_keeps_plain_messages_fo
 
 
 @pytest.fixture
-def routing_peer(open_journal, ctx, endpoint, confirm_intake):
+def routing_peer(resending_peer):
     """A journaled ROUTER, a plain DEALER that speaks the wire format into it, and ``send(seq, body)``."""
-    _confirms, address = confirm_intake(ORIGIN)
-    router = open_journal().wrap(ctx.socket(zmq.ROUTER), name="in")
-    where = endpoint()
-    router.bind(where)
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.connect(where)
-
-    def send(seq: int, body: bytes) -> None:
-        dealer.send(wire.encode_merged(ORIGIN, seq, 1, address, body))
-
-    return router, dealer, send
+    return resending_peer(zmq.ROUTER)
 
 
 @pytest.mark.parametrize("how", ["Poller", "sock.poll"])
@@ -145,14 +142,7 @@ def test_a_router_polled_does_not_report_a_resend_held_already(routing_peer, how
     assert body == b"one"
     send(1, b"one")  # its confirmation was lost: sent again
     time.sleep(0.1)
-
-    def poll(timeout_ms: int) -> bool:
-        if how == "Poller":
-            poller = zmq.Poller()
-            poller.register(router, zmq.POLLIN)
-            return bool(poller.poll(timeout_ms))
-        return bool(router.poll(timeout_ms))
-
+    poll = _poll_by(how, router)
     started = time.monotonic()
     assert not poll(300)
     assert time.monotonic() - started >= 0.25

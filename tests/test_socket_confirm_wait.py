@@ -14,6 +14,7 @@ import time
 import pytest
 import zmq
 import zmq.asyncio
+from test_socket_confirm import _wait
 
 import zjournal
 
@@ -127,15 +128,6 @@ def test_a_dead_letter_makes_the_next_answer_false_and_the_one_after_starts_over
     assert push.wait_confirmed(0) is True  # nothing unconfirmed, and no dead letter since the last call
 
 
-def _wait_for(condition, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.mark.parametrize("asked_meanwhile", [False, True], ids=["not-asked", "asked-meanwhile"])
 def test_a_dead_letter_confirmed_after_all_is_acked_and_no_dead_letter_any_more(
     open_journal, tmp_path, ctx, endpoint, asked_meanwhile
@@ -151,13 +143,13 @@ def test_a_dead_letter_confirmed_after_all_is_acked_and_no_dead_letter_any_more(
     push.connect(where)
     for n in range(3):
         push.send(b"%d" % n)
-    assert _wait_for(lambda: sender.count(name="out", state="dead") == 3)  # queued at the receiver, unread
+    _wait(lambda: sender.count(name="out", state="dead") == 3, "3 dead letters")  # queued at the receiver, unread
     if asked_meanwhile:
         assert push.wait_confirmed(0) is False  # told of the dead letters
     pull.rcvtimeo = 5000
     assert [pull.recv() for _ in range(3)] == [b"0", b"1", b"2"]  # the resends queued behind: dropped
     assert pull.poll(300) == 0
-    assert _wait_for(lambda: sender.count(name="out", state="dead") == 0)
+    _wait(lambda: sender.count(name="out", state="dead") == 0, "the dead letters acked")
     assert _pending_out(sender) == 0
     confirmed = sender.info()["confirm"]
     assert confirmed["confirmed"] == 3

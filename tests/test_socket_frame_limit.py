@@ -11,15 +11,14 @@ frames to the application's limit itself (zjournal.sockets.frame_limit).
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 import zmq
+from test_socket_confirm_refusal import TIMEOUT, _nothing_more_comes
 
 from zjournal.sockets import confirm_wire
 
 LIMIT = 1000
-TIMEOUT = 0.3  # confirm_timeout: a resend would come within it
 
 
 def _ipc(tmp_path, name: str = "data") -> str:
@@ -41,15 +40,6 @@ def _pair(open_journal, tmp_path, ctx, kinds=(zmq.PUSH, zmq.PULL), limit_before_
     out.connect(_ipc(tmp_path))
     sock.rcvtimeo = 5000
     return sender, out, sock
-
-
-def _nothing_more_comes(sock: zmq.Socket) -> bool:
-    sock.rcvtimeo = int(3 * TIMEOUT * 1000)
-    try:
-        sock.recv_multipart()
-    except zmq.Again:
-        return True
-    return False
 
 
 @pytest.mark.parametrize("limit_before_wrap", [False, True], ids=["set-after-wrap", "set-before-wrap"])
@@ -106,15 +96,15 @@ def test_a_plain_senders_frames_over_maxmsgsize_are_dropped_with_their_message(o
 
 
 def test_a_poll_does_not_report_a_message_dropped_for_its_size(open_journal, tmp_path, ctx) -> None:
-    _sender, out, sock = _pair(open_journal, tmp_path, ctx)
+    sender, out, sock = _pair(open_journal, tmp_path, ctx)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     out.send(b"o" * (LIMIT + 1))
-    time.sleep(0.2)  # queued at the receiver
-    assert poller.poll(300) == []  # a recv after it would wait for the next message
+    assert poller.poll(500) == []  # read and dropped in it: a recv after it would wait for the next message
     out.send(b"o" * (LIMIT + 2))
-    time.sleep(0.2)
-    assert sock.poll(300) == 0
+    assert sock.poll(500) == 0
+    assert out.wait_confirmed(5) is False  # both refused, by the polls (nothing else read them)
+    assert sender.count(name="out", state="dead") == 2
     out.send(b"next")
     assert poller.poll(5000) == [(sock, zmq.POLLIN)]
     assert sock.recv() == b"next"

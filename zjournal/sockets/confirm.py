@@ -188,8 +188,9 @@ class ConfirmSender:
         self._dead_letters = 0
         # Entries this run made dead letters at max_attempts (insertion-ordered, the newest kept): a
         # confirmation that still comes for one (it waited in a slow receiver's queue all along) acks it.
-        self._expired: dict[int, float] = {}  # entry id -> when last sent (monotonic)
-        self._expired_unreported: set[int] = set()  # ... those among _dead_letters (no wait told of them yet)
+        # entry id -> (when last sent (monotonic), the wait it counts for: _waits when it went dead)
+        self._expired: dict[int, tuple[float, int]] = {}
+        self._waits = 0  # how many times all_confirmed told of (and reset) _dead_letters
         stale_routes = 0
         for entry_id in port.pending_ids(name, _OUT):
             if self._router and not self._still_routable(port, entry_id):
@@ -402,7 +403,7 @@ class ConfirmSender:
         """Nothing unconfirmed, and no dead letter made since the last time this was asked (it starts over)."""
         with self._mutex:
             dead, self._dead_letters = self._dead_letters, 0
-            self._expired_unreported.clear()
+            self._waits += 1
             return not dead and not self._sent_at and not self._unconfirmed and not self._settling
 
     def look(self) -> int:
@@ -584,11 +585,11 @@ class ConfirmSender:
         late = list(dict.fromkeys(late))  # (confirmed twice in one go: its original and a resend)
         acked = self._port.ack_dead(late)
         with self._mutex:
-            sent_at = [self._expired.pop(entry_id, 0.0) for entry_id in late]
-            sent_at = [sent for entry_id, sent in zip(late, sent_at, strict=True) if entry_id in acked]
-            unreported = acked & self._expired_unreported  # (a wait that was told of the others said so already)
-            self._expired_unreported -= unreported
-            self._dead_letters -= len(unreported)
+            gone = [self._expired.pop(entry_id, (0.0, -1)) for entry_id in late]
+            gone = [sent_wait for entry_id, sent_wait in zip(late, gone, strict=True) if entry_id in acked]
+            sent_at = [sent for sent, _wait in gone]
+            # Those no wait told of yet leave the count (a wait that was told of the others said so already).
+            self._dead_letters -= sum(1 for _sent, wait in gone if wait == self._waits)
         if acked:
             now = time.monotonic()
             self._port.confirmed(len(acked), now * len(acked) - sum(sent_at), now - min(sent_at))
@@ -670,12 +671,9 @@ class ConfirmSender:
                 with self._mutex:
                     self._dead_letters += 1
                     sent = self._unconfirmed.get(entry_id) or self._sent_at.get(entry_id) or time.monotonic()
-                    self._expired[entry_id] = sent
-                    self._expired_unreported.add(entry_id)
+                    self._expired[entry_id] = (sent, self._waits)
                     if len(self._expired) > _EXPIRED_KEPT:
-                        oldest = next(iter(self._expired))
-                        del self._expired[oldest]
-                        self._expired_unreported.discard(oldest)
+                        del self._expired[next(iter(self._expired))]
             self._forget(entry_id)
             return
         sock = self._sock()
