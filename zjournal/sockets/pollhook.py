@@ -31,7 +31,7 @@ def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1
     ``zmq.Poller.poll`` and ``zmq.select`` call ``zmq_poll`` through their
     module's global name, so replacing that one name (see
     :func:`install`) makes both see what libzmq cannot (see
-    ``JournaledSocket._python_events``): such a socket is reported at once,
+    ``Holding._python_events``, zjournal.sockets.held): such a socket is reported at once,
     with whatever libzmq says is ready now. And not what libzmq holds but
     the application will never get: a resend its journal holds already
     (:func:`_without_dropped_resends`); the poll then waits on.

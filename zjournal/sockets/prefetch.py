@@ -113,7 +113,7 @@ class Prefetching:
             self._journal_read_ahead(messages, headers, received=received)
         except StoreError:
             # Out of libzmq and not journaled: kept in hand, journaled by the next recv before anything
-            # else is read (or pending at close), as a single message is (see JournaledSocket._keep_unjournaled).
+            # else is read (or pending at close), as a single message is (see Holding._keep_unjournaled).
             state.unjournaled = (None, 0, _KeptBatch(messages, headers))
             raise
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -32,6 +32,7 @@ from zjournal.sockets.confirm import confirm_sender, sender_of, wait_seconds
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frame_limit import FrameLimit
 from zjournal.sockets.frames import handed, handed_all
+from zjournal.sockets.held import Holding
 from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, POLLOUT, RCVMORE, base_get, base_recv
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
@@ -89,7 +90,9 @@ def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
     return [received.get(id(frame)) or handed(frame, index < last, parts[0]) for index, frame in enumerate(frames)]
 
 
-class JournaledSocket(Closing, Replying, ConfirmInbound, FrameLimit, Redelivering, Prefetching, Sending, zmq.Socket):
+class JournaledSocket(
+    Closing, Replying, ConfirmInbound, FrameLimit, Redelivering, Prefetching, Holding, Sending, zmq.Socket
+):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
     Beyond pyzmq's API it offers :attr:`last_id`, :meth:`ack`, :meth:`nack`,
@@ -413,90 +416,10 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, FrameLimit, Redeliverin
             raise
         return True
 
-    def _keep_unjournaled(
-        self, frames: list[bytes], settle: int, journal_it: Callable[[Any, list[bytes], int], bool]
-    ) -> None:
-        """Journaling a message read from libzmq raised StoreError: keep it for the next recv.
-
-        The message is out of libzmq already, so dropping it would lose it; the
-        next recv journals it (``journal_it(self, frames, settle)``, which says whether
-        to hand it over then) before anything else is read.
-        """
-        state = self._s
-        state.settle_next = 0
-        state.unjournaled = (frames, settle, journal_it)
-        self._update_fast_paths()
-
-    def _journal_unjournaled(self) -> list[bytes] | None:
-        """Journal the message a StoreError left in hand (raises StoreError again while the store fails).
-
-        Returns its frames when it is for the application now, None when it was queued behind others.
-        """
-        state = self._s
-        assert state.unjournaled is not None
-        frames, settle, journal_it = state.unjournaled
-        state.unjournaled = None
-        try:
-            handed = journal_it(self, frames, settle)
-        except StoreError:
-            if state.unjournaled is None:
-                state.unjournaled = (frames, settle, journal_it)
-            raise
-        finally:
-            self._update_fast_paths()
-        return frames if handed else None
-
-    def _give_back(self, entry_id: int, frames: list[bytes]) -> bool:
-        """A message this socket handed out never reached the application: hand it over again next.
-
-        Only while it is still unsettled (``next``: the entry the next recv
-        would ack; ``explicit``: pending until acked) or ephemeral (entry 0).
-        False when it cannot come back this way (it stays pending in the journal).
-        """
-        state = self._s
-        if self._closed or state is None or self._is_rep:
-            return False
-        if entry_id:
-            if self._in_policy is AckPolicy.NEXT:
-                if state.settle_next != entry_id:
-                    return False
-                state.settle_next = 0
-            elif self._in_policy is not AckPolicy.EXPLICIT:
-                return False
-        state.returned.append((entry_id, frames))
-        self._update_fast_paths()
-        return True
-
-    def _take_returned(self) -> list[bytes]:
-        """The next message handed over again under its own entry (not journaled again).
-
-        A negative id is a nacked live request: its hand-over counts as a delivery.
-        """
-        state = self._s
-        entry_id, frames = state.returned.popleft()
-        state.rep_held = False
-        self._settle_now()
-        if entry_id < 0:
-            self._redelivered(-entry_id)
-        else:
-            state.last_id = entry_id  # (0: ephemeral)
-            if entry_id and self._in_policy is AckPolicy.NEXT:
-                state.settle_next = state.came_back = entry_id
-        if not state.returned:
-            self._update_fast_paths()
-        return frames
-
     def _journal_new(self, frames: list[bytes], settle: int) -> bool:
         self._s.rx_redelivered = 0
         self._inbound(frames, settle)
         return True
-
-    def _serve_whole(self, frames: list[bytes], copy: bool) -> Any:
-        """Give out the first frame of a message held in Python; recv() gives the rest."""
-        if len(frames) > 1:
-            self._s.serving = frames[1:]
-            self._s.serving_from = None
-        return frames[0] if copy else handed(frames[0], len(frames) > 1)
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         state = self._s
@@ -757,55 +680,6 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, FrameLimit, Redeliverin
         # the buffer), and a confirm sender's header must come off before the application sees anything.
         return self._recv_into_from_python(buffer, nbytes, flags)
 
-    def _served_from_python(self) -> bool:
-        """Whether the next frame must come through :meth:`recv` (redelivery, held messages), not libzmq."""
-        state = self._s
-        if state.rx is not None:
-            return False  # a message read from libzmq frame by frame: the rest is there
-        return (
-            state.redelivery is not None
-            or state.serving is not None
-            or bool(self._prefetch)
-            or bool(state.returned)
-            or state.unjournaled is not None
-            or state.peeked is not None
-        )
-
-    def _recv_into_from_python(self, buffer: Any, nbytes: int, flags: int) -> int:
-        """recv_into of a frame that :meth:`recv` gives: copied into the buffer, truncated as libzmq does."""
-        if nbytes < 0:
-            raise ValueError(f"{nbytes=} must be non-negative")
-        view = memoryview(buffer)
-        if view.readonly or not view.contiguous:
-            raise BufferError("recv_into needs a writable, contiguous buffer")  # as pyzmq's
-        view = view.cast("B")
-        if nbytes > len(view):
-            raise ValueError(f"{nbytes=} too big for memoryview of {len(view)}B")
-        frame = self.recv(flags, copy=True)
-        room = nbytes or len(view)
-        n = min(room, len(frame))
-        view[:n] = frame[:n]
-        return len(frame)
-
-    def _recv_local(self, copy: bool) -> Any:
-        """Serve a redelivered message from Python, frame by frame."""
-        local = self._s.local
-        assert local is not None
-        if local.current is None:
-            self._settle_now()
-            local.current_id, frames = local.take()
-            local.current = list(frames)
-        data = local.current.pop(0)
-        if not local.current:
-            local.current = None
-            if self._is_rep:
-                self._s.answering_python = True
-            self._redelivered(local.current_id, requester_gone=self._is_rep)
-            local.refill()
-            if not local.active:
-                self._retire_redelivery()
-        return data if copy else handed(data, local.current is not None)
-
     def get(self, option: int) -> Any:
         state = self._s
         local = None if state is None else state.local
@@ -846,27 +720,6 @@ class JournaledSocket(Closing, Replying, ConfirmInbound, FrameLimit, Redeliverin
                 state.redelivery.unsubscribed(as_bytes(optval))
 
     setsockopt = set  # noqa: A003 - pyzmq's name
-
-    def _holds_message(self) -> bool:
-        """Whether a message is waiting in Python (redelivered from Python, prefetched, or half read)."""
-        state = self._s
-        if state is None:
-            return False
-        if state.ahead or state.serving or state.returned or state.unjournaled is not None:
-            return True
-        if state.peeked is not None or state.too_large is not None:
-            return True
-        local = state.local
-        return local is not None and local.has_message()
-
-    def _python_events(self, flags: int) -> int:
-        """Events libzmq cannot see: a message held in Python (POLLIN), a REP reply that goes nowhere (POLLOUT)."""
-        state = self._s
-        if state is None:
-            return 0
-        if state.answering_python:
-            return flags & POLLOUT  # libzmq's REP never saw the request: only the reply is possible
-        return POLLIN if flags & POLLIN and self._holds_message() else 0
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
         requests = None if self._s is None else self._s.requests
