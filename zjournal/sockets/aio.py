@@ -301,6 +301,7 @@ class _JournaledAsync:
         except BaseException:
             inner._closed = True
             raise
+        inner._s.loop_resends = False  # (this wrapper resends from its loop itself: _zj_arm_resends)
         outer = _journaled_async_class(type(sock))
         # Not outer(...): an application's subclass may want arguments of its own in __init__.
         wrapped = outer.__new__(outer)

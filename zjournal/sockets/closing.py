@@ -128,6 +128,8 @@ class Closing:
         own = linger  # the application's linger (ms; -1: for ever)
         if own is None and (state.confirm is not None or state.confirm_return is not None) and not self.closed:
             own = zmq.Socket.get(self, zmq.LINGER)
+        if state.loop_resends:
+            state.loop_resends.cancel()  # (the wait below resends by itself)
         if state.confirm is not None:
             if linger_for_confirms and own and journal is not None and not journal.closed:
                 bound = state.confirm.timeout

@@ -191,6 +191,8 @@ class ConfirmSender:
         # entry id -> (when last sent (monotonic), the wait it counts for: _waits when it went dead)
         self._expired: dict[int, tuple[float, int]] = {}
         self._waits = 0  # how many times all_confirmed told of (and reset) _dead_letters
+        # An event loop's resend timer (zjournal.sockets.loop_resends) that a send arms again once it stopped.
+        self.loop_ticker: Callable[[], None] | None = None
         stale_routes = 0
         for entry_id in port.pending_ids(name, _OUT):
             if self._router and not self._still_routable(port, entry_id):
@@ -313,8 +315,11 @@ class ConfirmSender:
         """Every few sends: take in and settle confirmations; resend what is due (when the thread does not)."""
         if not sends & _TAKE_EVERY_MASK or self._confirmed:
             self._take_confirms_now()
-        if not self.resends_in_thread and now - self._resend_checked >= _TICK:
-            self.resend_due_here(now)
+        if not self.resends_in_thread:
+            if now - self._resend_checked >= _TICK:
+                self.resend_due_here(now)
+            if self.loop_ticker is not None:
+                self.loop_ticker()
 
     def _journal_and_send(self, frames: list[bytes], noblock: int, move: Callable[[], Any] | None) -> Any:
         """Journal ``frames`` in the outbox, send them behind their header (``move``: the caller's send of them)."""

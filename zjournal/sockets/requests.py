@@ -46,6 +46,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -193,6 +194,7 @@ class RequestResends:
     """A journaled REQ's request awaiting its reply, and its resends (see the module docstring)."""
 
     resends_in_thread = False  # from the application's calls (zjournal.sockets.pollhook asks)
+    loop_ticker: Callable[[], None] | None = None  # an event loop's resend timer (zjournal.sockets.loop_resends)
 
     def __init__(self, sock: zmq.Socket, port: SocketPort, resend_after: float | None, max_attempts: int | None):
         self._sock = sock
@@ -234,6 +236,8 @@ class RequestResends:
         self.entry_id = entry_id
         self._sent_at = time.monotonic()
         self.gave_up = False
+        if self.loop_ticker is not None:
+            self.loop_ticker()
 
     def replied(self) -> None:
         """The whole reply was read."""

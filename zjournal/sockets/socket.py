@@ -26,7 +26,7 @@ from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreErr
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
-from zjournal.sockets import confirm_wire, pollhook
+from zjournal.sockets import confirm_wire, loop_resends, pollhook
 from zjournal.sockets.closing import Closing
 from zjournal.sockets.confirm import confirm_sender, sender_of, wait_seconds
 from zjournal.sockets.confirm_inbound import ConfirmInbound
@@ -73,6 +73,7 @@ _unpack_seq_floor = confirm_wire.unpack_seq_floor
 _take_header = confirm_wire.take_header
 RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
 _MAXMSGSIZE = zmq.MAXMSGSIZE  # held to the application's frames (zjournal.sockets.frame_limit)
+_FD = zmq.FD  # asked for by whatever waits on the socket in an event loop (zjournal.sockets.loop_resends)
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
 
 
@@ -690,6 +691,9 @@ class JournaledSocket(
                 return 1
         if option == _MAXMSGSIZE and self._loosens_frames():
             return self._frame_limit_option()
+        if option == _FD and state is not None and state.loop_resends is not False:
+            # An event loop will wait on the socket (ZMQStream, add_reader): its resends come from the loop
+            state.loop_resends = loop_resends.resends_for(self, state.confirm or state.requests, state.loop_resends)
         if option == EVENTS and state is not None:
             if state.requests is not None and state.requests.outstanding:
                 return super().get(option) & ~POLLOUT  # REQ_RELAXED would take one: a REQ would not

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from zjournal.journal.inflight import Slot, SlotFile
     from zjournal.sockets.confirm import ConfirmSender
     from zjournal.sockets.confirm_return import ConfirmReturn
+    from zjournal.sockets.loop_resends import LoopResends
     from zjournal.sockets.redelivery import LocalRedelivery, Redelivery
     from zjournal.sockets.requesters import RouterRequests
     from zjournal.sockets.requests import AnsweredToNobody, EarlierRequests, RequestResends
@@ -49,6 +50,7 @@ class SocketState:
         "last_id",
         "last_sender",
         "local",
+        "loop_resends",
         "merged_next",
         "peeked",
         "peeked_header",
@@ -138,6 +140,9 @@ class SocketState:
         # REQ: the request awaiting its reply, and its resends; the requests an earlier REQ of the
         # name left pending, sent from a DEALER of their own (zjournal.sockets.requests).
         self.requests: RequestResends | None = None
+        # The event loop's timer that resends for a sync socket waited on in a loop (zjournal.sockets.loop_resends);
+        # None: none yet, False: not needed (nothing resends from the application's calls, or aio does it).
+        self.loop_resends: LoopResends | bool | None = None
         self.earlier: EarlierRequests | None = None
         # REP: the requester's origin of the message being read (None: a plain REQ, or inproc), and
         # replies to requests served from Python, for their resends; the reply being sent to nobody.
