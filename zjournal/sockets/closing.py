@@ -34,6 +34,7 @@ class Closing:
     _journal: Any
     _jname: str
     _in_policy: Any
+    _confirm_pause: Any
     _origin: Any
     _closed: bool
     type: Any
@@ -133,7 +134,7 @@ class Closing:
         if state.confirm is not None:
             if linger_for_confirms and own and journal is not None and not journal.closed:
                 bound = state.confirm.timeout
-                state.confirm.wait_confirmed(bound if own < 0 else min(own / 1000, bound))
+                state.confirm.wait_confirmed(bound if own < 0 else min(own / 1000, bound), self._confirm_pause)
             state.confirm.close()  # what is unconfirmed stays pending: the next wrap resends it
             if own is not None:
                 linger = state.confirm.linger_at_close(own)  # resends must not hold up ctx.term()

@@ -721,7 +721,7 @@ class ConfirmSender:
         """``confirm_timeout``: seconds before an unconfirmed message is sent again."""
         return self._timeout
 
-    def wait_confirmed(self, seconds: float | None) -> bool:
+    def wait_confirmed(self, seconds: float | None, pause: Callable[[float], Any] | None = None) -> bool:
         """Take in confirmations until nothing is unconfirmed or ``seconds`` passed (None: no limit).
 
         The application's ``sock.wait_confirmed()``, and a closing socket's
@@ -730,7 +730,9 @@ class ConfirmSender:
         confirmations arrive after the intake closed, and the next run
         resends what needed no resend). Resends go on meanwhile. Errors end
         the wait: what is unconfirmed stays pending, as it would anyway.
-        Returns :meth:`all_confirmed`.
+        Returns :meth:`all_confirmed`. ``pause(seconds)``: how to wait between
+        looks instead of in libzmq (a zmq.green socket's: gevent.sleep, so
+        other greenlets, its receiver maybe, run meanwhile).
         """
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
@@ -738,6 +740,10 @@ class ConfirmSender:
                 left = _TICK if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     break
+                if pause is not None:
+                    pause(min(left, _TICK))
+                    self.look()
+                    continue
                 if self._intake_lock.acquire(timeout=min(left, _TICK)):
                     try:
                         if self._intake.poll(min(left, _TICK) * 1000):

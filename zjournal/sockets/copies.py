@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import zmq
 
 from zjournal.sockets.socket import JournaledSocket
@@ -18,10 +20,21 @@ def journaled_class(cls: type) -> type:
     """
     journaled = _classes.get(cls)
     if journaled is None:
-        journaled = type(f"Journaled{cls.__name__}", (cls, JournaledSocket), {})
+        bases: tuple[type, ...] = (cls, JournaledSocket)
+        if _is_green(cls):
+            from zjournal.sockets.green import GreenWaits
+
+            bases = (GreenWaits, *bases)  # (its waits are gevent's: zjournal.sockets.green)
+        journaled = type(f"Journaled{cls.__name__}", bases, {})
         journaled.__module__ = __name__
         _classes[cls] = journaled
     return journaled
+
+
+def _is_green(cls: type) -> bool:
+    """Whether ``cls`` is a zmq.green socket class (only when the application uses zmq.green: never imported here)."""
+    green = sys.modules.get("zmq.green.core")
+    return green is not None and issubclass(cls, green._Socket)
 
 
 def copy_attributes(origin: zmq.Socket, wrapped: zmq.Socket) -> None:
@@ -42,6 +55,12 @@ def journaled_copy(sock: zmq.Socket) -> JournaledSocket:
     if cls is JournaledSocket:
         return JournaledSocket.shadow(sock)
     wrapped = cls.__new__(cls)  # not cls(...): the application's __init__ may want arguments of its own
-    zmq.Socket.__init__(wrapped, shadow=sock)
+    if _is_green(cls):
+        # A zmq.green socket waits for a greenlet on events its descriptor's watcher sets, bound to the
+        # socket that made them: the copy needs its own (the original's would wake the original's waits
+        # only, and a blocking recv on the copy would wait for gevent's 11.6 s safety timeout instead).
+        sys.modules["zmq.green.core"]._Socket.__init__(wrapped, shadow=sock)
+    else:
+        zmq.Socket.__init__(wrapped, shadow=sock)
     copy_attributes(sock, wrapped)
     return wrapped

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -115,6 +115,7 @@ class JournaledSocket(
     _max_attempts: int | None = None
     _router: bool = False  # inbound messages carry the sender's routing id first
     _is_rep: bool = False
+    _confirm_pause: Callable[[float], Any] | None = None  # how wait_confirmed waits, if not in libzmq (zmq.green)
     # Everything that changes per message lives in a plain object: setting an
     # attribute on a pyzmq socket goes through its (slow) option-aware __setattr__.
     _s: SocketState = None  # type: ignore[assignment]
@@ -263,7 +264,7 @@ class JournaledSocket(
         RabbitMQ's ``waitForConfirms``, JetStream's ``publish_async_completed``.
         Whatever is unconfirmed stays pending and is resent, either way.
         """
-        return sender_of(self, self._s).wait_confirmed(wait_seconds(timeout))
+        return sender_of(self, self._s).wait_confirmed(wait_seconds(timeout), self._confirm_pause)
 
     # -- acknowledgement ---------------------------------------------------
 
