@@ -4,7 +4,7 @@ Run:  python tools/pyzmq_suite.py [--keep DIR] [--confirm] [-- extra pytest args
 
 Makes a virtual environment of its own in the work directory (zjournal from
 this checkout, the installed pyzmq's version, and what pyzmq's tests need:
-pytest-asyncio, tornado, cython), downloads the sdist of that pyzmq with pip
+pytest-asyncio, tornado, gevent, cython), downloads the sdist of that pyzmq with pip
 (``pip download --no-binary pyzmq --no-deps pyzmq==<version>``), unpacks its
 ``tests/`` and ``pytest.ini``, and runs ``pytest tests -m "not large"`` there
 twice. The second run loads ``zjournal_everywhere`` (below) as a pytest
@@ -73,7 +73,7 @@ zmq.Context.socket = _journaled_socket
 
 
 # What pyzmq's tests need beyond pytest (its test-requirements.txt, less linters and coverage).
-SUITE_NEEDS = ("pytest", "pytest-asyncio>=0.17", "pytest-rerunfailures", "tornado", "cython", "setuptools")
+SUITE_NEEDS = ("pytest", "pytest-asyncio>=0.17", "pytest-rerunfailures", "tornado", "gevent", "cython", "setuptools")
 
 
 def closing_line(output: str) -> str:
@@ -99,7 +99,7 @@ def main() -> int:
     where.mkdir(parents=True, exist_ok=True)
     venv = where / "venv"
     python = venv / "bin" / "python"
-    if not python.exists():  # the suite's own needs (pytest-asyncio, tornado, cython) stay out of yours
+    if not python.exists():  # the suite's own needs (pytest-asyncio, tornado, gevent, cython) stay out of yours
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(python), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, "-e", str(repo), f"pyzmq=={version}", *SUITE_NEEDS], check=True)
