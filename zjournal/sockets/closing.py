@@ -35,6 +35,7 @@ class Closing:
     _jname: str
     _in_policy: Any
     _confirm_pause: Any
+    _resend_hold: Any
     _origin: Any
     _closed: bool
     type: Any
@@ -128,7 +129,8 @@ class Closing:
         state = self._s
         own = linger  # the application's linger (ms; -1: for ever)
         if own is None and (state.confirm is not None or state.confirm_return is not None) and not self.closed:
-            own = zmq.Socket.get(self, zmq.LINGER)
+            with self._resend_hold() or contextlib.nullcontext():
+                own = zmq.Socket.get(self, zmq.LINGER)
         if state.loop_resends:
             state.loop_resends.cancel()  # (the wait below resends by itself)
         if state.confirm is not None:

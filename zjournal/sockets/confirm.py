@@ -17,7 +17,9 @@ confirmations back to the endpoint the header names, in batches.
 Thread safety: the background thread resends through the application's
 socket, which libzmq allows when no two threads use it at once; every use of
 the socket by zjournal's send path and the resend takes :attr:`ConfirmSender.lock`,
-and the resend only ever tries it (never waiting behind the application).
+and so do the application's other calls on it that reach libzmq (through
+:class:`ApplicationHold`: options, polls, endpoints). The thread waits for it
+a tick at most, and resends later if the application holds it longer.
 """
 
 from __future__ import annotations
@@ -115,6 +117,34 @@ def sender_of(sock: Any, state: Any) -> ConfirmSender:
     return state.confirm
 
 
+class ApplicationHold:
+    """A resending PUSH's lock, held for one of the application's calls on its socket (``with``).
+
+    The same thread may enter again without waiting on itself (pyzmq's
+    ``bind`` reads an option inside); the resend thread takes the bare lock.
+    """
+
+    __slots__ = ("_depth", "_lock", "_owner")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self._owner = 0  # the thread holding it through this object
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        if self._owner != me:
+            self._lock.acquire()
+            self._owner = me
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        if not self._depth:
+            self._owner = 0
+            self._lock.release()
+
+
 class ConfirmSender:
     """The confirm side of one sending socket (see the module docstring)."""
 
@@ -128,6 +158,7 @@ class ConfirmSender:
         bind_to: str | None,
     ) -> None:
         self.lock = threading.Lock()  # whoever uses the data socket holds it
+        self.hold = ApplicationHold(self.lock)  # (how the application's calls other than sends hold it)
         self.last_sent = 0  # the entry id of the last message the application sent
         # A PUSH is only ever sent on: its resends come from this object's thread. A DEALER, ROUTER
         # or PAIR also receives, in the application's thread, and a libzmq socket must not be used
@@ -266,8 +297,11 @@ class ConfirmSender:
 
     def send(self, frames: list[bytes], flags: int, move: Callable[[], Any], classifier: Any) -> Any:
         """Journal ``frames`` (pending until confirmed), then send their header and let ``move`` send them."""
-        if flags & NOBLOCK and not zmq.Socket.get(self._sock(), zmq.EVENTS) & zmq.POLLOUT:
-            raise zmq.Again()  # would not be taken: journal nothing
+        if flags & NOBLOCK:
+            with self.hold:  # (a PUSH's thread may be resending on the socket)
+                writable = zmq.Socket.get(self._sock(), zmq.EVENTS) & zmq.POLLOUT
+            if not writable:
+                raise zmq.Again()  # would not be taken: journal nothing
         if classifier is not None and not classifier(frames):
             self._port.count_ephemeral(self._name)  # ephemeral: no entry, no header, nothing to confirm
             with self.lock:
@@ -447,7 +481,7 @@ class ConfirmSender:
                     self._stop.wait(_TICK)  # its sends take them in (see _take_confirms_now)
                 try:
                     if self.resends_in_thread:
-                        self._resend_due()
+                        self._resend_due(in_thread=True)
                 except StoreError as e:  # the disk is full, say: the entries stay pending, tried again
                     log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
                     self._stop.wait(self._timeout)
@@ -626,7 +660,7 @@ class ConfirmSender:
                     reason,
                 )
 
-    def _resend_due(self) -> None:
+    def _resend_due(self, in_thread: bool = False) -> None:
         now = time.monotonic()
         if now < self._resend_paused_until:
             return
@@ -651,7 +685,11 @@ class ConfirmSender:
                     break
                 due.append(entry_id)
         for entry_id in due:
-            if self._stop.is_set() or not self.lock.acquire(blocking=False):
+            # (a short wait, not a try: an application polling the socket in a loop holds the lock most of
+            # the time, and a try alone would almost never get it; from the application's thread: a try)
+            if self._stop.is_set():
+                return
+            if not (self.lock.acquire(timeout=_TICK) if in_thread else self.lock.acquire(blocking=False)):
                 return  # the application is using the socket: later
             try:
                 if self._backlog and self._backlog[0] == entry_id:

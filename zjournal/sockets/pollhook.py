@@ -12,6 +12,7 @@ pays an isinstance check per registered socket.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -82,6 +83,7 @@ def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, 
     resending = []  # confirm senders and REQs whose resends come from this thread's calls
     owing = []  # REQs awaiting a reply: libzmq's REQ_RELAXED would take a send, a REQ would not
     hurry = []  # receivers holding confirmations, if this poll waits
+    holds = {}  # of confirm PUSHes, whose resend thread sends on them: libzmq's poll must not meet it
     for sock, flags in sockets:
         if _journaled and isinstance(sock, _journaled) and sock._s is not None:
             flags = int(flags)  # (a zmq.PollEvent: each & of an enum costs a Python call)
@@ -97,8 +99,11 @@ def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, 
             if back is not None and back.holding and timeout and flags & POLLIN and not events:
                 hurry.append(back)
             confirm = sock._s.confirm
-            if confirm is not None and not confirm.resends_in_thread:
-                resending.append(confirm)
+            if confirm is not None:
+                if confirm.resends_in_thread:
+                    holds[id(confirm.hold)] = confirm.hold
+                else:
+                    resending.append(confirm)
             requests = sock._s.requests
             if requests is not None and requests.outstanding:
                 resending.append(requests)
@@ -109,22 +114,24 @@ def _poll_once(sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, 
         # If the poll waits for these sockets' next messages (nothing is ready now), what they hold
         # goes sooner. One poll that does not wait tells (not a getsockopt(EVENTS) per socket: a
         # syscall each): while messages flow, it is the only one.
-        ready = _libzmq_poll(asked, 0)
+        ready = _poll_holding(holds, asked, 0)
         if ready:
             return ready
         for back in hurry:
             back.soon()
     if resending and not extra and not replaced and timeout:
-        return _poll_resending(asked, timeout, resending)
+        return _poll_resending(asked, timeout, resending, holds)
     if not extra and not replaced:
-        return _libzmq_poll(asked if owing else sockets, timeout)
-    ready = dict(_libzmq_poll(asked, 0 if extra else timeout))
+        return _poll_holding(holds, asked if owing else sockets, timeout)
+    ready = dict(_poll_holding(holds, asked, 0 if extra else timeout))
     for sock, events in extra.items():
         ready[sock] = ready.get(sock, 0) | events
     return [(sock, events) for sock, events in ready.items() if events]
 
 
-def _poll_resending(sockets: list[tuple[Any, int]], timeout: int, resending: list[Any]) -> list[tuple[Any, int]]:
+def _poll_resending(
+    sockets: list[tuple[Any, int]], timeout: int, resending: list[Any], holds: dict[int, Any]
+) -> list[tuple[Any, int]]:
     """A poll cut into ticks: between them, the confirm senders polled resend what is due.
 
     A DEALER, ROUTER or PAIR with ``confirm=True`` resends from the
@@ -136,13 +143,25 @@ def _poll_resending(sockets: list[tuple[Any, int]], timeout: int, resending: lis
         wait = _RESEND_TICK_MS
         if deadline is not None:
             wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
-        ready = _libzmq_poll(sockets, wait)
+        ready = _poll_holding(holds, sockets, wait)
         if ready:
             return ready
         for confirm in resending:
             confirm.resend_due_here()
         if deadline is not None and time.monotonic() >= deadline:
             return []
+
+
+def _poll_holding(holds: dict[int, Any], sockets: list[tuple[Any, int]], timeout: int) -> list[tuple[Any, int]]:
+    """libzmq's poll, within ``holds`` (ConfirmSender.hold, in one order: by id): while it waits, those
+    PUSHes' threads resend nothing (they never wait for the lock), and what they would resend waits in
+    their queues anyway."""
+    if not holds:
+        return _libzmq_poll(sockets, timeout)
+    with contextlib.ExitStack() as held:
+        for key in sorted(holds):
+            held.enter_context(holds[key])
+        return _libzmq_poll(sockets, timeout)
 
 
 def install(journaled: type) -> None:

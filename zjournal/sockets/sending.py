@@ -11,6 +11,7 @@ cases (one bytes frame, blocking) are inlined in :meth:`Sending.send`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ class Sending:
     _classifier: Any
     _answering: Any
     _send_reply: Any
+    _resend_hold: Any
 
     def send(
         self,
@@ -119,8 +121,11 @@ class Sending:
             if state.requests is not None:
                 state.requests.check_turn()
             # libzmq decides at the first frame whether a message can be queued: so does this.
-            if flags & NOBLOCK and not zmq.Socket.get(self, EVENTS) & POLLOUT:
-                raise zmq.Again()
+            if flags & NOBLOCK:
+                with self._resend_hold() or contextlib.nullcontext():  # (a confirm PUSH's thread may be sending)
+                    writable = zmq.Socket.get(self, EVENTS) & POLLOUT
+                if not writable:
+                    raise zmq.Again()
             state.tx = []
             state.tx_parts = []
         if copy and not track and not isinstance(data, zmq.Frame):

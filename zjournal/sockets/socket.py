@@ -28,7 +28,7 @@ from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_wire, loop_resends, pollhook
 from zjournal.sockets.closing import Closing
-from zjournal.sockets.confirm import confirm_sender, sender_of, wait_seconds
+from zjournal.sockets.confirm import ApplicationHold, confirm_sender, sender_of, wait_seconds
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frame_limit import FrameLimit
 from zjournal.sockets.frames import handed, handed_all
@@ -176,11 +176,24 @@ class JournaledSocket(
         self._update_fast_paths()
 
     def connect(self, addr: str) -> Any:
-        result = super().connect(addr)
+        with self._resend_hold() or contextlib.nullcontext():
+            result = super().connect(addr)
         earlier = None if self._s is None else self._s.earlier
         if earlier is not None:
             earlier.connect(addr)  # the requests an earlier REQ of this name left go there too
         return result
+
+    def bind(self, addr: str) -> Any:
+        with self._resend_hold() or contextlib.nullcontext():
+            return super().bind(addr)
+
+    def disconnect(self, addr: str) -> None:
+        with self._resend_hold() or contextlib.nullcontext():
+            super().disconnect(addr)
+
+    def unbind(self, addr: str) -> None:
+        with self._resend_hold() or contextlib.nullcontext():
+            super().unbind(addr)
 
     def _update_fast_paths(self) -> None:
         """Pick the fast send and recv for the common case, or switch them off.
@@ -683,6 +696,15 @@ class JournaledSocket(
         return self._recv_into_from_python(buffer, nbytes, flags)
 
     def get(self, option: int) -> Any:
+        hold = self._resend_hold()
+        if hold is None:
+            return self._get(option)
+        with hold:
+            return self._get(option)
+
+    getsockopt = get
+
+    def _get(self, option: int) -> Any:
         state = self._s
         local = None if state is None else state.local
         if option == RCVMORE:
@@ -707,9 +729,17 @@ class JournaledSocket(
                 return super().get(option) | held
         return super().get(option)
 
-    getsockopt = get
-
     def set(self, option: int, optval: Any) -> None:
+        hold = self._resend_hold()
+        if hold is None:
+            self._set(option, optval)
+            return
+        with hold:
+            self._set(option, optval)
+
+    setsockopt = set  # noqa: A003 - pyzmq's name
+
+    def _set(self, option: int, optval: Any) -> None:
         state = self._s
         if option == _MAXMSGSIZE and self._loosens_frames():
             self._limit_frames(int(optval))
@@ -724,7 +754,15 @@ class JournaledSocket(
                 # The SUB now drops what it no longer subscribes to, re-injected entries too: they stay pending.
                 state.redelivery.unsubscribed(as_bytes(optval))
 
-    setsockopt = set  # noqa: A003 - pyzmq's name
+    def _resend_hold(self) -> ApplicationHold | None:
+        """The hold of the lock a confirm PUSH's resend thread sends under, or None (every other socket).
+
+        libzmq lets one thread at a time use a socket: the application's calls
+        on such a PUSH that reach libzmq (options, ``EVENTS``, polls, endpoints)
+        hold it too (a send holds it already; zjournal.sockets.confirm).
+        """
+        confirm = None if self._s is None else self._s.confirm
+        return confirm.hold if confirm is not None and confirm.resends_in_thread else None
 
     def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
         requests = None if self._s is None else self._s.requests
