@@ -93,6 +93,14 @@ def endpoint() -> Callable[[], str]:
 
 
 @pytest.fixture
+def ipc(tmp_path: Path) -> Callable[[], str]:
+    """Fresh ipc endpoints: where inproc will not do (ZMTP metadata such as a REQ's origin; a peer that
+    reconnects to whatever binds its address next)."""
+    names = itertools.count()
+    return lambda: f"ipc://{tmp_path}/ep-{next(names)}"
+
+
+@pytest.fixture
 def cli():
     """Invoke the zjournal CLI in-process; returns the click Result."""
     from typer.testing import CliRunner

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 import warnings
-from pathlib import Path
 
 import gevent
 import pytest
 import zmq.green as zmq
+from test_loop_resends import _swallowed
 from test_socket_confirm import _pending_out
 
 GUARD_MS = 3000
@@ -27,12 +27,6 @@ def green_ctx():
     context = zmq.Context()
     yield context
     context.destroy(linger=0)
-
-
-@pytest.fixture
-def ipc(tmp_path: Path):
-    names = iter(range(1000))
-    return lambda: f"ipc://{tmp_path}/g-{next(names)}"
 
 
 def _guarded(sock: zmq.Socket) -> zmq.Socket:
@@ -97,13 +91,7 @@ def test_a_green_confirm_dealer_waiting_for_a_reply_resends_what_was_not_confirm
     sender = open_journal(str(tmp_path / "out"))
     dealer = _guarded(sender.wrap(green_ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2))
     address = ipc()
-    plain = green_ctx.socket(zmq.ROUTER)  # takes the first copy and goes: never confirmed
-    plain.bind(address)
-    dealer.connect(address)
-    dealer.send(b"must arrive")
-    assert plain.poll(GUARD_MS)
-    plain.recv_multipart()
-    plain.close(linger=0)
+    _swallowed(green_ctx, address, dealer, b"must arrive")  # by a plain ROUTER: never confirmed
     router = _guarded(open_journal(str(tmp_path / "in")).wrap(green_ctx.socket(zmq.ROUTER), name="in"))
     router.bind(address)
 

@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import zmq
 from test_socket_confirm import _pending_out
 
 import zjournal
-
-
-@pytest.fixture
-def ipc(tmp_path: Path):
-    names = iter(range(1000))
-    # (a plain peer closes and the next one binds its address: over inproc the sender would not reconnect)
-    return lambda: f"ipc://{tmp_path}/lr-{next(names)}"
 
 
 def _swallowed(ctx: zmq.Context, address: str, sock: zmq.Socket, message: bytes) -> None:
@@ -36,6 +29,19 @@ def _swallowed(ctx: zmq.Context, address: str, sock: zmq.Socket, message: bytes)
     assert plain.poll(5000)
     plain.recv_multipart()
     plain.close(linger=0)
+
+
+def _arrivals(router: zmq.Socket, sender: zjournal.Journal) -> tuple[list[bytes], Callable[[], bool]]:
+    """What reaches ``router`` (a journaled ROUTER), and ``arrived()``: whether something did and ``sender``
+    holds nothing unconfirmed any more (each call reads what came meanwhile)."""
+    got: list[bytes] = []
+
+    def arrived() -> bool:
+        while router.poll(0):
+            got.append(router.recv_multipart()[1])
+        return bool(got) and _pending_out(sender) == 0
+
+    return got, arrived
 
 
 def _run_tornado_until(condition, timeout: float = 10.0) -> None:
@@ -68,26 +74,34 @@ def tornado_loop():
     loop.close()
 
 
+@pytest.fixture
+def lost_first_copy(open_journal, ctx, tmp_path, ipc):
+    """``lose()``: a confirm DEALER (confirm_timeout 0.2 s) whose message b"must arrive" a plain ROUTER
+    swallowed, and a journaled ROUTER at that address now: (the DEALER's journal, the DEALER, what reaches
+    the ROUTER, ``arrived()``: see _arrivals). ``lose(before)`` calls ``before(dealer)`` first."""
+
+    def lose(before: Callable[[zmq.Socket], object] | None = None):
+        sender = open_journal(str(tmp_path / "out"))
+        dealer = sender.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2)
+        if before is not None:
+            before(dealer)
+        address = ipc()
+        _swallowed(ctx, address, dealer, b"must arrive")
+        router = open_journal(str(tmp_path / "in")).wrap(ctx.socket(zmq.ROUTER), name="in")
+        router.bind(address)
+        return (sender, dealer, *_arrivals(router, sender))
+
+    return lose
+
+
 def test_a_zmqstream_confirm_dealer_idle_in_its_ioloop_resends_what_was_not_confirmed(
-    tornado_loop, open_journal, ctx, tmp_path, ipc
+    tornado_loop, lost_first_copy
 ) -> None:
     from zmq.eventloop.zmqstream import ZMQStream
 
-    sender = open_journal(str(tmp_path / "out"))
-    dealer = sender.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2)
-    address = ipc()
-    _swallowed(ctx, address, dealer, b"must arrive")
-    router = open_journal(str(tmp_path / "in")).wrap(ctx.socket(zmq.ROUTER), name="in")
-    router.bind(address)
+    sender, dealer, got, arrived = lost_first_copy()
     stream = ZMQStream(dealer)  # made before the loop runs, as a tornado service does
     stream.on_recv(lambda _msg: None)
-    got: list[bytes] = []
-
-    def arrived() -> bool:
-        while router.poll(0):
-            got.append(router.recv_multipart()[1])
-        return bool(got) and _pending_out(sender) == 0
-
     _run_tornado_until(arrived)
     assert got == [b"must arrive"]
     assert _pending_out(sender) == 0
@@ -117,13 +131,7 @@ def test_a_zmqstream_confirm_dealer_sends_what_an_earlier_run_left_unconfirmed_w
     dealer.connect(address)
     stream = ZMQStream(dealer)
     stream.on_recv(lambda _msg: None)
-    got: list[bytes] = []
-
-    def arrived() -> bool:
-        while router.poll(0):
-            got.append(router.recv_multipart()[1])
-        return bool(got) and _pending_out(sender) == 0
-
+    got, arrived = _arrivals(router, sender)
     _run_tornado_until(arrived)
     assert got == [b"from the run before"]
     assert _pending_out(sender) == 0
@@ -162,23 +170,15 @@ def test_a_zmqstream_req_idle_in_its_ioloop_resends_its_request_and_gets_the_rep
     stream.close()
 
 
-def test_an_asyncio_reader_on_a_confirm_dealers_fd_resends_from_the_running_loop(open_journal, ctx, tmp_path, ipc):
-    sender = open_journal(str(tmp_path / "out"))
-    dealer = sender.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2)
-    address = ipc()
-    _swallowed(ctx, address, dealer, b"must arrive")
-    router = open_journal(str(tmp_path / "in")).wrap(ctx.socket(zmq.ROUTER), name="in")
-    router.bind(address)
-    got: list[bytes] = []
+def test_an_asyncio_reader_on_a_confirm_dealers_fd_resends_from_the_running_loop(lost_first_copy) -> None:
+    sender, dealer, got, arrived = lost_first_copy()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_reader(dealer.FD, lambda: dealer.get(zmq.EVENTS))  # an application's own loop integration
         try:
             deadline = time.monotonic() + 10
-            while not (got and _pending_out(sender) == 0) and time.monotonic() < deadline:
-                while router.poll(0):
-                    got.append(router.recv_multipart()[1])
+            while not arrived() and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
         finally:
             loop.remove_reader(dealer.FD)
@@ -189,39 +189,31 @@ def test_an_asyncio_reader_on_a_confirm_dealers_fd_resends_from_the_running_loop
 
 
 def test_a_zmq_asyncio_poller_over_a_confirm_dealer_resends_from_the_loop_of_each_asyncio_run(
-    open_journal, ctx, tmp_path, ipc
+    lost_first_copy,
 ) -> None:
     import zmq.asyncio
 
-    sender = open_journal(str(tmp_path / "out"))
-    dealer = sender.wrap(ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2)
-
-    async def poll_once() -> None:
+    async def poll_once(dealer: zmq.Socket) -> None:
         poller = zmq.asyncio.Poller()
         poller.register(dealer, zmq.POLLIN)
         await poller.poll(10)
 
-    asyncio.run(poll_once())  # a first loop, gone: the socket's timer must not stay tied to it
-    first = dealer._s.loop_resends
-    address = ipc()
-    _swallowed(ctx, address, dealer, b"must arrive")
-    router = open_journal(str(tmp_path / "in")).wrap(ctx.socket(zmq.ROUTER), name="in")
-    router.bind(address)
-    got: list[bytes] = []
+    timers = []  # a first loop, gone before the message is lost: the socket's timer must not stay tied to it
+    sender, dealer, got, arrived = lost_first_copy(
+        before=lambda dealer: (asyncio.run(poll_once(dealer)), timers.append(dealer._s.loop_resends))
+    )
 
     async def main() -> None:
         poller = zmq.asyncio.Poller()
         poller.register(dealer, zmq.POLLIN)  # waiting for replies that never come, as a client does
         deadline = time.monotonic() + 10
-        while not (got and _pending_out(sender) == 0) and time.monotonic() < deadline:
+        while not arrived() and time.monotonic() < deadline:
             await poller.poll(50)
-            while router.poll(0):
-                got.append(router.recv_multipart()[1])
 
     asyncio.run(main())
     assert got == [b"must arrive"]
     assert _pending_out(sender) == 0
-    assert first and dealer._s.loop_resends is not first
+    assert timers[0] and dealer._s.loop_resends is not timers[0]
 
 
 def test_only_sockets_that_resend_from_the_applications_calls_get_a_loop_timer(open_journal, ctx) -> None:

@@ -13,12 +13,6 @@ import zmq.asyncio
 import zjournal
 
 
-@pytest.fixture
-def ipc(tmp_path: Path):
-    names = iter(range(1000))
-    return lambda: f"ipc://{tmp_path}/rr-{next(names)}"  # metadata (the REQ's origin) needs tcp or ipc
-
-
 def _pair(open_journal, ctx, tmp_path: Path, address: str, **req_options):
     server_journal = open_journal(str(tmp_path / "server"))
     client_journal = open_journal(str(tmp_path / "client"))

@@ -14,12 +14,6 @@ import zjournal
 from zjournal.sockets.requests import _send_whole
 
 
-@pytest.fixture
-def ipc(tmp_path: Path):
-    names = iter(range(1000))
-    return lambda: f"ipc://{tmp_path}/rt-{next(names)}"  # metadata (the REQ's origin) needs tcp or ipc
-
-
 def _router(open_journal, ctx, tmp_path: Path, address: str) -> tuple[zjournal.Journal, zmq.Socket]:
     journal = open_journal(str(tmp_path / "server"))
     router = journal.wrap(ctx.socket(zmq.ROUTER), "server")

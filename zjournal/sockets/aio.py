@@ -25,8 +25,8 @@ from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
 from zjournal.sockets import pollhook
 from zjournal.sockets.confirm import sender_of, wait_seconds
 from zjournal.sockets.copies import copy_attributes
-from zjournal.sockets.libzmq import POLLIN, RCVMORE
-from zjournal.sockets.socket import RESEND_TICK_MS, JournaledSocket, journaled_repr
+from zjournal.sockets.libzmq import POLLIN, RCVMORE, RESEND_TICK_MS
+from zjournal.sockets.socket import JournaledSocket, journaled_repr
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal

@@ -22,9 +22,9 @@ from typing import Any
 import gevent
 import zmq
 
-from zjournal.sockets.libzmq import NOBLOCK
+from zjournal.sockets.libzmq import NOBLOCK, RESEND_TICK_MS
 
-TICK_SECONDS = 0.02  # as a blocking wait's ticks (zjournal.sockets.socket.RESEND_TICK_MS)
+TICK_SECONDS = RESEND_TICK_MS / 1000
 
 
 class GreenWaits:

@@ -18,6 +18,11 @@ POLLIN = int(zmq.POLLIN)
 POLLOUT = int(zmq.POLLOUT)
 RCVTIMEO = int(zmq.RCVTIMEO)
 
+# A socket that resends from the application's calls (a confirm DEALER/ROUTER/PAIR, a journaled REQ) cuts
+# every wait for a message into ticks this long and resends what is due between them: blocking receives,
+# polls, an event loop's timer (zjournal.sockets.loop_resends), a greenlet's wait (zjournal.sockets.green).
+RESEND_TICK_MS = 20
+
 base_send = zmq.backend.Socket.send
 base_recv = zmq.backend.Socket.recv
 base_get = zmq.backend.Socket.get

@@ -25,7 +25,9 @@ from typing import Any, Protocol
 
 import zmq
 
-TICK_SECONDS = 0.02  # as a blocking wait's ticks (zjournal.sockets.socket.RESEND_TICK_MS)
+from zjournal.sockets.libzmq import RESEND_TICK_MS
+
+TICK_SECONDS = RESEND_TICK_MS / 1000
 
 
 class Resender(Protocol):

@@ -19,11 +19,10 @@ from typing import Any
 import zmq
 import zmq.sugar.poll
 
-from zjournal.sockets.libzmq import POLLIN, POLLOUT
+from zjournal.sockets.libzmq import POLLIN, POLLOUT, RESEND_TICK_MS
 
 _libzmq_poll = zmq.backend.zmq_poll
 _journaled: tuple[type, ...] = ()  # the journaled socket classes, once installed
-_RESEND_TICK_MS = 20  # as zjournal.sockets.socket.RESEND_TICK_MS
 
 
 def _poll_seeing_held_messages(sockets: list[tuple[Any, int]], timeout: int = -1) -> list[tuple[Any, int]]:
@@ -140,7 +139,7 @@ def _poll_resending(
     """
     deadline = None if timeout < 0 else time.monotonic() + timeout / 1000
     while True:
-        wait = _RESEND_TICK_MS
+        wait = RESEND_TICK_MS
         if deadline is not None:
             wait = max(0, min(wait, int((deadline - time.monotonic()) * 1000)))
         ready = _poll_holding(holds, sockets, wait)

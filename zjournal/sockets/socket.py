@@ -33,7 +33,16 @@ from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frame_limit import FrameLimit
 from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.held import Holding
-from zjournal.sockets.libzmq import EVENTS, NOBLOCK, POLLIN, POLLOUT, RCVMORE, base_get, base_recv
+from zjournal.sockets.libzmq import (
+    EVENTS,
+    NOBLOCK,
+    POLLIN,
+    POLLOUT,
+    RCVMORE,
+    RESEND_TICK_MS,
+    base_get,
+    base_recv,
+)
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
 from zjournal.sockets.redelivering import Redelivering
@@ -71,7 +80,6 @@ _CONFIRM_PREFIX = confirm_wire.PREFIX  # what both start with
 _ORIGIN_END, _SEQ_FLOOR_END = confirm_wire.ORIGIN_END, confirm_wire.SEQ_FLOOR_END  # a merged frame's fixed parts
 _unpack_seq_floor = confirm_wire.unpack_seq_floor
 _take_header = confirm_wire.take_header
-RESEND_TICK_MS = 20  # a confirm DEALER/ROUTER/PAIR waiting for a message looks at its resends this often
 _MAXMSGSIZE = zmq.MAXMSGSIZE  # held to the application's frames (zjournal.sockets.frame_limit)
 _FD = zmq.FD  # asked for by whatever waits on the socket in an event loop (zjournal.sockets.loop_resends)
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
