@@ -121,3 +121,29 @@ def test_a_green_confirm_senders_wait_lets_its_receiver_greenlet_run(open_journa
     assert push.wait_confirmed(GUARD_MS / 1000)  # before, it kept the hub: nothing was received, nor confirmed
     assert time.monotonic() - started < 2
     assert consumer.get(timeout=5) == b"x"
+
+
+def test_a_green_confirm_dealer_waiting_in_a_green_poller_resends_what_was_not_confirmed(
+    open_journal, green_ctx, tmp_path, ipc
+) -> None:
+    sender = open_journal(str(tmp_path / "out"))
+    dealer = _guarded(sender.wrap(green_ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2))
+    address = ipc()
+    _swallowed(green_ctx, address, dealer, b"must arrive")
+    router = _guarded(open_journal(str(tmp_path / "in")).wrap(green_ctx.socket(zmq.ROUTER), name="in"))
+    router.bind(address)
+
+    def serve() -> None:
+        peer, body = router.recv_multipart()  # the resend: only the dealer's hub timer sends it
+        router.send_multipart([peer, b"got " + body])
+
+    def wait_for_the_reply() -> bytes:
+        poller = zmq.Poller()  # zmq.green's: it waits in the hub, then asks libzmq without waiting
+        poller.register(dealer, zmq.POLLIN)
+        assert poller.poll(GUARD_MS)
+        return dealer.recv()
+
+    server = gevent.spawn(serve)
+    reply = gevent.spawn(wait_for_the_reply)
+    gevent.joinall([server, reply], timeout=10, raise_error=True)
+    assert reply.value == b"got must arrive"

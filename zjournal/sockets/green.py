@@ -16,7 +16,8 @@ application that uses zmq.green (so gevent is there).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -63,3 +64,39 @@ class GreenWaits:
         with gevent.Timeout(TICK_SECONDS, False):  # (False: the tick ends the wait quietly)
             super()._wait_read()  # type: ignore[misc]
         resender.resend_due_here()
+
+
+class HubTimers:
+    """gevent's hub of a thread as the event loop of a resend timer (zjournal.sockets.loop_resends): a
+    green ``Poller`` waits in the hub, so the socket resends from a hub timer meanwhile."""
+
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub
+
+    def call_later(self, delay: float, callback: Callable[[], None], /) -> _HubTimer:
+        watcher = self._hub.loop.timer(delay)
+        watcher.start(callback)
+        return _HubTimer(watcher)
+
+
+class _HubTimer:
+    __slots__ = ("_watcher",)
+
+    def __init__(self, watcher: Any) -> None:
+        self._watcher = watcher
+
+    def cancel(self) -> None:
+        self._watcher.stop()
+        self._watcher.close()
+
+
+_hub_timers: weakref.WeakKeyDictionary[Any, HubTimers] = weakref.WeakKeyDictionary()
+
+
+def hub_timers() -> HubTimers:
+    """This thread's hub, as one object for as long as the hub lives (a socket's timer compares its loop)."""
+    hub = gevent.get_hub()
+    timers = _hub_timers.get(hub)
+    if timers is None:
+        timers = _hub_timers[hub] = HubTimers(hub)
+    return timers

@@ -21,6 +21,7 @@ import contextlib
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import zmq
@@ -41,29 +42,37 @@ class Resender(Protocol):
     def unconfirmed(self) -> Any: ...
 
 
-def event_loop_here() -> asyncio.AbstractEventLoop | None:
-    """The event loop of this thread that may wait on a socket: asyncio's running loop, else tornado's
-    current ``IOLoop`` (made by a ``ZMQStream`` before the loop starts), or None."""
+class TimerLoop(Protocol):
+    """An event loop as far as a resend timer needs one: asyncio's, or gevent's hub (zjournal.sockets.green)."""
+
+    def call_later(self, delay: float, callback: Callable[[], None], /) -> Any: ...
+
+
+def event_loop_here(sock: zmq.Socket) -> TimerLoop | None:
+    """The event loop of this thread that may wait on ``sock``: asyncio's running loop, else tornado's
+    current ``IOLoop`` (made by a ``ZMQStream`` before the loop starts), else gevent's hub for a zmq.green
+    socket (a green ``Poller`` waits in it), or None."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         pass
     tornado = sys.modules.get("tornado.ioloop")  # (only when the application uses tornado: never imported here)
-    if tornado is None:
-        return None
-    io_loop = tornado.IOLoop.current(instance=False)
-    return None if io_loop is None else getattr(io_loop, "asyncio_loop", None)
+    io_loop = None if tornado is None else tornado.IOLoop.current(instance=False)
+    if io_loop is not None:
+        return getattr(io_loop, "asyncio_loop", None)
+    green = sys.modules.get("zjournal.sockets.green")  # (only when the application uses zmq.green)
+    return green.hub_timers() if green is not None and isinstance(sock, green.GreenWaits) else None
 
 
 class LoopResends:
     """A timer in one event loop that resends what is due for one socket, while anything waits."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, resender: Resender, sock: zmq.Socket) -> None:
+    def __init__(self, loop: TimerLoop, resender: Resender, sock: zmq.Socket) -> None:
         self.loop = loop
         self._thread = threading.get_ident()  # the loop's: the timer is armed and runs only there
         self._resender = resender
         self._sock = weakref.ref(sock)  # (a socket the application dropped is not kept alive by its timer)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Any = None  # (what call_later returned: it has cancel())
         resender.loop_ticker = self.arm  # its sends arm the timer again once it stopped
 
     def arm(self) -> None:
@@ -96,7 +105,7 @@ def resends_for(sock: zmq.Socket, resender: Resender | None, current: LoopResend
     no loop runs here (None: asked again next time)."""
     if resender is None or resender.resends_in_thread:
         return False
-    loop = event_loop_here()
+    loop = event_loop_here(sock)
     if loop is None or (current is not None and current.loop is loop):
         return current
     if current is not None:
