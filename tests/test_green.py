@@ -85,9 +85,12 @@ def test_a_journaled_green_push_at_its_hwm_lets_its_receiver_run(journal, green_
     assert pull.recv_multipart() == [b"a", b"b"]
 
 
-def test_a_green_confirm_dealer_waiting_for_a_reply_resends_what_was_not_confirmed(
-    open_journal, green_ctx, tmp_path, ipc
-) -> None:
+@pytest.fixture
+def lost_and_served(open_journal, green_ctx, tmp_path, ipc):
+    """A green confirm DEALER (confirm_timeout 0.2 s) whose message b"must arrive" a plain ROUTER swallowed,
+    and ``serve(wait)``: a journaled ROUTER at its address answers what reaches it (only a resend can),
+    while another greenlet runs ``wait()`` (which waits for the reply); returns what that returned.
+    Also the DEALER's journal: (journal, dealer, serve)."""
     sender = open_journal(str(tmp_path / "out"))
     dealer = _guarded(sender.wrap(green_ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2))
     address = ipc()
@@ -95,14 +98,21 @@ def test_a_green_confirm_dealer_waiting_for_a_reply_resends_what_was_not_confirm
     router = _guarded(open_journal(str(tmp_path / "in")).wrap(green_ctx.socket(zmq.ROUTER), name="in"))
     router.bind(address)
 
-    def serve() -> None:
-        peer, body = router.recv_multipart()  # the resend: only the waiting dealer's ticks send it
+    def answer() -> None:
+        peer, body = router.recv_multipart()
         router.send_multipart([peer, b"got " + body])
 
-    server = gevent.spawn(serve)
-    reply = gevent.spawn(dealer.recv)
-    gevent.joinall([server, reply], timeout=10, raise_error=True)
-    assert reply.value == b"got must arrive"
+    def serve(wait):
+        server, reply = gevent.spawn(answer), gevent.spawn(wait)
+        gevent.joinall([server, reply], timeout=10, raise_error=True)
+        return reply.value
+
+    return sender, dealer, serve
+
+
+def test_a_green_confirm_dealer_waiting_for_a_reply_resends_what_was_not_confirmed(lost_and_served) -> None:
+    sender, dealer, serve = lost_and_served
+    assert serve(dealer.recv) == b"got must arrive"  # the resend: only the waiting dealer's ticks send it
     deadline = time.monotonic() + 5
     while _pending_out(sender) and time.monotonic() < deadline:
         gevent.sleep(0.02)
@@ -123,19 +133,8 @@ def test_a_green_confirm_senders_wait_lets_its_receiver_greenlet_run(open_journa
     assert consumer.get(timeout=5) == b"x"
 
 
-def test_a_green_confirm_dealer_waiting_in_a_green_poller_resends_what_was_not_confirmed(
-    open_journal, green_ctx, tmp_path, ipc
-) -> None:
-    sender = open_journal(str(tmp_path / "out"))
-    dealer = _guarded(sender.wrap(green_ctx.socket(zmq.DEALER), name="out", confirm=True, confirm_timeout=0.2))
-    address = ipc()
-    _swallowed(green_ctx, address, dealer, b"must arrive")
-    router = _guarded(open_journal(str(tmp_path / "in")).wrap(green_ctx.socket(zmq.ROUTER), name="in"))
-    router.bind(address)
-
-    def serve() -> None:
-        peer, body = router.recv_multipart()  # the resend: only the dealer's hub timer sends it
-        router.send_multipart([peer, b"got " + body])
+def test_a_green_confirm_dealer_waiting_in_a_green_poller_resends_what_was_not_confirmed(lost_and_served) -> None:
+    _sender, dealer, serve = lost_and_served
 
     def wait_for_the_reply() -> bytes:
         poller = zmq.Poller()  # zmq.green's: it waits in the hub, then asks libzmq without waiting
@@ -143,7 +142,4 @@ def test_a_green_confirm_dealer_waiting_in_a_green_poller_resends_what_was_not_c
         assert poller.poll(GUARD_MS)
         return dealer.recv()
 
-    server = gevent.spawn(serve)
-    reply = gevent.spawn(wait_for_the_reply)
-    gevent.joinall([server, reply], timeout=10, raise_error=True)
-    assert reply.value == b"got must arrive"
+    assert serve(wait_for_the_reply) == b"got must arrive"  # the resend: only the dealer's hub timer sends it
