@@ -74,3 +74,26 @@ def test_other_sockets_take_no_lock(journal, ctx) -> None:
         dealer.poll(0, zmq.POLLOUT)
     plain = journal.wrap(ctx.socket(zmq.PUSH), name="plain")
     assert plain._resend_hold() is None
+
+
+def test_a_collection_in_the_middle_of_a_resend_may_close_the_socket_the_application_dropped(
+    journal, ctx, endpoint
+) -> None:
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True)
+    push.connect(endpoint())
+    push.send(b"unconfirmed")
+    done = threading.Event()
+
+    def resend_then_collect() -> None:
+        hold = push._s.confirm.hold
+        assert hold.try_enter(0)  # a resend in progress, in this thread (as in the resend thread)
+        try:
+            push.__del__()  # what a garbage collection there does to a socket the application dropped
+        finally:
+            hold.__exit__()
+        done.set()
+
+    threading.Thread(target=resend_then_collect, daemon=True).start()
+    assert done.wait(5), "the close waited for the lock its own thread held"
+    assert push.closed
+    assert journal.count(name="out", state="pending", direction="out") == 1  # (unconfirmed: pending still)

@@ -118,10 +118,13 @@ def sender_of(sock: Any, state: Any) -> ConfirmSender:
 
 
 class ApplicationHold:
-    """A resending PUSH's lock, held for one of the application's calls on its socket (``with``).
+    """A resending PUSH's lock, held for one of the application's calls on its socket (``with``), or for a resend.
 
-    The same thread may enter again without waiting on itself (pyzmq's
-    ``bind`` reads an option inside); the resend thread takes the bare lock.
+    The same thread may enter again without waiting on itself: pyzmq's
+    ``bind`` reads an option inside, and a garbage collection in the resend
+    thread, in the middle of a resend, may close the socket the application
+    dropped (its close reads ``LINGER``). The application's sends take the
+    bare lock (cheaper, and nothing re-enters them).
     """
 
     __slots__ = ("_depth", "_lock", "_owner")
@@ -143,6 +146,16 @@ class ApplicationHold:
         if not self._depth:
             self._owner = 0
             self._lock.release()
+
+    def try_enter(self, timeout: float) -> bool:
+        """Enter if the lock comes within ``timeout`` seconds (0: only if free now); leave with ``__exit__``."""
+        me = threading.get_ident()
+        if self._owner != me:
+            if not (self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(blocking=False)):
+                return False
+            self._owner = me
+        self._depth += 1
+        return True
 
 
 class ConfirmSender:
@@ -689,7 +702,7 @@ class ConfirmSender:
             # the time, and a try alone would almost never get it; from the application's thread: a try)
             if self._stop.is_set():
                 return
-            if not (self.lock.acquire(timeout=_TICK) if in_thread else self.lock.acquire(blocking=False)):
+            if not self.hold.try_enter(_TICK if in_thread else 0):
                 return  # the application is using the socket: later
             try:
                 if self._backlog and self._backlog[0] == entry_id:
@@ -699,7 +712,7 @@ class ConfirmSender:
                 self._resend_paused_until = time.monotonic() + _RESEND_RETRY
                 return  # the peers are full or gone: later
             finally:
-                self.lock.release()
+                self.hold.__exit__()
 
     def _resend(self, entry_id: int, flags: int) -> None:
         """Send an unconfirmed entry again (lock held); past ``max_attempts`` it goes dead instead."""
