@@ -19,7 +19,7 @@ import zjournal
 from zjournal.journal import inflight, seen
 from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
-from zjournal.sockets.confirm import _ASLEEP_AFTER
+from zjournal.sockets.confirm_thread import ASLEEP_AFTER
 
 ORIGIN = b"\x07" * 16
 
@@ -1340,7 +1340,7 @@ def test_idle_confirm_senders_sleep(journal, ctx) -> None:
     for _ in pushes:
         pull.recv()
     _wait(lambda: journal.count(direction="out", state="pending") == 0, "every confirmation")
-    time.sleep(_ASLEEP_AFTER + 0.1)  # (it looks every tick for a while after a send, as while sending)
+    time.sleep(ASLEEP_AFTER + 0.1)  # (it looks every tick for a while after a send, as while sending)
     threads = [t for t in threading.enumerate() if t.name.startswith("zjournal-confirm-out-")]
     assert len(threads) == len(pushes)
 
@@ -1378,7 +1378,7 @@ def test_a_confirm_sender_facing_no_receiver_retries_its_resends_sparingly(open_
             push.send(b"%d" % k, zmq.NOBLOCK)
             sent.add(b"%d" % k)
     assert sent
-    time.sleep(_ASLEEP_AFTER + 0.3)  # everything due for a resend, and the queue full
+    time.sleep(ASLEEP_AFTER + 0.3)  # everything due for a resend, and the queue full
     threads = [t for t in threading.enumerate() if t.name == "zjournal-confirm-out"]
     before = _context_switches(threads)
     time.sleep(1.0)

@@ -18,13 +18,18 @@ Thread safety: the background thread resends through the application's
 socket, which libzmq allows when no two threads use it at once; every use of
 the socket by zjournal's send path and the resend takes :attr:`ConfirmSender.lock`,
 and so do the application's other calls on it that reach libzmq (through
-:class:`ApplicationHold`: options, polls, endpoints). The thread waits for it
-a tick at most, and resends later if the application holds it longer.
+:class:`~zjournal.sockets.application_hold.ApplicationHold`: options, polls,
+endpoints). The thread waits for it a tick at most, and resends later if the
+application holds it longer.
+
+This module holds the sender's state and the application's sends; its
+mixins the rest: taking confirmations in and settling them
+(zjournal.sockets.confirm_settling), resends (zjournal.sockets.confirm_resending)
+and the background thread (zjournal.sockets.confirm_thread).
 """
 
 from __future__ import annotations
 
-import bisect
 import collections
 import contextlib
 import logging
@@ -38,13 +43,16 @@ from typing import Any
 import zmq
 
 from zjournal import exiting
-from zjournal.errors import InvalidArgumentError, InvalidTransitionError, StoreError, UnknownEntryError, ZJournalError
+from zjournal.errors import InvalidArgumentError, ZJournalError
 from zjournal.journal.entry import DIRECTION_CODES, Direction
 from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
+from zjournal.sockets.application_hold import ApplicationHold
+from zjournal.sockets.confirm_resending import Resending
+from zjournal.sockets.confirm_settling import Settling
+from zjournal.sockets.confirm_thread import TICK, ConfirmThread
 from zjournal.sockets.libzmq import NOBLOCK, SNDMORE, base_send
-from zjournal.sockets.routing import still_names_its_peer
 
 log = logging.getLogger("zjournal")
 
@@ -54,19 +62,6 @@ _monotonic = time.monotonic
 _HEADER_MAGIC = wire.HEADER_MAGIC
 _pack_header = wire.pack_fixed  # the header frame but its endpoint (wire.encode_header, inlined)
 _MERGE_LIMIT = wire.MERGE_LIMIT
-_TICK = 0.005  # seconds between looks at confirmations and resends
-_SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
-# An idle sender's thread sleeps until a confirmation comes, a resend is due, or close() wakes it; at most
-# this long (a safety net: never longer than confirm_timeout either, see ConfirmSender._idle_wait).
-_IDLE_WAIT_MAX = 1.0
-# ... but only once the application sent nothing for this long: a sender blocked a moment by a slow receiver,
-# or between two sends of a burst, takes its confirmations in itself (see _take_confirms_now).
-_ASLEEP_AFTER = 0.1
-# A resend that found the socket's queue full (its peers gone or slow) is tried again this much later, not
-# at every tick: a producer whose consumer is down cost ~1.5 % of a core per socket, looking every 5 ms.
-_RESEND_RETRY = 0.1
-# Entries max_attempts made dead letters, remembered (the newest) for a confirmation that comes after all.
-_EXPIRED_KEPT = 65_536
 # While the application sends, every 256th send takes them in: a look that finds none costs ~3.5 µs (pyzmq's
 # zmq.Again), and they come every few ms (_HOLD_AT_MOST), so looking every 64th cost 0.05 µs per send.
 _TAKE_EVERY_MASK = 255
@@ -117,48 +112,7 @@ def sender_of(sock: Any, state: Any) -> ConfirmSender:
     return state.confirm
 
 
-class ApplicationHold:
-    """A resending PUSH's lock, held for one of the application's calls on its socket (``with``), or for a resend.
-
-    The same thread may enter again without waiting on itself: pyzmq's
-    ``bind`` reads an option inside, and a garbage collection in the resend
-    thread, in the middle of a resend, may close the socket the application
-    dropped (its close reads ``LINGER``). The application's sends take the
-    bare lock (cheaper, and nothing re-enters them).
-    """
-
-    __slots__ = ("_depth", "_lock", "_owner")
-
-    def __init__(self, lock: threading.Lock) -> None:
-        self._lock = lock
-        self._owner = 0  # the thread holding it through this object
-        self._depth = 0
-
-    def __enter__(self) -> None:
-        me = threading.get_ident()
-        if self._owner != me:
-            self._lock.acquire()
-            self._owner = me
-        self._depth += 1
-
-    def __exit__(self, *_exc: object) -> None:
-        self._depth -= 1
-        if not self._depth:
-            self._owner = 0
-            self._lock.release()
-
-    def try_enter(self, timeout: float) -> bool:
-        """Enter if the lock comes within ``timeout`` seconds (0: only if free now); leave with ``__exit__``."""
-        me = threading.get_ident()
-        if self._owner != me:
-            if not (self._lock.acquire(timeout=timeout) if timeout > 0 else self._lock.acquire(blocking=False)):
-                return False
-            self._owner = me
-        self._depth += 1
-        return True
-
-
-class ConfirmSender:
+class ConfirmSender(Settling, Resending, ConfirmThread):
     """The confirm side of one sending socket (see the module docstring)."""
 
     def __init__(
@@ -363,7 +317,7 @@ class ConfirmSender:
         if not sends & _TAKE_EVERY_MASK or self._confirmed:
             self._take_confirms_now()
         if not self.resends_in_thread:
-            if now - self._resend_checked >= _TICK:
+            if now - self._resend_checked >= TICK:
                 self.resend_due_here(now)
             if self.loop_ticker is not None:
                 self.loop_ticker()
@@ -406,47 +360,6 @@ class ConfirmSender:
         self.last_sent = entry_id
         return result
 
-    def _origin_of(self, entry_id: int) -> bytes:
-        """The origin ``entry_id`` first went out with: its run's, or the stream's for one older than runs."""
-        if entry_id >= self._run_first:
-            return self.origin
-        run = bisect.bisect_right(self._earlier_firsts, entry_id) - 1
-        return self._earlier_origins[run] if run >= 0 else self._stream_origin
-
-    @staticmethod
-    def _still_routable(port: SocketPort, entry_id: int) -> bool:
-        """Whether an earlier run's entry of this ROUTER names its peer still (zjournal.sockets.routing)."""
-        entry = port.load(entry_id)
-        return entry is not None and still_names_its_peer(port.first_id_this_open(), entry_id, entry.envelope)
-
-    def _send_backlog(self, noblock: int) -> None:
-        """An earlier run's unconfirmed messages go first, in order (lock held)."""
-        while self._backlog:
-            self._resend(self._backlog[0], noblock)
-            self._backlog.popleft()
-
-    def _send_frames(self, sock: zmq.Socket, frames: list[bytes], header: bytes, flags: int) -> None:
-        """``frames`` behind ``header`` (after the routing id, on a ROUTER), lock held."""
-        send = zmq.Socket.send
-        rest = frames
-        if self._router:
-            send(sock, frames[0], SNDMORE | flags)  # a ROUTER drops a message whose peer is gone
-            rest = frames[1:]
-        send(sock, header, SNDMORE | flags)
-        for frame in rest[:-1]:
-            send(sock, frame, SNDMORE | flags)
-        send(sock, rest[-1], flags)
-
-    def resend_due_here(self, now: float | None = None) -> None:
-        """Resend what is due, from the application's thread (sockets whose resends are not the thread's)."""
-        self._resend_checked = time.monotonic() if now is None else now
-        try:
-            self._resend_due()
-        except zmq.Again:
-            pass
-        except StoreError as e:  # the entries stay pending, tried again at the next look
-            log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
-
     def unconfirmed(self) -> int:
         with self._mutex:
             return len(self._sent_at) + len(self._unconfirmed) + self._settling
@@ -467,305 +380,6 @@ class ConfirmSender:
         if not self.resends_in_thread:
             self.resend_due_here()
         return self.unconfirmed()
-
-    # -- the background thread -----------------------------------------------
-
-    def _run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self._intake, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        try:
-            while not self._stop.is_set():
-                if self.settled_hook is not None or time.monotonic() - self._last_send > _SETTLE_IDLE:
-                    # The application is not sending, or an event loop waits for confirmations (its
-                    # thread cannot wait on the intake): they are taken and settled here. The
-                    # thread sleeps until one comes, a resend is due or close() wakes it: an idle socket
-                    # costs no CPU (a look every tick cost 2-3 % of a core per socket).
-                    wait = self._idle_wait()
-                    with self._intake_lock:
-                        ready = dict(poller.poll(wait * 1000))
-                        if self._intake in ready:
-                            self._take_confirms()
-                    if self._wake_r in ready:
-                        os.read(self._wake_r, 64)
-                    if self._confirmed:
-                        self._settle_confirmed()
-                else:
-                    self._stop.wait(_TICK)  # its sends take them in (see _take_confirms_now)
-                try:
-                    if self.resends_in_thread:
-                        self._resend_due(in_thread=True)
-                except StoreError as e:  # the disk is full, say: the entries stay pending, tried again
-                    log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
-                    self._stop.wait(self._timeout)
-        except (zmq.ContextTerminated, ZJournalError):
-            pass  # the context or the journal closed under the socket: the entries stay pending
-        except zmq.ZMQError as e:
-            if e.errno != zmq.ENOTSOCK:  # ENOTSOCK: the context was destroyed, closing the intake under us
-                log.error("journal socket %r: confirmations stopped: %s", self._name, e)
-        except Exception as e:  # the entries stay pending: the next wrap resends them
-            log.error("journal socket %r: confirmations stopped: %s", self._name, e)
-        finally:
-            self._intake.close(0)
-            with self._wake_lock:
-                write_end, self._wake_w = self._wake_w, -1  # (first: a closed number may be reused at once)
-                os.close(self._wake_r)
-                os.close(write_end)
-
-    def _idle_wait(self) -> float:
-        """How long the idle thread may sleep (seconds): until the oldest unconfirmed message is due.
-
-        With nothing unconfirmed, ``confirm_timeout`` (at most
-        :data:`_IDLE_WAIT_MAX`): a message sent during the sleep is due
-        after it ends, so no resend is ever late by more than a tick.
-        """
-        now = time.monotonic()
-        if now - self._last_send < _ASLEEP_AFTER:
-            return _TICK
-        longest = min(self._timeout, _IDLE_WAIT_MAX)
-        if not self.resends_in_thread:
-            return longest  # its resends come from the application's calls
-        with self._mutex:
-            oldest = next(iter(self._unconfirmed.values()), None)  # (in the order of their last send)
-            first = self._first_sent()
-            if first is not None:
-                sent = self._sent_at.get(first)
-                if sent is not None and (oldest is None or sent < oldest):
-                    oldest = sent
-        if oldest is None:
-            return longest
-        due = max(oldest + self._timeout, self._resend_paused_until)
-        return max(_TICK, min(longest, due - now))
-
-    def _wake_thread(self) -> None:
-        """Wake the thread from an idle sleep (it stops if ``_stop`` is set)."""
-        with self._wake_lock:
-            if self._wake_w >= 0:
-                with contextlib.suppress(OSError):  # (full: a wake is waiting already)
-                    os.write(self._wake_w, b"w")
-
-    def _take_confirms_now(self) -> None:
-        """From the application's send, every few sends: take in and settle what came back.
-
-        While the application sends, it does this rather than the thread: two
-        threads passing the GIL back and forth at every confirmation cost the
-        sender more than the work itself.
-        """
-        if self._intake_lock.acquire(blocking=False):
-            try:
-                self._take_confirms()
-            except zmq.ZMQError:
-                pass  # the context is closing: the thread ends, the entries stay pending
-            finally:
-                self._intake_lock.release()
-        if self._confirmed:
-            self._settle_confirmed()
-
-    def _take_confirms(self) -> None:
-        """Read the confirm messages waiting (intake lock held)."""
-        confirmed: list[int] = []
-        for _ in range(1000):
-            try:
-                frames = self._intake.recv_multipart(NOBLOCK)
-            except zmq.Again:
-                break
-            got = wire.parse_confirms(frames)
-            if got is None:
-                refusal = wire.parse_refusal(frames)
-                if refusal is not None and refusal[0].startswith(self.stream):
-                    self._warn_if_unconfirmed = False
-                    self._confirmed.append((refusal[1], refusal[2]))  # (settled as dead letters: _settle_confirmed)
-                continue
-            if not got[0].startswith(self.stream):
-                continue  # not a confirm message of this socket's (any run of its stream): nothing is acked by it
-            confirmed += got[1]
-        if confirmed:
-            self._warn_if_unconfirmed = False
-            self._confirmed.append(confirmed)
-
-    def _settle_confirmed(self) -> None:
-        """Ack what the receivers confirmed (from either thread: each list is taken by one)."""
-        mine: list[int] = []
-        sent_at: list[float] = []  # when each was last sent: its confirmation's round trip is from then
-        refused: list[tuple[list[int], str]] = []
-        late: list[int] = []  # dead letters at max_attempts, confirmed after all
-        confirmed = self._confirmed
-        with self._mutex:
-            take, take_resent = self._sent_at.pop, self._unconfirmed.pop
-            while confirmed:
-                try:
-                    ids = confirmed.popleft()
-                except IndexError:
-                    break
-                if ids.__class__ is tuple:  # a refusal: (ids, reason)
-                    ids, reason = ids
-                    ids = [i for i in ids if take(i, None) is not None or take_resent(i, None) is not None]
-                    refused.append((ids, reason))
-                    self._settling += len(ids)
-                    continue
-                times = [take(i, None) for i in ids]
-                if None in times:  # sent again, or confirmed twice (a resend), or settled meanwhile
-                    times = [take_resent(i, None) if t is None else t for i, t in zip(ids, times, strict=True)]
-                    if self._expired:
-                        late += [i for i, t in zip(ids, times, strict=True) if t is None and i in self._expired]
-                    ids = [i for i, t in zip(ids, times, strict=True) if t is not None]
-                    times = [t for t in times if t is not None]
-                mine += ids
-                sent_at += times
-            self._first_sent()  # (the confirmed ids leave _order's front)
-            self._settling += len(mine)
-        if mine:
-            now = time.monotonic()
-            try:
-                self._port.settle_many(self._name, _OUT, mine, self._box)
-            finally:
-                with self._mutex:
-                    self._settling -= len(mine)
-            self._port.confirmed(len(mine), now * len(mine) - sum(sent_at), now - min(sent_at))
-        if refused:
-            self._settle_refused(refused)
-        if late:
-            self._settle_late(late)
-        if mine or refused or late:
-            hook = self.settled_hook
-            if hook is not None:
-                hook()
-
-    def _settle_late(self, late: list[int]) -> None:
-        """Ack dead letters a receiver confirmed after all: the message reached its journal (it was queued
-        longer than ``max_attempts`` sends took), so it is no dead letter, and a replay would send it twice."""
-        late = list(dict.fromkeys(late))  # (confirmed twice in one go: its original and a resend)
-        acked = self._port.ack_dead(late)
-        with self._mutex:
-            gone = [self._expired.pop(entry_id, (0.0, -1)) for entry_id in late]
-            gone = [sent_wait for entry_id, sent_wait in zip(late, gone, strict=True) if entry_id in acked]
-            sent_at = [sent for sent, _wait in gone]
-            # Those no wait told of yet leave the count (a wait that was told of the others said so already).
-            self._dead_letters -= sum(1 for _sent, wait in gone if wait == self._waits)
-        if acked:
-            now = time.monotonic()
-            self._port.confirmed(len(acked), now * len(acked) - sum(sent_at), now - min(sent_at))
-            log.info(
-                "journal socket %r: %d dead letter(s) confirmed by a receiver after all (they waited in its queue "
-                "longer than max_attempts sends took): acked",
-                self._name,
-                len(acked),
-            )
-
-    def _settle_refused(self, refused: list[tuple[list[int], str]]) -> None:
-        """Make what receivers refused dead letters, with their reason (the ids are out of the maps already)."""
-        for ids, reason in refused:
-            dead = 0
-            try:
-                for entry_id in ids:
-                    with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # settled meanwhile
-                        self._port.dead(entry_id, f"refused by the receiving journal: {reason}")
-                        dead += 1
-            finally:
-                with self._mutex:
-                    self._settling -= len(ids)
-                    self._dead_letters += dead
-            if dead:
-                log.warning(
-                    "journal socket %r: %d message(s) refused by a receiver, now dead letters: %s",
-                    self._name,
-                    dead,
-                    reason,
-                )
-
-    def _resend_due(self, in_thread: bool = False) -> None:
-        now = time.monotonic()
-        if now < self._resend_paused_until:
-            return
-        due = []
-        with self._mutex:
-            for i, sent in self._unconfirmed.items():  # oldest send first
-                if now - sent < self._timeout or len(due) >= 1000:
-                    break
-                due.append(i)
-            # Then those sent once, oldest first (their ids' order). Indexed, not iterated: the
-            # application's thread may append meanwhile.
-            order, sent_at = self._order, self._sent_at
-            self._first_sent()
-            at = 0
-            while at < len(order) and len(due) < 1000:
-                entry_id = order[at]
-                at += 1
-                sent = sent_at.get(entry_id)
-                if sent is None:
-                    continue  # confirmed, or sent again (in _unconfirmed)
-                if now - sent < self._timeout:
-                    break
-                due.append(entry_id)
-        for entry_id in due:
-            # (a short wait, not a try: an application polling the socket in a loop holds the lock most of
-            # the time, and a try alone would almost never get it; from the application's thread: a try)
-            if self._stop.is_set():
-                return
-            if not self.hold.try_enter(_TICK if in_thread else 0):
-                return  # the application is using the socket: later
-            try:
-                if self._backlog and self._backlog[0] == entry_id:
-                    self._backlog.popleft()
-                self._resend(entry_id, NOBLOCK)
-            except zmq.Again:
-                self._resend_paused_until = time.monotonic() + _RESEND_RETRY
-                return  # the peers are full or gone: later
-            finally:
-                self.hold.__exit__()
-
-    def _resend(self, entry_id: int, flags: int) -> None:
-        """Send an unconfirmed entry again (lock held); past ``max_attempts`` it goes dead instead."""
-        entry = self._port.load(entry_id)
-        if entry is None or entry.state.value != "pending":
-            self._forget(entry_id)
-            return
-        limit = self._max_attempts
-        if limit is not None and entry.attempts >= limit:
-            with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # unless confirmed meanwhile
-                self._port.attempt(entry_id, limit)  # a dead letter now, its reason recorded
-                with self._mutex:
-                    self._dead_letters += 1
-                    sent = self._unconfirmed.get(entry_id) or self._sent_at.get(entry_id) or time.monotonic()
-                    self._expired[entry_id] = (sent, self._waits)
-                    if len(self._expired) > _EXPIRED_KEPT:
-                        del self._expired[next(iter(self._expired))]
-            self._forget(entry_id)
-            return
-        sock = self._sock()
-        if sock is None or sock.closed:
-            raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
-        frames, floor, origin = entry.frames, self.floor(entry_id), self._origin_of(entry_id)
-        if len(frames) == 1 and len(frames[0]) <= _MERGE_LIMIT and not self._router:
-            zmq.Socket.send(sock, wire.encode_merged(origin, entry_id, floor, self._endpoint, frames[0]), flags)
-        else:
-            self._send_frames(sock, frames, wire.encode_header(origin, entry_id, floor, self._endpoint), flags)
-        self.resent = True
-        if self._warn_if_unconfirmed and time.monotonic() - self._started >= 2 * self._timeout:
-            self._warn_if_unconfirmed = False  # (said once)
-            log.warning(
-                "journal socket %r: nothing it sent was confirmed in %.3g s, and it sends messages again: "
-                "is its receiver running, and journaled? A plain pyzmq receiver never confirms (and sees a header, "
-                "b'ZJC1...' or b'ZJC2...'), nor does a zjournal older than this one's confirm channel (2026-12-06)",
-                self._name,
-                time.monotonic() - self._started,
-            )
-        try:
-            self._port.attempt(entry_id, None)
-        except (UnknownEntryError, InvalidTransitionError):
-            return  # confirmed meanwhile (acked, gone): nothing to count
-        with self._mutex:
-            if self._sent_at.pop(entry_id, None) is not None:  # sent again for the first time
-                self._ids.append(entry_id)  # (ascending: resends go oldest first, each after those before)
-                self._unconfirmed[entry_id] = time.monotonic()
-            elif self._unconfirmed.pop(entry_id, None) is not None:
-                self._unconfirmed[entry_id] = time.monotonic()  # to the end: sent last
-
-    def _forget(self, entry_id: int) -> None:
-        """``entry_id`` waits for no confirmation any more (settled or dead meanwhile)."""
-        with self._mutex:
-            self._sent_at.pop(entry_id, None)
-            self._unconfirmed.pop(entry_id, None)
 
     @property
     def timeout(self) -> float:
@@ -788,16 +402,16 @@ class ConfirmSender:
         deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while self.unconfirmed() and self._thread.is_alive():
-                left = _TICK if deadline is None else deadline - time.monotonic()
+                left = TICK if deadline is None else deadline - time.monotonic()
                 if left <= 0:
                     break
                 if pause is not None:
-                    pause(min(left, _TICK))
+                    pause(min(left, TICK))
                     self.look()
                     continue
-                if self._intake_lock.acquire(timeout=min(left, _TICK)):
+                if self._intake_lock.acquire(timeout=min(left, TICK)):
                     try:
-                        if self._intake.poll(min(left, _TICK) * 1000):
+                        if self._intake.poll(min(left, TICK) * 1000):
                             self._take_confirms()
                     finally:
                         self._intake_lock.release()
@@ -824,13 +438,6 @@ class ConfirmSender:
             return linger
         bound = min(int(self._timeout * 1000), 2**31 - 1)
         return bound if linger < 0 or linger > bound else linger
-
-    def stop_thread(self, wait: float | None) -> None:
-        """Stop the thread, waiting ``wait`` seconds at most (None: until it ends); :meth:`close` does the rest."""
-        self._stop.set()
-        self._wake_thread()
-        if self._thread is not threading.current_thread():
-            self._thread.join(wait)
 
     def close(self) -> None:
         """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""

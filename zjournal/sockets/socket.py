@@ -13,10 +13,8 @@ its last frame is read.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -24,34 +22,31 @@ import zmq
 from zjournal import killpoints
 from zjournal.errors import InvalidArgumentError, MessageTooLargeError, StoreError
 from zjournal.journal.core import DEFAULT_RESEND_AFTER, port_of
-from zjournal.journal.entry import DIRECTION_CODES, Direction, envelope_size_of
 from zjournal.journal.port import SocketPort
-from zjournal.sockets import confirm_wire, loop_resends, pollhook
+from zjournal.sockets import confirm_wire, pollhook
+from zjournal.sockets.acking import Acking
 from zjournal.sockets.closing import Closing
-from zjournal.sockets.confirm import ApplicationHold, confirm_sender, sender_of, wait_seconds
+from zjournal.sockets.confirm import confirm_sender, sender_of, wait_seconds
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.frame_limit import FrameLimit
 from zjournal.sockets.frames import handed, handed_all
 from zjournal.sockets.held import Holding
+from zjournal.sockets.inbound import Inbound
 from zjournal.sockets.libzmq import (
-    EVENTS,
     NOBLOCK,
     POLLIN,
-    POLLOUT,
     RCVMORE,
     RESEND_TICK_MS,
     base_get,
     base_recv,
 )
+from zjournal.sockets.options import Options
 from zjournal.sockets.policy import AckPolicy, Classifier, compile_classifier, resolve_ack
 from zjournal.sockets.prefetch import Prefetching
 from zjournal.sockets.redelivering import Redelivering
 from zjournal.sockets.redelivery import (
-    InprocRedelivery,
     LocalRedelivery,
-    Redelivery,
     SubRedelivery,
-    as_bytes,
     redelivery_for,
 )
 from zjournal.sockets.replying import Replying
@@ -59,29 +54,20 @@ from zjournal.sockets.requesters import RouterRequests
 from zjournal.sockets.requests import (
     AnsweredToNobody,
     check_resend_after,
-    origin_frame,
     origin_of,
-    split_origin,
-    with_origin,
 )
 from zjournal.sockets.sending import Sending
 from zjournal.sockets.state import SocketState
 
 if TYPE_CHECKING:
     from zjournal.journal import Journal
-    from zjournal.journal.inflight import Slot
 
-log = logging.getLogger("zjournal")
 
-_IN = DIRECTION_CODES[Direction.IN]
 _HEADER_MAGIC = confirm_wire.HEADER_MAGIC  # the first frame of a confirm=True sender's messages
 _MERGED_MAGIC = confirm_wire.MERGED_MAGIC  # ... or its only frame, the header in front
 _CONFIRM_PREFIX = confirm_wire.PREFIX  # what both start with
 _ORIGIN_END, _SEQ_FLOOR_END = confirm_wire.ORIGIN_END, confirm_wire.SEQ_FLOOR_END  # a merged frame's fixed parts
 _unpack_seq_floor = confirm_wire.unpack_seq_floor
-_take_header = confirm_wire.take_header
-_MAXMSGSIZE = zmq.MAXMSGSIZE  # held to the application's frames (zjournal.sockets.frame_limit)
-_FD = zmq.FD  # asked for by whatever waits on the socket in an event loop (zjournal.sockets.loop_resends)
 _libzmq_poll = zmq.backend.zmq_poll  # libzmq's own poll (zmq.Poller goes through zjournal.sockets.pollhook)
 
 
@@ -100,7 +86,18 @@ def _frames_of(frames: list[bytes], parts: list[zmq.Frame]) -> list[zmq.Frame]:
 
 
 class JournaledSocket(
-    Closing, Replying, ConfirmInbound, FrameLimit, Redelivering, Prefetching, Holding, Sending, zmq.Socket
+    Closing,
+    Replying,
+    ConfirmInbound,
+    FrameLimit,
+    Redelivering,
+    Prefetching,
+    Holding,
+    Inbound,
+    Acking,
+    Options,
+    Sending,
+    zmq.Socket,
 ):
     """A ``zmq.Socket`` whose messages are journaled (see :meth:`zjournal.Journal.wrap`).
 
@@ -182,26 +179,6 @@ class JournaledSocket(
             if limit >= 0:  # set before it was wrapped: from now on (libzmq: for endpoints bound or connected later)
                 self._limit_frames(limit)
         self._update_fast_paths()
-
-    def connect(self, addr: str) -> Any:
-        with self._resend_hold() or contextlib.nullcontext():
-            result = super().connect(addr)
-        earlier = None if self._s is None else self._s.earlier
-        if earlier is not None:
-            earlier.connect(addr)  # the requests an earlier REQ of this name left go there too
-        return result
-
-    def bind(self, addr: str) -> Any:
-        with self._resend_hold() or contextlib.nullcontext():
-            return super().bind(addr)
-
-    def disconnect(self, addr: str) -> None:
-        with self._resend_hold() or contextlib.nullcontext():
-            super().disconnect(addr)
-
-    def unbind(self, addr: str) -> None:
-        with self._resend_hold() or contextlib.nullcontext():
-            super().unbind(addr)
 
     def _update_fast_paths(self) -> None:
         """Pick the fast send and recv for the common case, or switch them off.
@@ -287,72 +264,6 @@ class JournaledSocket(
         """
         return sender_of(self, self._s).wait_confirmed(wait_seconds(timeout), self._confirm_pause)
 
-    # -- acknowledgement ---------------------------------------------------
-
-    def ack(self, id: int | None = None) -> bool:  # noqa: A002 - the public name
-        """Acknowledge an entry (default: :attr:`last_id`)."""
-        entry_id = self._s.last_id if id is None else id
-        self._forget(entry_id)
-        return self._journal.ack(entry_id)
-
-    def nack(self, id: int | None = None) -> None:  # noqa: A002
-        """Put an entry back to pending; an inbound one is delivered again through this socket."""
-        state = self._s
-        entry_id = state.last_id if id is None else id
-        # A request whose requester is alive (not one redelivered from an earlier run: see from_python).
-        live_request = (self._router or self._is_rep) and entry_id not in state.from_python
-        if self._is_rep and state.answering_python and entry_id == state.awaiting_reply:
-            state.answering_python = False  # given back: the REP no longer owes it a reply
-        self._forget(entry_id)
-        self._journal.nack(entry_id)
-        entry = self._journal.get(entry_id)
-        if entry is None or entry.direction != Direction.IN or entry.name != self._jname:
-            return
-        if live_request:
-            # Its requester is alive and waiting: deliver it again as it came, so the reply
-            # reaches that requester (a ROUTER through its routing id, a REP through libzmq,
-            # which still owes that requester the reply).
-            frames = (
-                entry.frames[entry.envelope_size :]
-                if self._is_rep
-                else split_origin(entry.frames, entry.envelope_size)[1]
-            )
-            state.returned.append((-entry_id, frames))
-            self._update_fast_paths()
-        else:
-            self._ensure_redelivery().requeue(entry)
-
-    @contextlib.contextmanager
-    def receiving(self, flags: int = 0) -> Iterator[list[bytes]]:
-        """Receive one message; ack it when the block exits cleanly, leave it pending if it raises."""
-        frames = self.recv_multipart(flags)
-        entry_id = self._s.last_id
-        try:
-            yield frames
-        except BaseException:
-            self._forget(entry_id)
-            self._port.forget(entry_id)  # stays pending until a restart
-            raise
-        self.ack(entry_id)
-
-    def _forget(self, entry_id: int) -> None:
-        """This socket will not settle ``entry_id`` itself any more."""
-        if self._s.settle_next == entry_id:
-            self._s.settle_next = 0
-        if self._s.settle_sent == entry_id:
-            self._s.settle_sent = 0
-        if self._s.awaiting_reply == entry_id:
-            self._s.awaiting_reply = 0
-
-    def _ensure_redelivery(self) -> Redelivery:
-        if self._s.redelivery is None:
-            self._s.redelivery = redelivery_for(self, self.type)
-            self._s.redelivery.exhausted = True  # nothing older to fetch: only requeued entries
-            if isinstance(self._s.redelivery, LocalRedelivery):
-                self._s.local = self._s.redelivery
-            self._update_fast_paths()
-        return self._s.redelivery
-
     # -- receiving ---------------------------------------------------------
 
     def _recv_first(self, flags: int, track: bool) -> tuple[zmq.Frame, int]:
@@ -415,34 +326,6 @@ class JournaledSocket(
             confirm.resend_due_here()
             if deadline is not None and time.monotonic() >= deadline:
                 raise zmq.Again()
-
-    def _settle_now(self) -> None:
-        settle = self._s.settle_next
-        if settle:
-            if killpoints.ARMED:
-                killpoints.reached("ack:before-write")
-            self._s.settle_next = 0
-            self._port.settle(settle, self._s.slots)
-
-    def _received_held(self, slot: Slot, frames: list[bytes], settle: int) -> bool:
-        """Journal a whole inbound message of the fast paths in the socket's slot (False: a dropped resend)."""
-        if frames[0].startswith(_CONFIRM_PREFIX):
-            return self._confirmed_in_the_slot(frames, settle, self._s)
-        state = self._s
-        state.settle_next = 0
-        if killpoints.ARMED:
-            killpoints.before_journaling_received(bool(settle))
-        try:
-            state.settle_next = state.last_id = self._port.log_held(slot, frames, settle)
-        except StoreError:
-            self._keep_unjournaled(frames, settle, JournaledSocket._journal_new)
-            raise
-        return True
-
-    def _journal_new(self, frames: list[bytes], settle: int) -> bool:
-        self._s.rx_redelivered = 0
-        self._inbound(frames, settle)
-        return True
 
     def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
         state = self._s
@@ -702,175 +585,6 @@ class JournaledSocket(
         # Through recv(), then copied: the journal needs the whole frame (libzmq would truncate it to
         # the buffer), and a confirm sender's header must come off before the application sees anything.
         return self._recv_into_from_python(buffer, nbytes, flags)
-
-    def get(self, option: int) -> Any:
-        hold = self._resend_hold()
-        if hold is None:
-            return self._get(option)
-        with hold:
-            return self._get(option)
-
-    getsockopt = get
-
-    def _get(self, option: int) -> Any:
-        state = self._s
-        local = None if state is None else state.local
-        if option == RCVMORE:
-            if local is not None and local.current is not None:
-                return 1
-            if state is not None and state.serving:
-                return 1
-        if option == _MAXMSGSIZE and self._loosens_frames():
-            return self._frame_limit_option()
-        if option == _FD and state is not None and state.loop_resends is not False:
-            # An event loop will wait on the socket (ZMQStream, add_reader): its resends come from the loop
-            state.loop_resends = loop_resends.resends_for(self, state.confirm or state.requests, state.loop_resends)
-        if option == EVENTS and state is not None:
-            if state.requests is not None and state.requests.outstanding:
-                return super().get(option) & ~POLLOUT  # REQ_RELAXED would take one: a REQ would not
-            held = self._python_events(POLLIN | POLLOUT)
-            if state.answering_python:
-                return held
-            if state.rep_held:
-                return held  # libzmq's REP owes the held request a reply: not writable for the application
-            if held:
-                return super().get(option) | held
-        return super().get(option)
-
-    def set(self, option: int, optval: Any) -> None:
-        hold = self._resend_hold()
-        if hold is None:
-            self._set(option, optval)
-            return
-        with hold:
-            self._set(option, optval)
-
-    setsockopt = set  # noqa: A003 - pyzmq's name
-
-    def _set(self, option: int, optval: Any) -> None:
-        state = self._s
-        if option == _MAXMSGSIZE and self._loosens_frames():
-            self._limit_frames(int(optval))
-            return
-        super().set(option, optval)
-        if state is not None and isinstance(state.redelivery, SubRedelivery):
-            if option == zmq.SUBSCRIBE:
-                state.redelivery.subscribed(as_bytes(optval))
-                state.redelivery.pump_subscriptions(wait_ms=200)  # the subscription travels asynchronously
-                state.redelivery.refill()
-            elif option == zmq.UNSUBSCRIBE:
-                # The SUB now drops what it no longer subscribes to, re-injected entries too: they stay pending.
-                state.redelivery.unsubscribed(as_bytes(optval))
-
-    def _resend_hold(self) -> ApplicationHold | None:
-        """The hold of the lock a confirm PUSH's resend thread sends under, or None (every other socket).
-
-        libzmq lets one thread at a time use a socket: the application's calls
-        on such a PUSH that reach libzmq (options, ``EVENTS``, polls, endpoints)
-        hold it too (a send holds it already; zjournal.sockets.confirm).
-        """
-        confirm = None if self._s is None else self._s.confirm
-        return confirm.hold if confirm is not None and confirm.resends_in_thread else None
-
-    def poll(self, timeout: int | None = None, flags: int = zmq.POLLIN) -> int:
-        requests = None if self._s is None else self._s.requests
-        if requests is not None and requests.outstanding:
-            return requests.poll(timeout, flags)
-        if self._s is not None and self._s.answering_python:
-            return flags & POLLOUT
-        events = self._python_events(flags)
-        if self._s is not None and self._s.rep_held:
-            flags &= ~POLLOUT  # libzmq's REP owes the request held in Python its reply: not writable
-        if events:
-            rest = flags & ~events
-            return events | (super().poll(0, rest) if rest else 0)
-        return super().poll(timeout, flags)
-
-    def _inbound(self, frames: list[bytes], settle: int) -> bool:
-        """A whole inbound message was read: journal it (or record its redelivery).
-
-        False: it was a resend this journal already holds (confirm=True senders),
-        dropped; the application gets the next message instead. A confirm header
-        is taken off ``frames`` in place: the caller hands over what is left.
-        """
-        if killpoints.ARMED:
-            killpoints.before_journaling_received(bool(settle))
-        port = self._port
-        if self._s.rx_redelivered:
-            if settle:
-                port.settle(settle, self._s.slots)
-            if self._s.rx_redelivered > 0:  # -1: a held ephemeral message, nothing to record
-                self._redelivered(self._s.rx_redelivered, requester_gone=self._router)
-            self._s.rx_redelivered = 0
-            redelivery = self._s.redelivery
-            if redelivery is not None:
-                if isinstance(redelivery, InprocRedelivery):
-                    redelivery.drain_replies()
-                redelivery.refill()
-                if self._s.behind and not redelivery.active:
-                    self._retire_redelivery()  # the held live messages come next, from Python
-            return True
-        at = 1 if self._router else 0  # a ROUTER's messages start with the sender's routing id
-        if len(frames) > at and frames[at].startswith(_CONFIRM_PREFIX):
-            header = _take_header(frames, at)
-            if header is not None:
-                self._s.rx_origin = None  # (a confirm sender is no REQ)
-                return self._inbound_confirmed(frames, settle, header)
-        if self._s.frame_limit is not None and self._dropped_over_frame_limit(frames, None):
-            self._s.rx_origin = None
-            return False  # (the ack of the message before waits for the next one's write)
-        stored = frames
-        envelope_size = envelope_size_of(frames) if self._router else 0
-        origin = self._s.rx_origin
-        key = None
-        if origin is not None and self._router:  # a ROUTER's request from a journaled REQ
-            self._s.rx_origin = None
-            key = RouterRequests.key_of(origin, frames, envelope_size)
-            if self._copy_of_request(key, frames, envelope_size):
-                return False
-            stored, envelope_size = with_origin(origin, frames, envelope_size)
-        elif origin is not None:  # a REP's request from a journaled REQ
-            self._s.rx_origin = None
-            if self._answered_already(origin, frames):
-                return False
-            stored = [origin_frame(origin), *frames]  # journaled with it: its resend is recognised after a restart
-            envelope_size = 1
-            self._s.answering = (origin, frames)
-        classifier = self._classifier
-        if classifier is not None and not classifier(frames[1:] if self._router else frames):
-            port.count_ephemeral(self._jname)
-            if settle:
-                port.settle(settle, self._s.slots)
-            self._s.settle_next = self._s.last_id = 0
-            return True
-        policy = self._in_policy
-        try:
-            if self._s.slots is not None and policy is not AckPolicy.EXPLICIT and self._handler is None:
-                entry_id = port.log_held(self._s.slots.inbound, stored, settle, envelope_size)
-            else:
-                entry_id = port.log(
-                    self._jname,
-                    _IN,
-                    stored,
-                    settle=settle,
-                    track=policy is not AckPolicy.EXPLICIT,
-                    envelope_size=envelope_size,
-                )
-        except StoreError:
-            self._keep_unjournaled(frames, settle, JournaledSocket._journal_new)
-            raise
-        self._s.last_id = entry_id
-        if policy is AckPolicy.NEXT:
-            self._s.settle_next = entry_id
-        elif policy is AckPolicy.REPLY:
-            self._s.awaiting_reply = entry_id
-        else:
-            self._s.settle_next = 0
-        if key is not None and self._s.routed is not None:
-            self._s.routed.handed(entry_id, key, frames[0])
-        if self._handler is not None:
-            self._handler.on_inbound(self, entry_id, frames)
-        return True
 
     def __repr__(self) -> str:
         return journaled_repr(self, self._jname)

@@ -1,0 +1,206 @@
+"""Sending a confirm sender's unconfirmed entries again.
+
+A mixin of :class:`zjournal.sockets.confirm.ConfirmSender`. An entry not
+confirmed within ``confirm_timeout`` seconds goes out again, oldest first, a
+thousand at most per look, under the origin of the run that first sent it:
+from the background thread (a PUSH) or the application's own calls (a DEALER,
+ROUTER or PAIR, which also receive). An earlier run's unconfirmed entries go
+before anything new. Each resend counts an attempt; at ``max_attempts`` the
+entry becomes a dead letter instead.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import time
+from typing import Any
+
+import zmq
+
+from zjournal.errors import InvalidTransitionError, StoreError, UnknownEntryError
+from zjournal.journal.port import SocketPort
+from zjournal.sockets import confirm_wire as wire
+from zjournal.sockets.confirm_thread import TICK
+from zjournal.sockets.libzmq import NOBLOCK, SNDMORE
+from zjournal.sockets.routing import still_names_its_peer
+
+log = logging.getLogger("zjournal")
+
+_MERGE_LIMIT = wire.MERGE_LIMIT
+# A resend that found the socket's queue full (its peers gone or slow) is tried again this much later, not
+# at every tick: a producer whose consumer is down cost ~1.5 % of a core per socket, looking every 5 ms.
+_RESEND_RETRY = 0.1
+# Entries max_attempts made dead letters, remembered (the newest) for a confirmation that comes after all.
+_EXPIRED_KEPT = 65_536
+
+
+class Resending:
+    """A confirm sender's resends (see the module docstring)."""
+
+    hold: Any
+    resent: bool
+    _sock: Any
+    _port: Any
+    _name: str
+    _router: bool
+    _endpoint: bytes
+    _timeout: float
+    _max_attempts: int | None
+    _mutex: Any
+    _stop: Any
+    _sent_at: dict[int, float]
+    _order: Any
+    _unconfirmed: dict[int, float]
+    _ids: Any
+    _backlog: Any
+    _expired: dict[int, tuple[float, int]]
+    _dead_letters: int
+    _waits: int
+    _warn_if_unconfirmed: bool
+    _started: float
+    _resend_checked: float
+    _resend_paused_until: float
+    _run_first: int
+    _earlier_firsts: list[int]
+    _earlier_origins: list[bytes]
+    _stream_origin: bytes
+    origin: bytes
+    floor: Any
+    _first_sent: Any
+
+    def _origin_of(self, entry_id: int) -> bytes:
+        """The origin ``entry_id`` first went out with: its run's, or the stream's for one older than runs."""
+        if entry_id >= self._run_first:
+            return self.origin
+        run = bisect.bisect_right(self._earlier_firsts, entry_id) - 1
+        return self._earlier_origins[run] if run >= 0 else self._stream_origin
+
+    @staticmethod
+    def _still_routable(port: SocketPort, entry_id: int) -> bool:
+        """Whether an earlier run's entry of this ROUTER names its peer still (zjournal.sockets.routing)."""
+        entry = port.load(entry_id)
+        return entry is not None and still_names_its_peer(port.first_id_this_open(), entry_id, entry.envelope)
+
+    def _send_backlog(self, noblock: int) -> None:
+        """An earlier run's unconfirmed messages go first, in order (lock held)."""
+        while self._backlog:
+            self._resend(self._backlog[0], noblock)
+            self._backlog.popleft()
+
+    def _send_frames(self, sock: zmq.Socket, frames: list[bytes], header: bytes, flags: int) -> None:
+        """``frames`` behind ``header`` (after the routing id, on a ROUTER), lock held."""
+        send = zmq.Socket.send
+        rest = frames
+        if self._router:
+            send(sock, frames[0], SNDMORE | flags)  # a ROUTER drops a message whose peer is gone
+            rest = frames[1:]
+        send(sock, header, SNDMORE | flags)
+        for frame in rest[:-1]:
+            send(sock, frame, SNDMORE | flags)
+        send(sock, rest[-1], flags)
+
+    def resend_due_here(self, now: float | None = None) -> None:
+        """Resend what is due, from the application's thread (sockets whose resends are not the thread's)."""
+        self._resend_checked = time.monotonic() if now is None else now
+        try:
+            self._resend_due()
+        except zmq.Again:
+            pass
+        except StoreError as e:  # the entries stay pending, tried again at the next look
+            log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
+
+    def _resend_due(self, in_thread: bool = False) -> None:
+        now = time.monotonic()
+        if now < self._resend_paused_until:
+            return
+        due = []
+        with self._mutex:
+            for i, sent in self._unconfirmed.items():  # oldest send first
+                if now - sent < self._timeout or len(due) >= 1000:
+                    break
+                due.append(i)
+            # Then those sent once, oldest first (their ids' order). Indexed, not iterated: the
+            # application's thread may append meanwhile.
+            order, sent_at = self._order, self._sent_at
+            self._first_sent()
+            at = 0
+            while at < len(order) and len(due) < 1000:
+                entry_id = order[at]
+                at += 1
+                sent = sent_at.get(entry_id)
+                if sent is None:
+                    continue  # confirmed, or sent again (in _unconfirmed)
+                if now - sent < self._timeout:
+                    break
+                due.append(entry_id)
+        for entry_id in due:
+            # (a short wait, not a try: an application polling the socket in a loop holds the lock most of
+            # the time, and a try alone would almost never get it; from the application's thread: a try)
+            if self._stop.is_set():
+                return
+            if not self.hold.try_enter(TICK if in_thread else 0):
+                return  # the application is using the socket: later
+            try:
+                if self._backlog and self._backlog[0] == entry_id:
+                    self._backlog.popleft()
+                self._resend(entry_id, NOBLOCK)
+            except zmq.Again:
+                self._resend_paused_until = time.monotonic() + _RESEND_RETRY
+                return  # the peers are full or gone: later
+            finally:
+                self.hold.__exit__()
+
+    def _resend(self, entry_id: int, flags: int) -> None:
+        """Send an unconfirmed entry again (lock held); past ``max_attempts`` it goes dead instead."""
+        entry = self._port.load(entry_id)
+        if entry is None or entry.state.value != "pending":
+            self._forget(entry_id)
+            return
+        limit = self._max_attempts
+        if limit is not None and entry.attempts >= limit:
+            with contextlib.suppress(UnknownEntryError, InvalidTransitionError):  # unless confirmed meanwhile
+                self._port.attempt(entry_id, limit)  # a dead letter now, its reason recorded
+                with self._mutex:
+                    self._dead_letters += 1
+                    sent = self._unconfirmed.get(entry_id) or self._sent_at.get(entry_id) or time.monotonic()
+                    self._expired[entry_id] = (sent, self._waits)
+                    if len(self._expired) > _EXPIRED_KEPT:
+                        del self._expired[next(iter(self._expired))]
+            self._forget(entry_id)
+            return
+        sock = self._sock()
+        if sock is None or sock.closed:
+            raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
+        frames, floor, origin = entry.frames, self.floor(entry_id), self._origin_of(entry_id)
+        if len(frames) == 1 and len(frames[0]) <= _MERGE_LIMIT and not self._router:
+            zmq.Socket.send(sock, wire.encode_merged(origin, entry_id, floor, self._endpoint, frames[0]), flags)
+        else:
+            self._send_frames(sock, frames, wire.encode_header(origin, entry_id, floor, self._endpoint), flags)
+        self.resent = True
+        if self._warn_if_unconfirmed and time.monotonic() - self._started >= 2 * self._timeout:
+            self._warn_if_unconfirmed = False  # (said once)
+            log.warning(
+                "journal socket %r: nothing it sent was confirmed in %.3g s, and it sends messages again: "
+                "is its receiver running, and journaled? A plain pyzmq receiver never confirms (and sees a header, "
+                "b'ZJC1...' or b'ZJC2...'), nor does a zjournal older than this one's confirm channel (2026-12-06)",
+                self._name,
+                time.monotonic() - self._started,
+            )
+        try:
+            self._port.attempt(entry_id, None)
+        except (UnknownEntryError, InvalidTransitionError):
+            return  # confirmed meanwhile (acked, gone): nothing to count
+        with self._mutex:
+            if self._sent_at.pop(entry_id, None) is not None:  # sent again for the first time
+                self._ids.append(entry_id)  # (ascending: resends go oldest first, each after those before)
+                self._unconfirmed[entry_id] = time.monotonic()
+            elif self._unconfirmed.pop(entry_id, None) is not None:
+                self._unconfirmed[entry_id] = time.monotonic()  # to the end: sent last
+
+    def _forget(self, entry_id: int) -> None:
+        """``entry_id`` waits for no confirmation any more (settled or dead meanwhile)."""
+        with self._mutex:
+            self._sent_at.pop(entry_id, None)
+            self._unconfirmed.pop(entry_id, None)

@@ -1,0 +1,141 @@
+"""A confirm sender's background thread: confirmations taken in while the application is idle, and resends.
+
+A mixin of :class:`zjournal.sockets.confirm.ConfirmSender`. While the
+application sends, its sends take the confirmations in (two threads passing
+the GIL back and forth at every confirmation cost more than the work), and
+the thread only looks for resends due (a PUSH's) every tick. Once the
+application is idle, the thread waits on the intake and takes them in
+itself, sleeping until a confirmation comes, a resend is due or ``close``
+wakes it through a pipe: an idle socket costs no CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from zjournal.errors import StoreError, ZJournalError
+
+log = logging.getLogger("zjournal")
+
+TICK = 0.005  # seconds between looks at confirmations and resends
+_SETTLE_IDLE = 0.01  # seconds without a send after which the thread takes in confirmations, not the sends
+# An idle sender's thread sleeps until a confirmation comes, a resend is due, or close() wakes it; at most
+# this long (a safety net: never longer than confirm_timeout either, see ConfirmThread._idle_wait).
+_IDLE_WAIT_MAX = 1.0
+# ... but only once the application sent nothing for this long: a sender blocked a moment by a slow receiver,
+# or between two sends of a burst, takes its confirmations in itself (see Settling._take_confirms_now).
+ASLEEP_AFTER = 0.1
+
+
+class ConfirmThread:
+    """A confirm sender's background thread (see the module docstring)."""
+
+    resends_in_thread: bool
+    settled_hook: Any
+    _name: str
+    _timeout: float
+    _intake: Any
+    _intake_lock: Any
+    _mutex: Any
+    _stop: threading.Event
+    _thread: threading.Thread
+    _wake_lock: Any
+    _wake_r: int
+    _wake_w: int
+    _last_send: float
+    _confirmed: Any
+    _sent_at: dict[int, float]
+    _unconfirmed: dict[int, float]
+    _resend_paused_until: float
+    _first_sent: Any
+    _take_confirms: Any
+    _settle_confirmed: Any
+    _resend_due: Any
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._intake, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if self.settled_hook is not None or time.monotonic() - self._last_send > _SETTLE_IDLE:
+                    # The application is not sending, or an event loop waits for confirmations (its
+                    # thread cannot wait on the intake): they are taken and settled here. The
+                    # thread sleeps until one comes, a resend is due or close() wakes it: an idle socket
+                    # costs no CPU (a look every tick cost 2-3 % of a core per socket).
+                    wait = self._idle_wait()
+                    with self._intake_lock:
+                        ready = dict(poller.poll(wait * 1000))
+                        if self._intake in ready:
+                            self._take_confirms()
+                    if self._wake_r in ready:
+                        os.read(self._wake_r, 64)
+                    if self._confirmed:
+                        self._settle_confirmed()
+                else:
+                    self._stop.wait(TICK)  # its sends take them in (see _take_confirms_now)
+                try:
+                    if self.resends_in_thread:
+                        self._resend_due(in_thread=True)
+                except StoreError as e:  # the disk is full, say: the entries stay pending, tried again
+                    log.warning("journal socket %r: resend failed, tried again later: %s", self._name, e)
+                    self._stop.wait(self._timeout)
+        except (zmq.ContextTerminated, ZJournalError):
+            pass  # the context or the journal closed under the socket: the entries stay pending
+        except zmq.ZMQError as e:
+            if e.errno != zmq.ENOTSOCK:  # ENOTSOCK: the context was destroyed, closing the intake under us
+                log.error("journal socket %r: confirmations stopped: %s", self._name, e)
+        except Exception as e:  # the entries stay pending: the next wrap resends them
+            log.error("journal socket %r: confirmations stopped: %s", self._name, e)
+        finally:
+            self._intake.close(0)
+            with self._wake_lock:
+                write_end, self._wake_w = self._wake_w, -1  # (first: a closed number may be reused at once)
+                os.close(self._wake_r)
+                os.close(write_end)
+
+    def _idle_wait(self) -> float:
+        """How long the idle thread may sleep (seconds): until the oldest unconfirmed message is due.
+
+        With nothing unconfirmed, ``confirm_timeout`` (at most
+        :data:`_IDLE_WAIT_MAX`): a message sent during the sleep is due
+        after it ends, so no resend is ever late by more than a tick.
+        """
+        now = time.monotonic()
+        if now - self._last_send < ASLEEP_AFTER:
+            return TICK
+        longest = min(self._timeout, _IDLE_WAIT_MAX)
+        if not self.resends_in_thread:
+            return longest  # its resends come from the application's calls
+        with self._mutex:
+            oldest = next(iter(self._unconfirmed.values()), None)  # (in the order of their last send)
+            first = self._first_sent()
+            if first is not None:
+                sent = self._sent_at.get(first)
+                if sent is not None and (oldest is None or sent < oldest):
+                    oldest = sent
+        if oldest is None:
+            return longest
+        due = max(oldest + self._timeout, self._resend_paused_until)
+        return max(TICK, min(longest, due - now))
+
+    def _wake_thread(self) -> None:
+        """Wake the thread from an idle sleep (it stops if ``_stop`` is set)."""
+        with self._wake_lock:
+            if self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # (full: a wake is waiting already)
+                    os.write(self._wake_w, b"w")
+
+    def stop_thread(self, wait: float | None) -> None:
+        """Stop the thread, waiting ``wait`` seconds at most (None: until it ends); :meth:`close` does the rest."""
+        self._stop.set()
+        self._wake_thread()
+        if self._thread is not threading.current_thread():
+            self._thread.join(wait)
