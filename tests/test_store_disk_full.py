@@ -5,10 +5,11 @@ fills a file system for real. A tmpfs is mounted in a new mount namespace
 (``unshare --mount``, as root, or ``--map-root-user`` in a user namespace),
 so nothing outlives the test. Checked: appends raise StoreError; a small
 received message is journaled on the full disk all the same (its socket's
-slot file was allocated when it was wrapped); a large one makes ``recv``
-raise StoreError, stays readable for pollers, and is handed over once space
-is back; after a kill, every append that returned and the message in hand
-are in the journal.
+slot file was allocated when it was wrapped), and so is a large one, which
+the store refuses (the journal's spare file takes it: zjournal.journal.overflow),
+one after the other as each acks the one before; after a kill, the journal
+opens once there is space again (not before: StoreError), with every append
+that returned and the message in hand.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import sys
 
 import pytest
 
-# Runs in the mount namespace: mounts a 4 MiB tmpfs at argv[1], fills it, receives, prints what it saw.
+import zjournal
+
+# Runs in the mount namespace: mounts a 4 MiB tmpfs at argv[1], fills it, receives, prints what it saw, dies.
 _SCENARIO = r"""
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 import zmq, zjournal
-mnt = sys.argv[1]
-subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], check=True)
-path = os.path.join(mnt, "j")
-journal = zjournal.open(path)
+mnt, durability = sys.argv[1], sys.argv[2]
+journal = zjournal.open(os.path.join(mnt, "j"), durability=durability, fsync_interval=20)
 ctx = zmq.Context()
 pull = journal.wrap(ctx.socket(zmq.PULL), name="pull")
 pull.bind("inproc://disk-full")
@@ -52,37 +53,45 @@ for i in range(200):
     push.send(b"small %d" % i)
     small += pull.recv() == b"small %d" % i
 seen["small_received"] = small
-large = os.urandom(20000)
-push.send(large)
-try:
-    pull.recv()
-    seen["large"] = "delivered on a full disk"
-except zjournal.StoreError:
-    seen["large"] = "StoreError"
-seen["readable_meanwhile"] = bool(pull.poll(0))
-os.unlink(os.path.join(mnt, "filler"))
-subprocess.run(["mount", "-o", "remount,size=16m", mnt], check=True)
-seen["large_later"] = pull.recv() == large
-push.send(b"in hand")
-seen["in_hand"] = pull.recv().decode()
+seen["large_received"] = []
+for i in range(3):  # each acks the one before (the next policy): the spare file takes the next one
+    large = b"large %d:" % i + os.urandom(20000)
+    push.send(large)
+    try:
+        seen["large_received"].append(pull.recv() == large)
+    except zjournal.StoreError as e:
+        seen["large_received"].append(str(e))
+seen["count_pending"] = journal.count(name="pull", state="pending")
+with zjournal.open(os.path.join(mnt, "j"), read_only=True) as view:  # what `zjournal inspect` reads
+    seen["view_pending"] = [entry.body[0][:8].decode() for entry in view.entries(name="pull", state="pending")]
+time.sleep(0.2)  # (interval mode: the background fsync of the journal's files, the spare's new name too)
 print(json.dumps(seen), flush=True)
-os._exit(0)  # a crash: nothing closed
+os._exit(0)  # a crash, "large 2" in hand: nothing closed
 """
 
-# The namespace's own process: runs the scenario, then opens the journal it left (the tmpfs dies with it).
+# The namespace's own process: mounts the tmpfs, runs the scenario, opens the journal it left (the tmpfs
+# dies with this process).
 _OWNER = r"""
-import json, subprocess, sys
+import json, os, subprocess, sys
 import zjournal
 mnt = sys.argv[1]
-run = subprocess.run([sys.executable, "-c", sys.argv[2], mnt], capture_output=True, text=True, timeout=120)
-if run.returncode:
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", mnt], check=True)
+run = subprocess.run([sys.executable, "-c", sys.argv[2], mnt, sys.argv[3]], capture_output=True, text=True, timeout=120)
+if run.returncode or not run.stdout.strip():
     print(json.dumps({"failed": run.stderr[-2000:]}))
     sys.exit(0)
 seen = json.loads(run.stdout.splitlines()[-1])
+try:
+    zjournal.open(mnt + "/j").close()
+    seen["open_on_full_disk"] = "opened"
+except zjournal.StoreError:
+    seen["open_on_full_disk"] = "StoreError"
+os.unlink(os.path.join(mnt, "filler"))
+subprocess.run(["mount", "-o", "remount,size=16m", mnt], check=True)  # space again (RocksDB's reopen needs it)
 with zjournal.open(mnt + "/j") as journal:
     present = {entry.id for entry in journal.entries(name="fill")}
     seen["appends_lost"] = len([i for i in seen["appended"] if i not in present])
-    seen["pending_pull"] = [entry.body[0].decode() for entry in journal.entries(name="pull", state="pending")]
+    seen["pending_pull"] = [entry.body[0][:8].decode() for entry in journal.entries(name="pull", state="pending")]
 seen["appended"] = len(seen["appended"])
 print(json.dumps(seen))
 """
@@ -98,14 +107,15 @@ def _namespace_command() -> list[str] | None:
     return command if probe.returncode == 0 else None
 
 
-def test_a_full_disk_keeps_received_messages_and_every_append_that_returned(tmp_path):
+@pytest.mark.parametrize("durability", ["process", "interval"])
+def test_a_full_disk_keeps_received_messages_and_every_append_that_returned(tmp_path, durability):
     command = _namespace_command()
     if command is None:
         pytest.skip("no mount namespace here (unshare missing, or user namespaces disabled): no tmpfs to fill")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     run = subprocess.run(
-        [*command, sys.executable, "-c", _OWNER, str(mnt), _SCENARIO],
+        [*command, sys.executable, "-c", _OWNER, str(mnt), _SCENARIO, durability],
         capture_output=True,
         text=True,
         timeout=180,
@@ -116,10 +126,30 @@ def test_a_full_disk_keeps_received_messages_and_every_append_that_returned(tmp_
     assert seen["append_refused"] and seen["appended"] > 100  # appends filled the disk, then raised StoreError
     assert seen["appends_lost"] == 0
     assert seen["small_received"] == 200  # through the socket's slot: no store write
-    # A store write (larger than a slot): refused, the message kept in the process (in no journal until
-    # there is space: the README says so) ...
-    assert seen["large"] == "StoreError"
-    assert seen["readable_meanwhile"]  # ... where a poller sees it
-    assert seen["large_later"]  # handed over once there is space again
-    assert seen["in_hand"] == "in hand"
-    assert seen["pending_pull"] == ["in hand"]  # the message in hand when it was killed is pending
+    assert seen["large_received"] == [True, True, True]  # refused by the store, journaled in the spare file
+    assert seen["count_pending"] == 1  # the one in hand (each recv acked the one before)
+    assert seen["view_pending"] == ["large 2:"]  # a read-only view (inspect) sees it where it is
+    # Opening takes in what the slot files hold, with a store write: not before there is space again.
+    assert seen["open_on_full_disk"] == "StoreError"
+    assert seen["pending_pull"] == ["large 2:"]  # the message in hand when it was killed
+
+
+def test_a_spare_file_the_journal_did_not_make_is_made_again(tmp_path):
+    """A sparse spare (a hole written on a full disk is SIGBUS, not an error) or an oversized one is replaced."""
+    from zjournal.journal import overflow
+
+    path = tmp_path / "j"
+    with zjournal.open(str(path)):
+        pass
+    spare = path / "inflight" / overflow.SPARE_NAME
+    assert spare.stat().st_size == overflow.SPARE_BYTES  # (plenty of space here)
+    assert spare.stat().st_blocks * 512 >= overflow.SPARE_BYTES  # allocated, not sparse
+    for size in (overflow.SPARE_BYTES, 1 << 30):  # sparse at the right size; larger than any this makes
+        spare.unlink()
+        with open(spare, "wb") as f:
+            f.truncate(size)
+        assert spare.stat().st_blocks * 512 < overflow.SPARE_BYTES
+        with zjournal.open(str(path)):
+            pass
+        assert spare.stat().st_size == overflow.SPARE_BYTES
+        assert spare.stat().st_blocks * 512 >= overflow.SPARE_BYTES

@@ -53,9 +53,12 @@ from zjournal.journal import outbox
 DIRECTORY = "inflight"
 SUFFIX = ".slots"
 _MAGIC = b"ZJSLOT1\0"
-_FILE_HEADER_SIZE = 4096
+# A journal's overflow file: one inbound region, as large as the file (zjournal.journal.overflow)
+OVERFLOW_MAGIC = b"ZJSLOTO\0"
+_OVERFLOW_MAX = 64 << 20  # the most of an overflow file read (they are made ~1 MiB)
+FILE_HEADER_SIZE = 4096
 _NAME_LENGTH = struct.Struct("<I")
-MAX_NAME_BYTES = _FILE_HEADER_SIZE - len(_MAGIC) - _NAME_LENGTH.size
+MAX_NAME_BYTES = FILE_HEADER_SIZE - len(_MAGIC) - _NAME_LENGTH.size
 REGION_SIZE = 16 * 1024  # larger messages go to the store (a file per socket: 100 KiB with the key ring)
 _HEADER = struct.Struct("<IIQdBB")
 _ID_FIELD = struct.Struct("<Q")  # at offset 8 of a region: entry id 0 marks an empty slot
@@ -77,8 +80,8 @@ KEY_SLOT = 32
 # Keys a ring holds: the store takes them in one write every this many (512 made that write 7 % of a
 # confirm receiver's time, 2,048 makes it under 5 %; a ring costs 64 KiB of disk per socket).
 KEYS = 2048
-SLOT_FILE_SIZE = _FILE_HEADER_SIZE + 2 * REGION_SIZE + KEYS * KEY_SLOT
-_KEYS_START = _FILE_HEADER_SIZE + 2 * REGION_SIZE  # where the key ring begins
+SLOT_FILE_SIZE = FILE_HEADER_SIZE + 2 * REGION_SIZE + KEYS * KEY_SLOT
+_KEYS_START = FILE_HEADER_SIZE + 2 * REGION_SIZE  # where the key ring begins
 _pack_key = KEY_RECORD.pack_into
 _pack_key_body = struct.Struct("<16sQ").pack  # origin and sequence: what a key record's checksum covers
 #: the journal finds the slot holding an entry in a ring of this many cells, indexed by id
@@ -88,6 +91,11 @@ _MASK = 0xFFFFFFFF
 _pack_header = _HEADER.pack_into
 _checksum = zlib.adler32  # a third of crc32's cost on small messages; ample for torn writes
 _pack_frames = msgpack.Packer(use_bin_type=True).pack
+
+
+def pack_name(encoded: bytes) -> bytes:
+    """A stream's name in a slot file's header (after the magic): a u32 length, then the UTF-8."""
+    return _NAME_LENGTH.pack(len(encoded)) + encoded
 
 
 def fits_slot(frames: list[bytes]) -> bool:
@@ -195,14 +203,14 @@ class SlotFile:
         try:
             # Allocate the blocks now: writing a page of a sparse mapping on a
             # full disk kills the process with SIGBUS instead of failing a call.
-            _allocate(fd, size)
+            allocate(fd, size)
             self._mm = mmap.mmap(fd, size)
         except OSError as e:
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(path)
             raise StoreError(f"cannot create the in-flight slot file {path}: {e}") from e
-        self._mm[: len(_MAGIC) + _NAME_LENGTH.size + len(encoded)] = _MAGIC + _NAME_LENGTH.pack(len(encoded)) + encoded
+        self._mm[: len(_MAGIC) + _NAME_LENGTH.size + len(encoded)] = _MAGIC + pack_name(encoded)
         self.fd = fd
         self._closing = threading.Lock()  # sync() against close(): see sync
         self._synced = (0, 0)  # the entry ids the slots held at the last fsync
@@ -210,8 +218,8 @@ class SlotFile:
         self.handed: tuple[int, int, bool] | None = None  # the last hand-over record (see mark_handed)
         self._key_index = 0  # where the next dedup key goes in the ring (see note_key)
         self.keys_unstored: list[tuple[bytes, int]] = []  # keys in the ring only, oldest first
-        self.inbound = Slot(self._mm, _FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
-        self.outbound = Slot(self._mm, _FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
+        self.inbound = Slot(self._mm, FILE_HEADER_SIZE, name, rec.DIRECTION_CODES[rec.Direction.IN])
+        self.outbound = Slot(self._mm, FILE_HEADER_SIZE + REGION_SIZE, name, rec.DIRECTION_CODES[rec.Direction.OUT])
 
     def mark_handed(self, first: int, through: int, acks_earlier: bool) -> None:
         """Record that this socket handed over its read-ahead entries ``first`` to ``through`` (inclusive).
@@ -304,7 +312,7 @@ class SlotFile:
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
-def _allocate(fd: int, size: int) -> None:
+def allocate(fd: int, size: int) -> None:
     fallocate = getattr(os, "posix_fallocate", None)  # not on macOS
     try:
         if fallocate is not None:
@@ -383,7 +391,7 @@ def read_records(journal_path: str) -> Iterator[tuple[int, bytes]]:
             continue  # a socket closed meanwhile (read-only views race with the owner)
         if data.startswith(outbox.MAGIC):
             yield from outbox.records_of(data)
-        else:
+        else:  # a socket's slot file, or an overflow file
             yield from _records_of(data, path)
 
 
@@ -396,7 +404,7 @@ def read_keys(journal_path: str) -> Iterator[tuple[bytes, int]]:
             continue
         if not data.startswith(_MAGIC):
             continue
-        start = _FILE_HEADER_SIZE + 2 * REGION_SIZE
+        start = FILE_HEADER_SIZE + 2 * REGION_SIZE
         for index in range(KEYS):
             base = start + index * KEY_SLOT
             if base + KEY_RECORD.size > len(data):
@@ -427,11 +435,11 @@ class Handover(NamedTuple):
 
 def _handover_of(data: bytes) -> Handover | None:
     """The newest valid hand-over record of a slot file's bytes, if it has one (a torn copy is skipped)."""
-    if not data.startswith(_MAGIC) or len(data) < _FILE_HEADER_SIZE + 2 * _HANDOVER_COPY:
+    if not data.startswith(_MAGIC) or len(data) < FILE_HEADER_SIZE + 2 * _HANDOVER_COPY:
         return None
     newest = None
     for copy in (0, 1):
-        base = _FILE_HEADER_SIZE + copy * _HANDOVER_COPY
+        base = FILE_HEADER_SIZE + copy * _HANDOVER_COPY
         crc, n, first, _created, flag, kind = _HEADER.unpack_from(data, base)
         if kind != _HANDED or n != _HANDOVER.size or not first or flag > 1:
             continue
@@ -467,6 +475,8 @@ def _read_slot_file(path: str) -> bytes:
         with os.fdopen(fd, "rb", closefd=False) as f:
             head = f.read(len(_MAGIC))
             size = outbox.FILE_SIZE if head == outbox.MAGIC else SLOT_FILE_SIZE
+            if head == OVERFLOW_MAGIC:
+                size = _OVERFLOW_MAX
             return head + f.read(size - len(head))
     finally:
         os.close(fd)
@@ -486,8 +496,9 @@ def _records_of(data: bytes, path: str = "") -> Iterator[tuple[int, bytes]]:
     impossible ``created`` is replaced by the time of reading: the checksum
     does not cover it, so a torn write or a read racing one leaves it so.
     """
-    if not data.startswith(_MAGIC) or len(data) < _FILE_HEADER_SIZE:
-        return  # created but never written (a crash right at socket creation)
+    overflow = data.startswith(OVERFLOW_MAGIC)
+    if not (overflow or data.startswith(_MAGIC)) or len(data) < FILE_HEADER_SIZE:
+        return  # created but never written (a crash right at socket creation, or at an overflow)
     (length,) = _NAME_LENGTH.unpack_from(data, len(_MAGIC))
     start = len(_MAGIC) + _NAME_LENGTH.size
     if not 0 < length <= MAX_NAME_BYTES:
@@ -496,12 +507,14 @@ def _records_of(data: bytes, path: str = "") -> Iterator[tuple[int, bytes]]:
         name = data[start : start + length].decode()
     except UnicodeDecodeError:
         raise _damaged(path, "a socket name that is not UTF-8") from None
-    for dcode in (0, 1):
-        base = _FILE_HEADER_SIZE + dcode * REGION_SIZE
+    # A socket's file: an inbound and an outbound region; an overflow file: one inbound region, the rest of it.
+    regions = ((0, CAPACITY), (1, CAPACITY)) if not overflow else ((0, len(data) - FILE_HEADER_SIZE - HEADER_SIZE),)
+    for dcode, capacity in regions:
+        base = FILE_HEADER_SIZE + dcode * REGION_SIZE
         if len(data) < base + HEADER_SIZE:
             return
         crc, n, entry_id, created, envelope_size, kind = _HEADER.unpack_from(data, base)
-        if not entry_id or n > CAPACITY or kind not in (_SINGLE, _LIST):
+        if not entry_id or n > capacity or kind not in (_SINGLE, _LIST):
             continue
         message = data[base + HEADER_SIZE : base + HEADER_SIZE + n]
         if len(message) != n or _checksum(message, _seed(entry_id, envelope_size, kind)) != crc:

@@ -40,7 +40,7 @@ from zjournal.errors import (
     StoreError,
     UnknownEntryError,
 )
-from zjournal.journal import blobs, closecounts, inflight, outbox
+from zjournal.journal import blobs, closecounts, inflight, outbox, overflow
 from zjournal.journal import entry as rec
 from zjournal.journal.blobkeeping import BlobKeeping
 from zjournal.journal.counters import CounterKey, Counters
@@ -49,7 +49,7 @@ from zjournal.journal.entry import Entry
 from zjournal.journal.seen import SeenIndex
 from zjournal.journal.slotkeeping import META_SLOT_FILE, SlotKeeping
 from zjournal.store import forking
-from zjournal.store.base import Store
+from zjournal.store.base import Store, is_disk_full
 
 log = logging.getLogger("zjournal")
 
@@ -200,6 +200,8 @@ class Ledger(SlotKeeping, BlobKeeping):
         self.slot_ring: list[inflight.Slot | outbox.Outbox | None] = [None] * inflight.RING_SIZE  # see holding()
         self.handing: list[inflight.SlotFile] = []  # the slot files that recorded a hand-over (see handovers)
         self.slot_view: dict[int, bytes] = {}  # read-only: the owner's slot records at the last refresh
+        # Where a received message goes when the disk is full under its store write (None: no slots here)
+        self.overflow: overflow.Overflow | None = None
         self.rare.use_slots = (
             path is not None
             and not read_only
@@ -271,6 +273,10 @@ class Ledger(SlotKeeping, BlobKeeping):
         if self.rare.blobs is not None:
             self.rare.blob_writes = True
             self._sweep_blobs()
+        if self.rare.use_slots:
+            assert self.path is not None
+            self.overflow = overflow.Overflow(self.path)
+            self.overflow.make_spare()
 
     def count_later(self) -> None:
         """A view: count at the first count asked for (Journal._counts), not now; set what the count also sets.
@@ -417,6 +423,43 @@ class Ledger(SlotKeeping, BlobKeeping):
         for ck, delta in changes:
             add(ck, delta)
         self.dirty = True
+
+    def overflow_received(self, error: StoreError, name: str, frames: list[bytes], envelope_size: int) -> int:
+        """The store refused a received message (lock held): journal it in the overflow file, or raise ``error``.
+
+        Only when the disk is full and the message's id was reserved by a write
+        that succeeded (ids are never handed out twice, crash or not); see
+        zjournal.journal.overflow. Returns its entry id: held as a slot holds
+        one (acked by emptying it), pending in the counters.
+        """
+        spare = self.overflow
+        entry_id = self.next_id
+        if spare is None or entry_id >= self.rare.reserved_on_disk or not is_disk_full(error):
+            raise error
+        if not spare.take(name, entry_id, frames, time.time(), envelope_size):
+            raise error
+        self.next_id = entry_id + 1
+        slot = spare.slot
+        assert slot is not None
+        self.slot_ring[entry_id & inflight.RING_MASK] = slot
+        self.counts.add(slot.counter_key, 1)
+        if spare not in self.slot_files:
+            self.slot_files.append(spare)  # found, synced and spilled as a socket's slot file is
+        now = time.monotonic()
+        if now >= spare.quiet_until:  # (once a minute: a stream of large messages would say it for each)
+            spare.quiet_until = now + 60
+            log.error(
+                "journal %s: the disk is full: a received message (entry %d, %s) is journaled in the spare file "
+                "kept for this, %s; free space: while it holds a message, another one the store refuses stays "
+                "in the process only",
+                self.path,
+                entry_id,
+                name,
+                spare.path,
+            )
+        if self.observers:
+            self.emit("on_append", name, slot.dcode, 1)
+        return entry_id
 
     def reserve_ids(self) -> None:
         """Write the next block of ids before any of it is handed out (raises StoreError)."""
@@ -626,7 +669,11 @@ class Ledger(SlotKeeping, BlobKeeping):
             return False
         slot = self.holding(entry_id) if slots is None else slots.holding(entry_id)
         if slot is None:
-            return False
+            spare = self.overflow
+            if spare is None or spare.entry_id != entry_id:  # (a received message a full disk sent there)
+                return False
+            slot = spare.slot
+            assert slot is not None
         slot.clear()
         self.counts.add(slot.counter_key, -1)
         if self.observers:

@@ -48,7 +48,9 @@ class Maintainer:
         while not self._stop.wait(period):
             try:
                 if interval:
-                    if ledger.dirty:
+                    # (after a failed write, a full disk say, the store is opened again by the next write: until
+                    # then there is nothing to sync, and an fsync of a database in that state only fails)
+                    if ledger.dirty and not ledger.store_failed:
                         ledger.dirty = False
                         unsynced = len(ledger.rare.blobs_unsynced)  # (deleted by writes this fsync covers)
                         ledger.store.sync()

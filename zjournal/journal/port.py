@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 _now = time.time
 _RING_MASK = inflight.RING_MASK  # a module global: one load on the hot path
 _KEYS = inflight.KEYS
+_IN = rec.DIRECTION_CODES[rec.Direction.IN]
 _NO_BLOBS: list[str] = []  # (never changed: the blob files of a message with none)
 #: what one fetch of entries to redeliver reads back at most (past its first entry)
 REDELIVERY_BYTES = 64 << 20
@@ -173,11 +174,17 @@ class SocketPort(ConfirmPort):
                     ledger.check_open()
                 if settle and ledger.settle_held(settle):
                     settle = 0
-                batch = ledger.batch()
-                changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
-                settled = self._settle_into(batch, settle, changes) if settle else False
-                entry_id = ledger.put_new_entry(batch, value, blob_names)
-                ledger.commit(batch, changes)
+                try:
+                    batch = ledger.batch()
+                    changes: list[tuple[CounterKey, int]] = [((name, dcode, rec.PENDING), 1)]
+                    settled = self._settle_into(batch, settle, changes) if settle else False
+                    entry_id = ledger.put_new_entry(batch, value, blob_names)
+                    ledger.commit(batch, changes)
+                except StoreError as e:
+                    if dcode != _IN or settle or blob_names:
+                        raise
+                    # A received message on a full disk: the journal's spare file takes it (or this raises e)
+                    return ledger.overflow_received(e, name, frames, envelope_size)
                 if blob_names:
                     ledger.blobs_committed(entry_id, blob_names)
                 if settled:

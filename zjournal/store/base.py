@@ -27,9 +27,21 @@ Contract:
 from __future__ import annotations
 
 import abc
+import errno
 from collections.abc import Iterator
 
 TABLES = ("entries", "meta")
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether a store's error (or what caused it) says the disk is full."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error):  # (RocksDB's words, in rocksdict's bare Exception)
+            return True
+        error = error.__cause__
+    return False
 
 
 class Batch(abc.ABC):

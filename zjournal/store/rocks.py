@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import stat
+import threading
 from collections.abc import Container, Iterator
 
 import rocksdict
@@ -280,6 +281,9 @@ class RocksStore(Store):
         self.recovered: list[str] = []
         self._forked_from: int | None = None
         self._watched: Container[bytes] | None = None
+        # A background fsync (interval mode, without the journal's lock) against opening the database
+        # again after a failed write: rocksdict refuses a close while another thread is inside the database.
+        self._reopening = threading.Lock()
         forking.check_can_open(path)
         if check_journal_path(path):
             warn_if_shared(path)
@@ -347,12 +351,13 @@ class RocksStore(Store):
         """
         if self._closed:
             self._check_usable()
-        # Cleared in place: batches still hold these dicts, and a handle keeps RocksDB (and its LOCK) alive.
-        self._tables.clear()
-        self._handles.clear()
-        with contextlib.suppress(Exception):  # a failed database reports its failure again when closed
-            self._db.close()
-        self._open()
+        with self._reopening:
+            # Cleared in place: batches still hold these dicts, and a handle keeps RocksDB (and its LOCK) alive.
+            self._tables.clear()
+            self._handles.clear()
+            with contextlib.suppress(Exception):  # a failed database reports its failure again when closed
+                self._db.close()
+            self._open()
 
     def busy_in_background(self) -> bool:
         """A flush or a compaction is running or due (a fork waits for none: see zjournal.store.forking)."""
@@ -426,11 +431,14 @@ class RocksStore(Store):
         if not self.survives_process_crash:
             self.flush()
             return
-        reached = self._db.latest_sequence_number()  # (taken first: what the fsync below covers)
-        try:
-            self._db.flush_wal(True)  # releases the GIL while it fsyncs
-        except Exception as e:
-            raise StoreError(f"journal {self.path}: fsync failed: {e}") from e
+        with self._reopening:
+            if not self._tables:
+                return  # opening it again after a failed write failed: the next write tries again, nothing to sync
+            reached = self._db.latest_sequence_number()  # (taken first: what the fsync below covers)
+            try:
+                self._db.flush_wal(True)  # releases the GIL while it fsyncs
+            except Exception as e:
+                raise StoreError(f"journal {self.path}: fsync failed: {e}") from e
         if self._mark is not None:
             self._mark.synced(reached)
 
