@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from zjournal import exiting
-from zjournal.errors import JournalClosedError
+from zjournal.errors import JournalClosedError, StoreError
 from zjournal.journal.durability import Durability
 from zjournal.journal.ledger import Ledger, log
 
@@ -53,9 +53,15 @@ class Maintainer:
                     if ledger.dirty and not ledger.store_failed:
                         ledger.dirty = False
                         unsynced = len(ledger.rare.blobs_unsynced)  # (deleted by writes this fsync covers)
-                        ledger.store.sync()
-                        if unsynced:
-                            ledger.release_synced_blobs(unsynced)
+                        try:
+                            ledger.store.sync()
+                        except StoreError:
+                            if not ledger.store_failed:
+                                raise
+                            ledger.dirty = True  # a write failed meanwhile: synced once the store is open again
+                        else:
+                            if unsynced:
+                                ledger.release_synced_blobs(unsynced)
                     for slots in list(ledger.slot_files):
                         slots.sync_if_changed()
                 if ledger.retention > 0 and time.monotonic() >= next_sweep:

@@ -432,8 +432,8 @@ class RocksStore(Store):
             self.flush()
             return
         with self._reopening:
-            if not self._tables:
-                return  # opening it again after a failed write failed: the next write tries again, nothing to sync
+            if not self._tables:  # opening it again after a failed write failed (a full disk): the next write tries
+                raise StoreError(f"journal {self.path}: cannot fsync: its database could not be opened again")
             reached = self._db.latest_sequence_number()  # (taken first: what the fsync below covers)
             try:
                 self._db.flush_wal(True)  # releases the GIL while it fsyncs
