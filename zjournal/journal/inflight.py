@@ -289,7 +289,7 @@ class SlotFile:
         with self._closing:
             if self.fd >= 0:
                 held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next
-                _fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+                fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
                 self._synced = held
 
     def sync_if_changed(self) -> None:
@@ -309,7 +309,7 @@ class SlotFile:
             os.unlink(self.path)
 
 
-_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 def allocate(fd: int, size: int) -> None:

@@ -177,7 +177,7 @@ class Overflow:
         with self._closing:
             if self._fd >= 0:
                 held = self.entry_id
-                os.fdatasync(self._fd)
+                inflight.fdatasync(self._fd)
                 if self._renamed:  # (interval mode: after a power cut the file must be found by its new name)
                     inflight.sync_directory(self.journal_path)
                     self._renamed = False
