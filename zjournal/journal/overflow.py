@@ -133,14 +133,16 @@ class Overflow:
         path = os.path.join(self.directory, f"overflow-{entry_id}{inflight.SUFFIX}")
         try:
             os.rename(self.spare_path, path)  # (no new block: the name changes, the blocks stay)
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return False
+        fd = -1
         try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
             mm = mmap.mmap(fd, self.spare_size)
         except (OSError, ValueError):
-            os.close(fd)
-            with contextlib.suppress(OSError):
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):  # (the spare it was, for the next one)
                 os.rename(path, self.spare_path)
             return False
         header = inflight.OVERFLOW_MAGIC + inflight.pack_name(encoded)
