@@ -27,7 +27,9 @@ list of frames (kind 1). Entry id 0 is an empty slot (a message may be empty). T
 before the header, and the checksum (Adler-32 of the message, seeded with the
 id, envelope size and kind) rejects a slot torn by a crash or power loss, so a slot is the
 old message, the new one, or empty. (A torn ``created`` alone only makes the
-recovered timestamp a little off.)
+recovered timestamp a little off.) A journal's overflow file
+(zjournal.journal.overflow) is read here too: the same file header with its
+own magic, then one inbound region filling the rest of the file.
 """
 
 from __future__ import annotations
