@@ -436,11 +436,10 @@ class Ledger(SlotKeeping, BlobKeeping):
         entry_id = self.next_id
         if spare is None or entry_id >= self.rare.reserved_on_disk or not is_disk_full(error):
             raise error
-        if not spare.take(name, entry_id, frames, time.time(), envelope_size):
+        slot = spare.take(name, entry_id, frames, time.time(), envelope_size)
+        if slot is None:
             raise error
         self.next_id = entry_id + 1
-        slot = spare.slot
-        assert slot is not None
         self.slot_ring[entry_id & inflight.RING_MASK] = slot
         self.counts.add(slot.counter_key, 1)
         if spare not in self.slot_files:
@@ -669,11 +668,10 @@ class Ledger(SlotKeeping, BlobKeeping):
             return False
         slot = self.holding(entry_id) if slots is None else slots.holding(entry_id)
         if slot is None:
-            spare = self.overflow
-            if spare is None or spare.entry_id != entry_id:  # (a received message a full disk sent there)
+            spare = self.overflow  # (a received message a full disk sent there)
+            slot = None if spare is None else spare.holding(entry_id)
+            if slot is None:
                 return False
-            slot = spare.slot
-            assert slot is not None
         slot.clear()
         self.counts.add(slot.counter_key, -1)
         if self.observers:

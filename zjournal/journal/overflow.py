@@ -120,21 +120,23 @@ class Overflow:
         size = len(frames[0]) if len(frames) == 1 else sum(len(f) for f in frames) + 5 * (len(frames) + 1)
         return size <= self.spare_size - inflight.FILE_HEADER_SIZE - inflight.HEADER_SIZE
 
-    def take(self, name: str, entry_id: int, frames: list[bytes], created: float, envelope_size: int) -> bool:
-        """Hold a received message as entry ``entry_id`` in the spare; False when it cannot.
+    def take(
+        self, name: str, entry_id: int, frames: list[bytes], created: float, envelope_size: int
+    ) -> OverflowSlot | None:
+        """Hold a received message as entry ``entry_id`` in the spare: its slot, or None when it cannot.
 
         (No spare, a message held already, or one too large for it.)
         """
         encoded = name.encode()
         if self.slot is not None or not self.spare_size or len(encoded) > inflight.MAX_NAME_BYTES:
-            return False
+            return None
         if not self.fits(frames):
-            return False
+            return None
         path = os.path.join(self.directory, f"overflow-{entry_id}{inflight.SUFFIX}")
         try:
             os.rename(self.spare_path, path)  # (no new block: the name changes, the blocks stay)
         except OSError:
-            return False
+            return None
         fd = -1
         try:
             fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -144,14 +146,14 @@ class Overflow:
                 os.close(fd)
             with contextlib.suppress(OSError):  # (the spare it was, for the next one)
                 os.rename(path, self.spare_path)
-            return False
+            return None
         header = inflight.OVERFLOW_MAGIC + inflight.pack_name(encoded)
         mm[: len(header)] = header
         slot = OverflowSlot(mm, name, self)
         slot.write(entry_id, frames, created, envelope_size)
         self._mm, self._fd, self.path, self.slot = mm, fd, path, slot
         self._renamed = True
-        return True
+        return slot
 
     def held(self) -> list[inflight.Slot]:
         return [self.slot] if self.entry_id else []
@@ -167,6 +169,7 @@ class Overflow:
                 os.rename(self.path, self.spare_path)
             self.slot = None
             self.path = ""
+            self._synced = 0  # (nothing held: nothing for the maintainer to sync)
 
     def _unmap(self) -> None:
         if self._fd >= 0:
