@@ -1,8 +1,8 @@
 """The journal layer: entries, their states and where they live, over a store.
 
 - ``core``: :class:`Journal`, the public face, and :func:`open`;
-- ``ledger``: the journal's state and the primitives every change goes through (``slotkeeping``: its
-  slot files at rest, ``blobkeeping``: its blob files);
+- ``ledger``: the journal's state and the primitives every change goes through (``opening``: its
+  opening and metadata, ``slotkeeping``: its slot files at rest, ``blobkeeping``: its blob files);
 - ``port``: the socket port, the one interface of the layer above (sockets, the device;
   ``confirm_port``: its paths of end-to-end confirms);
 - ``entry``: entry records and their encoding; ``inflight``: the sockets' in-flight slot files;

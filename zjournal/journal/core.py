@@ -23,17 +23,9 @@ from zjournal.journal import entry as rec
 from zjournal.journal.counters import Counters
 from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Direction, Entry, State
-from zjournal.journal.ledger import (
-    MAX_ID,
-    META_CREATED,
-    META_DURABILITY,
-    META_SCHEMA,
-    META_SEQ,
-    Ledger,
-    is_an_id,
-    log,
-)
+from zjournal.journal.ledger import MAX_ID, Ledger, is_an_id, log
 from zjournal.journal.maintenance import Maintainer
+from zjournal.journal.opening import META_CREATED, META_DURABILITY, META_SCHEMA, META_SEQ
 from zjournal.journal.port import SocketPort
 from zjournal.store import forking
 from zjournal.store.base import Store
