@@ -41,6 +41,38 @@ def test_batch_applies_puts_and_deletes_across_tables(store: Store) -> None:
     assert store.get("meta", b"m") == b"x"
 
 
+def test_a_batch_of_one_operation_counts_one_and_applies_it(store: Store) -> None:
+    put(store, "entries", b"a", b"1")
+    b = store.batch()
+    assert len(b) == 0
+    b.delete("entries", b"a")
+    assert len(b) == 1
+    store.write(b)
+    assert store.get("entries", b"a") is None
+    b = store.batch()
+    b.put("meta", b"m", b"x")
+    store.write(b, sync=True)
+    assert store.get("meta", b"m") == b"x"
+    store.write(store.batch())  # an empty batch changes nothing
+    assert store.get("meta", b"m") == b"x"
+
+
+@pytest.mark.parametrize("first", ["put", "delete"])
+def test_operations_of_a_batch_apply_in_order(store: Store, first: str) -> None:
+    """The last operation on a key wins, whichever came first (the first one may wait apart: RocksBatch)."""
+    put(store, "entries", b"k", b"old")
+    b = store.batch()
+    if first == "put":
+        b.put("entries", b"k", b"first")
+        b.delete("entries", b"k")
+    else:
+        b.delete("entries", b"k")
+        b.put("entries", b"k", b"second")
+    assert len(b) == 2
+    store.write(b)
+    assert store.get("entries", b"k") == (None if first == "put" else b"second")
+
+
 def test_tables_are_separate(store: Store) -> None:
     put(store, "entries", b"k", b"entries")
     put(store, "meta", b"k", b"meta")

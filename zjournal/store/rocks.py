@@ -231,25 +231,57 @@ def _drain(it: rocksdict.RdictIter, path: str) -> Iterator[tuple[bytes, bytes]]:
 
 
 class RocksBatch(Batch):
-    __slots__ = ("_batch", "_handles")
+    """Operations for one atomic write.
+
+    Most batches hold one operation (an append, an ack, a dead letter): that
+    one waits here as a tuple and :meth:`RocksStore.write` applies it to its
+    column family directly, which costs about 2 µs less than a ``WriteBatch``
+    of one (made, filled, written). A second operation makes the
+    ``WriteBatch``, the first one in it.
+    """
+
+    __slots__ = ("_batch", "_handles", "one")
 
     def __init__(self, handles: dict[str, rocksdict.ColumnFamily]) -> None:
-        self._batch = rocksdict.WriteBatch(raw_mode=True)
+        self._batch: rocksdict.WriteBatch | None = None
         self._handles = handles
+        self.one: tuple[str, bytes, bytes | None] | None = None  # (table, key, value; None: a delete)
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        if self._batch is None and self.one is None and table in self._handles:
+            self.one = (table, key, value)
+            return
         try:
-            self._batch.put(key, value, self._handles[table])
+            self.write_batch().put(key, value, self._handles[table])
         except KeyError:
             raise InvalidArgumentError(f"unknown table {table!r}") from None
 
     def delete(self, table: str, key: bytes) -> None:
+        if self._batch is None and self.one is None and table in self._handles:
+            self.one = (table, key, None)
+            return
         try:
-            self._batch.delete(key, self._handles[table])
+            self.write_batch().delete(key, self._handles[table])
         except KeyError:
             raise InvalidArgumentError(f"unknown table {table!r}") from None
 
+    def write_batch(self) -> rocksdict.WriteBatch:
+        """The operations as a ``WriteBatch`` (made at the second operation, or for a write of several)."""
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = rocksdict.WriteBatch(raw_mode=True)
+            one, self.one = self.one, None
+            if one is not None:
+                table, key, value = one
+                if value is None:
+                    batch.delete(key, self._handles[table])
+                else:
+                    batch.put(key, value, self._handles[table])
+        return batch
+
     def __len__(self) -> int:
+        if self._batch is None:
+            return 0 if self.one is None else 1
         return len(self._batch)
 
 
@@ -401,8 +433,17 @@ class RocksStore(Store):
         if self._closed:
             self._check_usable()
         assert isinstance(batch, RocksBatch)
+        options = self._sync_opts if sync else self._write_opts
+        one = batch.one
         try:
-            self._db.write(batch._batch, self._sync_opts if sync else self._write_opts)
+            if one is None:
+                self._db.write(batch.write_batch(), options)
+            else:  # one operation: straight to its column family (see RocksBatch)
+                table, key, value = one
+                if value is None:
+                    self._tables[table].delete(key, options)
+                else:
+                    self._tables[table].put(key, value, options)
         except Exception as e:
             raise StoreError(f"journal {self.path}: write failed: {e}") from e
         mark = self._mark
