@@ -12,6 +12,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -439,3 +440,40 @@ def test_ids_in_tags_are_not_enough_to_ack(open_journal, ctx, sockets) -> None:
     assert client.recv() == b"genuine"
     queue.stop(0.2)
     assert queue.stats.causes[report.REPLY_UNKNOWN_TAG] == 1
+
+
+def test_a_device_that_dies_lets_its_context_terminate(journal, endpoint, confirm_intake) -> None:
+    """The application's classifier raises: the device stops with that error, its confirm sockets closed.
+
+    Those sockets are made in the frontend's context but outside its list
+    (zjournal's threads use them, so ctx.destroy() must not close them): the
+    device closes them on every way out, or ctx.term() would wait for ever.
+    """
+
+    def classify(frames: list[bytes]) -> bool:
+        if frames[0] == b"boom":
+            raise RuntimeError("the application's classifier failed")
+        return True
+
+    ctx = zmq.Context()
+    front, back = endpoint(), endpoint()
+    fe, be = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    fe.bind(front)
+    be.bind(back)
+    queue = zjournal.Queue(fe, be, journal, classify=classify)
+    queue.start()
+    sink, sink_address = confirm_intake(b"\x06" * 16)
+    client = ctx.socket(zmq.DEALER)  # plays a confirm=True client: the device opens a confirm socket to it
+    client.connect(front)
+    client.send_multipart([confirm_wire.encode_header(b"\x06" * 16, 1, 1, sink_address), b"", b"kept"])
+    assert sink.poll(5000), "the device never confirmed"
+    client.send_multipart([b"", b"boom"])  # (a plain request: classified, and the classifier raises)
+    with pytest.raises(RuntimeError, match="classifier failed"):
+        queue.stop(0.5)
+    assert journal.count(name="queue", state="pending") == 1  # the confirmed request stays journaled
+    done = []
+    threading.Thread(target=lambda: (ctx.destroy(linger=0), done.append(True)), daemon=True).start()
+    deadline = time.monotonic() + 5
+    while not done:
+        assert time.monotonic() < deadline, "ctx.destroy() waits for a socket of the dead device"
+        time.sleep(0.01)

@@ -198,6 +198,14 @@ class Queue(Intake):
 
     def run(self) -> StopReport:
         """Move messages until a stop is requested and the drain is over; return the report."""
+        try:
+            return self._move()
+        finally:  # (on every way out: its confirm sockets are not the context's to close, so nothing else would)
+            if self._confirms is not None:
+                self._confirms.close()  # (what it could not send, the clients resend: recognised then)
+                self._confirms = None
+
+    def _move(self) -> StopReport:
         self._replay_until = self._port.first_unissued()  # pending entries older than this run
         frontend, backend = self.frontend, self.backend
         poller = zmq.Poller()
@@ -237,9 +245,6 @@ class Queue(Intake):
             if self._to_backend:
                 self._forward()
         self._retry_refused_writes()  # a last try: acks the store refused, requests it never took
-        if self._confirms is not None:
-            self._confirms.close()  # (what it could not send, the clients resend: recognised then)
-            self._confirms = None
         # What is still pending belongs to no one in this process now: a later
         # Queue (or socket) on this journal may deliver it again.
         for entry_id in [*self._outstanding, *(item[0] for item in self._to_backend if not item[0] & EPHEMERAL)]:

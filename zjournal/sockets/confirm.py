@@ -139,6 +139,12 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
         # Weakly: the thread must not keep alive a socket the application dropped (pyzmq closes
         # those when they are collected, and so does zjournal, stopping this thread).
         self._sock = weakref.ref(sock)
+        # Resends go through a shadow of its handle, never through the socket itself: a resend that
+        # held the socket when the application dropped it would let go of its last reference in the
+        # thread, which would then close the socket while the application, in ctx.destroy(), still
+        # found it alive through the context's weak references (two threads closing one socket).
+        # close() marks the shadow closed before the handle goes: a resend then fails, never touches it.
+        self._shadow = zmq.Socket.shadow(sock.underlying)
         self._port = port
         self._name = name
         self._timeout = timeout
@@ -441,6 +447,7 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
 
     def close(self) -> None:
         """Stop the thread; what is unconfirmed stays pending (the next wrap of this name resends it)."""
+        self._shadow._closed = True  # (pyzmq checks it before each call: a resend now raises ENOTSOCK)
         self.stop_thread(None)
         if self._confirmed:
             with contextlib.suppress(ZJournalError):  # (the journal closed first: they stay pending)

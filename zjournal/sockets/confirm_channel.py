@@ -89,9 +89,15 @@ def open_intake(origin: bytes, bind_to: str) -> zmq.Socket:
 
 
 def open_return(ctx: zmq.Context, origin: bytes, endpoint: str) -> zmq.Socket:
-    """A PUSH in ``ctx`` connected to the intake of ``origin``'s stream at ``endpoint``; it delivers to nothing else."""
+    """A PUSH in ``ctx`` connected to the intake of ``origin``'s stream at ``endpoint``; it delivers to nothing else.
+
+    Made outside ``ctx``'s list of sockets: a thread of zjournal's sends on
+    it, so ``ctx.destroy()`` in the application's thread must not close it
+    under that thread. Its owner closes it (before the context's ``term``
+    can end, as with the application's own sockets).
+    """
     public, secret = _return_keys()
-    out = zmq.Context.socket(ctx, zmq.PUSH, socket_class=zmq.Socket)
+    out = zmq.Socket(ctx, zmq.PUSH)
     out.linger = 0
     out.curve_serverkey = _server_keys(stream_of(origin))[0]
     out.curve_publickey = public

@@ -41,7 +41,7 @@ class Resending:
 
     hold: Any
     resent: bool
-    _sock: Any
+    _shadow: zmq.Socket
     _port: Any
     _name: str
     _router: bool
@@ -170,8 +170,8 @@ class Resending:
                         del self._expired[next(iter(self._expired))]
             self._forget(entry_id)
             return
-        sock = self._sock()
-        if sock is None or sock.closed:
+        sock = self._shadow  # (not the socket: see ConfirmSender.__init__)
+        if sock._closed:
             raise zmq.ContextTerminated()  # the socket is gone: its entries stay pending, for the next wrap
         frames, floor, origin = entry.frames, self.floor(entry_id), self._origin_of(entry_id)
         if len(frames) == 1 and len(frames[0]) <= _MERGE_LIMIT and not self._router:
