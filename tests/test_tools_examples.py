@@ -73,11 +73,13 @@ def test_the_benchmark_runs_every_scenario_side_by_side_and_writes_json(tmp_path
     import json
 
     out = tmp_path / "bench.json"
-    scenarios = "hotpath,pushpull,fanin,latency,device,memory"
+    scenarios = "hotpath,api,pushpull,fanin,latency,device,memory"
     text = run("bench", "--quick", "--repeat", "1", "--only", scenarios, "--json", str(out))
     report = json.loads(out.read_text())
     assert set(report["scenarios"]) == set(scenarios.split(","))
     assert [r["senders"] for r in report["scenarios"]["fanin"]["rows"]] == [1, 4]
+    assert [r["call"] for r in report["scenarios"]["api"]["rows"]] == ["append", "get", "ack", "dead"]
+    assert all(r["journal_us"] > 0 and r["rocksdb_us"] > 0 for r in report["scenarios"]["api"]["rows"])
     variants = {r["variant"] for r in report["scenarios"]["pushpull"]["rows"]}
     assert variants == {"raw", "process", "interval", "always", "process+confirm"}
     assert all(r["median"] > 0 for r in report["scenarios"]["pushpull"]["rows"])

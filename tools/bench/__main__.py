@@ -7,6 +7,8 @@ Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstrin
 * ``hotpath``: what one send / recv call costs, raw, journaled and with
   ``confirm=True``, in one process (the figure to measure before and after a
   change to the per-message code);
+* ``api``: the journal's own calls (``append``, ``get``, ``ack``, ``dead``)
+  against RocksDB's own put, get and delete;
 * ``pushpull``: PUSH->PULL throughput, 100-byte and 4 KiB messages, raw pyzmq
   and both ends journaled in ``process``, ``interval`` (10 ms) and ``always`` mode,
   and ``process+confirm`` (the sender with ``confirm=True``: end-to-end confirms);
@@ -44,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scenario modules, for spawned processes too
 
+import api
 import device
 import fanin
 import hotpath
@@ -54,7 +57,7 @@ import pushpull
 import scaling
 from common import table
 
-SCENARIOS = ("hotpath", "pushpull", "fanin", "latency", "device", "peers", "memory", "scaling")
+SCENARIOS = ("hotpath", "api", "pushpull", "fanin", "latency", "device", "peers", "memory", "scaling")
 
 
 def machine() -> dict[str, Any]:
@@ -86,6 +89,8 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
     if name == "hotpath":
         return hotpath.run(count=10_000 if quick else 100_000, repeat=args.repeat)
+    if name == "api":
+        return api.run(count=5_000 if quick else 50_000, repeat=args.repeat)
     if name == "pushpull":
         return pushpull.run(
             sizes=(100,) if quick else (100, 4096),
@@ -181,6 +186,7 @@ def main() -> None:
     print(f"{m['cpus']} x {m['cpu']}, Python {m['python']}, {m['system']}, libzmq {m['versions']['libzmq']}")
     modules = {
         "hotpath": hotpath,
+        "api": api,
         "pushpull": pushpull,
         "fanin": fanin,
         "latency": latency,
