@@ -4,7 +4,7 @@ libzmq lets only one thread at a time use a socket. A ``confirm=True``
 PUSH resends from a thread of its own (an idle producer must not strand its
 last messages), under ``ConfirmSender.lock``; the application's sends hold
 that lock too. So must its other calls that reach libzmq: options,
-``EVENTS``, polls, endpoints. Each test holds the lock in the test's thread,
+``EVENTS``, polls, endpoints, monitors. Each test holds the lock in the test's thread,
 as a resend in progress does, and checks that the call waits for it.
 """
 
@@ -36,6 +36,8 @@ CALLS = {  # (the socket, a fresh endpoint, the endpoint it is connected to, the
     "disconnect": lambda sock, _fresh, connected, _bound: sock.disconnect(connected),
     "unbind": lambda sock, _fresh, _connected, bound: sock.unbind(bound),
     "send NOBLOCK": lambda sock, *_: sock.send(b"x", zmq.NOBLOCK),
+    "get_monitor_socket": lambda sock, *_: sock.get_monitor_socket().close(0),
+    "monitor": lambda sock, *_: sock.monitor("inproc://zj-monitor", zmq.EVENT_CONNECTED),
 }
 
 

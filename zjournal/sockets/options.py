@@ -6,8 +6,8 @@ messages held in Python (zjournal.sockets.held); ``MAXMSGSIZE`` is held to
 the application's frames (zjournal.sockets.frame_limit); asking for ``FD``
 arms an event loop's resends (zjournal.sockets.loop_resends); a REQ waiting
 for a reply answers from its requests (zjournal.sockets.requests); and on a
-confirm PUSH every call that reaches libzmq holds the lock its resend thread
-sends under (zjournal.sockets.confirm).
+confirm PUSH every call that reaches libzmq (monitors included) holds the lock
+its resend thread sends under (zjournal.sockets.confirm).
 """
 
 from __future__ import annotations
@@ -54,6 +54,11 @@ class Options:
     def unbind(self, addr: str) -> None:
         with self._resend_hold() or contextlib.nullcontext():
             super().unbind(addr)
+
+    def monitor(self, addr: str | bytes | None, events: int = zmq.EVENT_ALL) -> None:
+        # (pyzmq's get_monitor_socket and disable_monitor come here too)
+        with self._resend_hold() or contextlib.nullcontext():
+            super().monitor(addr, events)
 
     def get(self, option: int) -> Any:
         hold = self._resend_hold()
