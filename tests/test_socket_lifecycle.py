@@ -452,3 +452,63 @@ def test_a_program_that_exits_without_closing_its_confirm_sockets_exits(tmp_path
 
 def _spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# Journaled sockets dropped inside reference cycles, collected while the same thread is inside the journal's calls.
+COLLECTED_INSIDE_THE_JOURNAL = r"""
+import gc, sys, time, zmq, zjournal
+from zjournal.journal import inflight
+where = sys.argv[1]
+journal = zjournal.open(where, plugins=False)
+ctx = zmq.Context()
+plain_in = ctx.socket(zmq.PULL)
+plain_in.bind("inproc://plain-in")
+plain_out = ctx.socket(zmq.PUSH)
+
+class Holder:  # an application object that refers to itself, as objects with back-references do
+    pass
+
+gc.set_threshold(1)  # a collection at (almost) every allocation: also inside the journal's calls
+for i in range(20):
+    for kind in ("pull", "push", "confirm"):
+        h = Holder()
+        h.me = h
+        if kind == "pull":
+            h.sock = journal.wrap(ctx.socket(zmq.PULL), name=f"in-{i}")
+            h.sock.bind(f"inproc://in-{i}")
+            plain_out.connect(f"inproc://in-{i}")
+            plain_out.send(b"job")
+            assert h.sock.recv() == b"job"
+            plain_out.disconnect(f"inproc://in-{i}")
+        else:
+            h.sock = journal.wrap(ctx.socket(zmq.PUSH), name=f"{kind}-{i}", confirm=kind == "confirm")
+            h.sock.linger = 0
+            h.sock.connect("inproc://plain-in" if kind == "push" else f"inproc://nobody-{i}")
+            h.sock.send(b"out")
+        del h
+        for _ in range(20):
+            journal.ack(journal.append("work", [b"x"], direction="in"))
+gc.set_threshold(700)
+gc.collect()
+deadline = time.monotonic() + 10
+while inflight.slot_files(where) and time.monotonic() < deadline:  # (closed by zjournal's closer thread)
+    time.sleep(0.01)
+print("slot files", len(inflight.slot_files(where)), "pending", journal.count(state="pending"),
+      "confirm pending", sum(journal.count(name=f"confirm-{i}", state="pending") for i in range(20)), flush=True)
+journal.close()
+"""
+
+
+def test_a_socket_collected_inside_a_journal_call_is_closed_not_deadlocked(tmp_path, exited) -> None:
+    """A dropped journaled socket in a reference cycle, collected while its thread holds the journal's lock.
+
+    Its close takes that lock: until 2026-12-07 the thread then waited for
+    itself for ever (in ``append``, ``ack``, a ``recv``: wherever Python
+    allocates under the lock). Now zjournal's closer thread closes it.
+    """
+    proc = _spawn("-c", COLLECTED_INSIDE_THE_JOURNAL, str(tmp_path / "j"))
+    out, err = exited(proc, "a socket collected inside a journal call deadlocked its thread")
+    assert proc.returncode == 0, err[-2000:]
+    # Every socket closed (its slot file gone); what each settles at a clean close settled; the confirm
+    # PUSHes' messages, which nobody received, pending (sent again by the next socket of their name).
+    assert "slot files 0 pending 20 confirm pending 20" in out, out + err[-2000:]

@@ -624,6 +624,17 @@ class SocketPort(ConfirmPort):
 
     # -- sockets and their slot files --------------------------------------
 
+    def lock_is_free_within(self, seconds: float) -> bool:
+        """Whether this thread could take the journal's lock within ``seconds`` (False: it may hold it itself).
+
+        Asked for a socket the garbage collector closes (zjournal.sockets.deferred_close); nothing is taken.
+        """
+        lock = self.ledger.lock
+        if lock.acquire(timeout=seconds):
+            lock.release()
+            return True
+        return False
+
     def attached(self, name: str) -> AttachedSocket | None:
         """The live socket journaling as ``name``, if any."""
         return self.ledger.sockets.get(name)

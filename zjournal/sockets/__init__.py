@@ -4,7 +4,8 @@
   its receives; its mixins: ``sending`` its sends, ``inbound`` the general path of a received message
   into the journal, ``acking`` ``ack``/``nack``/``receiving``, ``options`` options, endpoints and
   polls, ``held`` messages held in Python, ``frame_limit`` ``MAXMSGSIZE`` held to the application's
-  frames, ``closing`` how it ends, ``replying`` its request/reply part; ``state`` what it changes per
+  frames, ``closing`` how it ends (``deferred_close``: a collected one that cannot close where the
+  collection found it), ``replying`` its request/reply part; ``state`` what it changes per
   message; ``libzmq`` pyzmq's calls below the wrapper;
 - ``aio``: the asyncio (and tornado) variant; ``green``: the zmq.green one; ``pollhook``: pollers see
   what sockets hold in Python; ``loop_resends``: an event loop's timer resends for a socket waited on there;

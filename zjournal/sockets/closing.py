@@ -18,6 +18,7 @@ import zmq
 
 from zjournal.errors import StoreError
 from zjournal.journal.entry import DIRECTION_CODES, Direction
+from zjournal.sockets import deferred_close
 from zjournal.sockets.confirm_inbound import ConfirmInbound
 from zjournal.sockets.policy import AckPolicy
 
@@ -201,6 +202,9 @@ class Closing:
     def __del__(self) -> None:
         # pyzmq closes a socket that is garbage collected; so does this, settling first.
         if not self._closed and self._journal is not None and self._s is not None:
+            if deferred_close.must_defer(self._port.lock_is_free_within):
+                deferred_close.later(self)  # (this thread may hold a lock the close takes: closed from there)
+                return
             with contextlib.suppress(Exception):
                 self._close(None, clean=True)  # (a collection runs at any moment: what it interrupts is not ours)
 
