@@ -442,7 +442,7 @@ def test_ids_in_tags_are_not_enough_to_ack(open_journal, ctx, sockets) -> None:
     assert queue.stats.causes[report.REPLY_UNKNOWN_TAG] == 1
 
 
-def test_a_device_that_dies_lets_its_context_terminate(journal, endpoint, confirm_intake) -> None:
+def test_a_device_that_dies_lets_its_context_terminate(journal, ctx, sockets, confirm_intake) -> None:
     """The application's classifier raises: the device stops with that error, its confirm sockets closed.
 
     Those sockets are made in the frontend's context but outside its list
@@ -455,11 +455,7 @@ def test_a_device_that_dies_lets_its_context_terminate(journal, endpoint, confir
             raise RuntimeError("the application's classifier failed")
         return True
 
-    ctx = zmq.Context()
-    front, back = endpoint(), endpoint()
-    fe, be = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
-    fe.bind(front)
-    be.bind(back)
+    fe, be, front, _back = sockets
     queue = zjournal.Queue(fe, be, journal, classify=classify)
     queue.start()
     sink, sink_address = confirm_intake(b"\x06" * 16)
