@@ -46,7 +46,7 @@ class _Closer:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._pid = 0
-        self._starting = threading.Lock()
+        self._starting = threading.RLock()  # (re-entered if a socket is collected while the thread starts)
 
     def later(self, sock: Any) -> None:
         """Close ``sock`` (a journaled socket being collected: this keeps it alive until then) from the closer."""
@@ -63,7 +63,6 @@ class _Closer:
                         self._pending.clear()
                         return
                     self._thread = thread
-                    exiting.stop_at_exit(self)
         self._wake.set()
 
     def _run(self) -> None:
@@ -92,3 +91,4 @@ class _Closer:
 
 _closer = _Closer()
 later = _closer.later
+exiting.stop_at_exit(_closer)  # (now, not at first use: a collection may run while exiting's own lock is held)
