@@ -235,9 +235,9 @@ class RocksBatch(Batch):
 
     Most batches hold one operation (an append, an ack, a dead letter): that
     one waits here as a tuple and :meth:`RocksStore.write` applies it to its
-    column family directly, which costs about 2 µs less than a ``WriteBatch``
-    of one (made, filled, written). A second operation makes the
-    ``WriteBatch``, the first one in it.
+    column family directly, about 1 µs less than a ``WriteBatch`` of one
+    (made, filled, written: ``tools/bench --only api``, append 8.6 -> 7.5 µs).
+    A second operation makes the ``WriteBatch``, the first one in it.
     """
 
     __slots__ = ("_batch", "_handles", "one")
@@ -248,22 +248,26 @@ class RocksBatch(Batch):
         self.one: tuple[str, bytes, bytes | None] | None = None  # (table, key, value; None: a delete)
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._add(table, key, value)
+
+    def delete(self, table: str, key: bytes) -> None:
+        self._add(table, key, None)
+
+    def _add(self, table: str, key: bytes, value: bytes | None) -> None:
         if self._batch is None and self.one is None and table in self._handles:
             self.one = (table, key, value)
             return
-        try:
-            self.write_batch().put(key, value, self._handles[table])
-        except KeyError:
-            raise InvalidArgumentError(f"unknown table {table!r}") from None
+        self._into(self.write_batch(), table, key, value)
 
-    def delete(self, table: str, key: bytes) -> None:
-        if self._batch is None and self.one is None and table in self._handles:
-            self.one = (table, key, None)
-            return
+    def _into(self, batch: rocksdict.WriteBatch, table: str, key: bytes, value: bytes | None) -> None:
         try:
-            self.write_batch().delete(key, self._handles[table])
+            handle = self._handles[table]
         except KeyError:
             raise InvalidArgumentError(f"unknown table {table!r}") from None
+        if value is None:
+            batch.delete(key, handle)
+        else:
+            batch.put(key, value, handle)
 
     def write_batch(self) -> rocksdict.WriteBatch:
         """The operations as a ``WriteBatch`` (made at the second operation, or for a write of several)."""
@@ -272,11 +276,7 @@ class RocksBatch(Batch):
             batch = self._batch = rocksdict.WriteBatch(raw_mode=True)
             one, self.one = self.one, None
             if one is not None:
-                table, key, value = one
-                if value is None:
-                    batch.delete(key, self._handles[table])
-                else:
-                    batch.put(key, value, self._handles[table])
+                self._into(batch, *one)
         return batch
 
     def __len__(self) -> int:
