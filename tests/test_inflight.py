@@ -372,6 +372,23 @@ def test_sync_fsyncs_the_slot_files_too(journal, ctx, monkeypatch) -> None:
     assert synced == [pull._s.slots.path]
 
 
+@pytest.mark.parametrize("mode", ["process", "interval"])
+def test_sync_makes_what_a_slot_holds_durable_with_or_without_a_descriptor(open_journal, ctx, mode) -> None:
+    # interval mode keeps a descriptor to fdatasync through; process mode only the mapping's own (msync)
+    journal = open_journal(durability=mode, fsync_interval=3600)  # (no background fsync meanwhile)
+    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
+    pull.bind("inproc://sync-modes")
+    push = ctx.socket(zmq.PUSH)
+    push.connect("inproc://sync-modes")
+    push.send(b"m")
+    assert pull.recv() == b"m"
+    slots = pull._s.slots
+    assert (slots.fd >= 0) == (mode == "interval")
+    journal.sync()
+    assert slots._synced == (pull.last_id, 0)  # what it held when the sync began
+    push.close()
+
+
 def test_acks_from_another_thread_race_the_socket_safely(journal, journal_path, pipe, open_journal) -> None:
     import queue
     import threading

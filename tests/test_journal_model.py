@@ -45,8 +45,9 @@ def abandon(journal: zjournal.Journal) -> None:
     ledger.store.close()
     for slots in ledger.slot_files:
         slots._mm.close()
-        os.close(slots.fd)
-        slots.fd = -1
+        if slots.fd >= 0:  # (interval mode keeps one to fsync through; process mode only the mapping's)
+            os.close(slots.fd)
+            slots.fd = -1
 
 
 class JournalMachine(RuleBasedStateMachine):

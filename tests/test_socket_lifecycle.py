@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import zmq
@@ -51,6 +53,42 @@ def test_many_dropped_sockets_do_not_pile_up(journal) -> None:
     del sock
     gc.collect()
     ctx.term()
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _descriptors_per_socket(make: Callable[[], zmq.Socket], count: int = 20) -> tuple[float, list[zmq.Socket]]:
+    first = make()  # (the first of a kind may start what every later one shares: a context's threads)
+    before = _descriptors()
+    made = [make() for _ in range(count)]
+    return (_descriptors() - before) / count, [first, *made]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_a_journaled_socket_costs_few_descriptors_more_than_pyzmqs(journal, ctx, tmp_path) -> None:
+    # A process runs out of descriptors first (a limit of 1,024 is common), and libzmq aborts when it
+    # cannot make one: what wrapping adds per socket decides how many sockets a service may have.
+    before_all = _descriptors()
+    raw, raw_made = _descriptors_per_socket(lambda: ctx.socket(zmq.PULL))
+    names = iter(range(1000))
+    pull, pulls = _descriptors_per_socket(lambda: journal.wrap(ctx.socket(zmq.PULL), name=f"in-{next(names)}"))
+    push, pushes = _descriptors_per_socket(lambda: journal.wrap(ctx.socket(zmq.PUSH), name=f"out-{next(names)}"))
+    confirm, confirms = _descriptors_per_socket(
+        lambda: journal.wrap(ctx.socket(zmq.PUSH), name=f"confirm-{next(names)}", confirm=True)
+    )
+    # its slot file, mapped (process mode fsyncs it only on journal.sync(): through the mapping)
+    assert pull <= raw + 1 and push <= raw + 1, (raw, pull, push)
+    # its outbox, mapped; its intake (a socket and its listener, in zjournal's context); its thread's wake-up
+    assert confirm <= raw + 4, (raw, confirm)
+    made = raw_made + pulls + pushes + confirms
+    for sock in made:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while _descriptors() > before_all + 10 and time.monotonic() < deadline:  # (confirm threads end, libzmq reaps)
+        time.sleep(0.05)
+    assert _descriptors() <= before_all + 10
 
 
 @pytest.mark.parametrize("mode", ["process", "always"])

@@ -194,7 +194,7 @@ class Slot:
 class SlotFile:
     """A socket's slot file: an inbound and an outbound :class:`Slot`."""
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, keep_fd: bool = True) -> None:
         encoded = name.encode()
         if len(encoded) > MAX_NAME_BYTES:
             raise ValueError(f"socket name of {len(encoded)} bytes is too long for a slot file")
@@ -213,7 +213,7 @@ class SlotFile:
                 os.unlink(path)
             raise StoreError(f"cannot create the in-flight slot file {path}: {e}") from e
         self._mm[: len(_MAGIC) + _NAME_LENGTH.size + len(encoded)] = _MAGIC + pack_name(encoded)
-        self.fd = fd
+        self.fd = fd if keep_fd else close_descriptor(fd)
         self._closing = threading.Lock()  # sync() against close(): see sync
         self._synced = (0, 0)  # the entry ids the slots held at the last fsync
         self._handed_copy = 0  # which copy of the hand-over record was written last (see mark_handed)
@@ -289,9 +289,9 @@ class SlotFile:
         # Under the file's own lock: the maintainer thread fsyncs while the socket's thread may close
         # the file (a descriptor closed, or even reused, in between would fail or sync the wrong file).
         with self._closing:
-            if self.fd >= 0:
+            if not self._mm.closed:
                 held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next
-                _fdatasync(self.fd)  # writes the mapping's dirty pages too (Linux page cache)
+                sync_mapped(self.fd, self._mm)
                 self._synced = held
 
     def sync_if_changed(self) -> None:
@@ -302,16 +302,36 @@ class SlotFile:
     def close(self) -> None:
         """Unmap and delete the file; the caller has emptied (or spilled) both slots."""
         with self._closing:
-            if self.fd < 0:
+            if self._mm.closed:
                 return
             self._mm.close()
-            os.close(self.fd)
-            self.fd = -1
+            self.fd = close_descriptor(self.fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
+def close_descriptor(fd: int) -> int:
+    """Close a mapped file's descriptor the journal will not fsync through; -1 (what ``fd`` becomes).
+
+    Python's mmap keeps a descriptor of its own, so a slot file kept its two
+    per socket: in ``process`` mode, where nothing fsyncs it but an explicit
+    ``journal.sync()`` (:func:`sync_mapped`), one is enough, and descriptors
+    per socket are what a process with many sockets runs out of first.
+    """
+    if fd >= 0:
+        os.close(fd)
+    return -1
+
+
+def sync_mapped(fd: int, mm: mmap.mmap) -> None:
+    """Make a mapped file's data durable: fdatasync through ``fd`` (where a probe may watch), else msync."""
+    if fd >= 0:
+        _fdatasync(fd)  # writes the mapping's dirty pages too (Linux page cache)
+    else:
+        mm.flush()  # msync(MS_SYNC): the same, through the mapping
 
 
 def fdatasync(fd: int) -> None:
@@ -335,12 +355,13 @@ def directory(journal_path: str) -> str:
     return os.path.join(journal_path, DIRECTORY)
 
 
-def create(journal_path: str, name: str, number: int, kind: type = SlotFile) -> tuple[int, Any]:
+def create(journal_path: str, name: str, number: int, kind: type = SlotFile, keep_fd: bool = True) -> tuple[int, Any]:
     """A new slot file ``number`` (or the next free one) in the journal's slot directory.
 
     ``kind``: :class:`SlotFile`, or zjournal.journal.outbox.Outbox for a
-    confirm sender. Returns the number used and the file; None for a name too
-    long to record. The journal counts the numbers, so making a file costs
+    confirm sender. ``keep_fd``: keep a descriptor to fsync it through (where the
+    journal fsyncs on its own: see :func:`close_descriptor`). Returns the number
+    used and the file; None for a name too long to record. The journal counts the numbers, so making a file costs
     the same with one socket open or thousands.
     """
     if len(name.encode()) > min(MAX_NAME_BYTES, outbox.MAX_NAME_BYTES):
@@ -352,7 +373,7 @@ def create(journal_path: str, name: str, number: int, kind: type = SlotFile) -> 
         raise StoreError(f"cannot create the in-flight slot directory {where}: {e}") from e
     for n in range(number, number + 1000):
         try:
-            return n, kind(os.path.join(where, f"{n}{SUFFIX}"), name)
+            return n, kind(os.path.join(where, f"{n}{SUFFIX}"), name, keep_fd)
         except FileExistsError:
             continue  # left by something else: the next number
     raise StoreError(f"no free slot file name in {where}")

@@ -122,7 +122,7 @@ class Outbox:
     handed = None  # (slot files' prefetch record: an outbox never has one)
     keys_unstored: tuple[tuple[bytes, int], ...] = ()  # (slot files' key ring: an outbox has none)
 
-    def __init__(self, path: str, name: str) -> None:
+    def __init__(self, path: str, name: str, keep_fd: bool = True) -> None:
         encoded = name.encode()
         if len(encoded) > MAX_NAME_BYTES:
             raise ValueError(f"socket name of {len(encoded)} bytes is too long for an outbox")
@@ -142,6 +142,9 @@ class Outbox:
             raise StoreError(f"cannot create the outbox file {path}: {e}") from e
         self._key = int.from_bytes(os.urandom(4), "little")
         self._mm[: _FIXED.size + len(encoded)] = _FIXED.pack(MAGIC, self._key, len(encoded)) + encoded
+        if not keep_fd:  # nothing fsyncs it but journal.sync(): the mapping's own descriptor is enough
+            os.close(fd)  # (see inflight.close_descriptor)
+            fd = -1
         self.fd = fd
         self.pos = 0  # where the next record goes, from the start of the ring (the journal's lock guards it)
         self.uncounted = 0  # appends less confirmations not in the journal's counters yet (Counters.lazy)
@@ -242,7 +245,7 @@ class Outbox:
         """Clear the records of those entries this outbox holds; returns the others (in the store)."""
         take, mm = self.live.pop, self._mm
         elsewhere = []
-        mapped = self.fd >= 0
+        mapped = not mm.closed
         for entry_id in entry_ids:
             offset = take(entry_id, None)
             if offset is None:
@@ -257,9 +260,12 @@ class Outbox:
 
     def sync(self) -> None:
         with self._closing:
-            if self.fd >= 0:
+            if not self._mm.closed:
                 writes = self._writes  # read first: a later write is synced next time
-                _fdatasync(self.fd)
+                if self.fd >= 0:
+                    _fdatasync(self.fd)
+                else:
+                    self._mm.flush()  # msync(MS_SYNC): the same, through the mapping
                 self._synced = writes
 
     def sync_if_changed(self) -> None:
@@ -269,11 +275,12 @@ class Outbox:
     def close(self) -> None:
         """Unmap and delete the file; the caller spilled what it held."""
         with self._closing:
-            if self.fd < 0:
+            if self._mm.closed:
                 return
             self._mm.close()
-            os.close(self.fd)
-            self.fd = -1
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 

@@ -32,6 +32,7 @@ from zjournal.journal import entry as rec
 from zjournal.journal import inflight, outbox
 from zjournal.journal.blobs import BLOB_SIZE
 from zjournal.journal.confirm_port import ConfirmKey, ConfirmPort
+from zjournal.journal.durability import Durability
 from zjournal.journal.entry import Entry
 from zjournal.journal.inflight import fits_slot
 from zjournal.journal.ledger import AttachedSocket, Ledger, log
@@ -662,7 +663,11 @@ class SocketPort(ConfirmPort):
             ledger.check_open()
             try:
                 ledger.rare.slot_file_number, slots = inflight.create(
-                    ledger.path, name, ledger.rare.slot_file_number + 1, kind
+                    ledger.path,
+                    name,
+                    ledger.rare.slot_file_number + 1,
+                    kind,
+                    keep_fd=ledger.durability is not Durability.PROCESS,  # (else only journal.sync(): msync)
                 )
             except StoreError as e:  # the socket journals in the store instead: slower, as safe
                 log.warning("journal %s: socket %r journals without an in-flight slot: %s", ledger.path, name, e)

@@ -51,7 +51,7 @@ from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.application_hold import ApplicationHold
 from zjournal.sockets.confirm_resending import Resending
 from zjournal.sockets.confirm_settling import Settling
-from zjournal.sockets.confirm_thread import TICK, ConfirmThread
+from zjournal.sockets.confirm_thread import TICK, ConfirmThread, Wakeup
 from zjournal.sockets.libzmq import NOBLOCK, SNDMORE, base_send
 
 log = logging.getLogger("zjournal")
@@ -228,11 +228,9 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
         self._intake = confirm_channel.open_intake(self.origin, bind_to or "tcp://127.0.0.1:*")
         self.endpoint: str = self._intake.get(zmq.LAST_ENDPOINT).decode()
         self._endpoint = self.endpoint.encode()
-        # close() wakes the thread from an idle sleep through this pipe (a pipe, not a ZeroMQ pair: nothing
-        # more in the application's context; the thread closes both ends when it ends).
-        self._wake_lock = threading.RLock()  # (re-entered if a garbage collection in the thread closes the socket)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        # close() wakes the thread from an idle sleep through this (not a ZeroMQ pair: nothing more in the
+        # application's context; the thread closes it when it ends).
+        self._wake = Wakeup()
         # A merged frame's header: all but the sequence and floor are the same in every message.
         self._pack_merged, self._merged_front, self._merged_back = wire.merged_packer(self.origin, self._endpoint)
         self._stop = threading.Event()

@@ -6,7 +6,7 @@ the GIL back and forth at every confirmation cost more than the work), and
 the thread only looks for resends due (a PUSH's) every tick. Once the
 application is idle, the thread waits on the intake and takes them in
 itself, sleeping until a confirmation comes, a resend is due or ``close``
-wakes it through a pipe: an idle socket costs no CPU.
+wakes it (:class:`Wakeup`): an idle socket costs no CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -32,6 +33,42 @@ _IDLE_WAIT_MAX = 1.0
 # ... but only once the application sent nothing for this long: a sender blocked a moment by a slow receiver,
 # or between two sends of a burst, takes its confirmations in itself (see Settling._take_confirms_now).
 ASLEEP_AFTER = 0.1
+_ONE = (1).to_bytes(8, sys.byteorder)  # what an eventfd adds per write (a pipe takes it as one wake)
+
+
+class Wakeup:
+    """A descriptor one thread's poll waits on and any thread sets: an eventfd, one descriptor (a pipe elsewhere).
+
+    A confirm sender has one: descriptors per socket are what a process with
+    many sockets runs out of first (a ulimit of 1,024 is common).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # (re-entered if a garbage collection in the thread closes the socket)
+        if hasattr(os, "eventfd"):
+            self.fileno = self._write_end = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:
+            self.fileno, self._write_end = os.pipe()
+            os.set_blocking(self._write_end, False)
+
+    def set(self) -> None:
+        with self._lock:
+            if self._write_end >= 0:
+                with contextlib.suppress(OSError):  # (full: a wake is waiting already)
+                    os.write(self._write_end, _ONE)
+
+    def clear(self) -> None:
+        """Take the wakes given (after a poll found it readable)."""
+        os.read(self.fileno, 64)  # (an eventfd's counter in one read; a pipe's wakes, several at once)
+
+    def close(self) -> None:
+        with self._lock:
+            write_end, self._write_end = self._write_end, -1  # (first: a closed number may be reused at once)
+            if write_end < 0:
+                return
+            os.close(self.fileno)
+            if write_end != self.fileno:
+                os.close(write_end)
 
 
 class ConfirmThread:
@@ -46,9 +83,7 @@ class ConfirmThread:
     _mutex: Any
     _stop: threading.Event
     _thread: threading.Thread
-    _wake_lock: Any
-    _wake_r: int
-    _wake_w: int
+    _wake: Wakeup
     _last_send: float
     _confirmed: Any
     _sent_at: dict[int, float]
@@ -62,7 +97,7 @@ class ConfirmThread:
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._intake, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._wake.fileno, zmq.POLLIN)
         try:
             while not self._stop.is_set():
                 if self.settled_hook is not None or time.monotonic() - self._last_send > _SETTLE_IDLE:
@@ -75,8 +110,8 @@ class ConfirmThread:
                         ready = dict(poller.poll(wait * 1000))
                         if self._intake in ready:
                             self._take_confirms()
-                    if self._wake_r in ready:
-                        os.read(self._wake_r, 64)
+                    if self._wake.fileno in ready:
+                        self._wake.clear()
                     if self._confirmed:
                         self._settle_confirmed()
                 else:
@@ -96,10 +131,7 @@ class ConfirmThread:
             log.error("journal socket %r: confirmations stopped: %s", self._name, e)
         finally:
             self._intake.close(0)
-            with self._wake_lock:
-                write_end, self._wake_w = self._wake_w, -1  # (first: a closed number may be reused at once)
-                os.close(self._wake_r)
-                os.close(write_end)
+            self._wake.close()
 
     def _idle_wait(self) -> float:
         """How long the idle thread may sleep (seconds): until the oldest unconfirmed message is due.
@@ -128,10 +160,7 @@ class ConfirmThread:
 
     def _wake_thread(self) -> None:
         """Wake the thread from an idle sleep (it stops if ``_stop`` is set)."""
-        with self._wake_lock:
-            if self._wake_w >= 0:
-                with contextlib.suppress(OSError):  # (full: a wake is waiting already)
-                    os.write(self._wake_w, b"w")
+        self._wake.set()
 
     def stop_thread(self, wait: float | None) -> None:
         """Stop the thread, waiting ``wait`` seconds at most (None: until it ends); :meth:`close` does the rest."""

@@ -173,7 +173,10 @@ class JournaledSocket(
             self._s.replies = AnsweredToNobody()
         elif self._router and self._in_policy is not None:
             self._s.routed = RouterRequests()
-        self._s.slots = port.open_slots(name)
+        if self._in_policy is not None or self._out_policy not in (None, AckPolicy.EXPLICIT):
+            # (a socket that only sends, each message pending until acked or confirmed, never holds one in a
+            # slot: no file, and no descriptors, for it; a confirm sender's messages wait in its outbox)
+            self._s.slots = port.open_slots(name)
         if self._loosens_frames():
             limit = zmq.Socket.get(self, zmq.MAXMSGSIZE)
             if limit >= 0:  # set before it was wrapped: from now on (libzmq: for endpoints bound or connected later)
