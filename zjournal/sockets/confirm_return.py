@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import operator
+import resource
 import threading
 import time
 
@@ -39,9 +40,12 @@ _HOLD_AT_MOST = 0.01
 # ... and this long once the socket waits for its next message (ConfirmReturn.soon) and none came meanwhile:
 # a sender waiting for its confirmation (wait_confirmed after each send) hears in ~2 ms, not 10 (see _hold).
 _HOLD_WHEN_IDLE = 0.002
-# A receiver's confirm sockets (one per sender) at most; past that the least recently used one
-# closes, its last confirmations still going (it lingers as a closing receiver's do).
-_MAX_ENDPOINTS = 64
+# A receiver's confirm sockets (one per sender, two descriptors each) at most: an eighth of the process's
+# descriptor limit, within these bounds (see max_endpoints). Past that the least recently used one closes,
+# its last confirmations still going (it lingers as a closing receiver's do), and a sender that sends again
+# is connected to anew: with more senders than that all sending, that is a CURVE handshake per batch.
+_ENDPOINTS_AT_LEAST = 64
+_ENDPOINTS_AT_MOST = 1024
 # A confirm socket that sent nothing for this long (s) closes: its sender may be gone, and libzmq would
 # reconnect to that address for as long as the socket lives. A sender still there is connected to again.
 _IDLE_CLOSE = 10.0
@@ -49,6 +53,20 @@ _IDLE_CLOSE = 10.0
 # for a live sender on this host or network, short enough that a sender that is gone delays ctx.term() little.
 _LAST_CONFIRMS_LINGER = 500
 _MAX_QUEUED_CONFIRMS = 1_000_000  # past that a receiver drops confirmations (the senders resend)
+
+
+def max_endpoints() -> int:
+    """How many confirm sockets a receiver keeps open: an eighth of the descriptor limit (read now: it may be raised).
+
+    Bounded, since a peer's message names the endpoint (a hostile one could
+    name thousands), but not below a fan-in's needs: with 64, a receiver fed
+    by 70 senders reconnected for nearly every batch, and its I/O threads
+    spent over a core on CURVE handshakes (2026-12-07).
+    """
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return _ENDPOINTS_AT_MOST
+    return max(_ENDPOINTS_AT_LEAST, min(_ENDPOINTS_AT_MOST, soft // 8))
 
 
 class ConfirmReturn:
@@ -209,7 +227,7 @@ class ConfirmReturn:
         known = sockets.get(sender)
         if known is None:
             self._close_idle(now)
-            if len(sockets) >= _MAX_ENDPOINTS:
+            if len(sockets) >= max_endpoints():
                 # (closed at once, libzmq would drop what was just queued on it: its sender resends it all)
                 sockets.popitem(last=False)[1][0].close(_LAST_CONFIRMS_LINGER)
             out = confirm_channel.open_return(self._ctx, origin, endpoint)
