@@ -163,6 +163,39 @@ def test_retention_keeps_acked_entries_then_expires_them(open_journal) -> None:
     assert j.get(i) is None and j.count() == 0
 
 
+def test_a_retention_sweep_reads_only_what_was_appended_before_its_cutoff(open_journal, monkeypatch) -> None:
+    # A sweep runs every retention/2 (at most every minute): reading every entry kept was 1.3 s per sweep
+    # for 500,000. What was appended after the cutoff was acked after it too: the sweep stops there.
+    from zjournal.journal.ledger import Ledger
+
+    j = open_journal(retention=60)
+    old = [j.append("s", [b"old"], direction="in") for _ in range(3)]
+    j.ack(old[0])
+    j.ack(old[1])  # (old[2] stays pending)
+    time.sleep(0.01)
+    cutoff = time.time()
+    time.sleep(0.01)
+    new = [j.append("s", [b"new"], direction="in") for _ in range(100)]
+    for entry_id in new:
+        j.ack(entry_id)
+    read: list[int] = []
+    real_scan = Ledger.scan_with_slots
+
+    def counted_scan(self: Ledger, after: int = 0):
+        for entry_id, value in real_scan(self, after):
+            read.append(entry_id)
+            yield entry_id, value
+
+    monkeypatch.setattr(Ledger, "scan_with_slots", counted_scan)
+    assert j.expire(now=cutoff + 60) == 2
+    assert j.get(old[0]) is None and j.get(old[1]) is None
+    assert j.get(old[2]).state == State.PENDING and all(j.get(i).state == State.ACKED for i in new)
+    assert read == [*old, new[0]]
+    read.clear()
+    assert j.expire(now=time.time() + 61) == 100  # all of them, once they are old enough
+    assert j.count(state="acked") == 0 and j.count(state="pending") == 1
+
+
 def test_retention_sweeps_in_the_background(open_journal) -> None:
     j = open_journal(retention=0.05)
     i = j.append("s", [b"x"], direction="in")

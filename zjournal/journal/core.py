@@ -569,7 +569,17 @@ class Journal:
         if ledger.retention <= 0:
             return 0
         cutoff = (time.time() if now is None else now) - ledger.retention
-        doomed = [(i, r[3], r[4]) for i, r in ledger.select_records(None, rec.ACKED, None) if r[6] <= cutoff]
+        doomed = []
+        for entry_id, value in ledger.scan_with_slots():  # (in id order: the order they were appended)
+            r = rec.decode_record(value)
+            if r[2] > cutoff:
+                # Appended after the cutoff, so acked after it, and so is what came after: the scan ends
+                # here, not at the journal's end (every entry kept, read at every sweep, was 1.3 s per
+                # sweep for 500,000; 2026-12-07). An entry appended with an earlier time (restore keeps
+                # its) goes at a later sweep: later than due, never earlier.
+                break
+            if r[0] == rec.ACKED and r[6] <= cutoff:
+                doomed.append((entry_id, r[3], r[4]))
         if not doomed:
             return 0
         with ledger.lock:
