@@ -40,6 +40,23 @@ def journal(open_journal: Callable[..., zjournal.Journal]) -> zjournal.Journal:
 
 
 @pytest.fixture
+def records_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of the entries every journal's scans read from now on (the scans still read them all)."""
+    from zjournal.journal.ledger import Ledger
+
+    read: list[int] = []
+    real_scan = Ledger.scan_with_slots
+
+    def counted_scan(self: Ledger, after: int = 0) -> Iterator[tuple[int, bytes]]:
+        for entry_id, value in real_scan(self, after):
+            read.append(entry_id)
+            yield entry_id, value
+
+    monkeypatch.setattr(Ledger, "scan_with_slots", counted_scan)
+    return read
+
+
+@pytest.fixture
 def ctx() -> Iterator[zmq.Context]:
     """A context whose sockets are all closed (linger 0) at teardown."""
     context = zmq.Context()

@@ -319,13 +319,19 @@ def test_interval_mode_syncs_the_slot_files(open_journal, ctx, monkeypatch) -> N
     real_sync = inflight.SlotFile.sync
     monkeypatch.setattr(inflight.SlotFile, "sync", lambda self: (real_sync(self), synced.set()))
     journal = open_journal(durability="interval", fsync_interval=5)
+    _received_one(journal, ctx, "inproc://interval")
+    assert synced.wait(5)  # the background thread fsynced the slot that changed
+
+
+def _received_one(journal: zjournal.Journal, ctx: zmq.Context, where: str) -> zjournal.JournaledSocket:
+    """A journaled PULL bound at ``where`` that received one message (``b"m"``), held in its slot."""
     pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
-    pull.bind("inproc://interval")
+    pull.bind(where)
     push = ctx.socket(zmq.PUSH)
-    push.connect("inproc://interval")
+    push.connect(where)
     push.send(b"m")
     assert pull.recv() == b"m"
-    assert synced.wait(5)  # the background thread fsynced the slot that changed
+    return pull
 
 
 def test_a_new_slot_file_is_on_disk_with_its_header_before_the_store_records_it(
@@ -376,17 +382,11 @@ def test_sync_fsyncs_the_slot_files_too(journal, ctx, monkeypatch) -> None:
 def test_sync_makes_what_a_slot_holds_durable_with_or_without_a_descriptor(open_journal, ctx, mode) -> None:
     # interval mode keeps a descriptor to fdatasync through; process mode only the mapping's own (msync)
     journal = open_journal(durability=mode, fsync_interval=3600)  # (no background fsync meanwhile)
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="work")
-    pull.bind("inproc://sync-modes")
-    push = ctx.socket(zmq.PUSH)
-    push.connect("inproc://sync-modes")
-    push.send(b"m")
-    assert pull.recv() == b"m"
+    pull = _received_one(journal, ctx, "inproc://sync-modes")
     slots = pull._s.slots
     assert (slots.fd >= 0) == (mode == "interval")
     journal.sync()
     assert slots._synced == (pull.last_id, 0)  # what it held when the sync began
-    push.close()
 
 
 def test_acks_from_another_thread_race_the_socket_safely(journal, journal_path, pipe, open_journal) -> None:

@@ -1327,21 +1327,31 @@ def test_a_receiver_confirms_to_many_senders_without_losing_confirmations(open_j
         push.close()
 
 
-def test_idle_confirm_senders_sleep(journal, ctx) -> None:
-    """A confirm socket's thread sleeps while there is nothing to take in or resend (it looked every 5 ms)."""
+def _senders_into_one_pull(
+    journal: zjournal.Journal, ctx: zmq.Context, count: int = 10, sender: zjournal.Journal | None = None
+):
+    """``count`` confirm PUSHes named out-N (on ``sender``, else ``journal``) connected to one PULL on ``journal``;
+    and the PUSHes' threads."""
     pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
     pull.bind("tcp://127.0.0.1:*")
     where = pull.get(zmq.LAST_ENDPOINT).decode()
-    pushes = [journal.wrap(ctx.socket(zmq.PUSH), name=f"out-{i}", confirm=True) for i in range(10)]
+    pushes = [(sender or journal).wrap(ctx.socket(zmq.PUSH), name=f"out-{i}", confirm=True) for i in range(count)]
     for push in pushes:
         push.connect(where)
+    threads = [t for t in threading.enumerate() if t.name.startswith("zjournal-confirm-out-")]
+    assert len(threads) == count
+    return pull, pushes, threads
+
+
+def test_idle_confirm_senders_sleep(journal, ctx) -> None:
+    """A confirm socket's thread sleeps while there is nothing to take in or resend (it looked every 5 ms)."""
+    pull, pushes, threads = _senders_into_one_pull(journal, ctx)
+    for push in pushes:
         push.send(b"once")
     for _ in pushes:
         pull.recv()
     _wait(lambda: journal.count(direction="out", state="pending") == 0, "every confirmation")
     time.sleep(0.1)  # (it looks every tick while the application sends)
-    threads = [t for t in threading.enumerate() if t.name.startswith("zjournal-confirm-out-")]
-    assert len(threads) == len(pushes)
 
     before = _context_switches(threads)
     time.sleep(1.0)
@@ -1356,14 +1366,7 @@ def test_idle_confirm_senders_sleep(journal, ctx) -> None:
 def test_slow_confirm_senders_wake_for_their_confirmations_not_every_tick(journal, ctx) -> None:
     """A sender that sends now and then: its thread waits for the confirmations (it looked every 5 ms for 0.1 s
     after each send: 50 such sockets took 35-45 % of a core, now 13-15 %)."""
-    pull = journal.wrap(ctx.socket(zmq.PULL), name="in")
-    pull.bind("tcp://127.0.0.1:*")
-    where = pull.get(zmq.LAST_ENDPOINT).decode()
-    pushes = [journal.wrap(ctx.socket(zmq.PUSH), name=f"out-{i}", confirm=True) for i in range(10)]
-    for push in pushes:
-        push.connect(where)
-    threads = [t for t in threading.enumerate() if t.name.startswith("zjournal-confirm-out-")]
-    assert len(threads) == len(pushes)
+    pull, pushes, threads = _senders_into_one_pull(journal, ctx)
     before = _context_switches(threads, voluntary=True)
     rounds = 5
     for _ in range(rounds):
@@ -1407,12 +1410,7 @@ def test_a_receiver_fed_by_many_senders_keeps_a_confirm_socket_for_each(
     monkeypatch.setattr(confirm_channel, "open_return", counted)
     receiver = open_journal(str(tmp_path / "receiver"))
     sender = open_journal(str(tmp_path / "senders"))
-    pull = receiver.wrap(ctx.socket(zmq.PULL), name="in")
-    pull.bind("tcp://127.0.0.1:*")
-    where = pull.get(zmq.LAST_ENDPOINT).decode()
-    pushes = [sender.wrap(ctx.socket(zmq.PUSH), name=f"out-{i}", confirm=True) for i in range(senders)]
-    for push in pushes:
-        push.connect(where)
+    pull, pushes, _threads = _senders_into_one_pull(receiver, ctx, senders, sender)
     for round_ in range(5):
         for i, push in enumerate(pushes):
             push.send(b"%d/%d" % (i, round_))

@@ -107,22 +107,12 @@ def test_closing_the_journal_settles_what_zeromq_took(open_journal, ctx, endpoin
     assert j.count(name="out") == 0
 
 
-def test_wrapping_reads_no_entry_of_other_streams(journal, ctx, monkeypatch) -> None:
+def test_wrapping_reads_no_entry_of_other_streams(journal, ctx, request) -> None:
     """What a socket takes up at wrap (a confirm sender's unconfirmed messages, a REQ's unanswered requests) is
     found from the counters first: a journal of 200,000 entries of other streams made each such wrap take 200 ms."""
-    from zjournal.journal.ledger import Ledger
-
     for _ in range(50):
         journal.append("backlog", [b"someone else's"], direction="out")
-    read: list[int] = []
-    real_scan = Ledger.scan_with_slots
-
-    def counted_scan(self: Ledger, after: int = 0):
-        for entry_id, value in real_scan(self, after):
-            read.append(entry_id)
-            yield entry_id, value
-
-    monkeypatch.setattr(Ledger, "scan_with_slots", counted_scan)
+    read = request.getfixturevalue("records_read")  # (from now on)
     sockets = [
         journal.wrap(ctx.socket(zmq.PUSH), name="confirmed", confirm=True),
         journal.wrap(ctx.socket(zmq.REQ), name="requests", resend_after=1.0),

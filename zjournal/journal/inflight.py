@@ -361,8 +361,8 @@ def create(journal_path: str, name: str, number: int, kind: type = SlotFile, kee
     ``kind``: :class:`SlotFile`, or zjournal.journal.outbox.Outbox for a
     confirm sender. ``keep_fd``: keep a descriptor to fsync it through (where the
     journal fsyncs on its own: see :func:`close_descriptor`). Returns the number
-    used and the file; None for a name too long to record. The journal counts the numbers, so making a file costs
-    the same with one socket open or thousands.
+    used and the file; None for a name too long to record. The journal counts
+    the numbers, so making a file costs the same with one socket open or thousands.
     """
     if len(name.encode()) > min(MAX_NAME_BYTES, outbox.MAX_NAME_BYTES):
         return number - 1, None  # such a socket journals in the store only
