@@ -6,7 +6,8 @@
 - ``port``: the socket port, the one interface of the layer above (sockets, the device;
   ``confirm_port``: its paths of end-to-end confirms);
 - ``entry``: entry records and their encoding; ``inflight``: the sockets' in-flight slot files;
-  ``outbox``: confirm senders' rings of unconfirmed messages; ``overflow``: the spare file a
+  ``outbox``: confirm senders' rings of unconfirmed messages; ``mapped_file``: creating either, and
+  the descriptor kept beside its mapping; ``overflow``: the spare file a
   received message goes to when the disk is full; ``seen``: the dedup keys of confirm messages;
 - ``counters``, ``durability``, ``admin`` (purge, import, replay records), ``maintenance``.
 

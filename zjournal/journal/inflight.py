@@ -51,6 +51,7 @@ import msgpack
 from zjournal.errors import JournalCorruptError, StoreError
 from zjournal.journal import entry as rec
 from zjournal.journal import outbox
+from zjournal.journal.mapped_file import close_descriptor, create_file
 
 DIRECTORY = "inflight"
 SUFFIX = ".slots"
@@ -201,7 +202,7 @@ class SlotFile:
         self.path = path
         self.number = 0  # its number in the journal's slot directory (the journal sets it: META_SLOT_FILE)
         size = SLOT_FILE_SIZE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = create_file(path, "in-flight slot file")
         try:
             # Allocate the blocks now: writing a page of a sparse mapping on a
             # full disk kills the process with SIGBUS instead of failing a call.
@@ -313,19 +314,6 @@ class SlotFile:
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
-def close_descriptor(fd: int) -> int:
-    """Close a mapped file's descriptor the journal will not fsync through; -1 (what ``fd`` becomes).
-
-    Python's mmap keeps a descriptor of its own, so a slot file kept its two
-    per socket: in ``process`` mode, where nothing fsyncs it but an explicit
-    ``journal.sync()`` (:func:`sync_mapped`), one is enough, and descriptors
-    per socket are what a process with many sockets runs out of first.
-    """
-    if fd >= 0:
-        os.close(fd)
-    return -1
-
-
 def sync_mapped(fd: int, mm: mmap.mmap) -> None:
     """Make a mapped file's data durable: fdatasync through ``fd`` (where a probe may watch), else msync."""
     if fd >= 0:
@@ -360,7 +348,7 @@ def create(journal_path: str, name: str, number: int, kind: type = SlotFile, kee
 
     ``kind``: :class:`SlotFile`, or zjournal.journal.outbox.Outbox for a
     confirm sender. ``keep_fd``: keep a descriptor to fsync it through (where the
-    journal fsyncs on its own: see :func:`close_descriptor`). Returns the number
+    journal fsyncs on its own: see zjournal.journal.mapped_file.close_descriptor). Returns the number
     used and the file; None for a name too long to record. The journal counts
     the numbers, so making a file costs the same with one socket open or thousands.
     """

@@ -41,6 +41,7 @@ import msgpack
 
 from zjournal.errors import StoreError
 from zjournal.journal import entry as rec
+from zjournal.journal.mapped_file import close_descriptor, create_file
 
 MAGIC = b"ZJRING1\0"
 FILE_HEADER_SIZE = 4096
@@ -131,7 +132,7 @@ class Outbox:
         self.name = name
         self.dcode = rec.DIRECTION_CODES[rec.Direction.OUT]
         self.counter_key = (name, self.dcode, rec.PENDING)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = create_file(path, "outbox file")
         try:
             _allocate(fd, FILE_SIZE)  # a sparse page written on a full disk would be SIGBUS, not an error
             self._mm = mmap.mmap(fd, FILE_SIZE)
@@ -142,10 +143,7 @@ class Outbox:
             raise StoreError(f"cannot create the outbox file {path}: {e}") from e
         self._key = int.from_bytes(os.urandom(4), "little")
         self._mm[: _FIXED.size + len(encoded)] = _FIXED.pack(MAGIC, self._key, len(encoded)) + encoded
-        if not keep_fd:  # nothing fsyncs it but journal.sync(): the mapping's own descriptor is enough
-            os.close(fd)  # (see inflight.close_descriptor)
-            fd = -1
-        self.fd = fd
+        self.fd = fd if keep_fd else close_descriptor(fd)
         self.pos = 0  # where the next record goes, from the start of the ring (the journal's lock guards it)
         self.uncounted = 0  # appends less confirmations not in the journal's counters yet (Counters.lazy)
         # While the write position is below this, nothing is in the way of the next record (see in_the_way).
@@ -278,9 +276,7 @@ class Outbox:
             if self._mm.closed:
                 return
             self._mm.close()
-            if self.fd >= 0:
-                os.close(self.fd)
-                self.fd = -1
+            self.fd = close_descriptor(self.fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
