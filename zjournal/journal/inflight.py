@@ -50,7 +50,7 @@ import msgpack
 
 from zjournal.errors import JournalCorruptError, StoreError
 from zjournal.journal import entry as rec
-from zjournal.journal import outbox
+from zjournal.journal import mapped_file, outbox
 from zjournal.journal.mapped_file import close_descriptor, create_file
 
 DIRECTORY = "inflight"
@@ -292,7 +292,7 @@ class SlotFile:
         with self._closing:
             if not self._mm.closed:
                 held = (self.inbound.entry_id, self.outbound.entry_id)  # read first: a later write is synced next
-                sync_mapped(self.fd, self._mm)
+                mapped_file.sync(self.fd, self._mm, _fdatasync)
                 self._synced = held
 
     def sync_if_changed(self) -> None:
@@ -312,14 +312,6 @@ class SlotFile:
 
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
-
-
-def sync_mapped(fd: int, mm: mmap.mmap) -> None:
-    """Make a mapped file's data durable: fdatasync through ``fd`` (where a probe may watch), else msync."""
-    if fd >= 0:
-        _fdatasync(fd)  # writes the mapping's dirty pages too (Linux page cache)
-    else:
-        mm.flush()  # msync(MS_SYNC): the same, through the mapping
 
 
 def fdatasync(fd: int) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 import os
+from collections.abc import Callable
 
 from zjournal.errors import StoreError
 
@@ -19,6 +21,18 @@ def create_file(path: str, what: str) -> int:
         raise
     except OSError as e:
         raise StoreError(f"cannot create the {what} {path}: {e}") from e
+
+
+def sync(fd: int, mm: mmap.mmap, fdatasync: Callable[[int], None]) -> None:
+    """Make a mapped file's data durable: ``fdatasync(fd)`` where a descriptor is kept, else msync.
+
+    (``fdatasync``: the caller's module's, where a probe or the power-loss
+    harness may watch it.)
+    """
+    if fd >= 0:
+        fdatasync(fd)  # writes the mapping's dirty pages too (Linux page cache)
+    else:
+        mm.flush()  # msync(MS_SYNC): the same, through the mapping
 
 
 def close_descriptor(fd: int) -> int:

@@ -41,6 +41,7 @@ import msgpack
 
 from zjournal.errors import StoreError
 from zjournal.journal import entry as rec
+from zjournal.journal import mapped_file
 from zjournal.journal.mapped_file import close_descriptor, create_file
 
 MAGIC = b"ZJRING1\0"
@@ -260,10 +261,7 @@ class Outbox:
         with self._closing:
             if not self._mm.closed:
                 writes = self._writes  # read first: a later write is synced next time
-                if self.fd >= 0:
-                    _fdatasync(self.fd)
-                else:
-                    self._mm.flush()  # msync(MS_SYNC): the same, through the mapping
+                mapped_file.sync(self.fd, self._mm, _fdatasync)
                 self._synced = writes
 
     def sync_if_changed(self) -> None:
