@@ -166,6 +166,13 @@ class Closing:
         state.returned.clear()
         if self.context is not None:
             self.context._rm_socket(self)
+        if self.type == zmq.PULL:
+            # A PULL never sends: a linger keeps nothing of its own. But libzmq 4.3.5, closing one with a
+            # linger (the default: for ever) while more than its RCVHWM of messages wait from a peer that
+            # has gone, never finishes the close, and ctx.term() waits for ever (plain pyzmq too). A confirm
+            # sender's resends of what this journal holds already are such a backlog, left unread by an
+            # application that stops once it has what it expected.
+            linger = 0
         origin = self._origin
         if origin is None:
             super().close(linger)
