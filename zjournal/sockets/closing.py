@@ -39,6 +39,7 @@ class Closing:
     _resend_hold: Any
     _origin: Any
     _closed: bool
+    _is_pull: bool
     type: Any
     context: Any
     closed: bool
@@ -166,7 +167,7 @@ class Closing:
         state.returned.clear()
         if self.context is not None:
             self.context._rm_socket(self)
-        if self.type == zmq.PULL:
+        if self._is_pull:
             # A PULL never sends: a linger keeps nothing of its own. But libzmq 4.3.5, closing one with a
             # linger (the default: for ever) while more than its RCVHWM of messages wait from a peer that
             # has gone, never finishes the close, and ctx.term() waits for ever (plain pyzmq too). A confirm

@@ -184,6 +184,10 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
         # Until a receiver confirms something, or the warning went: a resend after 2 x timeout says so (see _resend).
         self._warn_if_unconfirmed = True
         self._started = time.monotonic()
+        # What the receivers confirmed last: when (monotonic; 0: nothing yet), and the latest time any message
+        # confirmed so far was sent. An entry sent before that one, still unconfirmed, was overtaken (see _resend_due).
+        self._heard_at = 0.0
+        self._overtaken_before = 0.0
         # An event loop's wait_confirmed, told (from whichever thread) each time confirmations were settled;
         # while it is set the thread takes confirmations in as they come (see _run).
         self.settled_hook: Callable[[], None] | None = None

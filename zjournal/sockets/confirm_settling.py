@@ -47,6 +47,8 @@ class Settling:
     _dead_letters: int
     _waits: int
     _warn_if_unconfirmed: bool
+    _heard_at: float
+    _overtaken_before: float
     _first_sent: Any
 
     def _take_confirms_now(self) -> None:
@@ -120,7 +122,10 @@ class Settling:
             self._first_sent()  # (the confirmed ids leave _order's front)
             self._settling += len(mine)
         if mine:
-            now = time.monotonic()
+            now = self._heard_at = time.monotonic()
+            newest = max(sent_at)
+            if newest > self._overtaken_before:
+                self._overtaken_before = newest
             try:
                 self._port.settle_many(self._name, _OUT, mine, self._box)
             finally:
@@ -148,7 +153,7 @@ class Settling:
             # Those no wait told of yet leave the count (a wait that was told of the others said so already).
             self._dead_letters -= sum(1 for _sent, wait in gone if wait == self._waits)
         if acked:
-            now = time.monotonic()
+            now = self._heard_at = time.monotonic()
             self._port.confirmed(len(acked), now * len(acked) - sum(sent_at), now - min(sent_at))
             log.info(
                 "journal socket %r: %d dead letter(s) confirmed by a receiver after all (they waited in its queue "
@@ -159,6 +164,7 @@ class Settling:
 
     def _settle_refused(self, refused: list[tuple[list[int], str]]) -> None:
         """Make what receivers refused dead letters, with their reason (the ids are out of the maps already)."""
+        self._heard_at = time.monotonic()  # (a receiver answers: it is there)
         for ids, reason in refused:
             dead = 0
             try:

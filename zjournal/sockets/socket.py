@@ -120,6 +120,7 @@ class JournaledSocket(
     _max_attempts: int | None = None
     _router: bool = False  # inbound messages carry the sender's routing id first
     _is_rep: bool = False
+    _is_pull: bool = False  # (closed without a linger: zjournal.sockets.closing)
     _confirm_pause: Callable[[float], Any] | None = None  # how wait_confirmed waits, if not in libzmq (zmq.green)
     # Everything that changes per message lives in a plain object: setting an
     # attribute on a pyzmq socket goes through its (slow) option-aware __setattr__.
@@ -151,6 +152,7 @@ class JournaledSocket(
         self._max_attempts = journal.max_attempts if max_attempts is None else max_attempts
         self._router = socket_type == zmq.ROUTER
         self._is_rep = socket_type == zmq.REP
+        self._is_pull = socket_type == zmq.PULL
         if prefetch:
             if not isinstance(prefetch, int) or prefetch < 0:
                 raise InvalidArgumentError(f"prefetch must be a count >= 0, not {prefetch!r}")
