@@ -22,7 +22,8 @@ Scenarios (``pushpull.py`` also runs alone, with more variants: see its docstrin
   pending entries, and bytes on disk per entry;
 * ``scaling``: per-call costs (``ack``, ``get``, ``wrap``, ``count``,
   ``oldest_pending``) at 1 and 2,000 open sockets, 1 and 100,000 names used,
-  1 and 100,000 dead letters: they must not grow.
+  1 and 100,000 dead letters, and a ``confirm=True`` send with 1,000 and
+  200,000 messages unconfirmed: they must not grow.
 
 Every figure is a median over ``--repeat`` runs, with min and max; ratios
 compare with raw pyzmq (or zmq.proxy) *from the same invocation*, because the
@@ -112,6 +113,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return scaling.run(
             sockets=(1, 200) if quick else (1, 2000),
             names=(1, 5_000) if quick else (1, 100_000),
+            unconfirmed=(1_000, 60_000) if quick else (1_000, 200_000),
             repeat=1 if quick else args.repeat,
         )
     raise SystemExit(f"unknown scenario {name!r}: choose from {', '.join(SCENARIOS)}")

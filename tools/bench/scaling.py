@@ -8,7 +8,12 @@ sockets) timed beside 1 open journaled socket and beside 2,000; then
 after 100,000 names were used once (and are empty again), and
 ``oldest_pending()`` (what a metrics scrape asks) with 1 and with 100,000
 dead letters ahead of the oldest pending entry (after a first call, which
-reads past them once). Each figure is µs per call,
+reads past them once); and a ``confirm=True`` ``send`` with 1,000 and with
+200,000 messages unconfirmed (its receiver reads nothing: a producer far
+ahead of its consumer). Past its outbox's ring (8 MiB: ~43,000 messages of
+100 B) every message goes to the store once, a chunk of them per write: that
+part grows once, not with the count (a defect once made it a write per send,
+5 to 8 times the cost). Each figure is µs per call,
 the median of ``--repeat`` runs; the last column is the ratio of the large
 case to the small one (about 1 when the cost does not grow).
 """
@@ -63,7 +68,28 @@ def _dead_letters(journal: Any, dead: int) -> dict[str, float]:
     return {"oldest_pending()": _per_call(lambda _: journal.oldest_pending(), [None] * 300)}
 
 
-def run(sockets: tuple[int, int] = (1, 2000), names: tuple[int, int] = (1, 100_000), repeat: int = 3) -> dict[str, Any]:
+def _unconfirmed(journal: Any, ctx: zmq.Context, count: int, path: str) -> dict[str, float]:
+    reader = ctx.socket(zmq.PULL)  # bound, never read: nothing is confirmed
+    reader.rcvhwm = 0
+    reader.bind(f"ipc://{path}.sock")
+    sock = journal.wrap(ctx.socket(zmq.PUSH), name="ahead", confirm=True, confirm_timeout=3600)
+    sock.sndhwm = 0
+    sock.connect(f"ipc://{path}.sock")
+    payload = b"x" * 100
+    for _ in range(count):
+        sock.send(payload)
+    costs = {"send, confirm=True": _per_call(sock.send, [payload] * 10_000)}
+    sock.close(0)
+    reader.close(0)
+    return costs
+
+
+def run(
+    sockets: tuple[int, int] = (1, 2000),
+    names: tuple[int, int] = (1, 100_000),
+    unconfirmed: tuple[int, int] = (1_000, 200_000),
+    repeat: int = 3,
+) -> dict[str, Any]:
     import zjournal
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -87,6 +113,13 @@ def run(sockets: tuple[int, int] = (1, 2000), names: tuple[int, int] = (1, 100_0
                         samples.setdefault((call, f"{size} names"), []).append(us)
                     for call, us in _dead_letters(journal, size).items():
                         samples.setdefault((call, f"{size} dead"), []).append(us)
+            for size in unconfirmed:
+                index += 1
+                ctx = zmq.Context()
+                with zjournal.open(f"{tmp}/u{index}.journal", plugins=False) as journal:
+                    for call, us in _unconfirmed(journal, ctx, size, f"{tmp}/u{index}").items():
+                        samples.setdefault((call, f"{size} unconfirmed"), []).append(us)
+                ctx.term()
     rows = []
     for call, unit, (small, large) in [
         ("get", "sockets", sockets),
@@ -95,12 +128,13 @@ def run(sockets: tuple[int, int] = (1, 2000), names: tuple[int, int] = (1, 100_0
         ("count(name, state)", "names", names),
         ("count(state)", "names", names),
         ("oldest_pending()", "dead", names),
+        ("send, confirm=True", "unconfirmed", unconfirmed),
     ]:
         a = statistics.median(samples[(call, f"{small} {unit}")])
         b = statistics.median(samples[(call, f"{large} {unit}")])
         rows.append({"call": call, "beside": unit, "small": small, "large": large, "small_us": a, "large_us": b})
     return {
-        "title": f"µs per call at a small and a large number of sockets / names / dead letters, median of {repeat}",
+        "title": f"µs per call, small against large (sockets, names, dead letters, unconfirmed), median of {repeat}",
         "rows": rows,
     }
 
