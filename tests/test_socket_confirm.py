@@ -19,6 +19,7 @@ import zjournal
 from zjournal.journal import inflight, seen
 from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
+from zjournal.store.rocks import RocksStore
 
 ORIGIN = b"\x07" * 16
 
@@ -333,6 +334,37 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
     assert {h.origin for h in new_headers} == {old_headers[0].origin}  # each under the run that first sent it
     new_run = _as_sent(after[3])[0].origin  # a new message: this run's origin, of the same stream
     assert new_run != old_headers[0].origin and wire.stream_of(new_run) == wire.stream_of(old_headers[0].origin)
+
+
+def test_a_restarted_senders_backlog_goes_first_its_attempts_counted_a_batch_per_store_write(
+    open_journal, ctx, endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer = ctx.socket(zmq.PULL)  # plain: it never confirms
+    where = endpoint()
+    peer.bind(where)
+    first = open_journal()
+    push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    for n in range(1000):
+        push.send(b"old-%d" % n)
+    for _ in range(1000):
+        peer.recv()
+    push.close(linger=0)
+    first.close()
+    again = open_journal()
+    push = again.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
+    push.connect(where)
+    writes = []
+    write = RocksStore.write
+    monkeypatch.setattr(RocksStore, "write", lambda store, batch, **kw: writes.append(1) or write(store, batch, **kw))
+    push.send(b"new")  # the backlog first, in order
+    monkeypatch.undo()
+    received = [_as_sent(peer.recv_multipart())[1][0] for _ in range(1001)]
+    assert received == [b"old-%d" % n for n in range(1000)] + [b"new"]
+    assert {e.attempts for e in again.entries(name="out", state="pending")} == {1, 2}  # (1: the new one)
+    assert sum(e.attempts == 2 for e in again.entries(name="out", state="pending")) == 1000
+    assert len(writes) <= 10  # a write per 256 resends, not one each
+    push.close(linger=0)
 
 
 def test_a_restarted_senders_earlier_run_is_deduplicated_and_confirmed_to_its_new_intake(

@@ -556,9 +556,28 @@ class SocketPort(ConfirmPort):
             if len(batch):
                 ledger.commit(batch, [])
 
-    def _count_deliveries(self, batch: Any, entry_ids: Sequence[int], now: float) -> None:
-        """Put attempts + 1 into ``batch`` for each entry still pending (acked ones are left alone; lock held)."""
+    def resent(self, entry_ids: Sequence[int]) -> None:
+        """A confirm sender sent these entries again: attempts + 1 each still pending, in one write."""
         ledger = self.ledger
+        with ledger.lock:
+            ledger.check_open()
+            # Out of their outbox first, in one write (load_for_update would spill each in a write of its own)
+            ledger.spill_held([cell for cell in map(ledger.holding, entry_ids) if cell is not None])
+            batch = ledger.batch()
+            counted = self._count_deliveries(batch, entry_ids, time.time())
+            if counted:
+                ledger.commit(batch, [])
+            if ledger.observers:
+                for entry_id, r in counted:
+                    ledger.emit("on_redelivery", r[3], r[4], entry_id, r[1])
+
+    def _count_deliveries(self, batch: Any, entry_ids: Sequence[int], now: float) -> list[tuple[int, list]]:
+        """Put attempts + 1 into ``batch`` for each entry still pending (acked ones are left alone; lock held).
+
+        Returns the records counted.
+        """
+        ledger = self.ledger
+        counted = []
         for entry_id in entry_ids:
             r = ledger.load_for_update(entry_id)
             if r is None or r[0] != rec.PENDING:
@@ -566,6 +585,8 @@ class SocketPort(ConfirmPort):
             r[1] += 1
             r[6] = now
             batch.put("entries", rec.encode_key(entry_id), rec.encode_record(*r))
+            counted.append((entry_id, r))
+        return counted
 
     def handed(self, slots: SlotFile, first: int, through: int, acks_earlier: bool) -> None:
         """A prefetching socket handed over its read-ahead entries ``first`` to ``through``: record it in its slot file.
