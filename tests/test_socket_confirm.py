@@ -299,11 +299,13 @@ def test_confirms_flow_where_the_applications_context_runs_a_zap_authenticator(j
         auth.stop()
 
 
-def _a_first_run_to_a_plain_peer(open_journal, ctx, endpoint) -> tuple[zmq.Socket, str, list[list[bytes]]]:
-    """A confirm PUSH of the default journal sends old-0..2 to a plain PULL, then closes with its journal.
+def _a_first_run_to_a_plain_peer(
+    open_journal, ctx, endpoint, count: int = 3
+) -> tuple[zmq.Socket, str, list[list[bytes]]]:
+    """A confirm PUSH of the default journal sends old-0..count-1 to a plain PULL, then closes with its journal.
 
     Returns the PULL, its endpoint and the frames as they went (headers and
-    all): the three stay pending, since a plain peer never confirms.
+    all): they stay pending, since a plain peer never confirms.
     """
     peer = ctx.socket(zmq.PULL)
     where = endpoint()
@@ -311,9 +313,9 @@ def _a_first_run_to_a_plain_peer(open_journal, ctx, endpoint) -> tuple[zmq.Socke
     first = open_journal()
     push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
     push.connect(where)
-    for n in range(3):
+    for n in range(count):
         push.send(b"old-%d" % n)
-    frames = [peer.recv_multipart() for _ in range(3)]
+    frames = [peer.recv_multipart() for _ in range(count)]
     push.close(linger=0)  # (the default would wait for confirmations a plain peer never sends)
     first.close()
     return peer, where, frames
@@ -339,18 +341,7 @@ def test_pending_entries_of_an_earlier_run_go_first_after_a_restart(open_journal
 def test_a_restarted_senders_backlog_goes_first_its_attempts_counted_a_batch_per_store_write(
     open_journal, ctx, endpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    peer = ctx.socket(zmq.PULL)  # plain: it never confirms
-    where = endpoint()
-    peer.bind(where)
-    first = open_journal()
-    push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
-    push.connect(where)
-    for n in range(1000):
-        push.send(b"old-%d" % n)
-    for _ in range(1000):
-        peer.recv()
-    push.close(linger=0)
-    first.close()
+    peer, where, _ = _a_first_run_to_a_plain_peer(open_journal, ctx, endpoint, count=1000)
     again = open_journal()
     push = again.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
     push.connect(where)
