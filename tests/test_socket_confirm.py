@@ -7,6 +7,7 @@ format of zjournal.sockets.confirm_wire, as a journaled peer would.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import threading
 import time
@@ -216,6 +217,31 @@ def test_a_receiver_slower_than_the_timeout_but_confirming_is_sent_no_copies(ope
     assert not pull.poll(300)  # no copy waits to be read
     assert receiver.info()["confirm"]["duplicates_dropped"] == 0
     assert sender.info()["confirm"]["confirmed"] == 300
+
+
+def test_resends_to_a_receiver_that_never_confirms_back_off(open_journal, ctx, endpoint) -> None:
+    # Each resend doubles the wait before the next (confirm_timeout x 1, 2, 4, ...), as TCP's retransmissions do:
+    # else a sender whose peer went resends all it holds every confirm_timeout for ever (a ROUTER drops what it
+    # cannot route, so nothing pauses it: 20,000 unconfirmed took half a core).
+    peer = ctx.socket(zmq.PULL)  # plain: it never confirms
+    where = endpoint()
+    peer.bind(where)
+    journal = open_journal()
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)
+    push.connect(where)
+    push.send(b"m")
+    start = time.monotonic()
+    arrived = []
+    while time.monotonic() - start < 3.4:
+        if peer.poll(20):
+            peer.recv()
+            arrived.append(time.monotonic() - start)
+    # Sent at 0, then again at about 0.2, 0.6, 1.4 and 3.0 s: 5 copies (every 0.2 s: 17)
+    assert 3 <= len(arrived) <= 7, arrived
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrived)]
+    assert gaps[-1] > 2.5 * gaps[0], gaps
+    assert next(iter(journal.entries(name="out"))).attempts == len(arrived)
+    push.close(linger=0)
 
 
 def test_an_entry_overtaken_by_confirmed_ones_is_sent_again_while_confirmations_flow(journal, ctx, endpoint) -> None:

@@ -663,7 +663,8 @@ class Journal:
 
         ``confirm=True`` (a PUSH): each outbound entry stays pending until the
         receiving journal confirms it journaled the message, and is sent again
-        every ``confirm_timeout`` seconds (default 5) until then, also after a
+        after ``confirm_timeout`` seconds (default 5) until then, each resend
+        doubling the wait for the next (up to 32x, or 5 minutes), also after a
         restart (zjournal.sockets.confirm). Receivers need no option.
 
         ``resend_after`` (a REQ; default 10 s, None: never): a request with no

@@ -287,7 +287,8 @@ class SeenIndex:
         """Forget whole, in ``batch``, the runs whose keys were last written :data:`IDLE_FORGET` seconds ago.
 
         Their sender sent nothing since, not even a resend (a sender resends
-        what is unconfirmed every ``confirm_timeout``): it is gone, or down
+        what is unconfirmed at least every 5 minutes, or ``confirm_timeout``
+        if longer: zjournal.sockets.confirm_resending): it is gone, or down
         for that long. ``busy``: origins with keys in a key ring not stored
         yet (heard from since). Returns what to run after the write; None if
         nothing goes.

@@ -49,7 +49,7 @@ from zjournal.journal.port import SocketPort
 from zjournal.sockets import confirm_channel
 from zjournal.sockets import confirm_wire as wire
 from zjournal.sockets.application_hold import ApplicationHold
-from zjournal.sockets.confirm_resending import Resending
+from zjournal.sockets.confirm_resending import BACKOFF_LEVELS, Resending
 from zjournal.sockets.confirm_settling import Settling
 from zjournal.sockets.confirm_thread import TICK, ConfirmThread, Wakeup
 from zjournal.sockets.libzmq import NOBLOCK, SNDMORE, base_send
@@ -164,6 +164,9 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
         # Sent again, or pending from an earlier run: entry id -> when last sent, in the order of that
         # time (a resend moves an id to the end, so what is due is at the front), and their ids ascending.
         self._unconfirmed: dict[int, float] = {}
+        # The same entries by number of resends (Resending._resend_due): (entry id, when sent) in the order sent;
+        # an item whose time is not the entry's in _unconfirmed any more (confirmed, sent again) leaves lazily.
+        self._levels = [collections.deque[tuple[int, float]]() for _ in range(BACKOFF_LEVELS)]
         self._ids: collections.deque[int] = collections.deque()
         self._mutex = threading.Lock()  # guards them between the application and the thread (see above)
         self._backlog: collections.deque[int] = collections.deque()  # pending from an earlier run, not resent yet
@@ -211,6 +214,7 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
                 continue
             port.adopt(entry_id, name, _OUT)
             self._unconfirmed[entry_id] = 0.0
+            self._levels[0].append((entry_id, 0.0))
             self._ids.append(entry_id)
             self._backlog.append(entry_id)
         # Recorded before anything is sent: a resend goes out under the run that first sent it (_origin_of).

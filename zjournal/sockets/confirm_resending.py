@@ -12,9 +12,11 @@ entry becomes a dead letter instead.
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import zmq
@@ -35,6 +37,13 @@ _RESEND_RETRY = 0.1
 # Entries max_attempts made dead letters, remembered (the newest) for a confirmation that comes after all.
 _EXPIRED_KEPT = 65_536
 _COUNT_EVERY = 256  # a backlog's resends are counted (a store write) every this many
+# An entry sent again k times waits confirm_timeout x 2**k before the next (k at most BACKOFF_LEVELS - 1: 32x),
+# as TCP backs off its retransmissions: a ROUTER whose peer went (it drops what it cannot route, so nothing
+# pauses its resends) with 20,000 unconfirmed, confirm_timeout 1, took half a core for ever without it.
+BACKOFF_LEVELS = 6
+# ... but never longer than this (seconds), unless confirm_timeout is: a receiver forgets a sender not heard
+# from for a day (zjournal.journal.seen.IDLE_FORGET), and a live sender's resends must come well before.
+BACKOFF_CAP = 300.0
 
 
 class Resending:
@@ -54,6 +63,7 @@ class Resending:
     _sent_at: dict[int, float]
     _order: Any
     _unconfirmed: dict[int, float]
+    _levels: list[Any]
     _ids: Any
     _backlog: Any
     _expired: dict[int, tuple[float, int]]
@@ -91,7 +101,7 @@ class Resending:
         resent: list[int] = []
         try:
             while self._backlog:
-                self._resend(self._backlog[0], noblock, resent)
+                self._resend(self._backlog[0], noblock, resent, 0)
                 self._backlog.popleft()
                 if len(resent) >= _COUNT_EVERY:
                     self._count_attempts(resent)
@@ -146,7 +156,10 @@ class Resending:
         journaled PULL fed by four senders, 10,000 queued each, at 6,500
         msg/s: 59,030 copies dropped for 100,000 messages; 2026-12-07). When
         nothing is confirmed for ``confirm_timeout``, whatever waited that
-        long goes again, as TCP's retransmission timer does.
+        long goes again, as TCP's retransmission timer does; and as TCP, each
+        resend doubles the wait before the next (:data:`BACKOFF_LEVELS`).
+        The entries sent again wait in a queue per number of resends, each in
+        the order of their last send: a look reads the fronts only.
         """
         now = time.monotonic()
         if now < self._resend_paused_until:
@@ -154,12 +167,15 @@ class Resending:
         timeout = self._timeout
         # Sent at or after this time: not due while confirmations come (see above)
         late_from = self._overtaken_before if now - self._heard_at < timeout else now
-        due = []
+        due: list[tuple[int, float, int]] = []  # (entry id, when last sent, its level)
         with self._mutex:
-            for i, sent in self._unconfirmed.items():  # oldest send first
-                if now - sent < timeout or sent >= late_from or len(due) >= 1000:
-                    break
-                due.append(i)
+            unconfirmed = self._unconfirmed
+            for level, wait, waiting in self._waiting_again():
+                for entry_id, sent in waiting:  # oldest send first
+                    if now - sent < wait or sent >= late_from or len(due) >= 1000:
+                        break
+                    if unconfirmed.get(entry_id) == sent:
+                        due.append((entry_id, sent, level))
             # Then those sent once, oldest first (their ids' order). Indexed, not iterated: the
             # application's thread may append meanwhile.
             order, sent_at = self._order, self._sent_at
@@ -173,10 +189,11 @@ class Resending:
                     continue  # confirmed, or sent again (in _unconfirmed)
                 if now - sent < timeout or sent >= late_from:
                     break
-                due.append(entry_id)
+                due.append((entry_id, sent, 0))
+        due.sort()  # oldest message first
         resent: list[int] = []
         try:
-            for entry_id in due:
+            for entry_id, sent, level in due:
                 # (a short wait, not a try: an application polling the socket in a loop holds the lock most of
                 # the time, and a try alone would almost never get it; from the application's thread: a try)
                 if self._stop.is_set():
@@ -184,11 +201,11 @@ class Resending:
                 if not self.hold.try_enter(TICK if in_thread else 0):
                     return  # the application is using the socket: later
                 try:
-                    if not self._still_due(entry_id, now - timeout):
+                    if not self._last_sent_at(entry_id, sent):
                         continue  # sent again meanwhile (the application's send of the backlog), or confirmed
                     if self._backlog and self._backlog[0] == entry_id:
                         self._backlog.popleft()
-                    self._resend(entry_id, NOBLOCK, resent)
+                    self._resend(entry_id, NOBLOCK, resent, level)
                 except zmq.Again:
                     self._resend_paused_until = time.monotonic() + _RESEND_RETRY
                     return  # the peers are full or gone: later
@@ -197,18 +214,33 @@ class Resending:
         finally:
             self._count_attempts(resent)
 
-    def _still_due(self, entry_id: int, sent_before: float) -> bool:
-        """Whether ``entry_id`` is unconfirmed and was last sent at ``sent_before`` (monotonic) or earlier."""
-        with self._mutex:
-            sent = self._unconfirmed.get(entry_id)
-            if sent is None:
-                sent = self._sent_at.get(entry_id)
-        return sent is not None and sent <= sent_before
+    def _waiting_again(self) -> Iterator[tuple[int, float, collections.deque[tuple[int, float]]]]:
+        """Each level's queue (mutex held), what left it at its front dropped: level, its wait, queue."""
+        unconfirmed = self._unconfirmed
+        longest = max(self._timeout, BACKOFF_CAP)
+        for level, waiting in enumerate(self._levels):
+            while waiting and unconfirmed.get(waiting[0][0]) != waiting[0][1]:
+                waiting.popleft()  # confirmed, or sent again since (then in the next level)
+            yield level, min(self._timeout * (1 << level), longest), waiting
 
-    def _resend(self, entry_id: int, flags: int, resent: list[int]) -> None:
+    def _next_due(self) -> float | None:
+        """When the first entry sent again is due again (monotonic; mutex held), or None: none is."""
+        fronts = [waiting[0][1] + wait for _level, wait, waiting in self._waiting_again() if waiting]
+        return min(fronts, default=None)
+
+    def _last_sent_at(self, entry_id: int, sent: float) -> bool:
+        """Whether ``entry_id`` is unconfirmed and was last sent at ``sent`` (monotonic), not since."""
+        with self._mutex:
+            last = self._unconfirmed.get(entry_id)
+            if last is None:
+                last = self._sent_at.get(entry_id)
+        return last == sent
+
+    def _resend(self, entry_id: int, flags: int, resent: list[int], level: int) -> None:
         """Send an unconfirmed entry again (lock held), its id added to ``resent`` (for :meth:`_count_attempts`).
 
-        Past ``max_attempts`` it goes dead instead.
+        ``level``: the resends it had (at most the last level); it waits in
+        the next one. Past ``max_attempts`` it goes dead instead.
         """
         entry = self._port.load(entry_id)
         if entry is None or entry.state.value != "pending":
@@ -245,12 +277,14 @@ class Resending:
                 time.monotonic() - self._started,
             )
         resent.append(entry_id)  # (confirmed meanwhile: not counted, and gone from the maps below already)
+        now = time.monotonic()
         with self._mutex:
             if self._sent_at.pop(entry_id, None) is not None:  # sent again for the first time
                 self._ids.append(entry_id)  # (ascending: resends go oldest first, each after those before)
-                self._unconfirmed[entry_id] = time.monotonic()
-            elif self._unconfirmed.pop(entry_id, None) is not None:
-                self._unconfirmed[entry_id] = time.monotonic()  # to the end: sent last
+            elif self._unconfirmed.pop(entry_id, None) is None:
+                return  # confirmed meanwhile
+            self._unconfirmed[entry_id] = now  # (at the end: sent last)
+            self._levels[min(level + 1, BACKOFF_LEVELS - 1)].append((entry_id, now))
 
     def _forget(self, entry_id: int) -> None:
         """``entry_id`` waits for no confirmation any more (settled or dead meanwhile)."""

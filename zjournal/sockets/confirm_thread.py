@@ -89,9 +89,9 @@ class ConfirmThread:
     _last_send: float
     _confirmed: Any
     _sent_at: dict[int, float]
-    _unconfirmed: dict[int, float]
     _resend_paused_until: float
     _first_sent: Any
+    _next_due: Any
     _take_confirms: Any
     _settle_confirmed: Any
     _resend_due: Any
@@ -155,15 +155,15 @@ class ConfirmThread:
         if not self.resends_in_thread:
             return longest  # its resends come from the application's calls
         with self._mutex:
-            oldest = next(iter(self._unconfirmed.values()), None)  # (in the order of their last send)
+            due = self._next_due()
             first = self._first_sent()
             if first is not None:
                 sent = self._sent_at.get(first)
-                if sent is not None and (oldest is None or sent < oldest):
-                    oldest = sent
-        if oldest is None:
+                if sent is not None and (due is None or sent + self._timeout < due):
+                    due = sent + self._timeout
+        if due is None:
             return longest
-        due = max(oldest + self._timeout, self._resend_paused_until)
+        due = max(due, self._resend_paused_until)
         return max(TICK, min(longest, due - now))
 
     def _wake_thread(self) -> None:
