@@ -162,7 +162,7 @@ class ConfirmSender(Settling, Resending, ConfirmThread):
         self._sent_at: dict[int, float] = {}
         self._order: collections.deque[int] = collections.deque()
         # Sent again, or pending from an earlier run: entry id -> when last sent, in the order of that
-        # time (a resend moves an id to the end, so what is due is at the front), and their ids ascending.
+        # time (a resend moves an id to the end), and their ids ascending.
         self._unconfirmed: dict[int, float] = {}
         # The same entries by number of resends (Resending._resend_due): (entry id, when sent) in the order sent;
         # an item whose time is not the entry's in _unconfirmed any more (confirmed, sent again) leaves lazily.

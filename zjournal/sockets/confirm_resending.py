@@ -2,7 +2,8 @@
 
 A mixin of :class:`zjournal.sockets.confirm.ConfirmSender`. An entry not
 confirmed within ``confirm_timeout`` seconds goes out again, oldest first, a
-thousand at most per look, under the origin of the run that first sent it:
+thousand at most per look, each resend doubling the wait for the next (see
+:data:`BACKOFF_LEVELS`), under the origin of the run that first sent it:
 from the background thread (a PUSH) or the application's own calls (a DEALER,
 ROUTER or PAIR, which also receive). An earlier run's unconfirmed entries go
 before anything new. Each resend counts an attempt; at ``max_attempts`` the
