@@ -45,6 +45,21 @@ def _as_sent(frames: list[bytes], at: int = 0) -> tuple[wire.Header, list[bytes]
     return header, frames
 
 
+def _confirm_push_to_plain_pull(
+    journal: zjournal.Journal, ctx: zmq.Context, endpoint, timeout: float
+) -> tuple[zmq.Socket, zmq.Socket, str]:
+    """A confirm PUSH of ``journal`` connected to a plain PULL (which confirms nothing unless the test does).
+
+    Returns the PULL, the PUSH and the PULL's endpoint.
+    """
+    peer = ctx.socket(zmq.PULL)
+    where = endpoint()
+    peer.bind(where)
+    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=timeout)
+    push.connect(where)
+    return peer, push, where
+
+
 def test_frames_arrive_exactly_as_sent_and_every_entry_is_confirmed(open_journal, tmp_path, ctx, endpoint) -> None:
     sender = open_journal(str(tmp_path / "a"))
     receiver = open_journal(str(tmp_path / "b"))
@@ -178,11 +193,7 @@ def test_recv_into_gets_the_frames_as_sent_without_the_header(open_journal, tmp_
 
 
 def test_an_unconfirmed_entry_is_sent_again_until_confirmed_even_by_an_idle_sender(journal, ctx, endpoint) -> None:
-    peer = ctx.socket(zmq.PULL)  # plays the receiver: reads, confirms only when the test says
-    where = endpoint()
-    peer.bind(where)
-    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.1)
-    push.connect(where)
+    peer, push, _ = _confirm_push_to_plain_pull(journal, ctx, endpoint, 0.1)  # the PULL confirms when told
     push.send(b"order-1")
     header, first = _as_sent(peer.recv_multipart())
     header_again, again = _as_sent(peer.recv_multipart())  # the application sent nothing more: the resend comes
@@ -223,12 +234,8 @@ def test_resends_to_a_receiver_that_never_confirms_back_off(open_journal, ctx, e
     # Each resend doubles the wait before the next (confirm_timeout x 1, 2, 4, ...), as TCP's retransmissions do:
     # else a sender whose peer went resends all it holds every confirm_timeout for ever (a ROUTER drops what it
     # cannot route, so nothing pauses it: 20,000 unconfirmed took half a core).
-    peer = ctx.socket(zmq.PULL)  # plain: it never confirms
-    where = endpoint()
-    peer.bind(where)
     journal = open_journal()
-    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)
-    push.connect(where)
+    peer, push, _ = _confirm_push_to_plain_pull(journal, ctx, endpoint, 0.2)  # the PULL never confirms
     push.send(b"m")
     start = time.monotonic()
     arrived = []
@@ -247,11 +254,7 @@ def test_resends_to_a_receiver_that_never_confirms_back_off(open_journal, ctx, e
 def test_an_entry_overtaken_by_confirmed_ones_is_sent_again_while_confirmations_flow(journal, ctx, endpoint) -> None:
     # The other half of the rule above: a message sent after it was confirmed, so it was lost (or waits at
     # a receiver that is stuck), and it goes again after confirm_timeout although confirmations keep coming.
-    peer = ctx.socket(zmq.PULL)  # plays the receiver: confirms everything but the first message
-    where = endpoint()
-    peer.bind(where)
-    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=0.2)
-    push.connect(where)
+    peer, push, _ = _confirm_push_to_plain_pull(journal, ctx, endpoint, 0.2)  # confirms all but the first
     push.send(b"lost")
     header, frames = _as_sent(peer.recv_multipart())
     back = confirm_channel.open_return(ctx, header.origin, header.endpoint)
@@ -270,11 +273,7 @@ def test_an_entry_overtaken_by_confirmed_ones_is_sent_again_while_confirmations_
 
 
 def test_a_confirm_for_another_origin_or_a_malformed_one_acks_nothing(journal, ctx, endpoint) -> None:
-    peer = ctx.socket(zmq.PULL)
-    where = endpoint()
-    peer.bind(where)
-    push = journal.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
-    push.connect(where)
+    peer, push, _ = _confirm_push_to_plain_pull(journal, ctx, endpoint, 60)
     push.send(b"m")
     header, _ = _as_sent(peer.recv_multipart())
     back = confirm_channel.open_return(ctx, header.origin, header.endpoint)  # (past the handshake)
@@ -333,12 +332,8 @@ def _a_first_run_to_a_plain_peer(
     Returns the PULL, its endpoint and the frames as they went (headers and
     all): they stay pending, since a plain peer never confirms.
     """
-    peer = ctx.socket(zmq.PULL)
-    where = endpoint()
-    peer.bind(where)
     first = open_journal()
-    push = first.wrap(ctx.socket(zmq.PUSH), name="out", confirm=True, confirm_timeout=60)
-    push.connect(where)
+    peer, push, where = _confirm_push_to_plain_pull(first, ctx, endpoint, 60)
     for n in range(count):
         push.send(b"old-%d" % n)
     frames = [peer.recv_multipart() for _ in range(count)]
